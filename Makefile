@@ -1,0 +1,43 @@
+# The README's two commands: `make demo` (the notebook collection on the demo corpus) and
+# `make test` (the test suite). Both create .venv on first use and reuse it afterwards.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+KERNEL := primate-calls
+STAMP  := $(VENV)/.installed-stamp
+
+# The demo corpus reads its recordings from a mirror folder when one sits beside the clone
+# (as in CI); otherwise it downloads them. An explicit PRIMATE_DEMO_MIRROR wins.
+ifneq ($(wildcard ../shared/mirror/SHA256SUMS),)
+PRIMATE_DEMO_MIRROR ?= $(abspath ../shared/mirror)
+endif
+export PRIMATE_DEMO_MIRROR
+# Deliberate thread counts (2-core machines collapse under oversubscription).
+export OMP_NUM_THREADS ?= 2
+export MKL_NUM_THREADS ?= 2
+export OPENBLAS_NUM_THREADS ?= 2
+export MPLBACKEND ?= Agg
+
+.PHONY: setup demo test lab clean-runs
+
+setup: $(STAMP)
+
+$(STAMP): requirements.txt pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet --no-deps -e .
+	$(PY) -m ipykernel install --sys-prefix --name $(KERNEL) --display-name "Python (primate-calls)"
+	touch $(STAMP)
+
+demo: setup
+	$(PY) -m helpers notebooks --corpus demo --data-dir data
+
+test: setup
+	$(PY) -m pytest
+
+lab: setup
+	$(VENV)/bin/jupyter lab notebooks
+
+clean-runs:
+	rm -rf runs/notebooks

@@ -1,0 +1,88 @@
+"""Command line: ``python -m helpers <command>``.
+
+Commands:
+  validate DIR                         print the validation report; exit 1 when there are errors
+  corpus synthetic|demo --out DIR      build a corpus in the challenge layout
+  notebooks [--corpus demo] [...]      execute the notebook collection with papermill into runs/
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+def _cmd_validate(args: argparse.Namespace) -> int:
+    from .corpus import validate_corpus
+
+    report = validate_corpus(args.dir)
+    print(report.format())
+    return 0 if report.ok else 1
+
+
+def _cmd_corpus(args: argparse.Namespace) -> int:
+    if args.kind == "synthetic":
+        from .synthetic import make_synthetic_corpus
+
+        path = make_synthetic_corpus(args.out, n_clips=args.n_clips, seed=args.seed, overwrite=args.overwrite)
+    else:
+        from .demo import build_demo_corpus
+
+        path = build_demo_corpus(args.out, cache_dir=args.cache_dir, mirror=args.mirror, overwrite=args.overwrite)
+    from .corpus import validate_corpus
+
+    report = validate_corpus(path)
+    print(f"wrote {path}")
+    print(report.format(max_lines=20))
+    return 0 if report.ok else 1
+
+
+def _cmd_notebooks(args: argparse.Namespace) -> int:
+    from .notebooks import NotebookError, run_collection
+
+    params = {"corpus": args.corpus, "data_dir": str(Path(args.data_dir).resolve())}
+    for item in args.param or []:
+        key, _, value = item.partition("=")
+        params[key] = json.loads(value) if value[:1] in "[{0123456789-tfn\"" and value not in ("",) else value
+    try:
+        run_collection(params, notebooks=args.only, log_output=args.log)
+    except NotebookError as exc:
+        print(f"FAILED: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m helpers", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("validate", help="validate a corpus in the challenge layout")
+    p.add_argument("dir")
+    p.set_defaults(func=_cmd_validate)
+
+    p = sub.add_parser("corpus", help="build a named corpus")
+    p.add_argument("kind", choices=["synthetic", "demo"])
+    p.add_argument("--out", required=True)
+    p.add_argument("--n-clips", type=int, default=1000, help="synthetic: total clips over the three splits")
+    p.add_argument("--seed", type=int, default=0, help="synthetic: generator seed")
+    p.add_argument("--cache-dir", default="data/downloads", help="demo: where downloads are kept")
+    p.add_argument("--mirror", default=None, help="demo: mirror folder (default: $PRIMATE_DEMO_MIRROR)")
+    p.add_argument("--overwrite", action="store_true")
+    p.set_defaults(func=_cmd_corpus)
+
+    p = sub.add_parser("notebooks", help="execute the notebook collection headless")
+    p.add_argument("--corpus", default="demo", help="demo, synthetic or a corpus folder")
+    p.add_argument("--data-dir", default="data")
+    p.add_argument("--only", nargs="*", help="notebook numbers or names to run (default: all)")
+    p.add_argument("--param", action="append", help="extra NAME=VALUE passed to notebooks that define NAME")
+    p.add_argument("--log", action="store_true", help="stream cell output")
+    p.set_defaults(func=_cmd_notebooks)
+
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,49 @@
+"""Named corpora: build or locate one by name, then read and validate it.
+
+``demo`` (real recordings, see :mod:`helpers.demo`), ``synthetic`` (generated, see
+:mod:`helpers.synthetic`) or the path of any folder in the challenge layout.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from .corpus import Corpus, read_corpus
+
+NAMED_CORPORA = ("demo", "synthetic")
+
+
+def corpus_dir(name: str, data_dir: str | Path = "data", n_clips: int = 1000, seed: int = 0) -> Path:
+    """Folder where corpus ``name`` lives (or would be built) under ``data_dir``."""
+    if name == "demo":
+        return Path(data_dir) / "demo"
+    if name == "synthetic":
+        return Path(data_dir) / f"synthetic-n{n_clips}-seed{seed}"
+    return Path(name)
+
+
+def prepare_corpus(name: str, data_dir: str | Path = "data", n_clips: int = 1000, seed: int = 0,
+                   on_error: str = "raise", mirror: str | Path | None = None,
+                   classes: list[str] | None = None, progress: bool = True) -> Corpus:
+    """Build ``demo`` or ``synthetic`` if absent (reused when present), then read and validate.
+
+    Any other ``name`` is taken as the path of a corpus in the challenge layout. Raises
+    :class:`helpers.corpus.CorpusError` listing every problem when the corpus has errors and
+    ``on_error="raise"``; with ``on_error="exclude"`` the faulty rows are dropped and listed in
+    ``Corpus.excluded``.
+    """
+    root = corpus_dir(name, data_dir, n_clips, seed)
+    if name == "demo":
+        from .demo import build_demo_corpus
+        build_demo_corpus(root, cache_dir=Path(data_dir) / "downloads", mirror=mirror, progress=progress)
+    elif name == "synthetic":
+        if not (root / "lab" / "train.csv").is_file():
+            from .synthetic import make_synthetic_corpus
+            make_synthetic_corpus(root, n_clips=n_clips, seed=seed)
+    elif not root.exists():
+        raise FileNotFoundError(
+            f"corpus folder {root} does not exist; use 'demo', 'synthetic' or the path of a folder "
+            "holding wav/ and lab/.")
+    corpus_name = name if name in NAMED_CORPORA else None
+    if name == "synthetic":
+        corpus_name = root.name
+    return read_corpus(root, classes=classes, on_error=on_error, name=corpus_name)
