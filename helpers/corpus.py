@@ -302,7 +302,7 @@ def read_corpus(
     if on_error not in ("raise", "exclude"):
         raise ValueError(f"on_error must be 'raise' or 'exclude', not {on_error!r}")
     root = Path(root)
-    report, records, class_list = _scan(root, classes, clip_seconds, workers)
+    report, records, class_list, lines = _scan(root, classes, clip_seconds, workers)
     bad_rows = {(p.split, p.filename) for p in report.errors if p.filename is not None and p.split}
     global_errors = [p for p in report.errors if p.filename is None or not p.split]
     if report.errors and (on_error == "raise" or global_errors):
@@ -312,8 +312,10 @@ def read_corpus(
     for p in report.errors:
         reasons.setdefault((p.split, p.filename), []).append(p.message)
     keep = [(s, f) not in bad_rows for s, f in zip(table["split"], table["filename"])]
-    excluded = table.loc[[not k for k in keep], ["split", "filename", "line"]].copy()
-    excluded["reason"] = [" ".join(reasons[(s, f)]) for s, f in zip(excluded["split"], excluded["filename"])]
+    excluded = pd.DataFrame(
+        [{"split": s, "filename": f, "line": lines.get((s, f)), "reason": " ".join(reasons[(s, f)])}
+         for s, f in sorted(bad_rows, key=lambda k: (SPLITS.index(k[0]), lines.get(k) or 0))],
+        columns=["split", "filename", "line", "reason"])
     table = table.loc[keep].drop(columns="line").reset_index(drop=True)
     table["class_index"] = table["class_index"].astype(np.int64)
     return Corpus(root=root, name=name or root.resolve().name, table=table, classes=class_list,
@@ -321,13 +323,13 @@ def read_corpus(
 
 
 def _scan(root: Path, classes: list[str] | None, clip_seconds: float,
-          workers: int | None) -> tuple[ValidationReport, list[dict], list[str]]:
+          workers: int | None) -> tuple[ValidationReport, list[dict], list[str], dict]:
     report = ValidationReport(root=root)
     problems = report.problems
     if not root.is_dir():
         problems.append(Problem("error", "missing_corpus", str(root), None, "the corpus folder does not exist.",
                                 "build a corpus (python -m helpers corpus demo --out DIR) or pass the right folder."))
-        return report, [], []
+        return report, [], [], {}
     wav_dir = root / "wav"
     if not wav_dir.is_dir():
         problems.append(Problem("error", "missing_wav_dir", "wav", None, "the wav/ folder is missing.",
@@ -450,4 +452,5 @@ def _scan(root: Path, classes: list[str] | None, clip_seconds: float,
                                         "add a row for it to lab/<split>.csv if it belongs to the corpus."))
     # Errors first, in file order, so the report reads top-down.
     report.problems.sort(key=lambda p: (p.severity != "error", p.file, p.line or 0))
-    return report, records, class_list
+    lines = {(r.split, r.filename): r.line for r in rows}
+    return report, records, class_list, lines

@@ -1,0 +1,54 @@
+"""Shared fixtures: tiny corpora written straight with soundfile, so tests do not depend on
+the generators they may be testing."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+try:
+    import torch
+
+    torch.set_num_threads(2)
+except ImportError:  # pragma: no cover
+    pass
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+SHARED_MIRROR = REPO_ROOT.parent / "shared" / "mirror"
+
+
+def write_tone(path: Path, freq: float, seconds: float = 1.0, sr: int = 16000, channels: int = 1,
+               subtype: str = "PCM_16") -> None:
+    t = np.arange(int(seconds * sr)) / sr
+    x = 0.3 * np.sin(2 * np.pi * freq * t).astype(np.float32)
+    if channels > 1:
+        x = np.stack([x] * channels, axis=1)
+    sf.write(str(path), x, sr, subtype=subtype)
+
+
+def make_tiny_corpus(root: Path, labels=("background", "chimpanze", "redcap"), per_split: int = 2,
+                     test_hidden: bool = True) -> Path:
+    """A valid corpus: ``per_split`` clips per class in train and devel, test with '?' labels."""
+    (root / "wav").mkdir(parents=True)
+    (root / "lab").mkdir()
+    for split in ("train", "devel", "test"):
+        lines = ["filename,label"]
+        n = 0
+        for k, label in enumerate(labels):
+            for _ in range(per_split):
+                n += 1
+                name = f"{split}_{n:05d}.wav"
+                write_tone(root / "wav" / name, 200 + 300 * k, seconds=0.5 + 0.1 * n)
+                lines.append(f"{name},{'?' if (split == 'test' and test_hidden) else label}")
+        (root / "lab" / f"{split}.csv").write_text("\n".join(lines) + "\n")
+    return root
+
+
+@pytest.fixture
+def tiny_corpus(tmp_path: Path) -> Path:
+    return make_tiny_corpus(tmp_path / "corpus")

@@ -1,0 +1,180 @@
+"""The challenge-layout reader and its validation: every problem is detected and named."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from helpers.corpus import TABLE_COLUMNS, CorpusError, read_corpus, validate_corpus
+from tests.conftest import REPO_ROOT, write_tone
+
+
+def _append(root: Path, split: str, line: str) -> None:
+    with open(root / "lab" / f"{split}.csv", "a") as fh:
+        fh.write(line + "\n")
+
+
+def _only(report, kind):
+    found = [p for p in report.problems if p.kind == kind]
+    assert found, f"{kind} not reported; got {report.format()}"
+    return found
+
+
+def test_reads_tidy_table(tiny_corpus):
+    c = read_corpus(tiny_corpus)
+    assert list(c.table.columns) == TABLE_COLUMNS
+    assert c.classes == ["background", "chimpanze", "redcap"]
+    assert len(c.table) == 18 and c.splits == ["train", "devel", "test"]
+    test = c.split("test")
+    assert (test["label"] == "?").all() and (test["class_index"] == -1).all()
+    train = c.split("train")
+    assert (train["class_index"] == train["label"].map({"background": 0, "chimpanze": 1, "redcap": 2})).all()
+    assert train["duration"].between(0.5, 2.0).all() and (train["sample_rate"] == 16000).all()
+    assert c.report.ok and not c.report.problems
+    assert len(c.checksum()) == 64 and c.counts().loc["redcap", "devel"] == 2
+    assert not c.has_labels("test") and c.has_labels("devel")
+
+
+def test_any_label_strings(tmp_path):
+    from tests.conftest import make_tiny_corpus
+
+    root = make_tiny_corpus(tmp_path / "c", labels=("frog", "bat", "owl", "zebra finch"))
+    c = read_corpus(root)
+    assert c.classes == sorted(["frog", "bat", "owl", "zebra finch"])
+
+
+def test_class_order_can_be_given(tiny_corpus):
+    c = read_corpus(tiny_corpus, classes=["redcap", "background", "chimpanze"])
+    assert c.split("train").set_index("label")["class_index"].to_dict()["redcap"] == 0
+
+
+def test_checksum_changes_with_audio(tiny_corpus):
+    before = read_corpus(tiny_corpus).checksum()
+    write_tone(tiny_corpus / "wav" / "train_00001.wav", 999.0)
+    assert read_corpus(tiny_corpus).checksum() != before
+
+
+def test_missing_wav(tiny_corpus):
+    (tiny_corpus / "wav" / "devel_00002.wav").unlink()
+    p = _only(validate_corpus(tiny_corpus), "missing_wav")[0]
+    assert p.file == "lab/devel.csv" and p.line == 3 and "devel_00002.wav" in str(p)
+
+
+def test_unknown_label(tiny_corpus):
+    text = (tiny_corpus / "lab" / "devel.csv").read_text().replace("chimpanze", "chimp", 1)
+    (tiny_corpus / "lab" / "devel.csv").write_text(text)
+    p = _only(validate_corpus(tiny_corpus), "unknown_label")[0]
+    assert p.line == 4 and "'chimp'" in p.message and "background, chimpanze, redcap" in p.message
+
+
+def test_empty_label(tiny_corpus):
+    _append(tiny_corpus, "train", "train_00001.wav,")
+    text = (tiny_corpus / "lab" / "train.csv").read_text().splitlines()
+    # make the row unique: point it at a new file
+    write_tone(tiny_corpus / "wav" / "train_00099.wav", 300)
+    text[-1] = "train_00099.wav,"
+    (tiny_corpus / "lab" / "train.csv").write_text("\n".join(text) + "\n")
+    p = _only(validate_corpus(tiny_corpus), "empty_label")[0]
+    assert p.file == "lab/train.csv" and p.line == 8
+
+
+def test_duplicate_row(tiny_corpus):
+    _append(tiny_corpus, "devel", "train_00001.wav,background")
+    p = _only(validate_corpus(tiny_corpus), "duplicate_row")[0]
+    assert p.file == "lab/devel.csv" and p.line == 8 and "lab/train.csv line 2" in p.message
+
+
+def test_unreadable_audio(tiny_corpus):
+    (tiny_corpus / "wav" / "train_00003.wav").write_bytes(b"this is not audio at all" * 10)
+    p = _only(validate_corpus(tiny_corpus), "unreadable_audio")[0]
+    assert p.file == "wav/train_00003.wav" and "line 4" in p.message
+
+
+def test_empty_audio(tiny_corpus):
+    sf.write(str(tiny_corpus / "wav" / "train_00002.wav"), np.zeros(0, dtype=np.float32), 16000)
+    assert _only(validate_corpus(tiny_corpus), "empty_audio")[0].file == "wav/train_00002.wav"
+
+
+def test_truncated_audio(tiny_corpus):
+    path = tiny_corpus / "wav" / "devel_00001.wav"
+    raw = path.read_bytes()
+    path.write_bytes(raw[: len(raw) // 2])  # a cut-off download
+    p = _only(validate_corpus(tiny_corpus), "truncated_audio")[0]
+    assert p.file == "wav/devel_00001.wav" and "download or copy" in p.fix
+
+
+def test_nonfinite_audio(tiny_corpus):
+    x = np.full(1600, 0.1, dtype=np.float32)
+    x[100] = np.nan
+    sf.write(str(tiny_corpus / "wav" / "train_00004.wav"), x, 16000, subtype="FLOAT")
+    assert _only(validate_corpus(tiny_corpus), "nonfinite_audio")[0].file == "wav/train_00004.wav"
+
+
+def test_unknown_label_outside_test(tiny_corpus):
+    text = (tiny_corpus / "lab" / "train.csv").read_text().replace("redcap", "?", 1)
+    (tiny_corpus / "lab" / "train.csv").write_text(text)
+    p = _only(validate_corpus(tiny_corpus), "unknown_outside_test")[0]
+    assert p.file == "lab/train.csv" and p.line == 6
+
+
+def test_bad_header_and_missing_label_file(tiny_corpus):
+    (tiny_corpus / "lab" / "devel.csv").write_text("file,class\nx.wav,background\n")
+    report = validate_corpus(tiny_corpus)
+    assert _only(report, "bad_header")[0].line == 1
+    (tiny_corpus / "lab" / "train.csv").unlink()
+    assert _only(validate_corpus(tiny_corpus), "missing_label_file")[0].file == "lab/train.csv"
+
+
+def test_all_errors_reported_at_once(tiny_corpus):
+    (tiny_corpus / "wav" / "devel_00002.wav").unlink()
+    _append(tiny_corpus, "devel", "train_00001.wav,background")
+    (tiny_corpus / "wav" / "train_00003.wav").write_bytes(b"junk")
+    with pytest.raises(CorpusError) as err:
+        read_corpus(tiny_corpus)
+    kinds = err.value.report.kinds()
+    assert {"missing_wav", "duplicate_row", "unreadable_audio"} <= kinds
+    assert "3 error(s)" in str(err.value)
+
+
+def test_warnings_and_treatments(tiny_corpus):
+    write_tone(tiny_corpus / "wav" / "orphan.wav", 440)
+    write_tone(tiny_corpus / "wav" / "train_00001.wav", 440, channels=2)
+    write_tone(tiny_corpus / "wav" / "train_00002.wav", 440, sr=8000)
+    write_tone(tiny_corpus / "wav" / "train_00003.wav", 440, seconds=4.0)
+    c = read_corpus(tiny_corpus)  # warnings do not stop the run
+    kinds = c.report.kinds()
+    assert {"orphan_wav", "multichannel", "mixed_sample_rate", "too_long"} <= kinds
+    assert not c.report.errors and "orphan.wav" not in set(c.table["filename"])
+    # the stated treatments: downmix, resample, truncate
+    from helpers.audio import load_clip
+
+    assert load_clip(c.table.loc[0, "path"]).shape == (47860,)
+    assert load_clip(tiny_corpus / "wav" / "train_00002.wav", sample_rate=16000).shape == (47860,)
+
+
+def test_exclude_option_records_exclusions(tiny_corpus):
+    (tiny_corpus / "wav" / "devel_00002.wav").unlink()
+    c = read_corpus(tiny_corpus, on_error="exclude")
+    assert "devel_00002.wav" not in set(c.table["filename"]) and len(c.table) == 17
+    assert c.excluded.to_dict(orient="records")[0]["filename"] == "devel_00002.wav"
+    assert c.record()["excluded"][0]["line"] == 3
+
+
+def test_exclude_cannot_hide_global_errors(tiny_corpus):
+    (tiny_corpus / "lab" / "train.csv").unlink()
+    with pytest.raises(CorpusError):
+        read_corpus(tiny_corpus, on_error="exclude")
+
+
+def test_cli_validate_exit_codes(tiny_corpus):
+    ok = subprocess.run([sys.executable, "-m", "helpers", "validate", str(tiny_corpus)],
+                        cwd=REPO_ROOT, capture_output=True, text=True)
+    assert ok.returncode == 0 and "0 error(s)" in ok.stdout
+    (tiny_corpus / "wav" / "devel_00002.wav").unlink()
+    bad = subprocess.run([sys.executable, "-m", "helpers", "validate", str(tiny_corpus)],
+                         cwd=REPO_ROOT, capture_output=True, text=True)
+    assert bad.returncode == 1 and "lab/devel.csv line 3" in bad.stdout
