@@ -41,7 +41,8 @@ def _cmd_corpus(args: argparse.Namespace) -> int:
 def _cmd_notebooks(args: argparse.Namespace) -> int:
     from .notebooks import NotebookError, run_collection
 
-    params = {"corpus": args.corpus, "data_dir": str(Path(args.data_dir).resolve())}
+    data_dir = Path(args.data_dir).resolve()
+    params = {"corpus": args.corpus, "data_dir": str(data_dir), "cache_dir": str(data_dir / "cache")}
     for item in args.param or []:
         key, _, value = item.partition("=")
         params[key] = json.loads(value) if value[:1] in "[{0123456789-tfn\"" and value not in ("",) else value

@@ -47,3 +47,21 @@ def prepare_corpus(name: str, data_dir: str | Path = "data", n_clips: int = 1000
     if name == "synthetic":
         corpus_name = root.name
     return read_corpus(root, classes=classes, on_error=on_error, name=corpus_name)
+
+
+#: What each class sounds like, for the exploration notebook (real, demo and synthetic labels).
+CLASS_DESCRIPTIONS = {
+    # challenge corpus (label spellings as distributed)
+    "background": "Forest ambience with no target call: insects, birds, rain, wind, distant noises. "
+                  "The 'reject' class; in the challenge it is half of all clips.",
+    "chimpanze": "Chimpanzee: pant-hoots (rising series of hoots ending in screams), barks and screams; "
+                 "loud, broadband, energy mostly 0.2-2 kHz.",
+    "geunon": "Guenons (several species): short, repeated pyow/hack calls and trills; the rarest class (2.3 %).",
+    "mandrille": "Mandrill: low-frequency two-phase grunts and growls (crowing), energy well under 1 kHz.",
+    "redcap": "Red-capped mangabey: loud whoop-gobbles and barks, often confused with mandrills.",
+    # demo corpus
+    "chimpanzee": "Chimpanzee calls recorded in Cameroon (short clips cut around the calls by their authors).",
+    "gibbon_female": "Northern grey gibbon female great call: a rising series of pure, whistle-like notes, 0.6-2.5 kHz.",
+    "gibbon_male": "Gibbon male solo song: shorter, frequency-modulated 'hoo' notes, 0.6-1.5 kHz.",
+    "great_argus": "Great argus pheasant: loud repeated 'kwow' calls, far-carrying through the forest.",
+}
