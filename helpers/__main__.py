@@ -4,6 +4,7 @@ Commands:
   validate DIR                         print the validation report; exit 1 when there are errors
   corpus synthetic|demo --out DIR      build a corpus in the challenge layout
   notebooks [--corpus demo] [...]      execute the notebook collection with papermill into runs/
+  predict CHECKPOINT AUDIO...          per-clip prediction table for any audio files
 """
 from __future__ import annotations
 
@@ -54,6 +55,20 @@ def _cmd_notebooks(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_predict(args: argparse.Namespace) -> int:
+    from .predict import predict_files
+
+    table = predict_files(args.checkpoint, args.audio, device=args.device)
+    if args.out:
+        from .evaluate import write_table
+
+        write_table(table, args.out)
+        print(f"wrote {len(table)} predictions to {args.out}")
+    else:
+        print(table.to_csv(index=False), end="")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m helpers", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -80,6 +95,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--param", action="append", help="extra NAME=VALUE passed to notebooks that define NAME")
     p.add_argument("--log", action="store_true", help="stream cell output")
     p.set_defaults(func=_cmd_notebooks)
+
+    p = sub.add_parser("predict", help="score audio files with a trained checkpoint")
+    p.add_argument("checkpoint")
+    p.add_argument("audio", nargs="+", help="audio files or folders")
+    p.add_argument("--out", help="CSV to write (default: print)")
+    p.add_argument("--device", default="auto")
+    p.set_defaults(func=_cmd_predict)
 
     args = parser.parse_args(argv)
     return args.func(args)

@@ -1,0 +1,72 @@
+"""Using a trained model outside the notebooks: score any audio files with a checkpoint.
+
+``python -m helpers predict CHECKPOINT AUDIO_FILES_OR_DIR [--out table.csv]``. Files may have
+any sample rate or channel count soundfile reads; they get exactly the preprocessing the model
+was trained with (downmix, resample, pad/truncate, log-mel settings stored in the checkpoint).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+
+from .audio import load_clip
+from .evaluate import predict_scores, prediction_table
+from .features import FeatureSettings, LogMel
+from .hardware import resolve_device
+from .models import model_from_config
+
+AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3", ".aif", ".aiff")
+
+
+def collect_audio_files(items: Sequence[str | Path]) -> list[Path]:
+    """Expand folders (recursively, sorted) into audio files; a missing path is an error."""
+    files: list[Path] = []
+    for item in items:
+        p = Path(item)
+        if p.is_dir():
+            files += sorted(f for f in p.rglob("*") if f.suffix.lower() in AUDIO_SUFFIXES)
+        elif p.is_file():
+            files.append(p)
+        else:
+            raise FileNotFoundError(f"{p}: no such file or folder; pass audio files or folders holding them.")
+    if not files:
+        raise FileNotFoundError(f"no audio files ({', '.join(AUDIO_SUFFIXES)}) found in {list(map(str, items))}.")
+    return files
+
+
+def load_for_inference(checkpoint: str | Path, device: str = "auto"):
+    """(model in eval mode, classes, FeatureSettings, score function) from a checkpoint file."""
+    from .train import load_checkpoint
+
+    state = load_checkpoint(checkpoint, map_location="cpu")
+    missing = [k for k in ("model_config", "state_dict", "classes", "feature_settings") if k not in state]
+    if missing:
+        raise ValueError(f"{checkpoint}: not a training checkpoint of this project (missing {missing}).")
+    model = model_from_config(state["model_config"])
+    model.load_state_dict(state["state_dict"])
+    model.to(resolve_device(device)).eval()
+    settings = FeatureSettings(**state["feature_settings"])
+    return model, list(state["classes"]), settings, state.get("score", "softmax")
+
+
+def predict_files(checkpoint: str | Path, files: Sequence[str | Path], device: str = "auto",
+                  batch_size: int = 256) -> pd.DataFrame:
+    """Per-clip prediction table (``filename``, ``path``, ``score_<class>``..., ``prediction``)."""
+    model, classes, settings, score = load_for_inference(checkpoint, device)
+    dev = next(model.parameters()).device
+    paths = collect_audio_files(files)
+    logmel = LogMel.from_settings(settings).to(dev)
+    feats = []
+    with torch.inference_mode():
+        for start in range(0, len(paths), batch_size):
+            waves = np.stack([load_clip(p, settings.sample_rate, settings.clip_samples)
+                              for p in paths[start:start + batch_size]])
+            feats.append(logmel(torch.from_numpy(waves).to(dev)).float())
+    scores = predict_scores(model, torch.cat(feats), batch_size=batch_size, score=score)
+    table = prediction_table([p.name for p in paths], scores, classes)
+    table.insert(1, "path", [str(p) for p in paths])
+    return table
