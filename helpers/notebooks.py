@@ -32,10 +32,29 @@ def default_kernel() -> str:
 
 
 def notebook_parameters(path: str | Path) -> dict:
-    """The names and default values in a notebook's cell tagged ``parameters``."""
-    import papermill as pm
+    """The names and default values assigned in a notebook's cell tagged ``parameters``.
 
-    return {name: spec["default"] for name, spec in pm.inspect_notebook(str(path)).items()}
+    Values that are not Python literals are returned as their source text.
+    """
+    import ast
+
+    import nbformat
+
+    nb = nbformat.read(str(path), as_version=4)
+    cells = [c for c in nb.cells if c.cell_type == "code" and "parameters" in c.metadata.get("tags", [])]
+    if len(cells) != 1:
+        raise ValueError(f"{Path(path).name}: expected exactly one code cell tagged 'parameters', found {len(cells)}.")
+    params: dict = {}
+    for node in ast.parse(cells[0].source).body:
+        if isinstance(node, (ast.Assign, ast.AnnAssign)):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            for target in targets:
+                if isinstance(target, ast.Name) and node.value is not None:
+                    try:
+                        params[target.id] = ast.literal_eval(node.value)
+                    except ValueError:
+                        params[target.id] = ast.get_source_segment(cells[0].source, node.value)
+    return params
 
 
 def run_notebook(notebook: str | Path, parameters: dict | None = None,

@@ -132,6 +132,16 @@ class TrainConfig:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    @classmethod
+    def field_names(cls) -> list[str]:
+        """Names of all settings, in declaration order (a notebook's parameters use the same names)."""
+        return [f.name for f in dataclasses.fields(cls)]
+
+    @classmethod
+    def from_namespace(cls, namespace: dict[str, Any]) -> "TrainConfig":
+        """Pick the settings out of a namespace such as a notebook's ``globals()``."""
+        return cls.from_dict({k: namespace[k] for k in cls.field_names() if k in namespace})
+
     def key(self) -> str:
         """Short hash of the settings that change results (not paths, device or logging)."""
         import hashlib
@@ -240,6 +250,47 @@ def _model_payload(model: nn.Module, step: int, kind: str, classes: list[str], s
 # --- the loop ---------------------------------------------------------------------------------
 
 
+def make_step_function(model: nn.Module, optimizer: torch.optim.Optimizer, config: TrainConfig,
+                       n_classes: int, device: torch.device, generator: torch.Generator):
+    """One optimisation step as the config says, as a function ``step(x, y) -> loss``.
+
+    ``x``: log-mels ``(draw, time, mel)`` on the device, ``y``: class indices ``(draw,)``, where
+    ``draw`` is ``2 * batch_size`` with MixUp (pairs are mixed into one batch) and ``batch_size``
+    without. Order: first BatchNorm, SpecAugment, MixUp, rest of the model, loss, Adam step, as
+    in the authors' code. The loss is returned as a device tensor (no host synchronisation).
+    Shared by :func:`train` and the benchmarks, so both measure the same computation.
+    """
+    spec = SpecAugmentConfig(enabled=config.spec_augment, mode=config.spec_augment_mode,
+                             max_time_stripes=config.spec_max_stripes, max_freq_stripes=config.spec_max_stripes,
+                             time_width=config.spec_time_width, freq_width=config.spec_freq_width,
+                             min_stripes=config.spec_max_stripes if config.spec_augment_mode == "per_example" else None)
+    use_amp = config.amp and device.type == "cuda"
+    to_channels_last = device.type == "cuda" and config.channels_last
+
+    def step(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_amp):
+            z = model.normalize(x)
+            if to_channels_last:
+                z = z.contiguous(memory_format=torch.channels_last)
+            z = spec.apply(z, generator)
+            if config.mixup:
+                lam = sample_mixup_lambda(config.mixup_alpha, generator)
+                targets = torch.nn.functional.one_hot(y, n_classes).float()
+                z, t = mixup(z, targets, lam)
+                logits, _ = model.forward_normalized(z)
+                loss = mixup_bce_loss(logits.float(), t)
+            else:
+                logits, _ = model.forward_normalized(z)
+                loss = ce_loss(logits.float(), y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        return loss.detach()
+
+    return step
+
+
+
 def train(config: TrainConfig, corpus: Corpus | None = None, progress: bool = True,
           resume: bool = True) -> TrainResult:
     """Train one model as ``config`` says and write its run folder (see the module docstring).
@@ -295,12 +346,9 @@ def train(config: TrainConfig, corpus: Corpus | None = None, progress: bool = Tr
     else:
         sampler = UniformBatchSampler(len(y_train_np), draw, seed=config.seed)
     gen = torch.Generator(device=device).manual_seed(config.seed + 1)
-    spec = SpecAugmentConfig(enabled=config.spec_augment, mode=config.spec_augment_mode,
-                             max_time_stripes=config.spec_max_stripes, max_freq_stripes=config.spec_max_stripes,
-                             time_width=config.spec_time_width, freq_width=config.spec_freq_width,
-                             min_stripes=config.spec_max_stripes if config.spec_augment_mode == "per_example" else None)
     score_fn = "sigmoid" if config.mixup else "softmax"
     use_amp = config.amp and device.type == "cuda"
+    step_fn = make_step_function(model, optimizer, config, n_classes, device, gen)
 
     step = 0
     history: list[dict] = []
@@ -362,24 +410,7 @@ def train(config: TrainConfig, corpus: Corpus | None = None, progress: bool = Tr
             x = torch.where((choice == 0)[:, None, None], x_train[idx], bank[(choice - 1).clamp_min(0), idx])
         else:
             x = x_train[idx]
-        y = y_train[idx]
-        with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_amp):
-            z = model.normalize(x)
-            if device.type == "cuda" and config.channels_last:
-                z = z.contiguous(memory_format=torch.channels_last)
-            z = spec.apply(z, gen)
-            if config.mixup:
-                lam = sample_mixup_lambda(config.mixup_alpha, gen)
-                targets = torch.nn.functional.one_hot(y, n_classes).float()
-                z, t = mixup(z, targets, lam)
-                logits, _ = model.forward_normalized(z)
-                loss = mixup_bce_loss(logits.float(), t)
-            else:
-                logits, _ = model.forward_normalized(z)
-                loss = ce_loss(logits.float(), y)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        loss = step_fn(x, y_train[idx])
         if ema is not None:
             ema.update(model, step)
         running_loss += loss.detach()
