@@ -365,7 +365,7 @@ def train(config: TrainConfig, corpus: Corpus | None = None, progress: bool = Tr
         if ema is not None:
             ema.load_state_dict(state["ema"])
         sampler.load_state_dict(json.loads(state["sampler"]))
-        gen.set_state(state["generator"].cpu() if device.type == "cpu" else state["generator"].cpu())
+        gen.set_state(state["generator"].cpu())
         torch.set_rng_state(state["torch_rng"].cpu())
         if device.type == "cuda" and "cuda_rng" in state:
             torch.cuda.set_rng_state(state["cuda_rng"].cpu())
@@ -373,6 +373,13 @@ def train(config: TrainConfig, corpus: Corpus | None = None, progress: bool = Tr
         history = json.loads(state["history"])
         best = json.loads(state["best"])
         timer.seconds.update(json.loads(state.get("timings", "{}")))
+        if step >= config.iterations and (run_dir / "metrics.json").is_file() and (run_dir / "record.json").is_file():
+            # A finished run: return what it wrote instead of training or evaluating again.
+            from .runs import read_json
+
+            return TrainResult(run_dir=run_dir, config=config, history=pd.read_csv(run_dir / "history.csv"),
+                               metrics=read_json(run_dir / "metrics.json"), classes=classes,
+                               timings=read_json(run_dir / "record.json").get("timings", {}))
 
     def evaluate_devel(m: nn.Module) -> tuple[float, float]:
         scores = predict_scores(m, x_devel, batch_size=config.eval_batch_size, score=score_fn, amp=use_amp)
