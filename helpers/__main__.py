@@ -5,6 +5,7 @@ Commands:
   corpus synthetic|demo --out DIR      build a corpus in the challenge layout
   notebooks [--corpus demo] [...]      execute the notebook collection with papermill into runs/
   predict CHECKPOINT AUDIO...          per-clip prediction table for any audio files
+  bench [--models ...] [--rates ...]   training/feature/evaluation speed vs. the device's matmul peak
 """
 from __future__ import annotations
 
@@ -69,6 +70,22 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from .bench import run_from_args
+
+    return run_from_args(args)
+
+
+def _json_object(text: str) -> dict:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise argparse.ArgumentTypeError(f"not valid JSON ({exc}): {text!r}") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"expected a JSON object such as '{{\"channels\": [8, 16, 32, 64]}}', got {text!r}")
+    return value
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m helpers", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -102,6 +119,27 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", help="CSV to write (default: print)")
     p.add_argument("--device", default="auto")
     p.set_defaults(func=_cmd_predict)
+
+    p = sub.add_parser("bench", help="time training, feature extraction and evaluation on this machine",
+                       description="Training speed of each model against a dense matmul measured on the same "
+                                   "device just before (see helpers/bench.py), plus feature-extraction and "
+                                   "devel-evaluation speed. Prints one table and writes it as JSON.")
+    p.add_argument("--models", nargs="+", default=None, help="registry names (default: all models)")
+    p.add_argument("--rates", nargs="+", type=int, choices=[16000, 8000], default=[16000, 8000])
+    p.add_argument("--steps", type=int, default=None, help="timed steps per row (default: 3 on CPU, 50 on CUDA)")
+    p.add_argument("--warmup", type=int, default=None, help="untimed steps first (default: 1 on CPU, 10 on CUDA)")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default: OMP_NUM_THREADS or all cores)")
+    p.add_argument("--json", default=None, help="output file (default: runs/bench/bench-<device>.json)")
+    p.add_argument("--eval-clips", type=int, default=None,
+                   help="clips scored in the devel-evaluation timing (default: 7000 on CUDA, 512 on CPU, "
+                        "extrapolated to 7000)")
+    p.add_argument("--feature-clips", type=int, default=256, help="clips of the feature-extraction timing")
+    p.add_argument("--no-features", action="store_true", help="skip the feature-extraction timing")
+    p.add_argument("--no-eval", action="store_true", help="skip the devel-evaluation timing")
+    p.add_argument("--model-options", type=_json_object, default=None,
+                   help="JSON constructor options for every model, e.g. '{\"channels\": [8, 16, 32, 64]}'")
+    p.set_defaults(func=_cmd_bench)
 
     args = parser.parse_args(argv)
     return args.func(args)

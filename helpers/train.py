@@ -101,7 +101,7 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"              # "auto": CUDA when present, else CPU
     amp: bool = True                  # bf16 autocast, on CUDA only
-    channels_last: bool = True        # on CUDA only
+    channels_last: bool = True        # NHWC memory layout for the convolutions (CPU and CUDA)
     num_threads: int | None = None    # CPU threads; default OMP_NUM_THREADS or all cores
     log_every: int = 50
     # output
@@ -265,7 +265,7 @@ def make_step_function(model: nn.Module, optimizer: torch.optim.Optimizer, confi
                              time_width=config.spec_time_width, freq_width=config.spec_freq_width,
                              min_stripes=config.spec_max_stripes if config.spec_augment_mode == "per_example" else None)
     use_amp = config.amp and device.type == "cuda"
-    to_channels_last = device.type == "cuda" and config.channels_last
+    to_channels_last = config.channels_last
 
     def step(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_amp):
@@ -289,6 +289,42 @@ def make_step_function(model: nn.Module, optimizer: torch.optim.Optimizer, confi
 
     return step
 
+
+
+@dataclass
+class TrainingSetup:
+    """Everything one training run steps with, built by :func:`build_training`."""
+
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    ema: ExponentialMovingAverage | None
+    sampler: BalancedBatchSampler | UniformBatchSampler
+    generator: torch.Generator
+    step: Any  # step(x, y) -> loss, from make_step_function
+
+
+def build_training(config: TrainConfig, n_classes: int, device: torch.device,
+                   train_labels: np.ndarray) -> TrainingSetup:
+    """Seed, model (channels-last when configured), Adam, EMA, sampler, augmentation generator and
+    the step function, exactly as :func:`train` uses them (the benchmarks call this too, so they
+    measure the same thing). ``train_labels``: class indices ``(n_train,)`` for the sampler."""
+    torch.manual_seed(config.seed)
+    np.random.seed(config.seed)
+    model = create_model(config.model, n_classes=n_classes, **config.model_options).to(device)
+    if config.channels_last:
+        # NHWC lets the convolution kernels (cuDNN and oneDNN alike) skip layout conversions.
+        model = model.to(memory_format=torch.channels_last)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, amsgrad=config.amsgrad)
+    ema = ExponentialMovingAverage(model, decay=config.ema_decay, start_step=config.ema_start,
+                                   mode=config.ema_mode) if config.ema else None
+    draw = config.batch_size * (2 if config.mixup else 1)  # MixUp halves 2B examples into B
+    if config.sampler == "balanced":
+        sampler = BalancedBatchSampler(train_labels, draw, seed=config.seed, n_classes=n_classes)
+    else:
+        sampler = UniformBatchSampler(len(train_labels), draw, seed=config.seed)
+    gen = torch.Generator(device=device).manual_seed(config.seed + 1)
+    step = make_step_function(model, optimizer, config, n_classes, device, gen)
+    return TrainingSetup(model, optimizer, ema, sampler, gen, step)
 
 
 def train(config: TrainConfig, corpus: Corpus | None = None, progress: bool = True,
@@ -331,24 +367,12 @@ def train(config: TrainConfig, corpus: Corpus | None = None, progress: bool = Tr
             bank = torch.from_numpy(_wave_augment_bank(corpus, config, settings, progress)).to(device)
     x_devel = torch.from_numpy(np.ascontiguousarray(feats["devel"].features)).to(device) if has_devel else None
 
-    torch.manual_seed(config.seed)
-    np.random.seed(config.seed)
-    model = create_model(config.model, n_classes=n_classes, **config.model_options).to(device)
-    if device.type == "cuda" and config.channels_last:
-        model = model.to(memory_format=torch.channels_last)
+    setup = build_training(config, n_classes, device, y_train_np)
+    model, optimizer, ema, sampler, gen, step_fn = (setup.model, setup.optimizer, setup.ema, setup.sampler,
+                                                    setup.generator, setup.step)
     n_params = count_parameters(model)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, amsgrad=config.amsgrad)
-    ema = ExponentialMovingAverage(model, decay=config.ema_decay, start_step=config.ema_start,
-                                   mode=config.ema_mode) if config.ema else None
-    draw = config.batch_size * (2 if config.mixup else 1)  # MixUp halves 2B examples into B
-    if config.sampler == "balanced":
-        sampler = BalancedBatchSampler(y_train_np, draw, seed=config.seed, n_classes=n_classes)
-    else:
-        sampler = UniformBatchSampler(len(y_train_np), draw, seed=config.seed)
-    gen = torch.Generator(device=device).manual_seed(config.seed + 1)
     score_fn = "sigmoid" if config.mixup else "softmax"
     use_amp = config.amp and device.type == "cuda"
-    step_fn = make_step_function(model, optimizer, config, n_classes, device, gen)
 
     step = 0
     history: list[dict] = []

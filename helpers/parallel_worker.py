@@ -1,0 +1,70 @@
+"""The child side of :func:`helpers.parallel.run_trainings`: one training run in its own process.
+
+Started as ``python -m helpers.parallel_worker JOB.json`` by the parent, never by hand. The job
+file holds the (already adjusted) config, the corpus folder if one was given, and where to write
+the error report. The parent has already put the thread and GPU settings into this process's
+environment (``OMP_NUM_THREADS``, ``CUDA_VISIBLE_DEVICES``, ...) before the interpreter started,
+so they hold before torch is even imported.
+
+Exit status 0: the run finished and its folder is complete. Anything else: the run failed; when
+the failure was a Python exception, ``error_path`` holds its type, message and traceback (a crash
+that kills the interpreter, e.g. out of memory, leaves no such file and the parent says so).
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+import traceback
+from pathlib import Path
+
+#: Lines of the traceback kept in the error report (the full one is in the run's worker.log).
+TRACEBACK_TAIL_LINES = 15
+
+
+def run_job(job: dict) -> None:
+    """Train the run described by ``job`` (the parent's job file, already parsed)."""
+    # Imported here, after the environment is final: torch reads OMP_NUM_THREADS and
+    # CUDA_VISIBLE_DEVICES when it initialises.
+    from .train import TrainConfig, train
+
+    config = TrainConfig.from_dict(job["config"])
+    print(f"run folder {config.run_dir()}; threads {config.num_threads}; device {config.device}; "
+          f"CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES', '(unset)')}; "
+          f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', '(unset)')}", flush=True)
+    corpus = None
+    if job.get("corpus_root"):
+        from .corpus import read_corpus
+
+        corpus = read_corpus(job["corpus_root"])
+    train(config, corpus=corpus, progress=False)
+    print("finished", flush=True)
+
+
+def error_report(exc: BaseException) -> dict:
+    """Type, message and the last :data:`TRACEBACK_TAIL_LINES` lines of the traceback of ``exc``."""
+    lines = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)).rstrip().splitlines()
+    return {"type": type(exc).__name__, "message": str(exc),
+            "traceback": "\n".join(lines[-TRACEBACK_TAIL_LINES:])}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) != 1:
+        print("usage: python -m helpers.parallel_worker JOB.json (started by helpers.parallel.run_trainings)",
+              file=sys.stderr)
+        return 2
+    job = json.loads(Path(argv[0]).read_text(encoding="utf-8"))
+    try:
+        run_job(job)
+    except Exception as exc:  # every failure is reported to the parent, none is swallowed
+        traceback.print_exc()
+        from .fileio import write_json_atomic
+
+        write_json_atomic(job["error_path"], error_report(exc))
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
