@@ -164,3 +164,23 @@ def test_predict_cli_on_any_audio(easy_corpus, tmp_path):
     assert set(table["prediction"]) <= set(easy_corpus.classes)
     scores = table[[f"score_{c}" for c in easy_corpus.classes]].to_numpy()
     assert np.isfinite(scores).all()
+
+
+def test_waveform_augmentation_bank(easy_corpus, tmp_path):
+    """Time stretching and pitch shifting (the paper's 'no gain' rows) run through a cached bank
+    of augmented copies of the train set; the bank differs from the plain features and is reused."""
+    cfg = _config(tmp_path, iterations=4, eval_every=4, ema_start=2, checkpoint_every=4,
+                  time_stretch=True, pitch_shift=True, wave_augment_copies=1)
+    result = train(cfg, corpus=easy_corpus, progress=False)
+    banks = list((tmp_path / "cache" / easy_corpus.name).glob("train-waveaug-8000hz-*.npy"))
+    assert len(banks) == 1 and "wave_augment_bank" in result.timings
+    bank = np.load(banks[0])
+    from helpers.features import FeatureSettings, load_features
+
+    plain = load_features(easy_corpus.table, "train", FeatureSettings(sample_rate=8000), cfg.cache_dir,
+                          easy_corpus.name, progress=False).features
+    assert bank.shape == (1, *plain.shape) and np.isfinite(bank).all()
+    assert not np.allclose(bank[0], plain)
+    mtime = banks[0].stat().st_mtime_ns
+    train(TrainConfig(**{**cfg.to_dict(), "run_name": "again"}), corpus=easy_corpus, progress=False)
+    assert banks[0].stat().st_mtime_ns == mtime
