@@ -1,0 +1,321 @@
+"""Results tables from run folders: one row per run, summaries over seeds, the paper's tables.
+
+Collectors read what :func:`helpers.train.train` and :func:`helpers.parallel.run_trainings`
+leave in run folders (``config.json``, ``metrics.json``, ``record.json``, ``history.csv``,
+``failed.json``), never notebook outputs::
+
+    from helpers.collect import collect_runs, summarise, table2, table3
+    runs = collect_runs("runs/grid/demo")      # one row per run folder, failed ones included
+    table3(runs)                               # ours (mean ± std [95 % CI] over seeds) beside the paper
+
+Which checkpoint a number comes from is always named. ``best`` checkpoints are chosen by devel
+UAR, so their devel scores are optimistic (the paper's numbers are of this kind); ``last`` is
+the model after the final step, not selected on anything. A run with EMA reports the EMA
+weights (``best_ema``/``last_ema``), a run without EMA the plain ones; the columns
+``best_devel_uar``, ``last_devel_uar``, ... hold that choice and ``weights`` says which it was.
+"""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+import pandas as pd
+
+from .grid import (ABLATION_SETTINGS, FULL_SETTING, PAPER_TABLE2, PAPER_TABLE3, model_label, setting_of)
+from .metrics import bootstrap_ci
+from .runs import read_json
+from .train import TrainConfig
+
+#: The checkpoints train() evaluates, and the splits whose columns always exist (NaN when absent).
+CHECKPOINTS = ("best_plain", "best_ema", "last_plain", "last_ema")
+SPLITS = ("devel", "test")
+#: Config fields placed first in collect_runs' table (the rest follow in TrainConfig order).
+LEADING_FIELDS = ("model", "sample_rate", "seed", "sampler", "spec_augment", "mixup", "ema", "ema_mode",
+                  "time_stretch", "pitch_shift", "iterations", "run_name")
+#: The metrics summarise() averages by default (fractions in 0..1, as in metrics.json).
+DEFAULT_METRICS = ["best_devel_uar", "best_devel_map", "last_devel_uar", "last_devel_map",
+                   "best_test_uar", "last_test_uar"]
+STATUSES = ("finished", "failed", "unfinished")
+
+
+# --- one row per run folder -------------------------------------------------------------------
+
+
+def find_run_folders(paths_or_root: str | Path | Iterable[str | Path]) -> list[Path]:
+    """Run folders (folders with a ``config.json``) at or below each given path, sorted, unique."""
+    paths = [paths_or_root] if isinstance(paths_or_root, (str, Path)) else list(paths_or_root)
+    found: set[Path] = set()
+    for p in map(Path, paths):
+        if not p.exists():
+            raise FileNotFoundError(f"{p}: no such folder; give a run folder or a folder of run folders")
+        if (p / "config.json").is_file():
+            found.add(p)
+        found.update(c.parent for c in p.rglob("config.json"))
+    return sorted(found)
+
+
+def _last_step(history: Path) -> int | None:
+    try:
+        steps = pd.read_csv(history, usecols=["step"])["step"]
+    except (OSError, ValueError, pd.errors.EmptyDataError):
+        return None
+    return int(steps.max()) if len(steps) else None
+
+
+def _flat_config(config: dict[str, Any]) -> dict[str, Any]:
+    # dicts and lists (model_options) become JSON text, so the column is hashable for groupby
+    return {k: json.dumps(v, sort_keys=True) if isinstance(v, (dict, list)) else v for k, v in config.items()}
+
+
+def read_run(run_dir: str | Path) -> dict[str, Any]:
+    """One run folder as a flat dict: config fields, status, metrics, timings (see :func:`collect_runs`)."""
+    run_dir = Path(run_dir)
+    config = read_json(run_dir / "config.json")
+    row: dict[str, Any] = {"run_dir": str(run_dir), "run_folder": run_dir.name}
+    row.update(_flat_config(config))
+    try:
+        row["key"] = TrainConfig.from_dict(config).key()
+    except (ValueError, TypeError):
+        row["key"] = None  # a config from another version of TrainConfig: still listed
+    row["setting"] = setting_of(config)
+    row["weights"] = "ema" if config.get("ema", True) else "plain"
+    metrics_path, record_path, failed_path = (run_dir / n for n in ("metrics.json", "record.json", "failed.json"))
+    row["error"] = None
+    row["last_step"] = _last_step(run_dir / "history.csv") if (run_dir / "history.csv").is_file() else None
+    row["resumable"] = (run_dir / "checkpoints" / "last.pt").is_file()
+    # metrics.json + record.json are written last by train(), and failed.json is removed when a
+    # later attempt succeeds, so a folder with both is finished whatever else it holds.
+    if metrics_path.is_file() and record_path.is_file():
+        row["status"] = "finished"
+    elif failed_path.is_file():
+        row["status"] = "failed"
+        failed = read_json(failed_path)
+        row["error"] = f"{failed.get('error_type', 'Error')}: {failed.get('message', '')}"
+    else:
+        row["status"] = "unfinished"
+
+    for ckpt in CHECKPOINTS:
+        row[f"{ckpt}_step"] = np.nan
+        for split in SPLITS:
+            row[f"{ckpt}_{split}_uar"] = row[f"{ckpt}_{split}_map"] = np.nan
+    row["n_parameters"] = np.nan
+    row["train_seconds"] = np.nan
+    if row["status"] == "finished":
+        metrics = read_json(metrics_path)
+        for ckpt, entry in (metrics.get("checkpoints") or {}).items():
+            row[f"{ckpt}_step"] = entry.get("step", np.nan)
+            for split, m in (entry.get("splits") or {}).items():
+                m = m or {}  # None: the split has no labels (the challenge's hidden test set)
+                for name in ("uar", "map"):
+                    value = m.get(name)
+                    row[f"{ckpt}_{split}_{name}"] = np.nan if value is None else float(value)
+        row["n_parameters"] = metrics.get("n_parameters", np.nan)
+        timings = read_json(record_path).get("timings") or {}
+        for name, seconds in timings.items():
+            row[f"timing_{name}"] = seconds
+        row["train_seconds"] = timings.get("training_loop", np.nan)
+    kind = row["weights"]
+    for when in ("best", "last"):
+        for split in SPLITS:
+            for name in ("uar", "map"):
+                row[f"{when}_{split}_{name}"] = row[f"{when}_{kind}_{split}_{name}"]
+    return row
+
+
+def collect_runs(paths_or_root: str | Path | Iterable[str | Path]) -> pd.DataFrame:
+    """One row per run folder found at or below ``paths_or_root`` (a folder counts when it has ``config.json``).
+
+    Columns: ``run_dir``, ``run_folder``, the config fields (:data:`LEADING_FIELDS` first;
+    ``model_options`` as JSON text), ``key``, ``setting`` (the :data:`~helpers.grid.ABLATION_SETTINGS`
+    name the config matches, else None), ``status`` (``finished`` when ``metrics.json`` and
+    ``record.json`` exist, ``failed`` when ``failed.json`` does, with ``error`` = its type and
+    message; else ``unfinished``, with ``last_step`` from ``history.csv`` when there is one and
+    ``resumable`` when ``checkpoints/last.pt`` exists), ``{checkpoint}_{split}_{uar|map}`` for
+    checkpoints :data:`CHECKPOINTS` and splits devel, test (fractions 0..1; NaN when absent,
+    e.g. a hidden test set or a run without EMA), ``{checkpoint}_step``, ``weights`` (``ema``
+    or ``plain``) and ``best_*``/``last_*`` columns taken from those weights, ``n_parameters``,
+    ``train_seconds`` (the training loop, from ``record.json``) and ``timing_*`` (every timing).
+    """
+    rows = [read_run(p) for p in find_run_folders(paths_or_root)]
+    if not rows:
+        return pd.DataFrame(columns=["run_dir", "run_folder", *LEADING_FIELDS, "key", "setting", "status", "error"])
+    df = pd.DataFrame(rows)
+    lead = ["run_dir", "run_folder", *[f for f in LEADING_FIELDS if f in df], "key", "setting", "status", "error",
+            "last_step", "weights"]
+    return df[lead + [c for c in df.columns if c not in lead]]
+
+
+# --- summaries over seeds ---------------------------------------------------------------------
+
+
+def summarise(df: pd.DataFrame, by: list[str] | None = None, metric_cols: list[str] | None = None,
+              n_boot: int = 1000, seed: int = 0, alpha: float = 0.05) -> pd.DataFrame:
+    """Mean ± std over the finished runs (seeds) of each group, with a bootstrap CI of the mean.
+
+    Args:
+        df: :func:`collect_runs`' table.
+        by: the columns that define a setting (default model, sample_rate, setting).
+        metric_cols: columns to average (default :data:`DEFAULT_METRICS`).
+        n_boot: bootstrap resamples of the seeds (0: no interval).
+        alpha: the interval holds the central ``1 - alpha`` of the resampled means.
+
+    Returns:
+        One row per group: ``by``; ``n_finished``, ``n_failed``, ``n_unfinished`` (every run is
+        counted, so failures stay visible), ``seeds`` (of the finished runs); per metric ``m``:
+        ``m_n`` (finished runs with a value), ``m_mean``, ``m_std`` (sample std, ddof=1; NaN with
+        one value), ``m_ci_low``, ``m_ci_high``.
+
+    The interval is a percentile bootstrap of the mean over seeds: seeds are resampled with
+    replacement. With 1-3 seeds it is very rough (with 3 seeds there are only 10 distinct
+    resamples, and the interval cannot reach beyond the smallest and largest value); it equals
+    ``(x, x)`` with a single seed or identical values. It says nothing about the uncertainty
+    from the finite devel/test set, which the per-run ``uar_ci95`` in ``metrics.json`` covers.
+    """
+    by = ["model", "sample_rate", "setting"] if by is None else list(by)
+    metric_cols = DEFAULT_METRICS if metric_cols is None else list(metric_cols)
+    missing = [c for c in by + metric_cols if c not in df.columns]
+    if missing:
+        raise KeyError(f"summarise: column(s) {missing} not in the runs table; it has {list(df.columns)}")
+    rows = []
+    for keys, group in df.groupby(by, dropna=False, sort=True):
+        keys = keys if isinstance(keys, tuple) else (keys,)
+        row: dict[str, Any] = dict(zip(by, keys))
+        status = group["status"]
+        for s in STATUSES:
+            row[f"n_{s}"] = int((status == s).sum())
+        finished = group[status == "finished"]
+        row["seeds"] = sorted(int(s) for s in finished["seed"]) if "seed" in finished else []
+        for col in metric_cols:
+            values = pd.to_numeric(finished[col], errors="coerce").dropna().to_numpy(dtype=float)
+            row[f"{col}_n"] = len(values)
+            row[f"{col}_mean"] = float(values.mean()) if len(values) else np.nan
+            row[f"{col}_std"] = float(values.std(ddof=1)) if len(values) > 1 else np.nan
+            low = high = np.nan
+            if len(values) and n_boot > 0:
+                low, high = bootstrap_ci(values, values, _mean_of_first, n_boot=n_boot, alpha=alpha, seed=seed)
+            row[f"{col}_ci_low"], row[f"{col}_ci_high"] = low, high
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _mean_of_first(values: np.ndarray, _unused: np.ndarray) -> float:
+    """The resampled mean, in bootstrap_ci's ``f(y_true, y_pred)`` form."""
+    return float(np.mean(values))
+
+
+# --- the paper's tables -----------------------------------------------------------------------
+
+#: Our columns in the display tables: (summary metric, column name). Names say which checkpoint.
+OUR_COLUMNS = [
+    ("best_devel_map", "devel mAP, best (selected on devel: optimistic)"),
+    ("best_devel_uar", "devel UAR, best (selected on devel: optimistic)"),
+    ("last_devel_uar", "devel UAR, last"),
+    ("best_test_uar", "test UAR, best"),
+    ("last_test_uar", "test UAR, last"),
+]
+PAPER_COLUMNS = [("devel_map", "paper devel mAP"), ("devel_uar", "paper devel UAR"), ("test_uar", "paper test UAR")]
+
+
+def _cell(row: pd.Series | None, metric: str, as_text: bool) -> Any:
+    """Our value in %: text ``mean ± std [low, high]`` (std and CI left out when undefined), or the mean."""
+    if row is None or row.get(f"{metric}_n", 0) == 0:
+        return "" if as_text else np.nan
+    mean = 100 * row[f"{metric}_mean"]
+    if not as_text:
+        return mean
+    text = f"{mean:.1f}"
+    if not math.isnan(row[f"{metric}_std"]):
+        text += f" ± {100 * row[f'{metric}_std']:.1f}"
+        low, high = row[f"{metric}_ci_low"], row[f"{metric}_ci_high"]
+        if not (math.isnan(low) or math.isnan(high)):
+            text += f" [{100 * low:.1f}, {100 * high:.1f}]"
+    return text
+
+
+def _weights_text(group: pd.DataFrame) -> str:
+    kinds = sorted(set(group["weights"])) if len(group) else []
+    return "/".join({"ema": "EMA", "plain": "plain (no EMA)"}[k] for k in kinds)
+
+
+def _our_columns(summary_row: pd.Series | None, runs: pd.DataFrame, as_text: bool) -> dict[str, Any]:
+    out: dict[str, Any] = {name: _cell(summary_row, metric, as_text) for metric, name in OUR_COLUMNS}
+    out["weights"] = _weights_text(runs)
+    out["seeds finished"] = 0 if summary_row is None else summary_row["n_finished"]
+    out["failed"] = 0 if summary_row is None else summary_row["n_failed"]
+    out["unfinished"] = 0 if summary_row is None else summary_row["n_unfinished"]
+    return out
+
+
+def _summary_lookup(runs: pd.DataFrame, n_boot: int, seed: int) -> dict[tuple, pd.Series]:
+    if runs.empty:
+        return {}
+    s = summarise(runs, by=["model", "sample_rate", "setting"], n_boot=n_boot, seed=seed)
+    return {(r["model"], int(r["sample_rate"]), r["setting"]): r for _, r in s.iterrows()}
+
+
+def table2(df: pd.DataFrame, as_text: bool = True, n_boot: int = 1000, seed: int = 0) -> pd.DataFrame:
+    """Paper Table 2 beside ours: one row per model and sample rate, the paper's rows first.
+
+    Our runs are those of the full recipe (setting :data:`~helpers.grid.FULL_SETTING`), averaged
+    over seeds (:func:`summarise`); values in %, as ``mean ± std [95 % bootstrap CI]`` text
+    (``as_text=False``: the means as numbers). Rows of ours the paper does not have come last;
+    paper rows we did not run have empty cells. ``seeds finished``/``failed``/``unfinished``
+    count our runs, so a missing number is explained.
+    """
+    runs = df[df["setting"] == FULL_SETTING] if "setting" in df else df.iloc[0:0]
+    lookup = _summary_lookup(runs, n_boot, seed)
+    rows = []
+    seen = set()
+    for name, paper in PAPER_TABLE2.items():
+        key = (paper["model"], paper["sample_rate"], FULL_SETTING)
+        seen.add(key)
+        row = {"model": name, **{col: paper[k] for k, col in PAPER_COLUMNS}}
+        mine = runs[(runs["model"] == paper["model"]) & (runs["sample_rate"] == paper["sample_rate"])] \
+            if paper["model"] else runs.iloc[0:0]
+        row.update(_our_columns(lookup.get(key), mine, as_text))
+        rows.append(row)
+    for key, summary_row in lookup.items():
+        if key in seen:
+            continue
+        mine = runs[(runs["model"] == key[0]) & (runs["sample_rate"] == key[1])]
+        row = {"model": model_label(key[0], key[1]), **{col: None for _, col in PAPER_COLUMNS}}
+        row.update(_our_columns(summary_row, mine, as_text))
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def table3(df: pd.DataFrame, as_text: bool = True, n_boot: int = 1000, seed: int = 0,
+           paper_models: bool = True) -> pd.DataFrame:
+    """Paper Table 3 beside ours: one row per (model, sample rate, setting), settings in
+    :data:`~helpers.grid.ABLATION_SETTINGS` order.
+
+    Models: those of our ablation runs, and (``paper_models=True``) the paper's ResNet22-8k and
+    CNN10-16k even when we ran neither. Settings of a model: the paper's six, plus any extra
+    setting we ran. Values as in :func:`table2`. The "no EMA" row reports plain weights (column
+    ``weights``); the paper's numbers are devel only (``paper test UAR`` is empty).
+    """
+    runs = df[df["setting"].notna()] if "setting" in df else df.iloc[0:0]
+    lookup = _summary_lookup(runs, n_boot, seed)
+    models: list[tuple[str, int]] = list(PAPER_TABLE3) if paper_models else []
+    for model, sr, _ in lookup:
+        if (model, sr) not in models:
+            models.append((model, sr))
+    rows = []
+    for model, sr in models:
+        paper = PAPER_TABLE3.get((model, sr), {})
+        for setting in ABLATION_SETTINGS:
+            key = (model, sr, setting)
+            if setting not in paper and key not in lookup:
+                continue
+            numbers = paper.get(setting, {})
+            row = {"model": model_label(model, sr), "setting": setting,
+                   **{col: numbers.get(k) for k, col in PAPER_COLUMNS}}
+            mine = runs[(runs["model"] == model) & (runs["sample_rate"] == sr) & (runs["setting"] == setting)]
+            row.update(_our_columns(lookup.get(key), mine, as_text))
+            if not row["weights"]:  # no run of ours: say which weights the setting reports
+                row["weights"] = "EMA" if ABLATION_SETTINGS[setting]["ema"] else "plain (no EMA)"
+            rows.append(row)
+    return pd.DataFrame(rows)

@@ -1,0 +1,263 @@
+"""Grids of training runs: the paper's model comparison (Table 2) and ablation (Table 3).
+
+Notebooks ``04`` (model comparison) and ``05`` (ablation) build their lists of configs here and
+train them with :func:`run_grid`; the tables are then built from the run folders by
+:mod:`helpers.collect`, never from notebook outputs::
+
+    from helpers.grid import ablation_configs, table2_configs, run_grid
+    configs = table2_configs("demo") + ablation_configs("cnn10", 8000, "demo")
+    outcomes = run_grid(configs)          # one row per config; failures are rows, not exceptions
+
+Everything is a plain dict, so a notebook can print it, and a researcher can change one value
+and see what the change means:
+
+* :data:`PAPER_TABLE2`, :data:`PAPER_TABLE3`: the paper's numbers (%), to show beside ours.
+* :data:`ABLATION_SETTINGS`: each row of Table 3 (and three extra rows) as TrainConfig field
+  overrides. Every setting names all of :data:`ABLATION_FIELDS`, so a setting means the same
+  whatever base config it is applied to, and :func:`setting_of` can read the setting back from
+  a run's ``config.json`` (run folders keep their key-based names; nothing depends on a name).
+* :data:`PROFILES`: ``"demo"`` (minutes on a 2-core CPU) and ``"paper"`` (the paper's schedule;
+  needs a GPU: one CNN10 step takes about 2 s on 2 CPU cores, FACTS section 7).
+
+Identical configs (the full setting of CNN10-16k is both a Table 2 row and a Table 3 row) have
+the same key and, with the same ``out_dir``, the same run folder: they are trained once. This
+is why Table 2 and Table 3 configs of a profile share one ``out_dir``.
+"""
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from .train import TrainConfig
+
+# --- the paper's numbers ----------------------------------------------------------------------
+
+#: Paper Table 2, in %: devel mAP, devel UAR, test UAR (None where the paper gives none).
+#: ``model``/``sample_rate`` link a row to our runs (None for the challenge baselines, which we
+#: do not reproduce). Row order is the paper's.
+PAPER_TABLE2: dict[str, dict[str, Any]] = {
+    "ELM": {"model": None, "sample_rate": None, "devel_map": 60.3, "devel_uar": 61.0, "test_uar": 70.7},
+    "auDeep-SVM": {"model": None, "sample_rate": None, "devel_map": None, "devel_uar": 84.6, "test_uar": 86.6},
+    "CNN6-8k": {"model": "cnn6", "sample_rate": 8000, "devel_map": 92.9, "devel_uar": 88.2, "test_uar": None},
+    "CNN10-8k": {"model": "cnn10", "sample_rate": 8000, "devel_map": 95.4, "devel_uar": 91.9, "test_uar": 90.6},
+    "MobileNetV1-8k": {"model": "mobilenetv1", "sample_rate": 8000, "devel_map": 91.4, "devel_uar": 88.0,
+                       "test_uar": None},
+    "ResNet22-8k": {"model": "resnet22", "sample_rate": 8000, "devel_map": 93.8, "devel_uar": 91.2, "test_uar": 89.1},
+    "WideResNet28-2-8k": {"model": "wrn28_2", "sample_rate": 8000, "devel_map": 92.8, "devel_uar": 87.7,
+                          "test_uar": None},
+    "ResNet22-16k": {"model": "resnet22", "sample_rate": 16000, "devel_map": 95.7, "devel_uar": 92.6, "test_uar": None},
+    "CNN10-16k": {"model": "cnn10", "sample_rate": 16000, "devel_map": 97.0, "devel_uar": 93.6, "test_uar": 92.5},
+}
+
+#: Paper Table 3, in %: ``{(model, sample_rate): {setting: {"devel_map", "devel_uar", "test_uar"}}}``.
+#: The paper reports devel scores only (test_uar None). The extra rows of
+#: :data:`ABLATION_SETTINGS` ("+ time stretch", ...) have no numbers in the paper (section 3.3
+#: says the waveform augmentations brought no gain) and are absent here.
+PAPER_TABLE3: dict[tuple[str, int], dict[str, dict[str, float | None]]] = {
+    ("resnet22", 8000): {
+        "no-bal, no-aug": {"devel_map": 87.9, "devel_uar": 78.7, "test_uar": None},
+        "bal, no-aug": {"devel_map": 89.8, "devel_uar": 82.6, "test_uar": None},
+        "bal, specA": {"devel_map": 92.6, "devel_uar": 88.1, "test_uar": None},
+        "bal, MixUp": {"devel_map": 92.4, "devel_uar": 88.8, "test_uar": None},
+        "bal, specA+MixUp": {"devel_map": 93.8, "devel_uar": 91.2, "test_uar": None},
+        "bal, specA+MixUp, no EMA": {"devel_map": 93.1, "devel_uar": 90.0, "test_uar": None},
+    },
+    ("cnn10", 16000): {
+        "no-bal, no-aug": {"devel_map": 94.7, "devel_uar": 90.9, "test_uar": None},
+        "bal, no-aug": {"devel_map": 94.7, "devel_uar": 92.1, "test_uar": None},
+        "bal, specA": {"devel_map": 94.1, "devel_uar": 92.1, "test_uar": None},
+        "bal, MixUp": {"devel_map": 96.0, "devel_uar": 92.5, "test_uar": None},
+        "bal, specA+MixUp": {"devel_map": 97.0, "devel_uar": 93.6, "test_uar": None},
+        "bal, specA+MixUp, no EMA": {"devel_map": 96.7, "devel_uar": 93.0, "test_uar": None},
+    },
+}
+
+#: Display names of the models, as the paper writes them.
+MODEL_NAMES = {"cnn6": "CNN6", "cnn10": "CNN10", "mobilenetv1": "MobileNetV1", "resnet22": "ResNet22",
+               "wrn28_2": "WideResNet28-2"}
+
+
+def model_label(model: str, sample_rate: int) -> str:
+    """``("cnn10", 16000)`` -> ``"CNN10-16k"``, the paper's row name."""
+    return f"{MODEL_NAMES.get(model, model)}-{int(sample_rate) // 1000}k"
+
+
+# --- the ablation -----------------------------------------------------------------------------
+
+#: The TrainConfig fields an ablation setting decides; every setting names all of them.
+ABLATION_FIELDS = ("sampler", "spec_augment", "mixup", "ema", "ema_mode", "time_stretch", "pitch_shift")
+_FULL = {"sampler": "balanced", "spec_augment": True, "mixup": True, "ema": True, "ema_mode": "correct",
+         "time_stretch": False, "pitch_shift": False}
+#: The paper's full recipe: the setting of every Table 2 run.
+FULL_SETTING = "bal, specA+MixUp"
+#: Table 3's rows (the paper's names and order), then three rows the paper does not tabulate:
+#: waveform time stretching and pitch shifting added to the full recipe (the paper: no gain), and
+#: the full recipe with the authors' EMA store/restore behaviour (``ema_mode="reference"``).
+ABLATION_SETTINGS: dict[str, dict[str, Any]] = {
+    "no-bal, no-aug": {**_FULL, "sampler": "uniform", "spec_augment": False, "mixup": False},
+    "bal, no-aug": {**_FULL, "spec_augment": False, "mixup": False},
+    "bal, specA": {**_FULL, "mixup": False},
+    "bal, MixUp": {**_FULL, "spec_augment": False},
+    "bal, specA+MixUp": dict(_FULL),
+    "bal, specA+MixUp, no EMA": {**_FULL, "ema": False},
+    "+ time stretch": {**_FULL, "time_stretch": True},
+    "+ pitch shift": {**_FULL, "pitch_shift": True},
+    "EMA reference mode": {**_FULL, "ema_mode": "reference"},
+}
+#: The six settings of the paper's Table 3.
+PAPER_ABLATION_SETTINGS = tuple(list(ABLATION_SETTINGS)[:6])
+
+
+def setting_of(config: dict[str, Any] | TrainConfig) -> str | None:
+    """The name in :data:`ABLATION_SETTINGS` whose overrides ``config`` matches, else None.
+
+    ``ema_mode`` does not matter when ``ema`` is off (a run without EMA matches "no EMA" whatever
+    its ``ema_mode``).
+    """
+    values = config.to_dict() if isinstance(config, TrainConfig) else dict(config)
+    for name, overrides in ABLATION_SETTINGS.items():
+        fields = [f for f in ABLATION_FIELDS if not (f == "ema_mode" and not overrides["ema"])]
+        if all(values.get(f) == overrides[f] for f in fields):
+            return name
+    return None
+
+
+# --- profiles ---------------------------------------------------------------------------------
+
+#: Table 2's trained rows, as (model, sample rate), in the paper's order.
+TABLE2_RUNS: list[tuple[str, int]] = [("cnn6", 8000), ("cnn10", 8000), ("mobilenetv1", 8000), ("resnet22", 8000),
+                                      ("wrn28_2", 8000), ("resnet22", 16000), ("cnn10", 16000)]
+
+#: Per profile: ``config``, the TrainConfig overrides every run of the profile gets (a notebook's
+#: own ``base`` overrides them in turn); ``seeds``; ``table2_runs``, the (model, sample rate)
+#: pairs of Table 2 it trains; ``ablation_runs``, the (model, sample rate) pairs of Table 3.
+#:
+#: ``demo``: a smoke-sized grid for a 2-core CPU and the demo corpus, to see the machinery and
+#: the tables work end to end, not to reproduce numbers (60 steps are nowhere near convergence).
+#: 8 kHz everywhere (half the frames of 16 kHz, so about half the time per step); Table 2 reduced
+#: to CNN6, CNN10 and ResNet22 at 8 kHz (the smallest model, the paper's best family, and the
+#: second architecture of the ablation; MobileNetV1, WideResNet28-2 and the 16 kHz rows are left
+#: to the paper profile); the ablation on CNN10-8k only, one seed. The EMA starts at step 30
+#: with decay 0.98 (a 0.995 average would still be dominated by its first weights after 30 steps).
+#:
+#: ``paper``: the paper's schedule (60 000 steps, devel evaluation every 200, EMA from step 15 000
+#: with decay 0.995), all Table 2 rows, the ablation on ResNet22-8k and CNN10-16k as in Table 3,
+#: three seeds (the paper reports one run per row). Needs a GPU.
+PROFILES: dict[str, dict[str, Any]] = {
+    "demo": {
+        "config": {"corpus": "demo", "sample_rate": 8000, "iterations": 60, "eval_every": 20, "ema_start": 30,
+                   "ema_decay": 0.98, "checkpoint_every": 60, "log_every": 20, "out_dir": "runs/grid/demo"},
+        "seeds": [0],
+        "table2_runs": [("cnn6", 8000), ("cnn10", 8000), ("resnet22", 8000)],
+        "ablation_runs": [("cnn10", 8000)],
+    },
+    "paper": {
+        "config": {"iterations": 60_000, "eval_every": 200, "ema_start": 15_000, "ema_decay": 0.995,
+                   "out_dir": "runs/grid/paper"},
+        "seeds": [0, 1, 2],
+        "table2_runs": list(TABLE2_RUNS),
+        "ablation_runs": [("resnet22", 8000), ("cnn10", 16000)],
+    },
+}
+
+
+def _profile(profile: str) -> dict[str, Any]:
+    if profile not in PROFILES:
+        raise ValueError(f"profile {profile!r} is unknown; known: {sorted(PROFILES)} (helpers.grid.PROFILES)")
+    return PROFILES[profile]
+
+
+# --- building configs -------------------------------------------------------------------------
+
+
+def expand_grid(base: dict[str, Any], axes: dict[str, list]) -> list[TrainConfig]:
+    """One TrainConfig per combination of the ``axes`` values (cartesian product) over ``base``.
+
+    ``expand_grid({"model": "cnn10"}, {"seed": [0, 1], "mixup": [True, False]})`` gives 4 configs,
+    the last axis varying fastest. Unknown field names raise (naming the known ones); an axis with
+    no values raises (it would silently give an empty grid).
+    """
+    for name, values in axes.items():
+        if isinstance(values, (str, bytes)) or not hasattr(values, "__iter__"):
+            raise ValueError(f"expand_grid axis {name!r} must be a list of values, got {values!r}")
+        if len(list(values)) == 0:
+            raise ValueError(f"expand_grid axis {name!r} has no values: the grid would be empty")
+    names = list(axes)
+    return [TrainConfig.from_dict({**base, **dict(zip(names, combo))})
+            for combo in itertools.product(*(list(axes[n]) for n in names))]
+
+
+def ablation_configs(model: str, sample_rate: int, profile: str = "demo", seeds: list[int] | None = None,
+                     base: dict[str, Any] | None = None, settings: list[str] | None = None) -> list[TrainConfig]:
+    """The ablation grid of one model: every setting x every seed, setting-major.
+
+    Config = profile config, then ``base`` (e.g. ``{"corpus": "/data/primates"}``), then model,
+    sample rate and seed, then the setting's overrides (which always win: they are the ablation).
+    ``seeds`` defaults to the profile's; ``settings`` to all of :data:`ABLATION_SETTINGS`.
+    """
+    prof = _profile(profile)
+    seeds = list(prof["seeds"] if seeds is None else seeds)
+    names = list(ABLATION_SETTINGS) if settings is None else list(settings)
+    unknown = [n for n in names if n not in ABLATION_SETTINGS]
+    if unknown:
+        raise ValueError(f"unknown ablation setting(s) {unknown}; known: {list(ABLATION_SETTINGS)}")
+    common = {**prof["config"], **(base or {}), "model": model, "sample_rate": sample_rate}
+    return [c for name in names
+            for c in expand_grid({**common, **ABLATION_SETTINGS[name]}, {"seed": seeds})]
+
+
+def table2_configs(profile: str = "demo", base: dict[str, Any] | None = None, seeds: list[int] | None = None,
+                   runs: list[tuple[str, int]] | None = None) -> list[TrainConfig]:
+    """Table 2's runs of a profile: each (model, sample rate) of ``runs`` (default the profile's
+    ``table2_runs``) x each seed, with the full recipe (:data:`FULL_SETTING`)."""
+    prof = _profile(profile)
+    seeds = list(prof["seeds"] if seeds is None else seeds)
+    pairs = prof["table2_runs"] if runs is None else runs
+    out: list[TrainConfig] = []
+    for model, sample_rate in pairs:
+        values = {**prof["config"], **(base or {}), "model": model, "sample_rate": sample_rate,
+                  **ABLATION_SETTINGS[FULL_SETTING]}
+        out.extend(expand_grid(values, {"seed": seeds}))
+    return out
+
+
+# --- running ----------------------------------------------------------------------------------
+
+#: Columns of :func:`run_grid`'s table.
+GRID_COLUMNS = ["run_dir", "key", "model", "sample_rate", "seed", "setting", "status", "error", "seconds"]
+
+
+def run_grid(configs: list[TrainConfig], redo: bool = False, **parallel_kwargs: Any) -> pd.DataFrame:
+    """Train ``configs`` with :func:`helpers.parallel.run_trainings`; one row per config, in order.
+
+    Columns :data:`GRID_COLUMNS`; ``status`` is ``finished`` (trained now), ``skipped`` (finished
+    before) or ``failed`` (``error`` says why; also in ``RUN/failed.json``). Failed runs are rows,
+    never dropped. Configs that share a run folder (the same config listed twice, e.g. CNN10-16k
+    in Table 2 and Table 3) are trained once and each gets the row of that run. ``parallel_kwargs``
+    go to ``run_trainings`` (``max_per_gpu``, ``cpu_workers``, ``threads_per_run``, ``corpus_root``,
+    ``progress``).
+    """
+    from . import parallel  # looked up at call time, so tests can replace run_trainings
+
+    unique: dict[Path, TrainConfig] = {}
+    for config in configs:
+        folder = config.run_dir().resolve()
+        if folder in unique and unique[folder].key() != config.key():
+            raise ValueError(f"two different configs share the run folder {config.run_dir()}: give them "
+                             "distinct run_name or out_dir")
+        unique.setdefault(folder, config)
+    folders = list(unique)
+    outcomes = parallel.run_trainings(list(unique.values()), redo=redo, **parallel_kwargs) if folders else []
+    if len(outcomes) != len(folders):
+        raise RuntimeError(f"run_trainings returned {len(outcomes)} outcomes for {len(folders)} configs")
+    by_folder = dict(zip(folders, outcomes))
+    rows = []
+    for config in configs:
+        outcome = by_folder[config.run_dir().resolve()]
+        rows.append({"run_dir": str(config.run_dir()), "key": config.key(), "model": config.model,
+                     "sample_rate": config.sample_rate, "seed": config.seed, "setting": setting_of(config),
+                     "status": outcome.status, "error": outcome.error, "seconds": float(outcome.seconds)})
+    return pd.DataFrame(rows, columns=GRID_COLUMNS)

@@ -1,0 +1,143 @@
+"""Collectors: run folders (finished, failed, unfinished) to one table, summaries over seeds,
+and the paper's tables. Run folders are fabricated in the layout train() writes: no training."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from helpers.collect import collect_runs, summarise, table2, table3
+from helpers.grid import ABLATION_SETTINGS, FULL_SETTING
+from helpers.train import TrainConfig
+
+
+def _split(uar: float, mAP: float, selected: bool) -> dict:
+    return {"n": 10, "uar": uar, "map": mAP, "accuracy": uar, "selected_on_this_split": selected}
+
+
+def make_run(out_dir: Path, status: str = "finished", uar: float = 0.9, mAP: float = 0.95, last_uar: float = 0.8,
+             test_uar: float | None = 0.85, setting: str = FULL_SETTING, **config_kw) -> Path:
+    """A run folder with the files train() (finished), run_trainings (failed) or an interrupted run leave."""
+    values = {"model": "cnn10", "sample_rate": 8000, "seed": 0, "iterations": 100, "out_dir": str(out_dir),
+              **ABLATION_SETTINGS[setting], **config_kw}
+    config = TrainConfig(**values)
+    run = config.run_dir()
+    run.mkdir(parents=True)
+    (run / "config.json").write_text(json.dumps(config.to_dict()))
+    pd.DataFrame({"step": [50, 100] if status == "finished" else [50], "train_loss": 1.0, "uar_plain": 0.5,
+                  "map_plain": 0.5, "uar_ema": 0.5, "map_ema": 0.5}).to_csv(run / "history.csv", index=False)
+    if status == "finished":
+        test = None if test_uar is None else _split(test_uar, 0.9, False)
+        kinds = ("plain", "ema") if config.ema else ("plain",)
+        checkpoints = {}
+        for kind in kinds:
+            checkpoints[f"best_{kind}"] = {"step": 50, "selected_on": "devel",
+                                           "splits": {"devel": _split(uar, mAP, True), "test": test}}
+            checkpoints[f"last_{kind}"] = {"step": 100, "selected_on": None,
+                                           "splits": {"devel": _split(last_uar, mAP - 0.05, False), "test": test}}
+        (run / "metrics.json").write_text(json.dumps({"classes": ["a", "b"], "checkpoints": checkpoints,
+                                                      "n_parameters": 123}))
+        (run / "record.json").write_text(json.dumps({"timings": {"features": 1.0, "training_loop": 42.5}}))
+    elif status == "failed":
+        (run / "failed.json").write_text(json.dumps({"status": "failed", "error_type": "RuntimeError",
+                                                     "message": "CUDA out of memory"}))
+    return run
+
+
+def test_collect_runs_rows_and_statuses(tmp_path: Path):
+    make_run(tmp_path / "grid", seed=0)
+    make_run(tmp_path / "grid", status="failed", seed=1)
+    make_run(tmp_path / "grid" / "deeper", status="unfinished", seed=2)
+    make_run(tmp_path / "grid", seed=3, setting="bal, specA+MixUp, no EMA", test_uar=None)
+    df = collect_runs(tmp_path / "grid").set_index("seed")
+    assert len(df) == 4
+    assert df.loc[0, "status"] == "finished" and df.loc[1, "status"] == "failed" and df.loc[2, "status"] == "unfinished"
+    assert "CUDA out of memory" in df.loc[1, "error"] and df.loc[1, "error"].startswith("RuntimeError")
+    assert df.loc[2, "last_step"] == 50 and not df.loc[2, "resumable"]
+    assert np.isnan(df.loc[1, "best_ema_devel_uar"]) and np.isnan(df.loc[2, "best_devel_uar"])
+    fin = df.loc[0]
+    assert fin["best_ema_devel_uar"] == 0.9 and fin["best_ema_devel_map"] == 0.95
+    assert fin["last_ema_devel_uar"] == 0.8 and fin["best_ema_test_uar"] == 0.85 and fin["best_ema_step"] == 50
+    assert fin["n_parameters"] == 123 and fin["train_seconds"] == 42.5 and fin["timing_features"] == 1.0
+    assert fin["model"] == "cnn10" and fin["sample_rate"] == 8000 and fin["sampler"] == "balanced"
+    assert fin["setting"] == FULL_SETTING and fin["weights"] == "ema" and fin["best_devel_uar"] == 0.9
+    no_ema = df.loc[3]
+    assert no_ema["weights"] == "plain" and no_ema["best_devel_uar"] == 0.9
+    assert np.isnan(no_ema["best_ema_devel_uar"]) and np.isnan(no_ema["best_test_uar"])
+    assert no_ema["setting"] == "bal, specA+MixUp, no EMA"
+    # a list of paths, one a run folder itself
+    assert len(collect_runs([tmp_path / "grid" / "deeper", fin["run_dir"]])) == 2
+    assert collect_runs(tmp_path / "grid" / "deeper").iloc[0]["status"] == "unfinished"
+    with pytest.raises(FileNotFoundError):
+        collect_runs(tmp_path / "nowhere")
+
+
+def test_summarise_mean_std_ci_and_counts(tmp_path: Path):
+    for seed, uar in enumerate([0.8, 0.9, 1.0]):
+        make_run(tmp_path, seed=seed, uar=uar)
+    make_run(tmp_path, seed=7, status="failed")
+    make_run(tmp_path, seed=8, status="unfinished")
+    for seed in (0, 1):  # identical values
+        make_run(tmp_path, seed=seed, model="cnn6", uar=0.7)
+    s = summarise(collect_runs(tmp_path), by=["model"], n_boot=500).set_index("model")
+    row = s.loc["cnn10"]
+    assert (row["n_finished"], row["n_failed"], row["n_unfinished"]) == (3, 1, 1)
+    assert row["seeds"] == [0, 1, 2]
+    assert row["best_devel_uar_mean"] == pytest.approx(0.9)
+    assert row["best_devel_uar_std"] == pytest.approx(0.1)  # sample std, ddof=1
+    assert row["best_devel_uar_n"] == 3
+    assert 0.8 <= row["best_devel_uar_ci_low"] <= 0.9 <= row["best_devel_uar_ci_high"] <= 1.0
+    assert row["best_devel_uar_ci_low"] < row["best_devel_uar_ci_high"]
+    same = s.loc["cnn6"]
+    assert (same["best_devel_uar_ci_low"], same["best_devel_uar_ci_high"]) == pytest.approx((0.7, 0.7))
+    assert same["best_devel_uar_std"] == pytest.approx(0.0)
+    one = summarise(collect_runs(tmp_path), by=["model", "seed"], n_boot=100).set_index(["model", "seed"])
+    assert np.isnan(one.loc[("cnn10", 0), "best_devel_uar_std"])
+    assert one.loc[("cnn10", 7), "n_failed"] == 1 and one.loc[("cnn10", 7), "best_devel_uar_n"] == 0
+    with pytest.raises(KeyError, match="no_such"):
+        summarise(collect_runs(tmp_path), by=["no_such"])
+
+
+def test_table2_beside_the_paper(tmp_path: Path):
+    make_run(tmp_path, seed=0, uar=0.90)
+    make_run(tmp_path, seed=1, uar=0.92)
+    make_run(tmp_path, seed=2, status="failed")
+    make_run(tmp_path, seed=0, model="cnn6", sample_rate=16000)  # not in the paper
+    make_run(tmp_path, seed=0, setting="bal, specA")  # an ablation run: not a Table 2 row
+    t = table2(collect_runs(tmp_path), n_boot=200)
+    assert {"paper devel mAP", "paper devel UAR", "paper test UAR",
+            "devel UAR, best (selected on devel: optimistic)", "devel UAR, last", "test UAR, last"} <= set(t.columns)
+    t = t.set_index("model")
+    assert list(t.index[:3]) == ["ELM", "auDeep-SVM", "CNN6-8k"] and t.index[-1] == "CNN6-16k"
+    row = t.loc["CNN10-8k"]
+    assert row["paper devel UAR"] == 91.9 and row["paper test UAR"] == 90.6
+    assert row["devel UAR, best (selected on devel: optimistic)"].startswith("91.0 ± 1.4")
+    assert (row["seeds finished"], row["failed"]) == (2, 1) and row["weights"] == "EMA"
+    assert t.loc["ResNet22-8k", "devel UAR, last"] == "" and t.loc["ResNet22-8k", "seeds finished"] == 0
+    assert pd.isna(t.loc["CNN6-16k", "paper devel UAR"])
+    numbers = table2(collect_runs(tmp_path), as_text=False, n_boot=0).set_index("model")
+    assert numbers.loc["CNN10-8k", "devel UAR, best (selected on devel: optimistic)"] == pytest.approx(91.0)
+
+
+def test_table3_beside_the_paper(tmp_path: Path):
+    for setting in ("no-bal, no-aug", "bal, specA+MixUp, no EMA", "+ pitch shift"):
+        make_run(tmp_path, setting=setting, model="resnet22", uar=0.8)
+    t = table3(collect_runs(tmp_path), n_boot=100)
+    assert {"paper devel mAP", "paper devel UAR", "devel mAP, best (selected on devel: optimistic)"} <= set(t.columns)
+    r22 = t[t["model"] == "ResNet22-8k"].set_index("setting")
+    assert list(r22.index) == list(ABLATION_SETTINGS)[:6] + ["+ pitch shift"]
+    assert r22.loc["no-bal, no-aug", "paper devel UAR"] == 78.7
+    assert r22.loc["no-bal, no-aug", "devel UAR, best (selected on devel: optimistic)"] == "80.0"
+    assert r22.loc["bal, specA+MixUp, no EMA", "weights"] == "plain (no EMA)"
+    assert pd.isna(r22.loc["+ pitch shift", "paper devel UAR"])
+    assert r22.loc["bal, MixUp", "seeds finished"] == 0 and r22.loc["bal, MixUp", "weights"] == "EMA"
+    cnn = t[t["model"] == "CNN10-16k"]
+    assert len(cnn) == 6 and cnn["paper devel mAP"].tolist()[-2] == 97.0
+    assert set(table3(collect_runs(tmp_path), paper_models=False, n_boot=0)["model"]) == {"ResNet22-8k"}
+    (tmp_path / "empty").mkdir()
+    empty = collect_runs(tmp_path / "empty")
+    assert empty.empty and "status" in empty
+    assert len(table3(empty)) == 12 and len(table2(empty)) == 9

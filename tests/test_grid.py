@@ -1,0 +1,106 @@
+"""The grid runner: paper numbers, ablation settings, profiles, config grids and run_grid's table
+(run_trainings replaced by a stand-in: no training)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+import helpers.parallel as parallel
+from helpers.grid import (ABLATION_FIELDS, ABLATION_SETTINGS, FULL_SETTING, PAPER_TABLE2, PAPER_TABLE3,
+                          PROFILES, TABLE2_RUNS, ablation_configs, expand_grid, run_grid, setting_of,
+                          table2_configs)
+from helpers.parallel import RunOutcome
+from helpers.train import TrainConfig
+
+
+def test_paper_numbers_match_facts():
+    assert PAPER_TABLE2["CNN10-16k"] == {"model": "cnn10", "sample_rate": 16000, "devel_map": 97.0,
+                                        "devel_uar": 93.6, "test_uar": 92.5}
+    assert PAPER_TABLE2["auDeep-SVM"]["devel_map"] is None
+    assert PAPER_TABLE3[("resnet22", 8000)]["no-bal, no-aug"]["devel_uar"] == 78.7
+    assert PAPER_TABLE3[("cnn10", 16000)][FULL_SETTING]["devel_map"] == 97.0
+    # the full-recipe row of Table 3 is Table 2's row
+    for (model, sr), rows in PAPER_TABLE3.items():
+        t2 = next(v for v in PAPER_TABLE2.values() if (v["model"], v["sample_rate"]) == (model, sr))
+        assert (rows[FULL_SETTING]["devel_map"], rows[FULL_SETTING]["devel_uar"]) == (t2["devel_map"], t2["devel_uar"])
+    assert {(v["model"], v["sample_rate"]) for v in PAPER_TABLE2.values() if v["model"]} == set(TABLE2_RUNS)
+
+
+def test_ablation_settings_are_complete_and_recognisable():
+    for name, overrides in ABLATION_SETTINGS.items():
+        assert set(overrides) == set(ABLATION_FIELDS), name
+        TrainConfig(**overrides)  # valid values
+        assert setting_of(TrainConfig(**overrides)) == name
+    assert ABLATION_SETTINGS["no-bal, no-aug"]["sampler"] == "uniform"
+    assert ABLATION_SETTINGS["bal, specA+MixUp, no EMA"]["ema"] is False
+    assert setting_of({**ABLATION_SETTINGS[FULL_SETTING], "mixup_alpha": 0.5}) == FULL_SETTING
+    assert setting_of({**ABLATION_SETTINGS[FULL_SETTING], "time_stretch": True, "pitch_shift": True}) is None
+
+
+def test_profiles_are_valid_configs():
+    assert PROFILES["paper"]["config"]["iterations"] == 60_000
+    assert PROFILES["paper"]["seeds"] == [0, 1, 2] and PROFILES["demo"]["seeds"] == [0]
+    for name, prof in PROFILES.items():
+        TrainConfig.from_dict(prof["config"])
+        assert set(prof["table2_runs"]) <= set(TABLE2_RUNS) or name == "demo"
+
+
+def test_expand_grid_is_a_cartesian_product():
+    configs = expand_grid({"model": "cnn6", "iterations": 5},
+                          {"seed": [0, 1, 2], "mixup": [True, False], "sample_rate": [8000, 16000]})
+    assert len(configs) == 12
+    assert all(c.model == "cnn6" and c.iterations == 5 for c in configs)
+    assert {(c.seed, c.mixup, c.sample_rate) for c in configs} == {
+        (s, m, r) for s in (0, 1, 2) for m in (True, False) for r in (8000, 16000)}
+    assert len({c.key() for c in configs}) == 12
+    assert [c.sample_rate for c in configs[:2]] == [8000, 16000]  # last axis fastest
+    assert len(expand_grid({"model": "cnn6"}, {})) == 1
+    with pytest.raises(ValueError, match="unknown TrainConfig"):
+        expand_grid({}, {"no_such_field": [1]})
+    with pytest.raises(ValueError, match="no values"):
+        expand_grid({}, {"seed": []})
+
+
+def test_ablation_and_table2_configs(tmp_path: Path):
+    configs = ablation_configs("resnet22", 8000, "paper", seeds=[0, 1], base={"out_dir": str(tmp_path)})
+    assert len(configs) == 2 * len(ABLATION_SETTINGS)
+    assert all(c.iterations == 60_000 and c.ema_decay == 0.995 and c.out_dir == str(tmp_path) for c in configs)
+    assert [setting_of(c) for c in configs[::2]] == list(ABLATION_SETTINGS)
+    # a base cannot undo the ablation
+    forced = ablation_configs("cnn10", 8000, "demo", base={"mixup": True}, settings=["bal, specA"])
+    assert len(forced) == 1 and forced[0].mixup is False and forced[0].iterations == 60
+    with pytest.raises(ValueError, match="unknown ablation setting"):
+        ablation_configs("cnn10", 8000, "demo", settings=["bal"])
+    with pytest.raises(ValueError, match="profile"):
+        table2_configs("huge")
+    t2 = table2_configs("demo")
+    assert [(c.model, c.sample_rate) for c in t2] == PROFILES["demo"]["table2_runs"]
+    assert all(setting_of(c) == FULL_SETTING for c in t2)
+    assert len(table2_configs("paper")) == 3 * len(TABLE2_RUNS)
+    # CNN10-16k with the full recipe is in both grids: the same run folder, trained once
+    shared = {c.run_dir() for c in table2_configs("paper")} & {c.run_dir() for c in ablation_configs("cnn10", 16000, "paper")}
+    assert len(shared) == 3
+
+
+def test_run_grid_keeps_failures_as_rows(tmp_path: Path, monkeypatch):
+    configs = expand_grid({"model": "cnn6", "out_dir": str(tmp_path), "iterations": 5}, {"seed": [0, 1, 2]})
+    calls = []
+
+    def fake_run_trainings(cfgs, redo=False, **kwargs):
+        calls.append((len(cfgs), redo, kwargs))
+        statuses = ["finished", "failed", "skipped"]
+        return [RunOutcome(config=c, run_dir=c.run_dir(), status=s, seconds=1.5 if s != "skipped" else 0.0,
+                           error="RuntimeError: out of memory" if s == "failed" else None)
+                for c, s in zip(cfgs, statuses)]
+
+    monkeypatch.setattr(parallel, "run_trainings", fake_run_trainings)
+    table = run_grid(configs + [configs[0]], redo=True, cpu_workers=1)  # a duplicate: trained once
+    assert calls == [(3, True, {"cpu_workers": 1})]
+    assert list(table["status"]) == ["finished", "failed", "skipped", "finished"]
+    failed = table.iloc[1]
+    assert failed["seed"] == 1 and "out of memory" in failed["error"]
+    assert table["run_dir"].tolist()[:3] == [str(c.run_dir()) for c in configs]
+    assert table["key"].tolist()[:3] == [c.key() for c in configs]
+    assert set(table["setting"]) == {FULL_SETTING}
+    assert run_grid([]).empty
