@@ -145,3 +145,51 @@ def _fig_ax(ax, size):
     else:
         fig = ax.figure
     return fig, ax
+
+
+def plot_tsne(points: np.ndarray, labels: np.ndarray, classes: Sequence[str], ax=None,
+              title: str = "t-SNE of the devel embeddings"):
+    """Scatter of a 2-d map ``points (n, 2)`` (e.g. :func:`helpers.embeddings.tsne_2d`) coloured
+    by class; ``labels (n,)`` are class indices, -1 (unknown) drawn in grey. The axes have no
+    unit: t-SNE keeps neighbourhoods, not distances."""
+    fig, ax = _fig_ax(ax, (5.5, 5))
+    points = np.asarray(points)
+    labels = np.asarray(labels)
+    palette = sns.color_palette("tab10", n_colors=max(len(classes), 1))
+    for k, name in enumerate(classes):
+        sel = labels == k
+        if sel.any():
+            ax.scatter(points[sel, 0], points[sel, 1], s=6, alpha=0.7, color=palette[k % len(palette)],
+                       label=f"{name} (n={int(sel.sum())})")
+    unknown = labels < 0
+    if unknown.any():
+        ax.scatter(points[unknown, 0], points[unknown, 1], s=6, alpha=0.5, color="0.6",
+                   label=f"unknown (n={int(unknown.sum())})")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.set_title(title)
+    ax.legend(fontsize=7, markerscale=2, loc="best")
+    return fig
+
+
+def plot_svm_c_curve(table: pd.DataFrame, ax=None, title: str = "Linear SVM: UAR against C"):
+    """Train and devel UAR per C (columns ``C``, ``devel_uar``, optional ``train_uar`` and
+    ``chosen``) on a log C axis; the chosen C is marked. The gap between the curves shows
+    over-fitting as C grows (weaker regularisation)."""
+    fig, ax = _fig_ax(ax, (5.5, 3.5))
+    t = table.sort_values("C")
+    if "train_uar" in t:
+        ax.plot(t["C"], t["train_uar"], "o--", color="0.5", label="train UAR")
+    ax.plot(t["C"], t["devel_uar"], "o-", label="devel UAR")
+    if "chosen" in t and t["chosen"].any():
+        best = t[t["chosen"]].iloc[0]
+        ax.axvline(best["C"], color="C3", lw=0.8, ls=":")
+        ax.plot([best["C"]], [best["devel_uar"]], "*", color="C3", ms=12,
+                label=f"chosen C={best['C']:g} (devel UAR optimistic)")
+    ax.set_xscale("log")
+    ax.set_xlabel("C (inverse regularisation)")
+    ax.set_ylabel("UAR")
+    ax.set_ylim(0, 1.02)
+    ax.set_title(title)
+    ax.legend(fontsize=8, loc="lower right")
+    return fig
