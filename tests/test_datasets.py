@@ -21,3 +21,22 @@ def test_folder_corpus_and_missing_folder(tiny_corpus, tmp_path):
     assert prepare_corpus(str(tiny_corpus)).classes == ["background", "chimpanze", "redcap"]
     with pytest.raises(FileNotFoundError, match="does not exist"):
         prepare_corpus(str(tmp_path / "nowhere"))
+
+
+def test_cli_builds_named_corpora(tmp_path):
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO_ROOT, SHARED_MIRROR
+
+    syn = subprocess.run([sys.executable, "-m", "helpers", "corpus", "synthetic", "--out", str(tmp_path / "syn"),
+                          "--n-clips", "30", "--seed", "4"], cwd=REPO_ROOT, capture_output=True, text=True)
+    assert syn.returncode == 0, syn.stderr
+    assert "0 error(s)" in syn.stdout and (tmp_path / "syn" / "lab" / "test.csv").is_file()
+    if not (SHARED_MIRROR / "SHA256SUMS").is_file():
+        pytest.skip("no mirror for the demo corpus")
+    demo = subprocess.run([sys.executable, "-m", "helpers", "corpus", "demo", "--out", str(tmp_path / "demo"),
+                           "--mirror", str(SHARED_MIRROR), "--cache-dir", str(tmp_path / "dl")],
+                          cwd=REPO_ROOT, capture_output=True, text=True)
+    assert demo.returncode == 0, demo.stderr
+    assert "0 error(s), 0 warning(s)" in demo.stdout and (tmp_path / "demo" / "manifest.csv").is_file()
