@@ -319,3 +319,16 @@ def table3(df: pd.DataFrame, as_text: bool = True, n_boot: int = 1000, seed: int
                 row["weights"] = "EMA" if ABLATION_SETTINGS[setting]["ema"] else "plain (no EMA)"
             rows.append(row)
     return pd.DataFrame(rows)
+
+
+def latest_finished_run(root: str | Path) -> Path:
+    """The most recently finished run folder below ``root`` (by the time of its metrics.json).
+
+    Raises ``FileNotFoundError`` naming ``root`` and the fix when none has finished.
+    """
+    finished = [p for p in find_run_folders(root) if (p / "metrics.json").is_file() and (p / "record.json").is_file()]
+    if not finished:
+        raise FileNotFoundError(
+            f"no finished training run below {root}; run notebooks/03_train.ipynb (or helpers.train.train) first, "
+            "or pass run_dir explicitly.")
+    return max(finished, key=lambda p: (p / "metrics.json").stat().st_mtime_ns)

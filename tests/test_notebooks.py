@@ -3,6 +3,7 @@ runner names the failing cell."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import nbformat
 import pytest
@@ -44,21 +45,22 @@ def synthetic_params(tmp_path_factory):
         # 03_train: a narrow net for a few steps, enough to exercise every cell
         "sample_rate": 8000, "model_options": {"channels": [8, 16, 32, 64]}, "iterations": 6,
         "eval_every": 3, "ema_start": 3, "checkpoint_every": 6, "n_listen": 2,
+        # 06_embeddings: the run 03 just made
+        "runs_dir": str(base / "runs"), "perplexity": 5.0,
     }
 
 
 def test_collection_runs_headless_on_synthetic_corpus(synthetic_params, tmp_path):
     out = tmp_path / "executed"
-    done = run_collection(synthetic_params, notebooks=["00", "01", "02", "03"], output_dir=out)
-    assert [p.name for p in done] == [f"{p.stem}.ipynb" for p in NOTEBOOKS[:4]]
+    done = run_collection(synthetic_params, notebooks=["00", "01", "02", "03", "06"], output_dir=out)
+    assert [p.name for p in done] == [f"{p.stem}.ipynb" for p in NOTEBOOKS if p.stem[:2] in {"00", "01", "02", "03", "06"}]
     for path in done:
         nb = nbformat.read(path, as_version=4)
         errors = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
         assert not errors
-    figures = {p.name for p in (tmp_path.parent / "figures").glob("*.png")} | \
-        {p.name for p in __import__("pathlib").Path(synthetic_params["figures_dir"]).glob("*.png")}
+    figures = {p.name for p in Path(synthetic_params["figures_dir"]).glob("*.png")}
     for name in ["01_class_counts.png", "01_example_logmels.png", "02_mean_logmel_per_class.png",
-                 "03_learning_curves.png", "03_confusion_devel.png"]:
+                 "03_learning_curves.png", "03_confusion_devel.png", "06_tsne.png", "06_svm_confusion.png"]:
         assert name in figures
     log = [json.loads(line) for line in (out / "executions.jsonl").read_text().splitlines()]
     assert [e["notebook"] for e in log] == [p.name for p in done]

@@ -343,12 +343,11 @@ pd.DataFrame(timings).groupby(["sample_rate", "pass"])[["clips", "seconds"]].sum
 if __name__ == "__main__":
     NB.mkdir(exist_ok=True)
     builders = {"00_data": nb00, "01_data_exploration": nb01, "02_feature_extraction": nb02}
-    extra = Path(__file__).resolve().parent / "make_notebooks_train.py"
-    if extra.exists():
-        sys.path.insert(0, str(extra.parent))
-        from make_notebooks_train import BUILDERS  # noqa: E402
+    from make_notebooks_more import BUILDERS as MORE  # noqa: E402
+    from make_notebooks_train import BUILDERS as TRAIN  # noqa: E402
 
-        builders.update(BUILDERS)
+    builders.update(TRAIN)
+    builders.update(MORE)
     for name, build in builders.items():
         write(NB / f"{name}.ipynb", build())
         print("wrote", NB / f"{name}.ipynb")
