@@ -525,7 +525,8 @@ def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> nn
                          f"found {found}. Save checkpoints with torch.save(helpers.models.checkpoint_dict(model), path).")
     model = model_from_config(checkpoint["model_config"])
     model.load_state_dict(checkpoint["state_dict"])
-    return model.eval()
+    # load_state_dict copies into the freshly built (CPU) model: move it where the caller asked.
+    return model.to(map_location).eval()
 
 
 # --------------------------------------------------------------------------------------------

@@ -19,7 +19,20 @@ def _check_batch_size(batch_size: int) -> int:
     return int(batch_size)
 
 
-class BalancedBatchSampler:
+class _BatchStream:
+    """An infinite iterator of index batches: subclasses implement ``next_batch()``."""
+
+    def next_batch(self) -> np.ndarray:  # pragma: no cover - always overridden
+        raise NotImplementedError
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        return self
+
+    def __next__(self) -> np.ndarray:
+        return self.next_batch()
+
+
+class BalancedBatchSampler(_BatchStream):
     """Class-balanced batches, as in the authors' code (FACTS section 4).
 
     Slots of the stream of batches are given to the classes in turn, ``0, 1, ..., K-1, 0, 1,
@@ -103,12 +116,6 @@ class BalancedBatchSampler:
         self.batches_drawn += 1
         return batch
 
-    def __iter__(self) -> Iterator[np.ndarray]:
-        return self
-
-    def __next__(self) -> np.ndarray:
-        return self.next_batch()
-
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to continue the exact same stream of batches (JSON-able)."""
         return {
@@ -144,7 +151,7 @@ class BalancedBatchSampler:
             rng.bit_generator.state = rng_state
 
 
-class UniformBatchSampler:
+class UniformBatchSampler(_BatchStream):
     """Uniform batches: shuffled epochs without replacement, concatenated into one stream.
 
     A batch may straddle two epochs (its end comes from the next permutation), so no example
@@ -183,12 +190,6 @@ class UniformBatchSampler:
             filled += k
         self.batches_drawn += 1
         return batch
-
-    def __iter__(self) -> Iterator[np.ndarray]:
-        return self
-
-    def __next__(self) -> np.ndarray:
-        return self.next_batch()
 
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to continue the exact same stream of batches (JSON-able)."""

@@ -27,7 +27,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -45,7 +44,7 @@ from .evaluate import predict_scores, prediction_table, split_metrics, write_sub
 from .features import FeatureSettings, LogMel, load_features
 from .fileio import atomic_write, write_json_atomic
 from .hardware import configure_threads, resolve_device
-from .models import count_parameters, create_model
+from .models import count_parameters, create_model, load_model
 from .runs import Timer, write_record
 from .sampler import BalancedBatchSampler, UniformBatchSampler
 
@@ -510,9 +509,7 @@ def _final_evaluation(run_dir: Path, config: TrainConfig, corpus: Corpus, feats:
     for kind in ("plain", "ema"):
         path = run_dir / "checkpoints" / f"best_{kind}.pt"
         if best[kind]["step"] is not None and path.is_file():
-            m = create_model(config.model, n_classes=len(classes), **config.model_options).to(device)
-            m.load_state_dict(load_checkpoint(path, map_location=device)["state_dict"])
-            candidates[f"best_{kind}"] = (m, int(best[kind]["step"]))
+            candidates[f"best_{kind}"] = (load_model(path, map_location=device), int(best[kind]["step"]))
     n_evals = len(history)
     out: dict[str, Any] = {
         "classes": classes, "note": "best_* checkpoints were chosen by devel UAR: their devel scores are "
