@@ -79,7 +79,12 @@ WORKER_LOG = "worker.log"
 #: What train() writes in a run folder; ``redo=True`` removes exactly these and nothing else, so a
 #: misconfigured ``out_dir`` can never make it delete unrelated files.
 RUN_ARTEFACTS = ("config.json", "record.json", "history.csv", "metrics.json", "submission-test.csv",
-                 FAILED_FILE, WORKER_LOG, "checkpoints", "predictions", "figures")
+                 FAILED_FILE, WORKER_LOG, "checkpoints", "predictions", "figures", "03_train.ipynb",
+                 "executions.jsonl")
+#: How a child trains: ``"python"`` calls :func:`helpers.train.train`; ``"notebook"`` executes
+#: ``notebooks/03_train.ipynb`` through papermill with the config as its parameters, leaving the
+#: executed notebook (curves, tables, confusions) in the run folder as ``03_train.ipynb``.
+VIA = ("python", "notebook")
 #: Seconds between checks on the running children (a run takes seconds to hours; 0.2 s is noise).
 POLL_SECONDS = 0.2
 #: Seconds a child gets to exit after SIGTERM before it is killed, when the parent is interrupted.
@@ -339,7 +344,7 @@ def _precompute_features(jobs: list[_Job], corpus_root: str | None, progress: bo
 
 def run_trainings(configs: list[TrainConfig], max_per_gpu: int = 2, cpu_workers: int | None = None,
                   threads_per_run: int | None = None, corpus_root: str | None = None, redo: bool = False,
-                  progress: bool = True) -> list[RunOutcome]:
+                  progress: bool = True, via: str = "python") -> list[RunOutcome]:
     """Train every config, several at once, each in its own process; one outcome per config, in order.
 
     Args:
@@ -354,11 +359,17 @@ def run_trainings(configs: list[TrainConfig], max_per_gpu: int = 2, cpu_workers:
         redo: train every run from scratch, finished or not (the files train() writes in its run
             folder are deleted first; other files there are left alone).
         progress: print one line per started, finished, failed or skipped run, and feature progress.
+        via: ``"python"`` (call :func:`helpers.train.train` in the child) or ``"notebook"`` (a
+            papermill run of ``notebooks/03_train.ipynb`` with the config as parameters; the
+            executed notebook stays in the run folder). Both train the same way; the notebook
+            costs a few seconds more per run (kernel start-up).
 
     Returns:
         A :class:`RunOutcome` per config, in the order of ``configs``. Failures are returned (and
         written to ``RUN/failed.json``), not raised; only an error in the arguments raises.
     """
+    if via not in VIA:
+        raise ValueError(f"via={via!r}; use one of {VIA}")
     if max_per_gpu < 1:
         raise ValueError(f"max_per_gpu must be >= 1, got {max_per_gpu}")
     if cpu_workers is not None and cpu_workers < 1:
@@ -451,7 +462,7 @@ def run_trainings(configs: list[TrainConfig], max_per_gpu: int = 2, cpu_workers:
                 pending.remove(job)
                 changed = True
                 try:
-                    _launch(job, config, gpu_id, bool(gpus) and config.device == "cpu", corpus_root, scratch)
+                    _launch(job, config, gpu_id, bool(gpus) and config.device == "cpu", corpus_root, scratch, via)
                 except OSError as exc:  # cannot create the run folder or start python at all
                     from .parallel_worker import error_report
 
@@ -493,14 +504,14 @@ def _placement(job: _Job, gpus: list[str]) -> str:
 
 
 def _launch(job: _Job, config: TrainConfig, gpu_id: str | None, hide_gpus: bool, corpus_root: str | None,
-            scratch: Path) -> None:
+            scratch: Path, via: str = "python") -> None:
     """Write the job file and start the child for ``job``."""
     job.run_dir.mkdir(parents=True, exist_ok=True)
     job.job_file = scratch / f"job-{job.index}.json"
     job.error_file = scratch / f"error-{job.index}.json"
     job.error_file.unlink(missing_ok=True)
     write_json_atomic(job.job_file, {
-        "config": config.to_dict(), "error_path": str(job.error_file),
+        "config": config.to_dict(), "error_path": str(job.error_file), "via": via,
         "corpus_root": str(Path(corpus_root).resolve()) if corpus_root else None})
     env = child_environment(job.threads, gpu_id, hide_gpus)
     job.started = time.monotonic()

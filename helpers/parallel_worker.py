@@ -32,6 +32,10 @@ def run_job(job: dict) -> None:
     print(f"run folder {config.run_dir()}; threads {config.num_threads}; device {config.device}; "
           f"CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES', '(unset)')}; "
           f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', '(unset)')}", flush=True)
+    if job.get("via", "python") == "notebook":
+        run_training_notebook(config, job.get("corpus_root"))
+        print("finished", flush=True)
+        return
     corpus = None
     if job.get("corpus_root"):
         from .corpus import read_corpus
@@ -39,6 +43,22 @@ def run_job(job: dict) -> None:
         corpus = read_corpus(job["corpus_root"])
     train(config, corpus=corpus, progress=False)
     print("finished", flush=True)
+
+
+def run_training_notebook(config, corpus_root: str | None = None) -> Path:
+    """Train ``config`` by executing ``notebooks/03_train.ipynb`` with papermill; the executed copy
+    is ``RUN/03_train.ipynb`` and its figures go to ``RUN/figures``. Relative paths in the config
+    keep their meaning: the notebook runs in this process's working directory."""
+    from .notebooks import NOTEBOOK_DIR, run_notebook
+
+    run_dir = config.run_dir()
+    parameters = {**config.to_dict(), "figures_dir": str(run_dir / "figures"), "n_listen": 0}
+    if corpus_root:
+        parameters["corpus_root"] = str(corpus_root)
+    out = run_notebook(NOTEBOOK_DIR / "03_train.ipynb", parameters, output_dir=run_dir, cwd=os.getcwd())
+    if not (run_dir / "metrics.json").is_file():
+        raise RuntimeError(f"{out} ran without error but {run_dir} has no metrics.json; open the notebook to see why.")
+    return out
 
 
 def error_report(exc: BaseException) -> dict:

@@ -53,6 +53,10 @@ SELECTED_NOTE = ("optimistic: this devel score was also used to choose the check
                  "{n} devel evaluations); treat it as an upper estimate, not a held-out result")
 UNSELECTED_NOTE = "not used to choose the checkpoint: an unbiased estimate for this split"
 
+#: ``TrainConfig.model`` value for the fusion of two trained models (paper section 5).
+FUSION = "fusion"
+FUSION_OPTIONS = ("branch_a", "branch_b", "freeze")
+
 
 @dataclass
 class TrainConfig:
@@ -67,8 +71,9 @@ class TrainConfig:
     cache_dir: str = "data/cache"
     sample_rate: int = 16_000         # 16000 or 8000
     # model
-    model: str = "cnn10"              # cnn6, cnn10, mobilenetv1, resnet22, wrn28_2
-    model_options: dict = field(default_factory=dict)  # constructor options, e.g. {"channels": [16, 32, 64, 128]}
+    model: str = "cnn10"              # cnn6, cnn10, mobilenetv1, resnet22, wrn28_2, or "fusion"
+    model_options: dict = field(default_factory=dict)  # constructor options, e.g. {"channels": [16, 32, 64, 128]};
+    # fusion: {"branch_a": CKPT, "branch_b": CKPT, "freeze": True} (two trained runs' checkpoints)
     # sampling and augmentation
     sampler: str = "balanced"         # "balanced" (paper) or "uniform"
     spec_augment: bool = True
@@ -147,12 +152,35 @@ class TrainConfig:
 
         skip = {"data_dir", "cache_dir", "out_dir", "run_name", "device", "num_threads", "log_every",
                 "checkpoint_every", "eval_batch_size"}
-        payload = json.dumps({k: v for k, v in self.to_dict().items() if k not in skip}, sort_keys=True)
+        values = {k: v for k, v in self.to_dict().items() if k not in skip}
+        if self.model == FUSION:
+            # A fusion run is defined by its branches' weights, not by where they are stored.
+            values["model_options"] = {k: _checkpoint_identity(v) if k.startswith("branch_") else v
+                                       for k, v in self.model_options.items()}
+        payload = json.dumps(values, sort_keys=True)
         return hashlib.sha256(payload.encode()).hexdigest()[:10]
 
     def run_dir(self) -> Path:
         name = self.run_name or f"{self.model}-{self.sample_rate // 1000}k-{self.key()}"
         return Path(self.out_dir) / name
+
+
+_IDENTITY_MEMO: dict[tuple, str] = {}
+
+
+def _checkpoint_identity(path: Any) -> str:
+    """SHA-256 of a checkpoint file (memoised by path, size and mtime), or the path when absent."""
+    p = Path(str(path))
+    try:
+        stat = p.stat()
+    except OSError:
+        return f"missing:{path}"
+    memo_key = (str(p.resolve()), stat.st_size, stat.st_mtime_ns)
+    if memo_key not in _IDENTITY_MEMO:
+        from .fileio import sha256_file
+
+        _IDENTITY_MEMO[memo_key] = sha256_file(p)
+    return _IDENTITY_MEMO[memo_key]
 
 
 @dataclass
@@ -290,6 +318,49 @@ def make_step_function(model: nn.Module, optimizer: torch.optim.Optimizer, confi
 
 
 
+def fusion_options(config: TrainConfig) -> dict[str, Any]:
+    """The checked ``model_options`` of a fusion config: ``branch_a``, ``branch_b`` (checkpoint
+    files of two trained single models) and ``freeze`` (default True: only the new classifier
+    learns). Raises ValueError naming what is missing or unknown."""
+    options = dict(config.model_options)
+    unknown = sorted(set(options) - set(FUSION_OPTIONS))
+    missing = [k for k in ("branch_a", "branch_b") if not options.get(k)]
+    if unknown or missing:
+        raise ValueError(
+            f"model='fusion' needs model_options {{'branch_a': CKPT, 'branch_b': CKPT, 'freeze': bool}}; "
+            f"missing {missing}, unknown {unknown}. CKPT is a checkpoint of a trained run, e.g. "
+            "RUN/checkpoints/best_ema.pt.")
+    options.setdefault("freeze", True)
+    return options
+
+
+def build_fusion_model(config: TrainConfig, n_classes: int) -> nn.Module:
+    """The fusion model of ``config`` (see :func:`fusion_options`): both branches loaded from their
+    checkpoints, which must have been trained on this config's sample rate and ``n_classes`` classes."""
+    from .models import FusionModel, model_from_config
+
+    options = fusion_options(config)
+    branches = []
+    for name in ("branch_a", "branch_b"):
+        path = Path(options[name])
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: fusion {name} checkpoint not found; train that model first "
+                                    "(e.g. notebooks/04_model_comparison) or fix the path.")
+        checkpoint = load_checkpoint(path)
+        rate = (checkpoint.get("feature_settings") or {}).get("sample_rate")
+        if rate is not None and int(rate) != config.sample_rate:
+            raise ValueError(f"{path}: fusion {name} was trained at {rate} Hz but this config has sample_rate="
+                             f"{config.sample_rate}; use branches of one sample rate and set sample_rate to it.")
+        classes = checkpoint.get("classes")
+        if classes is not None and len(classes) != n_classes:
+            raise ValueError(f"{path}: fusion {name} has {len(classes)} classes, the corpus {n_classes}; "
+                             "train the branches on the same corpus.")
+        branch = model_from_config(checkpoint["model_config"])
+        branch.load_state_dict(checkpoint["state_dict"])
+        branches.append(branch)
+    return FusionModel(branches[0], branches[1], n_classes, freeze=bool(options["freeze"]))
+
+
 @dataclass
 class TrainingSetup:
     """Everything one training run steps with, built by :func:`build_training`."""
@@ -309,11 +380,16 @@ def build_training(config: TrainConfig, n_classes: int, device: torch.device,
     measure the same thing). ``train_labels``: class indices ``(n_train,)`` for the sampler."""
     torch.manual_seed(config.seed)
     np.random.seed(config.seed)
-    model = create_model(config.model, n_classes=n_classes, **config.model_options).to(device)
+    if config.model == FUSION:
+        model = build_fusion_model(config, n_classes).to(device)
+    else:
+        model = create_model(config.model, n_classes=n_classes, **config.model_options).to(device)
     if config.channels_last:
         # NHWC lets the convolution kernels (cuDNN and oneDNN alike) skip layout conversions.
         model = model.to(memory_format=torch.channels_last)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, amsgrad=config.amsgrad)
+    # Frozen fusion branches have requires_grad=False: Adam only sees what learns.
+    optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=config.lr,
+                                 amsgrad=config.amsgrad)
     ema = ExponentialMovingAverage(model, decay=config.ema_decay, start_step=config.ema_start,
                                    mode=config.ema_mode) if config.ema else None
     draw = config.batch_size * (2 if config.mixup else 1)  # MixUp halves 2B examples into B
@@ -369,7 +445,11 @@ def train(config: TrainConfig, corpus: Corpus | None = None, progress: bool = Tr
     setup = build_training(config, n_classes, device, y_train_np)
     model, optimizer, ema, sampler, gen, step_fn = (setup.model, setup.optimizer, setup.ema, setup.sampler,
                                                     setup.generator, setup.step)
-    n_params = count_parameters(model)
+    n_params = count_parameters(model, trainable_only=False)
+    n_trainable = count_parameters(model)
+    fusion_record = ({name: {"path": str(config.model_options[name]),
+                             "sha256": _checkpoint_identity(config.model_options[name])}
+                      for name in ("branch_a", "branch_b")} if config.model == FUSION else None)
     score_fn = "sigmoid" if config.mixup else "softmax"
     use_amp = config.amp and device.type == "cuda"
 
@@ -488,11 +568,12 @@ def train(config: TrainConfig, corpus: Corpus | None = None, progress: bool = Tr
     history_df = pd.DataFrame(history, columns=["step", "train_loss", "uar_plain", "map_plain", "uar_ema", "map_ema"])
     write_table(history_df, run_dir / "history.csv")
     metrics["n_parameters"] = n_params
+    metrics["n_trainable_parameters"] = n_trainable
     write_json_atomic(run_dir / "metrics.json", metrics)
     _figures(run_dir, history_df, metrics, classes)
     timings = timer.as_dict()
     write_record(run_dir, config=config, corpus=corpus.record(), timings=timings,
-                 extra={"device": str(device), "n_parameters": n_params,
+                 extra={"device": str(device), "n_parameters": n_params, "fusion_branches": fusion_record,
                         "feature_settings": settings.to_dict(), "feature_cache": {s: str(f.cache_path) for s, f in feats.items()}})
     return TrainResult(run_dir=run_dir, config=config, history=history_df, metrics=metrics, classes=classes,
                        timings=timings)

@@ -229,3 +229,20 @@ def test_worker_module_reports_usage():
 
     proc = subprocess.run([sys.executable, "-m", "helpers.parallel_worker"], capture_output=True, text=True)
     assert proc.returncode == 2 and "run_trainings" in proc.stderr
+
+
+def test_runs_through_the_training_notebook(grid, tmp_path):
+    # The same machinery, but each child executes notebooks/03_train.ipynb with papermill.
+    good = _config(tmp_path, seed=2, iterations=4, eval_every=2, ema_start=2, checkpoint_every=4)
+    bad = _config(tmp_path, model="no_such_model", run_name="broken-nb")
+    outcomes = run_trainings([good, bad], cpu_workers=2, threads_per_run=1, corpus_root=str(grid["root"]),
+                             progress=False, via="notebook")
+    assert [o.status for o in outcomes] == ["finished", "failed"], [o.error for o in outcomes]
+    run = outcomes[0].run_dir
+    for rel in ["03_train.ipynb", "metrics.json", "record.json", "figures/03_learning_curves.png"]:
+        assert (run / rel).is_file(), rel
+    assert json.loads((run / "config.json").read_text())["num_threads"] == 1
+    # the failing notebook names its cell and the unknown model
+    assert "03_train.ipynb: cell" in outcomes[1].error and "no_such_model" in outcomes[1].error
+    with pytest.raises(ValueError, match="via="):
+        run_trainings([good], via="papermill")

@@ -13,6 +13,7 @@ from IPython.display import Audio, Markdown, display
 
 from helpers import plots
 from helpers.audio import load_clip
+from helpers.corpus import read_corpus
 from helpers.datasets import prepare_corpus
 from helpers.hardware import configure_threads
 from helpers.train import TrainConfig, train
@@ -40,6 +41,7 @@ paper run (60,000 iterations) needs a GPU.
         code("""
 # data
 corpus = "demo"                 # "demo", "synthetic" or a corpus folder
+corpus_root = None              # batch runs: read this corpus folder; `corpus` stays the config's name for it
 data_dir = "../data"
 cache_dir = "../data/cache"
 sample_rate = 8000              # paper: 8000 for the model comparison, 16000 for the best models
@@ -89,7 +91,7 @@ n_listen = 4                    # misclassified devel clips to listen to
         code(SETUP + """
 config = TrainConfig.from_namespace(globals())
 display(pd.Series(config.to_dict(), name="value").to_frame())
-data = prepare_corpus(corpus, data_dir)
+data = read_corpus(corpus_root) if corpus_root else prepare_corpus(corpus, data_dir)
 print("classes:", data.classes)
 print("run folder:", config.run_dir())
 """),
