@@ -24,7 +24,8 @@ from typing import Any, Iterable
 import numpy as np
 import pandas as pd
 
-from .grid import (ABLATION_SETTINGS, FULL_SETTING, PAPER_TABLE2, PAPER_TABLE3, model_label, setting_of)
+from .grid import (ABLATION_SETTINGS, FULL_SETTING, FUSION_VARIANTS, PAPER_FUSION, PAPER_TABLE2, PAPER_TABLE3,
+                   fusion_variant_of, model_label, setting_of)
 from .metrics import bootstrap_ci
 from .runs import read_json
 from .train import TrainConfig
@@ -81,6 +82,7 @@ def read_run(run_dir: str | Path) -> dict[str, Any]:
     except (ValueError, TypeError):
         row["key"] = None  # a config from another version of TrainConfig: still listed
     row["setting"] = setting_of(config)
+    row["fusion_variant"] = fusion_variant_of(config)
     row["weights"] = "ema" if config.get("ema", True) else "plain"
     metrics_path, record_path, failed_path = (run_dir / n for n in ("metrics.json", "record.json", "failed.json"))
     row["error"] = None
@@ -101,7 +103,7 @@ def read_run(run_dir: str | Path) -> dict[str, Any]:
         row[f"{ckpt}_step"] = np.nan
         for split in SPLITS:
             row[f"{ckpt}_{split}_uar"] = row[f"{ckpt}_{split}_map"] = np.nan
-    row["n_parameters"] = np.nan
+    row["n_parameters"] = row["n_trainable_parameters"] = np.nan
     row["train_seconds"] = np.nan
     if row["status"] == "finished":
         metrics = read_json(metrics_path)
@@ -113,6 +115,7 @@ def read_run(run_dir: str | Path) -> dict[str, Any]:
                     value = m.get(name)
                     row[f"{ckpt}_{split}_{name}"] = np.nan if value is None else float(value)
         row["n_parameters"] = metrics.get("n_parameters", np.nan)
+        row["n_trainable_parameters"] = metrics.get("n_trainable_parameters", row["n_parameters"])
         timings = read_json(record_path).get("timings") or {}
         for name, seconds in timings.items():
             row[f"timing_{name}"] = seconds
@@ -265,7 +268,8 @@ def table2(df: pd.DataFrame, as_text: bool = True, n_boot: int = 1000, seed: int
     paper rows we did not run have empty cells. ``seeds finished``/``failed``/``unfinished``
     count our runs, so a missing number is explained.
     """
-    runs = df[df["setting"] == FULL_SETTING] if "setting" in df else df.iloc[0:0]
+    runs = _single_models(df)
+    runs = runs[runs["setting"] == FULL_SETTING] if "setting" in runs else runs.iloc[0:0]
     lookup = _summary_lookup(runs, n_boot, seed)
     rows = []
     seen = set()
@@ -276,6 +280,7 @@ def table2(df: pd.DataFrame, as_text: bool = True, n_boot: int = 1000, seed: int
         mine = runs[(runs["model"] == paper["model"]) & (runs["sample_rate"] == paper["sample_rate"])] \
             if paper["model"] else runs.iloc[0:0]
         row.update(_our_columns(lookup.get(key), mine, as_text))
+        row.update(_cost_columns(mine))
         rows.append(row)
     for key, summary_row in lookup.items():
         if key in seen:
@@ -283,8 +288,23 @@ def table2(df: pd.DataFrame, as_text: bool = True, n_boot: int = 1000, seed: int
         mine = runs[(runs["model"] == key[0]) & (runs["sample_rate"] == key[1])]
         row = {"model": model_label(key[0], key[1]), **{col: None for _, col in PAPER_COLUMNS}}
         row.update(_our_columns(summary_row, mine, as_text))
+        row.update(_cost_columns(mine))
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def _single_models(df: pd.DataFrame) -> pd.DataFrame:
+    """The runs of single models (fusion runs have their own table, :func:`fusion_table`)."""
+    return df[df["model"] != "fusion"] if "model" in df else df
+
+
+def _cost_columns(runs: pd.DataFrame) -> dict[str, Any]:
+    """Parameters (millions) and mean training-loop time (s) of the finished runs in ``runs``."""
+    done = runs[runs["status"] == "finished"] if "status" in runs else runs.iloc[0:0]
+    params = pd.to_numeric(done.get("n_parameters", pd.Series(dtype=float)), errors="coerce").dropna()
+    seconds = pd.to_numeric(done.get("train_seconds", pd.Series(dtype=float)), errors="coerce").dropna()
+    return {"parameters (M)": round(float(params.iloc[0]) / 1e6, 2) if len(params) else np.nan,
+            "training time (s)": round(float(seconds.mean()), 1) if len(seconds) else np.nan}
 
 
 def table3(df: pd.DataFrame, as_text: bool = True, n_boot: int = 1000, seed: int = 0,
@@ -297,7 +317,8 @@ def table3(df: pd.DataFrame, as_text: bool = True, n_boot: int = 1000, seed: int
     setting we ran. Values as in :func:`table2`. The "no EMA" row reports plain weights (column
     ``weights``); the paper's numbers are devel only (``paper test UAR`` is empty).
     """
-    runs = df[df["setting"].notna()] if "setting" in df else df.iloc[0:0]
+    runs = _single_models(df)
+    runs = runs[runs["setting"].notna()] if "setting" in runs else runs.iloc[0:0]
     lookup = _summary_lookup(runs, n_boot, seed)
     models: list[tuple[str, int]] = list(PAPER_TABLE3) if paper_models else []
     for model, sr, _ in lookup:
@@ -318,6 +339,51 @@ def table3(df: pd.DataFrame, as_text: bool = True, n_boot: int = 1000, seed: int
             if not row["weights"]:  # no run of ours: say which weights the setting reports
                 row["weights"] = "EMA" if ABLATION_SETTINGS[setting]["ema"] else "plain (no EMA)"
             rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def fusion_table(df: pd.DataFrame, branches: list[tuple[str, int]], as_text: bool = True, n_boot: int = 1000,
+                 seed: int = 0) -> pd.DataFrame:
+    """The fusion experiment beside both single models (notebook 07).
+
+    ``df``: :func:`collect_runs` over the single-model runs and the fusion runs; ``branches``: the
+    two (model, sample rate) pairs that were fused. Rows: each branch with the full recipe (as in
+    :func:`table2`), then each :data:`~helpers.grid.FUSION_VARIANTS` variant we ran. The paper's
+    numbers: Table 2 for the single models, section 5 for the frozen fusion with both
+    augmentations (it gives none for the other variants). Columns as in :func:`table2`, plus
+    ``trainable parameters (M)``.
+    """
+    rows = []
+    singles = _single_models(df)
+    singles = singles[singles["setting"] == FULL_SETTING] if "setting" in singles else singles.iloc[0:0]
+    lookup = _summary_lookup(singles, n_boot, seed)
+    for model, sr in branches:
+        paper = next((v for v in PAPER_TABLE2.values() if (v["model"], v["sample_rate"]) == (model, sr)), {})
+        mine = singles[(singles["model"] == model) & (singles["sample_rate"] == sr)]
+        row = {"model": model_label(model, sr), "variant": "single model, specA+MixUp",
+               **{col: paper.get(k) for k, col in PAPER_COLUMNS}}
+        row.update(_our_columns(lookup.get((model, sr, FULL_SETTING)), mine, as_text))
+        row.update(_cost_columns(mine))
+        row["trainable parameters (M)"] = row["parameters (M)"]
+        rows.append(row)
+    fused = df[df["fusion_variant"].notna()] if "fusion_variant" in df else df.iloc[0:0]
+    summary = {}
+    if len(fused):
+        s = summarise(fused, by=["fusion_variant"], n_boot=n_boot, seed=seed)
+        summary = {r["fusion_variant"]: r for _, r in s.iterrows()}
+    label = " + ".join(model_label(m, r) for m, r in branches)
+    for variant in FUSION_VARIANTS:
+        if variant not in summary:
+            continue
+        mine = fused[fused["fusion_variant"] == variant]
+        paper = PAPER_FUSION.get(variant, {})
+        row = {"model": f"fusion {label}", "variant": variant, **{col: paper.get(k) for k, col in PAPER_COLUMNS}}
+        row.update(_our_columns(summary[variant], mine, as_text))
+        row.update(_cost_columns(mine))
+        done = mine[mine["status"] == "finished"]
+        trainable = pd.to_numeric(done["n_trainable_parameters"], errors="coerce").dropna()
+        row["trainable parameters (M)"] = round(float(trainable.iloc[0]) / 1e6, 3) if len(trainable) else np.nan
+        rows.append(row)
     return pd.DataFrame(rows)
 
 

@@ -5,7 +5,8 @@ train them with :func:`run_grid`; the tables are then built from the run folders
 :mod:`helpers.collect`, never from notebook outputs::
 
     from helpers.grid import ablation_configs, table2_configs, run_grid
-    configs = table2_configs("demo") + ablation_configs("cnn10", 8000, "demo")
+    base = {"corpus": "demo", "out_dir": "runs/grid/demo"}
+    configs = table2_configs("demo", base) + ablation_configs("cnn10", 8000, "demo", base=base)
     outcomes = run_grid(configs)          # one row per config; failures are rows, not exceptions
 
 Everything is a plain dict, so a notebook can print it, and a researcher can change one value
@@ -75,9 +76,17 @@ PAPER_TABLE3: dict[tuple[str, int], dict[str, dict[str, float | None]]] = {
     },
 }
 
+#: Paper section 5, in %: the ResNet22-CNN10 fusion (frozen branches, SpecAugment + MixUp was
+#: the best of the variants the paper tried; it gives no numbers for the others).
+PAPER_FUSION: dict[str, dict[str, float | None]] = {
+    "frozen, specA+MixUp": {"devel_map": 96.2, "devel_uar": 91.6, "test_uar": None},
+}
+#: Paper section 5: a linear SVM on CNN10 embeddings, devel UAR in %.
+PAPER_SVM_DEVEL_UAR = 88.8
+
 #: Display names of the models, as the paper writes them.
 MODEL_NAMES = {"cnn6": "CNN6", "cnn10": "CNN10", "mobilenetv1": "MobileNetV1", "resnet22": "ResNet22",
-               "wrn28_2": "WideResNet28-2"}
+               "wrn28_2": "WideResNet28-2", "fusion": "Fusion"}
 
 
 def model_label(model: str, sample_rate: int) -> str:
@@ -133,33 +142,44 @@ TABLE2_RUNS: list[tuple[str, int]] = [("cnn6", 8000), ("cnn10", 8000), ("mobilen
 
 #: Per profile: ``config``, the TrainConfig overrides every run of the profile gets (a notebook's
 #: own ``base`` overrides them in turn); ``seeds``; ``table2_runs``, the (model, sample rate)
-#: pairs of Table 2 it trains; ``ablation_runs``, the (model, sample rate) pairs of Table 3.
+#: pairs of Table 2 it trains; ``ablation_runs``, the (model, sample rate) pairs of Table 3;
+#: ``fusion_branches``, the two (model, sample rate) runs whose best checkpoints are fused;
+#: ``train_notebook``, the values :func:`notebook_parameters` gives ``03_train``.
 #:
-#: ``demo``: a smoke-sized grid for a 2-core CPU and the demo corpus, to see the machinery and
-#: the tables work end to end, not to reproduce numbers (60 steps are nowhere near convergence).
-#: 8 kHz everywhere (half the frames of 16 kHz, so about half the time per step); Table 2 reduced
-#: to CNN6, CNN10 and ResNet22 at 8 kHz (the smallest model, the paper's best family, and the
-#: second architecture of the ablation; MobileNetV1, WideResNet28-2 and the 16 kHz rows are left
-#: to the paper profile); the ablation on CNN10-8k only, one seed. The EMA starts at step 30
-#: with decay 0.98 (a 0.995 average would still be dominated by its first weights after 30 steps).
+#: ``demo``: a smoke-sized grid for a 2-core CPU and the demo corpus, sized so the whole
+#: collection (00-08) finishes in about 25 minutes: it shows the machinery, the tables and the
+#: figures end to end. It does not reproduce the paper's numbers: 30 steps of 16 clips (480
+#: examples) is nowhere near convergence, and differences between settings at this size are
+#: mostly noise. 8 kHz everywhere (half the frames of 16 kHz, about half the time per step),
+#: batch 16 instead of 32, every Table 2 model at 8 kHz, the ablation on CNN10-8k (the cheaper
+#: of the paper's two ablation models), one seed, the fusion of ResNet22-8k and CNN10-8k. The
+#: EMA starts at step 10 with decay 0.9 (a 0.995 average would still be mostly its first weights).
 #:
-#: ``paper``: the paper's schedule (60 000 steps, devel evaluation every 200, EMA from step 15 000
-#: with decay 0.995), all Table 2 rows, the ablation on ResNet22-8k and CNN10-16k as in Table 3,
-#: three seeds (the paper reports one run per row). Needs a GPU.
+#: ``paper``: the paper's schedule (60 000 steps of 32, devel evaluation every 200, EMA from step
+#: 15 000 with decay 0.995), all Table 2 rows, the ablation on ResNet22-8k and CNN10-16k as in
+#: Table 3, three seeds (the paper reports one run per row), the fusion of the best single
+#: models (ResNet22-16k and CNN10-16k). Needs a GPU.
 PROFILES: dict[str, dict[str, Any]] = {
     "demo": {
-        "config": {"corpus": "demo", "sample_rate": 8000, "iterations": 60, "eval_every": 20, "ema_start": 30,
-                   "ema_decay": 0.98, "checkpoint_every": 60, "log_every": 20, "out_dir": "runs/grid/demo"},
+        "config": {"sample_rate": 8000, "batch_size": 16, "iterations": 30, "eval_every": 10, "ema_start": 10,
+                   "ema_decay": 0.9, "checkpoint_every": 30, "log_every": 10},
         "seeds": [0],
-        "table2_runs": [("cnn6", 8000), ("cnn10", 8000), ("resnet22", 8000)],
+        "table2_runs": [("cnn6", 8000), ("cnn10", 8000), ("mobilenetv1", 8000), ("resnet22", 8000),
+                        ("wrn28_2", 8000)],
         "ablation_runs": [("cnn10", 8000)],
+        "fusion_branches": [("resnet22", 8000), ("cnn10", 8000)],
+        "train_notebook": {},  # 03_train's own defaults are demo-sized
     },
     "paper": {
-        "config": {"iterations": 60_000, "eval_every": 200, "ema_start": 15_000, "ema_decay": 0.995,
-                   "out_dir": "runs/grid/paper"},
+        "config": {"batch_size": 32, "iterations": 60_000, "eval_every": 200, "ema_start": 15_000,
+                   "ema_decay": 0.995, "checkpoint_every": 1_000, "log_every": 50},
         "seeds": [0, 1, 2],
         "table2_runs": list(TABLE2_RUNS),
         "ablation_runs": [("resnet22", 8000), ("cnn10", 16000)],
+        "fusion_branches": [("resnet22", 16000), ("cnn10", 16000)],
+        "train_notebook": {"sample_rate": 16000, "model": "cnn10", "batch_size": 32, "iterations": 60_000,
+                           "eval_every": 200, "ema_start": 15_000, "ema_decay": 0.995, "checkpoint_every": 1_000,
+                           "log_every": 50},
     },
 }
 
@@ -222,6 +242,79 @@ def table2_configs(profile: str = "demo", base: dict[str, Any] | None = None, se
                   **ABLATION_SETTINGS[FULL_SETTING]}
         out.extend(expand_grid(values, {"seed": seeds}))
     return out
+
+
+def apply_model_options(configs: list[TrainConfig], by_model: dict[str, dict] | None) -> list[TrainConfig]:
+    """Give each config the constructor options ``by_model[config.model]`` (e.g. narrow test nets:
+    ``{"cnn10": {"channels": [8, 16, 32, 64]}}``); configs of other models are returned unchanged."""
+    import dataclasses
+
+    by_model = by_model or {}
+    unknown = sorted(set(by_model) - set(MODEL_NAMES))
+    if unknown:
+        raise ValueError(f"model_options for unknown model(s) {unknown}; known: {sorted(MODEL_NAMES)}")
+    return [dataclasses.replace(c, model_options=dict(by_model[c.model])) if c.model in by_model else c
+            for c in configs]
+
+
+# --- fusion -----------------------------------------------------------------------------------
+
+#: The fusion variants of notebook 07 as TrainConfig overrides: branches frozen (only the new
+#: classifier learns) or trainable, with the full recipe or without augmentation (the paper
+#: tried these and reports the best, frozen with both augmentations).
+FUSION_VARIANTS: dict[str, dict[str, Any]] = {
+    "frozen, specA+MixUp": {"freeze": True, "spec_augment": True, "mixup": True},
+    "frozen, no-aug": {"freeze": True, "spec_augment": False, "mixup": False},
+    "trainable, specA+MixUp": {"freeze": False, "spec_augment": True, "mixup": True},
+    "trainable, no-aug": {"freeze": False, "spec_augment": False, "mixup": False},
+}
+
+
+def fusion_variant_of(config: dict[str, Any] | TrainConfig) -> str | None:
+    """The :data:`FUSION_VARIANTS` name of a fusion config (None for other models or other settings)."""
+    values = config.to_dict() if isinstance(config, TrainConfig) else dict(config)
+    if values.get("model") != "fusion":
+        return None
+    options = values.get("model_options") or {}
+    if isinstance(options, str):  # a collected table holds it as JSON text
+        import json
+
+        options = json.loads(options)
+    for name, v in FUSION_VARIANTS.items():
+        if (bool(options.get("freeze", True)) == v["freeze"] and values.get("spec_augment") == v["spec_augment"]
+                and values.get("mixup") == v["mixup"]):
+            return name
+    return None
+
+
+def fusion_configs(branch_a: str | Path, branch_b: str | Path, sample_rate: int, profile: str = "demo",
+                   base: dict[str, Any] | None = None, seeds: list[int] | None = None,
+                   variants: list[str] | None = None) -> list[TrainConfig]:
+    """Fusion runs of two trained checkpoints (``RUN/checkpoints/best_ema.pt`` of each branch): one
+    per variant of :data:`FUSION_VARIANTS` (default all) and seed. Config = profile config, then
+    ``base``, then the variant; the rest of the recipe (balanced sampling, EMA) is the paper's."""
+    prof = _profile(profile)
+    seeds = list(prof["seeds"] if seeds is None else seeds)
+    names = list(FUSION_VARIANTS) if variants is None else list(variants)
+    unknown = [n for n in names if n not in FUSION_VARIANTS]
+    if unknown:
+        raise ValueError(f"unknown fusion variant(s) {unknown}; known: {list(FUSION_VARIANTS)}")
+    out: list[TrainConfig] = []
+    for name in names:
+        v = FUSION_VARIANTS[name]
+        values = {**prof["config"], **(base or {}), **ABLATION_SETTINGS[FULL_SETTING], "model": "fusion",
+                  "sample_rate": sample_rate, "spec_augment": v["spec_augment"], "mixup": v["mixup"],
+                  "model_options": {"branch_a": str(branch_a), "branch_b": str(branch_b), "freeze": v["freeze"]}}
+        out.extend(expand_grid(values, {"seed": seeds}))
+    return out
+
+
+def notebook_parameters(profile: str) -> dict[str, Any]:
+    """Parameters for the whole notebook collection under ``profile`` (``python -m helpers notebooks
+    --profile``): ``profile`` for the grid notebooks (04, 05, 07, 08) and the profile's
+    ``train_notebook`` values for ``03_train``."""
+    prof = _profile(profile)
+    return {"profile": profile, **prof["train_notebook"]}
 
 
 # --- running ----------------------------------------------------------------------------------

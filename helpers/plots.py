@@ -193,3 +193,159 @@ def plot_svm_c_curve(table: pd.DataFrame, ax=None, title: str = "Linear SVM: UAR
     ax.set_title(title)
     ax.legend(fontsize=8, loc="lower right")
     return fig
+
+
+# --- results of training runs (notebook 08_report) --------------------------------------------
+
+def _numeric_column(table: pd.DataFrame, column: str, what: str) -> np.ndarray:
+    """``table[column]`` as floats (NaN for None), or an error naming the column and the fix."""
+    if column not in table:
+        raise KeyError(f"{what}: no column {column!r}; the table has {list(table.columns)}.")
+    try:
+        return pd.to_numeric(table[column], errors="raise").to_numpy(dtype=float)
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"{what}: column {column!r} holds text ({exc}); pass numbers in %, e.g. "
+                         f"helpers.collect.table2(runs, as_text=False).") from exc
+
+
+def plot_model_comparison(table: pd.DataFrame, ours: str, paper: str, label: str = "model",
+                          title: str = "Devel UAR: ours beside the paper", ax=None):
+    """Grouped horizontal bars, one group per row of ``table`` (top to bottom in row order):
+    our value (column ``ours``, UAR in %) and the paper's (column ``paper``, %).
+
+    The group's name is the row's ``label`` column. A NaN value draws no bar (a model we did not
+    run, or one the paper did not report); each bar carries its value.
+    """
+    fig, ax = _fig_ax(ax, (7, 0.8 + 0.5 * len(table)))
+    what = "plot_model_comparison"
+    if label not in table:
+        raise KeyError(f"{what}: no label column {label!r}; the table has {list(table.columns)}.")
+    series = [(_numeric_column(table, ours, what), "ours", "C0"),
+              (_numeric_column(table, paper, what), "paper", "0.6")]
+    y = np.arange(len(table), dtype=float)
+    height = 0.38
+    for k, (values, name, color) in enumerate(series):
+        # Our bar above the paper's within a group (the y axis is inverted below).
+        offset = (k - 0.5) * height
+        keep = np.isfinite(values)
+        if keep.any():
+            bars = ax.barh(y[keep] + offset, values[keep], height=height, color=color, label=name)
+            ax.bar_label(bars, fmt="%.1f", fontsize=7, padding=2)
+    ax.set_yticks(y, [str(v) for v in table[label]])
+    ax.invert_yaxis()
+    ax.set_xlim(0, 100)
+    ax.set_xlabel("UAR (%)")
+    ax.set_title(title)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=8, loc="lower right")
+    return fig
+
+
+def plot_ablation_gains(summary: pd.DataFrame, metric: str = "uar",
+                        title: str = "Ablation: ours (mean ± std over seeds) beside the paper",
+                        ax=None, xlim: tuple[float, float] = (0, 100)):
+    """One panel per model (side by side, shared settings axis): a horizontal bar per setting
+    for our mean (%, error bar: std over seeds) and a black diamond for the paper's value (%).
+
+    ``summary`` has columns ``model`` (display label, e.g. ``"CNN10-16k"``), ``setting``,
+    ``ours_mean``, ``ours_std`` and ``paper`` (all in %; NaN where missing: no bar, no error
+    bar or no diamond). Settings are drawn top to bottom in the order they first appear.
+    ``xlim`` zooms the x axis (the bars start at 0, so a zoom cuts them). With ``ax``, the
+    summary must hold one model only.
+    """
+    what = "plot_ablation_gains"
+    for column in ("model", "setting"):
+        if column not in summary:
+            raise KeyError(f"{what}: no column {column!r}; the summary has {list(summary.columns)}.")
+    means = _numeric_column(summary, "ours_mean", what)
+    stds = _numeric_column(summary, "ours_std", what)
+    papers = _numeric_column(summary, "paper", what)
+    models = list(dict.fromkeys(summary["model"]))
+    settings = list(dict.fromkeys(summary["setting"]))
+    if ax is not None and len(models) > 1:
+        raise ValueError(f"{what}: the summary holds {len(models)} models ({', '.join(map(str, models))}), "
+                         "and each needs its own panel; call it without ax (it makes a figure with "
+                         "one panel per model), or pass the rows of one model only.")
+    if ax is None:
+        fig, axes = plt.subplots(1, max(len(models), 1), sharey=True, squeeze=False,
+                                 figsize=(4.2 * max(len(models), 1), 1.0 + 0.42 * len(settings)))
+        axes = list(axes[0])
+    else:
+        fig, axes = ax.figure, [ax]
+    position = {s: float(i) for i, s in enumerate(settings)}
+    model_col = summary["model"].to_numpy()
+    setting_col = summary["setting"].to_numpy()
+    for panel, model in zip(axes, models):
+        rows = np.flatnonzero(model_col == model)
+        y = np.array([position[s] for s in setting_col[rows]])
+        mean, std, paper = means[rows], stds[rows], papers[rows]
+        bar = np.isfinite(mean)
+        if bar.any():
+            # NaN std (a single seed) becomes 0: no error bar rather than a NaN warning.
+            err = np.where(np.isfinite(std[bar]), std[bar], 0.0)
+            panel.barh(y[bar], mean[bar], xerr=err, height=0.6, color="C0", ecolor="0.2", capsize=2,
+                       label="ours (mean ± std)")
+            for yi, value in zip(y[bar], mean[bar]):
+                panel.text(xlim[0] + 0.01 * (xlim[1] - xlim[0]), yi, f"{value:.1f}", va="center",
+                           fontsize=7, color="white")
+        dot = np.isfinite(paper)
+        if dot.any():
+            panel.plot(paper[dot], y[dot], "D", color="k", ms=5, ls="none", label="paper")
+        panel.set_title(str(model), fontsize=10)
+        panel.set_xlim(*xlim)
+        panel.set_xlabel(f"devel {metric.upper()} (%)")
+    first = axes[0]
+    first.set_yticks(range(len(settings)), [str(s) for s in settings])
+    first.set_ylim(len(settings) - 0.5, -0.5)   # first setting on top
+    # One legend for all panels, "ours" first, kept off the bars.
+    found: dict[str, object] = {}
+    for panel in axes:
+        for handle, name in zip(*panel.get_legend_handles_labels()):
+            found.setdefault(name, handle)
+    names = sorted(found, key=lambda n: n != "ours (mean ± std)")
+    if ax is None:
+        fig.suptitle(title)
+        if names:
+            fig.legend([found[n] for n in names], names, fontsize=8, ncol=len(names),
+                       loc="lower center", bbox_to_anchor=(0.5, 0.0), frameon=False)
+        fig.tight_layout(rect=(0, 0.07 if names else 0, 1, 1))
+    else:
+        ax.set_title(f"{title}\n{models[0]}" if models else title, fontsize=10)
+        if names:
+            ax.legend([found[n] for n in names], names, fontsize=7, loc="best")
+    return fig
+
+
+def plot_learning_curve_overlay(histories: dict[str, pd.DataFrame], column: str = "uar_ema",
+                                fallback: str = "uar_plain",
+                                title: str = "Learning curves of several runs", ax=None):
+    """Devel UAR (%) over iterations, one line per run: ``histories`` maps a run label to its
+    ``history.csv`` table (columns ``step`` and ``column``, fractions in 0..1).
+
+    A run whose ``column`` is absent or all NaN (e.g. trained without EMA) is drawn from
+    ``fallback`` and labelled so. A run with no devel score in either column yet is not drawn,
+    and a note under the axes names it.
+    """
+    fig, ax = _fig_ax(ax, (7, 3.8))
+    empty: list[str] = []
+    for label, history in histories.items():
+        if "step" not in history or (column not in history and fallback not in history):
+            raise KeyError(f"plot_learning_curve_overlay: run {label!r} has no 'step' or neither "
+                           f"{column!r} nor {fallback!r}; its columns are {list(history.columns)}.")
+        used = column if column in history and history[column].notna().any() else fallback
+        if used not in history or not history[used].notna().any():
+            empty.append(str(label))
+            continue
+        # Rows between evaluations hold NaN; drop them so the line is not broken into dots.
+        rows = history[["step", used]].dropna()
+        ax.plot(rows["step"], rows[used] * 100, label=str(label) if used == column else f"{label} ({used})")
+    ax.set_xlabel("iteration")
+    ax.set_ylabel("devel UAR (%)")
+    ax.set_ylim(0, 102)
+    ax.set_title(title)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=7, loc="lower right")
+    if empty:
+        ax.text(0, -0.22, "no devel scores yet: " + ", ".join(empty), transform=ax.transAxes,
+                fontsize=7, va="top")
+    return fig

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from helpers.collect import collect_runs, summarise, table2, table3
+from helpers.collect import collect_runs, fusion_table, summarise, table2, table3
 from helpers.grid import ABLATION_SETTINGS, FULL_SETTING
 from helpers.train import TrainConfig
 
@@ -118,6 +118,7 @@ def test_table2_beside_the_paper(tmp_path: Path):
     assert (row["seeds finished"], row["failed"]) == (2, 1) and row["weights"] == "EMA"
     assert t.loc["ResNet22-8k", "devel UAR, last"] == "" and t.loc["ResNet22-8k", "seeds finished"] == 0
     assert pd.isna(t.loc["CNN6-16k", "paper devel UAR"])
+    assert row["parameters (M)"] == pytest.approx(123 / 1e6, abs=0.01) and row["training time (s)"] == 42.5
     numbers = table2(collect_runs(tmp_path), as_text=False, n_boot=0).set_index("model")
     assert numbers.loc["CNN10-8k", "devel UAR, best (selected on devel: optimistic)"] == pytest.approx(91.0)
 
@@ -141,3 +142,29 @@ def test_table3_beside_the_paper(tmp_path: Path):
     empty = collect_runs(tmp_path / "empty")
     assert empty.empty and "status" in empty
     assert len(table3(empty)) == 12 and len(table2(empty)) == 9
+
+
+def test_fusion_table_beside_single_models(tmp_path: Path):
+    make_run(tmp_path / "grid", model="resnet22", uar=0.88)
+    make_run(tmp_path / "grid", model="cnn10", uar=0.90)
+    branches = {"branch_a": str(tmp_path / "a.pt"), "branch_b": str(tmp_path / "b.pt")}
+    fusion = tmp_path / "grid" / "fusion"
+    make_run(fusion, model="fusion", uar=0.93, model_options={**branches, "freeze": True})
+    make_run(fusion, model="fusion", status="failed", model_options={**branches, "freeze": False})
+    make_run(fusion, model="fusion", status="unfinished", model_options={**branches, "freeze": True},
+             setting="bal, no-aug")
+    runs = collect_runs(tmp_path / "grid")
+    assert runs["fusion_variant"].notna().sum() == 3
+    # fusion runs are neither Table 2 nor Table 3 rows
+    assert "Fusion-8k" not in set(table2(runs, n_boot=0)["model"])
+    assert not table3(runs, n_boot=0)["model"].str.startswith("Fusion").any()
+    t = fusion_table(runs, [("resnet22", 8000), ("cnn10", 8000)], n_boot=0)
+    assert t["variant"].tolist() == ["single model, specA+MixUp"] * 2 + [
+        "frozen, specA+MixUp", "frozen, no-aug", "trainable, specA+MixUp"]
+    frozen = t.set_index("variant").loc["frozen, specA+MixUp"]
+    assert frozen["model"] == "fusion ResNet22-8k + CNN10-8k"
+    assert frozen["paper devel UAR"] == 91.6 and frozen["devel UAR, best (selected on devel: optimistic)"] == "93.0"
+    statuses = t.set_index("variant")[["seeds finished", "failed", "unfinished"]]
+    assert statuses.loc["trainable, specA+MixUp"].tolist() == [0, 1, 0]
+    assert statuses.loc["frozen, no-aug"].tolist() == [0, 0, 1]
+    assert t.iloc[0]["paper devel UAR"] == 91.2 and t.iloc[1]["paper devel UAR"] == 91.9

@@ -2,13 +2,15 @@
 (run_trainings replaced by a stand-in: no training)."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 
 import helpers.parallel as parallel
-from helpers.grid import (ABLATION_FIELDS, ABLATION_SETTINGS, FULL_SETTING, PAPER_TABLE2, PAPER_TABLE3,
-                          PROFILES, TABLE2_RUNS, ablation_configs, expand_grid, run_grid, setting_of,
+from helpers.grid import (ABLATION_FIELDS, ABLATION_SETTINGS, FULL_SETTING, FUSION_VARIANTS, PAPER_TABLE2,
+                          PAPER_TABLE3, PROFILES, TABLE2_RUNS, ablation_configs, apply_model_options, expand_grid,
+                          fusion_configs, fusion_variant_of, notebook_parameters, run_grid, setting_of,
                           table2_configs)
 from helpers.parallel import RunOutcome
 from helpers.train import TrainConfig
@@ -69,7 +71,7 @@ def test_ablation_and_table2_configs(tmp_path: Path):
     assert [setting_of(c) for c in configs[::2]] == list(ABLATION_SETTINGS)
     # a base cannot undo the ablation
     forced = ablation_configs("cnn10", 8000, "demo", base={"mixup": True}, settings=["bal, specA"])
-    assert len(forced) == 1 and forced[0].mixup is False and forced[0].iterations == 60
+    assert len(forced) == 1 and forced[0].mixup is False and forced[0].iterations == PROFILES["demo"]["config"]["iterations"]
     with pytest.raises(ValueError, match="unknown ablation setting"):
         ablation_configs("cnn10", 8000, "demo", settings=["bal"])
     with pytest.raises(ValueError, match="profile"):
@@ -104,3 +106,38 @@ def test_run_grid_keeps_failures_as_rows(tmp_path: Path, monkeypatch):
     assert table["key"].tolist()[:3] == [c.key() for c in configs]
     assert set(table["setting"]) == {FULL_SETTING}
     assert run_grid([]).empty
+
+
+def test_model_options_by_model():
+    configs = apply_model_options(table2_configs("demo"), {"cnn10": {"channels": [8, 16, 32, 64]}})
+    by_model = {c.model: c.model_options for c in configs}
+    assert by_model["cnn10"] == {"channels": [8, 16, 32, 64]} and by_model["cnn6"] == {}
+    assert apply_model_options(configs, None) == configs
+    with pytest.raises(ValueError, match="unknown model"):
+        apply_model_options(configs, {"cnn11": {}})
+
+
+def test_fusion_configs_and_variants(tmp_path: Path):
+    a, b = tmp_path / "a.pt", tmp_path / "b.pt"
+    configs = fusion_configs(a, b, 8000, "demo", base={"out_dir": str(tmp_path)}, seeds=[0, 1])
+    assert len(configs) == 2 * len(FUSION_VARIANTS)
+    assert [fusion_variant_of(c) for c in configs[::2]] == list(FUSION_VARIANTS)
+    first = configs[0]
+    assert first.model == "fusion" and first.model_options == {"branch_a": str(a), "branch_b": str(b), "freeze": True}
+    assert first.sampler == "balanced" and first.ema and first.iterations == PROFILES["demo"]["config"]["iterations"]
+    assert len({c.run_dir() for c in configs}) == len(configs)
+    # a collected table holds model_options as JSON text
+    row = {**configs[4].to_dict(), "model_options": json.dumps(configs[4].model_options)}
+    assert fusion_variant_of(row) == "trainable, specA+MixUp"
+    assert fusion_variant_of(table2_configs("demo")[0]) is None
+    with pytest.raises(ValueError, match="unknown fusion variant"):
+        fusion_configs(a, b, 8000, variants=["melted"])
+
+
+def test_profile_notebook_parameters():
+    assert notebook_parameters("demo") == {"profile": "demo"}
+    paper = notebook_parameters("paper")
+    assert paper["profile"] == "paper" and paper["iterations"] == 60_000 and paper["sample_rate"] == 16000
+    TrainConfig.from_dict({k: v for k, v in paper.items() if k != "profile"})
+    with pytest.raises(ValueError, match="profile"):
+        notebook_parameters("huge")

@@ -1,0 +1,415 @@
+"""A small report builder: one self-contained HTML file and one Markdown file, same content.
+
+Notebook ``08_report`` gathers the results of training runs (tables from :mod:`helpers.collect`,
+figures from :mod:`helpers.plots`) into a document that can be mailed (HTML: figures embedded,
+no other file needed) or committed and diffed (Markdown: figures as PNG files beside it)::
+
+    from helpers.report import Report, environment_lines
+    report = Report("Primate calls: reproduction of the paper")
+    report.heading("Model comparison")
+    report.text("Devel UAR in %, **best** checkpoint (selected on devel, so optimistic).")
+    t2 = table2(runs, as_text=False)        # helpers.collect: numbers in %
+    report.table(t2, caption="Paper Table 2 beside ours")
+    report.figure(plot_model_comparison(t2, ours="devel UAR, best (selected on devel: optimistic)",
+                                        paper="paper devel UAR"), caption="Devel UAR", name="table2")
+    report.figure("figures/confusion.png", caption="Confusion matrix of the best run")
+    report.heading("How these numbers were produced")
+    report.text("\\n".join(f"- {line}" for line in environment_lines()))
+    paths = report.write("runs/report")   # {"markdown": .../report.md, "html": .../report.html}
+
+``write`` produces ``folder/stem.md``, the PNGs it links in ``folder/stem-assets/``, and
+``folder/stem.html`` with the same PNGs as base64 data URIs. Every file is written atomically
+(:func:`helpers.fileio.atomic_write`), so an interrupted write leaves the previous report intact.
+
+Paragraph text is Markdown of a deliberately small kind: ``**bold**``, ``*italic*``,
+`` `code` ``, ``[links](https://...)`` and bullet lists (consecutive lines starting with ``- `` or
+``* ``); blank lines separate paragraphs. The Markdown file keeps the text as written; the HTML
+file escapes it first, so ``<script>`` in a paragraph shows as text and never runs.
+"""
+from __future__ import annotations
+
+import base64
+import html
+import math
+import numbers
+import platform
+import re
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import matplotlib.figure
+import pandas as pd
+
+from .fileio import atomic_write
+from .plots import save_figure
+from .runs import git_commit, library_versions, machine_record
+
+#: Libraries whose versions :func:`environment_lines` reports (names as in :data:`helpers.runs.TRACKED_PACKAGES`).
+ENVIRONMENT_PACKAGES = ("torch", "numpy", "pandas", "scikit-learn")
+#: Resolution (dots per inch) of figures the report saves itself.
+FIGURE_DPI = 120
+#: URL schemes kept as links in the HTML; a link with any other scheme (``javascript:`` ...)
+#: stays plain text. Links without a scheme (relative paths, ``#anchors``) are kept.
+SAFE_LINK_SCHEMES = ("http", "https", "mailto")
+
+_CSS = """
+body { font-family: -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; max-width: 60em;
+       margin: 2em auto; padding: 0 1em; line-height: 1.45; color: #222; }
+h1, h2, h3, h4 { line-height: 1.2; }
+code { background: #f3f3f3; padding: 0 0.2em; border-radius: 3px; }
+table { border-collapse: collapse; margin: 1em 0; font-size: 0.9em; }
+caption { caption-side: top; text-align: left; font-style: italic; padding-bottom: 0.3em; }
+th, td { border: 1px solid #ccc; padding: 0.25em 0.6em; }
+th { background: #f3f3f3; }
+td.num { text-align: right; font-variant-numeric: tabular-nums; }
+figure { margin: 1.5em 0; }
+figure img { max-width: 100%; }
+figcaption { font-style: italic; color: #444; }
+""".strip()
+
+
+@dataclass
+class _Heading:
+    text: str
+    level: int
+
+
+@dataclass
+class _Text:
+    markdown: str
+
+
+@dataclass
+class _Table:
+    df: pd.DataFrame
+    caption: str | None
+    float_format: str
+
+
+@dataclass
+class _Figure:
+    source: Path | matplotlib.figure.Figure
+    caption: str
+    name: str | None
+    section: str          # the heading above the figure, for error messages
+
+
+class Report:
+    """An ordered list of headings, paragraphs, tables and figures, written by :meth:`write`.
+
+    Nothing touches the disk before :meth:`write`: matplotlib Figures are kept and saved as PNG
+    then, so a figure can still be changed after it was added.
+    """
+
+    def __init__(self, title: str) -> None:
+        self.title = title
+        self._blocks: list[Any] = []
+
+    # --- building ---------------------------------------------------------------------------
+
+    def heading(self, text: str, level: int = 2) -> None:
+        """A section heading; ``level`` 2..6 (level 1 is the report's title)."""
+        if not 1 <= level <= 6:
+            raise ValueError(f"Report.heading({text!r}): level must be 1..6, not {level}.")
+        self._blocks.append(_Heading(text, level))
+
+    def text(self, markdown_paragraph: str) -> None:
+        """One or more paragraphs of small Markdown (see the module docstring for what is supported)."""
+        self._blocks.append(_Text(markdown_paragraph))
+
+    def table(self, df: pd.DataFrame, caption: str | None = None, float_format: str = "{:.1f}") -> None:
+        """A table of ``df``'s columns (the index is not shown).
+
+        Floats are formatted with ``float_format`` (a ``str.format`` pattern, default one decimal,
+        as the paper's %), integers as they are, NaN/None/NA as an empty cell. ``df`` is copied,
+        so later changes to it do not change the report.
+        """
+        if not isinstance(df, pd.DataFrame):
+            raise TypeError(f"Report.table: expected a pandas DataFrame, got {type(df).__name__}.")
+        try:
+            float_format.format(1.5)
+        except (ValueError, IndexError, KeyError) as exc:
+            raise ValueError(f"Report.table: float_format {float_format!r} is not a str.format pattern "
+                             f"for one number ({exc}); use e.g. '{{:.1f}}'.") from exc
+        self._blocks.append(_Table(df.copy(), caption, float_format))
+
+    def figure(self, path_or_fig: str | Path | matplotlib.figure.Figure, caption: str,
+               name: str | None = None) -> None:
+        """A figure: a PNG file, or a matplotlib Figure (saved as PNG when the report is written).
+
+        ``name`` is the PNG's file name (without ``.png``) in the assets folder; by default the
+        PNG's own name, or ``figure-NN`` for a Figure. A PNG path is checked at :meth:`write`
+        time, so it may be produced after it was added.
+        """
+        if isinstance(path_or_fig, matplotlib.figure.Figure):
+            source: Path | matplotlib.figure.Figure = path_or_fig
+        elif isinstance(path_or_fig, (str, Path)):
+            source = Path(path_or_fig)
+        else:
+            raise TypeError(f"Report.figure({caption!r}): expected a PNG path or a matplotlib Figure, "
+                            f"got {type(path_or_fig).__name__}.")
+        self._blocks.append(_Figure(source, caption, name, self._current_section()))
+
+    def _current_section(self) -> str:
+        for block in reversed(self._blocks):
+            if isinstance(block, _Heading):
+                return block.text
+        return self.title
+
+    # --- writing ----------------------------------------------------------------------------
+
+    def write(self, folder: str | Path, stem: str = "report") -> dict[str, Path]:
+        """Write ``folder/stem.md`` (+ PNGs in ``folder/stem-assets/``) and ``folder/stem.html``.
+
+        Returns ``{"markdown": path, "html": path}``. Raises FileNotFoundError, before writing
+        anything, when a figure's PNG path does not exist (naming the path and the section).
+        """
+        folder = Path(folder)
+        figures = [b for b in self._blocks if isinstance(b, _Figure)]
+        for fig in figures:
+            if isinstance(fig.source, Path) and not fig.source.is_file():
+                raise FileNotFoundError(
+                    f"{fig.source}: figure {fig.caption!r} in report section {fig.section!r} does not "
+                    f"exist; run the cell or notebook that writes it, or correct the path.")
+        folder.mkdir(parents=True, exist_ok=True)
+        assets_dir = folder / f"{stem}-assets"
+        if figures:
+            assets_dir.mkdir(exist_ok=True)
+        assets = self._write_assets(figures, assets_dir)
+
+        paths = {"markdown": folder / f"{stem}.md", "html": folder / f"{stem}.html"}
+        markdown = self._markdown(assets, f"{stem}-assets")
+        page = self._html(assets)
+        with atomic_write(paths["markdown"], "w") as f:
+            f.write(markdown)
+        with atomic_write(paths["html"], "w") as f:
+            f.write(page)
+        return paths
+
+    def _write_assets(self, figures: list[_Figure], assets_dir: Path) -> dict[int, Path]:
+        """Copy or save every figure as ``assets_dir/<unique name>.png``; key: id of the block."""
+        used: set[str] = set()
+        out: dict[int, Path] = {}
+        for k, fig in enumerate(figures, start=1):
+            base = fig.name or (fig.source.stem if isinstance(fig.source, Path) else f"figure-{k:02d}")
+            base = _slug(base) or f"figure-{k:02d}"
+            name, n = base, 2
+            while name in used:  # two runs' "confusion.png" must not overwrite each other
+                name, n = f"{base}-{n}", n + 1
+            used.add(name)
+            if isinstance(fig.source, Path):
+                target = assets_dir / f"{name}.png"
+                data = fig.source.read_bytes()
+                with atomic_write(target) as f:
+                    f.write(data)
+            else:
+                target = save_figure(fig.source, name, figures_dir=assets_dir, dpi=FIGURE_DPI)
+            out[id(fig)] = target
+        return out
+
+    def _markdown(self, assets: dict[int, Path], assets_rel: str) -> str:
+        parts = [f"# {self.title}"]
+        for block in self._blocks:
+            if isinstance(block, _Heading):
+                parts.append(f"{'#' * block.level} {block.text}")
+            elif isinstance(block, _Text):
+                parts.append(block.markdown.strip())
+            elif isinstance(block, _Table):
+                parts.append(markdown_table(block.df, block.caption, block.float_format))
+            elif isinstance(block, _Figure):
+                rel = f"{assets_rel}/{assets[id(block)].name}"
+                alt = block.caption.replace("[", "(").replace("]", ")").replace("\n", " ")
+                parts.append(f"![{alt}]({rel})\n\n*{block.caption}*")
+        return "\n\n".join(parts) + "\n"
+
+    def _html(self, assets: dict[int, Path]) -> str:
+        body = [f"<h1>{html.escape(self.title)}</h1>"]
+        for block in self._blocks:
+            if isinstance(block, _Heading):
+                body.append(f"<h{block.level}>{inline_html(block.text)}</h{block.level}>")
+            elif isinstance(block, _Text):
+                body.append(markdown_to_html(block.markdown))
+            elif isinstance(block, _Table):
+                body.append(html_table(block.df, block.caption, block.float_format))
+            elif isinstance(block, _Figure):
+                data = base64.b64encode(assets[id(block)].read_bytes()).decode("ascii")
+                body.append(f'<figure><img src="data:image/png;base64,{data}" '
+                            f'alt="{html.escape(block.caption)}">'
+                            f"<figcaption>{inline_html(block.caption)}</figcaption></figure>")
+        return ("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
+                f"<title>{html.escape(self.title)}</title>\n<style>\n{_CSS}\n</style>\n</head>\n<body>\n"
+                + "\n".join(body) + "\n</body>\n</html>\n")
+
+
+# --- cells and tables -------------------------------------------------------------------------
+
+def format_cell(value: Any, float_format: str = "{:.1f}") -> str:
+    """One table cell as text: '' for NaN/None/NA, floats with ``float_format``, the rest ``str``."""
+    if value is None or value is pd.NA or value is pd.NaT:
+        return ""
+    if isinstance(value, (bool,)):
+        return str(value)
+    if isinstance(value, numbers.Integral):
+        return str(int(value))
+    if isinstance(value, numbers.Real):
+        return "" if math.isnan(float(value)) else float_format.format(float(value))
+    return str(value)
+
+
+def _is_numeric_column(series: pd.Series) -> bool:
+    return pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series)
+
+
+def _column_name(col: Any) -> str:
+    return " / ".join(str(c) for c in col) if isinstance(col, tuple) else str(col)
+
+
+def markdown_table(df: pd.DataFrame, caption: str | None = None, float_format: str = "{:.1f}") -> str:
+    """``df`` as a Markdown pipe table (index not shown; numeric columns right-aligned).
+
+    ``|`` in a cell is escaped as ``\\|`` and line breaks become spaces, so a cell never breaks
+    the table. The caption, if any, is an italic line above the table.
+    """
+    def cell(text: str) -> str:
+        return text.replace("\\", "\\\\").replace("|", "\\|").replace("\r", " ").replace("\n", " ")
+
+    header = [cell(_column_name(c)) for c in df.columns]
+    align = ["---:" if _is_numeric_column(df[c]) else "---" for c in df.columns] if len(df.columns) else []
+    lines = []
+    if caption:
+        lines += [f"*{caption}*", ""]
+    lines.append("| " + " | ".join(header) + " |")
+    lines.append("| " + " | ".join(align) + " |")
+    for row in df.itertuples(index=False, name=None):
+        lines.append("| " + " | ".join(cell(format_cell(v, float_format)) for v in row) + " |")
+    return "\n".join(lines)
+
+
+def html_table(df: pd.DataFrame, caption: str | None = None, float_format: str = "{:.1f}") -> str:
+    """``df`` as an HTML table with an optional caption; every cell escaped, index not shown."""
+    numeric = [_is_numeric_column(df[c]) for c in df.columns]
+    num_class = ' class="num"'
+    out = ["<table>"]
+    if caption:
+        out.append(f"<caption>{inline_html(caption)}</caption>")
+    out.append("<thead><tr>" + "".join(f"<th>{html.escape(_column_name(c))}</th>" for c in df.columns)
+               + "</tr></thead>")
+    out.append("<tbody>")
+    for row in df.itertuples(index=False, name=None):
+        cells = "".join(f"<td{num_class if num else ''}>{html.escape(format_cell(v, float_format))}</td>"
+                        for v, num in zip(row, numeric))
+        out.append(f"<tr>{cells}</tr>")
+    out.append("</tbody></table>")
+    return "\n".join(out)
+
+
+# --- a very small Markdown-to-HTML converter --------------------------------------------------
+
+_CODE = re.compile(r"`([^`]+)`")
+_LINK = re.compile(r"\[([^\]]+)\]\(([^)\s]+)\)")
+_BOLD = re.compile(r"\*\*(?=\S)(.+?)(?<=\S)\*\*")
+_ITALIC = re.compile(r"(?<![\w*])\*(?=\S)(.+?)(?<=\S)\*(?![\w*])")
+_BULLET = re.compile(r"^\s*[-*]\s+(.*)$")
+
+
+def inline_html(text: str) -> str:
+    """Inline Markdown to HTML: escape first, then `` `code` ``, ``[text](url)``, ``**bold**``, ``*italic*``.
+
+    Code spans are set aside before the other rules, so ``*`` inside backticks stays literal.
+    A link whose URL is not http(s), mailto, an anchor or a relative path is kept as plain text.
+    """
+    escaped = html.escape(text, quote=True)
+    codes: list[str] = []
+
+    def keep_code(m: re.Match) -> str:
+        codes.append(f"<code>{m.group(1)}</code>")
+        return f"\x00{len(codes) - 1}\x00"
+
+    out = _CODE.sub(keep_code, escaped)
+
+    def link(m: re.Match) -> str:
+        label, url = m.group(1), m.group(2)
+        if not _safe_url(html.unescape(url)):
+            return m.group(0)
+        return f'<a href="{url}">{label}</a>'
+
+    out = _LINK.sub(link, out)
+    out = _BOLD.sub(r"<strong>\1</strong>", out)
+    out = _ITALIC.sub(r"<em>\1</em>", out)
+    return re.sub("\x00(\\d+)\x00", lambda m: codes[int(m.group(1))], out)
+
+
+def _safe_url(url: str) -> bool:
+    """True for http(s)/mailto URLs and scheme-less ones; False for ``javascript:`` and the like.
+
+    Control characters are refused outright: browsers drop some of them before reading the
+    scheme, so ``"\\x01javascript:"`` would otherwise slip through.
+    """
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in url):
+        return False
+    scheme = re.match(r"^([A-Za-z][A-Za-z0-9+.-]*):", url)
+    return scheme is None or scheme.group(1).lower() in SAFE_LINK_SCHEMES
+
+
+def markdown_to_html(markdown: str) -> str:
+    """Paragraphs (separated by blank lines) and bullet lists to HTML; see :func:`inline_html`."""
+    out: list[str] = []
+    for block in re.split(r"\n\s*\n", markdown.strip()):
+        paragraph: list[str] = []
+        items: list[str] = []
+
+        def flush_paragraph() -> None:
+            if paragraph:
+                out.append("<p>" + inline_html(" ".join(paragraph)) + "</p>")
+                paragraph.clear()
+
+        def flush_items() -> None:
+            if items:
+                out.append("<ul>\n" + "\n".join(f"<li>{inline_html(i)}</li>" for i in items) + "\n</ul>")
+                items.clear()
+
+        for line in block.splitlines():
+            bullet = _BULLET.match(line)
+            if bullet:
+                flush_paragraph()
+                items.append(bullet.group(1))
+            elif items and line[:1].isspace() and line.strip():
+                items[-1] += " " + line.strip()   # an indented line continues the list item
+            elif line.strip():
+                flush_items()
+                paragraph.append(line.strip())
+        flush_paragraph()
+        flush_items()
+    return "\n".join(out)
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_-]+", "-", text).strip("-")[:80]
+
+
+# --- the environment --------------------------------------------------------------------------
+
+def environment_lines() -> list[str]:
+    """Human-readable lines saying when, from which commit, with what and on what a report was made.
+
+    Date (UTC, ISO 8601), git commit (``+dirty`` when the tree had changes), Python, the versions
+    of :data:`ENVIRONMENT_PACKAGES`, and the machine (OS, processor, cores, torch threads, GPU).
+    """
+    versions = library_versions()
+    machine = machine_record()
+    lines = [f"date (UTC): {datetime.now(timezone.utc).isoformat(timespec='seconds')}",
+             f"git commit: {git_commit() or 'unknown (not a git checkout)'}",
+             f"python: {machine.get('python') or platform.python_version()}"]
+    for name in ENVIRONMENT_PACKAGES:
+        lines.append(f"{name}: {versions.get(name) or 'not installed'}")
+    parts = [str(machine.get("platform")), str(machine.get("processor"))]
+    if machine.get("cpu_count"):
+        parts.append(f"{machine['cpu_count']} CPU cores")
+    if "torch_threads" in machine:
+        parts.append(f"{machine['torch_threads']} torch threads")
+    if "cuda" in machine:
+        parts.append(f"GPU: {machine.get('gpu', 'CUDA device')}" if machine["cuda"] else "no GPU")
+    lines.append("machine: " + ", ".join(parts))
+    return lines

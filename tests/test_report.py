@@ -1,0 +1,181 @@
+"""Tests of helpers.report: the HTML is self-contained and escaped, the Markdown has pipe tables
+and links to copied PNGs, empty cells stay empty, and writes are atomic."""
+from __future__ import annotations
+
+import base64
+import re
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import pytest
+
+from helpers.report import (Report, environment_lines, format_cell, inline_html, markdown_table,
+                            markdown_to_html)
+
+#: The 8 bytes every PNG file starts with.
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture
+def png(tmp_path):
+    fig, ax = plt.subplots(figsize=(1, 1))
+    ax.plot([0, 1], [0, 1])
+    path = tmp_path / "inputs" / "curve.png"
+    path.parent.mkdir()
+    fig.savefig(path, dpi=30, format="png")
+    plt.close(fig)
+    return path
+
+
+def results_table() -> pd.DataFrame:
+    return pd.DataFrame({"model": ["CNN10-16k", "ResNet22|8k"], "devel UAR": [91.234, np.nan],
+                         "paper": [None, 88.8], "seeds": [3, 2]}, index=["x", "y"])
+
+
+def build_report(png) -> Report:
+    report = Report("Results <draft>")
+    report.heading("Model comparison")
+    report.text("Devel UAR, **best** checkpoint, *optimistic*. `code <b>` and "
+                "[the paper](https://example.org/paper).\n\nA trap: <script>alert(1)</script>\n\n"
+                "- first point\n* second point")
+    report.table(results_table(), caption="Ours beside the paper")
+    report.figure(png, caption="A PNG from disk")
+    fig, ax = plt.subplots(figsize=(1, 1))
+    ax.bar([0, 1], [1, 2])
+    report.figure(fig, caption="A live figure", name="bars")
+    plt.close(fig)
+    return report
+
+
+def test_write_returns_both_paths_and_leaves_no_temporaries(tmp_path, png):
+    out = tmp_path / "report"
+    paths = build_report(png).write(out)
+    assert paths == {"markdown": out / "report.md", "html": out / "report.html"}
+    assert all(p.is_file() for p in paths.values())
+    everything = [p for p in out.rglob("*")]
+    assert not [p for p in everything if p.name.endswith(".tmp") or p.name.startswith(".")]
+    assert sorted(p.name for p in (out / "report-assets").iterdir()) == ["bars.png", "curve.png"]
+
+
+def test_html_is_self_contained_and_escaped(tmp_path, png):
+    page = build_report(png).write(tmp_path, stem="r")["html"].read_text(encoding="utf-8")
+    images = re.findall(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', page)
+    assert len(images) == 2
+    assert all(base64.b64decode(data).startswith(PNG_SIGNATURE) for data in images)
+    assert "report-assets" not in page and "r-assets" not in page   # nothing to fetch
+    # The paragraph's script is text, not code; the title is escaped too.
+    assert "<script>" not in page
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    assert "<title>Results &lt;draft&gt;</title>" in page
+    # Inline markup and lists.
+    assert "<strong>best</strong>" in page and "<em>optimistic</em>" in page
+    assert "<code>code &lt;b&gt;</code>" in page
+    assert '<a href="https://example.org/paper">the paper</a>' in page
+    assert "<li>first point</li>" in page and "<li>second point</li>" in page
+    # The table: caption, values formatted, NaN/None empty, index not shown.
+    assert "<caption>Ours beside the paper</caption>" in page
+    assert ">91.2<" in page and ">88.8<" in page and ">3<" in page
+    assert "ResNet22|8k" in page
+    assert '<td class="num"></td>' in page
+    assert ">x<" not in page
+
+
+def test_markdown_has_pipe_table_and_relative_image_links(tmp_path, png):
+    md_path = build_report(png).write(tmp_path)["markdown"]
+    md = md_path.read_text(encoding="utf-8")
+    assert md.startswith("# Results <draft>\n")
+    assert "## Model comparison" in md
+    lines = md.splitlines()
+    header = lines.index("| model | devel UAR | paper | seeds |")
+    assert lines[header + 1] == "| --- | ---: | ---: | ---: |"
+    assert lines[header + 2] == "| CNN10-16k | 91.2 |  | 3 |"
+    assert lines[header + 3] == "| ResNet22\\|8k |  | 88.8 | 2 |"
+    links = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", md)
+    assert links == ["report-assets/curve.png", "report-assets/bars.png"]
+    for link in links:
+        target = md_path.parent / link
+        assert target.is_file() and target.read_bytes().startswith(PNG_SIGNATURE)
+    assert (md_path.parent / links[0]).read_bytes() == png.read_bytes()
+
+
+def test_missing_figure_names_path_and_section_and_writes_nothing(tmp_path):
+    report = Report("R")
+    report.heading("Confusions")
+    missing = tmp_path / "figures" / "confusion.png"
+    report.figure(missing, caption="Confusion of the best run")
+    out = tmp_path / "out"
+    with pytest.raises(FileNotFoundError) as err:
+        report.write(out)
+    assert str(missing) in str(err.value)
+    assert "Confusions" in str(err.value)
+    assert not out.exists()
+
+
+def test_same_png_names_do_not_overwrite_each_other(tmp_path, png):
+    other = tmp_path / "other" / "curve.png"
+    other.parent.mkdir()
+    other.write_bytes(png.read_bytes() + b"different")
+    report = Report("R")
+    report.figure(png, caption="one")
+    report.figure(other, caption="two")
+    report.write(tmp_path / "out")
+    assets = tmp_path / "out" / "report-assets"
+    assert sorted(p.name for p in assets.iterdir()) == ["curve-2.png", "curve.png"]
+    assert (assets / "curve-2.png").read_bytes().endswith(b"different")
+
+
+def test_rewrite_replaces_previous_report(tmp_path):
+    report = Report("R")
+    report.text("first")
+    paths = report.write(tmp_path)
+    report.text("second")
+    report.write(tmp_path)
+    assert "second" in paths["markdown"].read_text() and "second" in paths["html"].read_text()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["report.html", "report.md"]
+
+
+def test_format_cell():
+    assert format_cell(np.nan) == "" and format_cell(None) == "" and format_cell(pd.NA) == ""
+    assert format_cell(np.float32(2.25), "{:.2f}") == "2.25"
+    assert format_cell(np.int64(7)) == "7"
+    assert format_cell(True) == "True"
+    assert format_cell("a") == "a"
+
+
+def test_markdown_table_escapes_and_breaks_no_rows():
+    df = pd.DataFrame({"a|b": ["x|y", "two\nlines"]})
+    assert markdown_table(df, caption="C").splitlines() == [
+        "*C*", "", "| a\\|b |", "| --- |", "| x\\|y |", "| two lines |"]
+
+
+def test_inline_html_rules():
+    assert inline_html("`**not bold**`") == "<code>**not bold**</code>"
+    assert inline_html("2*3*4 stays") == "2*3*4 stays"
+    # Unsafe schemes are not turned into links.
+    assert "<a " not in inline_html("[x](javascript:alert(1))")
+    assert "<a " not in inline_html("[x](JavaScript:alert)")
+    assert inline_html('[x](a.html"onclick=1)') == '<a href="a.html&quot;onclick=1">x</a>'
+
+
+def test_markdown_to_html_paragraphs_and_lists():
+    out = markdown_to_html("one\ntwo\n\n- a\n  continued\n- b\nafter")
+    assert out == "<p>one two</p>\n<ul>\n<li>a continued</li>\n<li>b</li>\n</ul>\n<p>after</p>"
+
+
+def test_table_rejects_a_bad_float_format():
+    with pytest.raises(ValueError, match="float_format"):
+        Report("R").table(pd.DataFrame({"a": [1.0]}), float_format="{:.1q}")
+
+
+def test_environment_lines():
+    lines = environment_lines()
+    keys = [line.split(":", 1)[0] for line in lines]
+    assert keys == ["date (UTC)", "git commit", "python", "torch", "numpy", "pandas", "scikit-learn",
+                    "machine"]
+    assert re.match(r"date \(UTC\): \d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+00:00$", lines[0])
+    assert all(line.split(":", 1)[1].strip() for line in lines)
