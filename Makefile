@@ -18,7 +18,7 @@ export MKL_NUM_THREADS ?= 2
 export OPENBLAS_NUM_THREADS ?= 2
 export MPLBACKEND ?= Agg
 
-.PHONY: setup demo test lab clean-runs
+.PHONY: setup demo paper test lab clean-runs
 
 setup: $(STAMP)
 
@@ -31,7 +31,13 @@ $(STAMP): requirements.txt pyproject.toml
 	touch $(STAMP)
 
 demo: setup
-	$(PY) -m helpers notebooks --corpus demo --data-dir data
+	$(PY) -m helpers notebooks --corpus demo --data-dir data --profile demo
+
+# The paper's experiments on the real corpus (a folder in the challenge layout); needs a GPU.
+paper: setup
+	@test -n "$(DATA)" || { echo "usage: make paper DATA=<corpus folder in the challenge layout>"; exit 2; }
+	$(PY) -m helpers validate "$(DATA)"
+	$(PY) -m helpers notebooks --corpus "$(abspath $(DATA))" --data-dir data --profile paper
 
 test: setup
 	$(PY) -m pytest

@@ -3,7 +3,8 @@
 Commands:
   validate DIR                         print the validation report; exit 1 when there are errors
   corpus synthetic|demo --out DIR      build a corpus in the challenge layout
-  notebooks [--corpus demo] [...]      execute the notebook collection with papermill into runs/
+  notebooks [--corpus demo] [--profile demo|paper] [...]
+                                       execute the notebook collection with papermill into runs/
   predict CHECKPOINT AUDIO...          per-clip prediction table for any audio files
   bench [--models ...] [--rates ...]   training/feature/evaluation speed vs. the device's matmul peak
 """
@@ -44,7 +45,10 @@ def _cmd_notebooks(args: argparse.Namespace) -> int:
     from .notebooks import NotebookError, run_collection
 
     data_dir = Path(args.data_dir).resolve()
-    params = {"corpus": args.corpus, "data_dir": str(data_dir), "cache_dir": str(data_dir / "cache")}
+    from .grid import notebook_parameters
+
+    params = {"corpus": args.corpus, "data_dir": str(data_dir), "cache_dir": str(data_dir / "cache"),
+              **notebook_parameters(args.profile)}
     for item in args.param or []:
         key, _, value = item.partition("=")
         params[key] = json.loads(value) if value[:1] in "[{0123456789-tfn\"" and value not in ("",) else value
@@ -108,6 +112,8 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("notebooks", help="execute the notebook collection headless")
     p.add_argument("--corpus", default="demo", help="demo, synthetic or a corpus folder")
     p.add_argument("--data-dir", default="data")
+    p.add_argument("--profile", default="demo", choices=["demo", "paper"],
+                   help="demo: minutes on a laptop CPU; paper: the paper's schedule and grid (needs a GPU)")
     p.add_argument("--only", nargs="*", help="notebook numbers or names to run (default: all)")
     p.add_argument("--param", action="append", help="extra NAME=VALUE passed to notebooks that define NAME")
     p.add_argument("--log", action="store_true", help="stream cell output")

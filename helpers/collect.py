@@ -308,15 +308,18 @@ def _cost_columns(runs: pd.DataFrame) -> dict[str, Any]:
 
 
 def table3(df: pd.DataFrame, as_text: bool = True, n_boot: int = 1000, seed: int = 0,
-           paper_models: bool = True) -> pd.DataFrame:
+           paper_models: bool = True, models: list[tuple[str, int]] | None = None) -> pd.DataFrame:
     """Paper Table 3 beside ours: one row per (model, sample rate, setting), settings in
     :data:`~helpers.grid.ABLATION_SETTINGS` order.
 
     Models: those of our ablation runs, and (``paper_models=True``) the paper's ResNet22-8k and
     CNN10-16k even when we ran neither. Settings of a model: the paper's six, plus any extra
     setting we ran. Values as in :func:`table2`. The "no EMA" row reports plain weights (column
-    ``weights``); the paper's numbers are devel only (``paper test UAR`` is empty).
+    ``weights``); the paper's numbers are devel only (``paper test UAR`` is empty). ``models``:
+    only these (model, sample rate) pairs, in this order (e.g. :func:`ablation_models` of the runs,
+    which leaves out Table 2 runs of models that were not ablated).
     """
+    only = models
     runs = _single_models(df)
     runs = runs[runs["setting"].notna()] if "setting" in runs else runs.iloc[0:0]
     lookup = _summary_lookup(runs, n_boot, seed)
@@ -324,6 +327,8 @@ def table3(df: pd.DataFrame, as_text: bool = True, n_boot: int = 1000, seed: int
     for model, sr, _ in lookup:
         if (model, sr) not in models:
             models.append((model, sr))
+    if only is not None:
+        models = [(m, int(r)) for m, r in only]
     rows = []
     for model, sr in models:
         paper = PAPER_TABLE3.get((model, sr), {})
@@ -340,6 +345,45 @@ def table3(df: pd.DataFrame, as_text: bool = True, n_boot: int = 1000, seed: int
                 row["weights"] = "EMA" if ABLATION_SETTINGS[setting]["ema"] else "plain (no EMA)"
             rows.append(row)
     return pd.DataFrame(rows)
+
+
+def ablation_models(df: pd.DataFrame) -> list[tuple[str, int]]:
+    """The (model, sample rate) pairs with runs of an ablation setting other than the full recipe
+    (Table 2 runs alone do not make a model part of the ablation), sorted."""
+    runs = _single_models(df)
+    if "setting" not in runs or runs.empty:
+        return []
+    ablated = runs[runs["setting"].notna() & (runs["setting"] != FULL_SETTING)]
+    return sorted({(m, int(r)) for m, r in zip(ablated["model"], ablated["sample_rate"])})
+
+
+def ablation_gains(summary: pd.DataFrame, metric: str = "best_devel_uar", baseline: str = "bal, no-aug") -> pd.DataFrame:
+    """Per (model, setting): our mean, std and bootstrap CI over seeds, the paper's value, and the
+    gain over ``baseline`` of the same model, all in %; input :func:`summarise` by model,
+    sample_rate, setting. Settings in :data:`~helpers.grid.ABLATION_SETTINGS` order; ``model`` is
+    the display label (``"CNN10-16k"``), as :func:`helpers.plots.plot_ablation_gains` wants it.
+    The paper's numbers are devel scores of the best checkpoint (``metric`` ``best_devel_uar`` or
+    ``best_devel_map``); for any other metric ``paper`` is NaN."""
+    paper_key = {"best_devel_uar": "devel_uar", "best_devel_map": "devel_map"}.get(metric)
+    order = {name: i for i, name in enumerate(ABLATION_SETTINGS)}
+    rows = []
+    for _, r in summary.iterrows():
+        if r["setting"] not in order:
+            continue
+        model, sr = r["model"], int(r["sample_rate"])
+        paper = PAPER_TABLE3.get((model, sr), {}).get(r["setting"], {})
+        rows.append({"model": model_label(model, sr), "setting": r["setting"], "order": order[r["setting"]],
+                     "seeds": r[f"{metric}_n"], "ours_mean": 100 * r[f"{metric}_mean"],
+                     "ours_std": 100 * r[f"{metric}_std"], "ci_low": 100 * r[f"{metric}_ci_low"],
+                     "ci_high": 100 * r[f"{metric}_ci_high"],
+                     "paper": paper.get(paper_key, np.nan) if paper_key else np.nan})
+    out = pd.DataFrame(rows, columns=["model", "setting", "order", "seeds", "ours_mean", "ours_std", "ci_low",
+                                      "ci_high", "paper"])
+    out = out.sort_values(["model", "order"], kind="stable").drop(columns="order").reset_index(drop=True)
+    base = out[out["setting"] == baseline].set_index("model")
+    out[f"gain over {baseline}"] = out["ours_mean"] - out["model"].map(base["ours_mean"])
+    out[f"paper gain over {baseline}"] = out["paper"] - out["model"].map(base["paper"])
+    return out
 
 
 def fusion_table(df: pd.DataFrame, branches: list[tuple[str, int]], as_text: bool = True, n_boot: int = 1000,

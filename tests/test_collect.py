@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from helpers.collect import collect_runs, fusion_table, summarise, table2, table3
+from helpers.collect import ablation_gains, ablation_models, collect_runs, fusion_table, summarise, table2, table3
 from helpers.grid import ABLATION_SETTINGS, FULL_SETTING
 from helpers.train import TrainConfig
 
@@ -168,3 +168,21 @@ def test_fusion_table_beside_single_models(tmp_path: Path):
     assert statuses.loc["trainable, specA+MixUp"].tolist() == [0, 1, 0]
     assert statuses.loc["frozen, no-aug"].tolist() == [0, 0, 1]
     assert t.iloc[0]["paper devel UAR"] == 91.2 and t.iloc[1]["paper devel UAR"] == 91.9
+
+
+def test_ablation_models_and_gains(tmp_path: Path):
+    for setting, uar in (("bal, no-aug", 0.80), (FULL_SETTING, 0.90)):
+        for seed, delta in ((0, 0.0), (1, 0.02)):
+            make_run(tmp_path, setting=setting, model="resnet22", seed=seed, uar=uar + delta)
+    make_run(tmp_path, model="cnn6")  # a Table 2 run only: not an ablated model
+    runs = collect_runs(tmp_path)
+    assert ablation_models(runs) == [("resnet22", 8000)]
+    t3 = table3(runs, paper_models=False, models=ablation_models(runs), n_boot=0)
+    assert set(t3["model"]) == {"ResNet22-8k"}
+    gains = ablation_gains(summarise(runs, n_boot=0))
+    r22 = gains[gains["model"] == "ResNet22-8k"].set_index("setting")
+    assert list(r22.index) == ["bal, no-aug", FULL_SETTING]
+    assert r22.loc[FULL_SETTING, "ours_mean"] == pytest.approx(91.0)
+    assert r22.loc[FULL_SETTING, "gain over bal, no-aug"] == pytest.approx(10.0)
+    assert r22.loc[FULL_SETTING, "paper gain over bal, no-aug"] == pytest.approx(91.2 - 82.6)
+    assert r22.loc["bal, no-aug", "ours_std"] == pytest.approx(100 * np.std([0.80, 0.82], ddof=1))

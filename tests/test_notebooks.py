@@ -78,3 +78,40 @@ def test_runner_names_the_failing_cell(tmp_path):
         run_notebook(path, {"x": 2}, output_dir=tmp_path / "out")
     with pytest.raises(ValueError, match="unknown parameter"):
         run_notebook(path, {"z": 2}, output_dir=tmp_path / "out")
+
+
+def test_grid_notebooks_run_headless_on_synthetic_corpus(tmp_path):
+    """04, 05, 07 and 08 on a tiny synthetic corpus: narrow nets, two steps per run."""
+    from helpers.synthetic import make_synthetic_corpus
+
+    root = make_synthetic_corpus(tmp_path / "corpus", n_clips=50, seed=2)
+    tiny = {"channels": [8, 16, 32, 64]}
+    params = {
+        "profile": "demo", "corpus": str(root), "data_dir": str(tmp_path / "data"),
+        "cache_dir": str(tmp_path / "cache"), "runs_root": str(tmp_path / "runs"),
+        "figures_dir": str(tmp_path / "figures"), "report_dir": str(tmp_path / "report"),
+        "overrides": {"iterations": 2, "eval_every": 1, "ema_start": 1, "checkpoint_every": 2, "batch_size": 4,
+                      "wave_augment_copies": 1},
+        "model_options": {"cnn6": tiny, "cnn10": tiny}, "cpu_workers": 2, "threads_per_run": 1,
+        "runs": [["cnn6", 8000], ["cnn10", 8000]],                       # 04
+        "models": [["cnn10", 8000]],                                     # 05: all nine settings
+        "branches": [["cnn6", 8000], ["cnn10", 8000]],                   # 07
+        "fusion_branches": [["cnn6", 8000], ["cnn10", 8000]], "perplexity": 5.0,  # 08
+    }
+    out = tmp_path / "executed"
+    done = run_collection(params, notebooks=["04", "05", "07", "08"], output_dir=out)
+    assert [p.stem for p in done] == ["04_model_comparison", "05_ablation", "07_fusion", "08_report"]
+    runs = tmp_path / "runs" / "demo"
+    # 04 trained through papermill runs of 03_train; 05 and 07 directly; 9 + 4 + 1 shared folders
+    assert len(list(runs.glob("*/03_train.ipynb"))) == 2
+    assert len(list(runs.glob("*/metrics.json"))) == 2 + 9 - 1
+    assert len(list((runs / "fusion").glob("*/metrics.json"))) == 4
+    figures = {p.name for p in (tmp_path / "figures").glob("*.png")}
+    for name in ["04_model_comparison.png", "04_learning_curves.png", "05_ablation_gains.png", "07_fusion.png",
+                 "08_table2.png", "08_ablation.png", "08_confusion.png", "08_tsne.png", "08_learning_curves.png"]:
+        assert name in figures, name
+    html = (tmp_path / "report" / "report-demo.html").read_text()
+    md = (tmp_path / "report" / "report-demo.md").read_text()
+    for text in ["Table 2", "Table 3", "Fusion", "CNN10-8k", "optimistic", "data:image/png;base64,"]:
+        assert text in html, text
+    assert "| model |" in md and "report-demo-assets/" in md

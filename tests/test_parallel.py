@@ -199,11 +199,11 @@ def test_cpu_pool_thread_budget_and_oversubscription_warning(fake_machine, monke
         run_trainings(configs, cpu_workers=4, progress=False)
     assert FakeWorker.peak["none"] == 4
     assert {w.env[v] for w in fake_machine for v in parallel.THREAD_ENV_VARS} == {"1"}
-    # the defaults on 2 cores: one run at a time with both cores
+    # the defaults on 2 cores: two runs at a time with one thread each (measured faster)
     fake_machine.clear()
     FakeWorker.running, FakeWorker.peak = {}, {}
-    run_trainings([_config(tmp_path / "b", seed=s) for s in range(2)], progress=False)
-    assert FakeWorker.peak["none"] == 1 and {w.config["num_threads"] for w in fake_machine} == {2}
+    run_trainings([_config(tmp_path / "b", seed=s) for s in range(3)], progress=False)
+    assert FakeWorker.peak["none"] == 2 and {w.config["num_threads"] for w in fake_machine} == {1}
 
 
 def test_worker_that_dies_without_report_is_a_failure(fake_machine, monkeypatch, tmp_path):
@@ -246,3 +246,7 @@ def test_runs_through_the_training_notebook(grid, tmp_path):
     assert "03_train.ipynb: cell" in outcomes[1].error and "no_such_model" in outcomes[1].error
     with pytest.raises(ValueError, match="via="):
         run_trainings([good], via="papermill")
+
+
+def test_default_cpu_workers():
+    assert [parallel.default_cpu_workers(c) for c in (1, 2, 4, 16)] == [1, 2, 2, 8]

@@ -345,9 +345,12 @@ if __name__ == "__main__":
     builders = {"00_data": nb00, "01_data_exploration": nb01, "02_feature_extraction": nb02}
     from make_notebooks_more import BUILDERS as MORE  # noqa: E402
     from make_notebooks_train import BUILDERS as TRAIN  # noqa: E402
+    from make_notebooks_grid import BUILDERS as GRID  # noqa: E402
 
     builders.update(TRAIN)
     builders.update(MORE)
+    builders.update(GRID)
+    builders = dict(sorted(builders.items()))
     for name, build in builders.items():
         write(NB / f"{name}.ipynb", build())
         print("wrote", NB / f"{name}.ipynb")
