@@ -193,6 +193,15 @@ def _profile(profile: str) -> dict[str, Any]:
 # --- building configs -------------------------------------------------------------------------
 
 
+def _chosen(names: list[str] | None, known: dict[str, Any], what: str) -> list[str]:
+    """``names`` (default: all of ``known``, in order), refusing unknown ones with the known list."""
+    chosen = list(known) if names is None else list(names)
+    unknown = [n for n in chosen if n not in known]
+    if unknown:
+        raise ValueError(f"unknown {what}(s) {unknown}; known: {list(known)}")
+    return chosen
+
+
 def expand_grid(base: dict[str, Any], axes: dict[str, list]) -> list[TrainConfig]:
     """One TrainConfig per combination of the ``axes`` values (cartesian product) over ``base``.
 
@@ -220,10 +229,7 @@ def ablation_configs(model: str, sample_rate: int, profile: str = "demo", seeds:
     """
     prof = _profile(profile)
     seeds = list(prof["seeds"] if seeds is None else seeds)
-    names = list(ABLATION_SETTINGS) if settings is None else list(settings)
-    unknown = [n for n in names if n not in ABLATION_SETTINGS]
-    if unknown:
-        raise ValueError(f"unknown ablation setting(s) {unknown}; known: {list(ABLATION_SETTINGS)}")
+    names = _chosen(settings, ABLATION_SETTINGS, "ablation setting")
     common = {**prof["config"], **(base or {}), "model": model, "sample_rate": sample_rate}
     return [c for name in names
             for c in expand_grid({**common, **ABLATION_SETTINGS[name]}, {"seed": seeds})]
@@ -295,10 +301,7 @@ def fusion_configs(branch_a: str | Path, branch_b: str | Path, sample_rate: int,
     ``base``, then the variant; the rest of the recipe (balanced sampling, EMA) is the paper's."""
     prof = _profile(profile)
     seeds = list(prof["seeds"] if seeds is None else seeds)
-    names = list(FUSION_VARIANTS) if variants is None else list(variants)
-    unknown = [n for n in names if n not in FUSION_VARIANTS]
-    if unknown:
-        raise ValueError(f"unknown fusion variant(s) {unknown}; known: {list(FUSION_VARIANTS)}")
+    names = _chosen(variants, FUSION_VARIANTS, "fusion variant")
     out: list[TrainConfig] = []
     for name in names:
         v = FUSION_VARIANTS[name]
