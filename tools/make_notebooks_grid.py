@@ -7,7 +7,7 @@ from notebook_builder import code, md
 # Parameters every grid notebook shares (corpus, where runs go, how many at once).
 GRID_PARAMETERS = """
 profile = "demo"                # "demo": minutes on a laptop CPU; "paper": the paper's schedule (needs a GPU)
-corpus = "demo"                 # "demo", "synthetic" or a corpus folder (make paper DATA=...)
+corpus = "demo"                 # "demo", "synthetic" or a corpus folder (the real one: make paper)
 data_dir = "../data"
 cache_dir = "../data/cache"
 runs_root = "../runs/grid"      # runs go to runs_root/profile; a finished run is never trained twice
