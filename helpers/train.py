@@ -101,6 +101,7 @@ class TrainConfig:
     select_from: int = 0              # evaluations before this step are not candidates for "best"
     checkpoint_every: int = 1_000     # resumable checkpoint interval (steps)
     eval_batch_size: int = 512
+    score_train: bool = False         # also score the train split at the end (predictions/train-*.csv)
     # reproducibility and hardware
     seed: int = 0
     device: str = "auto"              # "auto": CUDA when present, else CPU
@@ -151,7 +152,7 @@ class TrainConfig:
         import hashlib
 
         skip = {"data_dir", "cache_dir", "out_dir", "run_name", "device", "num_threads", "log_every",
-                "checkpoint_every", "eval_batch_size"}
+                "checkpoint_every", "eval_batch_size", "score_train"}
         values = {k: v for k, v in self.to_dict().items() if k not in skip}
         if self.model == FUSION:
             # A fusion run is defined by its branches' weights, not by where they are stored.
@@ -598,11 +599,21 @@ def _final_evaluation(run_dir: Path, config: TrainConfig, corpus: Corpus, feats:
         "checkpoints": {},
     }
     table_by_split = {s: corpus.split(s) for s in feats}
+    # Scoring train costs as much as devel and test together and no table uses it: opt-in.
+    splits = {s: fs for s, fs in feats.items() if s != "train" or config.score_train}
+    scored: dict[str, dict[str, np.ndarray]] = {}
     for name, (m, step) in candidates.items():
         entry = {"step": step, "selected_on": "devel" if name.startswith("best") else None, "splits": {}}
-        for split, fs in feats.items():
-            scores = predict_scores(m, fs.features, batch_size=config.eval_batch_size, score=score_fn,
-                                    device=device, amp=use_amp)
+        # A best checkpoint taken at the last evaluation holds the last weights: reuse their scores.
+        twin = next((other for other in scored if _same_weights(candidates[other][0], m)), None)
+        scored[name] = {}
+        for split, fs in splits.items():
+            if twin is not None:
+                scores = scored[twin][split]
+            else:
+                scores = predict_scores(m, fs.features, batch_size=config.eval_batch_size, score=score_fn,
+                                        device=device, amp=use_amp)
+            scored[name][split] = scores
             labels = list(table_by_split[split]["label"])
             table = prediction_table(fs.filenames, scores, classes, labels=labels)
             write_table(table, run_dir / "predictions" / f"{split}-{name}.csv")
@@ -620,6 +631,14 @@ def _final_evaluation(run_dir: Path, config: TrainConfig, corpus: Corpus, feats:
         write_submission(test_table, run_dir / "submission-test.csv")
         out["submission_checkpoint"] = submit
     return out
+
+
+def _same_weights(a: nn.Module, b: nn.Module) -> bool:
+    """True when two models of one architecture hold identical parameters and buffers."""
+    if a is b:
+        return True
+    sa, sb = a.state_dict(), b.state_dict()
+    return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k].to(sa[k].device)) for k in sa)
 
 
 def _figures(run_dir: Path, history: pd.DataFrame, metrics: dict, classes: list[str]) -> None:

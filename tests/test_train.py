@@ -184,3 +184,22 @@ def test_waveform_augmentation_bank(easy_corpus, tmp_path):
     mtime = banks[0].stat().st_mtime_ns
     train(TrainConfig(**{**cfg.to_dict(), "run_name": "again"}), corpus=easy_corpus, progress=False)
     assert banks[0].stat().st_mtime_ns == mtime
+
+
+def test_final_scoring_skips_train_and_reuses_identical_checkpoints(easy_corpus, tmp_path):
+    # one evaluation, at the last step: the best checkpoints ARE the last weights
+    config = _config(tmp_path, iterations=4, eval_every=4, ema_start=1, checkpoint_every=4)
+    result = train(config, corpus=easy_corpus, progress=False)
+    ckpts = result.metrics["checkpoints"]
+    assert ckpts["best_plain"]["step"] == ckpts["last_plain"]["step"] == 4
+    for kind in ("plain", "ema"):
+        best, last = (pd.read_csv(result.run_dir / "predictions" / f"devel-{w}_{kind}.csv") for w in ("best", "last"))
+        pd.testing.assert_frame_equal(best, last)
+    assert not list((result.run_dir / "predictions").glob("train-*.csv"))
+    assert set(ckpts["last_ema"]["splits"]) == {"devel", "test"}
+    # opt-in: train scored too, with the same run folder (score_train does not change results)
+    again = train(_config(tmp_path / "b", iterations=4, eval_every=4, ema_start=1, checkpoint_every=4,
+                          score_train=True), corpus=easy_corpus, progress=False)
+    assert again.config.key() == config.key()
+    assert (again.run_dir / "predictions" / "train-last_ema.csv").is_file()
+    assert again.metrics["checkpoints"]["last_ema"]["splits"]["train"]["uar"] >= 0

@@ -75,6 +75,7 @@ eval_every = 25                 # paper: 200
 select_from = 0
 checkpoint_every = 100
 eval_batch_size = 512
+score_train = False             # also score the train split at the end
 # reproducibility and hardware
 seed = 0
 device = "auto"
