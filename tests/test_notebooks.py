@@ -115,3 +115,24 @@ def test_grid_notebooks_run_headless_on_synthetic_corpus(tmp_path):
     for text in ["Table 2", "Table 3", "Fusion", "CNN10-8k", "optimistic", "data:image/png;base64,"]:
         assert text in html, text
     assert "| model |" in md and "report-demo-assets/" in md
+
+
+def test_profile_reaches_the_notebooks(monkeypatch, tmp_path):
+    """`python -m helpers notebooks --profile paper` (what `make paper` runs) hands every notebook
+    the values it defines: 03 the paper schedule, the grid notebooks the profile name."""
+    import helpers.notebooks as nbmod
+    from helpers.__main__ import main
+
+    seen = {}
+    monkeypatch.setattr(nbmod, "run_notebook", lambda path, params, **kw: seen.setdefault(path.stem, params) and path)
+    assert main(["notebooks", "--profile", "paper", "--corpus", str(tmp_path), "--data-dir", str(tmp_path)]) == 0
+    assert seen["03_train"]["iterations"] == 60_000 and seen["03_train"]["sample_rate"] == 16000
+    assert seen["03_train"]["corpus"] == str(tmp_path)
+    for name in ("04_model_comparison", "05_ablation", "07_fusion", "08_report"):
+        assert seen[name]["profile"] == "paper" and seen[name]["corpus"] == str(tmp_path)
+        assert "iterations" not in seen[name]  # grid notebooks take the schedule from the profile
+    assert "profile" not in seen["00_data"]
+    with pytest.raises(SystemExit):
+        main(["notebooks", "--profile", "huge"])
+    # every name the paper profile gives 03_train is one of its parameters
+    assert set(seen["03_train"]) <= set(notebook_parameters(next(p for p in NOTEBOOKS if p.stem == "03_train")))
