@@ -1,4 +1,6 @@
-"""Figures for the notebooks: class counts, durations, log-mels, learning curves, confusions.
+"""Figures for the notebooks: class counts, durations, log-mels, learning curves, confusions,
+t-SNE maps, SVM C curves, and the result figures of the grid notebooks (model comparison beside
+the paper, ablation gains, learning curves of several runs).
 
 Every function returns the matplotlib Figure (and draws on ``ax`` when given) so notebooks can
 show it and :func:`save_figure` can write it to ``figures/``.
