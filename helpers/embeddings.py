@@ -34,7 +34,7 @@ from .evaluate import predict_scores
 from .features import FeatureSettings, load_features
 from .hardware import resolve_device
 from .metrics import classification_metrics, unweighted_average_recall
-from .models import model_from_config
+from .models import model_from_checkpoint
 from .train import load_checkpoint
 
 #: The C grid of :func:`fit_linear_svm` (inverse regularisation strength of the linear SVM).
@@ -99,9 +99,7 @@ def extract_embeddings(checkpoint: str | Path | dict[str, Any], corpus: Corpus,
     if unknown:
         raise ValueError(f"corpus {corpus.name!r} has no split(s) {unknown}; it has {corpus.splits}.")
     dev = resolve_device(device)
-    model = model_from_config(ckpt["model_config"])
-    model.load_state_dict(ckpt["state_dict"])
-    model.to(dev).eval()
+    model = model_from_checkpoint(ckpt).to(dev).eval()
     settings = FeatureSettings(**ckpt["feature_settings"])
     score = ckpt.get("score", "softmax")
     kind = ckpt.get("kind")
@@ -298,3 +296,23 @@ def confused_pairs(confusion_matrix: np.ndarray, classes: Sequence[str], top: in
     table = pd.DataFrame(rows, columns=["true", "predicted", "count", "share_of_true"])
     table = table.sort_values(["count", "share_of_true"], ascending=False, kind="stable")
     return table.head(top).reset_index(drop=True)
+
+
+def svm_beside_network(svm: SvmResult, network_splits: dict[str, Any], network_name: str) -> pd.DataFrame:
+    """Devel and test UAR (fractions; NaN where a split has no labels) of a network's own
+    classifier and of the linear SVM on its embeddings, one row each (column ``classifier``).
+
+    ``network_splits``: ``metrics.json["checkpoints"][name]["splits"]`` of the checkpoint whose
+    embeddings the SVM used. Both devel scores are selected on devel (checkpoint and C): optimistic.
+    """
+    def uar(metrics: dict | None) -> float:
+        value = (metrics or {}).get("uar")
+        return float("nan") if value is None else float(value)
+
+    return pd.DataFrame([
+        {"classifier": network_name, "devel UAR": uar(network_splits.get("devel")),
+         "test UAR": uar(network_splits.get("test"))},
+        {"classifier": f"linear SVM on the embeddings (C={svm.best_C:g}, chosen on devel)",
+         "devel UAR": uar(svm.devel_metrics), "test UAR": uar(svm.test_metrics)},
+    ])
+

@@ -503,6 +503,14 @@ def model_from_config(config: dict[str, Any]) -> nn.Module:
     return create_model(config["name"], config["n_classes"], config.get("n_mels", N_MELS), **options)
 
 
+def model_from_checkpoint(checkpoint: dict[str, Any]) -> nn.Module:
+    """The model a loaded checkpoint dict describes (``model_config``) with its weights
+    (``state_dict``), on the CPU, in the mode a fresh model has (train); callers choose device and mode."""
+    model = model_from_config(checkpoint["model_config"])
+    model.load_state_dict(checkpoint["state_dict"])
+    return model
+
+
 def checkpoint_dict(model: nn.Module, **extra: Any) -> dict[str, Any]:
     """A checkpoint as a plain dict: ``model_config``, ``state_dict`` and any ``extra`` entries
     (iteration, metrics, ...). Save it with ``torch.save``; read it back with :func:`load_model`."""
@@ -523,10 +531,8 @@ def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> nn
         found = sorted(checkpoint) if isinstance(checkpoint, dict) else type(checkpoint).__name__
         raise ValueError(f"{path}: not a model checkpoint; expected a dict with keys {list(CHECKPOINT_KEYS)}, "
                          f"found {found}. Save checkpoints with torch.save(helpers.models.checkpoint_dict(model), path).")
-    model = model_from_config(checkpoint["model_config"])
-    model.load_state_dict(checkpoint["state_dict"])
     # load_state_dict copies into the freshly built (CPU) model: move it where the caller asked.
-    return model.to(map_location).eval()
+    return model_from_checkpoint(checkpoint).to(map_location).eval()
 
 
 # --------------------------------------------------------------------------------------------

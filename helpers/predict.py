@@ -17,7 +17,7 @@ from .audio import load_clip
 from .evaluate import predict_scores, prediction_table
 from .features import FeatureSettings, LogMel
 from .hardware import resolve_device
-from .models import model_from_config
+from .models import model_from_checkpoint
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3", ".aif", ".aiff")
 
@@ -46,9 +46,7 @@ def load_for_inference(checkpoint: str | Path, device: str = "auto"):
     missing = [k for k in ("model_config", "state_dict", "classes", "feature_settings") if k not in state]
     if missing:
         raise ValueError(f"{checkpoint}: not a training checkpoint of this project (missing {missing}).")
-    model = model_from_config(state["model_config"])
-    model.load_state_dict(state["state_dict"])
-    model.to(resolve_device(device)).eval()
+    model = model_from_checkpoint(state).to(resolve_device(device)).eval()
     settings = FeatureSettings(**state["feature_settings"])
     return model, list(state["classes"]), settings, state.get("score", "softmax")
 

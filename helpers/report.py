@@ -391,6 +391,37 @@ def _slug(text: str) -> str:
 
 # --- the environment --------------------------------------------------------------------------
 
+def how_obtained(runs: pd.DataFrame, profile: str) -> list[str]:
+    """Markdown bullet lines saying how the numbers of a profile's runs were obtained: the
+    profile's schedule and seeds, how many runs finished, failed or are unfinished, the corpus
+    checksum(s) from the runs' records, which checkpoint "best" and "last" mean, and the
+    environment (:func:`environment_lines`). ``runs``: :func:`helpers.collect.collect_runs`."""
+    from .grid import PROFILES
+    from .runs import read_json
+
+    prof = PROFILES[profile]
+    cfg = prof["config"]
+    finished = runs.loc[runs["status"] == "finished", "run_dir"] if len(runs) else []
+    corpora = {(read_json(Path(d) / "record.json").get("corpus") or {}).get("checksum") for d in finished}
+    count = {s: int((runs["status"] == s).sum()) if len(runs) else 0 for s in ("finished", "failed", "unfinished")}
+    lines = [
+        f"- Profile **{profile}**: {cfg['iterations']} steps of {cfg['batch_size']} clips per run, devel evaluation "
+        f"every {cfg['eval_every']} steps, EMA from step {cfg['ema_start']} (decay {cfg['ema_decay']}), "
+        f"seeds {prof['seeds']}.",
+        f"- Runs: {count['finished']} finished, {count['failed']} failed, {count['unfinished']} unfinished; "
+        f"corpus checksum(s): {', '.join(sorted(c or '?' for c in corpora))}.",
+        "- **best** = the checkpoint with the best devel UAR among all evaluations of a run: its devel score "
+        "is optimistic (selected on devel), like the paper's. **last** = the model after the final step. "
+        "Test scores are never selected on.",
+        "- Cells with several seeds read `mean ± std [95 % bootstrap CI over seeds]`; the paper reports one run "
+        "per row.",
+    ]
+    if profile == "demo":
+        lines.append("- **Demo profile**: minutes of CPU training on a 210-clip demo corpus of other species than "
+                     "the challenge's. It exercises the pipeline; its numbers are not comparable with the paper's.")
+    return lines + [f"- {line}" for line in environment_lines()]
+
+
 def environment_lines() -> list[str]:
     """Human-readable lines saying when, from which commit, with what and on what a report was made.
 

@@ -338,7 +338,7 @@ def fusion_options(config: TrainConfig) -> dict[str, Any]:
 def build_fusion_model(config: TrainConfig, n_classes: int) -> nn.Module:
     """The fusion model of ``config`` (see :func:`fusion_options`): both branches loaded from their
     checkpoints, which must have been trained on this config's sample rate and ``n_classes`` classes."""
-    from .models import FusionModel, model_from_config
+    from .models import FusionModel, model_from_checkpoint
 
     options = fusion_options(config)
     branches = []
@@ -356,9 +356,7 @@ def build_fusion_model(config: TrainConfig, n_classes: int) -> nn.Module:
         if classes is not None and len(classes) != n_classes:
             raise ValueError(f"{path}: fusion {name} has {len(classes)} classes, the corpus {n_classes}; "
                              "train the branches on the same corpus.")
-        branch = model_from_config(checkpoint["model_config"])
-        branch.load_state_dict(checkpoint["state_dict"])
-        branches.append(branch)
+        branches.append(model_from_checkpoint(checkpoint))
     return FusionModel(branches[0], branches[1], n_classes, freeze=bool(options["freeze"]))
 
 

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from helpers.corpus import read_corpus
-from helpers.embeddings import confused_pairs, extract_embeddings, fit_linear_svm, tsne_2d
+from helpers.embeddings import confused_pairs, extract_embeddings, fit_linear_svm, svm_beside_network, tsne_2d
 from helpers.metrics import unweighted_average_recall
 from helpers.plots import plot_svm_c_curve, plot_tsne
 from helpers.synthetic import make_synthetic_corpus
@@ -97,6 +97,11 @@ def test_svm_balanced_and_hidden_test(trained):
         fit_linear_svm(sets["train"], sets["devel"], class_weight="auto")
     with pytest.raises(ValueError, match="unknown labels"):
         fit_linear_svm(sets["train"], hidden)
+    # beside the network: a split without labels is NaN, not dropped
+    table = svm_beside_network(res, {"devel": {"uar": 0.5}, "test": None}, "net")
+    assert table["classifier"].tolist()[0] == "net" and "C=" in table["classifier"].tolist()[1]
+    assert table["devel UAR"].tolist() == [0.5, pytest.approx(res.devel_metrics["uar"])]
+    assert table["test UAR"].isna().all()
 
 
 def test_tsne_shape_determinism_and_subsampling(trained):

@@ -12,8 +12,7 @@ from helpers.models import load_model
 from helpers.synthetic import make_synthetic_corpus
 from helpers.train import TrainConfig, load_checkpoint, train
 
-TINY10 = {"channels": [8, 16, 32, 64]}
-TINY6 = {"channels": [8, 16, 32, 64]}
+TINY = {"channels": [8, 16, 32, 64]}  # narrow CNN6 and CNN10: seconds per run
 
 
 @pytest.fixture(scope="module")
@@ -25,8 +24,8 @@ def branches(tmp_path_factory):
     common = dict(corpus="unused", sample_rate=8000, iterations=8, eval_every=4, ema_start=2,
                   checkpoint_every=8, cache_dir=str(base / "cache"), out_dir=str(base / "runs"), device="cpu",
                   num_threads=2, batch_size=8)
-    a = train(TrainConfig(model="cnn10", model_options=TINY10, **common), corpus=corpus, progress=False)
-    b = train(TrainConfig(model="cnn6", model_options=TINY6, **common), corpus=corpus, progress=False)
+    a = train(TrainConfig(model="cnn10", model_options=TINY, **common), corpus=corpus, progress=False)
+    b = train(TrainConfig(model="cnn6", model_options=TINY, **common), corpus=corpus, progress=False)
     return base, corpus, common, a.run_dir / "checkpoints" / "best_ema.pt", b.run_dir / "checkpoints" / "best_ema.pt"
 
 

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from helpers.report import (Report, environment_lines, format_cell, inline_html, markdown_table,
+from helpers.report import (Report, environment_lines, how_obtained, format_cell, inline_html, markdown_table,
                             markdown_to_html)
 
 #: The 8 bytes every PNG file starts with.
@@ -179,3 +179,19 @@ def test_environment_lines():
                     "machine"]
     assert re.match(r"date \(UTC\): \d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+00:00$", lines[0])
     assert all(line.split(":", 1)[1].strip() for line in lines)
+
+
+def test_how_obtained_counts_runs_and_reads_checksums(tmp_path):
+    import json
+
+    done = tmp_path / "a"
+    done.mkdir()
+    (done / "record.json").write_text(json.dumps({"corpus": {"checksum": "abc123"}}))
+    runs = pd.DataFrame({"run_dir": [str(done), str(tmp_path / "b"), str(tmp_path / "c")],
+                         "status": ["finished", "failed", "unfinished"]})
+    lines = how_obtained(runs, "demo")
+    text = "\n".join(lines)
+    assert all(line.startswith("- ") for line in lines)
+    assert "1 finished, 1 failed, 1 unfinished" in text and "abc123" in text
+    assert "30 steps of 16 clips" in text and "not comparable" in text and "torch" in text
+    assert "not comparable" not in "\n".join(how_obtained(runs, "paper"))

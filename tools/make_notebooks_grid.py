@@ -327,9 +327,9 @@ from IPython.display import Markdown, display
 from helpers import grid, plots
 from helpers.collect import ablation_gains, ablation_models, collect_runs, fusion_table, summarise, table2, table3
 from helpers.datasets import prepare_corpus
-from helpers.embeddings import extract_embeddings, fit_linear_svm, tsne_2d
+from helpers.embeddings import extract_embeddings, fit_linear_svm, svm_beside_network, tsne_2d
 from helpers.hardware import configure_threads
-from helpers.report import Report, environment_lines
+from helpers.report import Report, how_obtained
 from helpers.runs import read_json
 
 configure_threads()
@@ -348,22 +348,7 @@ Everything below comes from the run folders under `runs_root/profile`. The repor
 checkpoint each number is from, and whether it was selected on the split it is reported on.
 """),
         code("""
-corpora = {read_json(Path(d) / "record.json").get("corpus", {}).get("checksum") for d in runs.loc[runs.status == "finished", "run_dir"]}
-cfg = prof["config"]
-how = [
-    f"- Profile **{profile}**: {cfg['iterations']} steps of {cfg['batch_size']} clips per run, devel evaluation every "
-    f"{cfg['eval_every']} steps, EMA from step {cfg['ema_start']} (decay {cfg['ema_decay']}), seeds {prof['seeds']}.",
-    f"- Runs: {int((runs.status == 'finished').sum())} finished, {int((runs.status == 'failed').sum())} failed, "
-    f"{int((runs.status == 'unfinished').sum())} unfinished; corpus checksum(s): {', '.join(sorted(c or '?' for c in corpora))}.",
-    "- **best** = the checkpoint with the best devel UAR among all evaluations of a run: its devel score "
-    "is optimistic (selected on devel), like the paper's. **last** = the model after the final step. "
-    "Test scores are never selected on.",
-    "- Cells with several seeds read `mean ± std [95 % bootstrap CI over seeds]`; the paper reports one run per row.",
-]
-if profile == "demo":
-    how.append("- **Demo profile**: minutes of CPU training on a 210-clip demo corpus of other species than "
-               "the challenge's. It exercises the pipeline; its numbers are not comparable with the paper's.")
-how += [f"- {line}" for line in environment_lines()]
+how = how_obtained(runs, profile)
 report.text("\\n".join(how))
 display(Markdown("\\n".join(how)))
 """),
@@ -434,11 +419,9 @@ points, idx = tsne_2d(sets["devel"].embeddings, seed=seed, perplexity=perplexity
 fig = plots.plot_tsne(points, sets["devel"].labels[idx], data.classes, title=f"t-SNE of {label} embeddings (devel)")
 plots.save_figure(fig, "08_tsne", FIGURES); report.figure(fig, f"t-SNE map of {label} embeddings, devel clips (the paper's Figure 2)", "tsne"); plt.show()
 svm = fit_linear_svm(sets["train"], sets["devel"], seed=seed, test_set=sets.get("test"))
-svm_row = pd.DataFrame([
-    {"classifier": f"{label} network ({ckpt_name})", "devel UAR": 100 * dev["uar"],
-     "test UAR": 100 * ((metrics["checkpoints"][ckpt_name]["splits"].get("test") or {}).get("uar") or np.nan), "paper devel UAR": None},
-    {"classifier": f"linear SVM on its embeddings (C={svm.best_C:g}, chosen on devel)", "devel UAR": 100 * svm.devel_metrics["uar"],
-     "test UAR": 100 * ((svm.test_metrics or {}).get("uar") or np.nan), "paper devel UAR": grid.PAPER_SVM_DEVEL_UAR}])
+svm_row = svm_beside_network(svm, metrics["checkpoints"][ckpt_name]["splits"], f"{label} network ({ckpt_name})")
+svm_row[["devel UAR", "test UAR"]] *= 100
+svm_row["paper devel UAR"] = [None, grid.PAPER_SVM_DEVEL_UAR]
 report.table(svm_row, caption="Linear SVM on the embeddings vs the network's own classifier (devel UAR of both is selected on devel: optimistic)")
 svm_row
 """),

@@ -43,7 +43,7 @@ from IPython.display import display
 from helpers import plots
 from helpers.collect import latest_finished_run
 from helpers.datasets import prepare_corpus
-from helpers.embeddings import confused_pairs, extract_embeddings, fit_linear_svm, tsne_2d
+from helpers.embeddings import confused_pairs, extract_embeddings, fit_linear_svm, svm_beside_network, tsne_2d
 from helpers.hardware import configure_threads
 from helpers.runs import read_json
 
@@ -89,11 +89,8 @@ plots.save_figure(fig, "06_svm_c_curve", FIGURES); plt.show()
         code("""
 metrics = read_json(run / "metrics.json")
 network = metrics["checkpoints"].get(ckpt_path.stem, {}).get("splits", {})
-rows = {"network (its own classifier)": {s: (network.get(s) or {}).get("uar") for s in ("devel", "test")},
-        f"linear SVM (C={svm.best_C:g})": {"devel": svm.devel_metrics["uar"],
-                                           "test": (svm.test_metrics or {}).get("uar")}}
 print(svm.devel_metrics["note"])
-pd.DataFrame(rows).T.rename(columns=lambda s: f"{s} UAR").round(3)
+svm_beside_network(svm, network, "network (its own classifier)").set_index("classifier").round(3)
 """),
         md("## Which classes the SVM confuses"),
         code("""
