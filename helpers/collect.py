@@ -215,6 +215,7 @@ def _mean_of_first(values: np.ndarray, _unused: np.ndarray) -> float:
 OUR_COLUMNS = [
     ("best_devel_map", "devel mAP, best (selected on devel: optimistic)"),
     ("best_devel_uar", "devel UAR, best (selected on devel: optimistic)"),
+    ("last_devel_map", "devel mAP, last"),
     ("last_devel_uar", "devel UAR, last"),
     ("best_test_uar", "test UAR, best"),
     ("last_test_uar", "test UAR, last"),

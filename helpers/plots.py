@@ -245,7 +245,7 @@ def plot_model_comparison(table: pd.DataFrame, ours: str, paper: str, label: str
 
 def plot_ablation_gains(summary: pd.DataFrame, metric: str = "uar",
                         title: str = "Ablation: ours (mean ± std over seeds) beside the paper",
-                        ax=None, xlim: tuple[float, float] = (0, 100)):
+                        ax=None, xlim: tuple[float, float] = (0, 100), xlabel: str | None = None):
     """One panel per model (side by side, shared settings axis): a horizontal bar per setting
     for our mean (%, error bar: std over seeds) and a black diamond for the paper's value (%).
 
@@ -253,7 +253,8 @@ def plot_ablation_gains(summary: pd.DataFrame, metric: str = "uar",
     ``ours_mean``, ``ours_std`` and ``paper`` (all in %; NaN where missing: no bar, no error
     bar or no diamond). Settings are drawn top to bottom in the order they first appear.
     ``xlim`` zooms the x axis (the bars start at 0, so a zoom cuts them). With ``ax``, the
-    summary must hold one model only.
+    summary must hold one model only. ``xlabel`` replaces the default ``devel UAR (%)``, e.g. when
+    the values are gains over a baseline (then give an ``xlim`` that includes negative values).
     """
     what = "plot_ablation_gains"
     for column in ("model", "setting"):
@@ -295,7 +296,9 @@ def plot_ablation_gains(summary: pd.DataFrame, metric: str = "uar",
             panel.plot(paper[dot], y[dot], "D", color="k", ms=5, ls="none", label="paper")
         panel.set_title(str(model), fontsize=10)
         panel.set_xlim(*xlim)
-        panel.set_xlabel(f"devel {metric.upper()} (%)")
+        panel.set_xlabel(xlabel or f"devel {metric.upper()} (%)")
+        if xlim[0] < 0:
+            panel.axvline(0, color="0.3", lw=0.8)
     first = axes[0]
     first.set_yticks(range(len(settings)), [str(s) for s in settings])
     first.set_ylim(len(settings) - 0.5, -0.5)   # first setting on top

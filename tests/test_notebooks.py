@@ -107,7 +107,7 @@ def test_grid_notebooks_run_headless_on_synthetic_corpus(tmp_path):
     assert len(list(runs.glob("*/metrics.json"))) == 2 + 9 - 1
     assert len(list((runs / "fusion").glob("*/metrics.json"))) == 4
     figures = {p.name for p in (tmp_path / "figures").glob("*.png")}
-    for name in ["04_model_comparison.png", "04_learning_curves.png", "05_ablation_gains.png", "07_fusion.png",
+    for name in ["04_model_comparison.png", "04_learning_curves.png", "05_ablation_gains.png", "05_ablation_gain_over_baseline.png", "07_fusion.png",
                  "08_table2.png", "08_ablation.png", "08_confusion.png", "08_tsne.png", "08_learning_curves.png"]:
         assert name in figures, name
     html = (tmp_path / "report" / "report-demo.html").read_text()

@@ -79,6 +79,15 @@ def test_ablation_gains_single_model_on_given_ax():
     assert ax.get_xlabel() == "devel MAP (%)"
 
 
+def test_ablation_gains_as_differences_from_a_baseline():
+    gains = ablation_summary(("CNN10-8k",)).assign(ours_mean=[0.0, -3.0, 4.0])
+    fig = plot_ablation_gains(gains, xlim=(-10, 10), xlabel="gain (points)")
+    ax = fig.axes[0]
+    assert ax.get_xlabel() == "gain (points)" and ax.get_xlim() == (-10, 10)
+    assert sorted(round(b.get_width(), 6) for b in bars(ax)) == [-3.0, 0.0, 4.0]
+    assert any(list(line.get_xdata()) == [0, 0] for line in ax.get_lines())  # the zero line
+
+
 def test_ablation_gains_refuses_several_models_on_one_ax():
     _, ax = plt.subplots()
     with pytest.raises(ValueError, match="own"):
