@@ -81,7 +81,7 @@ def conv_bn_relu(in_channels: int, out_channels: int, kernel_size: int = 3, n_co
     layers: list[nn.Module] = []
     for i in range(n_convs):
         layers += [_conv(in_channels if i == 0 else out_channels, out_channels, kernel_size),
-                   nn.BatchNorm2d(out_channels), nn.ReLU()]
+                   nn.BatchNorm2d(out_channels), nn.ReLU(inplace=True)]
     return nn.Sequential(*layers)
 
 
@@ -118,9 +118,9 @@ class BasicBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``(batch, in_channels, T, F)`` -> ``(batch, out_channels, T / stride, F / stride)``."""
-        out = F.relu(self.bn1(self.conv1(self.pool(x))))
+        out = F.relu(self.bn1(self.conv1(self.pool(x))), inplace=True)
         out = self.bn2(self.conv2(self.dropout(out)))
-        return F.relu(out + self.shortcut(x))
+        return F.relu(out + self.shortcut(x), inplace=True)
 
 
 def residual_stage(in_channels: int, out_channels: int, n_blocks: int, stride: int, dropout: float,
@@ -304,13 +304,13 @@ class MobileNetV1(AudioClassifier):
 
         (stem_channels, stem_stride), *blocks = MOBILENET_V1_LAYERS
         layers: list[nn.Module] = [_conv(1, stem_channels, 3), pool(stem_stride), nn.BatchNorm2d(stem_channels),
-                                   nn.ReLU(), nn.Dropout(block_dropout)]
+                                   nn.ReLU(inplace=True), nn.Dropout(block_dropout)]
         in_channels = stem_channels
         for out_channels, stride in blocks:
             layers += [
                 _conv(in_channels, in_channels, 3, groups=in_channels), pool(stride), nn.BatchNorm2d(in_channels),
-                nn.ReLU(),
-                _conv(in_channels, out_channels, 1), nn.BatchNorm2d(out_channels), nn.ReLU(),
+                nn.ReLU(inplace=True),
+                _conv(in_channels, out_channels, 1), nn.BatchNorm2d(out_channels), nn.ReLU(inplace=True),
                 nn.Dropout(block_dropout),
             ]
             in_channels = out_channels
