@@ -63,7 +63,7 @@ def _cmd_notebooks(args: argparse.Namespace) -> int:
 def _cmd_predict(args: argparse.Namespace) -> int:
     from .predict import predict_files
 
-    table = predict_files(args.checkpoint, args.audio, device=args.device)
+    table = predict_files(args.checkpoint, args.audio, device=args.device, precision=args.precision)
     if args.out:
         from .evaluate import write_table
 
@@ -124,6 +124,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("audio", nargs="+", help="audio files or folders")
     p.add_argument("--out", help="CSV to write (default: print)")
     p.add_argument("--device", default="auto")
+    p.add_argument("--precision", choices=("fp32", "bf16", "int8"), default="fp32",
+                   help="scoring precision (helpers/inference.py): fp32 (default), bf16 (CUDA or CPUs with "
+                        "native bf16), int8 (CPU, cnn6/cnn10, calibrated on the files scored)")
     p.set_defaults(func=_cmd_predict)
 
     p = sub.add_parser("bench", help="time training, feature extraction and evaluation on this machine",
@@ -137,6 +140,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: OMP_NUM_THREADS or all cores)")
     p.add_argument("--json", default=None, help="output file (default: runs/bench/bench-<device>.json)")
+    p.add_argument("--cpu-amp", action="store_true",
+                   help="on a CPU, also time each model under bf16 autocast (TrainConfig.cpu_amp)")
     p.add_argument("--eval-clips", type=int, default=None,
                    help="clips scored in the devel-evaluation timing (default: 7000 on CUDA, 512 on CPU, "
                         "extrapolated to 7000)")

@@ -4,14 +4,16 @@
 and prints ONE table, written also as JSON (default ``runs/bench/bench-<device>.json``):
 
     model, rate      the registry name and the sample rate in Hz (16 kHz: 150 x 64 log-mels, 8 kHz: 75 x 64)
-    precision        fp32 on CPU; bf16-autocast on CUDA when ``TrainConfig.amp`` (the default)
+    precision        fp32 on CPU (with ``--cpu-amp`` a bf16-autocast row too); bf16-autocast on
+                     CUDA when ``TrainConfig.amp`` (the default)
     s/step, clips/s  mean wall-clock seconds per timed step; batch / s_per_step
     GFLOP/step       model FLOPs of one training step: 3 x forward FLOPs of one clip x batch
                      (forward 1x, backward 2x; :func:`helpers.models.forward_flops` counts the
                      conv and linear layers, 2 FLOPs per multiply-accumulate)
     TFLOP/s          GFLOP/step / s_per_step / 1000
     matmul TFLOP/s   dense square matmul throughput measured on the same device just before the
-                     row's timed steps (fp32 2048^3 on CPU, bf16 8192^3 on CUDA; best of a few repeats)
+                     row's timed steps, in the row's precision (fp32 2048^3 on CPU, bf16 2048^3 for
+                     a CPU bf16 row, bf16 8192^3 on CUDA; best of a few repeats)
     eff.             TFLOP/s / matmul TFLOP/s: the share of the machine's practical peak that the
                      training step reaches. Both are measured in one run a moment apart, so the
                      ratio holds on a shared, noisy machine where absolute speeds do not.
@@ -40,7 +42,9 @@ Under the table, two more measurements (also in the JSON):
   (the files were just written, so they are read from the OS page cache);
 * devel evaluation time: :func:`helpers.evaluate.predict_scores` of CNN10-16k on random clips,
   7000 on CUDA (about the 6,918 devel clips); on CPU 512 by default, extrapolated to 7000 and
-  labelled so.
+  labelled so. One line per scoring precision of :func:`helpers.inference.prepare_for_inference`
+  that the device offers: CUDA bf16 and fp32; CPU fp32 (folded BatchNorm, what training uses),
+  bf16 where the CPU has native bf16, and int8 (CNN6/CNN10).
 
 Run from the repository root::
 
@@ -67,12 +71,13 @@ import torch
 
 from . import audio
 from .evaluate import predict_scores
+from .inference import cpu_has_native_bf16, prepare_for_inference
 from .features import FeatureSettings, LogMel, extract_logmels
 from .fileio import write_json_atomic
 from .hardware import configure_threads, resolve_device
 from .models import MODELS, create_model, forward_flops
 from .runs import environment_record
-from .train import TrainConfig, build_training
+from .train import TrainConfig, autocast_enabled, build_training, eval_batch_size
 
 #: Classes of the challenge corpus (FACTS section 1); only the head's size depends on it.
 N_CLASSES = 5
@@ -97,7 +102,7 @@ ROW_KEYS: dict[str, str] = {
     "model": "registry name (helpers.models.MODELS)",
     "sample_rate": "Hz; 16000 -> 150 x 64 log-mels, 8000 -> 75 x 64",
     "device": "torch device of the run",
-    "precision": "fp32, or bf16-autocast (CUDA with TrainConfig.amp)",
+    "precision": "fp32, or bf16-autocast (CUDA with TrainConfig.amp, CPU with TrainConfig.cpu_amp)",
     "batch": "examples per optimiser step after MixUp (TrainConfig.batch_size; 2x as many are drawn)",
     "steps": "timed steps",
     "warmup": "untimed steps before them",
@@ -133,8 +138,8 @@ def _sync(device: torch.device) -> None:
 
 
 def training_precision(config: TrainConfig, device: torch.device) -> str:
-    """``"bf16-autocast"`` where the training step autocasts (CUDA with ``config.amp``), else ``"fp32"``."""
-    return "bf16-autocast" if config.amp and device.type == "cuda" else "fp32"
+    """``"bf16-autocast"`` where the training step autocasts (:func:`helpers.train.autocast_enabled`), else ``"fp32"``."""
+    return "bf16-autocast" if autocast_enabled(config, device) else "fp32"
 
 
 def device_name(device: torch.device) -> str:
@@ -270,7 +275,7 @@ def measure_matmul_tflops(device: str | torch.device = "auto", dtype: torch.dtyp
 
 def measure_training(model: str, sample_rate: int, device: str | torch.device = "auto", steps: int = 3,
                      warmup: int = 1, model_options: dict[str, Any] | None = None,
-                     matmul_size: int | None = None) -> dict[str, Any]:
+                     matmul_size: int | None = None, cpu_amp: bool = False) -> dict[str, Any]:
     """Time the training loop's step of ``model`` at ``sample_rate`` Hz; one table row (:data:`ROW_KEYS`).
 
     Everything the loop does per step, with ``TrainConfig(model=..., sample_rate=...)`` defaults:
@@ -280,13 +285,15 @@ def measure_training(model: str, sample_rate: int, device: str | torch.device = 
     (:func:`measure_matmul_tflops`, in the step's precision), then ``steps`` timed steps with a
     single host synchronisation at their end. ``model_options`` go to ``create_model`` (as
     ``TrainConfig.model_options``), e.g. ``{"channels": [8, 16, 32, 64]}`` for a narrow CNN;
-    ``matmul_size`` overrides :data:`MATMUL_SIZE` (a smaller matmul under-reports the peak).
+    ``matmul_size`` overrides :data:`MATMUL_SIZE` (a smaller matmul under-reports the peak);
+    ``cpu_amp`` times the step under bf16 autocast on a CPU (``TrainConfig.cpu_amp``), against a
+    bf16 matmul.
     """
     if steps < 1 or warmup < 0:
         raise ValueError(f"measure_training: need steps >= 1 and warmup >= 0, got steps={steps}, warmup={warmup}.")
     device = resolve_device(device)
     config = TrainConfig(model=model, sample_rate=sample_rate, device=str(device),
-                         model_options=dict(model_options or {}))
+                         model_options=dict(model_options or {}), cpu_amp=cpu_amp)
     settings = FeatureSettings(sample_rate=sample_rate)
     precision = training_precision(config, device)
     matmul_dtype = torch.bfloat16 if precision == "bf16-autocast" else torch.float32
@@ -415,45 +422,60 @@ def measure_feature_extraction(device: str | torch.device = "auto", n_clips: int
     return result
 
 
+def evaluation_precisions(device: torch.device, model: str = "cnn10") -> list[str]:
+    """The scoring precisions worth timing on ``device``: CUDA bf16 and fp32; CPU fp32, bf16 where
+    the CPU has native bf16, and int8 for the plain CNNs (:mod:`helpers.inference`)."""
+    if device.type == "cuda":
+        return ["bf16", "fp32"]
+    precisions = ["fp32"]
+    if cpu_has_native_bf16():
+        precisions.append("bf16")
+    if model in ("cnn6", "cnn10"):
+        precisions.append("int8")
+    return precisions
+
+
 def measure_evaluation(device: str | torch.device = "auto", n_clips: int | None = None, model: str = "cnn10",
                        sample_rate: int = 16_000, model_options: dict[str, Any] | None = None,
-                       target_clips: int = EVAL_TARGET_CLIPS) -> dict[str, Any]:
+                       target_clips: int = EVAL_TARGET_CLIPS, precision: str | None = None) -> dict[str, Any]:
     """Time :func:`predict_scores` of ``model`` on ``n_clips`` random log-mels held on the device.
 
-    As the training loop evaluates devel: eval batch ``TrainConfig.eval_batch_size``, sigmoid
-    scores (MixUp), bf16 autocast on CUDA, channels-last on CUDA, one copy of the scores to the
-    host at the end. ``n_clips`` defaults to 7000 on CUDA and 512 on CPU; ``seconds_for_target``
-    is the time for ``target_clips``, scaled from the measured rate when ``n_clips`` differs
-    (``extrapolated`` is then True).
+    As the training loop scores devel: the scoring copy of :func:`helpers.inference.prepare_for_inference`
+    (BatchNorm folded, channels-last) in ``precision`` (default: bf16 on CUDA, fp32 on CPU; int8
+    is calibrated on up to 256 of the same clips first, untimed), batch ``eval_batch_size`` of the
+    device, sigmoid scores (MixUp), one copy of the scores to the host at the end. ``n_clips``
+    defaults to 7000 on CUDA and 512 on CPU; ``seconds_for_target`` is the time for
+    ``target_clips``, scaled from the measured rate when ``n_clips`` differs (``extrapolated``).
     """
     device = resolve_device(device)
     n_clips = n_clips or DEFAULT_EVAL_CLIPS.get(device.type, DEFAULT_EVAL_CLIPS["cpu"])
     config = TrainConfig(model=model, sample_rate=sample_rate, device=str(device),
                          model_options=dict(model_options or {}))
+    precision = precision or ("bf16" if autocast_enabled(config, device) else "fp32")
     settings = FeatureSettings(sample_rate=sample_rate)
     torch.manual_seed(config.seed)
     net = create_model(config.model, n_classes=N_CLASSES, **config.model_options).to(device)
-    if config.channels_last:  # as the model being trained, which evaluation scores
-        net = net.to(memory_format=torch.channels_last)
     gen = torch.Generator(device="cpu").manual_seed(0)
     features = (torch.randn(n_clips, settings.n_frames, settings.n_mels, generator=gen) * 20 - 50).to(device)
-    score = "sigmoid" if config.mixup else "softmax"
-    kwargs = dict(batch_size=config.eval_batch_size, score=score, amp=config.amp)
-    # Untimed: one full batch on CUDA (kernel selection), a few clips on CPU (a full CPU batch takes ~10 s).
-    predict_scores(net, features[:min(n_clips, config.eval_batch_size if device.type == "cuda" else 8)], **kwargs)
+    scorer = prepare_for_inference(net, precision, calibration=features[:256].cpu() if precision == "int8" else None,
+                                   channels_last=config.channels_last)
+    batch = eval_batch_size(config, device)
+    kwargs = dict(batch_size=batch, score="sigmoid" if config.mixup else "softmax")
+    # Untimed: one full batch on CUDA (kernel selection), a few clips on CPU.
+    predict_scores(scorer, features[:min(n_clips, batch if device.type == "cuda" else 8)], **kwargs)
     _sync(device)
     start = time.perf_counter()
-    scores = predict_scores(net, features, **kwargs)  # ends with the copy to the host
+    scores = predict_scores(scorer, features, **kwargs)  # ends with the copy to the host
     seconds = time.perf_counter() - start
     result = {
         "model": model, "sample_rate": int(sample_rate), "device": str(device),
-        "precision": training_precision(config, device), "batch_size": config.eval_batch_size,
+        "precision": precision, "batch_size": batch,
         "n_clips": n_clips, "seconds": seconds, "clips_per_s": n_clips / seconds,
         "target_clips": target_clips, "seconds_for_target": seconds * target_clips / n_clips,
         "extrapolated": n_clips != target_clips, "model_options": dict(config.model_options),
         "scores_shape": list(scores.shape),
     }
-    del net, features
+    del net, scorer, features
     _release(device)
     return result
 
@@ -471,14 +493,15 @@ def run_benchmark(models: Sequence[str] | None = None, rates: Sequence[int] = DE
                   device: str | torch.device = "auto", steps: int | None = None, warmup: int | None = None,
                   features: bool = True, feature_clips: int = DEFAULT_FEATURE_CLIPS, evaluation: bool = True,
                   eval_clips: int | None = None, model_options: dict[str, Any] | None = None,
-                  on_row: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+                  on_row: Callable[[dict[str, Any]], None] | None = None, cpu_amp: bool = False) -> dict[str, Any]:
     """Every measurement of the benchmark; returns what the JSON file holds.
 
     ``models``: default all of :data:`helpers.models.MODELS`; ``steps``/``warmup``: default
     :data:`DEFAULT_STEPS`/:data:`DEFAULT_WARMUP` of the device; ``on_row`` is called with each
-    table row as soon as it is measured. Keys: ``device``, ``device_name``, ``torch_threads``,
+    table row as soon as it is measured; ``cpu_amp`` adds a bf16-autocast row after each CPU
+    fp32 row. Keys: ``device``, ``device_name``, ``torch_threads``,
     ``settings``, ``columns`` (:data:`ROW_KEYS`), ``rows``, ``feature_extraction`` and
-    ``evaluation`` (None when switched off), ``environment`` (versions, machine, commit).
+    ``evaluation`` (one entry per precision of :func:`evaluation_precisions`; None when switched off), ``environment`` (versions, machine, commit).
     """
     device = resolve_device(device)
     models = check_models(models)
@@ -487,18 +510,20 @@ def run_benchmark(models: Sequence[str] | None = None, rates: Sequence[int] = DE
     rows = []
     for name in models:
         for rate in rates:
-            row = measure_training(name, rate, device, steps, warmup, model_options)
-            rows.append(row)
-            if on_row is not None:
-                on_row(row)
+            for amp_row in ([False, True] if cpu_amp and device.type == "cpu" else [False]):
+                row = measure_training(name, rate, device, steps, warmup, model_options, cpu_amp=amp_row)
+                rows.append(row)
+                if on_row is not None:
+                    on_row(row)
     return {
         "device": str(device), "device_name": device_name(device), "torch_threads": torch.get_num_threads(),
-        "settings": {"models": models, "rates": list(rates), "steps": steps, "warmup": warmup,
+        "settings": {"models": models, "rates": list(rates), "steps": steps, "warmup": warmup, "cpu_amp": cpu_amp,
                      "model_options": dict(model_options or {}), "bank_clips": BANK_CLIPS},
         "columns": ROW_KEYS,
         "rows": rows,
         "feature_extraction": measure_feature_extraction(device, feature_clips) if features else None,
-        "evaluation": measure_evaluation(device, eval_clips, model_options=model_options) if evaluation else None,
+        "evaluation": ([measure_evaluation(device, eval_clips, model_options=model_options, precision=p)
+                        for p in evaluation_precisions(device)] if evaluation else None),
         "environment": environment_record(),
     }
 
@@ -589,12 +614,12 @@ def run_from_args(args: argparse.Namespace) -> int:
     result = run_benchmark(args.models, args.rates, device, args.steps, args.warmup,
                            features=not args.no_features, feature_clips=args.feature_clips,
                            evaluation=not args.no_eval, eval_clips=args.eval_clips, model_options=options,
-                           on_row=lambda row: print(format_row(row), flush=True))
+                           on_row=lambda row: print(format_row(row), flush=True), cpu_amp=args.cpu_amp)
     result["arguments"] = {k: v for k, v in vars(args).items() if k not in ("func", "command")}
     if result["feature_extraction"] is not None:
         print(format_feature_extraction(result["feature_extraction"]))
-    if result["evaluation"] is not None:
-        print(format_evaluation(result["evaluation"]))
+    for entry in result["evaluation"] or []:
+        print(format_evaluation(entry))
     path = Path(args.json) if args.json else default_json_path(device)
     path.parent.mkdir(parents=True, exist_ok=True)
     write_json_atomic(path, result)

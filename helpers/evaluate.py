@@ -35,11 +35,12 @@ def predict_scores(model: nn.Module, features: torch.Tensor | np.ndarray, batch_
         raise ValueError(f"score must be one of {SCORE_FUNCTIONS}, not {score!r}")
     was_training = model.training
     model.eval()
-    param = next(model.parameters())
-    device = torch.device(device) if device is not None else param.device
+    if device is None:  # an InferenceModel says where it runs; a plain model by its weights
+        device = getattr(model, "device", None) or next(model.parameters()).device
+    device = torch.device(device)
     x_all = features if torch.is_tensor(features) else torch.from_numpy(np.ascontiguousarray(features))
     outs, embs = [], []
-    use_amp = amp and device.type == "cuda"
+    use_amp = amp  # the caller decides (CUDA, or a CPU with native bf16: helpers.train.autocast_enabled)
     for start in range(0, x_all.shape[0], batch_size):
         x = x_all[start:start + batch_size].to(device, non_blocking=True)
         with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_amp):

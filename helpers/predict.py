@@ -1,6 +1,9 @@
 """Using a trained model outside the notebooks: score any audio files with a checkpoint.
 
-``python -m helpers predict CHECKPOINT AUDIO_FILES_OR_DIR [--out table.csv]``. Files may have
+``python -m helpers predict CHECKPOINT AUDIO_FILES_OR_DIR [--out table.csv] [--precision fp32|bf16|int8]``.
+Scoring runs on the fast copy of :func:`helpers.inference.prepare_for_inference` (BatchNorm folded;
+``int8`` calibrates its activation ranges on the log-mels of the files being scored, which needs
+no labels; see that module for how close each precision stays to fp32). Files may have
 any sample rate or channel count soundfile reads; they get exactly the preprocessing the model
 was trained with (downmix, resample, pad/truncate, log-mel settings stored in the checkpoint).
 """
@@ -17,6 +20,7 @@ from .audio import load_clip
 from .evaluate import predict_scores, prediction_table
 from .features import FeatureSettings, LogMel
 from .hardware import resolve_device
+from .inference import prepare_for_inference
 from .models import model_from_checkpoint
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3", ".aif", ".aiff")
@@ -52,8 +56,9 @@ def load_for_inference(checkpoint: str | Path, device: str = "auto"):
 
 
 def predict_files(checkpoint: str | Path, files: Sequence[str | Path], device: str = "auto",
-                  batch_size: int = 256) -> pd.DataFrame:
-    """Per-clip prediction table (``filename``, ``path``, ``score_<class>``..., ``prediction``)."""
+                  batch_size: int = 64, precision: str = "fp32") -> pd.DataFrame:
+    """Per-clip prediction table (``filename``, ``path``, ``score_<class>``..., ``prediction``);
+    ``precision`` as :func:`helpers.inference.prepare_for_inference` (int8: CPU, CNN6/CNN10)."""
     model, classes, settings, score = load_for_inference(checkpoint, device)
     dev = next(model.parameters()).device
     paths = collect_audio_files(files)
@@ -64,7 +69,9 @@ def predict_files(checkpoint: str | Path, files: Sequence[str | Path], device: s
             waves = np.stack([load_clip(p, settings.sample_rate, settings.clip_samples)
                               for p in paths[start:start + batch_size]])
             feats.append(logmel(torch.from_numpy(waves).to(dev)).float())
-    scores = predict_scores(model, torch.cat(feats), batch_size=batch_size, score=score)
+    features = torch.cat(feats)
+    scorer = prepare_for_inference(model, precision, calibration=features.cpu() if precision == "int8" else None)
+    scores = predict_scores(scorer, features, batch_size=batch_size, score=score)
     table = prediction_table([p.name for p in paths], scores, classes)
     table.insert(1, "path", [str(p) for p in paths])
     return table

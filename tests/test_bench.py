@@ -88,6 +88,21 @@ def test_evaluation_extrapolates_and_says_so():
     assert "EXTRAPOLATED from 8 clips" in format_evaluation(result)
 
 
+def test_evaluation_times_each_scoring_precision():
+    for precision in ("fp32", "int8", "bf16"):
+        result = measure_evaluation("cpu", n_clips=4, model_options=TINY, precision=precision)
+        assert result["precision"] == precision and result["scores_shape"] == [4, 5]
+        assert result["batch_size"] == 64  # the CPU's default scoring batch
+    assert bench.evaluation_precisions(bench.resolve_device("cpu"), "resnet22")[-1] != "int8"
+
+
+def test_cpu_amp_row_is_timed_against_a_bf16_matmul():
+    row = measure_training("cnn10", 8000, "cpu", steps=1, warmup=0, model_options=TINY, matmul_size=256,
+                           cpu_amp=True)
+    assert row["precision"] == "bf16-autocast" and row["matmul"].startswith("bf16")
+    assert math.isfinite(row["loss"]) and row["efficiency"] == pytest.approx(row["achieved_tflops"] / row["matmul_tflops"])
+
+
 def test_main_delegates_to_the_command_line():
     assert bench.main(["--models", "nope"]) == 2
 
@@ -107,7 +122,8 @@ def test_cli_prints_one_table_and_writes_the_json(tmp_path):
     assert data["columns"] == ROW_KEYS
     assert len(data["rows"]) == 1 and set(data["rows"][0]) == set(ROW_KEYS)
     assert data["rows"][0]["model_options"] == TINY
-    assert data["evaluation"]["n_clips"] == 16 and data["evaluation"]["extrapolated"]
+    assert [e["precision"] for e in data["evaluation"]] == bench.evaluation_precisions(bench.resolve_device("cpu"))
+    assert all(e["n_clips"] == 16 and e["extrapolated"] for e in data["evaluation"])
     lines = proc.stdout.splitlines()
     header = [i for i, line in enumerate(lines) if line.startswith("model ")]
     assert len(header) == 1 and lines[header[0] + 1].startswith("cnn10")

@@ -51,3 +51,21 @@ def test_channels_last_matches_plain(mixup):
     gap = sum(float((w_a[k] - w_b[k]).float().norm() ** 2) for k in w_a if w_a[k].is_floating_point()) ** 0.5
     assert moved > 0.05, "the runs did not move: the comparison would be empty"
     assert gap < 0.01 * moved, f"fast and plain paths differ by {gap:.2e} against a movement of {moved:.2e}"
+
+
+def test_cpu_amp_is_an_approximation_of_the_fp32_path():
+    # bf16 autocast (TrainConfig.cpu_amp) is a deliberate deviation, not the same computation:
+    # its losses follow the fp32 ones to bf16 rounding (8 bits of mantissa), no closer.
+    loss_fp32, w_fp32 = _run(TrainConfig(channels_last=True))
+    loss_bf16, w_bf16 = _run(TrainConfig(channels_last=True, cpu_amp=True))
+    assert loss_bf16[0] == pytest.approx(loss_fp32[0], rel=2e-2)
+    assert loss_bf16 != loss_fp32, "cpu_amp changed nothing: autocast is not applied on the CPU"
+    assert all(torch.isfinite(v).all() for v in w_bf16.values() if v.is_floating_point())
+
+
+def test_new_options_at_their_defaults_keep_run_keys():
+    base = TrainConfig()
+    assert TrainConfig(cpu_amp=False).key() == base.key()
+    assert TrainConfig(cpu_amp=True).key() != base.key()
+    # Scoring batch size does not change results, so it never enters the key.
+    assert TrainConfig(eval_batch_size=7).key() == base.key()

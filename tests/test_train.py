@@ -164,6 +164,12 @@ def test_predict_cli_on_any_audio(easy_corpus, tmp_path):
     assert set(table["prediction"]) <= set(easy_corpus.classes)
     scores = table[[f"score_{c}" for c in easy_corpus.classes]].to_numpy()
     assert np.isfinite(scores).all()
+    # int8 scoring of the same files (calibrated on them) stays close to the fp32 table.
+    from helpers.predict import predict_files
+
+    int8 = predict_files(result.run_dir / "checkpoints" / "best_plain.pt", [folder], device="cpu", precision="int8")
+    int8_scores = int8[[f"score_{c}" for c in easy_corpus.classes]].to_numpy()
+    assert np.abs(int8_scores - scores).max() < 0.1
 
 
 def test_waveform_augmentation_bank(easy_corpus, tmp_path):
