@@ -57,8 +57,12 @@ AMIN = 1e-10
 FFT_PRECISIONS = {"float64": torch.float64, "float32": torch.float32}
 
 #: Clips per torch call on the CPU. Small blocks keep the (clips, frames, 1024) float64 frame
-#: array (1.2 MB per 16 kHz clip) in cache; 32 clips ran 2-3x slower than 8 on 2 cores.
-CPU_BLOCK_CLIPS = 8
+#: array (1.2 MB per 16 kHz clip) in cache: one thread's log-mel took 0.70 ms per clip in blocks
+#: of 1, 1.14 ms in blocks of 2, 2.75 ms in blocks of 8. extract_logmels with 2 workers, 512
+#: cached 16 kHz WAVs, three repeats: blocks of 2 gave 1,126-1,152 clips/s at 16 kHz and
+#: 1,505-1,565 at 8 kHz; blocks of 1 945-1,133 / 1,027-1,425 (per-call overhead); blocks of 8
+#: 812-1,176 / 1,404-1,690.
+CPU_BLOCK_CLIPS = 2
 
 REQUIRED_COLUMNS = ("split", "filename", "path", "label", "class_index")
 
