@@ -324,7 +324,8 @@ def extract_logmels(
     pool = ThreadPoolExecutor(max_workers=num_workers, thread_name_prefix="logmel")
     try:
         if device.type == "cpu":
-            _extract_on_cpu(paths, module, settings, out, pool, bar)
+            _transform_blocks_on_cpu(
+                lambda a, b: _load_block(paths, a, b, settings.sample_rate, settings.clip_samples), n, module, out, pool, bar)
         else:
             _extract_on_device(paths, module, settings, out, pool, bar, device, batch_size, num_workers)
     finally:
@@ -335,21 +336,47 @@ def extract_logmels(
     return out
 
 
-def _extract_on_cpu(paths: Sequence[str | Path], module: LogMel, settings: FeatureSettings, out: np.ndarray,
-                    pool: ThreadPoolExecutor, bar: tqdm) -> None:
-    """Workers each read and transform whole blocks of clips, writing into ``out`` in place."""
+def logmels_of_waveforms(waves: np.ndarray, settings: FeatureSettings | None = None,
+                         num_workers: int | None = None) -> np.ndarray:
+    """Log-mels of waveforms already in memory at ``settings.sample_rate`` (``(n, samples)`` float32)
+    on the CPU, computed as :func:`extract_logmels` does: worker threads (None: one per core) on
+    blocks of :data:`CPU_BLOCK_CLIPS` clips, single-threaded torch in each. ``(n, time, mel)`` dB."""
+    settings = settings or FeatureSettings()
+    waves = np.ascontiguousarray(waves, dtype=np.float32)
+    if waves.ndim != 2:
+        raise ValueError(f"logmels_of_waveforms expects (n, samples) waveforms, got shape {waves.shape}.")
+    num_workers = default_num_workers("cpu") if num_workers is None else max(1, int(num_workers))
+    module = LogMel.from_settings(settings)
+    n_frames = 1 + waves.shape[1] // settings.hop_length
+    out = np.empty((waves.shape[0], n_frames, settings.n_mels), dtype=np.float32)
+    previous_threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    pool = ThreadPoolExecutor(max_workers=num_workers, thread_name_prefix="logmel")
+    try:
+        _transform_blocks_on_cpu(lambda a, b: waves[a:b], waves.shape[0], module, out, pool, None)
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+        torch.set_num_threads(previous_threads)
+    return out
+
+
+def _transform_blocks_on_cpu(load: Any, n: int, module: LogMel, out: np.ndarray, pool: ThreadPoolExecutor,
+                             bar: tqdm | None) -> None:
+    """Workers each get (``load(start, stop)``: float32 ``(clips, samples)``) and transform whole
+    blocks of clips, writing into ``out`` in place, in order of completion."""
 
     def read_and_transform(start: int, stop: int) -> int:
-        block = _load_block(paths, start, stop, settings.sample_rate, settings.clip_samples)
+        block = load(start, stop)
         # inference_mode is per thread, so each worker enters it itself.
         with torch.inference_mode():
             out[start:stop] = module(torch.from_numpy(block)).numpy()
         return stop - start
 
-    n = len(paths)
     futures = [pool.submit(read_and_transform, a, min(a + CPU_BLOCK_CLIPS, n)) for a in range(0, n, CPU_BLOCK_CLIPS)]
     for future in futures:
-        bar.update(future.result())  # in order; re-raises the first AudioError
+        done = future.result()  # in order; re-raises the first AudioError
+        if bar is not None:
+            bar.update(done)
 
 
 def _extract_on_device(paths: Sequence[str | Path], module: LogMel, settings: FeatureSettings, out: np.ndarray,

@@ -415,3 +415,18 @@ def test_load_features_rejects_bad_tables(corpus):
         load(table.drop(columns="class_index"), cache_dir)
     with pytest.raises(ValueError, match="'devel'.*splits \\['test', 'train'\\]"):
         load(table, cache_dir, split="devel")
+
+
+def test_logmels_of_waveforms_in_worker_blocks_equal_one_call():
+    from helpers.features import logmels_of_waveforms
+
+    settings = FeatureSettings(sample_rate=8000)
+    rng = np.random.default_rng(5)
+    waves = (0.1 * rng.standard_normal((5, settings.clip_samples))).astype(np.float32)  # odd count: a short last block
+    with torch.inference_mode():
+        expected = LogMel.from_settings(settings)(torch.from_numpy(waves)).numpy()
+    got = logmels_of_waveforms(waves, settings, num_workers=2)
+    assert got.shape == expected.shape == (5, settings.n_frames, settings.n_mels)
+    np.testing.assert_allclose(got, expected, atol=1e-4)
+    with pytest.raises(ValueError, match=r"\(n, samples\)"):
+        logmels_of_waveforms(waves[0], settings)
