@@ -86,7 +86,7 @@ BANK_CLIPS = 1024
 #: Side of the square matmul that serves as the device's reference throughput.
 MATMUL_SIZE = {"cpu": 2048, "cuda": 8192}
 #: Timed repeats of the matmul (the best counts); on CUDA each repeat runs it 10 times.
-MATMUL_REPEATS = {"cpu": 3, "cuda": 5}
+MATMUL_REPEATS = {"cpu": 5, "cuda": 5}
 #: Default timed and warm-up training steps per device (a CPU step of ResNet22 takes seconds).
 DEFAULT_STEPS = {"cpu": 3, "cuda": 50}
 DEFAULT_WARMUP = {"cpu": 1, "cuda": 10}
