@@ -612,6 +612,8 @@ def train(config: TrainConfig, corpus: Corpus | None = None, progress: bool = Tr
     timings = timer.as_dict()
     write_record(run_dir, config=config, corpus=corpus.record(), timings=timings,
                  extra={"device": str(device), "n_parameters": n_params, "fusion_branches": fusion_record,
+                        "scoring": {"precision": "bf16-autocast" if use_amp else "fp32", "batch": eval_batch,
+                                    "batchnorm": "folded into the convolutions (helpers.inference)"},
                         "feature_settings": settings.to_dict(), "feature_cache": {s: str(f.cache_path) for s, f in feats.items()}})
     return TrainResult(run_dir=run_dir, config=config, history=history_df, metrics=metrics, classes=classes,
                        timings=timings)

@@ -60,6 +60,8 @@ def test_run_folder_is_complete_and_labelled(easy_corpus, tmp_path):
     assert record["versions"]["torch"].startswith("2.11")
     assert record["corpus"]["checksum"] == easy_corpus.checksum()
     assert record["config"]["model_options"] == TINY and record["timings"]["training_loop"] > 0
+    assert record["scoring"] == {"precision": "fp32", "batch": 64,
+                                 "batchnorm": "folded into the convolutions (helpers.inference)"}
     history = pd.read_csv(run / "history.csv")
     assert list(history["step"]) == [40, 80, 120]
     assert history["uar_ema"].isna().tolist() == [True, False, False]  # EMA evaluated after it starts
