@@ -71,10 +71,10 @@ import torch
 
 from . import audio
 from .evaluate import predict_scores
-from .inference import cpu_has_native_bf16, prepare_for_inference
 from .features import CPU_BLOCK_CLIPS, FeatureSettings, LogMel, extract_logmels, logmels_of_waveforms
 from .fileio import write_json_atomic
 from .hardware import configure_threads, resolve_device
+from .inference import cpu_has_native_bf16, int8_supported, prepare_for_inference
 from .models import MODELS, create_model, forward_flops
 from .runs import environment_record
 from .train import TrainConfig, autocast_enabled, build_training, eval_batch_size
@@ -437,7 +437,7 @@ def evaluation_precisions(device: torch.device, model: str = "cnn10") -> list[st
     precisions = ["fp32"]
     if cpu_has_native_bf16():
         precisions.append("bf16")
-    if model in ("cnn6", "cnn10"):
+    if int8_supported(model):
         precisions.append("int8")
     return precisions
 

@@ -32,7 +32,7 @@ from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import librosa
 import numpy as np
@@ -307,33 +307,9 @@ def extract_logmels(
     Raises :class:`helpers.audio.AudioError` naming the first file that cannot be read.
     """
     settings = settings or FeatureSettings()
-    device = torch.device(device)
-    num_workers = default_num_workers(device) if num_workers is None else max(1, int(num_workers))
-    n = len(paths)
-    out = np.empty((n, settings.n_frames, settings.n_mels), dtype=np.float32)
-    if n == 0:
-        return out
-    module = LogMel.from_settings(settings).to(device)
-    length = settings.clip_samples
-    bar = tqdm(total=n, unit="clip", desc=f"log-mel {settings.sample_rate // 1000} kHz", disable=not progress)
-    previous_threads = torch.get_num_threads()
-    if device.type == "cpu":
-        torch.set_num_threads(1 if num_threads is None else int(num_threads))
-    elif num_threads is not None:
-        torch.set_num_threads(int(num_threads))
-    pool = ThreadPoolExecutor(max_workers=num_workers, thread_name_prefix="logmel")
-    try:
-        if device.type == "cpu":
-            _transform_blocks_on_cpu(
-                lambda a, b: _load_block(paths, a, b, settings.sample_rate, settings.clip_samples), n, module, out, pool, bar)
-        else:
-            _extract_on_device(paths, module, settings, out, pool, bar, device, batch_size, num_workers)
-    finally:
-        # cancel_futures: after an error, do not read the rest of the corpus before raising.
-        pool.shutdown(wait=True, cancel_futures=True)
-        bar.close()
-        torch.set_num_threads(previous_threads)
-    return out
+    return _compute_logmels(
+        lambda a, b: _load_block(paths, a, b, settings.sample_rate, settings.clip_samples), len(paths),
+        settings.clip_samples, settings, device, batch_size, progress, num_workers, num_threads)
 
 
 def logmels_of_waveforms(waves: np.ndarray, settings: FeatureSettings | None = None,
@@ -345,25 +321,45 @@ def logmels_of_waveforms(waves: np.ndarray, settings: FeatureSettings | None = N
     waves = np.ascontiguousarray(waves, dtype=np.float32)
     if waves.ndim != 2:
         raise ValueError(f"logmels_of_waveforms expects (n, samples) waveforms, got shape {waves.shape}.")
-    num_workers = default_num_workers("cpu") if num_workers is None else max(1, int(num_workers))
-    module = LogMel.from_settings(settings)
-    n_frames = 1 + waves.shape[1] // settings.hop_length
-    out = np.empty((waves.shape[0], n_frames, settings.n_mels), dtype=np.float32)
+    return _compute_logmels(lambda a, b: waves[a:b], waves.shape[0], waves.shape[1], settings, "cpu",
+                            progress=False, num_workers=num_workers)
+
+
+def _compute_logmels(load: Callable[[int, int], np.ndarray], n: int, n_samples: int, settings: FeatureSettings,
+                     device: str | torch.device = "cpu", batch_size: int = 256, progress: bool = True,
+                     num_workers: int | None = None, num_threads: int | None = None) -> np.ndarray:
+    """The log-mels of clips ``0 .. n-1``, where ``load(start, stop)`` gives their float32 waveforms
+    ``(stop - start, n_samples)``; threads, workers and devices as :func:`extract_logmels` says."""
+    device = torch.device(device)
+    num_workers = default_num_workers(device) if num_workers is None else max(1, int(num_workers))
+    out = np.empty((n, 1 + n_samples // settings.hop_length, settings.n_mels), dtype=np.float32)
+    if n == 0:
+        return out
+    module = LogMel.from_settings(settings).to(device)
+    bar = tqdm(total=n, unit="clip", desc=f"log-mel {settings.sample_rate // 1000} kHz", disable=not progress)
     previous_threads = torch.get_num_threads()
-    torch.set_num_threads(1)
+    if device.type == "cpu":
+        torch.set_num_threads(1 if num_threads is None else int(num_threads))
+    elif num_threads is not None:
+        torch.set_num_threads(int(num_threads))
     pool = ThreadPoolExecutor(max_workers=num_workers, thread_name_prefix="logmel")
     try:
-        _transform_blocks_on_cpu(lambda a, b: waves[a:b], waves.shape[0], module, out, pool, None)
+        if device.type == "cpu":
+            _transform_blocks_on_cpu(load, n, module, out, pool, bar)
+        else:
+            _transform_batches_on_device(load, n, module, out, pool, bar, device, batch_size, num_workers)
     finally:
+        # cancel_futures: after an error, do not read the rest of the corpus before raising.
         pool.shutdown(wait=True, cancel_futures=True)
+        bar.close()
         torch.set_num_threads(previous_threads)
     return out
 
 
-def _transform_blocks_on_cpu(load: Any, n: int, module: LogMel, out: np.ndarray, pool: ThreadPoolExecutor,
-                             bar: tqdm | None) -> None:
-    """Workers each get (``load(start, stop)``: float32 ``(clips, samples)``) and transform whole
-    blocks of clips, writing into ``out`` in place, in order of completion."""
+def _transform_blocks_on_cpu(load: Callable[[int, int], np.ndarray], n: int, module: LogMel, out: np.ndarray,
+                             pool: ThreadPoolExecutor, bar: tqdm) -> None:
+    """Workers each load and transform whole blocks of :data:`CPU_BLOCK_CLIPS` clips, writing into
+    ``out`` in place."""
 
     def read_and_transform(start: int, stop: int) -> int:
         block = load(start, stop)
@@ -374,16 +370,13 @@ def _transform_blocks_on_cpu(load: Any, n: int, module: LogMel, out: np.ndarray,
 
     futures = [pool.submit(read_and_transform, a, min(a + CPU_BLOCK_CLIPS, n)) for a in range(0, n, CPU_BLOCK_CLIPS)]
     for future in futures:
-        done = future.result()  # in order; re-raises the first AudioError
-        if bar is not None:
-            bar.update(done)
+        bar.update(future.result())  # in order; re-raises the first AudioError
 
 
-def _extract_on_device(paths: Sequence[str | Path], module: LogMel, settings: FeatureSettings, out: np.ndarray,
-                       pool: ThreadPoolExecutor, bar: tqdm, device: torch.device, batch_size: int,
-                       num_workers: int) -> None:
+def _transform_batches_on_device(load: Callable[[int, int], np.ndarray], n: int, module: LogMel, out: np.ndarray,
+                                 pool: ThreadPoolExecutor, bar: tqdm, device: torch.device, batch_size: int,
+                                 num_workers: int) -> None:
     """Reader threads fill batch k+1 while batch k is transformed on ``device``."""
-    n = len(paths)
     batch_starts = iter(range(0, n, batch_size))
     pending: deque = deque()
 
@@ -394,10 +387,7 @@ def _extract_on_device(paths: Sequence[str | Path], module: LogMel, settings: Fe
         stop = min(start + batch_size, n)
         # One task per reader and batch rather than one per file: fewer futures, same overlap.
         step = -(-(stop - start) // num_workers)
-        futures = [
-            pool.submit(_load_block, paths, a, min(a + step, stop), settings.sample_rate, settings.clip_samples)
-            for a in range(start, stop, step)
-        ]
+        futures = [pool.submit(load, a, min(a + step, stop)) for a in range(start, stop, step)]
         pending.append((start, stop, futures))
 
     submit_next_batch()

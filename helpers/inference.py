@@ -36,7 +36,7 @@ import torch
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
-from .models import BasicBlock, PlainCNN
+from .models import MODELS, BasicBlock, PlainCNN
 
 PRECISIONS = ("fp32", "bf16", "int8")
 #: Clips of calibration data used for int8 (more changes little and costs time).
@@ -52,6 +52,18 @@ def cpu_has_native_bf16() -> bool:
         return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
     except (AttributeError, RuntimeError):
         return False
+
+
+def warn_if_bf16_is_emulated(what: str) -> None:
+    """Warn (once per caller line) that ``what`` asks for bf16 on a CPU that only emulates it."""
+    if not cpu_has_native_bf16():
+        warnings.warn(f"{what} on a CPU without native bf16 (AVX512-BF16 or AMX): bf16 is emulated there and "
+                      "slower than fp32; use fp32 on this machine.", stacklevel=3)
+
+
+def int8_supported(model_name: str) -> bool:
+    """Whether :func:`quantize_int8` handles the registry model ``model_name`` (the plain CNNs)."""
+    return model_name in MODELS and issubclass(MODELS[model_name], PlainCNN)
 
 
 def fold_batchnorm(model: nn.Module) -> nn.Module:
@@ -194,9 +206,8 @@ def prepare_for_inference(model: nn.Module, precision: str = "fp32",
             raise ValueError("precision='int8' needs calibration log-mels (n, time, mel), e.g. a few hundred "
                              "training clips, to set the activation ranges.")
         return InferenceModel(quantize_int8(model, calibration), "int8", device, channels_last=False)
-    if precision == "bf16" and device.type == "cpu" and not cpu_has_native_bf16():
-        warnings.warn("bf16 inference on a CPU without native bf16 (AVX512-BF16 or AMX) is emulated and "
-                      "slower than fp32; use precision='fp32' here.", stacklevel=2)
+    if precision == "bf16" and device.type == "cpu":
+        warn_if_bf16_is_emulated("precision='bf16'")
     folded = fold_batchnorm(model)
     if channels_last:
         folded = folded.to(memory_format=torch.channels_last)

@@ -28,7 +28,6 @@ import dataclasses
 import json
 import math
 import time
-import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -45,7 +44,7 @@ from .evaluate import predict_scores, prediction_table, split_metrics, write_sub
 from .features import FeatureSettings, LogMel, load_features
 from .fileio import atomic_write, write_json_atomic
 from .hardware import configure_threads, resolve_device
-from .inference import cpu_has_native_bf16, prepare_for_inference
+from .inference import prepare_for_inference, warn_if_bf16_is_emulated
 from .models import count_parameters, create_model, load_model
 from .runs import Timer, write_record
 from .sampler import BalancedBatchSampler, UniformBatchSampler
@@ -486,9 +485,8 @@ def train(config: TrainConfig, corpus: Corpus | None = None, progress: bool = Tr
                       for name in ("branch_a", "branch_b")} if config.model == FUSION else None)
     score_fn = "sigmoid" if config.mixup else "softmax"
     use_amp = autocast_enabled(config, device)
-    if use_amp and device.type == "cpu" and not cpu_has_native_bf16():
-        warnings.warn("cpu_amp=True on a CPU without native bf16 (AVX512-BF16 or AMX): bf16 is emulated "
-                      "there and slower than fp32; set cpu_amp=False.", stacklevel=2)
+    if use_amp and device.type == "cpu":
+        warn_if_bf16_is_emulated("cpu_amp=True")
     eval_batch = eval_batch_size(config, device)
 
     step = 0

@@ -206,8 +206,9 @@ def test_gpu_pipeline_code_path_runs_on_cpu(tmp_path):
     settings = FeatureSettings()
     out = np.empty((5, 150, 64), dtype=np.float32)
     with ThreadPoolExecutor(2) as pool, tqdm(disable=True) as bar:
-        features._extract_on_device(paths, LogMel(), settings, out, pool, bar, torch.device("cpu"),
-                                    batch_size=2, num_workers=2)
+        load = lambda a, b: features._load_block(paths, a, b, settings.sample_rate, settings.clip_samples)  # noqa: E731
+        features._transform_batches_on_device(load, len(paths), LogMel(), out, pool, bar, torch.device("cpu"),
+                                              batch_size=2, num_workers=2)
     np.testing.assert_allclose(out, extract_logmels(paths, settings, progress=False), rtol=0, atol=1e-4)
 
 
