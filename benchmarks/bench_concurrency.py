@@ -1,7 +1,7 @@
 """Total training throughput of several runs at once, as a grid runner would launch them.
 
 For each level of concurrency C (default 1, 2, 4) this trains C real runs side by side with
-:func:`helpers.parallel.run_trainings` (one process each; on a GPU all on GPU 0 with
+:func:`helpers.experiments.scheduler.run_trainings` (one process each; on a GPU all on GPU 0 with
 ``max_per_gpu=C``, on CPU ``cpu_workers=C`` with ``cores // C`` threads each unless ``--threads``)
 on a small synthetic corpus generated in a temporary folder, and prints one table:
 
@@ -33,13 +33,13 @@ from pathlib import Path
 
 import torch
 
-from helpers.corpus import read_corpus
-from helpers.features import FeatureSettings, available_cores, load_features
-from helpers.hardware import resolve_device
-from helpers.models import count_parameters, create_model
-from helpers.parallel import run_trainings
-from helpers.synthetic import make_synthetic_corpus
-from helpers.train import TrainConfig
+from helpers.data.corpus import read_corpus
+from helpers.features.extract import FeatureSettings, available_cores, load_features
+from helpers.core.hardware import resolve_device
+from helpers.models.networks import count_parameters, create_model
+from helpers.experiments.scheduler import run_trainings
+from helpers.data.synthetic import make_synthetic_corpus
+from helpers.training.loop import TrainConfig
 
 
 def level_configs(args: argparse.Namespace, level: int, n_runs: int, work: Path, device: str) -> list[TrainConfig]:

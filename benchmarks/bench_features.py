@@ -1,7 +1,7 @@
 """Throughput of the log-mel front end on this machine, in clips per second.
 
 Stages, each timed separately (best of --repeats runs, after one warm-up run):
-  read      read WAV + resample + pad (helpers.audio.load_clip), one thread, no log-mel
+  read      read WAV + resample + pad (helpers.data.audio.load_clip), one thread, no log-mel
   logmel    LogMel on waveforms already in memory (CPU, and CUDA when available)
   pipeline  helpers.features.extract_logmels on a temporary folder of WAV files
             (read + resample + log-mel)
@@ -31,7 +31,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from helpers import audio  # noqa: E402
-from helpers.features import CPU_BLOCK_CLIPS, FeatureSettings, LogMel, available_cores, extract_logmels  # noqa: E402
+from helpers.features.extract import CPU_BLOCK_CLIPS, FeatureSettings, LogMel, available_cores, extract_logmels  # noqa: E402
 
 
 def make_clips(folder: Path, count: int, seed: int = 0) -> list[Path]:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
-    from .corpus import validate_corpus
+    from helpers.data.corpus import validate_corpus
 
     report = validate_corpus(args.dir)
     print(report.format())
@@ -26,14 +26,14 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 
 def _cmd_corpus(args: argparse.Namespace) -> int:
     if args.kind == "synthetic":
-        from .synthetic import make_synthetic_corpus
+        from helpers.data.synthetic import make_synthetic_corpus
 
         path = make_synthetic_corpus(args.out, n_clips=args.n_clips, seed=args.seed, overwrite=args.overwrite)
     else:
-        from .demo import build_demo_corpus
+        from helpers.data.demo import build_demo_corpus
 
         path = build_demo_corpus(args.out, cache_dir=args.cache_dir, mirror=args.mirror, overwrite=args.overwrite)
-    from .corpus import validate_corpus
+    from helpers.data.corpus import validate_corpus
 
     report = validate_corpus(path)
     print(f"wrote {path}")
@@ -42,10 +42,10 @@ def _cmd_corpus(args: argparse.Namespace) -> int:
 
 
 def _cmd_notebooks(args: argparse.Namespace) -> int:
-    from .notebooks import NotebookError, run_collection
+    from helpers.experiments.notebooks import NotebookError, run_collection
 
     data_dir = Path(args.data_dir).resolve()
-    from .grid import notebook_parameters
+    from helpers.experiments.grid import notebook_parameters
 
     params = {"corpus": args.corpus, "data_dir": str(data_dir), "cache_dir": str(data_dir / "cache"),
               **notebook_parameters(args.profile)}
@@ -61,11 +61,11 @@ def _cmd_notebooks(args: argparse.Namespace) -> int:
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
-    from .predict import predict_files
+    from helpers.evaluation.predict import predict_files
 
     table = predict_files(args.checkpoint, args.audio, device=args.device, precision=args.precision)
     if args.out:
-        from .evaluate import write_table
+        from helpers.evaluation.scoring import write_table
 
         write_table(table, args.out)
         print(f"wrote {len(table)} predictions to {args.out}")
@@ -125,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", help="CSV to write (default: print)")
     p.add_argument("--device", default="auto")
     p.add_argument("--precision", choices=("fp32", "bf16", "int8"), default="fp32",
-                   help="scoring precision (helpers/inference.py): fp32 (default), bf16 (CUDA or CPUs with "
+                   help="scoring precision (helpers/evaluation/inference.py): fp32 (default), bf16 (CUDA or CPUs with "
                         "native bf16), int8 (CPU, cnn6/cnn10, calibrated on the files scored)")
     p.set_defaults(func=_cmd_predict)
 

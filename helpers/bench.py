@@ -8,7 +8,7 @@ and prints ONE table, written also as JSON (default ``runs/bench/bench-<device>.
                      CUDA when ``TrainConfig.amp`` (the default)
     s/step, clips/s  mean wall-clock seconds per timed step; batch / s_per_step
     GFLOP/step       model FLOPs of one training step: 3 x forward FLOPs of one clip x batch
-                     (forward 1x, backward 2x; :func:`helpers.models.forward_flops` counts the
+                     (forward 1x, backward 2x; :func:`helpers.models.networks.forward_flops` counts the
                      conv and linear layers, 2 FLOPs per multiply-accumulate)
     TFLOP/s          GFLOP/step / s_per_step / 1000
     matmul TFLOP/s   dense square matmul throughput measured on the same device just before the
@@ -27,22 +27,22 @@ and prints ONE table, written also as JSON (default ``runs/bench/bench-<device>.
                      EMA copy and activations, not the bank of random log-mels. The CPU figure is
                      approximate (repeats differ by ~10 %); "-" where it cannot be measured.
 
-The step is the training loop's (:func:`helpers.train.train`): indices from
-:class:`helpers.sampler.BalancedBatchSampler` (2 x 32 for MixUp), the step function of
-:func:`helpers.train.make_step_function` with ``TrainConfig`` defaults (first BN, SpecAugment,
+The step is the training loop's (:func:`helpers.training.loop.train`): indices from
+:class:`helpers.training.sampler.BalancedBatchSampler` (2 x 32 for MixUp), the step function of
+:func:`helpers.training.loop.make_step_function` with ``TrainConfig`` defaults (first BN, SpecAugment,
 MixUp, rest of the model, BCE loss, Adam) and the EMA update, on random log-mels held on the
 device. Warm-up steps are not timed; the host waits for the device only once, at the end of the
 timed steps (``float(loss)``, CUDA synchronize).
 
 Under the table, two more measurements (also in the JSON):
 
-* feature extraction, clips/s: :class:`helpers.features.LogMel` on in-memory random 16 kHz
+* feature extraction, clips/s: :class:`helpers.features.extract.LogMel` on in-memory random 16 kHz
   waveforms, batched, on the device; and the whole read + resample + log-mel pipeline
   (:func:`helpers.features.extract_logmels`) on temporary 16 kHz WAV files, at 16 and 8 kHz
   (the files were just written, so they are read from the OS page cache);
-* devel evaluation time: :func:`helpers.evaluate.predict_scores` of CNN10-16k on random clips,
+* devel evaluation time: :func:`helpers.evaluation.scoring.predict_scores` of CNN10-16k on random clips,
   7000 on CUDA (about the 6,918 devel clips); on CPU 512 by default, extrapolated to 7000 and
-  labelled so. One line per scoring precision of :func:`helpers.inference.prepare_for_inference`
+  labelled so. One line per scoring precision of :func:`helpers.evaluation.inference.prepare_for_inference`
   that the device offers: CUDA bf16 and fp32; CPU fp32 (folded BatchNorm, what training uses),
   bf16 where the CPU has native bf16, and int8 (CNN6/CNN10).
 
@@ -69,15 +69,15 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 
-from . import audio
-from .evaluate import predict_scores
-from .features import CPU_BLOCK_CLIPS, FeatureSettings, LogMel, extract_logmels, logmels_of_waveforms
-from .fileio import write_json_atomic
-from .hardware import configure_threads, resolve_device
-from .inference import cpu_has_native_bf16, int8_supported, prepare_for_inference
-from .models import MODELS, create_model, forward_flops
-from .runs import environment_record
-from .train import TrainConfig, autocast_enabled, build_training, eval_batch_size
+from helpers.data import audio as audio
+from helpers.evaluation.scoring import predict_scores
+from helpers.features.extract import CPU_BLOCK_CLIPS, FeatureSettings, LogMel, extract_logmels, logmels_of_waveforms
+from helpers.core.fileio import write_json_atomic
+from helpers.core.hardware import configure_threads, resolve_device
+from helpers.evaluation.inference import cpu_has_native_bf16, int8_supported, prepare_for_inference
+from helpers.models.networks import MODELS, create_model, forward_flops
+from helpers.core.provenance import environment_record
+from helpers.training.loop import TrainConfig, autocast_enabled, build_training, eval_batch_size
 
 #: Classes of the challenge corpus (FACTS section 1); only the head's size depends on it.
 N_CLASSES = 5
@@ -99,7 +99,7 @@ DEFAULT_RATES = (16_000, 8_000)
 
 #: Every key of a table row (:func:`measure_training`), with its meaning and unit.
 ROW_KEYS: dict[str, str] = {
-    "model": "registry name (helpers.models.MODELS)",
+    "model": "registry name (helpers.models.networks.MODELS)",
     "sample_rate": "Hz; 16000 -> 150 x 64 log-mels, 8000 -> 75 x 64",
     "device": "torch device of the run",
     "precision": "fp32, or bf16-autocast (CUDA with TrainConfig.amp, CPU with TrainConfig.cpu_amp)",
@@ -138,7 +138,7 @@ def _sync(device: torch.device) -> None:
 
 
 def training_precision(config: TrainConfig, device: torch.device) -> str:
-    """``"bf16-autocast"`` where the training step autocasts (:func:`helpers.train.autocast_enabled`), else ``"fp32"``."""
+    """``"bf16-autocast"`` where the training step autocasts (:func:`helpers.training.loop.autocast_enabled`), else ``"fp32"``."""
     return "bf16-autocast" if autocast_enabled(config, device) else "fp32"
 
 
@@ -308,7 +308,7 @@ def measure_training(model: str, sample_rate: int, device: str | torch.device = 
     _release(device)
     memory_before = _memory_in_use(device)
 
-    # The set-up of helpers.train.train itself (minus data loading and checkpoints).
+    # The set-up of helpers.training.loop.train itself (minus data loading and checkpoints).
     setup = build_training(config, N_CLASSES, device, labels_np)
     net, ema, sampler, step_fn = setup.model, setup.ema, setup.sampler, setup.step
     gflop_per_step = 3 * forward_flops(net, settings.n_frames, settings.n_mels) * config.batch_size / 1e9
@@ -379,8 +379,8 @@ def measure_feature_extraction(device: str | torch.device = "auto", n_clips: int
 
     ``logmel_clips_per_s``: :class:`LogMel` (16 kHz, float64 FFT, the default) on ``n_clips``
     random waveforms already on the device, after one untimed batch: on CUDA in batches of 256,
-    on CPU as extraction does it (:func:`helpers.features.logmels_of_waveforms`: one worker per
-    core on blocks of :data:`helpers.features.CPU_BLOCK_CLIPS`). ``pipeline_clips_per_s``, per target rate:
+    on CPU as extraction does it (:func:`helpers.features.extract.logmels_of_waveforms`: one worker per
+    core on blocks of :data:`helpers.features.extract.CPU_BLOCK_CLIPS`). ``pipeline_clips_per_s``, per target rate:
     :func:`extract_logmels` (read, resample, pad, log-mel; its default workers and threads) on
     ``n_clips`` temporary 16 kHz WAV files, after an untimed call on 8 of them; at 8 kHz it
     includes resampling, at 16 kHz there is none (the corpus's rate).
@@ -431,7 +431,7 @@ def measure_feature_extraction(device: str | torch.device = "auto", n_clips: int
 
 def evaluation_precisions(device: torch.device, model: str = "cnn10") -> list[str]:
     """The scoring precisions worth timing on ``device``: CUDA bf16 and fp32; CPU fp32, bf16 where
-    the CPU has native bf16, and int8 for the plain CNNs (:mod:`helpers.inference`)."""
+    the CPU has native bf16, and int8 for the plain CNNs (:mod:`helpers.evaluation.inference`)."""
     if device.type == "cuda":
         return ["bf16", "fp32"]
     precisions = ["fp32"]
@@ -447,7 +447,7 @@ def measure_evaluation(device: str | torch.device = "auto", n_clips: int | None 
                        target_clips: int = EVAL_TARGET_CLIPS, precision: str | None = None) -> dict[str, Any]:
     """Time :func:`predict_scores` of ``model`` on ``n_clips`` random log-mels held on the device.
 
-    As the training loop scores devel: the scoring copy of :func:`helpers.inference.prepare_for_inference`
+    As the training loop scores devel: the scoring copy of :func:`helpers.evaluation.inference.prepare_for_inference`
     (BatchNorm folded, channels-last) in ``precision`` (default: bf16 on CUDA, fp32 on CPU; int8
     is calibrated on up to 256 of the same clips first, untimed), batch ``eval_batch_size`` of the
     device, sigmoid scores (MixUp), one copy of the scores to the host at the end. ``n_clips``
@@ -503,7 +503,7 @@ def run_benchmark(models: Sequence[str] | None = None, rates: Sequence[int] = DE
                   on_row: Callable[[dict[str, Any]], None] | None = None, cpu_amp: bool = False) -> dict[str, Any]:
     """Every measurement of the benchmark; returns what the JSON file holds.
 
-    ``models``: default all of :data:`helpers.models.MODELS`; ``steps``/``warmup``: default
+    ``models``: default all of :data:`helpers.models.networks.MODELS`; ``steps``/``warmup``: default
     :data:`DEFAULT_STEPS`/:data:`DEFAULT_WARMUP` of the device; ``on_row`` is called with each
     table row as soon as it is measured; ``cpu_amp`` adds a bf16-autocast row after each CPU
     fp32 row. Keys: ``device``, ``device_name``, ``torch_threads``,

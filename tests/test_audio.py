@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from helpers.audio import AudioError, CLIP_SAMPLES_16K, clip_samples, load_clip, pad_or_truncate, resample
+from helpers.data.audio import AudioError, CLIP_SAMPLES_16K, clip_samples, load_clip, pad_or_truncate, resample
 from tests.conftest import write_tone
 
 

@@ -1,4 +1,4 @@
-"""Tests of helpers.augment: SpecAugment (paper and authors' variants), MixUp, losses, waveform augmentations."""
+"""Tests of helpers.training.augment: SpecAugment (paper and authors' variants), MixUp, losses, waveform augmentations."""
 from __future__ import annotations
 
 import numpy as np
@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from helpers.augment import (
+from helpers.training.augment import (
     SpecAugmentConfig,
     SpecAugmentStripes,
     ce_loss,

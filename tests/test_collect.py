@@ -9,9 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from helpers.collect import ablation_gains, ablation_models, collect_runs, fusion_table, summarise, table2, table3
-from helpers.grid import ABLATION_SETTINGS, FULL_SETTING
-from helpers.train import TrainConfig
+from helpers.experiments.collect import ablation_gains, ablation_models, collect_runs, fusion_table, summarise, table2, table3
+from helpers.experiments.grid import ABLATION_SETTINGS, FULL_SETTING
+from helpers.training.loop import TrainConfig
 
 
 def _split(uar: float, mAP: float, selected: bool) -> dict:

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from helpers.corpus import TABLE_COLUMNS, CorpusError, read_corpus, validate_corpus
+from helpers.data.corpus import TABLE_COLUMNS, CorpusError, read_corpus, validate_corpus
 from tests.conftest import REPO_ROOT, write_tone
 
 
@@ -150,7 +150,7 @@ def test_warnings_and_treatments(tiny_corpus):
     assert {"orphan_wav", "multichannel", "mixed_sample_rate", "too_long"} <= kinds
     assert not c.report.errors and "orphan.wav" not in set(c.table["filename"])
     # the stated treatments: downmix, resample, truncate
-    from helpers.audio import load_clip
+    from helpers.data.audio import load_clip
 
     assert load_clip(c.table.loc[0, "path"]).shape == (47860,)
     assert load_clip(tiny_corpus / "wav" / "train_00002.wav", sample_rate=16000).shape == (47860,)

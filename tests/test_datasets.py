@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from helpers.datasets import corpus_dir, prepare_corpus
+from helpers.data.named import corpus_dir, prepare_corpus
 
 
 def test_synthetic_is_built_once_and_reused(tmp_path):

@@ -9,9 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from helpers import demo
-from helpers.corpus import read_corpus
-from helpers.download import ChecksumError, fetch_file
+from helpers.data import demo
+from helpers.data.corpus import read_corpus
+from helpers.data.download import ChecksumError, fetch_file
 from tests.conftest import SHARED_MIRROR
 
 needs_mirror = pytest.mark.skipif(not (SHARED_MIRROR / "SHA256SUMS").is_file(),
@@ -119,7 +119,7 @@ def test_demo_build_is_deterministic_and_reused(demo_corpus, tmp_path):
 
 @needs_mirror
 def test_notebooks_00_to_02_on_demo(demo_corpus, tmp_path):
-    from helpers.notebooks import run_collection
+    from helpers.experiments.notebooks import run_collection
 
     params = {"corpus": "demo", "data_dir": str(demo_corpus.parent), "cache_dir": str(tmp_path / "cache"),
               "figures_dir": str(tmp_path / "figures")}

@@ -1,11 +1,11 @@
-"""Tests of helpers.ema: arithmetic by hand, buffers, correct vs. the authors' reference mode, schedules, checkpoints."""
+"""Tests of helpers.training.ema: arithmetic by hand, buffers, correct vs. the authors' reference mode, schedules, checkpoints."""
 from __future__ import annotations
 
 import pytest
 import torch
 from torch import nn
 
-from helpers.ema import ExponentialMovingAverage
+from helpers.training.ema import ExponentialMovingAverage
 
 
 def tiny() -> nn.Module:

@@ -7,12 +7,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from helpers.corpus import read_corpus
-from helpers.embeddings import confused_pairs, extract_embeddings, fit_linear_svm, svm_beside_network, tsne_2d
-from helpers.metrics import unweighted_average_recall
-from helpers.plots import plot_svm_c_curve, plot_tsne
-from helpers.synthetic import make_synthetic_corpus
-from helpers.train import TrainConfig, load_checkpoint, train
+from helpers.data.corpus import read_corpus
+from helpers.evaluation.embeddings import confused_pairs, extract_embeddings, fit_linear_svm, svm_beside_network, tsne_2d
+from helpers.evaluation.metrics import unweighted_average_recall
+from helpers.reporting.plots import plot_svm_c_curve, plot_tsne
+from helpers.data.synthetic import make_synthetic_corpus
+from helpers.training.loop import TrainConfig, load_checkpoint, train
 
 TINY = {"channels": [8, 16, 32, 64]}
 CS = (1e-3, 1e-2, 1e-1, 1.0, 10.0)

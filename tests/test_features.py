@@ -1,4 +1,4 @@
-"""Tests of helpers.features: agreement with librosa, shapes, devices, and the feature cache."""
+"""Tests of helpers.features.extract: agreement with librosa, shapes, devices, and the feature cache."""
 from __future__ import annotations
 
 import json
@@ -15,8 +15,10 @@ import soundfile as sf
 import torch
 from tqdm.auto import tqdm
 
-from helpers import audio, features
-from helpers.features import FeatureSettings, LogMel, extract_logmels, load_features, logmel
+from helpers.data import audio
+
+from helpers.features import extract as features
+from helpers.features.extract import FeatureSettings, LogMel, extract_logmels, load_features, logmel
 
 #: Agreement with librosa required by FACTS section 2, in dB (max abs difference).
 TOLERANCE_DB = 1e-3
@@ -419,7 +421,7 @@ def test_load_features_rejects_bad_tables(corpus):
 
 
 def test_logmels_of_waveforms_in_worker_blocks_equal_one_call():
-    from helpers.features import logmels_of_waveforms
+    from helpers.features.extract import logmels_of_waveforms
 
     settings = FeatureSettings(sample_rate=8000)
     rng = np.random.default_rng(5)

@@ -1,4 +1,4 @@
-"""Tests of helpers.fileio: atomic writes leave either the old or the new file, checksums are right."""
+"""Tests of helpers.core.fileio: atomic writes leave either the old or the new file, checksums are right."""
 from __future__ import annotations
 
 import hashlib
@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from helpers.fileio import atomic_write, sha256_file, write_json_atomic
+from helpers.core.fileio import atomic_write, sha256_file, write_json_atomic
 
 
 def leftovers(folder: Path, keep: set[str]) -> list[str]:

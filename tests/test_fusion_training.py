@@ -7,10 +7,10 @@ import shutil
 import pytest
 import torch
 
-from helpers.corpus import read_corpus
-from helpers.models import load_model
-from helpers.synthetic import make_synthetic_corpus
-from helpers.train import TrainConfig, load_checkpoint, train
+from helpers.data.corpus import read_corpus
+from helpers.models.networks import load_model
+from helpers.data.synthetic import make_synthetic_corpus
+from helpers.training.loop import TrainConfig, load_checkpoint, train
 
 TINY = {"channels": [8, 16, 32, 64]}  # narrow CNN6 and CNN10: seconds per run
 

@@ -7,13 +7,13 @@ from pathlib import Path
 
 import pytest
 
-import helpers.parallel as parallel
-from helpers.grid import (ABLATION_FIELDS, ABLATION_SETTINGS, FULL_SETTING, FUSION_VARIANTS, PAPER_TABLE2,
+import helpers.experiments.scheduler as parallel
+from helpers.experiments.grid import (ABLATION_FIELDS, ABLATION_SETTINGS, FULL_SETTING, FUSION_VARIANTS, PAPER_TABLE2,
                           PAPER_TABLE3, PROFILES, TABLE2_RUNS, ablation_configs, apply_model_options, expand_grid,
                           fusion_configs, fusion_variant_of, notebook_parameters, run_grid, setting_of,
                           table2_configs)
-from helpers.parallel import RunOutcome
-from helpers.train import TrainConfig
+from helpers.experiments.scheduler import RunOutcome
+from helpers.training.loop import TrainConfig
 
 
 def test_paper_numbers_match_facts():

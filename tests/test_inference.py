@@ -1,4 +1,4 @@
-"""Scoring copies (helpers.inference): folded BatchNorm scores like the trained model, int8 and
+"""Scoring copies (helpers.evaluation.inference): folded BatchNorm scores like the trained model, int8 and
 bf16 stay close to fp32 on a model that has learned something, and the original is untouched."""
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from helpers.evaluate import predict_scores
-from helpers.inference import (InferenceModel, agreement, cpu_has_native_bf16, fold_batchnorm,
+from helpers.evaluation.scoring import predict_scores
+from helpers.evaluation.inference import (InferenceModel, agreement, cpu_has_native_bf16, fold_batchnorm,
                                prepare_for_inference, quantize_int8)
-from helpers.models import MODELS, create_model
+from helpers.models.networks import MODELS, create_model
 
 NARROW = {
     "cnn6": {"channels": [8, 16, 32, 64]},

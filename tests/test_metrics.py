@@ -1,4 +1,4 @@
-"""Tests of helpers.metrics against scikit-learn, plus bootstrap intervals and the JSON summary."""
+"""Tests of helpers.evaluation.metrics against scikit-learn, plus bootstrap intervals and the JSON summary."""
 from __future__ import annotations
 
 import json
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from sklearn import metrics as skm
 
-from helpers.metrics import (
+from helpers.evaluation.metrics import (
     accuracy,
     bootstrap_ci,
     classification_metrics,

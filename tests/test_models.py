@@ -1,4 +1,4 @@
-"""Tests of helpers.models: the five registered networks, fusion, checkpoints, parameter and FLOP counts.
+"""Tests of helpers.models.networks: the five registered networks, fusion, checkpoints, parameter and FLOP counts.
 
 Every registered model goes through the same parametrised tests (timm-style). Models are built
 once per test module and shared, because ResNet22 (62.6 M parameters) takes about a second to
@@ -12,7 +12,7 @@ import pytest
 import torch
 from torch import nn
 
-from helpers.models import (
+from helpers.models.networks import (
     MODELS,
     PAPER_PARAMETER_COUNTS,
     BasicBlock,

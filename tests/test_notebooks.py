@@ -8,8 +8,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from helpers.notebooks import NotebookError, list_notebooks, notebook_parameters, run_notebook, run_collection
-from helpers.train import TrainConfig
+from helpers.experiments.notebooks import NotebookError, list_notebooks, notebook_parameters, run_notebook, run_collection
+from helpers.training.loop import TrainConfig
 
 NOTEBOOKS = list_notebooks()
 
@@ -82,7 +82,7 @@ def test_runner_names_the_failing_cell(tmp_path):
 
 def test_grid_notebooks_run_headless_on_synthetic_corpus(tmp_path):
     """04, 05, 07 and 08 on a tiny synthetic corpus: narrow nets, two steps per run."""
-    from helpers.synthetic import make_synthetic_corpus
+    from helpers.data.synthetic import make_synthetic_corpus
 
     root = make_synthetic_corpus(tmp_path / "corpus", n_clips=50, seed=2)
     tiny = {"channels": [8, 16, 32, 64]}
@@ -120,7 +120,7 @@ def test_grid_notebooks_run_headless_on_synthetic_corpus(tmp_path):
 def test_profile_reaches_the_notebooks(monkeypatch, tmp_path):
     """`python -m helpers notebooks --profile paper` (what `make paper` runs) hands every notebook
     the values it defines: 03 the paper schedule, the grid notebooks the profile name."""
-    import helpers.notebooks as nbmod
+    import helpers.experiments.notebooks as nbmod
     from helpers.__main__ import main
 
     seen = {}

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-import helpers.parallel as parallel
-from helpers.parallel import RunOutcome, run_trainings
-from helpers.synthetic import make_synthetic_corpus
-from helpers.train import TrainConfig
+import helpers.experiments.scheduler as parallel
+from helpers.experiments.scheduler import RunOutcome, run_trainings
+from helpers.data.synthetic import make_synthetic_corpus
+from helpers.training.loop import TrainConfig
 
 # The narrow CNN10 of tests/test_train.py: a run takes seconds on 2 cores.
 TINY = {"channels": [8, 16, 32, 64]}
@@ -227,7 +227,7 @@ def test_shared_run_folder_is_refused(tmp_path):
 def test_worker_module_reports_usage():
     import sys
 
-    proc = subprocess.run([sys.executable, "-m", "helpers.parallel_worker"], capture_output=True, text=True)
+    proc = subprocess.run([sys.executable, "-m", "helpers.experiments.worker"], capture_output=True, text=True)
     assert proc.returncode == 2 and "run_trainings" in proc.stderr
 
 

@@ -1,4 +1,4 @@
-"""Tests of the results figures in helpers.plots (model comparison, ablation, learning-curve
+"""Tests of the results figures in helpers.reporting.plots (model comparison, ablation, learning-curve
 overlay) on small fabricated tables: the right number of bars, markers, lines and panels."""
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import pytest
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
-from helpers.plots import plot_ablation_gains, plot_learning_curve_overlay, plot_model_comparison
+from helpers.reporting.plots import plot_ablation_gains, plot_learning_curve_overlay, plot_model_comparison
 
 
 @pytest.fixture(autouse=True)

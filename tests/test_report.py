@@ -1,4 +1,4 @@
-"""Tests of helpers.report: the HTML is self-contained and escaped, the Markdown has pipe tables
+"""Tests of helpers.reporting.report: the HTML is self-contained and escaped, the Markdown has pipe tables
 and links to copied PNGs, empty cells stay empty, and writes are atomic."""
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from helpers.report import (Report, environment_lines, how_obtained, format_cell, inline_html, markdown_table,
+from helpers.reporting.report import (Report, environment_lines, how_obtained, format_cell, inline_html, markdown_table,
                             markdown_to_html)
 
 #: The 8 bytes every PNG file starts with.

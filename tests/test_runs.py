@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from helpers.runs import Timer, library_versions, read_json, to_jsonable, write_record
+from helpers.core.provenance import Timer, library_versions, read_json, to_jsonable, write_record
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""Tests of helpers.sampler: class balance, exclusion of unknown labels, no repeats before a class is used up, exact resume."""
+"""Tests of helpers.training.sampler: class balance, exclusion of unknown labels, no repeats before a class is used up, exact resume."""
 from __future__ import annotations
 
 import json
@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from helpers.sampler import BalancedBatchSampler, UniformBatchSampler
+from helpers.training.sampler import BalancedBatchSampler, UniformBatchSampler
 
 # Train-set-like imbalance (FACTS section 1), scaled down: 50 / 32 / 2.3 / 12.6 / 3 %.
 SIZES = [346, 222, 16, 87, 21]

@@ -1,4 +1,4 @@
-"""Tests of helpers.synthetic: layout, labels, proportions, durations, determinism, safety, acoustics."""
+"""Tests of helpers.data.synthetic: layout, labels, proportions, durations, determinism, safety, acoustics."""
 from __future__ import annotations
 
 import csv
@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from helpers import synthetic
-from helpers.audio import CLIP_SAMPLES_16K, clip_samples
-from helpers.synthetic import (
+from helpers.data import synthetic
+from helpers.data.audio import CLIP_SAMPLES_16K, clip_samples
+from helpers.data.synthetic import (
     DEFAULT_CLASSES,
     REAL_TRAIN_COUNTS,
     SPLITS,

@@ -12,9 +12,9 @@ import pytest
 import soundfile as sf
 import torch
 
-from helpers.corpus import read_corpus
-from helpers.synthetic import make_synthetic_corpus
-from helpers.train import TrainConfig, load_checkpoint, train
+from helpers.data.corpus import read_corpus
+from helpers.data.synthetic import make_synthetic_corpus
+from helpers.training.loop import TrainConfig, load_checkpoint, train
 from tests.conftest import REPO_ROOT
 
 # A narrow CNN10 keeps every test run to seconds on 2 cores; the full-width models are
@@ -61,7 +61,7 @@ def test_run_folder_is_complete_and_labelled(easy_corpus, tmp_path):
     assert record["corpus"]["checksum"] == easy_corpus.checksum()
     assert record["config"]["model_options"] == TINY and record["timings"]["training_loop"] > 0
     assert record["scoring"] == {"precision": "fp32", "batch": 64,
-                                 "batchnorm": "folded into the convolutions (helpers.inference)"}
+                                 "batchnorm": "folded into the convolutions (helpers.evaluation.inference)"}
     history = pd.read_csv(run / "history.csv")
     assert list(history["step"]) == [40, 80, 120]
     assert history["uar_ema"].isna().tolist() == [True, False, False]  # EMA evaluated after it starts
@@ -86,7 +86,7 @@ def test_checkpoints_load_weights_only(easy_corpus, tmp_path):
     for name in ("last.pt", "best_plain.pt"):
         state = torch.load(result.run_dir / "checkpoints" / name, weights_only=True)
         assert state["classes"] == easy_corpus.classes and "state_dict" in state
-    from helpers.models import load_model
+    from helpers.models.networks import load_model
 
     model = load_model(result.run_dir / "checkpoints" / "best_plain.pt")
     assert model.n_classes == len(easy_corpus.classes)
@@ -96,7 +96,7 @@ def test_resume_gives_identical_weights(easy_corpus, tmp_path, monkeypatch):
     ref = train(_config(tmp_path, run_name="ref", iterations=60, eval_every=20, ema_start=20,
                         checkpoint_every=20), corpus=easy_corpus, progress=False)
 
-    import helpers.train as T
+    import helpers.training.loop as T
 
     real_update = T.ExponentialMovingAverage.update
 
@@ -167,7 +167,7 @@ def test_predict_cli_on_any_audio(easy_corpus, tmp_path):
     scores = table[[f"score_{c}" for c in easy_corpus.classes]].to_numpy()
     assert np.isfinite(scores).all()
     # int8 scoring of the same files (calibrated on them) stays close to the fp32 table.
-    from helpers.predict import predict_files
+    from helpers.evaluation.predict import predict_files
 
     int8 = predict_files(result.run_dir / "checkpoints" / "best_plain.pt", [folder], device="cpu", precision="int8")
     int8_scores = int8[[f"score_{c}" for c in easy_corpus.classes]].to_numpy()
@@ -183,7 +183,7 @@ def test_waveform_augmentation_bank(easy_corpus, tmp_path):
     banks = list((tmp_path / "cache" / easy_corpus.name).glob("train-waveaug-8000hz-*.npy"))
     assert len(banks) == 1 and "wave_augment_bank" in result.timings
     bank = np.load(banks[0])
-    from helpers.features import FeatureSettings, load_features
+    from helpers.features.extract import FeatureSettings, load_features
 
     plain = load_features(easy_corpus.table, "train", FeatureSettings(sample_rate=8000), cfg.cache_dir,
                           easy_corpus.name, progress=False).features

@@ -17,7 +17,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 from IPython.display import Audio, Markdown, display
 
-from helpers.hardware import configure_threads
+from helpers.core.hardware import configure_threads
 
 configure_threads()
 pd.set_option("display.width", 120)
@@ -54,7 +54,7 @@ on_error = "raise"       # "raise" or "exclude"
 figures_dir = "../figures"
 """, parameters=True),
         code(COMMON_SETUP + """
-from helpers.datasets import corpus_dir, prepare_corpus
+from helpers.data.named import corpus_dir, prepare_corpus
 """),
         md("""
 ## The challenge layout
@@ -96,7 +96,7 @@ duplicate row. The report names each one.
 """),
         code("""
 import shutil, tempfile
-from helpers.corpus import validate_corpus
+from helpers.data.corpus import validate_corpus
 
 broken = Path(tempfile.mkdtemp()) / "broken"
 (broken / "wav").mkdir(parents=True); (broken / "lab").mkdir()
@@ -158,11 +158,11 @@ examples_per_class = 1
 import numpy as np
 import torch
 
-from helpers import plots
-from helpers.audio import CLIP_SECONDS, load_clip
-from helpers.datasets import CLASS_DESCRIPTIONS, prepare_corpus
-from helpers.features import LogMel
-from helpers.metrics import accuracy, unweighted_average_recall
+from helpers.reporting import plots
+from helpers.data.audio import CLIP_SECONDS, load_clip
+from helpers.data.named import CLASS_DESCRIPTIONS, prepare_corpus
+from helpers.features.extract import LogMel
+from helpers.evaluation.metrics import accuracy, unweighted_average_recall
 
 data = prepare_corpus(corpus, data_dir, n_clips=n_clips, seed=seed)
 """),
@@ -265,10 +265,10 @@ import time
 import numpy as np
 import torch
 
-from helpers import plots
-from helpers.datasets import prepare_corpus
-from helpers.features import FeatureSettings, load_features
-from helpers.hardware import resolve_device
+from helpers.reporting import plots
+from helpers.data.named import prepare_corpus
+from helpers.features.extract import FeatureSettings, load_features
+from helpers.core.hardware import resolve_device
 
 data = prepare_corpus(corpus, data_dir, n_clips=n_clips, seed=seed)
 dev = resolve_device(device)

@@ -14,7 +14,7 @@ runs_root = "../runs/grid"      # runs go to runs_root/profile; a finished run i
 seeds = None                    # None: the profile's seeds
 overrides = {}                  # TrainConfig fields for every run, e.g. {"iterations": 1000}
 model_options = {}              # per model, e.g. {"cnn10": {"channels": [16, 32, 64, 128]}}
-cpu_workers = None              # concurrent runs on a machine without GPU (None: see helpers.parallel)
+cpu_workers = None              # concurrent runs on a machine without GPU (None: see helpers.experiments.scheduler)
 threads_per_run = None          # torch threads per run (None: cores / concurrent runs)
 max_per_gpu = 4                 # concurrent runs per GPU
 redo = False                    # True: train every run again from scratch
@@ -29,9 +29,11 @@ import matplotlib.pyplot as plt
 import pandas as pd
 from IPython.display import Markdown, display
 
-from helpers import grid, plots
-from helpers.collect import collect_runs
-from helpers.hardware import configure_threads
+from helpers.experiments import grid
+
+from helpers.reporting import plots
+from helpers.experiments.collect import collect_runs
+from helpers.core.hardware import configure_threads
 
 configure_threads(1)            # this kernel only schedules; the runs have their own threads
 pd.set_option("display.width", 160, "display.max_colwidth", 60)
@@ -110,7 +112,7 @@ With several seeds a cell reads `mean ± std [95 % bootstrap CI over seeds]`. Th
 rows are the challenge baselines, which we do not retrain.
 """),
         code("""
-from helpers.collect import table2
+from helpers.experiments.collect import table2
 collected = collect_runs([c.run_dir() for c in configs])
 table2(collected)
 """),
@@ -157,7 +159,7 @@ shows their spread. The `demo` profile (one seed, 30 steps) shows the machinery 
 """),
         code("""
 models = None                   # [[model, sample_rate], ...]; None: the profile's ablation models
-settings = None                 # names from helpers.grid.ABLATION_SETTINGS; None: all nine
+settings = None                 # names from helpers.experiments.grid.ABLATION_SETTINGS; None: all nine
 via_notebook = False            # True: each run through a papermill execution of 03_train
 """ + GRID_PARAMETERS, parameters=True),
         code(GRID_SETUP + """
@@ -191,7 +193,7 @@ all others the EMA model.
 """),
         code("""
 import numpy as np
-from helpers.collect import ablation_gains, summarise, table3
+from helpers.experiments.collect import ablation_gains, summarise, table3
 collected = collect_runs([c.run_dir() for c in configs])
 t3 = table3(collected, paper_models=False)
 t3
@@ -245,11 +247,11 @@ def nb07():
         code("""
 branches = None                 # [[model, rate], [model, rate]]; None: the profile's (demo: ResNet22-8k + CNN10-8k)
 branch_checkpoint = "best_ema"  # which checkpoint of each branch run starts the fusion
-variants = None                 # names from helpers.grid.FUSION_VARIANTS; None: all four
+variants = None                 # names from helpers.experiments.grid.FUSION_VARIANTS; None: all four
 via_notebook = False
 """ + GRID_PARAMETERS, parameters=True),
         code(GRID_SETUP + """
-from helpers.collect import fusion_table
+from helpers.experiments.collect import fusion_table
 pairs = grid.PROFILES[profile]["fusion_branches"] if branches is None else [tuple(b) for b in branches]
 if len({rate for _, rate in pairs}) != 1:
     raise ValueError(f"fusion branches must share one sample rate (they read the same log-mels): {pairs}")
@@ -337,13 +339,15 @@ import numpy as np
 import pandas as pd
 from IPython.display import Markdown, display
 
-from helpers import grid, plots
-from helpers.collect import ablation_gains, ablation_models, collect_runs, fusion_table, summarise, table2, table3
-from helpers.datasets import prepare_corpus
-from helpers.embeddings import extract_embeddings, fit_linear_svm, svm_beside_network, tsne_2d
-from helpers.hardware import configure_threads
-from helpers.report import Report, how_obtained
-from helpers.runs import read_json
+from helpers.experiments import grid
+
+from helpers.reporting import plots
+from helpers.experiments.collect import ablation_gains, ablation_models, collect_runs, fusion_table, summarise, table2, table3
+from helpers.data.named import prepare_corpus
+from helpers.evaluation.embeddings import extract_embeddings, fit_linear_svm, svm_beside_network, tsne_2d
+from helpers.core.hardware import configure_threads
+from helpers.reporting.report import Report, how_obtained
+from helpers.core.provenance import read_json
 
 configure_threads()
 pd.set_option("display.width", 160)

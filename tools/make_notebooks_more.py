@@ -40,12 +40,12 @@ import numpy as np
 import pandas as pd
 from IPython.display import display
 
-from helpers import plots
-from helpers.collect import latest_finished_run
-from helpers.datasets import prepare_corpus
-from helpers.embeddings import confused_pairs, extract_embeddings, fit_linear_svm, svm_beside_network, tsne_2d
-from helpers.hardware import configure_threads
-from helpers.runs import read_json
+from helpers.reporting import plots
+from helpers.experiments.collect import latest_finished_run
+from helpers.data.named import prepare_corpus
+from helpers.evaluation.embeddings import confused_pairs, extract_embeddings, fit_linear_svm, svm_beside_network, tsne_2d
+from helpers.core.hardware import configure_threads
+from helpers.core.provenance import read_json
 
 configure_threads()
 FIGURES = Path(figures_dir)

@@ -11,12 +11,12 @@ import numpy as np
 import pandas as pd
 from IPython.display import Audio, Markdown, display
 
-from helpers import plots
-from helpers.audio import load_clip
-from helpers.corpus import read_corpus
-from helpers.datasets import prepare_corpus
-from helpers.hardware import configure_threads
-from helpers.train import TrainConfig, train
+from helpers.reporting import plots
+from helpers.data.audio import load_clip
+from helpers.data.corpus import read_corpus
+from helpers.data.named import prepare_corpus
+from helpers.core.hardware import configure_threads
+from helpers.training.loop import TrainConfig, train
 
 configure_threads(num_threads)
 FIGURES = Path(figures_dir)
@@ -34,7 +34,7 @@ def nb03():
 * **What it needs first:** a corpus (`00_data`). Features are computed and cached on first use.
 
 The parameters cell below **is** the configuration: every name maps one-to-one onto
-`helpers.train.TrainConfig`, which papermill batch runs and Python scripts use too. Its defaults
+`helpers.training.loop.TrainConfig`, which papermill batch runs and Python scripts use too. Its defaults
 are sized for a laptop CPU (a few minutes); the paper's settings are given in the comments. A full
 paper run (60,000 iterations) needs a GPU.
 """),

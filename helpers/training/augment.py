@@ -32,7 +32,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from helpers.audio import pad_or_truncate
+from helpers.data.audio import pad_or_truncate
 
 SpecAugmentMode = Literal["batch", "per_example"]
 SPEC_AUGMENT_MODES = ("batch", "per_example")

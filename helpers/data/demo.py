@@ -37,8 +37,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .audio import CLIP_SAMPLES_16K, SAMPLE_RATE, read_audio, resample, to_mono, write_wav
-from .download import fetch_file, mirror_dir
+from helpers.data.audio import CLIP_SAMPLES_16K, SAMPLE_RATE, read_audio, resample, to_mono, write_wav
+from helpers.data.download import fetch_file, mirror_dir
 
 DEMO_VERSION = 1
 DEMO_CLASSES = ["background", "chimpanzee", "gibbon_female", "gibbon_male", "great_argus"]
@@ -229,7 +229,7 @@ def build_demo_corpus(out_dir: str | Path, cache_dir: str | Path | None = None,
                 tmp / "lab" / f"{split}.csv", index=False)
         manifest.to_csv(tmp / "manifest.csv", index=False)
         (tmp / "corpus.json").write_text(json.dumps(
-            {"name": "demo", "generator": "helpers.demo.build_demo_corpus", "settings": settings,
+            {"name": "demo", "generator": "helpers.data.demo.build_demo_corpus", "settings": settings,
              "classes": DEMO_CLASSES, "n_clips": counters}, indent=2))
         if out_dir.exists():
             shutil.rmtree(out_dir)

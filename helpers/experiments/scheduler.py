@@ -1,18 +1,18 @@
 """Several training runs at once: a few per GPU, or a process pool with a thread budget on CPU.
 
 Small models leave most of a large GPU idle, so a grid of runs finishes sooner when several run
-side by side on one GPU. :func:`run_trainings` takes a list of :class:`~helpers.train.TrainConfig`
+side by side on one GPU. :func:`run_trainings` takes a list of :class:`~helpers.training.loop.TrainConfig`
 and runs each in its own process, at most ``max_per_gpu`` per visible GPU, or at most
 ``cpu_workers`` at once on a machine without one, and returns one :class:`RunOutcome` per config,
 in the order of the configs::
 
-    from helpers.parallel import run_trainings
+    from helpers.experiments.scheduler import run_trainings
     outcomes = run_trainings([TrainConfig(model="cnn10", seed=s) for s in range(4)], max_per_gpu=2)
     [(o.status, o.run_dir) for o in outcomes]
 
 Decisions, and why:
 
-* **One fresh process per run** (``python -m helpers.parallel_worker JOB.json`` through
+* **One fresh process per run** (``python -m helpers.experiments.worker JOB.json`` through
   :mod:`subprocess`), not threads and not a ``ProcessPoolExecutor``. Processes, because each run
   needs its own CUDA context and caching allocator and its own GIL. A fresh process per run,
   because (1) each run gets its own environment (``CUDA_VISIBLE_DEVICES``, ``OMP_NUM_THREADS``)
@@ -35,8 +35,8 @@ Decisions, and why:
   pool can cut throughput about tenfold (FACTS section 7). More threads than cores is allowed
   (to measure it) but warned about. GPU runs get the same budget for their host threads.
 * **Features are extracted once, in the parent**, before any child starts: for every corpus,
-  cache folder and sample rate the launched runs need, :func:`helpers.features.load_features`
-  fills the cache (on CPU, as :func:`helpers.train.train` does, so the cache holds the same
+  cache folder and sample rate the launched runs need, :func:`helpers.features.extract.load_features`
+  fills the cache (on CPU, as :func:`helpers.training.loop.train` does, so the cache holds the same
   numbers whoever filled it). Cache writes are atomic, so concurrent children could not corrupt
   it, but each would otherwise extract the same features again. Preparing the corpus in the
   parent also builds a named corpus (``demo``, ``synthetic``) once instead of in every child.
@@ -44,7 +44,7 @@ Decisions, and why:
   depend on the run's seed; two runs with the same bank key may both compute it (safely).
 * **Finished runs are not started again** (no process at all) unless ``redo=True``: a run is
   finished when its folder has ``metrics.json`` and ``record.json`` and its ``config.json`` has
-  the same config key. ``redo=True`` deletes the files :func:`~helpers.train.train` writes in
+  the same config key. ``redo=True`` deletes the files :func:`~helpers.training.loop.train` writes in
   the run folder (and nothing else) and trains from scratch.
 * **A failed run never disappears**: its outcome says ``"failed"`` with the exception type,
   message and the last lines of the traceback, the same goes to ``RUN/failed.json`` (removed when
@@ -66,9 +66,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .features import available_cores
-from .fileio import write_json_atomic
-from .train import TrainConfig
+from helpers.features.extract import available_cores
+from helpers.core.fileio import write_json_atomic
+from helpers.training.loop import TrainConfig
 
 #: The values :attr:`RunOutcome.status` takes.
 STATUSES = ("finished", "skipped", "failed")
@@ -81,7 +81,7 @@ WORKER_LOG = "worker.log"
 RUN_ARTEFACTS = ("config.json", "record.json", "history.csv", "metrics.json", "submission-test.csv",
                  FAILED_FILE, WORKER_LOG, "checkpoints", "predictions", "figures", "03_train.ipynb",
                  "executions.jsonl")
-#: How a child trains: ``"python"`` calls :func:`helpers.train.train`; ``"notebook"`` executes
+#: How a child trains: ``"python"`` calls :func:`helpers.training.loop.train`; ``"notebook"`` executes
 #: ``notebooks/03_train.ipynb`` through papermill with the config as its parameters, leaving the
 #: executed notebook (curves, tables, confusions) in the run folder as ``03_train.ipynb``.
 VIA = ("python", "notebook")
@@ -93,7 +93,7 @@ TERMINATE_GRACE_SECONDS = 10.0
 LOG_TAIL_LINES = 20
 #: The folder holding the ``helpers`` package; put on the child's PYTHONPATH so that the child
 #: imports the same code as the parent even when the package is not installed.
-PACKAGE_PARENT = Path(__file__).resolve().parent.parent
+PACKAGE_PARENT = Path(__file__).resolve().parents[2]
 
 
 @dataclass
@@ -162,7 +162,7 @@ def is_finished(config: TrainConfig) -> bool:
     ``config.json`` has the same config key; a folder reused by another config (same
     ``run_name``) is not finished for this one.
     """
-    from .runs import read_json
+    from helpers.core.provenance import read_json
 
     run_dir = config.run_dir()
     if not ((run_dir / "metrics.json").is_file() and (run_dir / "record.json").is_file()):
@@ -175,7 +175,7 @@ def is_finished(config: TrainConfig) -> bool:
 
 
 def clear_run_folder(run_dir: str | Path) -> None:
-    """Delete the files and folders :func:`helpers.train.train` writes in ``run_dir`` (and nothing else)."""
+    """Delete the files and folders :func:`helpers.training.loop.train` writes in ``run_dir`` (and nothing else)."""
     run_dir = Path(run_dir)
     for name in RUN_ARTEFACTS:
         path = run_dir / name
@@ -189,13 +189,13 @@ def clear_run_folder(run_dir: str | Path) -> None:
 
 
 def start_worker(job_file: Path, env: dict[str, str], log_path: Path) -> subprocess.Popen:
-    """Start ``python -m helpers.parallel_worker job_file`` with ``env``, output to ``log_path``.
+    """Start ``python -m helpers.experiments.worker job_file`` with ``env``, output to ``log_path``.
 
     The child inherits the working directory, so relative paths in the config (``out_dir``,
     ``cache_dir``, ``data_dir``) mean the same in both processes. (Tests replace this function.)
     """
     with open(log_path, "w", encoding="utf-8") as log:
-        return subprocess.Popen([sys.executable, "-m", "helpers.parallel_worker", str(job_file)],
+        return subprocess.Popen([sys.executable, "-m", "helpers.experiments.worker", str(job_file)],
                                 env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                 cwd=os.getcwd())
 
@@ -259,7 +259,7 @@ def _choose_gpu(load: list[int], max_per_gpu: int, pinned: int | None, next_gpu:
 
 def _read_error(job: _Job, returncode: int) -> dict:
     """The child's error report, or one made from its exit code and the tail of its log."""
-    from .runs import read_json
+    from helpers.core.provenance import read_json
 
     if job.error_file is not None and job.error_file.is_file():
         try:
@@ -313,7 +313,7 @@ def _precompute_features(jobs: list[_Job], corpus_root: str | None, progress: bo
     Returns error reports by job index for the jobs whose corpus or features could not be
     prepared (those runs fail without starting; the others go on).
     """
-    from .features import FeatureSettings, load_features
+    from helpers.features.extract import FeatureSettings, load_features
 
     groups: dict[tuple, list[_Job]] = {}
     for job in jobs:
@@ -324,11 +324,11 @@ def _precompute_features(jobs: list[_Job], corpus_root: str | None, progress: bo
         try:
             # The same call the child makes, so the corpus name (the cache folder) is the same.
             if source[0] == "root":
-                from .corpus import read_corpus
+                from helpers.data.corpus import read_corpus
 
                 corpus = read_corpus(source[1])
             else:
-                from .datasets import prepare_corpus
+                from helpers.data.named import prepare_corpus
 
                 corpus = prepare_corpus(source[1], source[2], progress=progress)
             for cache_dir, rate in sorted({(j.config.cache_dir, j.config.sample_rate) for j in members}):
@@ -336,7 +336,7 @@ def _precompute_features(jobs: list[_Job], corpus_root: str | None, progress: bo
                     load_features(corpus.table, split, FeatureSettings(sample_rate=rate), cache_dir, corpus.name,
                                   device="cpu", progress=progress)
         except Exception as exc:  # reported per run below, never swallowed
-            from .parallel_worker import error_report
+            from helpers.experiments.worker import error_report
 
             report = error_report(exc)
             report["message"] = f"preparing the corpus or its features in the parent failed: {report['message']}"
@@ -365,7 +365,7 @@ def run_trainings(configs: list[TrainConfig], max_per_gpu: int = 2, cpu_workers:
         redo: train every run from scratch, finished or not (the files train() writes in its run
             folder are deleted first; other files there are left alone).
         progress: print one line per started, finished, failed or skipped run, and feature progress.
-        via: ``"python"`` (call :func:`helpers.train.train` in the child) or ``"notebook"`` (a
+        via: ``"python"`` (call :func:`helpers.training.loop.train` in the child) or ``"notebook"`` (a
             papermill run of ``notebooks/03_train.ipynb`` with the config as parameters; the
             executed notebook stays in the run folder). Both train the same way; the notebook
             costs a few seconds more per run (kernel start-up).
@@ -401,7 +401,7 @@ def run_trainings(configs: list[TrainConfig], max_per_gpu: int = 2, cpu_workers:
     to_run: list[int] = []
     for i, config in enumerate(configs):
         if not redo and is_finished(config):
-            from .runs import read_json
+            from helpers.core.provenance import read_json
 
             outcomes[i] = RunOutcome(config=config, run_dir=config.run_dir(), status="skipped", seconds=0.0,
                                      metrics=read_json(config.run_dir() / "metrics.json"))
@@ -470,7 +470,7 @@ def run_trainings(configs: list[TrainConfig], max_per_gpu: int = 2, cpu_workers:
                 try:
                     _launch(job, config, gpu_id, bool(gpus) and config.device == "cpu", corpus_root, scratch, via)
                 except OSError as exc:  # cannot create the run folder or start python at all
-                    from .parallel_worker import error_report
+                    from helpers.experiments.worker import error_report
 
                     if job.gpu is not None:
                         gpu_load[job.gpu] -= 1
@@ -526,7 +526,7 @@ def _launch(job: _Job, config: TrainConfig, gpu_id: str | None, hide_gpus: bool,
 
 def _collect(job: _Job, returncode: int, placement: str) -> RunOutcome:
     """The outcome of a child that has exited; updates failed.json either way."""
-    from .runs import read_json
+    from helpers.core.provenance import read_json
 
     seconds = time.monotonic() - job.started
     metrics_path = job.run_dir / "metrics.json"

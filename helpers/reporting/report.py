@@ -1,14 +1,14 @@
 """A small report builder: one self-contained HTML file and one Markdown file, same content.
 
-Notebook ``08_report`` gathers the results of training runs (tables from :mod:`helpers.collect`,
-figures from :mod:`helpers.plots`) into a document that can be mailed (HTML: figures embedded,
+Notebook ``08_report`` gathers the results of training runs (tables from :mod:`helpers.experiments.collect`,
+figures from :mod:`helpers.reporting.plots`) into a document that can be mailed (HTML: figures embedded,
 no other file needed) or committed and diffed (Markdown: figures as PNG files beside it)::
 
-    from helpers.report import Report, environment_lines
+    from helpers.reporting.report import Report, environment_lines
     report = Report("Primate calls: reproduction of the paper")
     report.heading("Model comparison")
     report.text("Devel UAR in %, **best** checkpoint (selected on devel, so optimistic).")
-    t2 = table2(runs, as_text=False)        # helpers.collect: numbers in %
+    t2 = table2(runs, as_text=False)        # helpers.experiments.collect: numbers in %
     report.table(t2, caption="Paper Table 2 beside ours")
     report.figure(plot_model_comparison(t2, ours="devel UAR, best (selected on devel: optimistic)",
                                         paper="paper devel UAR"), caption="Devel UAR", name="table2")
@@ -19,7 +19,7 @@ no other file needed) or committed and diffed (Markdown: figures as PNG files be
 
 ``write`` produces ``folder/stem.md``, the PNGs it links in ``folder/stem-assets/``, and
 ``folder/stem.html`` with the same PNGs as base64 data URIs. Every file is written atomically
-(:func:`helpers.fileio.atomic_write`), so an interrupted write leaves the previous report intact.
+(:func:`helpers.core.fileio.atomic_write`), so an interrupted write leaves the previous report intact.
 
 Paragraph text is Markdown of a deliberately small kind: ``**bold**``, ``*italic*``,
 `` `code` ``, ``[links](https://...)`` and bullet lists (consecutive lines starting with ``- `` or
@@ -42,11 +42,11 @@ from typing import Any
 import matplotlib.figure
 import pandas as pd
 
-from .fileio import atomic_write
-from .plots import save_figure
-from .runs import git_commit, library_versions, machine_record
+from helpers.core.fileio import atomic_write
+from helpers.reporting.plots import save_figure
+from helpers.core.provenance import git_commit, library_versions, machine_record
 
-#: Libraries whose versions :func:`environment_lines` reports (names as in :data:`helpers.runs.TRACKED_PACKAGES`).
+#: Libraries whose versions :func:`environment_lines` reports (names as in :data:`helpers.core.provenance.TRACKED_PACKAGES`).
 ENVIRONMENT_PACKAGES = ("torch", "numpy", "pandas", "scikit-learn")
 #: Resolution (dots per inch) of figures the report saves itself.
 FIGURE_DPI = 120
@@ -395,9 +395,9 @@ def how_obtained(runs: pd.DataFrame, profile: str) -> list[str]:
     """Markdown bullet lines saying how the numbers of a profile's runs were obtained: the
     profile's schedule and seeds, how many runs finished, failed or are unfinished, the corpus
     checksum(s) from the runs' records, which checkpoint "best" and "last" mean, and the
-    environment (:func:`environment_lines`). ``runs``: :func:`helpers.collect.collect_runs`."""
-    from .grid import PROFILES
-    from .runs import read_json
+    environment (:func:`environment_lines`). ``runs``: :func:`helpers.experiments.collect.collect_runs`."""
+    from helpers.experiments.grid import PROFILES
+    from helpers.core.provenance import read_json
 
     prof = PROFILES[profile]
     cfg = prof["config"]

@@ -14,8 +14,8 @@ import pandas as pd
 import torch
 from torch import nn
 
-from .fileio import atomic_write
-from .metrics import classification_metrics
+from helpers.core.fileio import atomic_write
+from helpers.evaluation.metrics import classification_metrics
 
 #: How a model's logits become class scores: sigmoid for BCE-trained (MixUp) models, softmax
 #: otherwise. Both give the same argmax; the scores feed mAP and the prediction tables.
@@ -40,7 +40,7 @@ def predict_scores(model: nn.Module, features: torch.Tensor | np.ndarray, batch_
     device = torch.device(device)
     x_all = features if torch.is_tensor(features) else torch.from_numpy(np.ascontiguousarray(features))
     outs, embs = [], []
-    use_amp = amp  # the caller decides (CUDA, or a CPU with native bf16: helpers.train.autocast_enabled)
+    use_amp = amp  # the caller decides (CUDA, or a CPU with native bf16: helpers.training.loop.autocast_enabled)
     for start in range(0, x_all.shape[0], batch_size):
         x = x_all[start:start + batch_size].to(device, non_blocking=True)
         with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_amp):

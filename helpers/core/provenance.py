@@ -17,12 +17,12 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Iterator
 
-from .fileio import write_json_atomic
+from helpers.core.fileio import write_json_atomic
 
 #: Distributions whose versions every record lists.
 TRACKED_PACKAGES = ("torch", "torchaudio", "numpy", "pandas", "librosa", "soundfile", "soxr",
                     "scikit-learn", "matplotlib", "seaborn", "papermill")
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
 def library_versions() -> dict[str, str | None]:

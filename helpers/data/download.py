@@ -12,7 +12,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from .fileio import sha256_file
+from helpers.core.fileio import sha256_file
 
 #: Environment variable naming a mirror folder laid out as ``<owner>/<repo>/<commit>/<path>``.
 MIRROR_ENV = "PRIMATE_DEMO_MIRROR"

@@ -12,7 +12,7 @@ checkpoints::
 The embedding is the model's second output: the penultimate fully-connected layer after its
 ReLU (so every value is >= 0), taken before the last dropout; 512 values for the paper's CNN10.
 
-Honest labelling, as in :mod:`helpers.train`: the SVM's C is chosen by devel UAR, so the devel
+Honest labelling, as in :mod:`helpers.training.loop`: the SVM's C is chosen by devel UAR, so the devel
 score of the chosen C is the best of ``len(Cs)`` devel evaluations and optimistic. Test scores
 are not selected on. The checkpoint itself may also have been chosen on devel (``best_*``),
 which makes every devel number of its embeddings optimistic too; the metrics say so.
@@ -29,13 +29,13 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .corpus import Corpus
-from .evaluate import predict_scores
-from .features import FeatureSettings, load_features
-from .hardware import resolve_device
-from .metrics import classification_metrics, unweighted_average_recall
-from .models import model_from_checkpoint
-from .train import load_checkpoint
+from helpers.data.corpus import Corpus
+from helpers.evaluation.scoring import predict_scores
+from helpers.features.extract import FeatureSettings, load_features
+from helpers.core.hardware import resolve_device
+from helpers.evaluation.metrics import classification_metrics, unweighted_average_recall
+from helpers.models.networks import model_from_checkpoint
+from helpers.training.loop import load_checkpoint
 
 #: The C grid of :func:`fit_linear_svm` (inverse regularisation strength of the linear SVM).
 DEFAULT_CS = (1e-3, 1e-2, 1e-1, 1.0, 10.0)
@@ -81,7 +81,7 @@ def extract_embeddings(checkpoint: str | Path | dict[str, Any], corpus: Corpus,
                        progress: bool = False) -> dict[str, EmbeddingSet]:
     """Embeddings ``(n, D)`` and class scores ``(n, K)`` of every clip of ``splits``.
 
-    ``checkpoint``: a checkpoint file written by :func:`helpers.train.train` (or its loaded dict).
+    ``checkpoint``: a checkpoint file written by :func:`helpers.training.loop.train` (or its loaded dict).
     The log-mels come from the feature cache with the checkpoint's own feature settings (sample
     rate etc.), so they are the ones the model was trained on. Inference runs in float32 in eval
     mode (no dropout, BatchNorm running statistics), so the result is deterministic on CPU.
@@ -90,7 +90,7 @@ def extract_embeddings(checkpoint: str | Path | dict[str, Any], corpus: Corpus,
     missing = [k for k in ("model_config", "state_dict", "classes", "feature_settings") if k not in ckpt]
     if missing:
         raise ValueError(f"{checkpoint if not isinstance(checkpoint, dict) else 'checkpoint dict'}: lacks key(s) "
-                         f"{missing}; use a checkpoint written by helpers.train.train.")
+                         f"{missing}; use a checkpoint written by helpers.training.loop.train.")
     classes = list(ckpt["classes"])
     if classes != list(corpus.classes):
         raise ValueError(f"the checkpoint was trained on classes {classes} but corpus {corpus.name!r} has "
@@ -124,7 +124,7 @@ class SvmResult:
 
     ``pipeline``: the fitted ``StandardScaler -> LinearSVC`` (train only) with the chosen C;
     ``table``: one row per C (``C``, ``train_uar``, ``devel_uar``, ``converged``, ``chosen``);
-    ``devel_metrics`` / ``test_metrics``: :func:`helpers.metrics.classification_metrics` dicts
+    ``devel_metrics`` / ``test_metrics``: :func:`helpers.evaluation.metrics.classification_metrics` dicts
     with ``selected_on_this_split`` and ``note`` (``test_metrics`` is None without test labels);
     ``*_scores``: decision values ``(n, K)``; ``*_predictions``: class indices ``(n,)``.
     """

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
-from .fileio import atomic_write
+from helpers.core.fileio import atomic_write
 
 
 def save_figure(fig: matplotlib.figure.Figure, name: str, figures_dir: str | Path = "figures",
@@ -151,7 +151,7 @@ def _fig_ax(ax, size):
 
 def plot_tsne(points: np.ndarray, labels: np.ndarray, classes: Sequence[str], ax=None,
               title: str = "t-SNE of the devel embeddings"):
-    """Scatter of a 2-d map ``points (n, 2)`` (e.g. :func:`helpers.embeddings.tsne_2d`) coloured
+    """Scatter of a 2-d map ``points (n, 2)`` (e.g. :func:`helpers.evaluation.embeddings.tsne_2d`) coloured
     by class; ``labels (n,)`` are class indices, -1 (unknown) drawn in grey. The axes have no
     unit: t-SNE keeps neighbourhoods, not distances."""
     fig, ax = _fig_ax(ax, (5.5, 5))
@@ -207,7 +207,7 @@ def _numeric_column(table: pd.DataFrame, column: str, what: str) -> np.ndarray:
         return pd.to_numeric(table[column], errors="raise").to_numpy(dtype=float)
     except (ValueError, TypeError) as exc:
         raise ValueError(f"{what}: column {column!r} holds text ({exc}); pass numbers in %, e.g. "
-                         f"helpers.collect.table2(runs, as_text=False).") from exc
+                         f"helpers.experiments.collect.table2(runs, as_text=False).") from exc
 
 
 def plot_model_comparison(table: pd.DataFrame, ours: str, paper: str, label: str = "model",

@@ -10,7 +10,7 @@ The forward pass is split in two, because training augments in between (FACTS se
 authors apply SpecAugment and then MixUp to the log-mels *after* the first BatchNorm):
 
     z = model.normalize(x)               # (batch, time, mel) dB -> (batch, 1, time, mel)
-    z = spec_augment(z); z = mixup(z)    # training only, in helpers.augment
+    z = spec_augment(z); z = mixup(z)    # training only, in helpers.training.augment
     logits, embedding = model.forward_normalized(z)
 
 ``model(x)`` does both steps at once. Models are created by name through :data:`MODELS`::
@@ -530,7 +530,7 @@ def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> nn
     if not isinstance(checkpoint, dict) or any(key not in checkpoint for key in CHECKPOINT_KEYS):
         found = sorted(checkpoint) if isinstance(checkpoint, dict) else type(checkpoint).__name__
         raise ValueError(f"{path}: not a model checkpoint; expected a dict with keys {list(CHECKPOINT_KEYS)}, "
-                         f"found {found}. Save checkpoints with torch.save(helpers.models.checkpoint_dict(model), path).")
+                         f"found {found}. Save checkpoints with torch.save(helpers.models.networks.checkpoint_dict(model), path).")
     # load_state_dict copies into the freshly built (CPU) model: move it where the caller asked.
     return model_from_checkpoint(checkpoint).to(map_location).eval()
 

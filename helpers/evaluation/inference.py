@@ -22,7 +22,7 @@ classifier head stay in fp32. Only the plain CNNs (CNN6, CNN10) are supported: t
 models would need quantised additions. int8 is a deviation from the trained model; compare its
 scores with the fp32 ones on your devel set before relying on it (``agreement``).
 
-:func:`prepare_for_inference` returns an :class:`InferenceModel`, which :func:`helpers.evaluate.predict_scores`
+:func:`prepare_for_inference` returns an :class:`InferenceModel`, which :func:`helpers.evaluation.scoring.predict_scores`
 takes like any model. The original model is never modified.
 """
 from __future__ import annotations
@@ -36,7 +36,7 @@ import torch
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
-from .models import MODELS, BasicBlock, PlainCNN
+from helpers.models.networks import MODELS, BasicBlock, PlainCNN
 
 PRECISIONS = ("fp32", "bf16", "int8")
 #: Clips of calibration data used for int8 (more changes little and costs time).
@@ -71,7 +71,7 @@ def fold_batchnorm(model: nn.Module) -> nn.Module:
     folded into it (the BN becomes ``nn.Identity``). ``bn0`` and BNs after pooling stay.
 
     Covers convolution-BN pairs inside ``nn.Sequential`` containers (CNN6/CNN10, conv blocks,
-    MobileNet's pointwise convs, projection shortcuts) and in :class:`~helpers.models.BasicBlock`
+    MobileNet's pointwise convs, projection shortcuts) and in :class:`~helpers.models.networks.BasicBlock`
     (ResNet22, WRN); fusion models are handled through their branches.
     """
     folded = copy.deepcopy(model).eval()

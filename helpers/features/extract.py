@@ -40,8 +40,8 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from . import audio
-from .fileio import atomic_write, sha256_file, write_json_atomic
+from helpers.data import audio as audio
+from helpers.core.fileio import atomic_write, sha256_file, write_json_atomic
 
 #: Bump when the feature computation changes in a way that changes the numbers; it is part of
 #: every cache key, so old caches are then ignored instead of being silently reused.
@@ -272,7 +272,7 @@ def default_num_workers(device: str | torch.device = "cpu") -> int:
 
 
 def _load_block(paths: Sequence[str | Path], start: int, stop: int, sample_rate: int, length: int) -> np.ndarray:
-    """Clips ``paths[start:stop]`` as float32 ``(stop - start, length)`` via :func:`helpers.audio.load_clip`."""
+    """Clips ``paths[start:stop]`` as float32 ``(stop - start, length)`` via :func:`helpers.data.audio.load_clip`."""
     block = np.empty((stop - start, length), dtype=np.float32)
     for i in range(start, stop):
         block[i - start] = audio.load_clip(paths[i], sample_rate, length)
@@ -290,7 +290,7 @@ def extract_logmels(
 ) -> np.ndarray:
     """Log-mels of audio files: float32 ``(len(paths), settings.n_frames, settings.n_mels)`` in dB.
 
-    Each file is read with :func:`helpers.audio.load_clip` (mono, resampled to
+    Each file is read with :func:`helpers.data.audio.load_clip` (mono, resampled to
     ``settings.sample_rate`` Hz, zero-padded or truncated to ``settings.clip_samples``).
 
     On CPU, ``num_workers`` threads (None: one per core) each read a block of
@@ -304,7 +304,7 @@ def extract_logmels(
     On a GPU, ``num_workers`` reader threads (None: up to 4) fill the next batches of
     ``batch_size`` clips while the current batch is transformed on ``device``.
 
-    Raises :class:`helpers.audio.AudioError` naming the first file that cannot be read.
+    Raises :class:`helpers.data.audio.AudioError` naming the first file that cannot be read.
     """
     settings = settings or FeatureSettings()
     return _compute_logmels(

@@ -1,13 +1,13 @@
 """Named corpora: build or locate one by name, then read and validate it.
 
-``demo`` (real recordings, see :mod:`helpers.demo`), ``synthetic`` (generated, see
-:mod:`helpers.synthetic`) or the path of any folder in the challenge layout.
+``demo`` (real recordings, see :mod:`helpers.data.demo`), ``synthetic`` (generated, see
+:mod:`helpers.data.synthetic`) or the path of any folder in the challenge layout.
 """
 from __future__ import annotations
 
 from pathlib import Path
 
-from .corpus import Corpus, read_corpus
+from helpers.data.corpus import Corpus, read_corpus
 
 NAMED_CORPORA = ("demo", "synthetic")
 
@@ -27,17 +27,17 @@ def prepare_corpus(name: str, data_dir: str | Path = "data", n_clips: int = 1000
     """Build ``demo`` or ``synthetic`` if absent (reused when present), then read and validate.
 
     Any other ``name`` is taken as the path of a corpus in the challenge layout. Raises
-    :class:`helpers.corpus.CorpusError` listing every problem when the corpus has errors and
+    :class:`helpers.data.corpus.CorpusError` listing every problem when the corpus has errors and
     ``on_error="raise"``; with ``on_error="exclude"`` the faulty rows are dropped and listed in
     ``Corpus.excluded``.
     """
     root = corpus_dir(name, data_dir, n_clips, seed)
     if name == "demo":
-        from .demo import build_demo_corpus
+        from helpers.data.demo import build_demo_corpus
         build_demo_corpus(root, cache_dir=Path(data_dir) / "downloads", mirror=mirror, progress=progress)
     elif name == "synthetic":
         if not (root / "lab" / "train.csv").is_file():
-            from .synthetic import make_synthetic_corpus
+            from helpers.data.synthetic import make_synthetic_corpus
             make_synthetic_corpus(root, n_clips=n_clips, seed=seed)
     elif not root.exists():
         raise FileNotFoundError(

@@ -35,7 +35,7 @@ import numpy as np
 import pandas as pd
 import soundfile as sf
 
-from .audio import CLIP_SECONDS
+from helpers.data.audio import CLIP_SECONDS
 
 SPLITS = ("train", "devel", "test")
 #: The label the challenge uses for hidden test labels.

@@ -1,6 +1,6 @@
-"""The child side of :func:`helpers.parallel.run_trainings`: one training run in its own process.
+"""The child side of :func:`helpers.experiments.scheduler.run_trainings`: one training run in its own process.
 
-Started as ``python -m helpers.parallel_worker JOB.json`` by the parent, never by hand. The job
+Started as ``python -m helpers.experiments.worker JOB.json`` by the parent, never by hand. The job
 file holds the (already adjusted) config, the corpus folder if one was given, and where to write
 the error report. The parent has already put the thread and GPU settings into this process's
 environment (``OMP_NUM_THREADS``, ``CUDA_VISIBLE_DEVICES``, ...) before the interpreter started,
@@ -26,7 +26,7 @@ def run_job(job: dict) -> None:
     """Train the run described by ``job`` (the parent's job file, already parsed)."""
     # Imported here, after the environment is final: torch reads OMP_NUM_THREADS and
     # CUDA_VISIBLE_DEVICES when it initialises.
-    from .train import TrainConfig, train
+    from helpers.training.loop import TrainConfig, train
 
     config = TrainConfig.from_dict(job["config"])
     print(f"run folder {config.run_dir()}; threads {config.num_threads}; device {config.device}; "
@@ -38,7 +38,7 @@ def run_job(job: dict) -> None:
         return
     corpus = None
     if job.get("corpus_root"):
-        from .corpus import read_corpus
+        from helpers.data.corpus import read_corpus
 
         corpus = read_corpus(job["corpus_root"])
     train(config, corpus=corpus, progress=False)
@@ -49,7 +49,7 @@ def run_training_notebook(config, corpus_root: str | None = None) -> Path:
     """Train ``config`` by executing ``notebooks/03_train.ipynb`` with papermill; the executed copy
     is ``RUN/03_train.ipynb`` and its figures go to ``RUN/figures``. Relative paths in the config
     keep their meaning: the notebook runs in this process's working directory."""
-    from .notebooks import NOTEBOOK_DIR, run_notebook
+    from helpers.experiments.notebooks import NOTEBOOK_DIR, run_notebook
 
     run_dir = config.run_dir()
     parameters = {**config.to_dict(), "figures_dir": str(run_dir / "figures"), "n_listen": 0}
@@ -71,7 +71,7 @@ def error_report(exc: BaseException) -> dict:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if len(argv) != 1:
-        print("usage: python -m helpers.parallel_worker JOB.json (started by helpers.parallel.run_trainings)",
+        print("usage: python -m helpers.experiments.worker JOB.json (started by helpers.experiments.scheduler.run_trainings)",
               file=sys.stderr)
         return 2
     job = json.loads(Path(argv[0]).read_text(encoding="utf-8"))
@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
         run_job(job)
     except Exception as exc:  # every failure is reported to the parent, none is swallowed
         traceback.print_exc()
-        from .fileio import write_json_atomic
+        from helpers.core.fileio import write_json_atomic
 
         write_json_atomic(job["error_path"], error_report(exc))
         return 1

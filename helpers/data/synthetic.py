@@ -14,7 +14,7 @@ Files are mono 16-bit PCM WAV, numbered from 00001 within each split, with label
 order. As in the real corpus (FACTS section 1) test labels are ``?`` by default; the true ones
 go to ``truth/test.csv``, outside ``lab/``, so that test can still be scored if one wishes.
 Class proportions default to the real train proportions 3458/2217/158/874/208, durations vary
-between 0.5 s and 2.99 s (the longest clip is exactly :data:`~helpers.audio.CLIP_SAMPLES_16K`
+between 0.5 s and 2.99 s (the longest clip is exactly :data:`~helpers.data.audio.CLIP_SAMPLES_16K`
 samples at 16 kHz).
 
 What a clip sounds like
@@ -77,7 +77,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .audio import SAMPLE_RATE, clip_samples, write_wav
+from helpers.data.audio import SAMPLE_RATE, clip_samples, write_wav
 
 #: Bumped whenever the same arguments would produce different audio or layout.
 SYNTHETIC_VERSION = "1.0"
@@ -89,14 +89,14 @@ REAL_TRAIN_COUNTS = {"background": 3458, "chimpanze": 2217, "geunon": 158, "mand
 SPLITS = ("train", "devel", "test")
 #: Call types, assigned to classes cyclically; the first one is the noise-only type.
 CALL_TYPES = ("noise_only", "pant_hoot", "pulse_train", "grunt", "whistle_bark")
-#: Shortest clip (s); the longest is the fixed clip length of :mod:`helpers.audio` (2.99 s).
+#: Shortest clip (s); the longest is the fixed clip length of :mod:`helpers.data.audio` (2.99 s).
 MIN_CLIP_SECONDS = 0.5
 #: Fraction of clips that get the full clip length (the real corpus has many full-length chunks).
 FULL_LENGTH_FRACTION = 0.3
 #: Label written in lab/test.csv when test labels are hidden (the challenge's convention).
 HIDDEN_LABEL = "?"
 
-_GENERATOR_NAME = "helpers.synthetic.make_synthetic_corpus"
+_GENERATOR_NAME = "helpers.data.synthetic.make_synthetic_corpus"
 _MAX_FREQ_FRACTION = 0.45  # highest synthesised frequency, as a fraction of the sample rate
 _EVENT_PROB_BACKGROUND = 0.5
 _EVENT_PROB_PRIMATE = 0.15
@@ -599,7 +599,7 @@ def make_synthetic_corpus(
         :data:`REAL_TRAIN_COUNTS` for the default classes, uniform for custom classes. Each
         split gets counts by largest remainder, with at least one clip per class in train and devel.
     split_fractions: weights of (train, devel, test), normalised; test may be 0.
-    sample_rate: Hz. Durations are 0.5 s up to :func:`helpers.audio.clip_samples` (2.99 s).
+    sample_rate: Hz. Durations are 0.5 s up to :func:`helpers.data.audio.clip_samples` (2.99 s).
     snr_db: (low, high) range of the call SNR in dB (call power over its active samples
         against the noise bed).
     hidden_test_labels: write ``?`` as test labels (the challenge's convention) and the true
@@ -701,5 +701,5 @@ def _readme(meta: dict) -> str:
         lines.append(f"  {split}: " + ", ".join(f"{lab} {n}" for lab, n in per_class.items()))
     lines.append("")
     lines.append("Call type per class: " + ", ".join(f"{lab} = {v['call_type']}" for lab, v in meta["call_types"].items()))
-    lines.append("All parameters: corpus.json. Call acoustics: docstring of helpers/synthetic.py.")
+    lines.append("All parameters: corpus.json. Call acoustics: docstring of helpers/data/synthetic.py.")
     return "\n".join(lines) + "\n"

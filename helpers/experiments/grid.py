@@ -2,9 +2,9 @@
 
 Notebooks ``04`` (model comparison) and ``05`` (ablation) build their lists of configs here and
 train them with :func:`run_grid`; the tables are then built from the run folders by
-:mod:`helpers.collect`, never from notebook outputs::
+:mod:`helpers.experiments.collect`, never from notebook outputs::
 
-    from helpers.grid import ablation_configs, table2_configs, run_grid
+    from helpers.experiments.grid import ablation_configs, table2_configs, run_grid
     base = {"corpus": "demo", "out_dir": "runs/grid/demo"}
     configs = table2_configs("demo", base) + ablation_configs("cnn10", 8000, "demo", base=base)
     outcomes = run_grid(configs)          # one row per config; failures are rows, not exceptions
@@ -32,7 +32,7 @@ from typing import Any
 
 import pandas as pd
 
-from .train import TrainConfig
+from helpers.training.loop import TrainConfig
 
 # --- the paper's numbers ----------------------------------------------------------------------
 
@@ -186,7 +186,7 @@ PROFILES: dict[str, dict[str, Any]] = {
 
 def _profile(profile: str) -> dict[str, Any]:
     if profile not in PROFILES:
-        raise ValueError(f"profile {profile!r} is unknown; known: {sorted(PROFILES)} (helpers.grid.PROFILES)")
+        raise ValueError(f"profile {profile!r} is unknown; known: {sorted(PROFILES)} (helpers.experiments.grid.PROFILES)")
     return PROFILES[profile]
 
 
@@ -327,7 +327,7 @@ GRID_COLUMNS = ["run_dir", "key", "model", "sample_rate", "seed", "setting", "st
 
 
 def run_grid(configs: list[TrainConfig], redo: bool = False, **parallel_kwargs: Any) -> pd.DataFrame:
-    """Train ``configs`` with :func:`helpers.parallel.run_trainings`; one row per config, in order.
+    """Train ``configs`` with :func:`helpers.experiments.scheduler.run_trainings`; one row per config, in order.
 
     Columns :data:`GRID_COLUMNS`; ``status`` is ``finished`` (trained now), ``skipped`` (finished
     before) or ``failed`` (``error`` says why; also in ``RUN/failed.json``). Failed runs are rows,
@@ -336,7 +336,7 @@ def run_grid(configs: list[TrainConfig], redo: bool = False, **parallel_kwargs: 
     go to ``run_trainings`` (``max_per_gpu``, ``cpu_workers``, ``threads_per_run``, ``corpus_root``,
     ``progress``).
     """
-    from . import parallel  # looked up at call time, so tests can replace run_trainings
+    from helpers.experiments import scheduler as parallel  # looked up at call time, so tests can replace run_trainings
 
     unique: dict[Path, TrainConfig] = {}
     for config in configs:

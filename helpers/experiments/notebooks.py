@@ -9,7 +9,7 @@ import json
 import time
 from pathlib import Path
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOK_DIR = PROJECT_ROOT / "notebooks"
 #: The Jupyter kernel `make` registers for the project's virtual environment.
 KERNEL_NAME = "primate-calls"

@@ -1,10 +1,10 @@
 """Results tables from run folders: one row per run, summaries over seeds, the paper's tables.
 
-Collectors read what :func:`helpers.train.train` and :func:`helpers.parallel.run_trainings`
+Collectors read what :func:`helpers.training.loop.train` and :func:`helpers.experiments.scheduler.run_trainings`
 leave in run folders (``config.json``, ``metrics.json``, ``record.json``, ``history.csv``,
 ``failed.json``), never notebook outputs::
 
-    from helpers.collect import collect_runs, summarise, table2, table3
+    from helpers.experiments.collect import collect_runs, summarise, table2, table3
     runs = collect_runs("runs/grid/demo")      # one row per run folder, failed ones included
     table3(runs)                               # ours (mean ± std [95 % CI] over seeds) beside the paper
 
@@ -24,11 +24,11 @@ from typing import Any, Iterable
 import numpy as np
 import pandas as pd
 
-from .grid import (ABLATION_SETTINGS, FULL_SETTING, FUSION_VARIANTS, PAPER_FUSION, PAPER_TABLE2, PAPER_TABLE3,
+from helpers.experiments.grid import (ABLATION_SETTINGS, FULL_SETTING, FUSION_VARIANTS, PAPER_FUSION, PAPER_TABLE2, PAPER_TABLE3,
                    fusion_variant_of, model_label, setting_of)
-from .metrics import bootstrap_ci
-from .runs import read_json
-from .train import TrainConfig
+from helpers.evaluation.metrics import bootstrap_ci
+from helpers.core.provenance import read_json
+from helpers.training.loop import TrainConfig
 
 #: The checkpoints train() evaluates, and the splits whose columns always exist (NaN when absent).
 CHECKPOINTS = ("best_plain", "best_ema", "last_plain", "last_ema")
@@ -132,7 +132,7 @@ def collect_runs(paths_or_root: str | Path | Iterable[str | Path]) -> pd.DataFra
     """One row per run folder found at or below ``paths_or_root`` (a folder counts when it has ``config.json``).
 
     Columns: ``run_dir``, ``run_folder``, the config fields (:data:`LEADING_FIELDS` first;
-    ``model_options`` as JSON text), ``key``, ``setting`` (the :data:`~helpers.grid.ABLATION_SETTINGS`
+    ``model_options`` as JSON text), ``key``, ``setting`` (the :data:`~helpers.experiments.grid.ABLATION_SETTINGS`
     name the config matches, else None), ``status`` (``finished`` when ``metrics.json`` and
     ``record.json`` exist, ``failed`` when ``failed.json`` does, with ``error`` = its type and
     message; else ``unfinished``, with ``last_step`` from ``history.csv`` when there is one and
@@ -263,7 +263,7 @@ def _summary_lookup(runs: pd.DataFrame, n_boot: int, seed: int) -> dict[tuple, p
 def table2(df: pd.DataFrame, as_text: bool = True, n_boot: int = 1000, seed: int = 0) -> pd.DataFrame:
     """Paper Table 2 beside ours: one row per model and sample rate, the paper's rows first.
 
-    Our runs are those of the full recipe (setting :data:`~helpers.grid.FULL_SETTING`), averaged
+    Our runs are those of the full recipe (setting :data:`~helpers.experiments.grid.FULL_SETTING`), averaged
     over seeds (:func:`summarise`); values in %, as ``mean ± std [95 % bootstrap CI]`` text
     (``as_text=False``: the means as numbers). Rows of ours the paper does not have come last;
     paper rows we did not run have empty cells. ``seeds finished``/``failed``/``unfinished``
@@ -311,7 +311,7 @@ def _cost_columns(runs: pd.DataFrame) -> dict[str, Any]:
 def table3(df: pd.DataFrame, as_text: bool = True, n_boot: int = 1000, seed: int = 0,
            paper_models: bool = True, models: list[tuple[str, int]] | None = None) -> pd.DataFrame:
     """Paper Table 3 beside ours: one row per (model, sample rate, setting), settings in
-    :data:`~helpers.grid.ABLATION_SETTINGS` order.
+    :data:`~helpers.experiments.grid.ABLATION_SETTINGS` order.
 
     Models: those of our ablation runs, and (``paper_models=True``) the paper's ResNet22-8k and
     CNN10-16k even when we ran neither. Settings of a model: the paper's six, plus any extra
@@ -361,8 +361,8 @@ def ablation_models(df: pd.DataFrame) -> list[tuple[str, int]]:
 def ablation_gains(summary: pd.DataFrame, metric: str = "best_devel_uar", baseline: str = "bal, no-aug") -> pd.DataFrame:
     """Per (model, setting): our mean, std and bootstrap CI over seeds, the paper's value, and the
     gain over ``baseline`` of the same model, all in %; input :func:`summarise` by model,
-    sample_rate, setting. Settings in :data:`~helpers.grid.ABLATION_SETTINGS` order; ``model`` is
-    the display label (``"CNN10-16k"``), as :func:`helpers.plots.plot_ablation_gains` wants it.
+    sample_rate, setting. Settings in :data:`~helpers.experiments.grid.ABLATION_SETTINGS` order; ``model`` is
+    the display label (``"CNN10-16k"``), as :func:`helpers.reporting.plots.plot_ablation_gains` wants it.
     The paper's numbers are devel scores of the best checkpoint (``metric`` ``best_devel_uar`` or
     ``best_devel_map``); for any other metric ``paper`` is NaN."""
     paper_key = {"best_devel_uar": "devel_uar", "best_devel_map": "devel_map"}.get(metric)
@@ -393,7 +393,7 @@ def fusion_table(df: pd.DataFrame, branches: list[tuple[str, int]], as_text: boo
 
     ``df``: :func:`collect_runs` over the single-model runs and the fusion runs; ``branches``: the
     two (model, sample rate) pairs that were fused. Rows: each branch with the full recipe (as in
-    :func:`table2`), then each :data:`~helpers.grid.FUSION_VARIANTS` variant we ran. The paper's
+    :func:`table2`), then each :data:`~helpers.experiments.grid.FUSION_VARIANTS` variant we ran. The paper's
     numbers: Table 2 for the single models, section 5 for the frozen fusion with both
     augmentations (it gives none for the other variants). Columns as in :func:`table2`, plus
     ``trainable parameters (M)``.
@@ -440,6 +440,6 @@ def latest_finished_run(root: str | Path) -> Path:
     finished = [p for p in find_run_folders(root) if (p / "metrics.json").is_file() and (p / "record.json").is_file()]
     if not finished:
         raise FileNotFoundError(
-            f"no finished training run below {root}; run notebooks/03_train.ipynb (or helpers.train.train) first, "
+            f"no finished training run below {root}; run notebooks/03_train.ipynb (or helpers.training.loop.train) first, "
             "or pass run_dir explicitly.")
     return max(finished, key=lambda p: (p / "metrics.json").stat().st_mtime_ns)

@@ -1,7 +1,7 @@
 """Using a trained model outside the notebooks: score any audio files with a checkpoint.
 
 ``python -m helpers predict CHECKPOINT AUDIO_FILES_OR_DIR [--out table.csv] [--precision fp32|bf16|int8]``.
-Scoring runs on the fast copy of :func:`helpers.inference.prepare_for_inference` (BatchNorm folded;
+Scoring runs on the fast copy of :func:`helpers.evaluation.inference.prepare_for_inference` (BatchNorm folded;
 ``int8`` calibrates its activation ranges on the log-mels of the files being scored, which needs
 no labels; see that module for how close each precision stays to fp32). Files may have
 any sample rate or channel count soundfile reads; they get exactly the preprocessing the model
@@ -16,12 +16,12 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .audio import load_clip
-from .evaluate import predict_scores, prediction_table
-from .features import FeatureSettings, LogMel
-from .hardware import resolve_device
-from .inference import prepare_for_inference
-from .models import model_from_checkpoint
+from helpers.data.audio import load_clip
+from helpers.evaluation.scoring import predict_scores, prediction_table
+from helpers.features.extract import FeatureSettings, LogMel
+from helpers.core.hardware import resolve_device
+from helpers.evaluation.inference import prepare_for_inference
+from helpers.models.networks import model_from_checkpoint
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3", ".aif", ".aiff")
 
@@ -44,7 +44,7 @@ def collect_audio_files(items: Sequence[str | Path]) -> list[Path]:
 
 def load_for_inference(checkpoint: str | Path, device: str = "auto"):
     """(model in eval mode, classes, FeatureSettings, score function) from a checkpoint file."""
-    from .train import load_checkpoint
+    from helpers.training.loop import load_checkpoint
 
     state = load_checkpoint(checkpoint, map_location="cpu")
     missing = [k for k in ("model_config", "state_dict", "classes", "feature_settings") if k not in state]
@@ -58,7 +58,7 @@ def load_for_inference(checkpoint: str | Path, device: str = "auto"):
 def predict_files(checkpoint: str | Path, files: Sequence[str | Path], device: str = "auto",
                   batch_size: int = 64, precision: str = "fp32") -> pd.DataFrame:
     """Per-clip prediction table (``filename``, ``path``, ``score_<class>``..., ``prediction``);
-    ``precision`` as :func:`helpers.inference.prepare_for_inference` (int8: CPU, CNN6/CNN10)."""
+    ``precision`` as :func:`helpers.evaluation.inference.prepare_for_inference` (int8: CPU, CNN6/CNN10)."""
     model, classes, settings, score = load_for_inference(checkpoint, device)
     dev = next(model.parameters()).device
     paths = collect_audio_files(files)

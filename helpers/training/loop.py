@@ -37,17 +37,17 @@ import pandas as pd
 import torch
 from torch import nn
 
-from .augment import SpecAugmentConfig, ce_loss, mixup, mixup_bce_loss, random_wave_augment, sample_mixup_lambda
-from .corpus import Corpus
-from .ema import ExponentialMovingAverage
-from .evaluate import predict_scores, prediction_table, split_metrics, write_submission, write_table
-from .features import FeatureSettings, LogMel, load_features
-from .fileio import atomic_write, write_json_atomic
-from .hardware import configure_threads, resolve_device
-from .inference import prepare_for_inference, warn_if_bf16_is_emulated
-from .models import count_parameters, create_model, load_model
-from .runs import Timer, write_record
-from .sampler import BalancedBatchSampler, UniformBatchSampler
+from helpers.training.augment import SpecAugmentConfig, ce_loss, mixup, mixup_bce_loss, random_wave_augment, sample_mixup_lambda
+from helpers.data.corpus import Corpus
+from helpers.training.ema import ExponentialMovingAverage
+from helpers.evaluation.scoring import predict_scores, prediction_table, split_metrics, write_submission, write_table
+from helpers.features.extract import FeatureSettings, LogMel, load_features
+from helpers.core.fileio import atomic_write, write_json_atomic
+from helpers.core.hardware import configure_threads, resolve_device
+from helpers.evaluation.inference import prepare_for_inference, warn_if_bf16_is_emulated
+from helpers.models.networks import count_parameters, create_model, load_model
+from helpers.core.provenance import Timer, write_record
+from helpers.training.sampler import BalancedBatchSampler, UniformBatchSampler
 
 CHECKPOINT_VERSION = 1
 SELECTED_NOTE = ("optimistic: this devel score was also used to choose the checkpoint (best of "
@@ -195,7 +195,7 @@ def eval_batch_size(config: TrainConfig, device: torch.device) -> int:
 
 def scoring_model(model: nn.Module, config: TrainConfig, device: torch.device) -> nn.Module:
     """The fast scoring copy the run evaluates with: BatchNorm folded (fp32 results to ~1e-6), under
-    bf16 autocast where training autocasts (:func:`helpers.inference.prepare_for_inference`)."""
+    bf16 autocast where training autocasts (:func:`helpers.evaluation.inference.prepare_for_inference`)."""
     precision = "bf16" if autocast_enabled(config, device) else "fp32"
     return prepare_for_inference(model, precision, channels_last=config.channels_last)
 
@@ -212,7 +212,7 @@ def _checkpoint_identity(path: Any) -> str:
         return f"missing:{path}"
     memo_key = (str(p.resolve()), stat.st_size, stat.st_mtime_ns)
     if memo_key not in _IDENTITY_MEMO:
-        from .fileio import sha256_file
+        from helpers.core.fileio import sha256_file
 
         _IDENTITY_MEMO[memo_key] = sha256_file(p)
     return _IDENTITY_MEMO[memo_key]
@@ -253,7 +253,7 @@ def _wave_augment_bank(corpus: Corpus, config: TrainConfig, settings: FeatureSet
     picks the original or one of the copies uniformly. This is an approximation of per-draw
     augmentation, documented as such.
     """
-    from .audio import load_clip
+    from helpers.data.audio import load_clip
     import hashlib
 
     train = corpus.split("train")
@@ -372,7 +372,7 @@ def fusion_options(config: TrainConfig) -> dict[str, Any]:
 def build_fusion_model(config: TrainConfig, n_classes: int) -> nn.Module:
     """The fusion model of ``config`` (see :func:`fusion_options`): both branches loaded from their
     checkpoints, which must have been trained on this config's sample rate and ``n_classes`` classes."""
-    from .models import FusionModel, model_from_checkpoint
+    from helpers.models.networks import FusionModel, model_from_checkpoint
 
     options = fusion_options(config)
     branches = []
@@ -439,7 +439,7 @@ def train(config: TrainConfig, corpus: Corpus | None = None, progress: bool = Tr
           resume: bool = True) -> TrainResult:
     """Train one model as ``config`` says and write its run folder (see the module docstring).
 
-    ``corpus`` defaults to :func:`helpers.datasets.prepare_corpus` of ``config.corpus``. With
+    ``corpus`` defaults to :func:`helpers.data.named.prepare_corpus` of ``config.corpus``. With
     ``resume`` an interrupted run with the same config continues from ``checkpoints/last.pt``;
     on CPU with a fixed seed it ends with the same weights as an uninterrupted run. A finished
     run is not retrained: its results are loaded.
@@ -450,7 +450,7 @@ def train(config: TrainConfig, corpus: Corpus | None = None, progress: bool = Tr
     run_dir = config.run_dir()
     (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
     if corpus is None:
-        from .datasets import prepare_corpus
+        from helpers.data.named import prepare_corpus
 
         corpus = prepare_corpus(config.corpus, config.data_dir, progress=progress)
     classes = list(corpus.classes)
@@ -514,7 +514,7 @@ def train(config: TrainConfig, corpus: Corpus | None = None, progress: bool = Tr
         timer.seconds.update(json.loads(state.get("timings", "{}")))
         if step >= config.iterations and (run_dir / "metrics.json").is_file() and (run_dir / "record.json").is_file():
             # A finished run: return what it wrote instead of training or evaluating again.
-            from .runs import read_json
+            from helpers.core.provenance import read_json
 
             return TrainResult(run_dir=run_dir, config=config, history=pd.read_csv(run_dir / "history.csv"),
                                metrics=read_json(run_dir / "metrics.json"), classes=classes,
@@ -611,7 +611,7 @@ def train(config: TrainConfig, corpus: Corpus | None = None, progress: bool = Tr
     write_record(run_dir, config=config, corpus=corpus.record(), timings=timings,
                  extra={"device": str(device), "n_parameters": n_params, "fusion_branches": fusion_record,
                         "scoring": {"precision": "bf16-autocast" if use_amp else "fp32", "batch": eval_batch,
-                                    "batchnorm": "folded into the convolutions (helpers.inference)"},
+                                    "batchnorm": "folded into the convolutions (helpers.evaluation.inference)"},
                         "feature_settings": settings.to_dict(), "feature_cache": {s: str(f.cache_path) for s, f in feats.items()}})
     return TrainResult(run_dir=run_dir, config=config, history=history_df, metrics=metrics, classes=classes,
                        timings=timings)
@@ -681,7 +681,7 @@ def _same_weights(a: nn.Module, b: nn.Module) -> bool:
 def _figures(run_dir: Path, history: pd.DataFrame, metrics: dict, classes: list[str]) -> None:
     import matplotlib.pyplot as plt
 
-    from .plots import plot_confusion, plot_learning_curves, save_figure
+    from helpers.reporting.plots import plot_confusion, plot_learning_curves, save_figure
 
     if len(history):
         fig = plot_learning_curves(history)
@@ -700,7 +700,7 @@ def _figures(run_dir: Path, history: pd.DataFrame, metrics: dict, classes: list[
 def load_run(run_dir: str | Path) -> dict:
     """Config, metrics and history of a finished run folder (for collectors and notebooks)."""
     run_dir = Path(run_dir)
-    from .runs import read_json
+    from helpers.core.provenance import read_json
 
     return {"config": read_json(run_dir / "config.json"), "metrics": read_json(run_dir / "metrics.json"),
             "history": pd.read_csv(run_dir / "history.csv"), "record": read_json(run_dir / "record.json")}
