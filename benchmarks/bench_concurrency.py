@@ -36,7 +36,8 @@ import torch
 from helpers.data.corpus import read_corpus
 from helpers.features.extract import FeatureSettings, available_cores, load_features
 from helpers.core.hardware import resolve_device
-from helpers.models.networks import count_parameters, create_model
+from helpers.models.cost import count_parameters
+from helpers.models.registry import create_model
 from helpers.experiments.scheduler import run_trainings
 from helpers.data.synthetic import make_synthetic_corpus
 from helpers.training.loop import TrainConfig

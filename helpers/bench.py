@@ -75,9 +75,10 @@ from helpers.features.extract import CPU_BLOCK_CLIPS, FeatureSettings, LogMel, e
 from helpers.core.fileio import write_json_atomic
 from helpers.core.hardware import configure_threads, resolve_device
 from helpers.evaluation.inference import cpu_has_native_bf16, int8_supported, prepare_for_inference
-from helpers.models.networks import MODELS, create_model, forward_flops
+from helpers.models.registry import create_model, MODELS
+from helpers.models.cost import forward_flops
 from helpers.core.provenance import environment_record
-from helpers.training.loop import TrainConfig, autocast_enabled, build_training, eval_batch_size
+from helpers.training.loop import autocast_enabled, build_training, eval_batch_size, TrainConfig
 
 #: Classes of the challenge corpus (FACTS section 1); only the head's size depends on it.
 N_CLASSES = 5

@@ -12,7 +12,8 @@ import pytest
 from helpers import bench
 from helpers.bench import (ROW_KEYS, format_evaluation, format_table, measure_evaluation,
                            measure_feature_extraction, measure_matmul_tflops, measure_training)
-from helpers.models.networks import create_model, forward_flops
+from helpers.models.registry import create_model
+from helpers.models.cost import forward_flops
 from tests.conftest import REPO_ROOT
 
 # A narrow CNN10 keeps each measurement to seconds on 2 cores (as in tests/test_train.py).

@@ -9,8 +9,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from helpers.models.networks import create_model
-from helpers.training.loop import TrainConfig, make_step_function
+from helpers.models.registry import create_model
+from helpers.training.loop import make_step_function, TrainConfig
 
 TINY = {"channels": [8, 16, 32, 64]}
 

@@ -11,7 +11,7 @@ import torch
 from helpers.evaluation.scoring import predict_scores
 from helpers.evaluation.inference import (InferenceModel, agreement, cpu_has_native_bf16, fold_batchnorm,
                                prepare_for_inference, quantize_int8)
-from helpers.models.networks import MODELS, create_model
+from helpers.models.registry import create_model, MODELS
 
 NARROW = {
     "cnn6": {"channels": [8, 16, 32, 64]},

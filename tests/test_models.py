@@ -12,18 +12,12 @@ import pytest
 import torch
 from torch import nn
 
-from helpers.models.networks import (
-    MODELS,
-    PAPER_PARAMETER_COUNTS,
-    BasicBlock,
-    FusionModel,
-    checkpoint_dict,
-    count_parameters,
-    create_model,
-    forward_flops,
-    load_model,
-    model_from_config,
-)
+from helpers.models.registry import create_model, model_from_config, MODELS
+from helpers.models.networks import BasicBlock, PAPER_PARAMETER_COUNTS
+from helpers.models.fusion import FusionModel
+from helpers.models.checkpoint import (checkpoint_payload, fusion_from_checkpoints, load_checkpoint, load_model,
+                                       save_checkpoint)
+from helpers.models.cost import count_parameters, forward_flops
 
 
 NAMES = sorted(MODELS)
@@ -204,7 +198,8 @@ def test_channels_last_gives_the_same_output():
 def test_load_model_round_trip_with_weights_only(tmp_path):
     model = small_cnn().eval()
     path = tmp_path / "model.pt"
-    torch.save(checkpoint_dict(model, iteration=200, devel_uar=0.9), path)
+    save_checkpoint(path, checkpoint_payload(model, step=200, kind="best_plain", devel_uar=0.9))
+    assert load_checkpoint(path)["devel_uar"] == 0.9
     loaded = load_model(path)
     assert not loaded.training
     assert loaded.config == model.config
@@ -218,6 +213,36 @@ def test_load_model_names_the_file_when_keys_are_missing(tmp_path):
     torch.save({"state_dict": small_cnn().state_dict()}, path)
     with pytest.raises(ValueError, match="bare_state_dict.pt"):
         load_model(path)
+
+
+def test_older_checkpoint_formats_still_load(tmp_path):
+    """Files written before the one format: the bare dict of the former ``models.checkpoint_dict``
+    (no version) and version 1 as the former training engine wrote it, key for key."""
+    model = small_cnn().eval()
+    x = logmel_batch(2, FRAMES_SHORT)
+    with torch.no_grad():
+        expected = model(x)[0]
+    bare = tmp_path / "bare.pt"
+    torch.save({"model_config": model.config, "state_dict": model.state_dict(), "iteration": 7}, bare)
+    engine_v1 = tmp_path / "best_ema.pt"
+    torch.save({"checkpoint_version": 1, "kind": "best_ema", "step": 200, "model_config": model.config,
+                "state_dict": model.state_dict(), "classes": ["a", "b", "c", "d", "e"],
+                "feature_settings": {"sample_rate": 8000}, "train_config": {"model": "cnn10"},
+                "score": "sigmoid"}, engine_v1)
+    old = load_checkpoint(bare)
+    assert old["checkpoint_version"] == 0 and old["classes"] is None and old["iteration"] == 7
+    assert load_checkpoint(engine_v1)["classes"] == ["a", "b", "c", "d", "e"]
+    for path in (bare, engine_v1):
+        with torch.no_grad():
+            torch.testing.assert_close(load_model(path)(x)[0], expected)
+
+
+def test_load_checkpoint_names_a_damaged_file(tmp_path):
+    path = tmp_path / "half.pt"
+    save_checkpoint(path, checkpoint_payload(small_cnn()))
+    path.write_bytes(path.read_bytes()[:100])
+    with pytest.raises(ValueError, match="half.pt.*damaged"):
+        load_checkpoint(path)
 
 
 # ---------------------------------------------------------------- fusion
@@ -291,9 +316,9 @@ def test_trainable_fusion_updates_the_branches():
 
 def test_fusion_from_checkpoints_and_back(tmp_path):
     branch_a, branch_b = small_cnn().eval(), small_wrn().eval()
-    torch.save(checkpoint_dict(branch_a), tmp_path / "a.pt")
-    torch.save(checkpoint_dict(branch_b), tmp_path / "b.pt")
-    fusion = FusionModel.from_checkpoints(tmp_path / "a.pt", tmp_path / "b.pt", n_classes=5, freeze=True).eval()
+    save_checkpoint(tmp_path / "a.pt", checkpoint_payload(branch_a))
+    save_checkpoint(tmp_path / "b.pt", checkpoint_payload(branch_b))
+    fusion = fusion_from_checkpoints(tmp_path / "a.pt", tmp_path / "b.pt", n_classes=5, freeze=True).eval()
     x = logmel_batch(2, FRAMES_SHORT)
     with torch.no_grad():
         torch.testing.assert_close(fusion(x)[1][:, :64], branch_a(x)[1])
@@ -301,7 +326,7 @@ def test_fusion_from_checkpoints_and_back(tmp_path):
 
     # A fusion checkpoint rebuilds through the same config mechanism.
     json.dumps(fusion.config)
-    torch.save(checkpoint_dict(fusion), tmp_path / "fusion.pt")
+    save_checkpoint(tmp_path / "fusion.pt", checkpoint_payload(fusion))
     reloaded = load_model(tmp_path / "fusion.pt")
     assert isinstance(reloaded, FusionModel) and reloaded.freeze
     assert count_parameters(reloaded) == count_parameters(fusion)

@@ -14,7 +14,8 @@ import torch
 
 from helpers.data.corpus import read_corpus
 from helpers.data.synthetic import make_synthetic_corpus
-from helpers.training.loop import TrainConfig, load_checkpoint, train
+from helpers.training.loop import train, TrainConfig
+from helpers.models.checkpoint import load_checkpoint
 from tests.conftest import REPO_ROOT
 
 # A narrow CNN10 keeps every test run to seconds on 2 cores; the full-width models are
@@ -86,7 +87,7 @@ def test_checkpoints_load_weights_only(easy_corpus, tmp_path):
     for name in ("last.pt", "best_plain.pt"):
         state = torch.load(result.run_dir / "checkpoints" / name, weights_only=True)
         assert state["classes"] == easy_corpus.classes and "state_dict" in state
-    from helpers.models.networks import load_model
+    from helpers.models.checkpoint import load_model
 
     model = load_model(result.run_dir / "checkpoints" / "best_plain.pt")
     assert model.n_classes == len(easy_corpus.classes)

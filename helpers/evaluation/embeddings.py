@@ -34,8 +34,7 @@ from helpers.evaluation.scoring import predict_scores
 from helpers.features.extract import FeatureSettings, load_features
 from helpers.core.hardware import resolve_device
 from helpers.evaluation.metrics import classification_metrics, unweighted_average_recall
-from helpers.models.networks import model_from_checkpoint
-from helpers.training.loop import load_checkpoint
+from helpers.models.checkpoint import load_checkpoint, model_from_checkpoint, require_training_record
 
 #: The C grid of :func:`fit_linear_svm` (inverse regularisation strength of the linear SVM).
 DEFAULT_CS = (1e-3, 1e-2, 1e-1, 1.0, 10.0)
@@ -86,11 +85,8 @@ def extract_embeddings(checkpoint: str | Path | dict[str, Any], corpus: Corpus,
     rate etc.), so they are the ones the model was trained on. Inference runs in float32 in eval
     mode (no dropout, BatchNorm running statistics), so the result is deterministic on CPU.
     """
-    ckpt = checkpoint if isinstance(checkpoint, dict) else load_checkpoint(checkpoint)
-    missing = [k for k in ("model_config", "state_dict", "classes", "feature_settings") if k not in ckpt]
-    if missing:
-        raise ValueError(f"{checkpoint if not isinstance(checkpoint, dict) else 'checkpoint dict'}: lacks key(s) "
-                         f"{missing}; use a checkpoint written by helpers.training.loop.train.")
+    ckpt = require_training_record(checkpoint if isinstance(checkpoint, dict) else load_checkpoint(checkpoint),
+                                   origin=str(checkpoint) if not isinstance(checkpoint, dict) else "checkpoint dict")
     classes = list(ckpt["classes"])
     if classes != list(corpus.classes):
         raise ValueError(f"the checkpoint was trained on classes {classes} but corpus {corpus.name!r} has "

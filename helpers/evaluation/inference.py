@@ -36,7 +36,8 @@ import torch
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
-from helpers.models.networks import MODELS, BasicBlock, PlainCNN
+from helpers.models.registry import MODELS
+from helpers.models.networks import BasicBlock, PlainCNN
 
 PRECISIONS = ("fp32", "bf16", "int8")
 #: Clips of calibration data used for int8 (more changes little and costs time).

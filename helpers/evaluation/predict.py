@@ -21,7 +21,7 @@ from helpers.evaluation.scoring import predict_scores, prediction_table
 from helpers.features.extract import FeatureSettings, LogMel
 from helpers.core.hardware import resolve_device
 from helpers.evaluation.inference import prepare_for_inference
-from helpers.models.networks import model_from_checkpoint
+from helpers.models.checkpoint import load_checkpoint, model_from_checkpoint, require_training_record
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3", ".aif", ".aiff")
 
@@ -44,15 +44,10 @@ def collect_audio_files(items: Sequence[str | Path]) -> list[Path]:
 
 def load_for_inference(checkpoint: str | Path, device: str = "auto"):
     """(model in eval mode, classes, FeatureSettings, score function) from a checkpoint file."""
-    from helpers.training.loop import load_checkpoint
-
-    state = load_checkpoint(checkpoint, map_location="cpu")
-    missing = [k for k in ("model_config", "state_dict", "classes", "feature_settings") if k not in state]
-    if missing:
-        raise ValueError(f"{checkpoint}: not a training checkpoint of this project (missing {missing}).")
+    state = require_training_record(load_checkpoint(checkpoint, map_location="cpu"), origin=str(checkpoint))
     model = model_from_checkpoint(state).to(resolve_device(device)).eval()
     settings = FeatureSettings(**state["feature_settings"])
-    return model, list(state["classes"]), settings, state.get("score", "softmax")
+    return model, list(state["classes"]), settings, state.get("score") or "softmax"
 
 
 def predict_files(checkpoint: str | Path, files: Sequence[str | Path], device: str = "auto",

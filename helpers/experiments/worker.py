@@ -26,7 +26,7 @@ def run_job(job: dict) -> None:
     """Train the run described by ``job`` (the parent's job file, already parsed)."""
     # Imported here, after the environment is final: torch reads OMP_NUM_THREADS and
     # CUDA_VISIBLE_DEVICES when it initialises.
-    from helpers.training.loop import TrainConfig, train
+    from helpers.training.loop import train, TrainConfig
 
     config = TrainConfig.from_dict(job["config"])
     print(f"run folder {config.run_dir()}; threads {config.num_threads}; device {config.device}; "

@@ -1,4 +1,4 @@
-"""Classifiers of log-mel spectrograms: the paper's five PANNs-style networks and their fusion.
+"""The paper's five PANNs-style classifiers of log-mel spectrograms (fusion: :mod:`helpers.models.fusion`).
 
 Every model maps a log-mel batch ``(batch, time, mel)`` in dB to ``(logits, embedding)``:
 
@@ -13,13 +13,15 @@ authors apply SpecAugment and then MixUp to the log-mels *after* the first Batch
     z = spec_augment(z); z = mixup(z)    # training only, in helpers.training.augment
     logits, embedding = model.forward_normalized(z)
 
-``model(x)`` does both steps at once. Models are created by name through :data:`MODELS`::
+``model(x)`` does both steps at once. Models are created by name through
+:data:`helpers.models.registry.MODELS`::
 
     model = create_model("cnn10", n_classes=5)          # n_mels=64 by default
 
 All models share :class:`AudioClassifier`: the BatchNorm over mel bins (``bn0``), the
 classification head (:class:`ClassifierHead`), weight initialisation and the ``config`` dict
-that a checkpoint stores to rebuild the model (:func:`model_from_config`, :func:`load_model`).
+that a checkpoint stores to rebuild the model (:mod:`helpers.models.registry`,
+:mod:`helpers.models.checkpoint`).
 Only the convolutional backbone differs between models.
 
 Architectures follow Kong et al. (2020, "PANNs") as used by the paper; trainable parameter counts
@@ -27,18 +29,17 @@ with 64 mel bins and 5 classes reproduce the paper (FACTS section 3), see :data:
 """
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any, ClassVar, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-#: Mel bins of the feature front end (FACTS section 2).
+#: Mel bins of the feature front end (docs/reference.md, "Front end").
 N_MELS = 64
 #: Dropout before each of the two FC layers of the head (PANNs).
 HEAD_DROPOUT = 0.5
-#: Trainable parameters with ``n_mels=64, n_classes=5`` (the paper's figures, FACTS section 3).
+#: Trainable parameters with ``n_mels=64, n_classes=5`` (the paper's figures, docs/reference.md, "Models").
 PAPER_PARAMETER_COUNTS = {
     "cnn6": 4_569_669,
     "cnn10": 4_951_493,
@@ -46,9 +47,6 @@ PAPER_PARAMETER_COUNTS = {
     "resnet22": 62_605_509,
     "wrn28_2": 1_487_973,
 }
-#: Keys every checkpoint dict must hold (see :func:`checkpoint_dict`).
-CHECKPOINT_KEYS = ("model_config", "state_dict")
-
 
 # --------------------------------------------------------------------------------------------
 # Building blocks
@@ -195,10 +193,10 @@ class AudioClassifier(nn.Module):
     Subclasses build ``self.backbone`` (``(batch, 1, time, mel)`` -> ``(batch, C, time', mel')``)
     and call :meth:`_finish`. Attributes: ``n_classes``, ``n_mels``, ``embedding_dim`` and
     ``config`` (registry name, ``n_classes``, ``n_mels`` and all constructor options, plain JSON
-    types; :func:`model_from_config` rebuilds the model from it).
+    types; :func:`helpers.models.registry.model_from_config` rebuilds the model from it).
     """
 
-    #: Registry name (key of :data:`MODELS`).
+    #: Registry name (key of :data:`helpers.models.registry.MODELS`).
     name: ClassVar[str] = ""
 
     def __init__(self, n_classes: int, n_mels: int, options: dict[str, Any]) -> None:
@@ -383,193 +381,3 @@ class WideResNet(AudioClassifier):
                        nn.Dropout(block_dropout)]
             in_channels = out_channels
         self._finish(nn.Sequential(*layers), in_channels)
-
-
-#: The registry: model name -> class. Create models with :func:`create_model`.
-MODELS: dict[str, type[AudioClassifier]] = {
-    cls.name: cls for cls in (CNN6, CNN10, MobileNetV1, ResNet22, WideResNet)
-}
-
-
-def create_model(name: str, n_classes: int, n_mels: int = N_MELS, **kwargs: Any) -> AudioClassifier:
-    """A freshly initialised model by registry name (``"cnn6"``, ``"cnn10"``, ``"mobilenetv1"``,
-    ``"resnet22"``, ``"wrn28_2"``); ``kwargs`` are the class's options (e.g. ``block_dropout``).
-    Input ``(batch, time, n_mels)`` log-mels in dB."""
-    if name not in MODELS:
-        raise ValueError(f"unknown model {name!r}; valid names: {', '.join(sorted(MODELS))}")
-    return MODELS[name](n_classes, n_mels, **kwargs)
-
-
-# --------------------------------------------------------------------------------------------
-# Fusion of two trained models
-# --------------------------------------------------------------------------------------------
-class FusionModel(nn.Module):
-    """Two models side by side; their embeddings, concatenated, feed ONE linear classifier (paper
-    section 5, "ResNet22-CNN10": embeddings 2048 + 512 -> FC to classes).
-
-    Dropout 0.5 precedes the classifier, as before the last FC of each single model's head.
-
-    ``freeze=True``: the branches' parameters get ``requires_grad=False`` and the branches stay in
-    eval mode (BN running statistics fixed, dropout off) even after ``.train()`` on this model; only
-    the classifier learns. ``freeze=False``: everything is fine-tuned.
-
-    Normalisation: each branch has its own ``bn0``. :meth:`normalize` therefore returns one channel
-    per branch, ``(batch, 2, time, mel)``: channel 0 is ``branch_a.normalize(x)``, channel 1
-    ``branch_b.normalize(x)``, and :meth:`forward_normalized` hands each channel to its branch.
-    SpecAugment and MixUp then act after the first BN exactly as for a single model, provided they
-    treat dim 1 as channels (the same stripes masked and the same pairs mixed in both channels),
-    rather than on raw dB values, where a zero mask (0 dB) would be a loud artefact. Both branches
-    must read the same features (same ``n_mels``, same sample rate, e.g. CNN10-8k + ResNet22-8k).
-
-    ``config`` holds ``name="fusion"``, ``n_classes``, ``freeze`` and both branch configs, so
-    :func:`model_from_config` rebuilds the architecture and the state_dict restores all weights.
-    """
-
-    name: ClassVar[str] = "fusion"
-
-    def __init__(self, branch_a: nn.Module, branch_b: nn.Module, n_classes: int, freeze: bool = True,
-                 dropout: float = HEAD_DROPOUT) -> None:
-        super().__init__()
-        if branch_a.n_mels != branch_b.n_mels:
-            raise ValueError(f"fusion branches read different features: n_mels {branch_a.n_mels} vs {branch_b.n_mels}")
-        self.branch_a = branch_a
-        self.branch_b = branch_b
-        self.n_classes = int(n_classes)
-        self.n_mels = branch_a.n_mels
-        self.freeze = bool(freeze)
-        self.embedding_dim = branch_a.embedding_dim + branch_b.embedding_dim
-        self.dropout = nn.Dropout(dropout)
-        self.classifier = nn.Linear(self.embedding_dim, self.n_classes)
-        init_weights(self.classifier)
-        self.config: dict[str, Any] = {"name": self.name, "n_classes": self.n_classes, "freeze": self.freeze,
-                                       "dropout": dropout, "branch_a": dict(branch_a.config),
-                                       "branch_b": dict(branch_b.config)}
-        if self.freeze:
-            for branch in (self.branch_a, self.branch_b):
-                branch.requires_grad_(False)
-        self.train(self.training)
-
-    def train(self, mode: bool = True) -> "FusionModel":
-        """Set train/eval mode; frozen branches stay in eval mode whatever ``mode`` is."""
-        super().train(mode)
-        if self.freeze:
-            self.branch_a.eval()
-            self.branch_b.eval()
-        return self
-
-    def normalize(self, x: torch.Tensor) -> torch.Tensor:
-        """Log-mel ``(batch, time, mel)`` in dB -> ``(batch, 2, time, mel)``: each branch's ``bn0`` output."""
-        return torch.cat([self.branch_a.normalize(x), self.branch_b.normalize(x)], dim=1)
-
-    def forward_normalized(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(batch, 2, time, mel)`` from :meth:`normalize` -> logits ``(batch, n_classes)``,
-        concatenated embeddings ``(batch, embedding_dim_a + embedding_dim_b)``."""
-        _, embedding_a = self.branch_a.forward_normalized(z[:, 0:1])
-        _, embedding_b = self.branch_b.forward_normalized(z[:, 1:2])
-        embedding = torch.cat([embedding_a, embedding_b], dim=1)
-        return self.classifier(self.dropout(embedding)), embedding
-
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Log-mel ``(batch, time, mel)`` in dB -> logits ``(batch, n_classes)``, embedding ``(batch, embedding_dim)``."""
-        return self.forward_normalized(self.normalize(x))
-
-    @classmethod
-    def from_config(cls, config: dict[str, Any]) -> "FusionModel":
-        """Architecture from a fusion ``config`` (weights freshly initialised; load a state_dict after)."""
-        return cls(model_from_config(config["branch_a"]), model_from_config(config["branch_b"]),
-                   config["n_classes"], freeze=config.get("freeze", True),
-                   dropout=config.get("dropout", HEAD_DROPOUT))
-
-    @classmethod
-    def from_checkpoints(cls, path_a: str | Path, path_b: str | Path, n_classes: int,
-                         freeze: bool = True) -> "FusionModel":
-        """Fusion of two trained models loaded with :func:`load_model` (paper: branches initialised
-        from the best single models); the classifier is new."""
-        return cls(load_model(path_a), load_model(path_b), n_classes, freeze=freeze)
-
-
-# --------------------------------------------------------------------------------------------
-# Checkpoints
-# --------------------------------------------------------------------------------------------
-def model_from_config(config: dict[str, Any]) -> nn.Module:
-    """A model with the architecture described by ``config`` (a model's ``config`` attribute),
-    freshly initialised. Single models go through :data:`MODELS`; ``name="fusion"`` through
-    :meth:`FusionModel.from_config`."""
-    if "name" not in config:
-        raise ValueError(f"model config has no 'name' key: {config!r}")
-    if config["name"] == FusionModel.name:
-        return FusionModel.from_config(config)
-    options = {k: v for k, v in config.items() if k not in ("name", "n_classes", "n_mels")}
-    return create_model(config["name"], config["n_classes"], config.get("n_mels", N_MELS), **options)
-
-
-def model_from_checkpoint(checkpoint: dict[str, Any]) -> nn.Module:
-    """The model a loaded checkpoint dict describes (``model_config``) with its weights
-    (``state_dict``), on the CPU, in the mode a fresh model has (train); callers choose device and mode."""
-    model = model_from_config(checkpoint["model_config"])
-    model.load_state_dict(checkpoint["state_dict"])
-    return model
-
-
-def checkpoint_dict(model: nn.Module, **extra: Any) -> dict[str, Any]:
-    """A checkpoint as a plain dict: ``model_config``, ``state_dict`` and any ``extra`` entries
-    (iteration, metrics, ...). Save it with ``torch.save``; read it back with :func:`load_model`."""
-    return {"model_config": model.config, "state_dict": model.state_dict(), **extra}
-
-
-def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> nn.Module:
-    """Rebuild a model from a checkpoint file written with ``torch.save(checkpoint_dict(model), path)``.
-
-    Loads with ``weights_only=True`` (no arbitrary code from the file). Returns the model in eval
-    mode, its tensors on ``map_location``.
-    """
-    try:
-        checkpoint = torch.load(path, map_location=map_location, weights_only=True)
-    except FileNotFoundError as exc:
-        raise FileNotFoundError(f"{path}: checkpoint file not found") from exc
-    if not isinstance(checkpoint, dict) or any(key not in checkpoint for key in CHECKPOINT_KEYS):
-        found = sorted(checkpoint) if isinstance(checkpoint, dict) else type(checkpoint).__name__
-        raise ValueError(f"{path}: not a model checkpoint; expected a dict with keys {list(CHECKPOINT_KEYS)}, "
-                         f"found {found}. Save checkpoints with torch.save(helpers.models.networks.checkpoint_dict(model), path).")
-    # load_state_dict copies into the freshly built (CPU) model: move it where the caller asked.
-    return model_from_checkpoint(checkpoint).to(map_location).eval()
-
-
-# --------------------------------------------------------------------------------------------
-# Size and cost
-# --------------------------------------------------------------------------------------------
-def count_parameters(model: nn.Module, trainable_only: bool = True) -> int:
-    """Number of parameters (only those with ``requires_grad`` unless ``trainable_only=False``)."""
-    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
-
-
-def forward_flops(model: nn.Module, time_frames: int, n_mels: int = N_MELS) -> float:
-    """FLOPs (2 x multiply-accumulates) of the conv and linear layers for ONE clip of
-    ``time_frames`` x ``n_mels`` log-mel frames, measured with forward hooks on a dummy input.
-
-    BatchNorm, activations and pooling are left out (a few % at most). Example: CNN10 on a
-    150 x 64 clip (16 kHz) -> about 3.85e9 FLOPs (1.92 GMAC).
-    """
-    macs = 0
-
-    def count(module: nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> None:
-        nonlocal macs
-        if isinstance(module, nn.Conv2d):
-            kh, kw = module.kernel_size
-            macs += output.numel() * (module.in_channels // module.groups) * kh * kw
-        else:  # nn.Linear
-            macs += output.numel() * module.in_features
-
-    handles = [m.register_forward_hook(count) for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
-    modes = {m: m.training for m in model.modules()}
-    parameter = next(model.parameters())
-    try:
-        model.eval()
-        with torch.no_grad():
-            model(torch.zeros(1, time_frames, n_mels, device=parameter.device, dtype=parameter.dtype))
-    finally:
-        for h in handles:
-            h.remove()
-        for m, training in modes.items():
-            m.training = training
-    return 2.0 * macs

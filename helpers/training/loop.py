@@ -45,11 +45,13 @@ from helpers.features.extract import FeatureSettings, LogMel, load_features
 from helpers.core.fileio import atomic_write, write_json_atomic
 from helpers.core.hardware import configure_threads, resolve_device
 from helpers.evaluation.inference import prepare_for_inference, warn_if_bf16_is_emulated
-from helpers.models.networks import count_parameters, create_model, load_model
+from helpers.models.checkpoint import (checkpoint_identity, checkpoint_payload, fusion_from_checkpoints, load_checkpoint,
+                                       load_model, save_checkpoint)
+from helpers.models.cost import count_parameters
+from helpers.models.registry import create_model
 from helpers.core.provenance import Timer, write_record
 from helpers.training.sampler import BalancedBatchSampler, UniformBatchSampler
 
-CHECKPOINT_VERSION = 1
 SELECTED_NOTE = ("optimistic: this devel score was also used to choose the checkpoint (best of "
                  "{n} devel evaluations); treat it as an upper estimate, not a held-out result")
 UNSELECTED_NOTE = "not used to choose the checkpoint: an unbiased estimate for this split"
@@ -163,7 +165,7 @@ class TrainConfig:
                 del values[name]
         if self.model == FUSION:
             # A fusion run is defined by its branches' weights, not by where they are stored.
-            values["model_options"] = {k: _checkpoint_identity(v) if k.startswith("branch_") else v
+            values["model_options"] = {k: checkpoint_identity(v) if k.startswith("branch_") else v
                                        for k, v in self.model_options.items()}
         payload = json.dumps(values, sort_keys=True)
         return hashlib.sha256(payload.encode()).hexdigest()[:10]
@@ -198,24 +200,6 @@ def scoring_model(model: nn.Module, config: TrainConfig, device: torch.device) -
     bf16 autocast where training autocasts (:func:`helpers.evaluation.inference.prepare_for_inference`)."""
     precision = "bf16" if autocast_enabled(config, device) else "fp32"
     return prepare_for_inference(model, precision, channels_last=config.channels_last)
-
-
-_IDENTITY_MEMO: dict[tuple, str] = {}
-
-
-def _checkpoint_identity(path: Any) -> str:
-    """SHA-256 of a checkpoint file (memoised by path, size and mtime), or the path when absent."""
-    p = Path(str(path))
-    try:
-        stat = p.stat()
-    except OSError:
-        return f"missing:{path}"
-    memo_key = (str(p.resolve()), stat.st_size, stat.st_mtime_ns)
-    if memo_key not in _IDENTITY_MEMO:
-        from helpers.core.fileio import sha256_file
-
-        _IDENTITY_MEMO[memo_key] = sha256_file(p)
-    return _IDENTITY_MEMO[memo_key]
 
 
 @dataclass
@@ -284,31 +268,6 @@ def _wave_augment_bank(corpus: Corpus, config: TrainConfig, settings: FeatureSet
     return bank
 
 
-# --- checkpoints ----------------------------------------------------------------------------
-
-
-def save_checkpoint(path: Path, payload: dict) -> None:
-    """torch.save ``payload`` atomically (temp file + rename): a crash never leaves half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_write(path) as fh:
-        torch.save(payload, fh)
-
-
-def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict:
-    """Load a checkpoint with ``weights_only=True`` (no pickled code is ever executed)."""
-    try:
-        return torch.load(path, map_location=map_location, weights_only=True)
-    except (RuntimeError, EOFError, OSError) as exc:
-        raise RuntimeError(f"{path}: cannot be loaded as a checkpoint ({exc}); it is damaged or not one of ours.") from exc
-
-
-def _model_payload(model: nn.Module, step: int, kind: str, classes: list[str], settings: FeatureSettings,
-                   config: TrainConfig, score: str) -> dict:
-    return {"checkpoint_version": CHECKPOINT_VERSION, "kind": kind, "step": step,
-            "model_config": model.config, "state_dict": model.state_dict(), "classes": list(classes),
-            "feature_settings": settings.to_dict(), "train_config": config.to_dict(), "score": score}
-
-
 # --- the loop ---------------------------------------------------------------------------------
 
 
@@ -372,26 +331,9 @@ def fusion_options(config: TrainConfig) -> dict[str, Any]:
 def build_fusion_model(config: TrainConfig, n_classes: int) -> nn.Module:
     """The fusion model of ``config`` (see :func:`fusion_options`): both branches loaded from their
     checkpoints, which must have been trained on this config's sample rate and ``n_classes`` classes."""
-    from helpers.models.networks import FusionModel, model_from_checkpoint
-
     options = fusion_options(config)
-    branches = []
-    for name in ("branch_a", "branch_b"):
-        path = Path(options[name])
-        if not path.is_file():
-            raise FileNotFoundError(f"{path}: fusion {name} checkpoint not found; train that model first "
-                                    "(e.g. notebooks/04_model_comparison) or fix the path.")
-        checkpoint = load_checkpoint(path)
-        rate = (checkpoint.get("feature_settings") or {}).get("sample_rate")
-        if rate is not None and int(rate) != config.sample_rate:
-            raise ValueError(f"{path}: fusion {name} was trained at {rate} Hz but this config has sample_rate="
-                             f"{config.sample_rate}; use branches of one sample rate and set sample_rate to it.")
-        classes = checkpoint.get("classes")
-        if classes is not None and len(classes) != n_classes:
-            raise ValueError(f"{path}: fusion {name} has {len(classes)} classes, the corpus {n_classes}; "
-                             "train the branches on the same corpus.")
-        branches.append(model_from_checkpoint(checkpoint))
-    return FusionModel(branches[0], branches[1], n_classes, freeze=bool(options["freeze"]))
+    return fusion_from_checkpoints(options["branch_a"], options["branch_b"], n_classes,
+                                   freeze=bool(options["freeze"]), sample_rate=config.sample_rate)
 
 
 @dataclass
@@ -481,7 +423,7 @@ def train(config: TrainConfig, corpus: Corpus | None = None, progress: bool = Tr
     n_params = count_parameters(model, trainable_only=False)
     n_trainable = count_parameters(model)
     fusion_record = ({name: {"path": str(config.model_options[name]),
-                             "sha256": _checkpoint_identity(config.model_options[name])}
+                             "sha256": checkpoint_identity(config.model_options[name])}
                       for name in ("branch_a", "branch_b")} if config.model == FUSION else None)
     score_fn = "sigmoid" if config.mixup else "softmax"
     use_amp = autocast_enabled(config, device)
@@ -520,13 +462,17 @@ def train(config: TrainConfig, corpus: Corpus | None = None, progress: bool = Tr
                                metrics=read_json(run_dir / "metrics.json"), classes=classes,
                                timings=read_json(run_dir / "record.json").get("timings", {}))
 
+    def _payload(m: nn.Module, at_step: int, kind: str) -> dict:
+        return checkpoint_payload(m, kind=kind, step=at_step, classes=classes, feature_settings=settings.to_dict(),
+                                  train_config=config.to_dict(), score=score_fn)
+
     def evaluate_devel(m: nn.Module) -> tuple[float, float]:
         scores = predict_scores(scoring_model(m, config, device), x_devel, batch_size=eval_batch, score=score_fn)
         met = split_metrics(feats["devel"].labels, scores, classes)
         return float(met["uar"]), float(met["map"]) if met["map"] is not None else float("nan")
 
     def save_last() -> None:
-        payload = _model_payload(model, step, "last", classes, settings, config, score_fn)
+        payload = _payload(model, step, "last")
         payload.update({
             "train_config_key": config.key(), "optimizer": optimizer.state_dict(),
             "sampler": json.dumps(sampler.state_dict()), "generator": gen.get_state(),
@@ -580,11 +526,11 @@ def train(config: TrainConfig, corpus: Corpus | None = None, progress: bool = Tr
                     if row["uar_plain"] > best["plain"]["uar"]:
                         best["plain"] = {"uar": row["uar_plain"], "step": step}
                         save_checkpoint(run_dir / "checkpoints" / "best_plain.pt",
-                                        _model_payload(model, step, "best_plain", classes, settings, config, score_fn))
+                                        _payload(model, step, "best_plain"))
                     if ema is not None and not math.isnan(row["uar_ema"]) and row["uar_ema"] > best["ema"]["uar"]:
                         best["ema"] = {"uar": row["uar_ema"], "step": step}
                         save_checkpoint(run_dir / "checkpoints" / "best_ema.pt",
-                                        _model_payload(ema.shadow, step, "best_ema", classes, settings, config, score_fn))
+                                        _payload(ema.shadow, step, "best_ema"))
                 if ema is not None:
                     ema.after_evaluation(model, step - 1)
                 if bar is not None:
