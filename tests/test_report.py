@@ -1,9 +1,11 @@
-"""Tests of helpers.reporting.report: the HTML is self-contained and escaped, the Markdown has pipe tables
-and links to copied PNGs, empty cells stay empty, and writes are atomic."""
+"""Tests of helpers.reporting.report: the HTML is self-contained and escaped (Jinja2 autoescape, mistune
+with raw HTML escaped and unsafe links dropped), the Markdown has pipe tables and links to copied PNGs,
+empty cells stay empty, and writes are atomic."""
 from __future__ import annotations
 
 import base64
 import re
+from importlib import resources
 
 import matplotlib
 
@@ -14,8 +16,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from helpers.reporting.report import (Report, environment_lines, how_obtained, format_cell, inline_html, markdown_table,
-                            markdown_to_html)
+from helpers.reporting import report as report_module
+from helpers.reporting.report import (Report, environment_lines, how_obtained, format_cell, html_table, inline_html,
+                                      markdown_table, markdown_to_html)
 
 #: The 8 bytes every PNG file starts with.
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -155,16 +158,97 @@ def test_markdown_table_escapes_and_breaks_no_rows():
 
 def test_inline_html_rules():
     assert inline_html("`**not bold**`") == "<code>**not bold**</code>"
-    assert inline_html("2*3*4 stays") == "2*3*4 stays"
-    # Unsafe schemes are not turned into links.
-    assert "<a " not in inline_html("[x](javascript:alert(1))")
-    assert "<a " not in inline_html("[x](JavaScript:alert)")
-    assert inline_html('[x](a.html"onclick=1)') == '<a href="a.html&quot;onclick=1">x</a>'
+    assert inline_html("**b** and *i*") == "<strong>b</strong> and <em>i</em>"
+    assert "<p>" not in inline_html("a caption")
+    # Unsafe schemes are not turned into links; the label stays as text.
+    for url in ("javascript:alert(1)", "JavaScript:alert", "<java\tscript:alert(1)>", "< javascript:alert(1)>",
+                "<\x01javascript:alert(1)>", "javascript&colon;alert(1)", "%6Aavascript:alert(1)",
+                "vbscript:x", "data:text/html,<script>alert(1)</script>", "file:///etc/passwd"):
+        out = inline_html(f"[x]({url})")
+        assert "<a " not in out and "href" not in out and "<script" not in out, (url, out)
+    assert "<a " not in inline_html("<javascript:alert(1)>")                      # autolink
+    assert "<a " not in markdown_to_html("[x][r]\n\n[r]: javascript:alert(1)")   # reference link
+    # Safe and scheme-less links are kept; a quote cannot leave the href attribute.
+    assert inline_html("[p](https://example.org/a?b=1&c=2)") == '<a href="https://example.org/a?b=1&amp;c=2">p</a>'
+    assert inline_html("[m](mailto:a@b.org)") == '<a href="mailto:a@b.org">m</a>'
+    assert inline_html("[r](#anchor) [s](rel/page.html)") == '<a href="#anchor">r</a> <a href="rel/page.html">s</a>'
+    out = inline_html('[x](a.html"onclick=1)')
+    assert out.startswith('<a href="a.html') and '"onclick' not in out and "x</a>" in out
 
 
-def test_markdown_to_html_paragraphs_and_lists():
-    out = markdown_to_html("one\ntwo\n\n- a\n  continued\n- b\nafter")
-    assert out == "<p>one two</p>\n<ul>\n<li>a continued</li>\n<li>b</li>\n</ul>\n<p>after</p>"
+def test_markdown_to_html_paragraphs_lists_and_raw_html():
+    out = markdown_to_html("one\ntwo\n\n- a\n  continued\n- b\n\nafter")
+    assert out == "<p>one\ntwo</p>\n<ul>\n<li>a\ncontinued</li>\n<li>b</li>\n</ul>\n<p>after</p>"
+    assert markdown_to_html("<script>alert(1)</script>") == "<p>&lt;script&gt;alert(1)&lt;/script&gt;</p>"
+    assert "<img" not in markdown_to_html('x <img src=x onerror="alert(1)"> y')
+
+
+def test_script_in_text_or_table_cell_comes_out_escaped(tmp_path):
+    report = Report("R")
+    report.heading("Heading <script>alert(1)</script>")
+    report.text("Text <script>alert(2)</script> and <b onclick=\"x\">bold?</b>")
+    report.table(pd.DataFrame({"<script>h</script>": ["<script>alert(3)</script>", 'a"b<c>&d']}),
+                 caption="Caption <script>alert(4)</script>")
+    paths = report.write(tmp_path)
+    page = paths["html"].read_text(encoding="utf-8")
+    assert "<script" not in page and "<b onclick" not in page
+    for n in (1, 2, 3, 4):
+        assert f"&lt;script&gt;alert({n})&lt;/script&gt;" in page
+    assert "<th>&lt;script&gt;h&lt;/script&gt;</th>" in page
+    assert "<td>a&#34;b&lt;c&gt;&amp;d</td>" in page
+    # The Markdown twin keeps the text as written.
+    assert "Text <script>alert(2)</script>" in paths["markdown"].read_text(encoding="utf-8")
+
+
+def test_javascript_link_is_not_a_link(tmp_path):
+    report = Report("R")
+    report.heading("See [h](javascript:alert(1))")
+    report.text("Click [here](javascript:alert(2)) or [there](https://example.org).")
+    report.table(pd.DataFrame({"a": [1]}), caption="[c](javascript:alert(3))")
+    page = report.write(tmp_path)["html"].read_text(encoding="utf-8")
+    assert "javascript:" not in page.lower() and "harmful" not in page
+    assert "<h2>See h</h2>" in page and "<p>Click here or " in page and "<caption>c</caption>" in page
+    assert '<a href="https://example.org">there</a>' in page
+
+
+def test_images_in_text_become_links_so_the_page_fetches_nothing(tmp_path):
+    report = Report("R")
+    report.text("![a plot](https://example.org/plot.png) ![bad](javascript:alert(1))")
+    page = report.write(tmp_path)["html"].read_text(encoding="utf-8")
+    assert "<img" not in page
+    assert '<a href="https://example.org/plot.png">a plot</a>' in page
+    assert "javascript:" not in page
+
+
+def test_html_table_marks_numeric_columns_and_formats_like_markdown_table():
+    df = pd.DataFrame({"model": ["a", "b"], "uar": [91.25, np.nan], "n": [3, 4]})
+    out = html_table(df, caption="*C*", float_format="{:.2f}")
+    assert out.startswith("<table>\n<caption><em>C</em></caption>") and out.endswith("</table>")
+    assert '<tr><td>a</td><td class="num">91.25</td><td class="num">3</td></tr>' in out
+    assert '<tr><td>b</td><td class="num"></td><td class="num">4</td></tr>' in out
+    assert "| a | 91.25 | 3 |" in markdown_table(df, float_format="{:.2f}")
+
+
+def test_templates_are_package_data():
+    templates = resources.files("helpers.reporting").joinpath("templates")
+    assert templates.joinpath("report.html.j2").is_file() and templates.joinpath("table.html.j2").is_file()
+
+
+def test_a_failed_write_leaves_the_previous_report_intact(tmp_path, monkeypatch):
+    report = Report("R")
+    report.text("first")
+    paths = report.write(tmp_path)
+    before = {k: p.read_bytes() for k, p in paths.items()}
+
+    def broken(markdown):
+        raise RuntimeError("rendering failed")
+
+    monkeypatch.setattr(report_module, "markdown_to_html", broken)
+    report.text("second")
+    with pytest.raises(RuntimeError, match="rendering failed"):
+        report.write(tmp_path)
+    assert {k: p.read_bytes() for k, p in paths.items()} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["report.html", "report.md"]
 
 
 def test_table_rejects_a_bad_float_format():

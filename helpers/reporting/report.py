@@ -21,25 +21,31 @@ no other file needed) or committed and diffed (Markdown: figures as PNG files be
 ``folder/stem.html`` with the same PNGs as base64 data URIs. Every file is written atomically
 (:func:`helpers.core.fileio.atomic_write`), so an interrupted write leaves the previous report intact.
 
-Paragraph text is Markdown of a deliberately small kind: ``**bold**``, ``*italic*``,
-`` `code` ``, ``[links](https://...)`` and bullet lists (consecutive lines starting with ``- `` or
-``* ``); blank lines separate paragraphs. The Markdown file keeps the text as written; the HTML
-file escapes it first, so ``<script>`` in a paragraph shows as text and never runs.
+Paragraph text, headings and captions are Markdown (CommonMark, rendered by mistune):
+``**bold**``, ``*italic*``, `` `code` ``, ``[links](https://...)``, bullet lists and so on. The
+Markdown file keeps the text as written. In the HTML file raw HTML in the text is escaped, so
+``<script>`` in a paragraph shows as text and never runs; a link whose scheme is not in
+:data:`SAFE_LINK_SCHEMES` (``javascript:`` ...) stays plain text; an image in the text becomes a
+link to it, so the page never fetches anything. The page itself is a Jinja2 template
+(``templates/report.html.j2``) with autoescaping on.
 """
 from __future__ import annotations
 
 import base64
-import html
+import functools
 import math
 import numbers
 import platform
 import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
+import jinja2
 import matplotlib.figure
+import mistune
 import pandas as pd
 
 from helpers.core.fileio import atomic_write
@@ -53,21 +59,6 @@ FIGURE_DPI = 120
 #: URL schemes kept as links in the HTML; a link with any other scheme (``javascript:`` ...)
 #: stays plain text. Links without a scheme (relative paths, ``#anchors``) are kept.
 SAFE_LINK_SCHEMES = ("http", "https", "mailto")
-
-_CSS = """
-body { font-family: -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; max-width: 60em;
-       margin: 2em auto; padding: 0 1em; line-height: 1.45; color: #222; }
-h1, h2, h3, h4 { line-height: 1.2; }
-code { background: #f3f3f3; padding: 0 0.2em; border-radius: 3px; }
-table { border-collapse: collapse; margin: 1em 0; font-size: 0.9em; }
-caption { caption-side: top; text-align: left; font-style: italic; padding-bottom: 0.3em; }
-th, td { border: 1px solid #ccc; padding: 0.25em 0.6em; }
-th { background: #f3f3f3; }
-td.num { text-align: right; font-variant-numeric: tabular-nums; }
-figure { margin: 1.5em 0; }
-figure img { max-width: 100%; }
-figcaption { font-style: italic; color: #444; }
-""".strip()
 
 
 @dataclass
@@ -225,22 +216,18 @@ class Report:
         return "\n\n".join(parts) + "\n"
 
     def _html(self, assets: dict[int, Path]) -> str:
-        body = [f"<h1>{html.escape(self.title)}</h1>"]
+        blocks: list[dict[str, Any]] = []
         for block in self._blocks:
             if isinstance(block, _Heading):
-                body.append(f"<h{block.level}>{inline_html(block.text)}</h{block.level}>")
+                blocks.append({"kind": "heading", "level": block.level, "text_html": inline_html(block.text)})
             elif isinstance(block, _Text):
-                body.append(markdown_to_html(block.markdown))
+                blocks.append({"kind": "text", "html": markdown_to_html(block.markdown)})
             elif isinstance(block, _Table):
-                body.append(html_table(block.df, block.caption, block.float_format))
+                blocks.append({"kind": "table", "html": html_table(block.df, block.caption, block.float_format)})
             elif isinstance(block, _Figure):
-                data = base64.b64encode(assets[id(block)].read_bytes()).decode("ascii")
-                body.append(f'<figure><img src="data:image/png;base64,{data}" '
-                            f'alt="{html.escape(block.caption)}">'
-                            f"<figcaption>{inline_html(block.caption)}</figcaption></figure>")
-        return ("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
-                f"<title>{html.escape(self.title)}</title>\n<style>\n{_CSS}\n</style>\n</head>\n<body>\n"
-                + "\n".join(body) + "\n</body>\n</html>\n")
+                blocks.append({"kind": "figure", "alt": block.caption, "caption_html": inline_html(block.caption),
+                               "png_base64": base64.b64encode(assets[id(block)].read_bytes()).decode("ascii")})
+        return _template("report.html.j2").render(title=self.title, blocks=blocks)
 
 
 # --- cells and tables -------------------------------------------------------------------------
@@ -288,101 +275,63 @@ def markdown_table(df: pd.DataFrame, caption: str | None = None, float_format: s
 
 
 def html_table(df: pd.DataFrame, caption: str | None = None, float_format: str = "{:.1f}") -> str:
-    """``df`` as an HTML table with an optional caption; every cell escaped, index not shown."""
+    """``df`` as an HTML table with an optional caption; every cell escaped, index not shown.
+
+    Cells are :func:`format_cell` text; cells of numeric columns get ``class="num"`` (right-aligned).
+    """
     numeric = [_is_numeric_column(df[c]) for c in df.columns]
-    num_class = ' class="num"'
-    out = ["<table>"]
-    if caption:
-        out.append(f"<caption>{inline_html(caption)}</caption>")
-    out.append("<thead><tr>" + "".join(f"<th>{html.escape(_column_name(c))}</th>" for c in df.columns)
-               + "</tr></thead>")
-    out.append("<tbody>")
-    for row in df.itertuples(index=False, name=None):
-        cells = "".join(f"<td{num_class if num else ''}>{html.escape(format_cell(v, float_format))}</td>"
-                        for v, num in zip(row, numeric))
-        out.append(f"<tr>{cells}</tr>")
-    out.append("</tbody></table>")
-    return "\n".join(out)
+    rows = [[(format_cell(v, float_format), num) for v, num in zip(row, numeric)]
+            for row in df.itertuples(index=False, name=None)]
+    return _template("table.html.j2").render(
+        caption_html=inline_html(caption) if caption else "",
+        header=[_column_name(c) for c in df.columns], rows=rows).strip()
 
 
-# --- a very small Markdown-to-HTML converter --------------------------------------------------
+# --- Markdown and templates -----------------------------------------------------------------
 
-_CODE = re.compile(r"`([^`]+)`")
-_LINK = re.compile(r"\[([^\]]+)\]\(([^)\s]+)\)")
-_BOLD = re.compile(r"\*\*(?=\S)(.+?)(?<=\S)\*\*")
-_ITALIC = re.compile(r"(?<![\w*])\*(?=\S)(.+?)(?<=\S)\*(?![\w*])")
-_BULLET = re.compile(r"^\s*[-*]\s+(.*)$")
+class _SafeHTMLRenderer(mistune.HTMLRenderer):
+    """mistune's HTML renderer with raw HTML escaped, unsafe links left as their text and images
+    turned into links (an ``<img>`` would make the page fetch something)."""
 
+    SAFE_PROTOCOLS = tuple(f"{scheme}:" for scheme in SAFE_LINK_SCHEMES)
+    GOOD_DATA_PROTOCOLS = ()
 
-def inline_html(text: str) -> str:
-    """Inline Markdown to HTML: escape first, then `` `code` ``, ``[text](url)``, ``**bold**``, ``*italic*``.
+    def __init__(self) -> None:
+        super().__init__(escape=True)
 
-    Code spans are set aside before the other rules, so ``*`` inside backticks stays literal.
-    A link whose URL is not http(s), mailto, an anchor or a relative path is kept as plain text.
-    """
-    escaped = html.escape(text, quote=True)
-    codes: list[str] = []
+    def link(self, text: str, url: str, title: str | None = None) -> str:
+        if self.sanitize_url(url) != url:      # mistune's verdict: "#harmful-link"
+            return text
+        return super().link(text, url, title)
 
-    def keep_code(m: re.Match) -> str:
-        codes.append(f"<code>{m.group(1)}</code>")
-        return f"\x00{len(codes) - 1}\x00"
-
-    out = _CODE.sub(keep_code, escaped)
-
-    def link(m: re.Match) -> str:
-        label, url = m.group(1), m.group(2)
-        if not _safe_url(html.unescape(url)):
-            return m.group(0)
-        return f'<a href="{url}">{label}</a>'
-
-    out = _LINK.sub(link, out)
-    out = _BOLD.sub(r"<strong>\1</strong>", out)
-    out = _ITALIC.sub(r"<em>\1</em>", out)
-    return re.sub("\x00(\\d+)\x00", lambda m: codes[int(m.group(1))], out)
+    def image(self, text: str, url: str, title: str | None = None) -> str:
+        return self.link(text or mistune.escape(url), url, title)
 
 
-def _safe_url(url: str) -> bool:
-    """True for http(s)/mailto URLs and scheme-less ones; False for ``javascript:`` and the like.
-
-    Control characters are refused outright: browsers drop some of them before reading the
-    scheme, so ``"\\x01javascript:"`` would otherwise slip through.
-    """
-    if any(ord(ch) < 32 or ord(ch) == 127 for ch in url):
-        return False
-    scheme = re.match(r"^([A-Za-z][A-Za-z0-9+.-]*):", url)
-    return scheme is None or scheme.group(1).lower() in SAFE_LINK_SCHEMES
+_MARKDOWN = mistune.create_markdown(renderer=_SafeHTMLRenderer())
 
 
 def markdown_to_html(markdown: str) -> str:
-    """Paragraphs (separated by blank lines) and bullet lists to HTML; see :func:`inline_html`."""
-    out: list[str] = []
-    for block in re.split(r"\n\s*\n", markdown.strip()):
-        paragraph: list[str] = []
-        items: list[str] = []
+    """Markdown paragraphs, lists, ... to HTML (mistune); raw HTML escaped, unsafe links as text."""
+    return _MARKDOWN(markdown).strip()
 
-        def flush_paragraph() -> None:
-            if paragraph:
-                out.append("<p>" + inline_html(" ".join(paragraph)) + "</p>")
-                paragraph.clear()
 
-        def flush_items() -> None:
-            if items:
-                out.append("<ul>\n" + "\n".join(f"<li>{inline_html(i)}</li>" for i in items) + "\n</ul>")
-                items.clear()
+def inline_html(text: str) -> str:
+    """One line of Markdown (emphasis, code, links) to HTML without a ``<p>``, as in a heading or
+    caption; escaped and with the same link rules as :func:`markdown_to_html`."""
+    tokens = _MARKDOWN.inline(text.strip(), {})
+    return _MARKDOWN.renderer.render_tokens(tokens, mistune.BlockState())
 
-        for line in block.splitlines():
-            bullet = _BULLET.match(line)
-            if bullet:
-                flush_paragraph()
-                items.append(bullet.group(1))
-            elif items and line[:1].isspace() and line.strip():
-                items[-1] += " " + line.strip()   # an indented line continues the list item
-            elif line.strip():
-                flush_items()
-                paragraph.append(line.strip())
-        flush_paragraph()
-        flush_items()
-    return "\n".join(out)
+
+_JINJA = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined, trim_blocks=True,
+                            lstrip_blocks=True, keep_trailing_newline=True)
+
+
+@functools.lru_cache(maxsize=None)
+def _template(name: str) -> jinja2.Template:
+    """``helpers/reporting/templates/<name>`` (package data) as an autoescaping Jinja2 template."""
+    source = resources.files("helpers.reporting").joinpath("templates", name).read_text(encoding="utf-8")
+    return _JINJA.from_string(source)
 
 
 def _slug(text: str) -> str:
@@ -397,7 +346,7 @@ def how_obtained(runs: pd.DataFrame, profile: str) -> list[str]:
     checksum(s) from the runs' records, which checkpoint "best" and "last" mean, and the
     environment (:func:`environment_lines`). ``runs``: :func:`helpers.experiments.collect.collect_runs`."""
     from helpers.experiments.grid import PROFILES
-    from helpers.core.provenance import read_json
+    from helpers.core.fileio import read_json
 
     prof = PROFILES[profile]
     cfg = prof["config"]
