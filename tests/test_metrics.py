@@ -14,6 +14,7 @@ from helpers.evaluation.metrics import (
     classification_metrics,
     confusion_matrix,
     mean_average_precision,
+    per_class_average_precision,
     per_class_recall,
     unweighted_average_recall,
 )
@@ -75,6 +76,37 @@ def test_accuracy_and_validation():
     assert accuracy(np.array([0, 1, 2]), np.array([0, 1, 1])) == pytest.approx(2 / 3)
     with pytest.raises(ValueError, match="outside 0..4"):
         unweighted_average_recall(np.array([0, 5]), np.array([0, 1]), K)
+
+
+def test_undefined_values_are_nan_and_left_out_without_warnings():
+    # The wrappers fix scikit-learn's conventions for undefined values: NaN, no warning.
+    y_true, scores, y_pred = random_case(8)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        recalls = per_class_recall(y_true, y_pred, K)
+        aps = per_class_average_precision(y_true, scores, K)
+        assert np.isnan(recalls[3]) and np.isnan(aps[3])
+        assert not np.isnan(np.delete(recalls, 3)).any() and not np.isnan(np.delete(aps, 3)).any()
+        assert unweighted_average_recall(y_true, y_pred, K) == pytest.approx(np.delete(recalls, 3).mean(), abs=1e-15)
+        assert mean_average_precision(y_true, scores, K) == pytest.approx(np.delete(aps, 3).mean(), abs=1e-15)
+        empty = np.array([], dtype=np.int64)
+        assert np.isnan(accuracy(empty, empty)) and np.isnan(unweighted_average_recall(empty, empty, K))
+        assert np.isnan(per_class_recall(empty, empty, K)).all()
+        assert np.isnan(mean_average_precision(empty, np.zeros((0, K)), K))
+        counts = confusion_matrix(empty, empty, K)
+        assert counts.dtype == np.int64 and counts.shape == (K, K) and not counts.any()
+        assert confusion_matrix(empty, empty, K, normalize="true").dtype == np.float64
+
+
+def test_input_checks():
+    with pytest.raises(ValueError, match="normalize='pred' is unknown"):
+        confusion_matrix(np.array([0, 1]), np.array([0, 1]), K, normalize="pred")
+    with pytest.raises(ValueError, match="integer class indices"):
+        per_class_recall(np.array([0.5, 1.0]), np.array([0, 1]), K)
+    with pytest.raises(ValueError, match="2 clips but y_pred 3"):
+        unweighted_average_recall(np.array([0, 1]), np.array([0, 1, 1]), K)
+    with pytest.raises(ValueError, match=r"scores must have shape \(n_clips, n_classes\) = \(2, 5\)"):
+        mean_average_precision(np.array([0, 1]), np.zeros((2, 4)), K)
 
 
 def test_bootstrap_perfect_predictions():
