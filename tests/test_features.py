@@ -1,8 +1,10 @@
-"""Tests of helpers.features.extract: agreement with librosa, shapes, devices, and the feature cache."""
+"""Tests of helpers.features: the front end (agreement with librosa, filterbank, shapes, devices),
+batch extraction, and the feature cache."""
 from __future__ import annotations
 
 import json
 import os
+import threading
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -17,10 +19,12 @@ from tqdm.auto import tqdm
 
 from helpers.data import audio
 
-from helpers.features import extract as features
-from helpers.features.extract import FeatureSettings, LogMel, extract_logmels, load_features, logmel
+from helpers.features import cache, extract, frontend
+from helpers.features.cache import load_features
+from helpers.features.extract import extract_logmels, logmels_of_waveforms
+from helpers.features.frontend import FeatureSettings, LogMel, logmel, mel_filterbank
 
-#: Agreement with librosa required by FACTS section 2, in dB (max abs difference).
+#: Agreement with librosa required by docs/reference.md §2, in dB (max abs difference).
 TOLERANCE_DB = 1e-3
 
 
@@ -44,7 +48,7 @@ def chirp_with_noise(sr: int, noise: float, padded: bool = False, seed: int = 0)
 
 
 def librosa_logmel(y: np.ndarray, sr: int) -> np.ndarray:
-    """The reference of FACTS section 2, as (time, mel)."""
+    """The reference of docs/reference.md §2, as (time, mel)."""
     mel = librosa.feature.melspectrogram(
         y=y, sr=sr, n_fft=1024, hop_length=320, win_length=1024, window="hann", center=True,
         pad_mode="reflect", power=2.0, n_mels=64, fmin=10, fmax=sr / 2, htk=False, norm="slaney",
@@ -100,6 +104,48 @@ def test_logmel_agrees_with_librosa(sr, noise, padded):
     assert np.abs(ours - reference).max() < TOLERANCE_DB
     if padded:
         assert ours.min() == pytest.approx(-100.0) and reference.min() == pytest.approx(-100.0)
+
+
+@pytest.mark.parametrize("sr", [16000, 8000])
+@pytest.mark.parametrize("n_fft, n_mels, fmin, fmax", [(1024, 64, 10.0, None), (512, 32, 20.0, 3000.0), (2048, 128, 0.0, None)])
+def test_mel_filterbank_equals_librosa(sr, n_fft, n_mels, fmin, fmax):
+    # torchaudio's filterbank, built in float64, is librosa's to rounding; rounded to float32 (what
+    # LogMel stores) the two are identical, so the features did not change when it replaced librosa's.
+    fmax = sr / 2 if fmax is None else fmax
+    ours = mel_filterbank(sr, n_fft, n_mels, fmin, fmax)
+    reference = librosa.filters.mel(sr=sr, n_fft=n_fft, n_mels=n_mels, fmin=fmin, fmax=fmax, htk=False,
+                                    norm="slaney", dtype=np.float64).T
+    assert ours.dtype == torch.float64 and ours.shape == reference.shape == (n_fft // 2 + 1, n_mels)
+    np.testing.assert_allclose(ours.numpy(), reference, rtol=0, atol=1e-14)
+    np.testing.assert_array_equal(ours.numpy().astype(np.float32), reference.astype(np.float32))
+    module = LogMel(sample_rate=sr, n_fft=n_fft, n_mels=n_mels, fmin=fmin, fmax=fmax)
+    assert module.mel_basis.dtype == torch.float32
+    np.testing.assert_array_equal(module.mel_basis.numpy(), reference.astype(np.float32))
+
+
+def test_float64_filterbank_leaves_other_threads_and_the_default_dtype_alone():
+    inside, release = threading.Event(), threading.Event()
+    seen = []
+
+    def build_and_wait():
+        with frontend._Float64Factories():
+            seen.append(torch.linspace(0, 1, 3).dtype)
+            inside.set()
+            release.wait(10)
+
+    thread = threading.Thread(target=build_and_wait)
+    thread.start()
+    try:
+        assert inside.wait(10)
+        assert torch.linspace(0, 1, 3).dtype == torch.float32  # this thread: unaffected
+    finally:
+        release.set()
+        thread.join()
+    assert seen == [torch.float64]
+    assert mel_filterbank(16000, 1024, 64, 10.0, 8000.0).dtype == torch.float64
+    assert torch.get_default_dtype() == torch.float32 and torch.zeros(1).dtype == torch.float32
+    with pytest.raises(ValueError, match="odd"):
+        mel_filterbank(11025, 1024, 64, 10.0, 5512.5)
 
 
 @pytest.mark.parametrize("sr", [16000, 8000])
@@ -167,7 +213,7 @@ def test_settings_key_is_stable_and_tracks_changes():
 
 def test_settings_key_changes_with_feature_version(monkeypatch):
     before = FeatureSettings().key()
-    monkeypatch.setattr(features, "FEATURE_VERSION", features.FEATURE_VERSION + 1)
+    monkeypatch.setattr(frontend, "FEATURE_VERSION", frontend.FEATURE_VERSION + 1)
     assert FeatureSettings().key() != before
 
 
@@ -208,9 +254,9 @@ def test_gpu_pipeline_code_path_runs_on_cpu(tmp_path):
     settings = FeatureSettings()
     out = np.empty((5, 150, 64), dtype=np.float32)
     with ThreadPoolExecutor(2) as pool, tqdm(disable=True) as bar:
-        load = lambda a, b: features._load_block(paths, a, b, settings.sample_rate, settings.clip_samples)  # noqa: E731
-        features._transform_batches_on_device(load, len(paths), LogMel(), out, pool, bar, torch.device("cpu"),
-                                              batch_size=2, num_workers=2)
+        load = lambda a, b: extract._load_block(paths, a, b, settings.sample_rate, settings.clip_samples)  # noqa: E731
+        extract._transform_batches_on_device(load, len(paths), LogMel(), out, pool, bar, torch.device("cpu"),
+                                             batch_size=2, num_workers=2)
     np.testing.assert_allclose(out, extract_logmels(paths, settings, progress=False), rtol=0, atol=1e-4)
 
 
@@ -243,13 +289,13 @@ def corpus(tmp_path):
 def spy(monkeypatch):
     """Counts calls of the extractor that load_features uses."""
     calls = []
-    real = features.extract_logmels
+    real = cache.extract_logmels
 
     def counting(paths, *args, **kwargs):
         calls.append(list(paths))
         return real(paths, *args, **kwargs)
 
-    monkeypatch.setattr(features, "extract_logmels", counting)
+    monkeypatch.setattr(cache, "extract_logmels", counting)
     return calls
 
 
@@ -325,7 +371,7 @@ def test_checksum_memo_trade_off_and_recompute(corpus, spy):
     assert len(spy) == 3 and fresh.key != first.key
     assert np.all(fresh.features[1] == -100.0)
     # Re-hashing the train files keeps the memo's entries for the other splits.
-    memo = json.loads((cache_dir / "demo" / features.CHECKSUM_MEMO).read_text())
+    memo = json.loads((cache_dir / "demo" / cache.CHECKSUM_MEMO).read_text())
     assert str(paths[-1].resolve()) in memo and len(memo) == len(paths)
 
 
@@ -378,13 +424,13 @@ def test_interrupted_data_write_leaves_nothing_loadable(corpus, monkeypatch):
         real_save(file, array[: len(array) // 2], **kwargs)
         raise KeyboardInterrupt("interrupted mid-write")
 
-    monkeypatch.setattr(features.np, "save", save_half_then_fail)
+    monkeypatch.setattr(cache.np, "save", save_half_then_fail)
     with pytest.raises(KeyboardInterrupt):
         load(table, cache_dir)
     monkeypatch.undo()
     folder = cache_dir / "demo"
     # Only the checksum memo may exist: no data file, no sidecar, no temporary file.
-    assert sorted(p.name for p in folder.iterdir()) == [features.CHECKSUM_MEMO]
+    assert sorted(p.name for p in folder.iterdir()) == [cache.CHECKSUM_MEMO]
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         result = load(table, cache_dir)
@@ -394,18 +440,18 @@ def test_interrupted_data_write_leaves_nothing_loadable(corpus, monkeypatch):
 def test_interrupted_sidecar_write_is_rebuilt(corpus, monkeypatch, spy):
     table, cache_dir, _ = corpus
 
-    real_write = features.write_json_atomic
+    real_write = cache.write_json_atomic
 
     def fail_on_sidecar(path, obj, **kwargs):
-        if Path(path).name == features.CHECKSUM_MEMO:
+        if Path(path).name == cache.CHECKSUM_MEMO:
             return real_write(path, obj, **kwargs)
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(features, "write_json_atomic", fail_on_sidecar)
+    monkeypatch.setattr(cache, "write_json_atomic", fail_on_sidecar)
     with pytest.raises(RuntimeError, match="disk full"):
         load(table, cache_dir)
     assert len(spy) == 1 and any((cache_dir / "demo").glob("train-*.npy"))
-    monkeypatch.setattr(features, "write_json_atomic", real_write)
+    monkeypatch.setattr(cache, "write_json_atomic", real_write)
     # The data file made it, its sidecar did not: the next run must not trust it.
     with pytest.warns(UserWarning, match="sidecar"):
         result = load(table, cache_dir)
@@ -421,8 +467,6 @@ def test_load_features_rejects_bad_tables(corpus):
 
 
 def test_logmels_of_waveforms_in_worker_blocks_equal_one_call():
-    from helpers.features.extract import logmels_of_waveforms
-
     settings = FeatureSettings(sample_rate=8000)
     rng = np.random.default_rng(5)
     waves = (0.1 * rng.standard_normal((5, settings.clip_samples))).astype(np.float32)  # odd count: a short last block
