@@ -1,4 +1,4 @@
-"""Classification metrics of the paper (FACTS section 5): UAR, mAP, confusion matrix, bootstrap CI.
+"""Classification metrics of the paper (docs/reference.md §5): UAR, mAP, confusion matrix, bootstrap CI.
 
 numpy arrays in, plain floats / arrays out. Class labels are ints ``0..K-1``; ``scores`` are
 ``(n_clips, K)`` (probabilities, logits, anything monotonic per class).
