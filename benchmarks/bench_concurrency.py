@@ -15,7 +15,7 @@ on a small synthetic corpus generated in a temporary folder, and prints one tabl
 On a CPU more runs than cores (4 runs of 1 thread on 2 cores) oversubscribe the machine;
 ``run_trainings`` warns and the benchmark goes on, so the effect can be measured. On a machine
 shared with other jobs, read the CPU figures with care: a 2-thread run under outside load can
-collapse (FACTS section 7), and more processes also take a larger share of the CPU from the
+collapse (docs/reference.md §7), and more processes also take a larger share of the CPU from the
 other jobs, so part of a CPU "speed-up" is taken from them.
 
     OMP_NUM_THREADS=2 python benchmarks/bench_concurrency.py [--model cnn10]
@@ -34,13 +34,15 @@ from pathlib import Path
 import torch
 
 from helpers.data.corpus import read_corpus
-from helpers.features.extract import FeatureSettings, available_cores, load_features
+from helpers.features.frontend import FeatureSettings
+from helpers.features.extract import available_cores
+from helpers.features.cache import load_features
 from helpers.core.hardware import resolve_device
 from helpers.models.cost import count_parameters
 from helpers.models.registry import create_model
 from helpers.experiments.scheduler import run_trainings
 from helpers.data.synthetic import make_synthetic_corpus
-from helpers.training.loop import TrainConfig
+from helpers.training.config import TrainConfig
 
 
 def level_configs(args: argparse.Namespace, level: int, n_runs: int, work: Path, device: str) -> list[TrainConfig]:

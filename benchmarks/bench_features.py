@@ -31,7 +31,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from helpers import audio  # noqa: E402
-from helpers.features.extract import CPU_BLOCK_CLIPS, FeatureSettings, LogMel, available_cores, extract_logmels  # noqa: E402
+from helpers.features.extract import available_cores, CPU_BLOCK_CLIPS, extract_logmels
+from helpers.features.frontend import FeatureSettings, LogMel
 
 
 def make_clips(folder: Path, count: int, seed: int = 0) -> list[Path]:

@@ -6,21 +6,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from helpers.training.augment import (
-    SpecAugmentConfig,
-    SpecAugmentStripes,
-    ce_loss,
-    draw_spec_augment_stripes,
-    mixup,
-    mixup_bce_loss,
-    pitch_shift,
-    random_wave_augment,
-    sample_mixup_lambda,
-    spec_augment,
-    spec_augment_mask,
-    stripes_to_mask,
-    time_stretch,
-)
+from helpers.training.augment import ce_loss, draw_spec_augment_stripes, mixup, mixup_bce_loss, sample_mixup_lambda, spec_augment, spec_augment_mask, SpecAugmentConfig, SpecAugmentStripes, stripes_to_mask
+from helpers.training.wave_augment import pitch_shift, random_wave_augment, time_stretch
 
 T, M = 150, 64  # 16 kHz log-mel shape (time, mel)
 

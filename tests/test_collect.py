@@ -11,7 +11,7 @@ import pytest
 
 from helpers.experiments.collect import ablation_gains, ablation_models, collect_runs, fusion_table, summarise, table2, table3
 from helpers.experiments.grid import ABLATION_SETTINGS, FULL_SETTING
-from helpers.training.loop import TrainConfig
+from helpers.training.config import TrainConfig
 
 
 def _split(uar: float, mAP: float, selected: bool) -> dict:

@@ -24,18 +24,3 @@ def test_requirements_and_environment_yml_agree():
     assert req == env, f"only in requirements: {set(req.items()) - set(env.items())}; only in environment.yml: {set(env.items()) - set(req.items())}"
     assert req["torch"] == "2.11.0" and req["torchaudio"] == "2.11.0"
     assert "python=3.11" in env_text
-
-
-def test_installed_versions_match_pins():
-    from importlib import metadata
-
-    req = _pins((REPO_ROOT / "requirements.txt").read_text().splitlines())
-    for name in ("torch", "torchaudio", "numpy", "librosa", "soundfile", "papermill"):
-        assert metadata.version(name).split("+")[0] == req[name], name
-
-
-def test_torchaudio_imports_with_torch():
-    import torch
-    import torchaudio
-
-    assert torchaudio.__version__.split("+")[0] == torch.__version__.split("+")[0] == "2.11.0"

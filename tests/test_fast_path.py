@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from helpers.models.registry import create_model
-from helpers.training.loop import make_step_function, TrainConfig
+from helpers.training.steps import make_step_function
+from helpers.training.config import TrainConfig
 
 TINY = {"channels": [8, 16, 32, 64]}
 

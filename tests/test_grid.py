@@ -13,7 +13,7 @@ from helpers.experiments.grid import (ABLATION_FIELDS, ABLATION_SETTINGS, FULL_S
                           fusion_configs, fusion_variant_of, notebook_parameters, run_grid, setting_of,
                           table2_configs)
 from helpers.experiments.scheduler import RunOutcome
-from helpers.training.loop import TrainConfig
+from helpers.training.config import TrainConfig
 
 
 def test_paper_numbers_match_facts():

@@ -12,7 +12,7 @@ import pytest
 import helpers.experiments.scheduler as parallel
 from helpers.experiments.scheduler import RunOutcome, run_trainings
 from helpers.data.synthetic import make_synthetic_corpus
-from helpers.training.loop import TrainConfig
+from helpers.training.config import TrainConfig
 
 # The narrow CNN10 of tests/test_train.py: a run takes seconds on 2 cores.
 TINY = {"channels": [8, 16, 32, 64]}

@@ -8,7 +8,7 @@ import pytest
 
 from helpers.training.sampler import BalancedBatchSampler, UniformBatchSampler
 
-# Train-set-like imbalance (FACTS section 1), scaled down: 50 / 32 / 2.3 / 12.6 / 3 %.
+# Train-set-like imbalance (docs/reference.md §1), scaled down: 50 / 32 / 2.3 / 12.6 / 3 %.
 SIZES = [346, 222, 16, 87, 21]
 
 

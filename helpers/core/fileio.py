@@ -92,3 +92,11 @@ def write_json_atomic(path: str | Path, obj: Any, indent: int = 2) -> None:
     text = json.dumps(obj, indent=indent, ensure_ascii=False, default=_json_default) + "\n"
     with atomic_write(path, "w") as f:
         f.write(text)
+
+
+def read_json(path: str | Path) -> Any:
+    """Load a JSON file, naming the file when it is not valid JSON."""
+    try:
+        return json.loads(Path(path).read_text())
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path}: not valid JSON ({exc}); the file is damaged: delete it and rerun.") from exc

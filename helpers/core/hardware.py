@@ -1,7 +1,7 @@
 """Device choice and thread settings, made explicit rather than left to library defaults.
 
 On 2-core machines a BLAS or OpenMP pool larger than the cores, or two processes each using all
-cores, can collapse throughput about tenfold (FACTS section 7), so every entry point calls
+cores, can collapse throughput about tenfold (docs/reference.md §7), so every entry point calls
 :func:`configure_threads` once.
 """
 from __future__ import annotations

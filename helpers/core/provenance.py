@@ -116,13 +116,9 @@ class Timer:
         finally:
             self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - start
 
+    def add(self, name: str, seconds: float) -> None:
+        """Add ``seconds`` to ``name`` (for spans timed by hand, e.g. a loop between checkpoints)."""
+        self.seconds[name] = self.seconds.get(name, 0.0) + seconds
+
     def as_dict(self) -> dict[str, float]:
         return {k: round(v, 3) for k, v in self.seconds.items()}
-
-
-def read_json(path: str | Path) -> Any:
-    """Load a JSON file, naming the file when it is not valid JSON."""
-    try:
-        return json.loads(Path(path).read_text())
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{path}: not valid JSON ({exc}); the file is damaged: delete it and rerun.") from exc

@@ -2,7 +2,7 @@
 
 Everything downstream (features, models) sees mono float32 waveforms at one of the supported
 sample rates, padded with zeros at the end (or truncated) to a fixed clip length, as the authors'
-code does (FACTS section 2). Resampling uses soxr's high-quality mode, which is deterministic.
+code does (docs/reference.md §2). Resampling uses soxr's high-quality mode, which is deterministic.
 """
 from __future__ import annotations
 

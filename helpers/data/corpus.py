@@ -1,4 +1,4 @@
-"""Reading and validating a corpus in the challenge layout (FACTS section 1).
+"""Reading and validating a corpus in the challenge layout (docs/reference.md §1).
 
 Layout::
 

@@ -38,6 +38,7 @@ import numpy as np
 import pandas as pd
 
 from helpers.data.audio import CLIP_SAMPLES_16K, SAMPLE_RATE, read_audio, resample, to_mono, write_wav
+from helpers.core.progress import progress_bar
 from helpers.data.download import fetch_file, mirror_dir
 
 DEMO_VERSION = 1
@@ -191,10 +192,7 @@ def build_demo_corpus(out_dir: str | Path, cache_dir: str | Path | None = None,
     mirror = Path(mirror) if mirror is not None else mirror_dir()
 
     clips = []
-    iterator = SOURCES
-    if progress:
-        from tqdm.auto import tqdm
-        iterator = tqdm(SOURCES, desc="demo corpus", unit="recording")
+    iterator = progress_bar(None, "demo corpus", unit="recording", display=progress, iterable=SOURCES)
     waves = {}
     for src in iterator:
         local = fetch_file(src.relpath, src.url, src.sha256, cache_dir, mirror)

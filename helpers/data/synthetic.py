@@ -11,7 +11,7 @@ generator instead. :func:`make_synthetic_corpus` writes::
         README.txt                                     the same in words
 
 Files are mono 16-bit PCM WAV, numbered from 00001 within each split, with label rows in file
-order. As in the real corpus (FACTS section 1) test labels are ``?`` by default; the true ones
+order. As in the real corpus (docs/reference.md §1) test labels are ``?`` by default; the true ones
 go to ``truth/test.csv``, outside ``lab/``, so that test can still be scored if one wishes.
 Class proportions default to the real train proportions 3458/2217/158/874/208, durations vary
 between 0.5 s and 2.99 s (the longest clip is exactly :data:`~helpers.data.audio.CLIP_SAMPLES_16K`
@@ -83,7 +83,7 @@ from helpers.data.audio import SAMPLE_RATE, clip_samples, write_wav
 SYNTHETIC_VERSION = "1.0"
 #: The real corpus's label spellings (sic), in the order used for proportions and call types.
 DEFAULT_CLASSES = ("background", "chimpanze", "geunon", "mandrille", "redcap")
-#: Train counts per class of the real corpus (FACTS section 1); the default proportions.
+#: Train counts per class of the real corpus (docs/reference.md §1); the default proportions.
 REAL_TRAIN_COUNTS = {"background": 3458, "chimpanze": 2217, "geunon": 158, "mandrille": 874, "redcap": 208}
 #: Split names, in file-numbering and seeding order.
 SPLITS = ("train", "devel", "test")

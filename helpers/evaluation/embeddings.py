@@ -31,7 +31,8 @@ import torch
 
 from helpers.data.corpus import Corpus
 from helpers.evaluation.scoring import predict_scores
-from helpers.features.extract import FeatureSettings, load_features
+from helpers.features.frontend import FeatureSettings
+from helpers.features.cache import load_features
 from helpers.core.hardware import resolve_device
 from helpers.evaluation.metrics import classification_metrics, unweighted_average_recall
 from helpers.models.checkpoint import load_checkpoint, model_from_checkpoint, require_training_record
@@ -80,7 +81,7 @@ def extract_embeddings(checkpoint: str | Path | dict[str, Any], corpus: Corpus,
                        progress: bool = False) -> dict[str, EmbeddingSet]:
     """Embeddings ``(n, D)`` and class scores ``(n, K)`` of every clip of ``splits``.
 
-    ``checkpoint``: a checkpoint file written by :func:`helpers.training.loop.train` (or its loaded dict).
+    ``checkpoint``: a checkpoint file written by :func:`helpers.training.train` (or its loaded dict).
     The log-mels come from the feature cache with the checkpoint's own feature settings (sample
     rate etc.), so they are the ones the model was trained on. Inference runs in float32 in eval
     mode (no dropout, BatchNorm running statistics), so the result is deterministic on CPU.
@@ -246,7 +247,7 @@ def tsne_2d(embeddings: np.ndarray, seed: int = 0, perplexity: float = 30.0,
     number of points; it is clipped to ``(m - 1) / 3`` for tiny sets. Distances in the map are
     only meaningful locally: well separated clusters say the classes are separable, not by how much.
     ``n_threads`` caps the OpenMP/BLAS threads of the fit (None: the libraries' default, all
-    cores); on a busy 2-core machine 1 avoids the thread contention of FACTS section 7, which
+    cores); on a busy 2-core machine 1 avoids the thread contention of docs/reference.md §7, which
     made a 30-point map take 26 s instead of 0.2 s in our tests.
     """
     from sklearn.manifold import TSNE

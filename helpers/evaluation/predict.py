@@ -18,7 +18,7 @@ import torch
 
 from helpers.data.audio import load_clip
 from helpers.evaluation.scoring import predict_scores, prediction_table
-from helpers.features.extract import FeatureSettings, LogMel
+from helpers.features.frontend import FeatureSettings, LogMel
 from helpers.core.hardware import resolve_device
 from helpers.evaluation.inference import prepare_for_inference
 from helpers.models.checkpoint import load_checkpoint, model_from_checkpoint, require_training_record

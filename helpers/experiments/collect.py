@@ -1,6 +1,6 @@
 """Results tables from run folders: one row per run, summaries over seeds, the paper's tables.
 
-Collectors read what :func:`helpers.training.loop.train` and :func:`helpers.experiments.scheduler.run_trainings`
+Collectors read what :func:`helpers.training.train` and :func:`helpers.experiments.scheduler.run_trainings`
 leave in run folders (``config.json``, ``metrics.json``, ``record.json``, ``history.csv``,
 ``failed.json``), never notebook outputs::
 
@@ -27,8 +27,9 @@ import pandas as pd
 from helpers.experiments.grid import (ABLATION_SETTINGS, FULL_SETTING, FUSION_VARIANTS, PAPER_FUSION, PAPER_TABLE2, PAPER_TABLE3,
                    fusion_variant_of, model_label, setting_of)
 from helpers.evaluation.metrics import bootstrap_ci
-from helpers.core.provenance import read_json
-from helpers.training.loop import TrainConfig
+from helpers.core import run_folder
+from helpers.core.fileio import read_json
+from helpers.training.config import TrainConfig
 
 #: The checkpoints train() evaluates, and the splits whose columns always exist (NaN when absent).
 CHECKPOINTS = ("best_plain", "best_ema", "last_plain", "last_ema")
@@ -39,31 +40,16 @@ LEADING_FIELDS = ("model", "sample_rate", "seed", "sampler", "spec_augment", "mi
 #: The metrics summarise() averages by default (fractions in 0..1, as in metrics.json).
 DEFAULT_METRICS = ["best_devel_uar", "best_devel_map", "last_devel_uar", "last_devel_map",
                    "best_test_uar", "last_test_uar"]
-STATUSES = ("finished", "failed", "unfinished")
+STATUSES = run_folder.STATUSES
 
 
 # --- one row per run folder -------------------------------------------------------------------
 
 
 def find_run_folders(paths_or_root: str | Path | Iterable[str | Path]) -> list[Path]:
-    """Run folders (folders with a ``config.json``) at or below each given path, sorted, unique."""
-    paths = [paths_or_root] if isinstance(paths_or_root, (str, Path)) else list(paths_or_root)
-    found: set[Path] = set()
-    for p in map(Path, paths):
-        if not p.exists():
-            raise FileNotFoundError(f"{p}: no such folder; give a run folder or a folder of run folders")
-        if (p / "config.json").is_file():
-            found.add(p)
-        found.update(c.parent for c in p.rglob("config.json"))
-    return sorted(found)
-
-
-def _last_step(history: Path) -> int | None:
-    try:
-        steps = pd.read_csv(history, usecols=["step"])["step"]
-    except (OSError, ValueError, pd.errors.EmptyDataError):
-        return None
-    return int(steps.max()) if len(steps) else None
+    """Run folders (folders with a ``config.json``) at or below each given path, sorted, unique
+    (:func:`helpers.core.run_folder.find`)."""
+    return run_folder.find(paths_or_root)
 
 
 def _flat_config(config: dict[str, Any]) -> dict[str, Any]:
@@ -74,7 +60,7 @@ def _flat_config(config: dict[str, Any]) -> dict[str, Any]:
 def read_run(run_dir: str | Path) -> dict[str, Any]:
     """One run folder as a flat dict: config fields, status, metrics, timings (see :func:`collect_runs`)."""
     run_dir = Path(run_dir)
-    config = read_json(run_dir / "config.json")
+    config = read_json(run_dir / run_folder.CONFIG)
     row: dict[str, Any] = {"run_dir": str(run_dir), "run_folder": run_dir.name}
     row.update(_flat_config(config))
     try:
@@ -84,20 +70,14 @@ def read_run(run_dir: str | Path) -> dict[str, Any]:
     row["setting"] = setting_of(config)
     row["fusion_variant"] = fusion_variant_of(config)
     row["weights"] = "ema" if config.get("ema", True) else "plain"
-    metrics_path, record_path, failed_path = (run_dir / n for n in ("metrics.json", "record.json", "failed.json"))
+    metrics_path, record_path = run_dir / run_folder.METRICS, run_dir / run_folder.RECORD
     row["error"] = None
-    row["last_step"] = _last_step(run_dir / "history.csv") if (run_dir / "history.csv").is_file() else None
-    row["resumable"] = (run_dir / "checkpoints" / "last.pt").is_file()
-    # metrics.json + record.json are written last by train(), and failed.json is removed when a
-    # later attempt succeeds, so a folder with both is finished whatever else it holds.
-    if metrics_path.is_file() and record_path.is_file():
-        row["status"] = "finished"
-    elif failed_path.is_file():
-        row["status"] = "failed"
-        failed = read_json(failed_path)
+    row["last_step"] = run_folder.last_step(run_dir)
+    row["resumable"] = (run_dir / run_folder.LAST_CHECKPOINT).is_file()
+    row["status"] = run_folder.status(run_dir)
+    if row["status"] == "failed":
+        failed = run_folder.failure(run_dir) or {}
         row["error"] = f"{failed.get('error_type', 'Error')}: {failed.get('message', '')}"
-    else:
-        row["status"] = "unfinished"
 
     for ckpt in CHECKPOINTS:
         row[f"{ckpt}_step"] = np.nan
@@ -433,13 +413,5 @@ def fusion_table(df: pd.DataFrame, branches: list[tuple[str, int]], as_text: boo
 
 
 def latest_finished_run(root: str | Path) -> Path:
-    """The most recently finished run folder below ``root`` (by the time of its metrics.json).
-
-    Raises ``FileNotFoundError`` naming ``root`` and the fix when none has finished.
-    """
-    finished = [p for p in find_run_folders(root) if (p / "metrics.json").is_file() and (p / "record.json").is_file()]
-    if not finished:
-        raise FileNotFoundError(
-            f"no finished training run below {root}; run notebooks/03_train.ipynb (or helpers.training.loop.train) first, "
-            "or pass run_dir explicitly.")
-    return max(finished, key=lambda p: (p / "metrics.json").stat().st_mtime_ns)
+    """The most recently finished run folder below ``root`` (:func:`helpers.core.run_folder.latest_finished`)."""
+    return run_folder.latest_finished(root)

@@ -18,7 +18,7 @@ and see what the change means:
   whatever base config it is applied to, and :func:`setting_of` can read the setting back from
   a run's ``config.json`` (run folders keep their key-based names; nothing depends on a name).
 * :data:`PROFILES`: ``"demo"`` (minutes on a 2-core CPU) and ``"paper"`` (the paper's schedule;
-  needs a GPU: one CNN10 step takes about 2 s on 2 CPU cores, FACTS section 7).
+  needs a GPU: one CNN10 step takes about 2 s on 2 CPU cores, docs/reference.md §7).
 
 Identical configs (the full setting of CNN10-16k is both a Table 2 row and a Table 3 row) have
 the same key and, with the same ``out_dir``, the same run folder: they are trained once. This
@@ -32,7 +32,7 @@ from typing import Any
 
 import pandas as pd
 
-from helpers.training.loop import TrainConfig
+from helpers.training.config import TrainConfig
 
 # --- the paper's numbers ----------------------------------------------------------------------
 

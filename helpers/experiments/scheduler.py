@@ -1,7 +1,7 @@
 """Several training runs at once: a few per GPU, or a process pool with a thread budget on CPU.
 
 Small models leave most of a large GPU idle, so a grid of runs finishes sooner when several run
-side by side on one GPU. :func:`run_trainings` takes a list of :class:`~helpers.training.loop.TrainConfig`
+side by side on one GPU. :func:`run_trainings` takes a list of :class:`~helpers.training.TrainConfig`
 and runs each in its own process, at most ``max_per_gpu`` per visible GPU, or at most
 ``cpu_workers`` at once on a machine without one, and returns one :class:`RunOutcome` per config,
 in the order of the configs::
@@ -32,11 +32,11 @@ Decisions, and why:
   cores, measured faster than one run with 2 threads; else half the cores), each with ``threads_per_run`` torch threads (default: cores // concurrent
   runs), set both as ``OMP_NUM_THREADS``/``MKL_NUM_THREADS``/``OPENBLAS_NUM_THREADS`` in the
   child's environment and as ``TrainConfig.num_threads``: on 2 cores an oversubscribed BLAS
-  pool can cut throughput about tenfold (FACTS section 7). More threads than cores is allowed
+  pool can cut throughput about tenfold (docs/reference.md §7). More threads than cores is allowed
   (to measure it) but warned about. GPU runs get the same budget for their host threads.
 * **Features are extracted once, in the parent**, before any child starts: for every corpus,
-  cache folder and sample rate the launched runs need, :func:`helpers.features.extract.load_features`
-  fills the cache (on CPU, as :func:`helpers.training.loop.train` does, so the cache holds the same
+  cache folder and sample rate the launched runs need, :func:`helpers.features.cache.load_features`
+  fills the cache (on CPU, as :func:`helpers.training.train` does, so the cache holds the same
   numbers whoever filled it). Cache writes are atomic, so concurrent children could not corrupt
   it, but each would otherwise extract the same features again. Preparing the corpus in the
   parent also builds a named corpus (``demo``, ``synthetic``) once instead of in every child.
@@ -44,7 +44,7 @@ Decisions, and why:
   depend on the run's seed; two runs with the same bank key may both compute it (safely).
 * **Finished runs are not started again** (no process at all) unless ``redo=True``: a run is
   finished when its folder has ``metrics.json`` and ``record.json`` and its ``config.json`` has
-  the same config key. ``redo=True`` deletes the files :func:`~helpers.training.loop.train` writes in
+  the same config key. ``redo=True`` deletes the files :func:`~helpers.training.train` writes in
   the run folder (and nothing else) and trains from scratch.
 * **A failed run never disappears**: its outcome says ``"failed"`` with the exception type,
   message and the last lines of the traceback, the same goes to ``RUN/failed.json`` (removed when
@@ -67,21 +67,16 @@ from pathlib import Path
 from typing import Any
 
 from helpers.features.extract import available_cores
-from helpers.core.fileio import write_json_atomic
-from helpers.training.loop import TrainConfig
+from helpers.core import run_folder
+from helpers.core.fileio import read_json, write_json_atomic
+from helpers.core.progress import progress_bar
+from helpers.training.config import TrainConfig
 
 #: The values :attr:`RunOutcome.status` takes.
 STATUSES = ("finished", "skipped", "failed")
 #: Environment variables that size the OpenMP/BLAS thread pools of a child.
 THREAD_ENV_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
-FAILED_FILE = "failed.json"
-WORKER_LOG = "worker.log"
-#: What train() writes in a run folder; ``redo=True`` removes exactly these and nothing else, so a
-#: misconfigured ``out_dir`` can never make it delete unrelated files.
-RUN_ARTEFACTS = ("config.json", "record.json", "history.csv", "metrics.json", "submission-test.csv",
-                 FAILED_FILE, WORKER_LOG, "checkpoints", "predictions", "figures", "03_train.ipynb",
-                 "executions.jsonl")
-#: How a child trains: ``"python"`` calls :func:`helpers.training.loop.train`; ``"notebook"`` executes
+#: How a child trains: ``"python"`` calls :func:`helpers.training.train`; ``"notebook"`` executes
 #: ``notebooks/03_train.ipynb`` through papermill with the config as its parameters, leaving the
 #: executed notebook (curves, tables, confusions) in the run folder as ``03_train.ipynb``.
 VIA = ("python", "notebook")
@@ -156,33 +151,24 @@ def visible_gpus() -> list[str]:
 
 
 def is_finished(config: TrainConfig) -> bool:
-    """True when ``config``'s run folder holds a finished run of this very config.
-
-    Finished means ``metrics.json`` and ``record.json`` exist (train writes them last) and
-    ``config.json`` has the same config key; a folder reused by another config (same
-    ``run_name``) is not finished for this one.
+    """True when ``config``'s run folder holds a finished run (:func:`helpers.core.run_folder.is_finished`)
+    of this very config: a folder reused by another config (same ``run_name``) is not finished for this one.
     """
-    from helpers.core.provenance import read_json
-
     run_dir = config.run_dir()
-    if not ((run_dir / "metrics.json").is_file() and (run_dir / "record.json").is_file()):
+    if not run_folder.is_finished(run_dir):
         return False
     try:
-        stored = TrainConfig.from_dict(read_json(run_dir / "config.json"))
+        stored = TrainConfig.from_dict(read_json(run_dir / run_folder.CONFIG))
     except (OSError, ValueError, TypeError):
         return False  # unreadable or from another version: let train() decide
     return stored.key() == config.key()
 
 
 def clear_run_folder(run_dir: str | Path) -> None:
-    """Delete the files and folders :func:`helpers.training.loop.train` writes in ``run_dir`` (and nothing else)."""
-    run_dir = Path(run_dir)
-    for name in RUN_ARTEFACTS:
-        path = run_dir / name
-        if path.is_dir() and not path.is_symlink():
-            shutil.rmtree(path)
-        elif path.exists() or path.is_symlink():
-            path.unlink()
+    """Delete what a run writes in ``run_dir`` (:func:`helpers.core.run_folder.clear`), under the run
+    folder's lock: a folder another process is writing is never cleared (RunFolderBusy instead)."""
+    with run_folder.lock(run_dir, wait=False):
+        run_folder.clear(run_dir)
 
 
 # --- the children -----------------------------------------------------------------------------
@@ -259,14 +245,12 @@ def _choose_gpu(load: list[int], max_per_gpu: int, pinned: int | None, next_gpu:
 
 def _read_error(job: _Job, returncode: int) -> dict:
     """The child's error report, or one made from its exit code and the tail of its log."""
-    from helpers.core.provenance import read_json
-
     if job.error_file is not None and job.error_file.is_file():
         try:
             return read_json(job.error_file)
         except ValueError:
             pass
-    log = job.run_dir / WORKER_LOG
+    log = job.run_dir / run_folder.WORKER_LOG
     try:
         tail = "\n".join(log.read_text(encoding="utf-8", errors="replace").rstrip().splitlines()[-LOG_TAIL_LINES:])
     except OSError:
@@ -284,22 +268,21 @@ def _read_error(job: _Job, returncode: int) -> dict:
 def _fail(job_config: TrainConfig, run_dir: Path, report: dict, seconds: float, placement: str | None,
           returncode: int | None) -> RunOutcome:
     """The failed outcome, also written to ``run_dir/failed.json``."""
-    log = run_dir / WORKER_LOG
+    log = run_dir / run_folder.WORKER_LOG
     fix = (f"see {log} for the whole output; fix the cause and call run_trainings again (an unfinished "
            f"run resumes from {run_dir / 'checkpoints' / 'last.pt'} when it got that far; redo=True "
            "starts it afresh)")
     error = (f"{report['type']}: {report['message']}\n{report.get('traceback', '')}\n"
              f"run folder: {run_dir}; {fix}")
     try:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        write_json_atomic(run_dir / FAILED_FILE, {
+        run_folder.write_failure(run_dir, {
             "status": "failed", "run_dir": str(run_dir), "error_type": report["type"],
             "message": report["message"], "traceback": report.get("traceback", ""),
             "returncode": returncode, "seconds": round(seconds, 3), "placement": placement,
             "log": str(log), "failed_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "config": job_config.to_dict(), "fix": fix})
     except OSError as exc:
-        error += f"\n(could not write {run_dir / FAILED_FILE}: {exc})"
+        error += f"\n(could not write {run_dir / run_folder.FAILED}: {exc})"
     return RunOutcome(config=job_config, run_dir=run_dir, status="failed", seconds=seconds, error=error,
                       metrics=None, placement=placement, log_path=log if log.is_file() else None)
 
@@ -313,7 +296,8 @@ def _precompute_features(jobs: list[_Job], corpus_root: str | None, progress: bo
     Returns error reports by job index for the jobs whose corpus or features could not be
     prepared (those runs fail without starting; the others go on).
     """
-    from helpers.features.extract import FeatureSettings, load_features
+    from helpers.features.frontend import FeatureSettings
+    from helpers.features.cache import load_features
 
     groups: dict[tuple, list[_Job]] = {}
     for job in jobs:
@@ -365,7 +349,7 @@ def run_trainings(configs: list[TrainConfig], max_per_gpu: int = 2, cpu_workers:
         redo: train every run from scratch, finished or not (the files train() writes in its run
             folder are deleted first; other files there are left alone).
         progress: print one line per started, finished, failed or skipped run, and feature progress.
-        via: ``"python"`` (call :func:`helpers.training.loop.train` in the child) or ``"notebook"`` (a
+        via: ``"python"`` (call :func:`helpers.training.train` in the child) or ``"notebook"`` (a
             papermill run of ``notebooks/03_train.ipynb`` with the config as parameters; the
             executed notebook stays in the run folder). Both train the same way; the notebook
             costs a few seconds more per run (kernel start-up).
@@ -401,10 +385,8 @@ def run_trainings(configs: list[TrainConfig], max_per_gpu: int = 2, cpu_workers:
     to_run: list[int] = []
     for i, config in enumerate(configs):
         if not redo and is_finished(config):
-            from helpers.core.provenance import read_json
-
             outcomes[i] = RunOutcome(config=config, run_dir=config.run_dir(), status="skipped", seconds=0.0,
-                                     metrics=read_json(config.run_dir() / "metrics.json"))
+                                     metrics=read_json(config.run_dir() / run_folder.METRICS))
             say(f"skipped {config.run_dir()} (finished before; redo=True trains it again)")
         else:
             to_run.append(i)
@@ -428,7 +410,7 @@ def run_trainings(configs: list[TrainConfig], max_per_gpu: int = 2, cpu_workers:
     if sum(cpu_threads) > cores:
         warnings.warn(
             f"{cpu_concurrent} concurrent CPU runs with {'/'.join(map(str, cpu_threads))} threads each "
-            f"oversubscribe the {cores} cores; throughput can collapse (FACTS section 7). Lower cpu_workers "
+            f"oversubscribe the {cores} cores; throughput can collapse (docs/reference.md §7). Lower cpu_workers "
             "or threads_per_run unless this is what you want to measure.", RuntimeWarning, stacklevel=2)
     say(f"{len(configs)} runs: {len(jobs)} to train, {len(configs) - len(jobs)} finished before; "
         f"{len(gpus)} GPU(s) x {max_per_gpu}, {cpu_workers} CPU worker(s), {cores} cores")
@@ -444,6 +426,8 @@ def run_trainings(configs: list[TrainConfig], max_per_gpu: int = 2, cpu_workers:
     pending = [job for job in jobs if job.index not in errors]
 
     scratch = Path(tempfile.mkdtemp(prefix="run_trainings-"))
+    # display=False: say() prints each run; the bar feeds a runner's terminal (runs done, time left)
+    runs_bar = progress_bar(len(pending), "grid runs", unit="run", display=False)
     running: list[_Job] = []
     gpu_load = [0] * len(gpus)
     next_gpu = 0
@@ -489,11 +473,12 @@ def run_trainings(configs: list[TrainConfig], max_per_gpu: int = 2, cpu_workers:
                     gpu_load[job.gpu] -= 1
                 outcomes[job.index] = _collect(job, returncode, _placement(job, gpus))
                 outcome = outcomes[job.index]
+                runs_bar.update()
                 if outcome.status == "finished":
                     say(f"finished {job.run_dir} in {outcome.seconds:.1f} s")
                 else:
                     say(f"FAILED {job.run_dir} after {outcome.seconds:.1f} s: {outcome.error.splitlines()[0]} "
-                        f"(details in {job.run_dir / FAILED_FILE})")
+                        f"(details in {job.run_dir / run_folder.FAILED})")
             if not changed:
                 time.sleep(POLL_SECONDS)
     except BaseException:
@@ -501,6 +486,7 @@ def run_trainings(configs: list[TrainConfig], max_per_gpu: int = 2, cpu_workers:
         _stop(running)
         raise
     finally:
+        runs_bar.close()
         shutil.rmtree(scratch, ignore_errors=True)
     return list(outcomes)  # type: ignore[arg-type]
 
@@ -521,19 +507,17 @@ def _launch(job: _Job, config: TrainConfig, gpu_id: str | None, hide_gpus: bool,
         "corpus_root": str(Path(corpus_root).resolve()) if corpus_root else None})
     env = child_environment(job.threads, gpu_id, hide_gpus)
     job.started = time.monotonic()
-    job.process = start_worker(job.job_file, env, job.run_dir / WORKER_LOG)
+    job.process = start_worker(job.job_file, env, job.run_dir / run_folder.WORKER_LOG)
 
 
 def _collect(job: _Job, returncode: int, placement: str) -> RunOutcome:
     """The outcome of a child that has exited; updates failed.json either way."""
-    from helpers.core.provenance import read_json
-
     seconds = time.monotonic() - job.started
-    metrics_path = job.run_dir / "metrics.json"
+    metrics_path = job.run_dir / run_folder.METRICS
     if returncode == 0 and metrics_path.is_file():
-        (job.run_dir / FAILED_FILE).unlink(missing_ok=True)  # an earlier failure is history now
+        run_folder.clear_failure(job.run_dir)  # an earlier failure is history now
         return RunOutcome(config=job.config, run_dir=job.run_dir, status="finished", seconds=seconds,
-                          metrics=read_json(metrics_path), placement=placement, log_path=job.run_dir / WORKER_LOG)
+                          metrics=read_json(metrics_path), placement=placement, log_path=job.run_dir / run_folder.WORKER_LOG)
     return _fail(job.config, job.run_dir, _read_error(job, returncode), seconds, placement, returncode)
 
 

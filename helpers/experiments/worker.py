@@ -18,6 +18,8 @@ import sys
 import traceback
 from pathlib import Path
 
+from helpers.core import run_folder
+
 #: Lines of the traceback kept in the error report (the full one is in the run's worker.log).
 TRACEBACK_TAIL_LINES = 15
 
@@ -26,7 +28,8 @@ def run_job(job: dict) -> None:
     """Train the run described by ``job`` (the parent's job file, already parsed)."""
     # Imported here, after the environment is final: torch reads OMP_NUM_THREADS and
     # CUDA_VISIBLE_DEVICES when it initialises.
-    from helpers.training.loop import train, TrainConfig
+    from helpers.training.loop import train
+    from helpers.training.config import TrainConfig
 
     config = TrainConfig.from_dict(job["config"])
     print(f"run folder {config.run_dir()}; threads {config.num_threads}; device {config.device}; "
@@ -56,8 +59,9 @@ def run_training_notebook(config, corpus_root: str | None = None) -> Path:
     if corpus_root:
         parameters["corpus_root"] = str(corpus_root)
     out = run_notebook(NOTEBOOK_DIR / "03_train.ipynb", parameters, output_dir=run_dir, cwd=os.getcwd())
-    if not (run_dir / "metrics.json").is_file():
-        raise RuntimeError(f"{out} ran without error but {run_dir} has no metrics.json; open the notebook to see why.")
+    if not run_folder.is_finished(run_dir):
+        raise RuntimeError(f"{out} ran without error but {run_dir} is not a finished run (no metrics.json and "
+                           "record.json); open the executed notebook to see why.")
     return out
 
 

@@ -19,13 +19,7 @@ from helpers.features.cache import (
     cache_key,
     load_features,
 )
-from helpers.features.extract import (
-    CPU_BLOCK_CLIPS,
-    available_cores,
-    default_num_workers,
-    extract_logmels,
-    logmels_of_waveforms,
-)
+from helpers.features.extract import available_cores, CPU_BLOCK_CLIPS, default_num_workers, extract_logmels, logmels_of_waveforms
 from helpers.features.frontend import (
     AMIN,
     FEATURE_VERSION,

@@ -5,12 +5,11 @@ this module is :mod:`helpers.features.cache`.
 """
 from __future__ import annotations
 
-import importlib  # only for the re-export block at the end
 import os
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Callable, Sequence  # Any: only for the re-export block at the end
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -175,19 +174,3 @@ def _transform_batches_on_device(load: Callable[[int, int], np.ndarray], n: int,
             wave = torch.from_numpy(np.concatenate(blocks)).to(device, non_blocking=True)
             out[start:stop] = module(wave).cpu().numpy()
             bar.update(stop - start)
-
-
-# re-exported for callers not yet updated: these names moved to helpers.features.frontend and
-# helpers.features.cache. The cache module imports this one, so its names are looked up on
-# first use (PEP 562 module __getattr__) instead of imported here, which would be a cycle.
-from helpers.features.frontend import (  # noqa: E402, F401
-    AMIN, FEATURE_VERSION, FFT_PRECISIONS, FMIN, HOP_LENGTH, N_FFT, N_MELS, logmel,
-)
-
-_MOVED_TO_CACHE = ("CHECKSUM_MEMO", "REQUIRED_COLUMNS", "FeatureSet", "audio_checksums", "cache_key", "load_features")
-
-
-def __getattr__(name: str) -> Any:
-    if name in _MOVED_TO_CACHE:
-        return getattr(importlib.import_module("helpers.features.cache"), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -6,7 +6,7 @@ Every model maps a log-mel batch ``(batch, time, mel)`` in dB to ``(logits, embe
     embedding  (batch, embedding_dim)  penultimate FC output after ReLU (>= 0), used for SVMs,
                                        t-SNE and fusion
 
-The forward pass is split in two, because training augments in between (FACTS section 4: the
+The forward pass is split in two, because training augments in between (docs/reference.md §4: the
 authors apply SpecAugment and then MixUp to the log-mels *after* the first BatchNorm):
 
     z = model.normalize(x)               # (batch, time, mel) dB -> (batch, 1, time, mel)
@@ -25,7 +25,7 @@ that a checkpoint stores to rebuild the model (:mod:`helpers.models.registry`,
 Only the convolutional backbone differs between models.
 
 Architectures follow Kong et al. (2020, "PANNs") as used by the paper; trainable parameter counts
-with 64 mel bins and 5 classes reproduce the paper (FACTS section 3), see :data:`PAPER_PARAMETER_COUNTS`.
+with 64 mel bins and 5 classes reproduce the paper (docs/reference.md §3), see :data:`PAPER_PARAMETER_COUNTS`.
 """
 from __future__ import annotations
 
@@ -208,7 +208,7 @@ class AudioClassifier(nn.Module):
         self.config: dict[str, Any] = {"name": self.name, "n_classes": self.n_classes, "n_mels": self.n_mels,
                                        **_plain(options)}
         # BatchNorm with one channel per mel bin: standardises each bin over batch and time, in
-        # place of a per-clip normalisation of the dB values (FACTS section 2).
+        # place of a per-clip normalisation of the dB values (docs/reference.md §2).
         self.bn0 = nn.BatchNorm2d(n_mels)
 
     def _finish(self, backbone: nn.Module, embedding_dim: int) -> None:
@@ -350,7 +350,7 @@ class WideResNet(AudioClassifier):
     -> stages of 32/64/128 channels, strides 1/2/2 (strided convs, as the WRN code). The head's
     embedding is 128-d.
 
-    Which variant: the paper reports "about 1.5 M" and FACTS fixes 1,487,973 parameters (5 classes,
+    Which variant: the paper reports "about 1.5 M" and docs/reference.md §3 records 1,487,973 parameters (5 classes,
     64 mels). That count is met exactly by the post-activation (torchvision-style) form: a 3x3
     stem conv to 32 channels + BN (``stem_channels=32``, as wide as stage 1, so stage 1 needs no
     projection shortcut), BasicBlocks conv-BN-ReLU-conv-BN, and projection shortcuts 1x1 conv +
@@ -360,7 +360,7 @@ class WideResNet(AudioClassifier):
 
     Dropout: none inside blocks (the WRN code's default,
     ``residual_dropout=0``), ``block_dropout`` 0.2 after the stem and after each stage, matching
-    the "dropout 0.2 after each conv block" of the other models (FACTS section 3).
+    the "dropout 0.2 after each conv block" of the other models (docs/reference.md §3).
     """
 
     name = "wrn28_2"

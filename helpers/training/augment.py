@@ -1,6 +1,7 @@
-"""Data augmentation: SpecAugment, MixUp, their losses, and optional waveform augmentations.
+"""Augmentation of log-mels in the training step: SpecAugment, MixUp and their losses
+(waveform augmentations: :mod:`helpers.training.wave_augment`).
 
-Where each augmentation runs (FACTS section 4, paper section 3.3):
+Where each augmentation runs (docs/reference.md §4, paper section 3.3):
 
 - The training loop draws a batch of cached log-mels ``(batch, time, mel)`` on the device, calls
   ``z = model.normalize(x)`` (the model's first BatchNorm, giving ``(batch, 1, time, mel)``),
@@ -28,11 +29,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
-from helpers.data.audio import pad_or_truncate
 
 SpecAugmentMode = Literal["batch", "per_example"]
 SPEC_AUGMENT_MODES = ("batch", "per_example")
@@ -391,68 +390,3 @@ def mixup_bce_loss(logits: torch.Tensor, mixed_targets: torch.Tensor) -> torch.T
 def ce_loss(logits: torch.Tensor, class_idx: torch.Tensor) -> torch.Tensor:
     """Categorical cross-entropy, mean over the batch; ``logits (batch, classes)``, ``class_idx (batch,)`` int64."""
     return F.cross_entropy(logits, class_idx)
-
-
-# ---------------------------------------------------------------------------------------------
-# Waveform augmentations (optional; the paper found no gain)
-# ---------------------------------------------------------------------------------------------
-
-def time_stretch(wave: np.ndarray, rate: float, sample_rate: int) -> np.ndarray:
-    """Stretch a mono waveform ``(samples,)`` in time by ``rate`` without changing its pitch.
-
-    ``rate > 1`` speeds up (shorter sound), ``rate < 1`` slows down; the paper draws ``rate``
-    uniformly in [0.9, 1.1]. librosa's phase vocoder does the work; the result is zero-padded or
-    truncated back to the input length so cached feature shapes do not change. ``sample_rate``
-    (Hz) is unused by the phase vocoder but kept so all waveform augmentations share a signature.
-    Slow (tens of ms): run it when computing features, not in the training step.
-    """
-    del sample_rate
-    if rate <= 0:
-        raise ValueError(f"time_stretch rate={rate} must be > 0.")
-    wave = np.asarray(wave, dtype=np.float32)
-    if rate == 1.0:
-        return wave.copy()
-    import librosa  # imported lazily: only feature computation with augmentation needs it
-
-    out = librosa.effects.time_stretch(wave, rate=float(rate))
-    return pad_or_truncate(out.astype(np.float32), wave.shape[-1])
-
-
-def pitch_shift(wave: np.ndarray, quarter_tones: float, sample_rate: int) -> np.ndarray:
-    """Shift the pitch of a mono waveform ``(samples,)`` by ``quarter_tones`` (1 = 50 cents).
-
-    The paper shifts by 0 to 3 quarter tones up or down; librosa is called with
-    ``n_steps = quarter_tones / 2`` semitones. The output keeps the input length (padded or
-    truncated). Slow: run it when computing features.
-    """
-    wave = np.asarray(wave, dtype=np.float32)
-    if quarter_tones == 0:
-        return wave.copy()
-    import librosa
-
-    out = librosa.effects.pitch_shift(wave, sr=int(sample_rate), n_steps=quarter_tones / 2.0, bins_per_octave=12)
-    return pad_or_truncate(out.astype(np.float32), wave.shape[-1])
-
-
-def random_wave_augment(
-    wave: np.ndarray,
-    sample_rate: int,
-    rng: np.random.Generator,
-    stretch: tuple[float, float] | None = (0.9, 1.1),
-    pitch_quarter_tones: int | None = 3,
-) -> np.ndarray:
-    """Randomly time-stretch then pitch-shift a mono waveform ``(samples,)``; same length out.
-
-    ``rate ~ U[stretch[0], stretch[1]]`` and an integer shift uniform in
-    ``{-pitch_quarter_tones, ..., +pitch_quarter_tones}`` quarter tones (0 included, as in
-    "0 to 3 quarter-tones up or down"). ``None`` switches an augmentation off. ``rng`` is a numpy
-    Generator: this runs on the CPU during feature computation (it implies recomputing log-mels).
-    """
-    out = np.asarray(wave, dtype=np.float32)
-    if stretch is not None:
-        low, high = stretch
-        out = time_stretch(out, float(rng.uniform(low, high)), sample_rate)
-    if pitch_quarter_tones is not None and pitch_quarter_tones > 0:
-        q = int(rng.integers(-pitch_quarter_tones, pitch_quarter_tones + 1))
-        out = pitch_shift(out, q, sample_rate)
-    return out

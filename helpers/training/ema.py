@@ -1,4 +1,4 @@
-"""Exponential moving average (EMA) of model weights (paper section 3.4, FACTS section 4).
+"""Exponential moving average (EMA) of model weights (paper section 3.4, docs/reference.md §4).
 
 The paper: "we create a separate model which is the EMA variant of the model being trained",
 decay 0.995, updates from iteration 15k on. :class:`ExponentialMovingAverage` keeps that separate

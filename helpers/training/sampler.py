@@ -33,7 +33,7 @@ class _BatchStream:
 
 
 class BalancedBatchSampler(_BatchStream):
-    """Class-balanced batches, as in the authors' code (FACTS section 4).
+    """Class-balanced batches, as in the authors' code (docs/reference.md §4).
 
     Slots of the stream of batches are given to the classes in turn, ``0, 1, ..., K-1, 0, 1,
     ...``; the class cursor carries over from one batch to the next (with K = 5 and batch 32,

@@ -1,0 +1,174 @@
+"""The configuration of a training run: :class:`TrainConfig`, its run key, and the choices that
+follow from it (precision, scoring batch, fusion options).
+
+``TrainConfig`` mirrors the ``parameters`` cell of ``03_train`` name for name. Its :meth:`~TrainConfig.key`
+hashes the settings that change results; the run folder is named by it, so the same config always
+lands in the same folder and is trained once.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from helpers.models.checkpoint import checkpoint_identity
+
+#: ``TrainConfig.model`` value for the fusion of two trained models (paper section 5).
+FUSION = "fusion"
+FUSION_OPTIONS = ("branch_a", "branch_b", "freeze")
+
+
+@dataclass
+class TrainConfig:
+    """Every setting of a training run; defaults are the paper's where the paper gives one.
+
+    Deviations from the paper that the authors' code makes are options, named in the comments.
+    """
+
+    # data
+    corpus: str = "demo"              # "demo", "synthetic" or a corpus folder
+    data_dir: str = "data"
+    cache_dir: str = "data/cache"
+    sample_rate: int = 16_000         # 16000 or 8000
+    # model
+    model: str = "cnn10"              # cnn6, cnn10, mobilenetv1, resnet22, wrn28_2, or "fusion"
+    model_options: dict = field(default_factory=dict)  # constructor options, e.g. {"channels": [16, 32, 64, 128]};
+    # fusion: {"branch_a": CKPT, "branch_b": CKPT, "freeze": True} (two trained runs' checkpoints)
+    # sampling and augmentation
+    sampler: str = "balanced"         # "balanced" (paper) or "uniform"
+    spec_augment: bool = True
+    spec_augment_mode: str = "batch"  # "batch" (paper: one mask per mini-batch) or "per_example" (authors' code)
+    spec_time_width: int = 16         # authors' code: 16 for CNN10, 64 for the other models
+    spec_freq_width: int = 8
+    spec_max_stripes: int = 2
+    mixup: bool = True
+    mixup_alpha: float = 1.0          # authors' code; the paper says "always smaller than 1.0"
+    time_stretch: bool = False        # waveform-level, rate ~ U[0.9, 1.1] (the paper: no gain)
+    pitch_shift: bool = False         # waveform-level, 0-3 quarter tones up or down (no gain)
+    wave_augment_copies: int = 4      # augmented copies of the train set when either is on
+    # optimisation
+    batch_size: int = 32
+    iterations: int = 60_000
+    lr: float = 1e-3
+    amsgrad: bool = False             # the authors' code uses amsgrad=True; the paper says Adam
+    # EMA
+    ema: bool = True
+    ema_decay: float = 0.995
+    ema_start: int = 15_000
+    ema_mode: str = "correct"         # "correct" or "reference" (the authors' store/restore bug)
+    ema_decay_schedule: str = "constant"  # "constant" (paper) or "warmup": min(decay, (1+n)/(10+n)) (authors' code)
+    ema_average_buffers: bool = True  # False: BN running statistics copied, not averaged (authors' code)
+    # evaluation and checkpoints
+    eval_every: int = 200
+    select_from: int = 0              # evaluations before this step are not candidates for "best"
+    checkpoint_every: int = 1_000     # resumable checkpoint interval (steps)
+    eval_batch_size: int | None = None  # clips per scoring batch; None: 512 on CUDA, 64 on CPU (faster there)
+    score_train: bool = False         # also score the train split at the end (predictions/train-*.csv)
+    # reproducibility and hardware
+    seed: int = 0
+    device: str = "auto"              # "auto": CUDA when present, else CPU
+    amp: bool = True                  # bf16 autocast on CUDA
+    cpu_amp: bool = False             # bf16 autocast on the CPU too: ~2x on CPUs with native bf16
+    #                                   (AVX512-BF16, AMX), slower elsewhere; off = fp32, the faithful default
+    channels_last: bool = True        # NHWC memory layout for the convolutions (CPU and CUDA)
+    num_threads: int | None = None    # CPU threads; default OMP_NUM_THREADS or all cores
+    log_every: int = 50
+    # output
+    out_dir: str = "runs/train"
+    run_name: str | None = None       # default: model-sr-key of the config
+
+    def __post_init__(self) -> None:
+        checks = {
+            "sampler": ("balanced", "uniform"), "spec_augment_mode": ("batch", "per_example"),
+            "ema_mode": ("correct", "reference"), "sample_rate": (16_000, 8_000),
+            "ema_decay_schedule": ("constant", "warmup"), "ema_average_buffers": (True, False),
+        }
+        for name, allowed in checks.items():
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"TrainConfig.{name}={getattr(self, name)!r}; allowed: {allowed}")
+        for name in ("iterations", "batch_size", "eval_every", "checkpoint_every"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"TrainConfig.{name} must be >= 1, got {getattr(self, name)}")
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> "TrainConfig":
+        """Build from a dict (e.g. a notebook's parameters), rejecting unknown names."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - names)
+        if unknown:
+            raise ValueError(f"unknown TrainConfig field(s) {unknown}; known: {sorted(names)}")
+        return cls(**values)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def field_names(cls) -> list[str]:
+        """Names of all settings, in declaration order (a notebook's parameters use the same names)."""
+        return [f.name for f in dataclasses.fields(cls)]
+
+    @classmethod
+    def from_namespace(cls, namespace: dict[str, Any]) -> "TrainConfig":
+        """Pick the settings out of a namespace such as a notebook's ``globals()``."""
+        return cls.from_dict({k: namespace[k] for k in cls.field_names() if k in namespace})
+
+    def key(self) -> str:
+        """Short hash of the settings that change results (not paths, device or logging)."""
+        skip = {"data_dir", "cache_dir", "out_dir", "run_name", "device", "num_threads", "log_every",
+                "checkpoint_every", "eval_batch_size", "score_train"}
+        values = {k: v for k, v in self.to_dict().items() if k not in skip}
+        # Options added after runs existed enter the key only when set, so those runs keep their folders.
+        for name, default in KEY_OMITTED_DEFAULTS.items():
+            if values.get(name) == default:
+                del values[name]
+        if self.model == FUSION:
+            # A fusion run is defined by its branches' weights, not by where they are stored.
+            values["model_options"] = {k: checkpoint_identity(v) if k.startswith("branch_") else v
+                                       for k, v in self.model_options.items()}
+        payload = json.dumps(values, sort_keys=True)
+        return hashlib.sha256(payload.encode()).hexdigest()[:10]
+
+    def run_dir(self) -> Path:
+        name = self.run_name or f"{self.model}-{self.sample_rate // 1000}k-{self.key()}"
+        return Path(self.out_dir) / name
+
+
+#: TrainConfig fields left out of the run key while at these values (added after runs existed).
+KEY_OMITTED_DEFAULTS = {"cpu_amp": False, "ema_decay_schedule": "constant", "ema_average_buffers": True}
+
+#: Scoring batch when ``TrainConfig.eval_batch_size`` is None: large batches feed a GPU; on a CPU
+#: 64 clips ran ~10 % faster than 512 (cache) and need an eighth of the memory.
+DEFAULT_EVAL_BATCH = {"cuda": 512, "cpu": 64}
+
+
+def autocast_enabled(config: TrainConfig, device: torch.device) -> bool:
+    """Whether training and scoring run under bf16 autocast: CUDA with ``amp``, CPU with ``cpu_amp``."""
+    return (device.type == "cuda" and config.amp) or (device.type == "cpu" and config.cpu_amp)
+
+
+def eval_batch_size(config: TrainConfig, device: torch.device) -> int:
+    """``config.eval_batch_size``, or the device's default (:data:`DEFAULT_EVAL_BATCH`) when None."""
+    if config.eval_batch_size is not None:
+        return int(config.eval_batch_size)
+    return DEFAULT_EVAL_BATCH.get(device.type, DEFAULT_EVAL_BATCH["cpu"])
+
+
+def fusion_options(config: TrainConfig) -> dict[str, Any]:
+    """The checked ``model_options`` of a fusion config: ``branch_a``, ``branch_b`` (checkpoint
+    files of two trained single models) and ``freeze`` (default True: only the new classifier
+    learns). Raises ValueError naming what is missing or unknown."""
+    options = dict(config.model_options)
+    unknown = sorted(set(options) - set(FUSION_OPTIONS))
+    missing = [k for k in ("branch_a", "branch_b") if not options.get(k)]
+    if unknown or missing:
+        raise ValueError(
+            f"model='fusion' needs model_options {{'branch_a': CKPT, 'branch_b': CKPT, 'freeze': bool}}; "
+            f"missing {missing}, unknown {unknown}. CKPT is a checkpoint of a trained run, e.g. "
+            "RUN/checkpoints/best_ema.pt.")
+    options.setdefault("freeze", True)
+    return options

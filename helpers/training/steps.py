@@ -1,0 +1,119 @@
+"""What one training run steps with: the model, Adam, EMA, the sampler and the step function.
+
+:func:`build_training` builds them exactly as :func:`helpers.training.train` uses them; the
+benchmarks call it too, so they measure the same computation. :func:`scoring_model` is the fast
+copy every score of a run comes from.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from helpers.evaluation.inference import prepare_for_inference
+from helpers.models.checkpoint import fusion_from_checkpoints
+from helpers.models.registry import create_model
+from helpers.training.augment import ce_loss, mixup, mixup_bce_loss, sample_mixup_lambda, SpecAugmentConfig
+from helpers.training.config import FUSION, TrainConfig, autocast_enabled, fusion_options
+from helpers.training.ema import ExponentialMovingAverage
+from helpers.training.sampler import BalancedBatchSampler, UniformBatchSampler
+
+
+def scoring_model(model: nn.Module, config: TrainConfig, device: torch.device) -> nn.Module:
+    """The fast scoring copy the run evaluates with: BatchNorm folded (fp32 results to ~1e-6), under
+    bf16 autocast where training autocasts (:func:`helpers.evaluation.inference.prepare_for_inference`)."""
+    precision = "bf16" if autocast_enabled(config, device) else "fp32"
+    return prepare_for_inference(model, precision, channels_last=config.channels_last)
+
+
+def make_step_function(model: nn.Module, optimizer: torch.optim.Optimizer, config: TrainConfig,
+                       n_classes: int, device: torch.device, generator: torch.Generator):
+    """One optimisation step as the config says, as a function ``step(x, y) -> loss``.
+
+    ``x``: log-mels ``(draw, time, mel)`` on the device, ``y``: class indices ``(draw,)``, where
+    ``draw`` is ``2 * batch_size`` with MixUp (pairs are mixed into one batch) and ``batch_size``
+    without. Order: first BatchNorm, SpecAugment, MixUp, rest of the model, loss, Adam step, as
+    in the authors' code. The loss is returned as a device tensor (no host synchronisation).
+    Shared by :func:`train` and the benchmarks, so both measure the same computation.
+    """
+    spec = SpecAugmentConfig(enabled=config.spec_augment, mode=config.spec_augment_mode,
+                             max_time_stripes=config.spec_max_stripes, max_freq_stripes=config.spec_max_stripes,
+                             time_width=config.spec_time_width, freq_width=config.spec_freq_width,
+                             min_stripes=config.spec_max_stripes if config.spec_augment_mode == "per_example" else None)
+    use_amp = autocast_enabled(config, device)
+    to_channels_last = config.channels_last
+
+    def step(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_amp):
+            z = model.normalize(x)
+            if to_channels_last:
+                z = z.contiguous(memory_format=torch.channels_last)
+            z = spec.apply(z, generator)
+            if config.mixup:
+                lam = sample_mixup_lambda(config.mixup_alpha, generator)
+                targets = torch.nn.functional.one_hot(y, n_classes).float()
+                z, t = mixup(z, targets, lam)
+                logits, _ = model.forward_normalized(z)
+                loss = mixup_bce_loss(logits.float(), t)
+            else:
+                logits, _ = model.forward_normalized(z)
+                loss = ce_loss(logits.float(), y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        return loss.detach()
+
+    return step
+
+
+def build_fusion_model(config: TrainConfig, n_classes: int) -> nn.Module:
+    """The fusion model of ``config`` (see :func:`fusion_options`): both branches loaded from their
+    checkpoints, which must have been trained on this config's sample rate and ``n_classes`` classes."""
+    options = fusion_options(config)
+    return fusion_from_checkpoints(options["branch_a"], options["branch_b"], n_classes,
+                                   freeze=bool(options["freeze"]), sample_rate=config.sample_rate)
+
+
+@dataclass
+class TrainingSetup:
+    """Everything one training run steps with, built by :func:`build_training`."""
+
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    ema: ExponentialMovingAverage | None
+    sampler: BalancedBatchSampler | UniformBatchSampler
+    generator: torch.Generator
+    step: Any  # step(x, y) -> loss, from make_step_function
+
+
+def build_training(config: TrainConfig, n_classes: int, device: torch.device,
+                   train_labels: np.ndarray) -> TrainingSetup:
+    """Seed, model (channels-last when configured), Adam, EMA, sampler, augmentation generator and
+    the step function, exactly as :func:`train` uses them (the benchmarks call this too, so they
+    measure the same thing). ``train_labels``: class indices ``(n_train,)`` for the sampler."""
+    torch.manual_seed(config.seed)
+    np.random.seed(config.seed)
+    if config.model == FUSION:
+        model = build_fusion_model(config, n_classes).to(device)
+    else:
+        model = create_model(config.model, n_classes=n_classes, **config.model_options).to(device)
+    if config.channels_last:
+        # NHWC lets the convolution kernels (cuDNN and oneDNN alike) skip layout conversions.
+        model = model.to(memory_format=torch.channels_last)
+    # Frozen fusion branches have requires_grad=False: Adam only sees what learns.
+    optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=config.lr,
+                                 amsgrad=config.amsgrad)
+    ema = ExponentialMovingAverage(model, decay=config.ema_decay, start_step=config.ema_start,
+                                   mode=config.ema_mode, decay_schedule=config.ema_decay_schedule,
+                                   average_buffers=config.ema_average_buffers) if config.ema else None
+    draw = config.batch_size * (2 if config.mixup else 1)  # MixUp halves 2B examples into B
+    if config.sampler == "balanced":
+        sampler = BalancedBatchSampler(train_labels, draw, seed=config.seed, n_classes=n_classes)
+    else:
+        sampler = UniformBatchSampler(len(train_labels), draw, seed=config.seed)
+    gen = torch.Generator(device=device).manual_seed(config.seed + 1)
+    step = make_step_function(model, optimizer, config, n_classes, device, gen)
+    return TrainingSetup(model, optimizer, ema, sampler, gen, step)
