@@ -6,7 +6,8 @@ Commands:
   notebooks [--corpus demo] [--profile demo|paper] [...]
                                        execute the notebook collection with papermill into runs/
   predict CHECKPOINT AUDIO...          per-clip prediction table for any audio files
-  bench [--models ...] [--rates ...]   training/feature/evaluation speed vs. the device's matmul peak
+  bench [--models ...] [--rates ...]   training/feature/evaluation speed vs. the device's ceiling
+                                       (developer tool, helpers/bench.py; options: bench --help)
 """
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
@@ -49,9 +51,7 @@ def _cmd_notebooks(args: argparse.Namespace) -> int:
 
     params = {"corpus": args.corpus, "data_dir": str(data_dir), "cache_dir": str(data_dir / "cache"),
               **notebook_parameters(args.profile)}
-    for item in args.param or []:
-        key, _, value = item.partition("=")
-        params[key] = json.loads(value) if value[:1] in "[{0123456789-tfn\"" and value not in ("",) else value
+    params.update(args.param or [])
     try:
         run_collection(params, notebooks=args.only, log_output=args.log)
     except NotebookError as exc:
@@ -74,20 +74,30 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_bench(args: argparse.Namespace) -> int:
-    from .bench import run_from_args
-
-    return run_from_args(args)
-
-
-def _json_object(text: str) -> dict:
+def parse_param(text: str) -> tuple[str, Any]:
+    """``--param NAME=VALUE`` as ``(NAME, value)``: VALUE is the JSON value it parses as (``3``,
+    ``true``, ``null``, ``"3"``, ``[1, 2]``, ``{"a": 1}``), anything else the plain string
+    (``fusion``, ``b=c``: only the first ``=`` splits). argparse error without a ``=`` or a NAME."""
+    name, sep, value = text.partition("=")
+    if not sep or not name:
+        raise argparse.ArgumentTypeError(
+            f"expected NAME=VALUE, got {text!r}; write e.g. --param model=fusion or --param iterations=200 "
+            "(VALUE is read as JSON when it parses as JSON, else as a plain string)")
     try:
-        value = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise argparse.ArgumentTypeError(f"not valid JSON ({exc}): {text!r}") from None
-    if not isinstance(value, dict):
-        raise argparse.ArgumentTypeError(f"expected a JSON object such as '{{\"channels\": [8, 16, 32, 64]}}', got {text!r}")
-    return value
+        return name, json.loads(value)
+    except ValueError:
+        return name, value
+
+
+#: ``python -m helpers --help``'s line for ``bench``, a developer tool (helpers/bench.py) that owns
+#: its parser: ``python -m helpers bench ARGS`` hands ARGS to ``helpers.bench.main``, imported only then.
+BENCH_HELP = "time training, feature extraction and evaluation on this machine (developer tool; bench --help)"
+
+
+def _run_bench(args: list[str]) -> int:
+    from helpers.bench import main as bench_main
+
+    return bench_main(args)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -115,7 +125,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--profile", default="demo", choices=["demo", "paper"],
                    help="demo: minutes on a laptop CPU; paper: the paper's schedule and grid (needs a GPU)")
     p.add_argument("--only", nargs="*", help="notebook numbers or names to run (default: all)")
-    p.add_argument("--param", action="append", help="extra NAME=VALUE passed to notebooks that define NAME")
+    p.add_argument("--param", action="append", type=parse_param, metavar="NAME=VALUE",
+                   help="extra parameter for the notebooks that define NAME; VALUE is read as JSON when it "
+                        "parses as JSON (3, true, null, '\"3\"', '{\"a\": 1}'), else as a plain string "
+                        "(model=fusion); repeatable")
     p.add_argument("--log", action="store_true", help="stream cell output")
     p.set_defaults(func=_cmd_notebooks)
 
@@ -129,29 +142,12 @@ def main(argv: list[str] | None = None) -> int:
                         "native bf16), int8 (CPU, cnn6/cnn10, calibrated on the files scored)")
     p.set_defaults(func=_cmd_predict)
 
-    p = sub.add_parser("bench", help="time training, feature extraction and evaluation on this machine",
-                       description="Training speed of each model against a dense matmul measured on the same "
-                                   "device just before (see helpers/bench.py), plus feature-extraction and "
-                                   "devel-evaluation speed. Prints one table and writes it as JSON.")
-    p.add_argument("--models", nargs="+", default=None, help="registry names (default: all models)")
-    p.add_argument("--rates", nargs="+", type=int, choices=[16000, 8000], default=[16000, 8000])
-    p.add_argument("--steps", type=int, default=None, help="timed steps per row (default: 3 on CPU, 50 on CUDA)")
-    p.add_argument("--warmup", type=int, default=None, help="untimed steps first (default: 1 on CPU, 10 on CUDA)")
-    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
-    p.add_argument("--threads", type=int, default=None, help="torch threads (default: OMP_NUM_THREADS or all cores)")
-    p.add_argument("--json", default=None, help="output file (default: runs/bench/bench-<device>.json)")
-    p.add_argument("--cpu-amp", action="store_true",
-                   help="on a CPU, also time each model under bf16 autocast (TrainConfig.cpu_amp)")
-    p.add_argument("--eval-clips", type=int, default=None,
-                   help="clips scored in the devel-evaluation timing (default: 7000 on CUDA, 512 on CPU, "
-                        "extrapolated to 7000)")
-    p.add_argument("--feature-clips", type=int, default=256, help="clips of the feature-extraction timing")
-    p.add_argument("--no-features", action="store_true", help="skip the feature-extraction timing")
-    p.add_argument("--no-eval", action="store_true", help="skip the devel-evaluation timing")
-    p.add_argument("--model-options", type=_json_object, default=None,
-                   help="JSON constructor options for every model, e.g. '{\"channels\": [8, 16, 32, 64]}'")
-    p.set_defaults(func=_cmd_bench)
+    # Listed for --help only: `bench ARGS` goes to helpers.bench's own parser before this one parses.
+    sub.add_parser("bench", help=BENCH_HELP, add_help=False)
 
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["bench"]:
+        return _run_bench(argv[1:])
     args = parser.parse_args(argv)
     return args.func(args)
 

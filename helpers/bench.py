@@ -11,12 +11,23 @@ and prints ONE table, written also as JSON (default ``runs/bench/bench-<device>.
                      (forward 1x, backward 2x; :func:`helpers.models.networks.forward_flops` counts the
                      conv and linear layers, 2 FLOPs per multiply-accumulate)
     TFLOP/s          GFLOP/step / s_per_step / 1000
-    matmul TFLOP/s   dense square matmul throughput measured on the same device just before the
-                     row's timed steps, in the row's precision (fp32 2048^3 on CPU, bf16 2048^3 for
-                     a CPU bf16 row, bf16 8192^3 on CUDA; best of a few repeats)
-    eff.             TFLOP/s / matmul TFLOP/s: the share of the machine's practical peak that the
+    matmul, conv     the two reference kernels, TFLOP/s, measured on the same device just before
+                     the row's timed steps, in the row's precision (fp32; bf16 for a bf16-autocast
+                     row) and, for the convolution, in the step's memory layout (channels-last when
+                     ``TrainConfig.channels_last``, the default); best of a few repeats each:
+                     a dense square matmul (2048^3 on CPU, 8192^3 on CUDA; 2 n^3 FLOPs) and a dense
+                     3x3 convolution, stride 1, same padding, C -> C channels (CPU: batch 8, 256
+                     channels, 32 x 32; CUDA: batch 64, 512 channels, 64 x 64; 2 FLOPs per
+                     multiply-accumulate, as the model's count)
+    ceiling          which of the two was faster; its TFLOP/s is the row's ceiling: the fastest
+                     dense kernel the device runs in that precision and layout at that moment
+    eff.             TFLOP/s / ceiling TFLOP/s: the share of the machine's practical peak that the
                      training step reaches. Both are measured in one run a moment apart, so the
-                     ratio holds on a shared, noisy machine where absolute speeds do not.
+                     ratio holds on a shared, noisy machine where absolute speeds do not. A step
+                     cannot outrun the fastest dense kernel, so a value above 100 % means the
+                     ceiling was measured wrong (too low: a slow repeat, a kernel the library does
+                     not run at full speed): the cell is marked ``!`` and a WARNING line follows
+                     the row; the row's ``above_ceiling`` is true in the JSON.
     peak MiB         memory of the step. CUDA: ``torch.cuda.max_memory_allocated`` over the timed
                      steps (stats reset just before) minus what was allocated before the model was
                      built. CPU: the peak resident set size over the timed steps (Linux VmHWM,
@@ -27,7 +38,7 @@ and prints ONE table, written also as JSON (default ``runs/bench/bench-<device>.
                      EMA copy and activations, not the bank of random log-mels. The CPU figure is
                      approximate (repeats differ by ~10 %); "-" where it cannot be measured.
 
-The step is the training loop's (:func:`helpers.training.loop.train`): indices from
+The step is the training loop's (:func:`helpers.training.train`): indices from
 :class:`helpers.training.sampler.BalancedBatchSampler` (2 x 32 for MixUp), the step function of
 :func:`helpers.training.loop.make_step_function` with ``TrainConfig`` defaults (first BN, SpecAugment,
 MixUp, rest of the model, BCE loss, Adam) and the EMA update, on random log-mels held on the
@@ -36,7 +47,7 @@ timed steps (``float(loss)``, CUDA synchronize).
 
 Under the table, two more measurements (also in the JSON):
 
-* feature extraction, clips/s: :class:`helpers.features.extract.LogMel` on in-memory random 16 kHz
+* feature extraction, clips/s: :class:`helpers.features.frontend.LogMel` on in-memory random 16 kHz
   waveforms, batched, on the device; and the whole read + resample + log-mel pipeline
   (:func:`helpers.features.extract_logmels`) on temporary 16 kHz WAV files, at 16 and 8 kHz
   (the files were just written, so they are read from the OS page cache);
@@ -57,6 +68,7 @@ import argparse
 import ctypes
 import dataclasses
 import gc
+import json
 import math
 import os
 import platform
@@ -71,23 +83,29 @@ import torch
 
 from helpers.data import audio as audio
 from helpers.evaluation.scoring import predict_scores
-from helpers.features.extract import CPU_BLOCK_CLIPS, FeatureSettings, LogMel, extract_logmels, logmels_of_waveforms
+from helpers.features.extract import CPU_BLOCK_CLIPS, extract_logmels, logmels_of_waveforms
+from helpers.features.frontend import FeatureSettings, LogMel
 from helpers.core.fileio import write_json_atomic
 from helpers.core.hardware import configure_threads, resolve_device
 from helpers.evaluation.inference import cpu_has_native_bf16, int8_supported, prepare_for_inference
 from helpers.models.registry import create_model, MODELS
 from helpers.models.cost import forward_flops
 from helpers.core.provenance import environment_record
-from helpers.training.loop import autocast_enabled, build_training, eval_batch_size, TrainConfig
+from helpers.training.config import autocast_enabled, eval_batch_size, TrainConfig
+from helpers.training.steps import build_training
 
 #: Classes of the challenge corpus (FACTS section 1); only the head's size depends on it.
 N_CLASSES = 5
 #: Random log-mel clips held on the device that the sampler draws training batches from.
 BANK_CLIPS = 1024
-#: Side of the square matmul that serves as the device's reference throughput.
+#: Side of the square matmul, one of the two reference kernels of the ceiling.
 MATMUL_SIZE = {"cpu": 2048, "cuda": 8192}
-#: Timed repeats of the matmul (the best counts); on CUDA each repeat runs it 10 times.
+#: The reference 3x3 convolution, the other kernel of the ceiling: (batch, channels, side) of its
+#: input; C -> C channels, stride 1, same padding. CPU: 9.7 GFLOP, about one 2048^3 matmul.
+CONV_SHAPE = {"cpu": (8, 256, 32), "cuda": (64, 512, 64)}
+#: Timed repeats of each reference kernel (the best counts); on CUDA each repeat runs it 10 times.
 MATMUL_REPEATS = {"cpu": 5, "cuda": 5}
+REFERENCE_INNER = {"cpu": 1, "cuda": 10}
 #: Default timed and warm-up training steps per device (a CPU step of ResNet22 takes seconds).
 DEFAULT_STEPS = {"cpu": 3, "cuda": 50}
 DEFAULT_WARMUP = {"cpu": 1, "cuda": 10}
@@ -113,7 +131,13 @@ ROW_KEYS: dict[str, str] = {
     "achieved_tflops": "gflop_per_step / s_per_step / 1000",
     "matmul_tflops": "dense square matmul throughput measured on the device just before the timed steps (best of repeats)",
     "matmul": "the reference matmul: dtype and size",
-    "efficiency": "achieved_tflops / matmul_tflops",
+    "conv_tflops": "dense 3x3 convolution throughput (2 FLOPs per MAC) measured just before the timed steps, "
+                   "in the step's memory layout (best of repeats)",
+    "conv": "the reference convolution: dtype, channels, input shape and layout",
+    "ceiling_tflops": "the faster of matmul_tflops and conv_tflops: the device's practical peak",
+    "ceiling": "which kernel gave ceiling_tflops: 'matmul' or 'conv'",
+    "efficiency": "achieved_tflops / ceiling_tflops",
+    "above_ceiling": "true when efficiency > 1: the ceiling was measured wrong, the efficiency is not a result",
     "peak_mib": "peak memory of the step in MiB, see memory_measure",
     "memory_measure": "how peak_mib was measured",
     "loss": "loss of the last timed step (a sanity check, random data)",
@@ -125,9 +149,12 @@ _COLUMNS: tuple[tuple[str, str, int, str], ...] = (
     ("model", "model", 11, "s"), ("sample_rate", "rate", 5, "d"), ("device", "device", 6, "s"),
     ("precision", "precision", 13, "s"), ("batch", "batch", 5, "d"), ("s_per_step", "s/step", 7, "n"),
     ("clips_per_s", "clips/s", 7, "n"), ("gflop_per_step", "GFLOP/step", 10, "n"),
-    ("achieved_tflops", "TFLOP/s", 7, "n"), ("matmul_tflops", "matmul TFLOP/s", 14, "n"),
-    ("efficiency", "eff.", 6, "%"), ("peak_mib", "peak MiB", 8, "n"),
+    ("achieved_tflops", "TFLOP/s", 7, "n"), ("matmul_tflops", "matmul TF/s", 11, "n"),
+    ("conv_tflops", "conv TF/s", 9, "n"), ("ceiling", "ceiling", 7, "s"), ("efficiency", "eff.", 7, "%"),
+    ("peak_mib", "peak MiB", 8, "n"),
 )
+#: Marks an efficiency cell above 100 % (see :func:`ceiling_warning`).
+ABOVE_CEILING_MARK = "!"
 
 
 # --------------------------------------------------------------------------------------------
@@ -244,51 +271,139 @@ def _touch_kernels(config: TrainConfig, settings: FeatureSettings) -> None:
 # --------------------------------------------------------------------------------------------
 # Measurements
 # --------------------------------------------------------------------------------------------
+def _best_seconds(kernel: Callable[[], Any], device: torch.device, repeats: int, inner: int) -> float:
+    """Seconds of one call of ``kernel``: one untimed call (library initialisation, kernel choice,
+    GPU clocks), then the best of ``repeats`` timed repeats of ``inner`` calls each, the device
+    synchronised before the clock starts and before it stops."""
+    kernel()
+    _sync(device)
+    best = math.inf
+    for _ in range(repeats):
+        _sync(device)
+        start = time.perf_counter()
+        for _ in range(inner):
+            kernel()
+        _sync(device)
+        best = min(best, (time.perf_counter() - start) / inner)
+    return best
+
+
+def _default_dtype(device: torch.device) -> torch.dtype:
+    return torch.bfloat16 if device.type == "cuda" else torch.float32
+
+
+def _dtype_name(dtype: torch.dtype) -> str:
+    return {torch.bfloat16: "bf16", torch.float32: "fp32", torch.float16: "fp16"}.get(dtype, str(dtype))
+
+
 def measure_matmul_tflops(device: str | torch.device = "auto", dtype: torch.dtype | None = None,
                           size: int | None = None, repeats: int | None = None) -> float:
     """Dense matmul throughput in TFLOP/s (``2 n^3`` FLOPs per ``(n, n) @ (n, n)``), best of ``repeats``.
 
-    Defaults: fp32 2048^3 on CPU (~0.1-0.5 s per product on 2 cores); bf16 8192^3 on CUDA, 10
-    products per timed repeat. The best repeat is the device's practical peak at that moment.
+    Defaults: fp32 2048^3 on CPU (~0.1-0.8 s per product on 2 cores); bf16 8192^3 on CUDA, 10
+    products per timed repeat. One of the two kernels of :func:`measure_ceiling`.
     """
     device = resolve_device(device)
-    if dtype is None:
-        dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    dtype = dtype or _default_dtype(device)
     n = size or MATMUL_SIZE.get(device.type, MATMUL_SIZE["cpu"])
     repeats = repeats or MATMUL_REPEATS.get(device.type, MATMUL_REPEATS["cpu"])
-    inner = 10 if device.type == "cuda" else 1
     gen = torch.Generator(device=device).manual_seed(0)
     a = torch.randn(n, n, generator=gen, device=device, dtype=dtype)
     b = torch.randn(n, n, generator=gen, device=device, dtype=dtype)
     out = torch.empty(n, n, device=device, dtype=dtype)
-    torch.matmul(a, b, out=out)  # warm-up: library initialisation, GPU clocks
-    _sync(device)
-    best = math.inf
-    for _ in range(repeats):
-        start = time.perf_counter()
-        for _ in range(inner):
-            torch.matmul(a, b, out=out)
-        _sync(device)
-        best = min(best, (time.perf_counter() - start) / inner)
+    seconds = _best_seconds(lambda: torch.matmul(a, b, out=out), device, repeats,
+                            REFERENCE_INNER.get(device.type, 1))
     del a, b, out
-    return 2.0 * n ** 3 / best / 1e12
+    return 2.0 * n ** 3 / seconds / 1e12
+
+
+def conv_flops(batch: int, channels: int, side: int) -> float:
+    """FLOPs of the reference convolution: 3x3, stride 1, same padding, ``channels`` -> ``channels``
+    on a ``(batch, channels, side, side)`` input; 2 per multiply-accumulate, as
+    :func:`helpers.models.cost.forward_flops` counts the model's."""
+    return 2.0 * batch * side * side * channels * channels * 9
+
+
+def measure_conv_tflops(device: str | torch.device = "auto", dtype: torch.dtype | None = None,
+                        shape: tuple[int, int, int] | None = None, channels_last: bool = True,
+                        repeats: int | None = None) -> float:
+    """Dense 3x3 convolution throughput in TFLOP/s (:func:`conv_flops`), best of ``repeats``.
+
+    ``shape``: ``(batch, channels, side)`` of the input (default :data:`CONV_SHAPE` of the
+    device); ``channels_last``: input and weight in NHWC, as the training step's model and batches
+    when ``TrainConfig.channels_last``. Forward only, without autograd, no bias. On CUDA 10
+    convolutions per timed repeat. One of the two kernels of :func:`measure_ceiling`.
+    """
+    device = resolve_device(device)
+    dtype = dtype or _default_dtype(device)
+    batch, channels, side = shape or CONV_SHAPE.get(device.type, CONV_SHAPE["cpu"])
+    repeats = repeats or MATMUL_REPEATS.get(device.type, MATMUL_REPEATS["cpu"])
+    layout = torch.channels_last if channels_last else torch.contiguous_format
+    gen = torch.Generator(device=device).manual_seed(0)
+    x = torch.randn(batch, channels, side, side, generator=gen, device=device, dtype=dtype)
+    w = torch.randn(channels, channels, 3, 3, generator=gen, device=device, dtype=dtype) / (3 * channels ** 0.5)
+    x, w = x.contiguous(memory_format=layout), w.contiguous(memory_format=layout)
+    with torch.no_grad():
+        seconds = _best_seconds(lambda: torch.nn.functional.conv2d(x, w, padding=1), device, repeats,
+                                REFERENCE_INNER.get(device.type, 1))
+    del x, w
+    return conv_flops(batch, channels, side) / seconds / 1e12
+
+
+def pick_ceiling(kernels: dict[str, float]) -> tuple[str, float]:
+    """The fastest of the measured reference kernels ``{name: TFLOP/s}``: ``(name, TFLOP/s)``."""
+    if not kernels:
+        raise ValueError("pick_ceiling: no reference kernel was measured.")
+    name = max(kernels, key=lambda k: kernels[k])
+    return name, kernels[name]
+
+
+def measure_ceiling(device: str | torch.device = "auto", dtype: torch.dtype | None = None,
+                    channels_last: bool = True, matmul_size: int | None = None,
+                    conv_shape: tuple[int, int, int] | None = None) -> dict[str, Any]:
+    """The device's practical peak in ``dtype``: both reference kernels, the faster one the ceiling.
+
+    Returns the row fields ``matmul_tflops``, ``matmul`` (description), ``conv_tflops``, ``conv``,
+    ``ceiling_tflops`` (the larger of the two) and ``ceiling`` (``"matmul"`` or ``"conv"``).
+    Neither kernel alone is a ceiling: which library runs faster depends on the device, precision
+    and layout (on an AVX-512 CPU, oneDNN's fp32 convolutions outran the fp32 matmul so far that
+    a CNN10-16k step reached 132 % of the matmul alone).
+    """
+    device = resolve_device(device)
+    dtype = dtype or _default_dtype(device)
+    n = matmul_size or MATMUL_SIZE.get(device.type, MATMUL_SIZE["cpu"])
+    shape = tuple(conv_shape or CONV_SHAPE.get(device.type, CONV_SHAPE["cpu"]))
+    measured = {"matmul": measure_matmul_tflops(device, dtype=dtype, size=n),
+                "conv": measure_conv_tflops(device, dtype=dtype, shape=shape, channels_last=channels_last)}
+    name, tflops = pick_ceiling(measured)
+    batch, channels, side = shape
+    return {
+        "matmul_tflops": measured["matmul"], "matmul": f"{_dtype_name(dtype)} {n}^3",
+        "conv_tflops": measured["conv"],
+        "conv": (f"{_dtype_name(dtype)} 3x3 {channels}->{channels} ch, {batch}x{side}x{side}, "
+                 f"{'channels-last' if channels_last else 'NCHW'}"),
+        "ceiling_tflops": tflops, "ceiling": name,
+    }
 
 
 def measure_training(model: str, sample_rate: int, device: str | torch.device = "auto", steps: int = 3,
                      warmup: int = 1, model_options: dict[str, Any] | None = None,
-                     matmul_size: int | None = None, cpu_amp: bool = False) -> dict[str, Any]:
+                     matmul_size: int | None = None, cpu_amp: bool = False,
+                     conv_shape: tuple[int, int, int] | None = None) -> dict[str, Any]:
     """Time the training loop's step of ``model`` at ``sample_rate`` Hz; one table row (:data:`ROW_KEYS`).
 
     Everything the loop does per step, with ``TrainConfig(model=..., sample_rate=...)`` defaults:
     balanced sampling of 2 x 32 indices, the step function (first BN, SpecAugment, MixUp, model,
     BCE loss, Adam), the EMA update. Inputs: :data:`BANK_CLIPS` random log-mels
-    ``(clip, time, mel)`` in dB on the device. ``warmup`` untimed steps, then the reference matmul
-    (:func:`measure_matmul_tflops`, in the step's precision), then ``steps`` timed steps with a
-    single host synchronisation at their end. ``model_options`` go to ``create_model`` (as
+    ``(clip, time, mel)`` in dB on the device. ``warmup`` untimed steps, then the ceiling
+    (:func:`measure_ceiling`: a dense matmul and a dense 3x3 convolution in the step's precision,
+    the convolution in the step's memory layout; the faster counts), then ``steps`` timed steps
+    with a single host synchronisation at their end. ``model_options`` go to ``create_model`` (as
     ``TrainConfig.model_options``), e.g. ``{"channels": [8, 16, 32, 64]}`` for a narrow CNN;
-    ``matmul_size`` overrides :data:`MATMUL_SIZE` (a smaller matmul under-reports the peak);
-    ``cpu_amp`` times the step under bf16 autocast on a CPU (``TrainConfig.cpu_amp``), against a
-    bf16 matmul.
+    ``matmul_size`` and ``conv_shape`` override :data:`MATMUL_SIZE` and :data:`CONV_SHAPE`
+    (smaller kernels under-report the peak); ``cpu_amp`` times the step under bf16 autocast on a
+    CPU (``TrainConfig.cpu_amp``), against bf16 kernels. ``efficiency`` above 1 sets
+    ``above_ceiling``: the ceiling was measured wrong.
     """
     if steps < 1 or warmup < 0:
         raise ValueError(f"measure_training: need steps >= 1 and warmup >= 0, got steps={steps}, warmup={warmup}.")
@@ -297,7 +412,7 @@ def measure_training(model: str, sample_rate: int, device: str | torch.device = 
                          model_options=dict(model_options or {}), cpu_amp=cpu_amp)
     settings = FeatureSettings(sample_rate=sample_rate)
     precision = training_precision(config, device)
-    matmul_dtype = torch.bfloat16 if precision == "bf16-autocast" else torch.float32
+    kernel_dtype = torch.bfloat16 if precision == "bf16-autocast" else torch.float32
 
     rng = np.random.default_rng(config.seed)
     gen_cpu = torch.Generator(device="cpu").manual_seed(config.seed)
@@ -309,7 +424,7 @@ def measure_training(model: str, sample_rate: int, device: str | torch.device = 
     _release(device)
     memory_before = _memory_in_use(device)
 
-    # The set-up of helpers.training.loop.train itself (minus data loading and checkpoints).
+    # The set-up of helpers.training.train itself (minus data loading and checkpoints).
     setup = build_training(config, N_CLASSES, device, labels_np)
     net, ema, sampler, step_fn = setup.model, setup.ema, setup.sampler, setup.step
     gflop_per_step = 3 * forward_flops(net, settings.n_frames, settings.n_mels) * config.batch_size / 1e9
@@ -332,8 +447,8 @@ def measure_training(model: str, sample_rate: int, device: str | torch.device = 
         float(loss)
     _sync(device)
 
-    n_matmul = matmul_size or MATMUL_SIZE.get(device.type, MATMUL_SIZE["cpu"])
-    matmul_tflops = measure_matmul_tflops(device, dtype=matmul_dtype, size=n_matmul)
+    ceiling = measure_ceiling(device, kernel_dtype, channels_last=config.channels_last,
+                              matmul_size=matmul_size, conv_shape=conv_shape)
     memory_measure = _reset_memory_peak(device)
     start = time.perf_counter()
     for _ in range(steps):
@@ -351,9 +466,9 @@ def measure_training(model: str, sample_rate: int, device: str | torch.device = 
         "model": model, "sample_rate": int(sample_rate), "device": str(device), "precision": precision,
         "batch": config.batch_size, "steps": steps, "warmup": warmup,
         "s_per_step": s_per_step, "clips_per_s": config.batch_size / s_per_step,
-        "gflop_per_step": gflop_per_step, "achieved_tflops": achieved, "matmul_tflops": matmul_tflops,
-        "matmul": f"{'bf16' if matmul_dtype == torch.bfloat16 else 'fp32'} {n_matmul}^3",
-        "efficiency": achieved / matmul_tflops, "peak_mib": peak_mib,
+        "gflop_per_step": gflop_per_step, "achieved_tflops": achieved, **ceiling,
+        "efficiency": achieved / ceiling["ceiling_tflops"],
+        "above_ceiling": achieved > ceiling["ceiling_tflops"], "peak_mib": peak_mib,
         "memory_measure": memory_measure or "unavailable on this platform",
         "loss": final_loss, "model_options": dict(config.model_options),
     }
@@ -509,7 +624,9 @@ def run_benchmark(models: Sequence[str] | None = None, rates: Sequence[int] = DE
     table row as soon as it is measured; ``cpu_amp`` adds a bf16-autocast row after each CPU
     fp32 row. Keys: ``device``, ``device_name``, ``torch_threads``,
     ``settings``, ``columns`` (:data:`ROW_KEYS`), ``rows``, ``feature_extraction`` and
-    ``evaluation`` (one entry per precision of :func:`evaluation_precisions`; None when switched off), ``environment`` (versions, machine, commit).
+    ``evaluation`` (one entry per precision of :func:`evaluation_precisions`; None when switched off),
+    ``warnings`` (:func:`ceiling_warning` of each row above its ceiling; empty when none),
+    ``environment`` (versions, machine, commit).
     """
     device = resolve_device(device)
     models = check_models(models)
@@ -526,9 +643,11 @@ def run_benchmark(models: Sequence[str] | None = None, rates: Sequence[int] = DE
     return {
         "device": str(device), "device_name": device_name(device), "torch_threads": torch.get_num_threads(),
         "settings": {"models": models, "rates": list(rates), "steps": steps, "warmup": warmup, "cpu_amp": cpu_amp,
-                     "model_options": dict(model_options or {}), "bank_clips": BANK_CLIPS},
+                     "model_options": dict(model_options or {}), "bank_clips": BANK_CLIPS,
+                     "reference_kernels": reference_description(device)},
         "columns": ROW_KEYS,
         "rows": rows,
+        "warnings": [w for w in map(ceiling_warning, rows) if w],
         "feature_extraction": measure_feature_extraction(device, feature_clips) if features else None,
         "evaluation": ([measure_evaluation(device, eval_clips, model_options=model_options, precision=p)
                         for p in evaluation_precisions(device)] if evaluation else None),
@@ -552,6 +671,26 @@ def _number(x: float | None) -> str:
     return f"{x:.3g}"
 
 
+def reference_description(device: torch.device) -> str:
+    """The two reference kernels of the ceiling on ``device`` in words (precision: the row's)."""
+    batch, channels, side = CONV_SHAPE.get(device.type, CONV_SHAPE["cpu"])
+    return (f"the faster of a dense {MATMUL_SIZE.get(device.type, MATMUL_SIZE['cpu'])}^3 matmul and a dense "
+            f"3x3 convolution {channels}->{channels} channels on {batch}x{side}x{side} (channels-last when the "
+            f"step is), in the row's precision, best of {MATMUL_REPEATS.get(device.type, MATMUL_REPEATS['cpu'])} "
+            "repeats each, measured just before each row's timed steps")
+
+
+def ceiling_warning(row: dict[str, Any]) -> str | None:
+    """A WARNING line for a row whose step outran its ceiling (efficiency above 100 %), else None."""
+    efficiency = row.get("efficiency")
+    if efficiency is None or not (row.get("above_ceiling") or efficiency > 1):
+        return None
+    return (f"WARNING: {row['model']} {row['sample_rate']} {row['precision']}: the step ran at "
+            f"{efficiency:.0%} of its ceiling ({_number(row.get('ceiling_tflops'))} TFLOP/s, {row.get('ceiling')}; "
+            f"matmul {_number(row.get('matmul_tflops'))}, conv {_number(row.get('conv_tflops'))}). No step outruns "
+            "the fastest dense kernel: the CEILING WAS MEASURED WRONG (too low) and this efficiency is not a result.")
+
+
 def format_header() -> str:
     """The table's header line (see :func:`format_table`)."""
     return " ".join(f"{title:<{width}}" if kind == "s" else f"{title:>{width}}" for _, title, width, kind in _COLUMNS).rstrip()
@@ -567,15 +706,20 @@ def format_row(row: dict[str, Any]) -> str:
         elif kind == "d":
             cells.append(f"{value:>{width}d}")
         elif kind == "%":
-            cells.append(f"{'-' if value is None else f'{value:.1%}':>{width}}")
+            text = "-" if value is None else f"{value:.1%}"
+            if key == "efficiency" and ceiling_warning(row):
+                text = ABOVE_CEILING_MARK + text  # not a result: see the WARNING line
+            cells.append(f"{text:>{width}}")
         else:
             cells.append(f"{_number(value):>{width}}")
     return " ".join(cells).rstrip()
 
 
 def format_table(rows: Sequence[dict[str, Any]]) -> str:
-    """The benchmark table: a header line, then one line per row, fixed-width columns."""
-    return "\n".join([format_header()] + [format_row(row) for row in rows])
+    """The benchmark table: a header line, one line per row (fixed-width columns), then a
+    :func:`ceiling_warning` line for each row whose efficiency is above 100 %."""
+    warnings = [w for w in map(ceiling_warning, rows) if w]
+    return "\n".join([format_header()] + [format_row(row) for row in rows] + warnings)
 
 
 def format_feature_extraction(result: dict[str, Any]) -> str:
@@ -606,8 +750,16 @@ def default_json_path(device: torch.device) -> Path:
     return Path("runs") / "bench" / f"bench-{device.type}.json"
 
 
+def _print_row(row: dict[str, Any]) -> None:
+    print(format_row(row), flush=True)
+    warning = ceiling_warning(row)
+    if warning:
+        print(warning, flush=True)
+
+
 def run_from_args(args: argparse.Namespace) -> int:
-    """The ``bench`` command: set threads, measure, print the table and extras, write the JSON."""
+    """The ``bench`` command on parsed arguments (:func:`build_parser`): set threads, measure,
+    print the table and extras, write the JSON."""
     try:
         check_models(args.models)
         device = resolve_device(args.device)
@@ -617,19 +769,21 @@ def run_from_args(args: argparse.Namespace) -> int:
     threads = configure_threads(args.threads)
     options = args.model_options or {}
     print(f"device {device} ({device_name(device)}), torch {torch.__version__}, {threads} torch threads "
-          f"(OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}); reference matmul "
-          f"{'bf16' if device.type == 'cuda' else 'fp32'} {MATMUL_SIZE.get(device.type, 2048)}^3, "
-          "measured before each row" + (f"; model options {options}" if options else ""), flush=True)
+          f"(OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}); ceiling: "
+          + reference_description(device) + (f"; model options {options}" if options else ""), flush=True)
     print(format_header(), flush=True)
     result = run_benchmark(args.models, args.rates, device, args.steps, args.warmup,
                            features=not args.no_features, feature_clips=args.feature_clips,
                            evaluation=not args.no_eval, eval_clips=args.eval_clips, model_options=options,
-                           on_row=lambda row: print(format_row(row), flush=True), cpu_amp=args.cpu_amp)
-    result["arguments"] = {k: v for k, v in vars(args).items() if k not in ("func", "command")}
+                           on_row=_print_row, cpu_amp=args.cpu_amp)
+    result["arguments"] = dict(vars(args))
     if result["feature_extraction"] is not None:
         print(format_feature_extraction(result["feature_extraction"]))
     for entry in result["evaluation"] or []:
         print(format_evaluation(entry))
+    if result["warnings"]:
+        print(f"WARNING: {len(result['warnings'])} row(s) above their ceiling (marked {ABOVE_CEILING_MARK} in "
+              "eff.): their efficiency is not a result.", file=sys.stderr)
     path = Path(args.json) if args.json else default_json_path(device)
     path.parent.mkdir(parents=True, exist_ok=True)
     write_json_atomic(path, result)
@@ -637,8 +791,52 @@ def run_from_args(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m helpers bench ARGS``; ``argv`` are the ARGS (default: ``sys.argv[1:]``)."""
-    from .__main__ import main as cli
+# --------------------------------------------------------------------------------------------
+# Command line (``python -m helpers bench`` hands its arguments to main)
+# --------------------------------------------------------------------------------------------
+def _json_object(text: str) -> dict:
+    """``--model-options``: a JSON object, else an argparse error saying what was expected."""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise argparse.ArgumentTypeError(f"not valid JSON ({exc}): {text!r}") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"expected a JSON object such as '{{\"channels\": [8, 16, 32, 64]}}', got {text!r}")
+    return value
 
-    return cli(["bench", *(sys.argv[1:] if argv is None else argv)])
+
+def build_parser() -> argparse.ArgumentParser:
+    """The parser of ``python -m helpers bench``."""
+    parser = argparse.ArgumentParser(
+        prog="python -m helpers bench",
+        description="Training speed of each model against the device's ceiling, the faster of a dense matmul "
+                    "and a dense 3x3 convolution measured in the step's precision and layout just before "
+                    "(see helpers/bench.py), plus feature-extraction and devel-evaluation speed. Prints one "
+                    "table and writes it as JSON.")
+    parser.add_argument("--models", nargs="+", default=None, help="registry names (default: all models)")
+    parser.add_argument("--rates", nargs="+", type=int, choices=[16000, 8000], default=list(DEFAULT_RATES))
+    parser.add_argument("--steps", type=int, default=None, help="timed steps per row (default: 3 on CPU, 50 on CUDA)")
+    parser.add_argument("--warmup", type=int, default=None,
+                        help="untimed steps first (default: 1 on CPU, 10 on CUDA)")
+    parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch threads (default: OMP_NUM_THREADS or all cores)")
+    parser.add_argument("--json", default=None, help="output file (default: runs/bench/bench-<device>.json)")
+    parser.add_argument("--cpu-amp", action="store_true",
+                        help="on a CPU, also time each model under bf16 autocast (TrainConfig.cpu_amp)")
+    parser.add_argument("--eval-clips", type=int, default=None,
+                        help="clips scored in the devel-evaluation timing (default: 7000 on CUDA, 512 on CPU, "
+                             "extrapolated to 7000)")
+    parser.add_argument("--feature-clips", type=int, default=DEFAULT_FEATURE_CLIPS,
+                        help="clips of the feature-extraction timing")
+    parser.add_argument("--no-features", action="store_true", help="skip the feature-extraction timing")
+    parser.add_argument("--no-eval", action="store_true", help="skip the devel-evaluation timing")
+    parser.add_argument("--model-options", type=_json_object, default=None,
+                        help="JSON constructor options for every model, e.g. '{\"channels\": [8, 16, 32, 64]}'")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m helpers bench ARGS``; ``argv`` are the ARGS (default: ``sys.argv[1:]``).
+    Exit status: 0, 2 for bad arguments (argparse exits with 2 itself)."""
+    return run_from_args(build_parser().parse_args(None if argv is None else list(argv)))

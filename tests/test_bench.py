@@ -8,22 +8,28 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
 from helpers import bench
-from helpers.bench import (ROW_KEYS, format_evaluation, format_table, measure_evaluation,
-                           measure_feature_extraction, measure_matmul_tflops, measure_training)
+from helpers.bench import (ROW_KEYS, build_parser, ceiling_warning, conv_flops, format_evaluation, format_row,
+                           format_table, measure_ceiling, measure_conv_tflops, measure_evaluation,
+                           measure_feature_extraction, measure_matmul_tflops, measure_training, pick_ceiling)
 from helpers.models.registry import create_model
 from helpers.models.cost import forward_flops
 from tests.conftest import REPO_ROOT
 
 # A narrow CNN10 keeps each measurement to seconds on 2 cores (as in tests/test_train.py).
 TINY = {"channels": [8, 16, 32, 64]}
-POSITIVE = ("s_per_step", "clips_per_s", "gflop_per_step", "achieved_tflops", "matmul_tflops", "efficiency")
+POSITIVE = ("s_per_step", "clips_per_s", "gflop_per_step", "achieved_tflops", "matmul_tflops", "conv_tflops",
+            "ceiling_tflops", "efficiency")
+#: Small reference kernels: (batch, channels, side) of the convolution, side of the matmul.
+SMALL_CONV = (2, 64, 16)
 
 
 @pytest.fixture(scope="module")
 def row() -> dict:
-    return measure_training("cnn10", 8000, "cpu", steps=2, warmup=1, model_options=TINY, matmul_size=512)
+    return measure_training("cnn10", 8000, "cpu", steps=2, warmup=1, model_options=TINY, matmul_size=512,
+                            conv_shape=SMALL_CONV)
 
 
 def test_training_row_has_every_documented_field(row):
@@ -32,6 +38,8 @@ def test_training_row_has_every_documented_field(row):
     assert (row["batch"], row["steps"], row["warmup"]) == (32, 2, 1)
     assert row["model_options"] == TINY
     assert row["matmul"] == "fp32 512^3"
+    assert row["conv"] == "fp32 3x3 64->64 ch, 2x16x16, channels-last"  # the step's layout (TrainConfig default)
+    assert row["ceiling"] in ("matmul", "conv") and row["above_ceiling"] is (row["efficiency"] > 1)
     for key in POSITIVE:
         assert math.isfinite(row[key]) and row[key] > 0, key
     assert math.isfinite(row["loss"])
@@ -39,7 +47,9 @@ def test_training_row_has_every_documented_field(row):
 
 
 def test_training_row_ratios_are_consistent(row):
-    assert row["efficiency"] == pytest.approx(row["achieved_tflops"] / row["matmul_tflops"])
+    assert row["ceiling_tflops"] == max(row["matmul_tflops"], row["conv_tflops"])
+    assert row["ceiling_tflops"] == row[f"{row['ceiling']}_tflops"]
+    assert row["efficiency"] == pytest.approx(row["achieved_tflops"] / row["ceiling_tflops"])
     assert row["achieved_tflops"] == pytest.approx(row["gflop_per_step"] / row["s_per_step"] / 1e3)
     assert row["clips_per_s"] == pytest.approx(row["batch"] / row["s_per_step"])
     # 3 x forward FLOPs of one 75 x 64 clip (8 kHz) x batch 32
@@ -58,8 +68,59 @@ def test_unknown_models_are_named():
     assert bench.check_models(None) == list(bench.MODELS)
 
 
-def test_matmul_reference_is_positive():
+def test_reference_kernels_are_positive():
     assert measure_matmul_tflops("cpu", size=128, repeats=1) > 0
+    for channels_last in (True, False):
+        assert measure_conv_tflops("cpu", shape=(1, 16, 8), channels_last=channels_last, repeats=1) > 0
+    assert conv_flops(2, 64, 16) == 2 * (2 * 16 * 16) * (64 * 64 * 9)  # 2 x MACs
+
+
+def test_ceiling_is_the_fastest_kernel_measured(monkeypatch):
+    assert pick_ceiling({"matmul": 0.2, "conv": 0.3}) == ("conv", 0.3)
+    assert pick_ceiling({"matmul": 0.4, "conv": 0.3}) == ("matmul", 0.4)
+    with pytest.raises(ValueError):
+        pick_ceiling({})
+    seen = []
+
+    def fake(name, tflops):
+        def measure(device, dtype=None, **kwargs):
+            seen.append((name, dtype, kwargs))
+            return tflops
+        return measure
+
+    for matmul, conv, winner in ((0.2, 0.3, "conv"), (0.5, 0.3, "matmul")):
+        seen.clear()
+        monkeypatch.setattr(bench, "measure_matmul_tflops", fake("matmul", matmul))
+        monkeypatch.setattr(bench, "measure_conv_tflops", fake("conv", conv))
+        result = measure_ceiling("cpu", torch.bfloat16, channels_last=False, matmul_size=64, conv_shape=(1, 8, 4))
+        assert (result["ceiling"], result["ceiling_tflops"]) == (winner, max(matmul, conv))
+        assert (result["matmul_tflops"], result["conv_tflops"]) == (matmul, conv)
+        assert result["matmul"] == "bf16 64^3" and result["conv"] == "bf16 3x3 8->8 ch, 1x4x4, NCHW"
+        # both kernels measured, in the precision and layout asked for
+        assert [name for name, _, _ in seen] == ["matmul", "conv"]
+        assert all(dtype == torch.bfloat16 for _, dtype, _ in seen)
+        assert seen[1][2]["channels_last"] is False and seen[1][2]["shape"] == (1, 8, 4)
+
+
+def test_a_step_above_its_ceiling_is_flagged_not_reported(monkeypatch, capsys):
+    """A fake, absurdly slow ceiling: the step outruns it, and the row, table and CLI say the
+    ceiling is wrong instead of printing the ratio as a result."""
+    monkeypatch.setattr(bench, "measure_matmul_tflops", lambda *a, **k: 1e-9)
+    monkeypatch.setattr(bench, "measure_conv_tflops", lambda *a, **k: 2e-9)
+    slow = measure_training("cnn6", 8000, "cpu", steps=1, warmup=0, model_options=TINY)
+    assert slow["ceiling"] == "conv" and slow["ceiling_tflops"] == 2e-9
+    assert slow["efficiency"] > 1 and slow["above_ceiling"] is True
+    warning = ceiling_warning(slow)
+    assert warning.startswith("WARNING: cnn6 8000 fp32") and "CEILING WAS MEASURED WRONG" in warning
+    line = format_row(slow)
+    assert bench.ABOVE_CEILING_MARK + f"{slow['efficiency']:.1%}" in line
+    lines = format_table([slow]).splitlines()
+    assert len(lines) == 3 and lines[2] == warning
+    bench._print_row(slow)
+    assert capsys.readouterr().out.splitlines() == [line, warning]
+    # a row at or under its ceiling has neither mark nor warning
+    fine = dict(slow, ceiling_tflops=1.0, efficiency=0.5, above_ceiling=False)
+    assert ceiling_warning(fine) is None and bench.ABOVE_CEILING_MARK not in format_row(fine)
 
 
 def test_format_table_has_a_header_and_one_line_per_row(row):
@@ -68,7 +129,8 @@ def test_format_table_has_a_header_and_one_line_per_row(row):
     assert lines[0].split()[:3] == ["model", "rate", "device"]
     assert lines[1].split()[:5] == ["cnn10", "8000", "cpu", "fp32", "32"]
     assert lines[2].startswith("cnn6") and lines[2].endswith("-")
-    assert f"{row['efficiency']:.1%}" in lines[1]
+    assert f"{row['efficiency']:.1%}" in lines[1] and row["ceiling"] in lines[1].split()
+    assert ["matmul", "TF/s", "conv", "TF/s", "ceiling", "eff."] == lines[0].split()[9:15]
     assert format_table([]).splitlines() == lines[:1]
 
 
@@ -97,14 +159,62 @@ def test_evaluation_times_each_scoring_precision():
     assert bench.evaluation_precisions(bench.resolve_device("cpu"), "resnet22")[-1] != "int8"
 
 
-def test_cpu_amp_row_is_timed_against_a_bf16_matmul():
+def test_cpu_amp_row_is_timed_against_bf16_kernels():
     row = measure_training("cnn10", 8000, "cpu", steps=1, warmup=0, model_options=TINY, matmul_size=256,
-                           cpu_amp=True)
-    assert row["precision"] == "bf16-autocast" and row["matmul"].startswith("bf16")
-    assert math.isfinite(row["loss"]) and row["efficiency"] == pytest.approx(row["achieved_tflops"] / row["matmul_tflops"])
+                           cpu_amp=True, conv_shape=(1, 32, 8))
+    assert row["precision"] == "bf16-autocast"
+    assert row["matmul"].startswith("bf16") and row["conv"].startswith("bf16")
+    assert math.isfinite(row["loss"]) and row["efficiency"] == pytest.approx(row["achieved_tflops"] / row["ceiling_tflops"])
 
 
-def test_main_delegates_to_the_command_line():
+#: Every bench option with a value that is not its default, and what it parses to.
+EVERY_OPTION = {
+    "models": (["--models", "cnn6", "cnn10"], ["cnn6", "cnn10"]),
+    "rates": (["--rates", "8000"], [8000]),
+    "steps": (["--steps", "7"], 7),
+    "warmup": (["--warmup", "0"], 0),
+    "device": (["--device", "cpu"], "cpu"),
+    "threads": (["--threads", "2"], 2),
+    "json": (["--json", "out/b.json"], "out/b.json"),
+    "cpu_amp": (["--cpu-amp"], True),
+    "eval_clips": (["--eval-clips", "16"], 16),
+    "feature_clips": (["--feature-clips", "8"], 8),
+    "no_features": (["--no-features"], True),
+    "no_eval": (["--no-eval"], True),
+    "model_options": (["--model-options", json.dumps(TINY)], TINY),
+}
+
+
+def test_parser_round_trips_every_option():
+    parser = build_parser()
+    assert parser.prog == "python -m helpers bench"
+    dests = {a.dest for a in parser._actions if a.dest != "help"}
+    assert dests == set(EVERY_OPTION), "a bench option without a test here, or a test for a lost option"
+    defaults = vars(parser.parse_args([]))
+    assert defaults == {"models": None, "rates": [16000, 8000], "steps": None, "warmup": None, "device": "auto",
+                        "threads": None, "json": None, "cpu_amp": False, "eval_clips": None,
+                        "feature_clips": 256, "no_features": False, "no_eval": False, "model_options": None}
+    argv = [text for flags, _ in EVERY_OPTION.values() for text in flags]
+    parsed = vars(parser.parse_args(argv))
+    assert parsed == {dest: value for dest, (_, value) in EVERY_OPTION.items()}
+    for dest, (flags, value) in EVERY_OPTION.items():  # each alone changes only itself
+        assert vars(parser.parse_args(flags)) == dict(defaults, **{dest: value}), dest
+        assert value != defaults[dest], dest
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--rates", "11025"], "invalid choice"),
+    (["--model-options", "[8, 16]"], "expected a JSON object"),
+    (["--model-options", "{bad"], "not valid JSON"),
+    (["--device", "tpu"], "invalid choice"),
+])
+def test_parser_rejects_bad_values(argv, message, capsys):
+    with pytest.raises(SystemExit) as exc:
+        build_parser().parse_args(argv)
+    assert exc.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_main_reports_unknown_models():
     assert bench.main(["--models", "nope"]) == 2
 
 
@@ -122,6 +232,9 @@ def test_cli_prints_one_table_and_writes_the_json(tmp_path):
     assert data["torch_threads"] == 2 and data["feature_extraction"] is None
     assert data["columns"] == ROW_KEYS
     assert len(data["rows"]) == 1 and set(data["rows"][0]) == set(ROW_KEYS)
+    assert data["arguments"]["model_options"] == TINY and "func" not in data["arguments"]
+    assert data["warnings"] == [w for w in [ceiling_warning(data["rows"][0])] if w]
+    assert "matmul" in data["settings"]["reference_kernels"] and "convolution" in data["settings"]["reference_kernels"]
     assert data["rows"][0]["model_options"] == TINY
     assert [e["precision"] for e in data["evaluation"]] == bench.evaluation_precisions(bench.resolve_device("cpu"))
     assert all(e["n_clips"] == 16 and e["extrapolated"] for e in data["evaluation"])
