@@ -18,7 +18,7 @@ export MKL_NUM_THREADS ?= 2
 export OPENBLAS_NUM_THREADS ?= 2
 export MPLBACKEND ?= Agg
 
-.PHONY: setup demo paper test lab clean-runs
+.PHONY: setup demo paper test test-fast strip lab clean-runs
 
 setup: $(STAMP)
 
@@ -39,8 +39,18 @@ paper: setup
 	$(PY) -m helpers validate "$(DATA)"
 	$(PY) -m helpers notebooks --corpus "$(abspath $(DATA))" --data-dir data --profile paper
 
+# The whole suite: what CI runs (.ci/run).
 test: setup
 	$(PY) -m pytest
+
+# The inner loop: unit tests only (notebook executions, training runs and subprocess tests are
+# marked slow), about a minute on 2 cores.
+test-fast: setup
+	$(PY) -m pytest -m "not slow" -q
+
+# Notebooks are committed without outputs (tests/test_notebook_sources.py checks it).
+strip: setup
+	$(VENV)/bin/jupyter nbconvert --clear-output --inplace notebooks/[0-9]*.ipynb
 
 lab: setup
 	$(VENV)/bin/jupyter lab notebooks

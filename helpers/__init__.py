@@ -1,14 +1,20 @@
-"""helpers: the importable library behind the notebooks.
+"""helpers: the importable library behind the notebooks, in subpackages by job.
 
-Modules (each with its tests in ``tests/``):
-audio (reading, resampling, padding), corpus (challenge-layout reader and validator),
-synthetic and demo (named corpora), datasets (build-or-locate by name), download (verified
-fetching), features (log-mel front end and cache), models (the paper's networks and their
-fusion), augment (SpecAugment, MixUp, waveform augmentation), sampler, ema, metrics (UAR, mAP,
-bootstrap), train (the training engine and run folders), evaluate and predict, bench
-(throughput against the matmul peak), hardware (devices, threads), parallel and
-parallel_worker (several runs at once), embeddings (SVM, t-SNE), grid (the paper's experiments
-as configs, profiles), collect (run folders to tables), report (HTML + Markdown report), plots,
-runs (records, timers), fileio (atomic writes, checksums), notebooks (papermill runner).
+Data flows corpus -> features -> training -> run folder -> collectors -> report:
+
+- :mod:`helpers.data`: audio I/O, the challenge-layout corpus reader and validator, named corpora
+  (demo from public recordings, synthetic), verified downloads.
+- :mod:`helpers.features`: the log-mel front end, batch extraction, the feature cache.
+- :mod:`helpers.models`: the paper's networks, fusion, the registry, the one checkpoint format.
+- :mod:`helpers.training`: config and run key, augmentation, samplers, EMA, the loop, final scoring.
+- :mod:`helpers.evaluation`: metrics, scoring, fast inference copies, predict, embeddings.
+- :mod:`helpers.experiments`: the paper's grids, the run scheduler, collectors, the notebook runner.
+- :mod:`helpers.reporting`: plots, display helpers, the HTML/Markdown report.
+- :mod:`helpers.core`: files, devices and threads, progress, provenance, the run folder.
+- ``helpers.bench`` (developer tool) and ``python -m helpers`` (the command line).
+
+Each subpackage re-exports its public names for short notebook imports
+(``from helpers.training import TrainConfig, train``); inside the package, modules import from
+concrete modules only.
 """
 __version__ = "0.1.0"

@@ -4,7 +4,8 @@ Commands:
   validate DIR                         print the validation report; exit 1 when there are errors
   corpus synthetic|demo --out DIR      build a corpus in the challenge layout
   notebooks [--corpus demo] [--profile demo|paper] [...]
-                                       execute the notebook collection with papermill into runs/
+                                       execute the notebook collection with papermill into
+                                       runs/notebooks/<corpus>-<profile>/, saying where it is
   predict CHECKPOINT AUDIO...          per-clip prediction table for any audio files
   bench [--models ...] [--rates ...]   training/feature/evaluation speed vs. the device's ceiling
                                        (developer tool, helpers/bench.py; options: bench --help)
@@ -53,7 +54,8 @@ def _cmd_notebooks(args: argparse.Namespace) -> int:
               **notebook_parameters(args.profile)}
     params.update(args.param or [])
     try:
-        run_collection(params, notebooks=args.only, log_output=args.log)
+        run_collection(params, notebooks=args.only, log_output=args.log, output_dir=args.out,
+                       progress=not args.quiet, progress_every=args.progress_every)
     except NotebookError as exc:
         print(f"FAILED: {exc}", file=sys.stderr)
         return 1
@@ -130,6 +132,11 @@ def main(argv: list[str] | None = None) -> int:
                         "parses as JSON (3, true, null, '\"3\"', '{\"a\": 1}'), else as a plain string "
                         "(model=fusion); repeatable")
     p.add_argument("--log", action="store_true", help="stream cell output")
+    p.add_argument("--out", default=None,
+                   help="folder for the executed copies (default: runs/notebooks/<corpus>-<profile>/)")
+    p.add_argument("--quiet", action="store_true", help="only one line per notebook: no cell or progress-bar lines")
+    p.add_argument("--progress-every", type=float, default=10.0, metavar="SECONDS",
+                   help="least seconds between two terminal lines of one progress bar (default 10)")
     p.set_defaults(func=_cmd_notebooks)
 
     p = sub.add_parser("predict", help="score audio files with a trained checkpoint")

@@ -94,7 +94,7 @@ from helpers.core.provenance import environment_record
 from helpers.training.config import autocast_enabled, eval_batch_size, TrainConfig
 from helpers.training.steps import build_training
 
-#: Classes of the challenge corpus (FACTS section 1); only the head's size depends on it.
+#: Classes of the challenge corpus (docs/reference.md §1); only the head's size depends on it.
 N_CLASSES = 5
 #: Random log-mel clips held on the device that the sampler draws training batches from.
 BANK_CLIPS = 1024

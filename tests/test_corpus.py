@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from helpers.data.corpus import TABLE_COLUMNS, CorpusError, read_corpus, validate_corpus
+from helpers.data.corpus import TABLE_COLUMNS, CorpusError, read_corpus, validate_corpus, write_broken_copy
 from tests.conftest import REPO_ROOT, write_tone
 
 
@@ -178,3 +178,14 @@ def test_cli_validate_exit_codes(tiny_corpus):
     bad = subprocess.run([sys.executable, "-m", "helpers", "validate", str(tiny_corpus)],
                          cwd=REPO_ROOT, capture_output=True, text=True)
     assert bad.returncode == 1 and "lab/devel.csv line 3" in bad.stdout
+
+
+def test_broken_copy_shows_exactly_its_three_mistakes(tiny_corpus, tmp_path):
+    corpus = read_corpus(tiny_corpus)
+    assert validate_corpus(tiny_corpus).ok
+    broken = write_broken_copy(corpus.table, tmp_path / "broken")
+    report = validate_corpus(broken)
+    kinds = sorted(p.kind for p in report.errors)
+    assert len(kinds) == 3, report.format()
+    assert any("missing" in k for k in kinds) and any("dup" in k for k in kinds), kinds
+    assert any("chimp" in p.message for p in report.errors), report.format()

@@ -28,7 +28,7 @@ TITLE_CITATION = re.compile(r"docs/reference\.md,\s*\"([^\"]+)\"")
 #: References to documents that live outside the repository (a fresh clone cannot follow them).
 OUTSIDE_REFERENCE = re.compile(r"\bFACTS\b|shared/reference|shared/paper")
 #: Files whose citations must resolve, as glob patterns relative to the repository root.
-CITING_GLOBS = ("helpers/**/*.py", "tests/*.py", "notebooks/*.ipynb", "benchmarks/*.py", "tools/**/*.py",
+CITING_GLOBS = ("helpers/**/*.py", "tests/*.py", "notebooks/*.ipynb", "benchmarks/*.py",
                 "README.md")
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 import helpers.experiments.scheduler as parallel
+from helpers.experiments import grid
 from helpers.experiments.grid import (ABLATION_FIELDS, ABLATION_SETTINGS, FULL_SETTING, FUSION_VARIANTS, PAPER_TABLE2,
                           PAPER_TABLE3, PROFILES, TABLE2_RUNS, ablation_configs, apply_model_options, expand_grid,
                           fusion_configs, fusion_variant_of, notebook_parameters, run_grid, setting_of,
@@ -141,3 +142,13 @@ def test_profile_notebook_parameters():
     TrainConfig.from_dict({k: v for k, v in paper.items() if k != "profile"})
     with pytest.raises(ValueError, match="profile"):
         notebook_parameters("huge")
+
+
+def test_grid_notebook_settings_split_config_and_scheduling():
+    base, parallel = grid.grid_notebook_settings("demo", "demo", "data", "data/cache", "runs/grid", {"iterations": 7},
+                                                 cpu_workers=2, threads_per_run=None, max_per_gpu=3, via_notebook=True)
+    assert base == {"corpus": "demo", "data_dir": "data", "cache_dir": "data/cache", "out_dir": "runs/grid/demo",
+                    "iterations": 7}
+    assert parallel == {"cpu_workers": 2, "threads_per_run": None, "max_per_gpu": 3, "via": "notebook"}
+    with pytest.raises(ValueError):
+        grid.grid_notebook_settings("nope", "demo", "data", "c", "r", {}, None, None, 1, False)

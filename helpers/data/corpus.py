@@ -26,6 +26,7 @@ import csv
 import hashlib
 import io
 import os
+import shutil
 import struct
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -454,3 +455,27 @@ def _scan(root: Path, classes: list[str] | None, clip_seconds: float,
     report.problems.sort(key=lambda p: (p.severity != "error", p.file, p.line or 0))
     lines = {(r.split, r.filename): r.line for r in rows}
     return report, records, class_list, lines
+
+
+def write_broken_copy(table: pd.DataFrame, dest: str | Path, per_split: int = 3) -> Path:
+    """A small corpus at ``dest`` with three deliberate mistakes, for showing what validation reports.
+
+    Copies ``per_split`` train and devel clips of ``table`` (a :attr:`Corpus.table`), then deletes
+    the first clip's wav (a missing file), writes the first devel label as ``chimp`` (an unknown
+    label, since the classes come from train.csv) and repeats one row (a duplicate). Returns ``dest``.
+    """
+    dest = Path(dest)
+    (dest / "wav").mkdir(parents=True)
+    (dest / "lab").mkdir()
+    sample = table[table.split.isin(["train", "devel"])].groupby("split").head(per_split)
+    for row in sample.itertuples():
+        shutil.copy(row.path, dest / "wav" / row.filename)
+    for split in ("train", "devel"):
+        sample[sample.split == split][["filename", "label"]].to_csv(dest / "lab" / f"{split}.csv", index=False)
+    (dest / "wav" / sample.iloc[0].filename).unlink()
+    devel_csv = dest / "lab" / "devel.csv"
+    first_devel_label = sample[sample.split == "devel"].iloc[0].label
+    devel_csv.write_text(devel_csv.read_text().replace(f",{first_devel_label}\n", ",chimp\n", 1))
+    with open(devel_csv, "a", encoding="utf-8") as fh:
+        fh.write(f"{sample.iloc[1].filename},{sample.iloc[1].label}\n")
+    return dest

@@ -320,6 +320,21 @@ def notebook_parameters(profile: str) -> dict[str, Any]:
     return {"profile": profile, **prof["train_notebook"]}
 
 
+def grid_notebook_settings(profile: str, corpus: str, data_dir: str, cache_dir: str, runs_root: str,
+                           overrides: dict[str, Any], cpu_workers: int | None, threads_per_run: int | None,
+                           max_per_gpu: int, via_notebook: bool) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The grid notebooks' (04, 05, 07) parameters as ``(base, parallel)``: ``base`` holds the
+    TrainConfig values every run shares (corpus, paths, run folders under ``runs_root/profile``,
+    ``overrides``), ``parallel`` the keyword arguments of :func:`run_grid` (workers, threads, GPUs,
+    and ``via="notebook"`` to train each run through ``03_train``)."""
+    _profile(profile)
+    base = {"corpus": corpus, "data_dir": data_dir, "cache_dir": cache_dir,
+            "out_dir": str(Path(runs_root) / profile), **overrides}
+    parallel = {"cpu_workers": cpu_workers, "threads_per_run": threads_per_run, "max_per_gpu": max_per_gpu,
+                "via": "notebook" if via_notebook else "python"}
+    return base, parallel
+
+
 # --- running ----------------------------------------------------------------------------------
 
 #: Columns of :func:`run_grid`'s table.
