@@ -1,4 +1,4 @@
-"""Moved: the training benchmark is ``python -m helpers bench`` (helpers/bench.py), same options."""
+"""Moved: the training benchmark is ``python -m helpers bench`` (the helpers/bench/ package), same options."""
 from helpers.bench import main
 
 if __name__ == "__main__":

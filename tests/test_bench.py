@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from helpers import bench
+from helpers.bench import cli as bench_cli, kernels as bench_kernels
 from helpers.bench import (ROW_KEYS, build_parser, ceiling_warning, conv_flops, format_evaluation, format_row,
                            format_table, measure_ceiling, measure_conv_tflops, measure_evaluation,
                            measure_feature_extraction, measure_matmul_tflops, measure_training, pick_ceiling)
@@ -90,8 +91,9 @@ def test_ceiling_is_the_fastest_kernel_measured(monkeypatch):
 
     for matmul, conv, winner in ((0.2, 0.3, "conv"), (0.5, 0.3, "matmul")):
         seen.clear()
-        monkeypatch.setattr(bench, "measure_matmul_tflops", fake("matmul", matmul))
-        monkeypatch.setattr(bench, "measure_conv_tflops", fake("conv", conv))
+        # measure_ceiling looks the kernels up in its own module, helpers.bench.kernels
+        monkeypatch.setattr(bench_kernels, "measure_matmul_tflops", fake("matmul", matmul))
+        monkeypatch.setattr(bench_kernels, "measure_conv_tflops", fake("conv", conv))
         result = measure_ceiling("cpu", torch.bfloat16, channels_last=False, matmul_size=64, conv_shape=(1, 8, 4))
         assert (result["ceiling"], result["ceiling_tflops"]) == (winner, max(matmul, conv))
         assert (result["matmul_tflops"], result["conv_tflops"]) == (matmul, conv)
@@ -105,8 +107,8 @@ def test_ceiling_is_the_fastest_kernel_measured(monkeypatch):
 def test_a_step_above_its_ceiling_is_flagged_not_reported(monkeypatch, capsys):
     """A fake, absurdly slow ceiling: the step outruns it, and the row, table and CLI say the
     ceiling is wrong instead of printing the ratio as a result."""
-    monkeypatch.setattr(bench, "measure_matmul_tflops", lambda *a, **k: 1e-9)
-    monkeypatch.setattr(bench, "measure_conv_tflops", lambda *a, **k: 2e-9)
+    monkeypatch.setattr(bench_kernels, "measure_matmul_tflops", lambda *a, **k: 1e-9)
+    monkeypatch.setattr(bench_kernels, "measure_conv_tflops", lambda *a, **k: 2e-9)
     slow = measure_training("cnn6", 8000, "cpu", steps=1, warmup=0, model_options=TINY)
     assert slow["ceiling"] == "conv" and slow["ceiling_tflops"] == 2e-9
     assert slow["efficiency"] > 1 and slow["above_ceiling"] is True
@@ -116,7 +118,7 @@ def test_a_step_above_its_ceiling_is_flagged_not_reported(monkeypatch, capsys):
     assert bench.ABOVE_CEILING_MARK + f"{slow['efficiency']:.1%}" in line
     lines = format_table([slow]).splitlines()
     assert len(lines) == 3 and lines[2] == warning
-    bench._print_row(slow)
+    bench_cli._print_row(slow)
     assert capsys.readouterr().out.splitlines() == [line, warning]
     # a row at or under its ceiling has neither mark nor warning
     fine = dict(slow, ceiling_tflops=1.0, efficiency=0.5, above_ceiling=False)

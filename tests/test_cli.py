@@ -1,5 +1,5 @@
 """The command line ``python -m helpers``: ``--param NAME=VALUE`` values, and the ``bench``
-command handed to helpers/bench.py's own parser (imported only when asked for).
+command handed to the helpers/bench/ package's own parser (imported only when asked for).
 The notebooks' own CLI test (``--profile`` reaching each notebook) is in tests/test_notebooks.py."""
 from __future__ import annotations
 
@@ -111,8 +111,11 @@ def _imported_modules(path: Path, everywhere: bool) -> set[str]:
 
 
 def test_bench_and_main_do_not_import_each_other():
-    bench_imports = _imported_modules(REPO_ROOT / "helpers" / "bench.py", everywhere=True)
-    assert not [name for name in bench_imports if "__main__" in name]
+    bench_files = sorted((REPO_ROOT / "helpers" / "bench").glob("*.py"))
+    assert REPO_ROOT / "helpers" / "bench" / "cli.py" in bench_files
+    for path in bench_files:  # no module of the bench package imports the command line
+        bench_imports = _imported_modules(path, everywhere=True)
+        assert not [name for name in bench_imports if "__main__" in name], path.name
     assert not {"helpers.bench", ".bench", "helpers", "."} & _imported_modules(Path(cli.__file__), everywhere=False)
     # importing the command line does not import the benchmark (nor torch)
     proc = subprocess.run([sys.executable, "-c", "import sys, helpers.__main__; "

@@ -614,6 +614,27 @@ def make_synthetic_corpus(
     """
     out_dir = Path(out_dir).expanduser().resolve()
     plan = plan_labels(n_clips, seed, class_proportions, split_fractions, classes)
+    snr = _check_rate_and_snr(sample_rate, snr_db)
+    n_clips, sample_rate, seed = int(n_clips), int(sample_rate), int(seed)
+    labels = _resolve_classes(classes)
+    call_types = call_types_for(labels)
+    replace = _check_target(out_dir, overwrite)
+    meta = _corpus_meta(plan, seed, n_clips, _resolve_proportions(labels, class_proportions), split_fractions,
+                        sample_rate, snr, hidden_test_labels, labels, call_types)
+    tmp = _partial_folder(out_dir)
+    try:
+        _write_splits(tmp, plan, seed, sample_rate, snr, call_types, hidden_test_labels)
+        (tmp / "corpus.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+        (tmp / "README.txt").write_text(_readme(meta), encoding="utf-8")
+        _move_into_place(tmp, out_dir, replace)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out_dir
+
+
+def _check_rate_and_snr(sample_rate: int, snr_db: tuple[float, float]) -> tuple[float, float]:
+    """ValueError for an unusable ``sample_rate`` or ``snr_db``; else ``snr_db`` as ``(low, high)`` floats."""
     if isinstance(sample_rate, bool) or not isinstance(sample_rate, (int, np.integer)) or sample_rate < 4000:
         raise ValueError(f"sample_rate={sample_rate!r}: give an integer rate of at least 4000 Hz (e.g. 16000 or 8000).")
     try:
@@ -622,67 +643,80 @@ def make_synthetic_corpus(
         lo, hi = np.nan, np.nan
     if not (np.isfinite(lo) and np.isfinite(hi) and lo <= hi):
         raise ValueError(f"snr_db={snr_db!r}: give (low, high) in dB with low <= high, e.g. (0, 12).")
-    n_clips, sample_rate, seed = int(n_clips), int(sample_rate), int(seed)
-    labels = _resolve_classes(classes)
-    weights = _resolve_proportions(labels, class_proportions)
-    call_types = call_types_for(labels)
-    counts = {split: {lab: plan[split].count(lab) for lab in labels} for split in SPLITS}
-    replace = _check_target(out_dir, overwrite)
+    return lo, hi
 
+
+def _write_splits(folder: Path, plan: dict[str, list[str]], seed: int, sample_rate: int,
+                  snr: tuple[float, float], call_types: dict[str, tuple[str, float]],
+                  hidden_test_labels: bool) -> None:
+    """Every clip of ``plan`` to ``folder/wav`` and the label tables to ``folder/lab`` (and
+    ``folder/truth/test.csv`` when test labels are hidden). Clip ``k`` of split ``s`` is drawn
+    from ``SeedSequence(seed, spawn_key=(1, s, k))`` alone."""
+    (folder / "wav").mkdir()
+    (folder / "lab").mkdir()
+    for s, split in enumerate(SPLITS):
+        rows = []
+        for k, label in enumerate(plan[split]):
+            rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(1, s, k)))
+            call_type, freq_scale = call_types[label]
+            n = _clip_length(rng, sample_rate)
+            wave = synthesize_clip(call_type, n, sample_rate, snr, rng, freq_scale)
+            name = f"{split}_{k + 1:05d}.wav"
+            write_wav(folder / "wav" / name, wave, sample_rate)
+            rows.append((name, label))
+        if split == "test" and hidden_test_labels:
+            (folder / "truth").mkdir()
+            _write_csv(folder / "truth" / "test.csv", rows)
+            rows = [(name, HIDDEN_LABEL) for name, _ in rows]
+        _write_csv(folder / "lab" / f"{split}.csv", rows)
+
+
+def _partial_folder(out_dir: Path) -> Path:
+    """A new, empty hidden sibling of ``out_dir`` to write the corpus into (same file system, so the
+    final rename is atomic); mkdir, unlike tempfile.mkdtemp, honours the umask, so the corpus gets
+    the user's usual permissions."""
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    # a hidden sibling (same file system, so the final rename is atomic); mkdir, unlike
-    # tempfile.mkdtemp, honours the umask, so the corpus gets the user's usual permissions
     tmp = out_dir.parent / f".{out_dir.name}.partial-{os.getpid()}-{secrets.token_hex(4)}"
     tmp.mkdir()
-    try:
-        (tmp / "wav").mkdir()
-        (tmp / "lab").mkdir()
-        for s, split in enumerate(SPLITS):
-            rows = []
-            for k, label in enumerate(plan[split]):
-                rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(1, s, k)))
-                call_type, freq_scale = call_types[label]
-                n = _clip_length(rng, sample_rate)
-                wave = synthesize_clip(call_type, n, sample_rate, (lo, hi), rng, freq_scale)
-                name = f"{split}_{k + 1:05d}.wav"
-                write_wav(tmp / "wav" / name, wave, sample_rate)
-                rows.append((name, label))
-            if split == "test" and hidden_test_labels:
-                (tmp / "truth").mkdir()
-                _write_csv(tmp / "truth" / "test.csv", rows)
-                rows = [(name, HIDDEN_LABEL) for name, _ in rows]
-            _write_csv(tmp / "lab" / f"{split}.csv", rows)
+    return tmp
 
-        meta = {
-            "generator": _GENERATOR_NAME,
-            "version": SYNTHETIC_VERSION,
-            "seed": seed,
-            "parameters": {
-                "n_clips": n_clips,
-                "class_proportions": (weights / weights.sum()).round(6).tolist(),
-                "split_fractions": [float(f) for f in split_fractions],
-                "sample_rate": sample_rate,
-                "snr_db": [lo, hi],
-                "hidden_test_labels": bool(hidden_test_labels),
-                "classes": list(labels),
-            },
-            "call_types": {lab: {"call_type": ct, "freq_scale": fs} for lab, (ct, fs) in call_types.items()},
-            "counts": counts,
-        }
-        (tmp / "corpus.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
-        (tmp / "README.txt").write_text(_readme(meta), encoding="utf-8")
 
-        if replace:
-            old = out_dir.parent / f".{out_dir.name}.old-{os.getpid()}-{secrets.token_hex(4)}"
-            os.rename(out_dir, old)
-            os.rename(tmp, out_dir)
-            shutil.rmtree(old)
-        else:
-            os.rename(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return out_dir
+def _corpus_meta(plan: dict[str, list[str]], seed: int, n_clips: int, weights: np.ndarray,
+                 split_fractions: Sequence[float], sample_rate: int, snr: tuple[float, float],
+                 hidden_test_labels: bool, labels: tuple[str, ...],
+                 call_types: dict[str, tuple[str, float]]) -> dict:
+    """What ``corpus.json`` holds: generator, version, seed, parameters, call types and the
+    clips per split and class of ``plan``."""
+    lo, hi = snr
+    counts = {split: {lab: plan[split].count(lab) for lab in labels} for split in SPLITS}
+    return {
+        "generator": _GENERATOR_NAME,
+        "version": SYNTHETIC_VERSION,
+        "seed": seed,
+        "parameters": {
+            "n_clips": n_clips,
+            "class_proportions": (weights / weights.sum()).round(6).tolist(),
+            "split_fractions": [float(f) for f in split_fractions],
+            "sample_rate": sample_rate,
+            "snr_db": [lo, hi],
+            "hidden_test_labels": bool(hidden_test_labels),
+            "classes": list(labels),
+        },
+        "call_types": {lab: {"call_type": ct, "freq_scale": fs} for lab, (ct, fs) in call_types.items()},
+        "counts": counts,
+    }
+
+
+def _move_into_place(tmp: Path, out_dir: Path, replace: bool) -> None:
+    """Rename the finished ``tmp`` folder to ``out_dir``; an old ``out_dir`` (``replace``) is
+    moved aside first and deleted only once the new corpus is in place."""
+    if replace:
+        old = out_dir.parent / f".{out_dir.name}.old-{os.getpid()}-{secrets.token_hex(4)}"
+        os.rename(out_dir, old)
+        os.rename(tmp, out_dir)
+        shutil.rmtree(old)
+    else:
+        os.rename(tmp, out_dir)
 
 
 def _readme(meta: dict) -> str:

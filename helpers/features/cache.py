@@ -177,24 +177,14 @@ def load_features(
     passed to :func:`numpy.load` for cache hits (e.g. ``"r"`` for a read-only memory map).
     """
     settings = settings or FeatureSettings()
-    missing = [c for c in REQUIRED_COLUMNS if c not in table.columns]
-    if missing:
-        raise ValueError(f"load_features: the corpus table lacks column(s) {missing}; it needs {list(REQUIRED_COLUMNS)}.")
-    rows = table[table["split"] == split]
-    if rows.empty:
-        available = sorted(map(str, table["split"].unique()))
-        raise ValueError(f"load_features: no rows with split {split!r}; the table has splits {available}.")
+    rows = _split_rows(table, split)
     filenames = [str(name) for name in rows["filename"]]
     paths = [Path(p) for p in rows["path"]]
     labels = rows["class_index"].to_numpy(dtype=np.int64)
 
     folder = Path(cache_dir) / corpus_name
     folder.mkdir(parents=True, exist_ok=True)
-    if "sha256" in rows.columns and not recompute and rows["sha256"].notna().all():
-        # read_corpus hashed exactly these bytes while validating them: no need to hash twice.
-        checksums = [str(c) for c in rows["sha256"]]
-    else:
-        checksums = audio_checksums(paths, folder / CHECKSUM_MEMO, progress=progress, use_memo=not recompute)
+    checksums = _split_checksums(rows, paths, folder, progress, recompute)
     key = cache_key(settings, filenames, checksums)
     stem = f"{split}-{settings.sample_rate}hz-{key}"
     npy_path, json_path = folder / f"{stem}.npy", folder / f"{stem}.json"
@@ -207,32 +197,64 @@ def load_features(
         "shape": [len(filenames), settings.n_frames, settings.n_mels],
     }
 
+    # Called from here, not from a helper: its warnings point at load_features's caller (stacklevel).
     features = None if recompute else _read_valid_cache(npy_path, json_path, expected, mmap_mode)
     if features is None:
-        started = time.perf_counter()
-        features = extract_logmels(paths, settings, device=device, progress=progress, **extract_kwargs)
-        seconds = time.perf_counter() - started
-        # Remove the old sidecar first: if we are interrupted between the two writes below, a new
-        # data file never sits next to a sidecar that vouches for the old one. The data checksum
-        # would catch that too; this keeps the warning message accurate.
-        json_path.unlink(missing_ok=True)
-        with atomic_write(npy_path) as f:
-            np.save(f, features, allow_pickle=False)
-        write_json_atomic(json_path, {
-            **expected,
-            "corpus_name": corpus_name,
-            "split": split,
-            "settings_key": settings.key(),
-            "dtype": "float32",
-            "data_sha256": sha256_file(npy_path),
-            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "extraction_seconds": round(seconds, 3),
-            "device": str(device),
-            "versions": {"torch": torch.__version__, "torchaudio": torchaudio.__version__, "numpy": np.__version__},
-        })
+        features = _extract_and_store(paths, settings, npy_path, json_path, expected,
+                                      {"corpus_name": corpus_name, "split": split}, device, progress, extract_kwargs)
         if mmap_mode is not None:
             features = np.load(npy_path, mmap_mode=mmap_mode, allow_pickle=False)
     return FeatureSet(
         features=features, filenames=filenames, labels=labels, split=split,
         settings=settings, cache_path=npy_path, key=key,
     )
+
+
+def _split_rows(table: pd.DataFrame, split: str) -> pd.DataFrame:
+    """The rows of ``split`` in table order; ValueError naming a missing column or an absent split."""
+    missing = [c for c in REQUIRED_COLUMNS if c not in table.columns]
+    if missing:
+        raise ValueError(f"load_features: the corpus table lacks column(s) {missing}; it needs {list(REQUIRED_COLUMNS)}.")
+    rows = table[table["split"] == split]
+    if rows.empty:
+        available = sorted(map(str, table["split"].unique()))
+        raise ValueError(f"load_features: no rows with split {split!r}; the table has splits {available}.")
+    return rows
+
+
+def _split_checksums(rows: pd.DataFrame, paths: list[Path], folder: Path, progress: bool,
+                     recompute: bool) -> list[str]:
+    """SHA-256 of each row's audio: the table's ``sha256`` column when complete (and not
+    ``recompute``), else :func:`audio_checksums` with the folder's memo."""
+    if "sha256" in rows.columns and not recompute and rows["sha256"].notna().all():
+        # read_corpus hashed exactly these bytes while validating them: no need to hash twice.
+        return [str(c) for c in rows["sha256"]]
+    return audio_checksums(paths, folder / CHECKSUM_MEMO, progress=progress, use_memo=not recompute)
+
+
+def _extract_and_store(paths: list[Path], settings: FeatureSettings, npy_path: Path, json_path: Path,
+                       expected: dict[str, Any], origin: dict[str, str], device: str | torch.device,
+                       progress: bool, extract_kwargs: dict[str, Any]) -> np.ndarray:
+    """Extract the log-mels of ``paths`` and write them to ``npy_path`` with their sidecar
+    ``json_path`` (``expected`` plus ``origin``, provenance and the data checksum); returns them."""
+    started = time.perf_counter()
+    features = extract_logmels(paths, settings, device=device, progress=progress, **extract_kwargs)
+    seconds = time.perf_counter() - started
+    # Remove the old sidecar first: if we are interrupted between the two writes below, a new
+    # data file never sits next to a sidecar that vouches for the old one. The data checksum
+    # would catch that too; this keeps the warning message accurate.
+    json_path.unlink(missing_ok=True)
+    with atomic_write(npy_path) as f:
+        np.save(f, features, allow_pickle=False)
+    write_json_atomic(json_path, {
+        **expected,
+        **origin,
+        "settings_key": settings.key(),
+        "dtype": "float32",
+        "data_sha256": sha256_file(npy_path),
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "extraction_seconds": round(seconds, 3),
+        "device": str(device),
+        "versions": {"torch": torch.__version__, "torchaudio": torchaudio.__version__, "numpy": np.__version__},
+    })
+    return features
