@@ -189,3 +189,23 @@ def test_broken_copy_shows_exactly_its_three_mistakes(tiny_corpus, tmp_path):
     assert len(kinds) == 3, report.format()
     assert any("missing" in k for k in kinds) and any("dup" in k for k in kinds), kinds
     assert any("chimp" in p.message for p in report.errors), report.format()
+
+
+def test_problems_of_one_file_in_order(tiny_corpus):
+    path = tiny_corpus / "wav" / "train_00001.wav"
+    write_tone(path, 440, channels=2, seconds=12.0)
+    path.write_bytes(path.read_bytes()[:-1000])
+    report = validate_corpus(tiny_corpus)
+    assert [p.kind for p in report.problems if p.file == "wav/train_00001.wav"] == [
+        "truncated_audio", "multichannel", "too_long"]
+    assert report.problems[0].kind == "truncated_audio"  # errors first
+
+
+def test_bad_label_row_still_gets_its_audio_checked(tmp_path):
+    from tests.conftest import make_tiny_corpus
+
+    root = make_tiny_corpus(tmp_path / "c", labels=tuple(f"c{k:02d}" for k in range(14)), per_split=1)
+    _append(root, "devel", "devel_00077.wav,nope")
+    report = validate_corpus(root)
+    assert [(p.kind, p.line) for p in report.errors] == [("unknown_label", 16), ("missing_wav", 16)]
+    assert "is not one of c00, c01, c02, c03, c04, c05, c06, c07, c08, c09, c10, c11, ...." in report.errors[0].message

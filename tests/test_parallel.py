@@ -250,3 +250,68 @@ def test_runs_through_the_training_notebook(grid, tmp_path):
 
 def test_default_cpu_workers():
     assert [parallel.default_cpu_workers(c) for c in (1, 2, 4, 16)] == [1, 2, 2, 8]
+
+
+def test_oversubscription_warning_points_at_the_caller(fake_machine, monkeypatch, tmp_path):
+    monkeypatch.setattr(parallel, "visible_gpus", lambda: [])
+    monkeypatch.setattr(parallel, "available_cores", lambda: 2)
+    with pytest.warns(RuntimeWarning, match="oversubscribe") as caught:
+        run_trainings([_config(tmp_path, seed=s) for s in range(3)], cpu_workers=3, threads_per_run=2,
+                      progress=False)
+    assert [Path(w.filename).name for w in caught] == [Path(__file__).name]
+
+
+def test_ctrl_c_stops_the_started_children(fake_machine, monkeypatch, tmp_path):
+    monkeypatch.setattr(parallel, "visible_gpus", lambda: [])
+    children: list = []
+
+    class Endless(FakeWorker):
+        def poll(self):
+            return self.returncode
+
+        def terminate(self):
+            self.returncode = -15
+
+        def wait(self, timeout=None):
+            return self.returncode
+
+    def start(job_file, env, log_path):
+        if len(children) == 2:
+            raise KeyboardInterrupt
+        children.append(Endless(job_file, env, log_path))
+        return children[-1]
+
+    monkeypatch.setattr(parallel, "start_worker", start)
+    with pytest.raises(KeyboardInterrupt):
+        run_trainings([_config(tmp_path, seed=s) for s in range(3)], cpu_workers=3, progress=False)
+    assert [c.returncode for c in children] == [-15, -15]
+
+
+def test_start_failure_frees_its_gpu_slot(fake_machine, monkeypatch, tmp_path, capsys):
+    monkeypatch.setattr(parallel, "visible_gpus", lambda: ["0"])
+
+    def start(job_file, env, log_path):
+        if json.loads(Path(job_file).read_text())["config"]["seed"] == 0:
+            raise OSError("no python here")
+        return FakeWorker(job_file, env, log_path)
+
+    monkeypatch.setattr(parallel, "start_worker", start)
+    configs = [_config(tmp_path, seed=s, device="auto") for s in range(2)]
+    outcomes = run_trainings(configs, max_per_gpu=1)
+    assert [o.status for o in outcomes] == ["failed", "finished"]
+    assert outcomes[0].error.startswith("OSError: no python here") and outcomes[1].placement == "gpu 0"
+    assert json.loads((configs[0].run_dir() / "failed.json").read_text())["error_type"] == "OSError"
+    out = capsys.readouterr().out
+    assert f"FAILED to start {configs[0].run_dir()}: no python here" in out
+    assert f"started {configs[1].run_dir()} on gpu 0 with 16 thread(s)" in out
+
+
+def test_feature_failure_fails_its_runs_without_starting_them(fake_machine, monkeypatch, tmp_path):
+    monkeypatch.setattr(parallel, "visible_gpus", lambda: [])
+    report = {"type": "OSError", "message": "preparing the corpus or its features in the parent failed: x"}
+    monkeypatch.setattr(parallel, "_precompute_features",
+                        lambda jobs, root, progress: {j.index: report for j in jobs if j.config.seed == 1})
+    outcomes = run_trainings([_config(tmp_path, seed=s) for s in range(3)], progress=False)
+    assert [o.status for o in outcomes] == ["finished", "failed", "finished"]
+    assert outcomes[1].placement is None and outcomes[1].seconds == 0.0
+    assert sorted(w.config["seed"] for w in fake_machine) == [0, 2]

@@ -325,6 +325,14 @@ def read_corpus(
 
 def _scan(root: Path, classes: list[str] | None, clip_seconds: float,
           workers: int | None) -> tuple[ValidationReport, list[dict], list[str], dict]:
+    """Validate the corpus at ``root``, reading every label file and every referenced audio file once.
+
+    Returns ``(report, records, class_list, lines)``: the report with every problem (errors first,
+    then by file and line); one record per row whose audio could be read (the columns
+    :data:`TABLE_COLUMNS` plus ``line``; ``duration`` in seconds, ``sample_rate`` in Hz), in
+    label-file order and including rows with label errors, which :func:`read_corpus` drops or
+    refuses; the class order; and the 1-based label-file line of every ``(split, filename)``.
+    """
     report = ValidationReport(root=root)
     problems = report.problems
     if not root.is_dir():
@@ -336,8 +344,27 @@ def _scan(root: Path, classes: list[str] | None, clip_seconds: float,
         problems.append(Problem("error", "missing_wav_dir", "wav", None, "the wav/ folder is missing.",
                                 "put the audio files in ROOT/wav/."))
     rows = [r for split in SPLITS for r in _read_label_file(root, split, problems)]
+    duplicate_lines = _check_duplicates(rows, problems)
+    class_list = _class_list(rows, classes)
+    candidates = _check_rows(rows, duplicate_lines, class_list, problems)
+    records = _check_audio(candidates, wav_dir, class_list, clip_seconds, workers, problems)
+    _warn_mixed_rates(records, problems)
+    _warn_orphans(wav_dir, rows, problems)
+    # Errors first, in file order, so the report reads top-down.
+    report.problems.sort(key=lambda p: (p.severity != "error", p.file, p.line or 0))
+    lines = {(r.split, r.filename): r.line for r in rows}
+    return report, records, class_list, lines
 
-    # Duplicates: the same file listed twice, in one split or across splits.
+
+# --- the checks of _scan, in the order it runs them -------------------------------------------------
+
+
+def _check_duplicates(rows: list[_Row], problems: list[Problem]) -> set[tuple[str, int]]:
+    """Report every row that lists a file listed before (in one split or across splits).
+
+    Returns the ``(split, line)`` of those repeats: the first listing is kept, the repeats are not
+    checked any further.
+    """
     first_seen: dict[str, _Row] = {}
     duplicate_lines: set[tuple[str, int]] = set()
     for r in rows:
@@ -352,109 +379,158 @@ def _scan(root: Path, classes: list[str] | None, clip_seconds: float,
             duplicate_lines.add((r.split, r.line))
         else:
             first_seen[r.filename] = r
+    return duplicate_lines
 
-    # The class list: given, or the sorted labels of train.
+
+def _class_list(rows: list[_Row], classes: list[str] | None) -> list[str]:
+    """The class order: ``classes`` when given, else the sorted known labels of the train rows."""
     if classes is None:
-        class_list = sorted({r.label for r in rows if r.split == "train" and r.label and r.label != UNKNOWN_LABEL})
-    else:
-        class_list = list(classes)
+        return sorted({r.label for r in rows if r.split == "train" and r.label and r.label != UNKNOWN_LABEL})
+    return list(classes)
+
+
+def _check_rows(rows: list[_Row], duplicate_lines: set[tuple[str, int]], class_list: list[str],
+                problems: list[Problem]) -> list[_Row]:
+    """Check each row's filename and label; return the rows whose audio is to be read.
+
+    A repeated row (``duplicate_lines``) and a row without a filename are not read; a row with a
+    bad label is read all the same, so that its audio problems are reported too.
+    """
     class_index = {c: i for i, c in enumerate(class_list)}
     shown = ", ".join(class_list) if len(class_list) <= 12 else ", ".join(class_list[:12]) + ", ..."
-
     candidates: list[_Row] = []
     for r in rows:
-        rel = f"lab/{r.split}.csv"
         if (r.split, r.line) in duplicate_lines:
             continue
         if not r.filename:
-            problems.append(Problem("error", "empty_filename", rel, r.line, "the filename is empty.",
+            problems.append(Problem("error", "empty_filename", f"lab/{r.split}.csv", r.line, "the filename is empty.",
                                     "write the wav file's name in the first column.", r.split, None))
             continue
-        if not r.label:
-            problems.append(Problem("error", "empty_label", rel, r.line, f"'{r.filename}' has an empty label.",
-                                    f"write one of: {shown}" + (" (or '?' in test)" if r.split == "test" else "") + ".",
-                                    r.split, r.filename))
-        elif r.label == UNKNOWN_LABEL and r.split != "test":
-            problems.append(Problem("error", "unknown_outside_test", rel, r.line,
-                                    f"'{r.filename}' has label '?' but '?' (hidden label) is only allowed in test.",
-                                    f"give the clip its class ({shown}) or move it to lab/test.csv.", r.split, r.filename))
-        elif r.label != UNKNOWN_LABEL and r.label not in class_index:
-            problems.append(Problem("error", "unknown_label", rel, r.line,
-                                    f"label '{r.label}' of '{r.filename}' is not one of {shown}.",
-                                    "correct the spelling, or add training clips of this class to lab/train.csv.",
-                                    r.split, r.filename))
+        problem = _label_problem(r, class_index, shown)
+        if problem is not None:
+            problems.append(problem)
         candidates.append(r)
+    return candidates
 
-    # Audio: read every referenced file once (checksum, header, samples).
+
+def _label_problem(r: _Row, class_index: dict[str, int], shown: str) -> Problem | None:
+    """What is wrong with the label of row ``r`` (empty, ``?`` outside test, not a class), or None.
+
+    ``shown`` is the class list as the messages print it (at most 12 names).
+    """
+    rel = f"lab/{r.split}.csv"
+    if not r.label:
+        return Problem("error", "empty_label", rel, r.line, f"'{r.filename}' has an empty label.",
+                       f"write one of: {shown}" + (" (or '?' in test)" if r.split == "test" else "") + ".",
+                       r.split, r.filename)
+    if r.label == UNKNOWN_LABEL and r.split != "test":
+        return Problem("error", "unknown_outside_test", rel, r.line,
+                       f"'{r.filename}' has label '?' but '?' (hidden label) is only allowed in test.",
+                       f"give the clip its class ({shown}) or move it to lab/test.csv.", r.split, r.filename)
+    if r.label != UNKNOWN_LABEL and r.label not in class_index:
+        return Problem("error", "unknown_label", rel, r.line,
+                       f"label '{r.label}' of '{r.filename}' is not one of {shown}.",
+                       "correct the spelling, or add training clips of this class to lab/train.csv.",
+                       r.split, r.filename)
+    return None
+
+
+def _check_audio(candidates: list[_Row], wav_dir: Path, class_list: list[str], clip_seconds: float,
+                 workers: int | None, problems: list[Problem]) -> list[dict]:
+    """Read every candidate's file once (checksum, header, samples), report its problems, make its record.
+
+    Returns one record per row whose file exists and decodes (see :func:`_scan`), in row order.
+    """
+    class_index = {c: i for i, c in enumerate(class_list)}
     paths = [wav_dir / r.filename for r in candidates]
     infos = _inspect_all(paths, workers or os.cpu_count() or 1)
-    clip_limit = clip_seconds
     records = []
     for r, path, info in zip(candidates, paths, infos):
-        rel_lab, rel_wav = f"lab/{r.split}.csv", f"wav/{r.filename}"
-        if not info["exists"]:
-            problems.append(Problem("error", "missing_wav", rel_lab, r.line, f"'{rel_wav}' does not exist.",
-                                    "add the file to wav/ or delete this row.", r.split, r.filename))
+        unusable = _unusable_audio(r, info)
+        if unusable is not None:
+            problems.append(unusable)
             continue
-        if "error" in info:
-            problems.append(Problem("error", "unreadable_audio", rel_wav, None,
-                                    f"cannot be decoded ({info['error']}); listed at {rel_lab} line {r.line}.",
-                                    "replace it with a valid WAV/FLAC/OGG file or delete the row.", r.split, r.filename))
-            continue
-        if info["shortfall"] > 0:
-            problems.append(Problem("error", "truncated_audio", rel_wav, None,
-                                    f"is truncated: its header declares {info['shortfall']} more bytes of audio than "
-                                    f"the file holds (listed at {rel_lab} line {r.line}).",
-                                    "download or copy the file again.", r.split, r.filename))
-        if info["frames"] == 0:
-            problems.append(Problem("error", "empty_audio", rel_wav, None,
-                                    f"holds no samples (listed at {rel_lab} line {r.line}).",
-                                    "replace it with the real recording or delete the row.", r.split, r.filename))
-        if not info["finite"]:
-            problems.append(Problem("error", "nonfinite_audio", rel_wav, None,
-                                    f"contains NaN or Inf samples (listed at {rel_lab} line {r.line}).",
-                                    "re-export the recording as integer PCM or clean the samples.", r.split, r.filename))
-        duration = info["frames"] / info["sample_rate"]
-        if info["channels"] > 1:
-            problems.append(Problem("warning", "multichannel", rel_wav, None,
-                                    f"has {info['channels']} channels; they will be averaged to mono.",
-                                    "nothing, unless one channel should be chosen: then export that channel.",
-                                    r.split, r.filename))
-        if duration > clip_limit + 1e-9:
-            problems.append(Problem("warning", "too_long", rel_wav, None,
-                                    f"lasts {duration:.2f} s, longer than the clip length {clip_limit:.2f} s; "
-                                    "the end will be cut off.",
-                                    "nothing, or cut the file into clips yourself.", r.split, r.filename))
-        label = r.label
+        duration = info["frames"] / info["sample_rate"]  # seconds
+        problems.extend(_audio_problems(r, info, duration, clip_seconds))
         records.append({
-            "split": r.split, "filename": r.filename, "path": str(path), "label": label,
-            "class_index": class_index.get(label, -1), "duration": duration,
+            "split": r.split, "filename": r.filename, "path": str(path), "label": r.label,
+            "class_index": class_index.get(r.label, -1), "duration": duration,
             "sample_rate": info["sample_rate"], "channels": info["channels"], "sha256": info["sha256"],
             "line": r.line,
         })
+    return records
 
+
+def _unusable_audio(r: _Row, info: dict) -> Problem | None:
+    """The error that leaves row ``r`` without audio (file missing, or not decodable), or None.
+
+    ``info`` is what :func:`_inspect_audio` found for the row's file.
+    """
+    rel_lab, rel_wav = f"lab/{r.split}.csv", f"wav/{r.filename}"
+    if not info["exists"]:
+        return Problem("error", "missing_wav", rel_lab, r.line, f"'{rel_wav}' does not exist.",
+                       "add the file to wav/ or delete this row.", r.split, r.filename)
+    if "error" in info:
+        return Problem("error", "unreadable_audio", rel_wav, None,
+                       f"cannot be decoded ({info['error']}); listed at {rel_lab} line {r.line}.",
+                       "replace it with a valid WAV/FLAC/OGG file or delete the row.", r.split, r.filename)
+    return None
+
+
+def _audio_problems(r: _Row, info: dict, duration: float, clip_seconds: float) -> list[Problem]:
+    """The problems of a decodable file: errors (truncated, no samples, NaN/Inf), then warnings
+    (more than one channel, longer than ``clip_seconds``). ``duration`` is in seconds."""
+    rel_lab, rel_wav = f"lab/{r.split}.csv", f"wav/{r.filename}"
+    where = f"listed at {rel_lab} line {r.line}"
+    found = []
+    if info["shortfall"] > 0:
+        found.append(Problem("error", "truncated_audio", rel_wav, None,
+                             f"is truncated: its header declares {info['shortfall']} more bytes of audio than "
+                             f"the file holds ({where}).", "download or copy the file again.", r.split, r.filename))
+    if info["frames"] == 0:
+        found.append(Problem("error", "empty_audio", rel_wav, None, f"holds no samples ({where}).",
+                             "replace it with the real recording or delete the row.", r.split, r.filename))
+    if not info["finite"]:
+        found.append(Problem("error", "nonfinite_audio", rel_wav, None, f"contains NaN or Inf samples ({where}).",
+                             "re-export the recording as integer PCM or clean the samples.", r.split, r.filename))
+    if info["channels"] > 1:
+        found.append(Problem("warning", "multichannel", rel_wav, None,
+                             f"has {info['channels']} channels; they will be averaged to mono.",
+                             "nothing, unless one channel should be chosen: then export that channel.",
+                             r.split, r.filename))
+    if duration > clip_seconds + 1e-9:
+        found.append(Problem("warning", "too_long", rel_wav, None,
+                             f"lasts {duration:.2f} s, longer than the clip length {clip_seconds:.2f} s; "
+                             "the end will be cut off.",
+                             "nothing, or cut the file into clips yourself.", r.split, r.filename))
+    return found
+
+
+def _warn_mixed_rates(records: list[dict], problems: list[Problem]) -> None:
+    """Warn about every file whose sample rate differs from the most common one (in record order)."""
     rates = pd.Series([rec["sample_rate"] for rec in records], dtype="int64")
-    if rates.nunique() > 1:
-        common = int(rates.mode().iloc[0])
-        odd = [rec for rec in records if rec["sample_rate"] != common]
-        for rec in odd:
+    if rates.nunique() <= 1:
+        return
+    common = int(rates.mode().iloc[0])
+    for rec in records:
+        if rec["sample_rate"] != common:
             problems.append(Problem("warning", "mixed_sample_rate", f"wav/{rec['filename']}", None,
                                     f"is sampled at {rec['sample_rate']} Hz while most files are at {common} Hz; "
                                     "it will be resampled.",
                                     "nothing; resample the corpus beforehand to avoid the work at every run.",
                                     rec["split"], rec["filename"]))
 
-    if wav_dir.is_dir():
-        listed = {r.filename for r in rows}
-        for f in sorted(os.listdir(wav_dir)):
-            if f.lower().endswith(".wav") and f not in listed:
-                problems.append(Problem("warning", "orphan_wav", f"wav/{f}", None,
-                                        "is in no label file and will be ignored.",
-                                        "add a row for it to lab/<split>.csv if it belongs to the corpus."))
-    # Errors first, in file order, so the report reads top-down.
-    report.problems.sort(key=lambda p: (p.severity != "error", p.file, p.line or 0))
-    lines = {(r.split, r.filename): r.line for r in rows}
-    return report, records, class_list, lines
+
+def _warn_orphans(wav_dir: Path, rows: list[_Row], problems: list[Problem]) -> None:
+    """Warn about every ``.wav`` file in ``wav_dir`` that no label file lists (in name order)."""
+    if not wav_dir.is_dir():
+        return
+    listed = {r.filename for r in rows}
+    for f in sorted(os.listdir(wav_dir)):
+        if f.lower().endswith(".wav") and f not in listed:
+            problems.append(Problem("warning", "orphan_wav", f"wav/{f}", None,
+                                    "is in no label file and will be ignored.",
+                                    "add a row for it to lab/<split>.csv if it belongs to the corpus."))
 
 
 def write_broken_copy(table: pd.DataFrame, dest: str | Path, per_split: int = 3) -> Path:

@@ -64,7 +64,7 @@ import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from helpers.features.extract import available_cores
 from helpers.core import run_folder
@@ -358,6 +358,29 @@ def run_trainings(configs: list[TrainConfig], max_per_gpu: int = 2, cpu_workers:
         A :class:`RunOutcome` per config, in the order of ``configs``. Failures are returned (and
         written to ``RUN/failed.json``), not raised; only an error in the arguments raises.
     """
+    _check_arguments(configs, max_per_gpu, cpu_workers, threads_per_run, via)
+    say = _announcer(progress)
+    cores = available_cores()
+    cpu_workers = cpu_workers or default_cpu_workers(cores)
+    outcomes, to_run = _skip_finished(configs, redo, say)
+    if not to_run:
+        return list(outcomes)  # type: ignore[arg-type]
+    gpus = visible_gpus()
+    jobs = _plan_jobs(configs, to_run, len(gpus), cores, max_per_gpu, cpu_workers, threads_per_run)
+    say(f"{len(configs)} runs: {len(jobs)} to train, {len(configs) - len(jobs)} finished before; "
+        f"{len(gpus)} GPU(s) x {max_per_gpu}, {cpu_workers} CPU worker(s), {cores} cores")
+    pending = _prepare_jobs(jobs, outcomes, redo, corpus_root, progress, say)
+    slots = _Slots(gpus=gpus, max_per_gpu=max_per_gpu, cpu_workers=cpu_workers, gpu_load=[0] * len(gpus))
+    _run_jobs(pending, slots, outcomes, corpus_root, via, say)
+    return list(outcomes)  # type: ignore[arg-type]
+
+
+# --- the steps of run_trainings, in order ---------------------------------------------------------
+
+
+def _check_arguments(configs: list[TrainConfig], max_per_gpu: int, cpu_workers: int | None,
+                     threads_per_run: int | None, via: str) -> None:
+    """Raise ValueError for arguments run_trainings cannot honour, including two configs sharing a run folder."""
     if via not in VIA:
         raise ValueError(f"via={via!r}; use one of {VIA}")
     if max_per_gpu < 1:
@@ -375,12 +398,24 @@ def run_trainings(configs: list[TrainConfig], max_per_gpu: int = 2, cpu_workers:
                 "overwrite each other: give them distinct run_name or out_dir, or drop the duplicate.")
         seen[folder] = i
 
+
+def _announcer(progress: bool) -> Callable[[str], None]:
+    """The function that prints one ``[run_trainings] ...`` line when ``progress`` is on, else nothing."""
+
     def say(message: str) -> None:
         if progress:
             print(f"[run_trainings] {message}", flush=True)
 
-    cores = available_cores()
-    cpu_workers = cpu_workers or default_cpu_workers(cores)
+    return say
+
+
+def _skip_finished(configs: list[TrainConfig], redo: bool,
+                   say: Callable[[str], None]) -> tuple[list[RunOutcome | None], list[int]]:
+    """Decide which configs are finished already (never, with ``redo``).
+
+    Returns the outcomes by config index (``"skipped"`` with the stored metrics for a finished run,
+    None for the others) and the indices of the configs still to train, in order.
+    """
     outcomes: list[RunOutcome | None] = [None] * len(configs)
     to_run: list[int] = []
     for i, config in enumerate(configs):
@@ -390,14 +425,21 @@ def run_trainings(configs: list[TrainConfig], max_per_gpu: int = 2, cpu_workers:
             say(f"skipped {config.run_dir()} (finished before; redo=True trains it again)")
         else:
             to_run.append(i)
-    if not to_run:
-        return list(outcomes)  # type: ignore[arg-type]
+    return outcomes, to_run
 
-    gpus = visible_gpus()
-    kinds = {i: _device_kind(configs[i].device, len(gpus)) for i in to_run}
+
+def _plan_jobs(configs: list[TrainConfig], to_run: list[int], n_gpus: int, cores: int, max_per_gpu: int,
+               cpu_workers: int, threads_per_run: int | None) -> list[_Job]:
+    """One job per config to train: its slot kind (CPU, or GPU with an optional pin) and thread budget.
+
+    The default budget shares the ``cores`` among the runs that can run at once (CPU workers and
+    GPU slots); the config's ``num_threads`` becomes that budget. Warns (RuntimeWarning, pointing at
+    the caller of run_trainings) when the concurrent CPU runs ask for more threads than there are cores.
+    """
+    kinds = {i: _device_kind(configs[i].device, n_gpus) for i in to_run}
     n_cpu = sum(kind == "cpu" for kind, _ in kinds.values())
     cpu_concurrent = min(n_cpu, cpu_workers)
-    gpu_concurrent = min(len(to_run) - n_cpu, len(gpus) * max_per_gpu)
+    gpu_concurrent = min(len(to_run) - n_cpu, n_gpus * max_per_gpu)
     default_threads = max(1, cores // max(1, cpu_concurrent + gpu_concurrent))
     jobs: list[_Job] = []
     for i in to_run:
@@ -408,13 +450,21 @@ def run_trainings(configs: list[TrainConfig], max_per_gpu: int = 2, cpu_workers:
                          run_dir=config.run_dir(), kind=kind, pinned_gpu=pinned, threads=threads))
     cpu_threads = sorted((j.threads for j in jobs if j.kind == "cpu"), reverse=True)[:cpu_concurrent]
     if sum(cpu_threads) > cores:
+        # stacklevel 3: this function, run_trainings, then the line that called run_trainings
         warnings.warn(
             f"{cpu_concurrent} concurrent CPU runs with {'/'.join(map(str, cpu_threads))} threads each "
             f"oversubscribe the {cores} cores; throughput can collapse (docs/reference.md §7). Lower cpu_workers "
-            "or threads_per_run unless this is what you want to measure.", RuntimeWarning, stacklevel=2)
-    say(f"{len(configs)} runs: {len(jobs)} to train, {len(configs) - len(jobs)} finished before; "
-        f"{len(gpus)} GPU(s) x {max_per_gpu}, {cpu_workers} CPU worker(s), {cores} cores")
+            "or threads_per_run unless this is what you want to measure.", RuntimeWarning, stacklevel=3)
+    return jobs
 
+
+def _prepare_jobs(jobs: list[_Job], outcomes: list[RunOutcome | None], redo: bool, corpus_root: str | None,
+                  progress: bool, say: Callable[[str], None]) -> list[_Job]:
+    """Clear the run folders (``redo``) and fill the feature cache; return the jobs ready to start.
+
+    A job whose corpus or features could not be prepared gets its failed outcome (and failed.json)
+    here and is left out.
+    """
     if redo:
         for job in jobs:
             clear_run_folder(job.run_dir)
@@ -423,63 +473,37 @@ def run_trainings(configs: list[TrainConfig], max_per_gpu: int = 2, cpu_workers:
         if job.index in errors:
             outcomes[job.index] = _fail(job.config, job.run_dir, errors[job.index], 0.0, None, None)
             say(f"FAILED {job.run_dir}: {errors[job.index]['message']}")
-    pending = [job for job in jobs if job.index not in errors]
+    return [job for job in jobs if job.index not in errors]
 
+
+@dataclass
+class _Slots:
+    """Where runs may start: ``gpu_load[k]`` runs on visible GPU ``k`` (id ``gpus[k]``) out of
+    ``max_per_gpu``, ``cpu_workers`` CPU runs, and the GPU the round robin tries first."""
+
+    gpus: list[str]
+    max_per_gpu: int
+    cpu_workers: int
+    gpu_load: list[int]
+    next_gpu: int = 0
+
+
+def _run_jobs(pending: list[_Job], slots: _Slots, outcomes: list[RunOutcome | None], corpus_root: str | None,
+              via: str, say: Callable[[str], None]) -> None:
+    """Start pending jobs as slots free up and collect the children that exit, until all are done.
+
+    Fills ``outcomes`` by job index. Sleeps :data:`POLL_SECONDS` between rounds in which nothing
+    started or ended. On any exception (Ctrl-C included) the running children are stopped first.
+    """
     scratch = Path(tempfile.mkdtemp(prefix="run_trainings-"))
     # display=False: say() prints each run; the bar feeds a runner's terminal (runs done, time left)
     runs_bar = progress_bar(len(pending), "grid runs", unit="run", display=False)
     running: list[_Job] = []
-    gpu_load = [0] * len(gpus)
-    next_gpu = 0
     try:
         while pending or running:
-            changed = False
-            for job in list(pending):  # in config order; a full GPU does not hold up CPU runs
-                if job.kind == "cpu":
-                    if sum(j.kind == "cpu" for j in running) >= cpu_workers:
-                        continue
-                    gpu_id = None
-                    config = job.config
-                else:
-                    gpu = _choose_gpu(gpu_load, max_per_gpu, job.pinned_gpu, next_gpu)
-                    if gpu is None:
-                        continue
-                    job.gpu, next_gpu = gpu, (gpu + 1) % len(gpus)
-                    gpu_load[gpu] += 1
-                    gpu_id = gpus[gpu]
-                    # The child sees only this GPU, as cuda:0 (see the module docstring).
-                    config = job.config = dataclasses.replace(job.config, device="cuda")
-                pending.remove(job)
-                changed = True
-                try:
-                    _launch(job, config, gpu_id, bool(gpus) and config.device == "cpu", corpus_root, scratch, via)
-                except OSError as exc:  # cannot create the run folder or start python at all
-                    from helpers.experiments.worker import error_report
-
-                    if job.gpu is not None:
-                        gpu_load[job.gpu] -= 1
-                    outcomes[job.index] = _fail(job.config, job.run_dir, error_report(exc), 0.0, None, None)
-                    say(f"FAILED to start {job.run_dir}: {exc}")
-                    continue
-                running.append(job)
-                say(f"started {job.run_dir} on {_placement(job, gpus)} with {job.threads} thread(s)")
-            for job in list(running):
-                returncode = job.process.poll()
-                if returncode is None:
-                    continue
-                running.remove(job)
-                changed = True
-                if job.gpu is not None:
-                    gpu_load[job.gpu] -= 1
-                outcomes[job.index] = _collect(job, returncode, _placement(job, gpus))
-                outcome = outcomes[job.index]
-                runs_bar.update()
-                if outcome.status == "finished":
-                    say(f"finished {job.run_dir} in {outcome.seconds:.1f} s")
-                else:
-                    say(f"FAILED {job.run_dir} after {outcome.seconds:.1f} s: {outcome.error.splitlines()[0]} "
-                        f"(details in {job.run_dir / run_folder.FAILED})")
-            if not changed:
+            started = _start_pending(pending, running, slots, outcomes, corpus_root, scratch, via, say)
+            ended = _collect_exited(running, slots, outcomes, runs_bar, say)
+            if not (started or ended):
                 time.sleep(POLL_SECONDS)
     except BaseException:
         # Ctrl-C or a bug here: do not leave orphans training in the background.
@@ -488,7 +512,81 @@ def run_trainings(configs: list[TrainConfig], max_per_gpu: int = 2, cpu_workers:
     finally:
         runs_bar.close()
         shutil.rmtree(scratch, ignore_errors=True)
-    return list(outcomes)  # type: ignore[arg-type]
+
+
+def _start_pending(pending: list[_Job], running: list[_Job], slots: _Slots, outcomes: list[RunOutcome | None],
+                   corpus_root: str | None, scratch: Path, via: str, say: Callable[[str], None]) -> bool:
+    """Start every pending job that has a free slot, in config order (a full GPU does not hold up CPU runs).
+
+    A started job moves to ``running``; one whose process cannot be started fails here (its slot is
+    given back). Returns True when any job left ``pending``.
+    """
+    changed = False
+    for job in list(pending):
+        placed = _take_slot(job, running, slots)
+        if placed is None:
+            continue
+        config, gpu_id = placed
+        pending.remove(job)
+        changed = True
+        try:
+            _launch(job, config, gpu_id, bool(slots.gpus) and config.device == "cpu", corpus_root, scratch, via)
+        except OSError as exc:  # cannot create the run folder or start python at all
+            from helpers.experiments.worker import error_report
+
+            if job.gpu is not None:
+                slots.gpu_load[job.gpu] -= 1
+            outcomes[job.index] = _fail(job.config, job.run_dir, error_report(exc), 0.0, None, None)
+            say(f"FAILED to start {job.run_dir}: {exc}")
+            continue
+        running.append(job)
+        say(f"started {job.run_dir} on {_placement(job, slots.gpus)} with {job.threads} thread(s)")
+    return changed
+
+
+def _take_slot(job: _Job, running: list[_Job], slots: _Slots) -> tuple[TrainConfig, str | None] | None:
+    """Reserve a slot for ``job``: (the config to launch, the GPU id for CUDA_VISIBLE_DEVICES or None),
+    or None when every slot of its kind is taken.
+
+    A GPU job gets the least loaded GPU (its pinned one, if any), counted in ``slots.gpu_load``, and
+    its config says ``device="cuda"``: the child sees only that GPU, as cuda:0 (see the module docstring).
+    """
+    if job.kind == "cpu":
+        if sum(j.kind == "cpu" for j in running) >= slots.cpu_workers:
+            return None
+        return job.config, None
+    gpu = _choose_gpu(slots.gpu_load, slots.max_per_gpu, job.pinned_gpu, slots.next_gpu)
+    if gpu is None:
+        return None
+    job.gpu, slots.next_gpu = gpu, (gpu + 1) % len(slots.gpus)
+    slots.gpu_load[gpu] += 1
+    job.config = dataclasses.replace(job.config, device="cuda")
+    return job.config, slots.gpus[gpu]
+
+
+def _collect_exited(running: list[_Job], slots: _Slots, outcomes: list[RunOutcome | None], runs_bar: Any,
+                    say: Callable[[str], None]) -> bool:
+    """Collect every running child that has exited: free its slot, record its outcome, advance the bar.
+
+    Returns True when any child exited.
+    """
+    changed = False
+    for job in list(running):
+        returncode = job.process.poll()
+        if returncode is None:
+            continue
+        running.remove(job)
+        changed = True
+        if job.gpu is not None:
+            slots.gpu_load[job.gpu] -= 1
+        outcome = outcomes[job.index] = _collect(job, returncode, _placement(job, slots.gpus))
+        runs_bar.update()
+        if outcome.status == "finished":
+            say(f"finished {job.run_dir} in {outcome.seconds:.1f} s")
+        else:
+            say(f"FAILED {job.run_dir} after {outcome.seconds:.1f} s: {outcome.error.splitlines()[0]} "
+                f"(details in {job.run_dir / run_folder.FAILED})")
+    return changed
 
 
 def _placement(job: _Job, gpus: list[str]) -> str:
