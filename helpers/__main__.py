@@ -8,7 +8,7 @@ Commands:
                                        runs/notebooks/<corpus>-<profile>/, saying where it is
   predict CHECKPOINT AUDIO...          per-clip prediction table for any audio files
   bench [--models ...] [--rates ...]   training/feature/evaluation speed vs. the device's ceiling
-                                       (developer tool, helpers/bench.py; options: bench --help)
+                                       (developer tool, helpers/bench/; options: bench --help)
 """
 from __future__ import annotations
 
@@ -91,7 +91,7 @@ def parse_param(text: str) -> tuple[str, Any]:
         return name, value
 
 
-#: ``python -m helpers --help``'s line for ``bench``, a developer tool (helpers/bench.py) that owns
+#: ``python -m helpers --help``'s line for ``bench``, a developer tool (helpers/bench/) that owns
 #: its parser: ``python -m helpers bench ARGS`` hands ARGS to ``helpers.bench.main``, imported only then.
 BENCH_HELP = "time training, feature extraction and evaluation on this machine (developer tool; bench --help)"
 

@@ -351,7 +351,7 @@ def run_grid(configs: list[TrainConfig], redo: bool = False, **parallel_kwargs: 
     go to ``run_trainings`` (``max_per_gpu``, ``cpu_workers``, ``threads_per_run``, ``corpus_root``,
     ``progress``).
     """
-    from helpers.experiments import scheduler as parallel  # looked up at call time, so tests can replace run_trainings
+    import helpers.experiments.scheduler as parallel  # looked up at call time, so tests can replace run_trainings
 
     unique: dict[Path, TrainConfig] = {}
     for config in configs:
