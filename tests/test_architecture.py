@@ -2,6 +2,8 @@
 (loading a checkpoint to score audio must not import the training engine)."""
 from __future__ import annotations
 
+import pytest
+
 import ast
 import subprocess
 import sys
@@ -97,6 +99,7 @@ def test_every_module_lives_in_a_subpackage_by_job():
         "bench", "core", "data", "evaluation", "experiments", "features", "models", "reporting", "training"]
 
 
+@pytest.mark.slow
 def test_scoring_and_loading_do_not_pull_in_the_training_engine():
     """What importing a module really loads (package __init__s included), in a fresh interpreter."""
     code = ("import importlib, sys; importlib.import_module(sys.argv[1]); "

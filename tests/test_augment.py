@@ -190,6 +190,7 @@ def _peak_hz(x: np.ndarray, sr: int = 16000) -> float:
     return float(np.fft.rfftfreq(x.size, 1 / sr)[spec.argmax()])
 
 
+@pytest.mark.slow
 def test_pitch_shift_quarter_tones_and_length():
     x = _tone()
     y = pitch_shift(x, 2, 16000)          # 2 quarter tones = 1 semitone

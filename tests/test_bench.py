@@ -33,6 +33,7 @@ def row() -> dict:
                             conv_shape=SMALL_CONV)
 
 
+@pytest.mark.slow
 def test_training_row_has_every_documented_field(row):
     assert set(row) == set(ROW_KEYS)
     assert (row["model"], row["sample_rate"], row["device"], row["precision"]) == ("cnn10", 8000, "cpu", "fp32")
@@ -104,6 +105,7 @@ def test_ceiling_is_the_fastest_kernel_measured(monkeypatch):
         assert seen[1][2]["channels_last"] is False and seen[1][2]["shape"] == (1, 8, 4)
 
 
+@pytest.mark.slow
 def test_a_step_above_its_ceiling_is_flagged_not_reported(monkeypatch, capsys):
     """A fake, absurdly slow ceiling: the step outruns it, and the row, table and CLI say the
     ceiling is wrong instead of printing the ratio as a result."""
@@ -136,6 +138,7 @@ def test_format_table_has_a_header_and_one_line_per_row(row):
     assert format_table([]).splitlines() == lines[:1]
 
 
+@pytest.mark.slow
 def test_feature_extraction_reports_each_stage():
     result = measure_feature_extraction("cpu", n_clips=4, pipeline_rates=(8000,))
     assert result["n_clips"] == 4 and result["fft_precision"] == "float64"
@@ -153,6 +156,7 @@ def test_evaluation_extrapolates_and_says_so():
     assert "EXTRAPOLATED from 8 clips" in format_evaluation(result)
 
 
+@pytest.mark.slow
 def test_evaluation_times_each_scoring_precision():
     for precision in ("fp32", "int8", "bf16"):
         result = measure_evaluation("cpu", n_clips=4, model_options=TINY, precision=precision)
@@ -161,6 +165,7 @@ def test_evaluation_times_each_scoring_precision():
     assert bench.evaluation_precisions(bench.resolve_device("cpu"), "resnet22")[-1] != "int8"
 
 
+@pytest.mark.slow
 def test_cpu_amp_row_is_timed_against_bf16_kernels():
     row = measure_training("cnn10", 8000, "cpu", steps=1, warmup=0, model_options=TINY, matmul_size=256,
                            cpu_amp=True, conv_shape=(1, 32, 8))
@@ -220,6 +225,7 @@ def test_main_reports_unknown_models():
     assert bench.main(["--models", "nope"]) == 2
 
 
+@pytest.mark.slow
 def test_cli_prints_one_table_and_writes_the_json(tmp_path):
     out = tmp_path / "bench.json"
     proc = subprocess.run(

@@ -170,6 +170,7 @@ def test_exclude_cannot_hide_global_errors(tiny_corpus):
         read_corpus(tiny_corpus, on_error="exclude")
 
 
+@pytest.mark.slow
 def test_cli_validate_exit_codes(tiny_corpus):
     ok = subprocess.run([sys.executable, "-m", "helpers", "validate", str(tiny_corpus)],
                         cwd=REPO_ROOT, capture_output=True, text=True)

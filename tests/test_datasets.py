@@ -23,6 +23,7 @@ def test_folder_corpus_and_missing_folder(tiny_corpus, tmp_path):
         prepare_corpus(str(tmp_path / "nowhere"))
 
 
+@pytest.mark.slow
 def test_cli_builds_named_corpora(tmp_path):
     import subprocess
     import sys

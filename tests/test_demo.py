@@ -14,6 +14,9 @@ from helpers.data.corpus import read_corpus
 from helpers.data.download import ChecksumError, fetch_file
 from tests.conftest import SHARED_MIRROR
 
+# Trains models, runs notebooks or starts processes: part of `make test`, not of `make test-fast`.
+pytestmark = pytest.mark.slow
+
 needs_mirror = pytest.mark.skipif(not (SHARED_MIRROR / "SHA256SUMS").is_file(),
                                   reason="the shared mirror folder (../shared/mirror) is not beside the checkout")
 

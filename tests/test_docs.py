@@ -215,6 +215,7 @@ def test_model_table_parameter_count_matches_the_code(name):
 
 
 @pytest.mark.parametrize("name", sorted(MODELS))
+@pytest.mark.slow
 def test_model_table_embedding_size_and_shapes_match_the_code(name):
     row, model = model_table()[name], built_model(name)
     assert _integer(row["embedding D"]) == model.embedding_dim

@@ -13,6 +13,9 @@ from helpers.models.registry import create_model
 from helpers.training.steps import make_step_function
 from helpers.training.config import TrainConfig
 
+# Trains models, runs notebooks or starts processes: part of `make test`, not of `make test-fast`.
+pytestmark = pytest.mark.slow
+
 TINY = {"channels": [8, 16, 32, 64]}
 
 

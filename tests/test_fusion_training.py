@@ -14,6 +14,9 @@ from helpers.training.loop import train
 from helpers.training.config import TrainConfig
 from helpers.models.checkpoint import load_checkpoint
 
+# Trains models, runs notebooks or starts processes: part of `make test`, not of `make test-fast`.
+pytestmark = pytest.mark.slow
+
 TINY = {"channels": [8, 16, 32, 64]}  # narrow CNN6 and CNN10: seconds per run
 
 

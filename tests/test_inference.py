@@ -68,6 +68,7 @@ def trained_cnn10():
 
 
 @pytest.mark.parametrize("name", sorted(MODELS))
+@pytest.mark.slow
 def test_folded_batchnorm_scores_like_the_model(name):
     model = _with_batch_statistics(create_model(name, N_CLASSES, **NARROW[name]))
     before = {k: v.clone() for k, v in model.state_dict().items()}
@@ -84,6 +85,7 @@ def test_folded_batchnorm_scores_like_the_model(name):
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items()), "the original changed"
 
 
+@pytest.mark.slow
 def test_fp32_scoring_copy_matches_predict_scores_of_the_model(trained_cnn10):
     net, _, devel_x = trained_cnn10
     scorer = prepare_for_inference(net, "fp32")
@@ -93,6 +95,7 @@ def test_fp32_scoring_copy_matches_predict_scores_of_the_model(trained_cnn10):
     assert np.abs(ref - out).max() < 1e-5
 
 
+@pytest.mark.slow
 def test_int8_stays_close_to_fp32_on_a_trained_model(trained_cnn10):
     net, train_x, devel_x = trained_cnn10
     scorer = prepare_for_inference(net, "int8", calibration=train_x)

@@ -126,6 +126,7 @@ def test_bootstrap_contains_estimate_and_shrinks_with_n():
     assert widths[1] < widths[0] / 2               # ~1/sqrt(n): 16x the data, ~4x narrower
 
 
+@pytest.mark.slow
 def test_bootstrap_fast_path_equals_generic_path():
     y_true, scores, y_pred = random_case(6, n=300)
     fast = bootstrap_ci(y_true, y_pred, "uar", n_boot=300, seed=3)

@@ -12,6 +12,9 @@ import pytest
 from helpers.experiments.notebooks import NotebookError, list_notebooks, notebook_parameters, run_notebook, run_collection
 from helpers.training.config import TrainConfig
 
+# Trains models, runs notebooks or starts processes: part of `make test`, not of `make test-fast`.
+pytestmark = pytest.mark.slow
+
 NOTEBOOKS = list_notebooks()
 
 

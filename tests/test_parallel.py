@@ -14,6 +14,9 @@ from helpers.experiments.scheduler import RunOutcome, run_trainings
 from helpers.data.synthetic import make_synthetic_corpus
 from helpers.training.config import TrainConfig
 
+# Trains models, runs notebooks or starts processes: part of `make test`, not of `make test-fast`.
+pytestmark = pytest.mark.slow
+
 # The narrow CNN10 of tests/test_train.py: a run takes seconds on 2 cores.
 TINY = {"channels": [8, 16, 32, 64]}
 RUN_FILES = ["config.json", "record.json", "history.csv", "metrics.json", "submission-test.csv",

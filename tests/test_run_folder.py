@@ -81,6 +81,7 @@ def _holder(run_dir, seconds):
     return proc
 
 
+@pytest.mark.slow
 def test_a_second_process_stops_or_waits(tmp_path):
     run_dir = tmp_path / "run"
     proc = _holder(run_dir, 3.0)

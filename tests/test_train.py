@@ -20,6 +20,9 @@ from helpers.training.config import TrainConfig
 from helpers.models.checkpoint import load_checkpoint
 from tests.conftest import REPO_ROOT
 
+# Trains models, runs notebooks or starts processes: part of `make test`, not of `make test-fast`.
+pytestmark = pytest.mark.slow
+
 # A narrow CNN10 keeps every test run to seconds on 2 cores; the full-width models are
 # covered by tests/test_models.py.
 TINY = {"channels": [8, 16, 32, 64]}
