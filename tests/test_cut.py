@@ -200,21 +200,24 @@ def test_bad_recording_and_bad_rows_are_reported_and_the_rest_is_cut(cut, audio,
     assert "bad.wav" in cut.format() and "rec_e.Table.1.selections.txt line 4" in cut.format()
     rows = pd.DataFrame([("rec_a.wav", 3.0, 2.0, "gibbon"), ("rec_a.wav", np.nan, 2.0, "gibbon"),
                          ("rec_a.wav", 1.0, 2.0, "?"), ("rec_a.wav", 1.0, 2.0, ""), ("rec_a.wav", 5.0, 5.5, "gibbon"),
-                         ("rec_a.wav", 5.0, 5.5, "gibbon"), ("gone.wav", 1.0, 2.0, "gibbon")],
+                         ("rec_a.wav", 5.0, 5.5, "gibbon"), ("gone.wav", 1.0, 2.0, "gibbon"), (None, 1.0, 2.0, "argus")],
                         columns=["recording", "begin", "end", "label"])
+    rows["recording_name"] = ["rec_a"] * 7 + ["lost"]  # None: the annotation reader found no audio for it
     result = cut_corpus(rows, tmp_path / "rows", audio_dir=audio, split=(1, 0, 0))
     reasons = result.skipped.set_index("source_line")["reason"]
     assert "before it begins" in reasons[1] and "not a number" in reasons[2] and "'?'" in reasons[3]
     assert "empty label" in reasons[4] and "repeats the selection" in reasons[6]
     assert "does not exist" in result.skipped.loc[result.skipped["recording"] == "gone.wav", "reason"].iloc[0]
     assert (result.manifest["kind"] == "call").sum() == 1
+    lost = result.skipped[result.skipped["recording"] == "lost"]
+    assert len(lost) == 1 and "no audio file was found" in lost.iloc[0]["reason"]
 
 
 def test_refuses_a_non_empty_folder_unless_overwrite(audio, tmp_path):
     out = tmp_path / "corpus"
     out.mkdir()
     (out / "keep.txt").write_text("mine")
-    with pytest.raises(FileExistsError, match="overwrite"):
+    with pytest.raises(FileExistsError, match="is not empty.*overwrite"):
         cut_corpus(_annotations(), out, audio_dir=audio)
     assert (out / "keep.txt").read_text() == "mine"
     cut_corpus(_annotations(), out, audio_dir=audio, overwrite=True)

@@ -220,6 +220,7 @@ def cut_corpus(annotations: pd.DataFrame, out_dir: str | Path, clip_seconds: flo
                               "overwrite=True (--overwrite) to replace it.")
     table = _normalise_table(annotations, group_by, background_label)
     skipped: list[dict] = []
+    table = _drop_unresolved(table, skipped)
     recordings = _plan_recordings(table, clip_seconds, margin_seconds, audio_dir, channel, skipped, progress)
     if not any(r.calls for r in recordings.values()):
         raise CutError("no clip could be cut:\n" + "\n".join(_skip_line(s) for s in skipped))
@@ -284,12 +285,29 @@ def _normalise_table(annotations: pd.DataFrame, group_by: str | None, background
             t[col] = np.nan
     t["source_file"] = t["source_file"].where(t["source_file"].notna(), "<table>").astype(str)
     t["source_line"] = t["source_line"].where(t["source_line"].notna(), pd.Series(range(1, len(t) + 1)))
-    t["recording"] = t["recording"].astype(str)
     for col in ("begin", "end", "low_freq", "high_freq"):
         t[col] = pd.to_numeric(t[col], errors="coerce")
     t["label"] = [("" if (isinstance(x, float) and math.isnan(x)) or x is None else str(x).strip())
                   for x in t["label"]]
     return t
+
+
+def _drop_unresolved(table: pd.DataFrame, skipped: list[dict]) -> pd.DataFrame:
+    """Report the rows whose ``recording`` is empty (the annotation reader found no audio for them),
+    one entry per recording the annotation names (``recording_name`` when the table has it), and
+    return the other rows with ``recording`` as text."""
+    missing = table["recording"].isna() | (table["recording"].astype(str).str.strip() == "")
+    lost = table[missing]
+    names = lost["recording_name"] if "recording_name" in lost.columns else pd.Series("", index=lost.index)
+    for name, rows in lost.groupby(names.fillna("").astype(str), sort=True):
+        files = ", ".join(sorted(set(rows["source_file"])))
+        skipped.append(_skip("recording", name or "(unnamed)", files, None,
+                             f"no audio file was found for the recording {name!r} named in {files}; its "
+                             f"{len(rows)} selection(s) were not cut. Pass the folder that holds it (audio root) "
+                             "or correct the name in the annotations."))
+    kept = table[~missing].copy()
+    kept["recording"] = kept["recording"].astype(str)
+    return kept
 
 
 def _row_dict(row: pd.Series) -> dict:
