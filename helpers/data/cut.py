@@ -66,7 +66,7 @@ import pandas as pd
 import soundfile as sf
 
 from helpers.core.progress import progress_bar
-from helpers.data.audio import CLIP_SECONDS, SAMPLE_RATE, AudioError, pad_or_truncate, resample, to_mono, write_wav
+from helpers.data.audio import CLIP_SECONDS, SAMPLE_RATE, pad_or_truncate, resample, to_mono, write_wav
 
 CUT_VERSION = 1
 SPLITS = ("train", "devel", "test")
@@ -218,7 +218,7 @@ def cut_corpus(annotations: pd.DataFrame, out_dir: str | Path, clip_seconds: flo
     if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())) and not overwrite:
         raise FileExistsError(f"{out_dir} exists and is not empty; choose another folder or pass "
                               "overwrite=True (--overwrite) to replace it.")
-    table = _normalise_table(annotations, group_by, background_label)
+    table = _normalise_table(annotations, group_by)
     skipped: list[dict] = []
     table = _drop_unresolved(table, skipped)
     recordings = _plan_recordings(table, clip_seconds, margin_seconds, audio_dir, channel, skipped, progress)
@@ -264,7 +264,7 @@ def _check_settings(clip_seconds, sample_rate, margin_seconds, background_per_ca
     return tuple(x / total for x in parts)
 
 
-def _normalise_table(annotations: pd.DataFrame, group_by: str | None, background_label: str) -> pd.DataFrame:
+def _normalise_table(annotations: pd.DataFrame, group_by: str | None) -> pd.DataFrame:
     """A copy with every column :func:`cut_corpus` reads, in plain types; ``source_line`` defaults to
     the row's position (from 1) and ``source_file`` to ``<table>`` when the table does not say."""
     if not isinstance(annotations, pd.DataFrame):
