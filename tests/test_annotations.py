@@ -35,9 +35,10 @@ CHIMP_CSV = UU / "annotation_txt_files/test_chimp_annotations.csv"
 JUNGLE_TXT = UU / "annotation_txt_files/background_jungle/test_background_annotation_jungle.txt"
 CHIMP_CLIPS = UU / "processed_wav_files/vocalizations"
 
+MIRROR_FILES = (GWWA_13738, GWWA_13738_V2, GWWA_16989, OSS / "GWWA_XC" / "13738.mp3", CHIMP_CSV, JUNGLE_TXT)
 needs_mirror = pytest.mark.skipif(
-    not (GWWA_13738.is_file() and CHIMP_CSV.is_file()),
-    reason=f"the offline mirror of public Raven tables is not at {SHARED_MIRROR} (see its SOURCES.md)")
+    not all(p.is_file() for p in MIRROR_FILES),
+    reason=f"the real Raven tables of the offline mirror are not under {SHARED_MIRROR} (see its SOURCES.md)")
 
 RAVEN_HEADER = ["Selection", "View", "Channel", "Begin Time (s)", "End Time (s)", "Low Freq (Hz)",
                 "High Freq (Hz)", "Species", "Notes"]
@@ -252,7 +253,8 @@ def test_label_column_choice_and_errors(tmp_path, rec):
 
 def test_multi_file_windows_and_posix_paths_with_file_offsets(tmp_path):
     root = tmp_path / "audio"
-    for sub, name in [("site_a/2020", "a.wav"), ("site_b", "b.WAV"), ("site_c/x", "dup.wav"), ("site_d/y", "dup.wav")]:
+    for sub, name in [("site_a/2020", "a.wav"), ("site_b", "b.WAV"), ("site_c/x", "dup.wav"), ("site_d/y", "dup.wav"),
+                      ("site_e", "A.WAV")]:  # an exact name wins over one that matches ignoring case
         (root / sub).mkdir(parents=True)
         write_tone(root / sub / name, 300, seconds=20.0, sr=1000)
     header = ["Selection", "View", "Begin Time (s)", "End Time (s)", "Begin Path", "End Path",
@@ -263,6 +265,7 @@ def test_multi_file_windows_and_posix_paths_with_file_offsets(tmp_path):
             [3, "Spectrogram 1", 150.0, 151.0, r"E:\x\dup.wav", "", 1.0, "chimp"],
             [4, "Spectrogram 1", 160.0, 161.0, r"E:\z\dup.wav", "", 1.0, "chimp"],
             [5, "Spectrogram 1", 170.0, 171.0, r"E:\y\a.wav", r"E:\y\b.wav", 19.5, "chimp"]]
+    (root / "site_a" / "loop").symlink_to(root)  # a link back up the tree is followed once
     path = tmp_path / "tables" / "session.txt"
     path.parent.mkdir()
     path.write_text(raven_text(rows, header))
@@ -314,7 +317,7 @@ def test_audacity_labels_with_frequency_lines(tmp_path, rec):
     assert [(p.kind, p.line) for p in aset.problems] == [("stray_frequency_line", 6)]
 
 
-def test_plain_csv_with_frequencies_and_extra_columns(tmp_path, rec):
+def test_plain_csv_with_frequencies_and_extra_columns(tmp_path, rec, monkeypatch):
     (tmp_path / "sub").mkdir()
     write_tone(tmp_path / "sub" / "rec2.wav", 440, seconds=3.0, sr=8000)
     path = tmp_path / "labels.csv"
@@ -332,6 +335,9 @@ def test_plain_csv_with_frequencies_and_extra_columns(tmp_path, rec):
     assert t.loc[2, "label"] == "chimp, juvenile" and math.isnan(t.loc[2, "begin"])  # '2,5' in a comma CSV
     report = validate_annotations(aset)
     assert kinds_at(report, "bad_time") == [("labels.csv", 4)]
+    monkeypatch.chdir(tmp_path)
+    relative = read_annotations("labels.csv", audio_root=".").table
+    assert relative.loc[0, "source_file"] == "labels.csv" and relative.loc[0, "recording"] == str(rec)
 
 
 # --- validation ----------------------------------------------------------------------------------------
@@ -426,12 +432,14 @@ def test_given_recording_and_label_case_warning(tmp_path):
 
 
 def test_validating_a_plain_table(tmp_path, rec):
-    table = pd.DataFrame({"recording": [str(rec), None], "recording_name": ["rec1.wav", "x.wav"],
-                          "begin": [1.0, np.nan], "end": [2.0, 3.0], "label": ["a", "b"],
+    table = pd.DataFrame({"recording": [str(rec), None, str(tmp_path / "gone.wav")],
+                          "recording_name": ["rec1.wav", "x.wav", "gone.wav"],
+                          "begin": [1.0, np.nan, 1.0], "end": [2.0, 3.0, 2.0], "label": ["a", "b", "c"],
                           "low_freq": np.nan, "high_freq": np.nan, "source_file": "hand.csv",
-                          "source_line": [2, 3]})
+                          "source_line": [2, 3, 4]})
     report = validate_annotations(table)
-    assert {(p.kind, p.line) for p in report.errors} == {("bad_time", 3), ("unknown_recording", 3)}
+    assert {(p.kind, p.line) for p in report.errors} == {("bad_time", 3), ("unknown_recording", 3),
+                                                         ("unknown_recording", 4)}
     assert list(AnnotationSet.from_table(table).table.columns) == CORE_COLUMNS + ["extra"]
     with pytest.raises(ValueError, match="label"):
         validate_annotations(table.drop(columns=["label"]))

@@ -7,8 +7,8 @@ whose ``table`` has one row per selection and the columns :data:`TABLE_COLUMNS`:
 ============== ======== ================================================================================
 column         type     meaning
 ============== ======== ================================================================================
-recording      str/None the audio file the selection belongs to, resolved on this machine; None when it
-                        was not found (the validator reports it)
+recording      str/None the audio file the selection belongs to, found on this machine (absolute path);
+                        None when it was not found (the validator reports it)
 recording_name str      the recording as the annotation names it: ``Begin Path`` / ``Begin File`` of a
                         Raven table or ``file`` of a CSV, as written; for tables that do not name it
                         (single-file Raven tables, Audacity labels) the recording given, or the name
@@ -181,7 +181,7 @@ class AnnotationSet:
         if t.empty:
             return pd.DataFrame(columns=["recording_name", "recording", "selections", "source_files"])
         rows = []
-        for (name, rec), g in t.groupby([t["recording_name"], t["recording"].fillna("")], sort=True):
+        for (name, rec), g in t.groupby([t["recording_name"].fillna(""), t["recording"].fillna("")], sort=True):
             rows.append({"recording_name": name, "recording": rec or None, "selections": len(g),
                          "source_files": "; ".join(dict.fromkeys(g["source_file"]))})
         return pd.DataFrame(rows)
@@ -318,35 +318,50 @@ def _names_from_table(path: Path) -> list[str]:
 
 
 class _FileIndex:
-    """The files in one folder (and below it when ``recursive``), by name, built on first use."""
+    """The files in one folder (and below it when ``recursive``, following links to folders but each
+    folder once), by name ignoring case, built on first use."""
 
     def __init__(self, folder: Path, recursive: bool):
         self.folder, self.recursive = folder, recursive
-        self._files: list[Path] | None = None
+        self._by_name: dict[str, list[Path]] | None = None
+        self._by_stem: dict[str, list[Path]] = {}
 
-    def files(self) -> list[Path]:
-        if self._files is None:
-            found: list[Path] = []
-            if self.folder.is_dir():
-                if self.recursive:
-                    for dirpath, dirnames, filenames in os.walk(self.folder, followlinks=True):
-                        dirnames.sort()
-                        found += [Path(dirpath) / f for f in sorted(filenames)]
-                else:
-                    found = sorted(p for p in self.folder.iterdir() if p.is_file())
-            self._files = found
-        return self._files
+    def _build(self) -> dict[str, list[Path]]:
+        if self._by_name is None:
+            self._by_name = {}
+            for path in self._walk():
+                self._by_name.setdefault(path.name.casefold(), []).append(path)
+                if path.suffix.lower() in AUDIO_EXTENSIONS:
+                    self._by_stem.setdefault(path.stem.casefold(), []).append(path)
+        return self._by_name
+
+    def _walk(self) -> list[Path]:
+        if not self.folder.is_dir():
+            return []
+        if not self.recursive:
+            return sorted(p for p in self.folder.iterdir() if p.is_file())
+        found: list[Path] = []
+        seen: set[str] = set()
+        for dirpath, dirnames, filenames in os.walk(self.folder, followlinks=True):
+            real = os.path.realpath(dirpath)
+            if real in seen:  # a link back up the tree
+                dirnames.clear()
+                continue
+            seen.add(real)
+            dirnames.sort()
+            found += [Path(dirpath) / f for f in sorted(filenames)]
+        return found
 
     def named(self, name: str) -> list[Path]:
         """Files called ``name``; if none, files whose name matches ignoring case."""
-        exact = [p for p in self.files() if p.name == name]
-        return exact or [p for p in self.files() if p.name.casefold() == name.casefold()]
+        same = self._build().get(name.casefold(), [])
+        return [p for p in same if p.name == name] or same
 
     def audio_with_stem(self, stem: str) -> list[Path]:
         """Audio files (:data:`AUDIO_EXTENSIONS`) called ``stem.<ext>``; exact stem first, then ignoring case."""
-        audio = [p for p in self.files() if p.suffix.lower() in AUDIO_EXTENSIONS]
-        exact = [p for p in audio if p.stem == stem]
-        return exact or [p for p in audio if p.stem.casefold() == stem.casefold()]
+        self._build()
+        same = self._by_stem.get(stem.casefold(), [])
+        return [p for p in same if p.stem == stem] or same
 
 
 def _pick(candidates: list[Path], written: str) -> tuple[Path | None, list[Path]]:
@@ -453,8 +468,10 @@ class _Table:
 
 
 def _lines_text(lines: list[int], limit: int = 10) -> str:
+    """``line 4`` or ``lines 2, 3, 5`` (at most ``limit`` numbers, then how many more)."""
     shown = ", ".join(map(str, lines[:limit]))
-    return shown + (f" and {len(lines) - limit} more" if len(lines) > limit else "")
+    more = f" and {len(lines) - limit} more" if len(lines) > limit else ""
+    return ("line " if len(lines) == 1 else "lines ") + shown + more
 
 
 class _Reader:
@@ -602,19 +619,19 @@ class _Reader:
         given = self._given_recording(table.path, table.source)
         if given is not None:
             p = Path(given).expanduser()
-            return (str(p) if p.is_file() else None), given
+            return (os.path.abspath(p) if p.is_file() else None), given
         stems = _names_from_table(table.path)
         found, candidates = self.resolver.by_stems(stems, table.path.parent)
         if found is not None:
             self.notes.append(f"{table.source}: recording {found} (found by the file's name).")
-            return str(found), found.name
+            return os.path.abspath(found), found.name
         if candidates:
             self._ambiguous(table.source, stems[0], candidates, lines)
         return None, stems[0]
 
     def _ambiguous(self, source: str, name: str, candidates: list[Path], lines: list[int]) -> None:
         self.problem("error", "ambiguous_recording", source, lines[0] if lines else None,
-                     f"recording '{name}' (lines {_lines_text(lines)}) matches several files: "
+                     f"recording '{name}' ({_lines_text(lines)}) matches several files: "
                      f"{', '.join(map(str, candidates[:5]))}.",
                      "pass recording= (or audio_root= a folder holding only one of them), or rename the others.",
                      name, lines)
@@ -627,7 +644,7 @@ class _Reader:
         for name, rows in by_name.items():
             found, candidates = self.resolver.by_path(name, table.path.parent) if name else (None, [])
             for r in rows:
-                r["recording"] = str(found) if found is not None else None
+                r["recording"] = os.path.abspath(found) if found is not None else None
             if candidates:
                 self._ambiguous(table.source, name, candidates, [r["source_line"] for r in rows])
 
@@ -747,7 +764,7 @@ class _Reader:
             self.problem("error", "session_times", table.source, table.header_line,
                          f"is a multi-file Raven table ({len(names)} files in Begin Path) without a "
                          "'File Offset (s)' column: its times count from the start of the Raven session, "
-                         f"not of each recording, so they cannot be placed (lines {_lines_text(lines)}).",
+                         f"not of each recording, so they cannot be placed ({_lines_text(lines)}).",
                          "in Raven, add the measurement 'File Offset (s)' to the selection table (Choose "
                          "Measurements) and save the table again.", None, lines)
 
@@ -914,7 +931,7 @@ class _Checks:
         self.tolerance, self.model_rate = tolerance, model_rate
         self.problems: list[Problem] = list(aset.problems)
         self.faults: dict[RowKey, list[tuple[str, str]]] = {k: list(v) for k, v in aset.row_errors.items()}
-        recordings = sorted({r for r in self.table["recording"] if isinstance(r, str) and r})
+        recordings = sorted({r for r in self.table["recording"] if isinstance(r, str) and r and os.path.isfile(r)})
         self.info = {r: _inspect(r) for r in recordings}
 
     def add(self, severity: str, kind: str, file: str, line: int | None, message: str, fix: str,
@@ -934,13 +951,13 @@ class _Checks:
         groups: dict[tuple[str, str, str | None], list[int]] = {}
         for r in self.rows():
             kinds = {k for k, _ in self.faults.get((r.source_file, int(r.source_line)), [])}
-            if not (isinstance(r.recording, str) and r.recording):
+            if not (isinstance(r.recording, str) and r.recording and os.path.isfile(r.recording)):
                 if "ambiguous_recording" not in kinds:
                     groups.setdefault((r.source_file, str(r.recording_name), None), []).append(int(r.source_line))
             elif self.info[r.recording]["error"]:
                 groups.setdefault((r.source_file, str(r.recording_name), r.recording), []).append(int(r.source_line))
         for (file, name, path), lines in groups.items():
-            where = f"lines {_lines_text(lines)}"
+            where = _lines_text(lines)
             if path is None:
                 self.add("error", "unknown_recording", file, lines[0],
                          f"recording '{name}' was not found ({where}; {self._looked_where(name)}).",
@@ -1002,7 +1019,7 @@ class _Checks:
         for file, g in unsure.groupby("source_file", sort=False):
             lines = [int(x) for x in g["source_line"]]
             self.add("warning", "uncertain_label", file, lines[0],
-                     f"{len(lines)} selection(s) labelled '?' (lines {_lines_text(lines)}); '?' would become a class "
+                     f"{len(lines)} selection(s) labelled '?' ({_lines_text(lines)}); '?' would become a class "
                      "of its own.", "relabel them, or exclude them before building a corpus.", None)
         spellings: dict[str, dict[str, int]] = {}
         for label in t["label"]:
