@@ -3,6 +3,9 @@
 Commands:
   validate DIR                         print the validation report; exit 1 when there are errors
   corpus synthetic|demo --out DIR      build a corpus in the challenge layout
+  corpus annotations --annotations DIR|FILE --audio DIR --out DIR
+                                       cut a corpus from annotated long recordings
+  annotations TABLES... [--audio DIR]  read and check Raven / Audacity / CSV annotations
   notebooks [--corpus demo] [--profile demo|paper] [...]
                                        execute the notebook collection with papermill into
                                        runs/notebooks/<corpus>-<profile>/, saying where it is
@@ -32,6 +35,10 @@ def _cmd_corpus(args: argparse.Namespace) -> int:
         from helpers.data.synthetic import make_synthetic_corpus
 
         path = make_synthetic_corpus(args.out, n_clips=args.n_clips, seed=args.seed, overwrite=args.overwrite)
+    elif args.kind == "annotations":
+        path = _corpus_from_annotations(args)
+        if path is None:
+            return 1
     else:
         from helpers.data.demo import build_demo_corpus
 
@@ -42,6 +49,44 @@ def _cmd_corpus(args: argparse.Namespace) -> int:
     print(f"wrote {path}")
     print(report.format(max_lines=20))
     return 0 if report.ok else 1
+
+
+def _read_checked_annotations(args: argparse.Namespace, exclude: bool):
+    """Read and validate the annotation tables named on the command line; print notes and problems."""
+    from helpers.data.annotations import read_annotations, validate_annotations
+
+    annotations = read_annotations(args.annotations, audio_root=args.audio, label_column=args.label_column)
+    for note in annotations.notes:
+        print(note)
+    report = validate_annotations(annotations, on_error="exclude" if exclude else "report")
+    print(report.format(max_lines=50))
+    return annotations, report
+
+
+def _corpus_from_annotations(args: argparse.Namespace) -> Path | None:
+    """``corpus annotations``: validate the annotations (faulty rows excluded and listed), then cut."""
+    from helpers.data.cut import cut_corpus
+
+    if not args.annotations or not args.audio:
+        raise SystemExit("corpus annotations needs --annotations DIR|FILE and --audio DIR")
+    _, report = _read_checked_annotations(args, exclude=True)
+    if report.table.empty:
+        print("no usable annotation left; fix the problems above and run again", file=sys.stderr)
+        return None
+    summary = cut_corpus(report.table, args.out, clip_seconds=args.clip_seconds, sample_rate=args.sample_rate,
+                         margin_seconds=args.margin, background_per_call=args.background_per_call,
+                         group_by=args.group_by, seed=args.seed, overwrite=args.overwrite, progress=True)
+    print(summary.format())
+    return summary.path
+
+
+def _cmd_annotations(args: argparse.Namespace) -> int:
+    annotations, report = _read_checked_annotations(args, exclude=args.exclude)
+    print(annotations.counts().to_string())
+    if args.out:
+        report.table.drop(columns="extra").to_csv(args.out, index=False)
+        print(f"wrote {len(report.table)} annotations to {args.out}")
+    return 0 if (report.ok or args.exclude) else 1
 
 
 def _cmd_notebooks(args: argparse.Namespace) -> int:
@@ -111,15 +156,32 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("dir")
     p.set_defaults(func=_cmd_validate)
 
-    p = sub.add_parser("corpus", help="build a named corpus")
-    p.add_argument("kind", choices=["synthetic", "demo"])
+    p = sub.add_parser("corpus", help="build a named corpus, or cut one from annotated recordings")
+    p.add_argument("kind", choices=["synthetic", "demo", "annotations"])
     p.add_argument("--out", required=True)
+    p.add_argument("--annotations", nargs="+", help="annotations: Raven / Audacity / CSV tables or folders")
+    p.add_argument("--audio", help="annotations: folder holding the recordings (searched recursively)")
+    p.add_argument("--label-column", default=None, help="annotations: label column (default: Species, Class, ...)")
+    p.add_argument("--clip-seconds", type=float, default=47_860 / 16_000, help="annotations: clip length (s)")
+    p.add_argument("--sample-rate", type=int, default=16_000, help="annotations: sample rate of the clips (Hz)")
+    p.add_argument("--margin", type=float, default=1.0, help="annotations: background keeps this far from calls (s)")
+    p.add_argument("--background-per-call", type=float, default=1.0,
+                   help="annotations: background clips per call clip in each split")
+    p.add_argument("--group-by", default=None, help="annotations: split by this column instead of by recording")
     p.add_argument("--n-clips", type=int, default=1000, help="synthetic: total clips over the three splits")
     p.add_argument("--seed", type=int, default=0, help="synthetic: generator seed")
     p.add_argument("--cache-dir", default="data/downloads", help="demo: where downloads are kept")
     p.add_argument("--mirror", default=None, help="demo: mirror folder (default: $PRIMATE_DEMO_MIRROR)")
     p.add_argument("--overwrite", action="store_true")
     p.set_defaults(func=_cmd_corpus)
+
+    p = sub.add_parser("annotations", help="read and check Raven / Audacity / CSV annotation tables")
+    p.add_argument("annotations", nargs="+", help="tables or folders of tables")
+    p.add_argument("--audio", help="folder holding the recordings (searched recursively)")
+    p.add_argument("--label-column", default=None)
+    p.add_argument("--exclude", action="store_true", help="drop faulty rows (listed) instead of failing")
+    p.add_argument("--out", default=None, help="write the checked table as CSV")
+    p.set_defaults(func=_cmd_annotations)
 
     p = sub.add_parser("notebooks", help="execute the notebook collection headless")
     p.add_argument("--corpus", default="demo", help="demo, synthetic or a corpus folder")

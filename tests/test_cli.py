@@ -123,3 +123,50 @@ def test_bench_and_main_do_not_import_each_other():
                           cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split() == ["False", "False"]
+
+
+# ---------------------------------------------------------------- annotations
+def _annotated_recordings(tmp_path):
+    """Three 12-s recordings (16, 44.1 kHz, one stereo), each with two calls, and a plain CSV of them."""
+    import numpy as np
+    import soundfile as sf
+
+    audio = tmp_path / "audio" / "site_a"
+    audio.mkdir(parents=True)
+    rows = ["file,begin,end,label"]
+    rng = np.random.default_rng(0)
+    for k, (name, sr, ch) in enumerate([("r1.wav", 16000, 1), ("r2.wav", 44100, 2), ("r3.wav", 16000, 1)]):
+        x = 0.01 * rng.standard_normal((12 * sr, ch)).astype(np.float32)
+        sf.write(str(audio / name), x if ch > 1 else x[:, 0], sr)
+        rows += [f"{name},{1.0 + k},{2.0 + k},call_{'ab'[k % 2]}", f"{name},8.0,8.5,call_a"]
+    table = tmp_path / "calls.csv"
+    table.write_text("\n".join(rows) + "\n")
+    return table, tmp_path / "audio"
+
+
+def test_corpus_annotations_cuts_a_valid_corpus(tmp_path, capsys):
+    from helpers.data.corpus import read_corpus, validate_corpus
+
+    table, audio = _annotated_recordings(tmp_path)
+    out = tmp_path / "corpus"
+    assert main(["corpus", "annotations", "--annotations", str(table), "--audio", str(audio), "--out", str(out),
+                 "--margin", "0.5"]) == 0
+    printed = capsys.readouterr().out
+    assert "clips from 3 recording(s)" in printed and "0 error(s)" in printed
+    assert validate_corpus(out).ok
+    corpus = read_corpus(out)
+    assert {"call_a", "call_b", "background"} <= set(corpus.classes)
+    manifest = __import__("pandas").read_csv(out / "manifest.csv")
+    assert manifest.groupby("recording")["split"].nunique().max() == 1  # one recording, one split
+
+
+def test_annotations_command_reports_and_excludes(tmp_path, capsys):
+    table, audio = _annotated_recordings(tmp_path)
+    bad = tmp_path / "bad.csv"
+    bad.write_text(table.read_text() + "r1.wav,5.0,4.0,call_a\nmissing.wav,1.0,2.0,call_a\n")
+    assert main(["annotations", str(bad), "--audio", str(audio)]) == 1
+    printed = capsys.readouterr().out
+    assert "bad.csv line 8" in printed and "bad.csv line 9" in printed  # reversed times, unknown recording
+    out = tmp_path / "checked.csv"
+    assert main(["annotations", str(bad), "--audio", str(audio), "--exclude", "--out", str(out)]) == 0
+    assert len(__import__("pandas").read_csv(out)) == 6
