@@ -261,7 +261,7 @@ def test_multi_file_windows_and_posix_paths_with_file_offsets(tmp_path):
               "File Offset (s)", "Species"]
     rows = [[1, "Spectrogram 1", 100.0, 101.5, r"C:\Users\me\site_a\2020\a.wav", r"C:\Users\me\site_a\2020\a.wav",
              10.0, "chimp"],
-            [2, "Spectrogram 1", 130.0, 131.0, "/home/me/field/b.wav", "/home/me/field/b.wav", 5.0, "redcap"],
+            [2, "Spectrogram 1", 130.0, 131.0, "/mnt/field/me/b.wav", "/mnt/field/me/b.wav", 5.0, "redcap"],
             [3, "Spectrogram 1", 150.0, 151.0, r"E:\x\dup.wav", "", 1.0, "chimp"],
             [4, "Spectrogram 1", 160.0, 161.0, r"E:\z\dup.wav", "", 1.0, "chimp"],
             [5, "Spectrogram 1", 170.0, 171.0, r"E:\y\a.wav", r"E:\y\b.wav", 19.5, "chimp"]]
