@@ -110,7 +110,17 @@ def _cmd_notebooks(args: argparse.Namespace) -> int:
 def _cmd_predict(args: argparse.Namespace) -> int:
     from helpers.evaluation.predict import predict_files
 
-    table = predict_files(args.checkpoint, args.audio, device=args.device, precision=args.precision)
+    from helpers.data.audio import AudioError
+
+    errors: list[dict] = []
+    try:
+        table = predict_files(args.checkpoint, args.audio, device=args.device, precision=args.precision,
+                              errors=errors)
+    except (AudioError, FileNotFoundError, ValueError) as exc:
+        print(f"predict: {exc}", file=sys.stderr)
+        return 1
+    for error in errors:
+        print(f"predict: not scored: {error['path']}: {error['error']}", file=sys.stderr)
     if args.out:
         from helpers.evaluation.scoring import write_table
 

@@ -179,6 +179,23 @@ def test_predict_cli_on_any_audio(easy_corpus, tmp_path):
     int8_scores = int8[[f"score_{c}" for c in easy_corpus.classes]].to_numpy()
     assert np.abs(int8_scores - scores).max() < 0.1
 
+    # One unreadable file never stops the others: it is named on stderr, the rest is scored.
+    (folder / "corrupt.wav").write_bytes(b"RIFF\x00\x00\x00\x00WAVEjunk")
+    proc = subprocess.run([sys.executable, "-m", "helpers", "predict",
+                           str(result.run_dir / "checkpoints" / "best_plain.pt"), str(folder), "--out", str(out),
+                           "--device", "cpu"], cwd=REPO_ROOT, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert "not scored:" in proc.stderr and "corrupt.wav" in proc.stderr and "Traceback" not in proc.stderr
+    assert list(pd.read_csv(out)["filename"]) == ["mono16k.flac", "stereo44k.wav"]
+    errors: list[dict] = []
+    kept = predict_files(result.run_dir / "checkpoints" / "best_plain.pt", [folder], device="cpu", errors=errors)
+    assert len(kept) == 2 and [e["path"].endswith("corrupt.wav") for e in errors] == [True]
+    # nothing readable: a non-zero exit with one clear line, no traceback
+    proc = subprocess.run([sys.executable, "-m", "helpers", "predict",
+                           str(result.run_dir / "checkpoints" / "best_plain.pt"), str(folder / "corrupt.wav")],
+                          cwd=REPO_ROOT, capture_output=True, text=True)
+    assert proc.returncode == 1 and "no file could be scored" in proc.stderr and "Traceback" not in proc.stderr
+
 
 def test_waveform_augmentation_bank(easy_corpus, tmp_path):
     """Time stretching and pitch shifting (the paper's 'no gain' rows) run through a cached bank

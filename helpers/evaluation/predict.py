@@ -9,6 +9,7 @@ was trained with (downmix, resample, pad/truncate, log-mel settings stored in th
 """
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Sequence
 
@@ -16,7 +17,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from helpers.data.audio import load_clip
+from helpers.data.audio import AudioError, load_clip
 from helpers.evaluation.scoring import predict_scores, prediction_table
 from helpers.features.frontend import FeatureSettings, LogMel
 from helpers.core.hardware import resolve_device
@@ -50,21 +51,41 @@ def load_for_inference(checkpoint: str | Path, device: str = "auto"):
     return model, list(state["classes"]), settings, state.get("score") or "softmax"
 
 
+def _load_waves(paths: Sequence[Path], settings: FeatureSettings,
+                errors: list[dict]) -> tuple[list[Path], list[np.ndarray]]:
+    """The clips of ``paths`` that can be read; each one that cannot goes to ``errors`` with its reason."""
+    kept, waves = [], []
+    for path in paths:
+        try:
+            waves.append(load_clip(path, settings.sample_rate, settings.clip_samples))
+        except (AudioError, OSError, RuntimeError, ValueError) as exc:  # soundfile raises several kinds
+            errors.append({"path": str(path), "error": str(exc).splitlines()[0] if str(exc) else type(exc).__name__})
+            continue
+        kept.append(path)
+    return kept, waves
+
+
 def predict_files(checkpoint: str | Path, files: Sequence[str | Path], device: str = "auto",
-                  batch_size: int = 64, precision: str = "fp32") -> pd.DataFrame:
+                  batch_size: int = 64, precision: str = "fp32", errors: list[dict] | None = None) -> pd.DataFrame:
     """Per-clip prediction table (``filename``, ``path``, ``score_<class>``..., ``prediction``);
-    ``precision`` as :func:`helpers.evaluation.inference.prepare_for_inference` (int8: CPU, CNN6/CNN10)."""
+    ``precision`` as :func:`helpers.evaluation.inference.prepare_for_inference` (int8: CPU, CNN6/CNN10).
+
+    One unreadable file never stops the others: it is left out of the table and listed in
+    ``errors`` (``{"path", "error"}`` per file) when a list is given, else named in a warning.
+    Raises :class:`~helpers.data.audio.AudioError` listing them when no file could be scored."""
     model, classes, settings, score = load_for_inference(checkpoint, device)
     dev = next(model.parameters()).device
-    paths = collect_audio_files(files)
+    found: list[dict] = [] if errors is None else errors
+    paths, waves = _load_waves(collect_audio_files(files), settings, found)
+    if errors is None and found:
+        warnings.warn(f"{len(found)} file(s) could not be scored: " + "; ".join(
+            f"{e['path']}: {e['error']}" for e in found), RuntimeWarning, stacklevel=2)
+    if not paths:
+        raise AudioError("no file could be scored: " + "; ".join(f"{e['path']}: {e['error']}" for e in found))
     logmel = LogMel.from_settings(settings).to(dev)
-    feats = []
     with torch.inference_mode():
-        for start in range(0, len(paths), batch_size):
-            waves = np.stack([load_clip(p, settings.sample_rate, settings.clip_samples)
-                              for p in paths[start:start + batch_size]])
-            feats.append(logmel(torch.from_numpy(waves).to(dev)).float())
-    features = torch.cat(feats)
+        features = torch.cat([logmel(torch.from_numpy(np.stack(waves[i:i + batch_size])).to(dev)).float()
+                              for i in range(0, len(waves), batch_size)])
     scorer = prepare_for_inference(model, precision, calibration=features.cpu() if precision == "int8" else None)
     scores = predict_scores(scorer, features, batch_size=batch_size, score=score)
     table = prediction_table([p.name for p in paths], scores, classes)
