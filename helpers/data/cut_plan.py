@@ -11,11 +11,12 @@ import pandas as pd
 import soundfile as sf
 
 from helpers.core.progress import progress_bar
+from helpers.data.annotation_checks import DEFAULT_TOLERANCE
 from helpers.data.cut_input import is_number, skip_entry
 
-#: A selection may end this far (s) past the recording's end (drawn to the very edge in Raven) and is
-#: then clamped to the end; further is an error.
-END_TOLERANCE_SECONDS = 0.1
+#: Seconds a selection may run past its recording's end and still be cut (clamped to the end): the
+#: annotation checks' tolerance, one value for both (helpers.data.annotation_checks.DEFAULT_TOLERANCE).
+END_TOLERANCE_SECONDS = DEFAULT_TOLERANCE
 
 
 @dataclass(frozen=True)
