@@ -25,7 +25,7 @@ from typing import Any
 def _cmd_validate(args: argparse.Namespace) -> int:
     from helpers.data.corpus import validate_corpus
 
-    report = validate_corpus(args.dir)
+    report = validate_corpus(args.dir, clip_seconds=args.clip_seconds)
     print(report.format())
     return 0 if report.ok else 1
 
@@ -115,7 +115,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     errors: list[dict] = []
     try:
         table = predict_files(args.checkpoint, args.audio, device=args.device, precision=args.precision,
-                              errors=errors)
+                              errors=errors, calibration=args.calibration)
     except (AudioError, FileNotFoundError, ValueError) as exc:
         print(f"predict: {exc}", file=sys.stderr)
         return 1
@@ -164,6 +164,8 @@ def main(argv: list[str] | None = None) -> int:
 
     p = sub.add_parser("validate", help="validate a corpus in the challenge layout")
     p.add_argument("dir")
+    p.add_argument("--clip-seconds", type=float, default=47_860 / 16_000,
+                   help="clip length the features will use (TrainConfig clip_seconds); longer files are reported")
     p.set_defaults(func=_cmd_validate)
 
     p = sub.add_parser("corpus", help="build a named corpus, or cut one from annotated recordings")
@@ -218,7 +220,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--device", default="auto")
     p.add_argument("--precision", choices=("fp32", "bf16", "int8"), default="fp32",
                    help="scoring precision (helpers/evaluation/inference.py): fp32 (default), bf16 (CUDA or CPUs with "
-                        "native bf16), int8 (CPU, cnn6/cnn10, calibrated on the files scored)")
+                        "native bf16), int8 (CPU, cnn6/cnn10, calibrated on the training clips stored in the checkpoint)")
+    p.add_argument("--calibration", nargs="+", default=None, metavar="AUDIO",
+                   help="int8: calibrate on these audio files or folders (training clips) instead of those stored "
+                        "in the checkpoint (needed for checkpoints written before they were stored)")
     p.set_defaults(func=_cmd_predict)
 
     # Listed for --help only: `bench ARGS` goes to helpers.bench's own parser before this one parses.

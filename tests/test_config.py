@@ -51,3 +51,23 @@ def test_the_authors_ema_is_reachable_from_the_config():
         assert (ema.decay_schedule, ema.average_buffers, ema.mode) == (schedule, buffers, "reference")
         if schedule == "warmup":
             assert ema.current_decay(1) == pytest.approx(2 / 11)
+
+
+def test_front_end_options_reach_the_feature_settings():
+    default = TrainConfig().feature_settings()
+    assert (default.clip_samples, default.n_mels, default.fmin, default.resolved_fmax) == (47_860, 64, 10.0, 8000.0)
+    cfg = TrainConfig(sample_rate=8000, clip_seconds=5.0, n_mels=32, fmin=200.0, fmax=3000.0)
+    s = cfg.feature_settings()
+    assert (s.clip_samples, s.n_frames, s.n_mels, s.fmin, s.resolved_fmax) == (40_000, 126, 32, 200.0, 3000.0)
+    assert cfg.key() != TrainConfig(sample_rate=8000).key()
+    # the model is built for the configured number of mel bands
+    setup = build_training(TrainConfig(model_options=TINY, n_mels=32, device="cpu"), 3, torch.device("cpu"),
+                           np.array([0, 1, 2]))
+    assert setup.model.n_mels == 32
+
+
+def test_impossible_front_ends_are_named():
+    with pytest.raises(ValueError, match="fmax"):
+        TrainConfig(sample_rate=8000, fmax=6000.0)
+    with pytest.raises(ValueError, match="clip_seconds"):
+        TrainConfig(clip_seconds=0.01)

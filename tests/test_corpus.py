@@ -210,3 +210,29 @@ def test_bad_label_row_still_gets_its_audio_checked(tmp_path):
     report = validate_corpus(root)
     assert [(p.kind, p.line) for p in report.errors] == [("unknown_label", 16), ("missing_wav", 16)]
     assert "is not one of c00, c01, c02, c03, c04, c05, c06, c07, c08, c09, c10, c11, ...." in report.errors[0].message
+
+
+def test_repeated_warnings_are_grouped_and_name_the_option(tmp_path):
+    # A corpus of 5-s clips: one grouped line instead of one line per file, with the count, the
+    # range, the first files and the clip-length option that avoids it.
+    root = tmp_path / "five_seconds"
+    (root / "wav").mkdir(parents=True)
+    (root / "lab").mkdir()
+    rng = np.random.default_rng(0)
+    for split in ("train", "devel", "test"):
+        names = [f"{split}_{i}.wav" for i in range(6)]
+        for i, name in enumerate(names):
+            sf.write(root / "wav" / name, rng.normal(0, 0.1, 16_000 * 5 + 800 * i).astype("float32"), 16_000)
+        (root / "lab" / f"{split}.csv").write_text(
+            "filename,label\n" + "".join(f"{n},{'ab'[i % 2]}\n" for i, n in enumerate(names)))
+    report = validate_corpus(root)
+    assert len(report.warnings) == 18 and {p.kind for p in report.warnings} == {"too_long"}
+    lines = report.format().splitlines()
+    assert len(lines) == 2, lines
+    assert "too_long in 18 files" in lines[1] and "5.00-5.25 s" in lines[1]
+    assert "clip_seconds=5.25" in lines[1] and "(wav/devel_0.wav, wav/devel_1.wav, wav/devel_2.wav, ...)" in lines[1]
+    assert len(report.to_frame()) == 18  # the frame still lists every file
+    assert validate_corpus(root, clip_seconds=5.25).ok and not validate_corpus(root, clip_seconds=5.25).warnings
+    # three or fewer of a kind stay one line each
+    few = validate_corpus(root, clip_seconds=5.22)
+    assert len(few.warnings) == 3 and len(few.format().splitlines()) == 4

@@ -172,12 +172,27 @@ def test_predict_cli_on_any_audio(easy_corpus, tmp_path):
     assert set(table["prediction"]) <= set(easy_corpus.classes)
     scores = table[[f"score_{c}" for c in easy_corpus.classes]].to_numpy()
     assert np.isfinite(scores).all()
-    # int8 scoring of the same files (calibrated on them) stays close to the fp32 table.
+    # int8 scoring (calibrated on the training clips stored in the checkpoint) stays close to fp32,
+    # and a file's int8 score does not depend on which other files are scored with it.
     from helpers.evaluation.predict import predict_files
 
-    int8 = predict_files(result.run_dir / "checkpoints" / "best_plain.pt", [folder], device="cpu", precision="int8")
+    ckpt = result.run_dir / "checkpoints" / "best_plain.pt"
+    stored = load_checkpoint(ckpt)["calibration"]
+    assert stored.dtype == torch.float16 and stored.shape[1:] == (75, 64) and 5 <= stored.shape[0] <= 64
+    int8 = predict_files(ckpt, [folder], device="cpu", precision="int8")
     int8_scores = int8[[f"score_{c}" for c in easy_corpus.classes]].to_numpy()
     assert np.abs(int8_scores - scores).max() < 0.1
+    alone = predict_files(ckpt, [folder / "mono16k.flac"], device="cpu", precision="int8")
+    # (equal up to float rounding of a batch of 1 vs 2; calibrating on the scored files moved it by ~1e-2)
+    np.testing.assert_allclose(alone.filter(like="score_").to_numpy()[0], int8_scores[0], atol=1e-6)
+    # explicit calibration files replace the stored clips; a checkpoint without stored clips asks for them
+    other = predict_files(ckpt, [folder], device="cpu", precision="int8", calibration=[folder / "stereo44k.wav"])
+    assert np.isfinite(other.filter(like="score_").to_numpy()).all()
+    bare = load_checkpoint(ckpt)
+    del bare["calibration"]
+    torch.save(bare, tmp_path / "old.pt")
+    with pytest.raises(ValueError, match="no calibration clips"):
+        predict_files(tmp_path / "old.pt", [folder], device="cpu", precision="int8")
 
     # One unreadable file never stops the others: it is named on stderr, the rest is scored.
     (folder / "corrupt.wav").write_bytes(b"RIFF\x00\x00\x00\x00WAVEjunk")
@@ -235,3 +250,19 @@ def test_final_scoring_skips_train_and_reuses_identical_checkpoints(easy_corpus,
     assert again.config.key() == config.key()
     assert (again.run_dir / "predictions" / "train-last_ema.csv").is_file()
     assert again.metrics["checkpoints"]["last_ema"]["splits"]["train"]["uar"] >= 0
+
+
+def test_front_end_options_travel_with_the_checkpoint(easy_corpus, tmp_path):
+    # Other species, other clips and bands: the run's front end is recorded in its checkpoints, and
+    # predict reads audio exactly as the model was trained on it.
+    config = _config(tmp_path, iterations=20, eval_every=20, clip_seconds=2.0, n_mels=32, fmin=100.0, fmax=3500.0)
+    result = train(config, corpus=easy_corpus, progress=False)
+    state = load_checkpoint(result.run_dir / "checkpoints" / "best_plain.pt")
+    fs = state["feature_settings"]
+    assert (fs["clip_seconds"], fs["n_mels"], fs["fmin"], fs["fmax"]) == (2.0, 32, 100.0, 3500.0)
+    assert state["model_config"]["n_mels"] == 32 and state["calibration"].shape[1:] == (51, 32)
+    from helpers.evaluation.predict import predict_files
+
+    table = predict_files(result.run_dir / "checkpoints" / "best_plain.pt", [easy_corpus.split("test")["path"].iloc[0]],
+                          device="cpu")
+    assert np.isfinite(table.filter(like="score_").to_numpy()).all()

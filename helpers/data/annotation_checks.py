@@ -16,7 +16,7 @@ import soundfile as sf
 from helpers.data.annotation_set import EXCLUDED_COLUMNS, SAME_TIME, TABLE_COLUMNS, AnnotationSet, RowKey
 from helpers.data.annotation_text import basename, lines_text
 from helpers.data.audio import SAMPLE_RATE
-from helpers.data.corpus import Problem, ValidationReport
+from helpers.data.corpus import Problem, ValidationReport, problem_lines
 
 #: The label annotators write for an unsure identification.
 UNCERTAIN_LABEL = "?"
@@ -55,11 +55,7 @@ class AnnotationReport(ValidationReport):
         files = self.table["source_file"].nunique() if len(self.table) else 0
         head = (f"annotations ({files} file(s), {len(self.table)} selection(s) kept, "
                 f"{len(self.excluded)} excluded): {len(self.errors)} error(s), {len(self.warnings)} warning(s)")
-        lines = [str(p) for p in self.errors + self.warnings]
-        if max_lines is not None and len(lines) > max_lines:
-            extra = len(lines) - max_lines
-            lines = lines[:max_lines] + [f"... and {extra} more (see the full report)"]
-        return "\n".join([head, *lines])
+        return "\n".join([head, *problem_lines(self.errors, self.warnings, max_lines)])
 
 
 def _inspect(recording: str) -> dict:

@@ -26,6 +26,7 @@ import csv
 import hashlib
 import io
 import os
+import re
 import shutil
 import struct
 from concurrent.futures import ThreadPoolExecutor
@@ -68,6 +69,7 @@ class Problem:
     fix: str
     split: str | None = None
     filename: str | None = None  # the wav file the problem concerns, if any
+    value: float | None = None  # the measured quantity, when there is one (a too-long clip's duration in s)
 
     def __str__(self) -> str:
         where = f"{self.file} line {self.line}" if self.line else self.file
@@ -97,17 +99,56 @@ class ValidationReport:
         return {p.kind for p in self.problems}
 
     def to_frame(self) -> pd.DataFrame:
-        cols = ["severity", "kind", "file", "line", "message", "fix", "split", "filename"]
+        cols = ["severity", "kind", "file", "line", "message", "fix", "split", "filename", "value"]
         return pd.DataFrame([p.__dict__ for p in self.problems], columns=cols)
 
     def format(self, max_lines: int | None = None) -> str:
-        """Human-readable report: a summary line, then one line per problem (errors first)."""
+        """Human-readable report: a summary line, then one line per error and per warning, except
+        that a kind of warning found in more than :data:`GROUP_OVER` files is one grouped line
+        (see :func:`problem_lines`); ``to_frame()`` still lists every problem."""
         head = f"{self.root}: {len(self.errors)} error(s), {len(self.warnings)} warning(s)"
-        lines = [str(p) for p in self.errors + self.warnings]
-        if max_lines is not None and len(lines) > max_lines:
-            extra = len(lines) - max_lines
-            lines = lines[:max_lines] + [f"... and {extra} more (see the full report)"]
-        return "\n".join([head, *lines])
+        return "\n".join([head, *problem_lines(self.errors, self.warnings, max_lines)])
+
+
+#: A kind of warning found in more files than this is reported as one grouped line.
+GROUP_OVER = 3
+#: Files named in a grouped line.
+GROUP_EXAMPLES = 3
+
+
+def problem_lines(errors: list[Problem], warnings: list[Problem], max_lines: int | None = None) -> list[str]:
+    """One line per error, then the warnings: one line each, or one line per kind for a kind found
+    in more than :data:`GROUP_OVER` files (a corpus of 5-s clips would otherwise print the same
+    "longer than the clip length" line hundreds of times). A grouped line gives the count, the
+    range of the measured values where there are some, the first few files and the fix, naming
+    the option that avoids the warning. At most ``max_lines`` lines, then a count of the rest."""
+    by_kind: dict[str, list[Problem]] = {}
+    for p in warnings:
+        by_kind.setdefault(p.kind, []).append(p)
+    lines = [str(p) for p in errors]
+    for kind, found in by_kind.items():
+        lines += [_grouped_line(kind, found)] if len(found) > GROUP_OVER else [str(p) for p in found]
+    if max_lines is not None and len(lines) > max_lines:
+        extra = len(lines) - max_lines
+        lines = lines[:max_lines] + [f"... and {extra} more (see the full report: report.to_frame())"]
+    return lines
+
+
+def _grouped_line(kind: str, found: list[Problem]) -> str:
+    """One line for many warnings of one kind (see :func:`problem_lines`)."""
+    files = ", ".join(p.file for p in found[:GROUP_EXAMPLES]) + (", ..." if len(found) > GROUP_EXAMPLES else "")
+    head = f"WARNING {kind} in {len(found)} files ({files})"
+    values = [p.value for p in found if p.value is not None]
+    if kind == "too_long" and values:
+        low, high = min(values), max(values)
+        span = f"{low:.2f} s" if round(low, 2) == round(high, 2) else f"{low:.2f}-{high:.2f} s"
+        limit = re.search(r"clip length ([0-9.]+ s)", found[0].message)
+        return (f"{head}: they last {span}, longer than the clip length{' ' + limit.group(1) if limit else ''}; "
+                "their ends will be cut off. Fix: set the "
+                f"clip length to {high:.2f} s (TrainConfig clip_seconds={high:.2f}, a parameter of 03_train; "
+                f"python -m helpers validate DIR --clip-seconds {high:.2f}), or cut the files into clips yourself.")
+    first = found[0]
+    return f"{head}; the first: {first.message} Fix: {first.fix}"
 
 
 @dataclass
@@ -502,7 +543,8 @@ def _audio_problems(r: _Row, info: dict, duration: float, clip_seconds: float) -
         found.append(Problem("warning", "too_long", rel_wav, None,
                              f"lasts {duration:.2f} s, longer than the clip length {clip_seconds:.2f} s; "
                              "the end will be cut off.",
-                             "nothing, or cut the file into clips yourself.", r.split, r.filename))
+                             f"set the clip length to {duration:.2f} s (TrainConfig clip_seconds) if the whole clip "
+                             "matters, or cut the file into clips yourself.", r.split, r.filename, value=duration))
     return found
 
 

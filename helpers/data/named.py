@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from helpers.data.audio import CLIP_SECONDS
 from helpers.data.corpus import Corpus, read_corpus
 
 NAMED_CORPORA = ("demo", "synthetic")
@@ -23,13 +24,15 @@ def corpus_dir(name: str, data_dir: str | Path = "data", n_clips: int = 1000, se
 
 def prepare_corpus(name: str, data_dir: str | Path = "data", n_clips: int = 1000, seed: int = 0,
                    on_error: str = "raise", mirror: str | Path | None = None,
-                   classes: list[str] | None = None, progress: bool = True) -> Corpus:
+                   classes: list[str] | None = None, progress: bool = True,
+                   clip_seconds: float = CLIP_SECONDS) -> Corpus:
     """Build ``demo`` or ``synthetic`` if absent (reused when present), then read and validate.
 
     Any other ``name`` is taken as the path of a corpus in the challenge layout. Raises
     :class:`helpers.data.corpus.CorpusError` listing every problem when the corpus has errors and
     ``on_error="raise"``; with ``on_error="exclude"`` the faulty rows are dropped and listed in
-    ``Corpus.excluded``.
+    ``Corpus.excluded``. ``clip_seconds``: the clip length the features will use (clips longer
+    than it are reported as cut off).
     """
     root = corpus_dir(name, data_dir, n_clips, seed)
     if name == "demo":
@@ -46,7 +49,7 @@ def prepare_corpus(name: str, data_dir: str | Path = "data", n_clips: int = 1000
     corpus_name = name if name in NAMED_CORPORA else None
     if name == "synthetic":
         corpus_name = root.name
-    return read_corpus(root, classes=classes, on_error=on_error, name=corpus_name)
+    return read_corpus(root, classes=classes, on_error=on_error, name=corpus_name, clip_seconds=clip_seconds)
 
 
 #: What each class sounds like, for the exploration notebook (real, demo and synthetic labels).

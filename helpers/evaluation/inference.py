@@ -44,6 +44,27 @@ PRECISIONS = ("fp32", "bf16", "int8")
 INT8_CALIBRATION_CLIPS = 256
 #: Batch of the calibration pass.
 CALIBRATION_BATCH = 32
+#: Training clips whose log-mels every checkpoint carries for int8 calibration (1.2 MB at 16 kHz in float16).
+STORED_CALIBRATION_CLIPS = 64
+
+
+def calibration_indices(labels: np.ndarray, n: int = STORED_CALIBRATION_CLIPS, seed: int = 0) -> np.ndarray:
+    """Indices of up to ``n`` clips for int8 calibration, drawn without replacement and spread evenly
+    over the classes of ``labels`` (class indices ``(n_clips,)``; a class with too few clips gives what
+    it has, the rest is filled from the others), in a fixed order for a given ``seed``.
+
+    The training engine stores these clips' log-mels in every checkpoint, so int8 scoring is
+    calibrated on the model's own training data, never on the files being scored: a clip's int8
+    score then does not depend on which other files are scored with it."""
+    labels = np.asarray(labels)
+    rng = np.random.default_rng(seed)
+    pools = [list(rng.permutation(np.flatnonzero(labels == c))) for c in np.unique(labels)]
+    picked: list[int] = []
+    while len(picked) < min(n, len(labels)):
+        for pool in pools:  # round-robin over classes: balanced as far as the classes allow
+            if pool and len(picked) < n:
+                picked.append(int(pool.pop()))
+    return np.array(sorted(picked), dtype=np.int64)
 
 
 def cpu_has_native_bf16() -> bool:

@@ -2,8 +2,9 @@
 
 ``python -m helpers predict CHECKPOINT AUDIO_FILES_OR_DIR [--out table.csv] [--precision fp32|bf16|int8]``.
 Scoring runs on the fast copy of :func:`helpers.evaluation.inference.prepare_for_inference` (BatchNorm folded;
-``int8`` calibrates its activation ranges on the log-mels of the files being scored, which needs
-no labels; see that module for how close each precision stays to fp32). Files may have
+``int8`` calibrates its activation ranges on the training clips stored in the checkpoint, never on
+the files being scored, so a clip's score does not depend on the other files scored with it; see
+that module for how close each precision stays to fp32). Files may have
 any sample rate or channel count soundfile reads; they get exactly the preprocessing the model
 was trained with (downmix, resample, pad/truncate, log-mel settings stored in the checkpoint).
 """
@@ -21,7 +22,7 @@ from helpers.data.audio import AudioError, load_clip
 from helpers.evaluation.scoring import predict_scores, prediction_table
 from helpers.features.frontend import FeatureSettings, LogMel
 from helpers.core.hardware import resolve_device
-from helpers.evaluation.inference import prepare_for_inference
+from helpers.evaluation.inference import InferenceModel, prepare_for_inference
 from helpers.models.checkpoint import load_checkpoint, model_from_checkpoint, require_training_record
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3", ".aif", ".aiff")
@@ -51,6 +52,36 @@ def load_for_inference(checkpoint: str | Path, device: str = "auto"):
     return model, list(state["classes"]), settings, state.get("score") or "softmax"
 
 
+def int8_calibration(checkpoint: str | Path, settings: FeatureSettings,
+                     calibration: str | Path | Sequence[str | Path] | None = None) -> torch.Tensor:
+    """Log-mels ``(n, time, mel)`` to calibrate int8 scoring on: the audio files (or folders) of
+    ``calibration`` when given (a few hundred clips of the training data, no labels needed), else
+    the training clips stored in the checkpoint. Never the files being scored. Raises ValueError
+    naming the checkpoint when it has none (written before they were stored) and none is given."""
+    if calibration is not None:
+        items = [calibration] if isinstance(calibration, (str, Path)) else list(calibration)
+        found: list[dict] = []
+        _, waves = _load_waves(collect_audio_files(items), settings, found)
+        if not waves:
+            raise ValueError("int8 calibration: no readable audio in " + ", ".join(map(str, items)))
+        with torch.inference_mode():
+            return torch.cat([LogMel.from_settings(settings)(torch.from_numpy(np.stack(waves[i:i + 32])))
+                              for i in range(0, len(waves), 32)])
+    stored = load_checkpoint(checkpoint, map_location="cpu").get("calibration")
+    if stored is None:
+        raise ValueError(f"{checkpoint}: holds no calibration clips for int8 (it was written before checkpoints "
+                         "stored them); pass calibration=FILES_OR_DIR (--calibration DIR), a few hundred "
+                         "training clips, or retrain.")
+    return stored.float()
+
+
+def prepare_scorer(checkpoint: str | Path, model: torch.nn.Module, settings: FeatureSettings, precision: str,
+                   calibration: str | Path | Sequence[str | Path] | None = None) -> InferenceModel:
+    """The fast scoring copy of ``model`` in ``precision`` (int8 calibrated by :func:`int8_calibration`)."""
+    calib = int8_calibration(checkpoint, settings, calibration) if precision == "int8" else None
+    return prepare_for_inference(model, precision, calibration=calib)
+
+
 def _load_waves(paths: Sequence[Path], settings: FeatureSettings,
                 errors: list[dict]) -> tuple[list[Path], list[np.ndarray]]:
     """The clips of ``paths`` that can be read; each one that cannot goes to ``errors`` with its reason."""
@@ -66,9 +97,11 @@ def _load_waves(paths: Sequence[Path], settings: FeatureSettings,
 
 
 def predict_files(checkpoint: str | Path, files: Sequence[str | Path], device: str = "auto",
-                  batch_size: int = 64, precision: str = "fp32", errors: list[dict] | None = None) -> pd.DataFrame:
+                  batch_size: int = 64, precision: str = "fp32", errors: list[dict] | None = None,
+                  calibration: str | Path | Sequence[str | Path] | None = None) -> pd.DataFrame:
     """Per-clip prediction table (``filename``, ``path``, ``score_<class>``..., ``prediction``);
-    ``precision`` as :func:`helpers.evaluation.inference.prepare_for_inference` (int8: CPU, CNN6/CNN10).
+    ``precision`` as :func:`helpers.evaluation.inference.prepare_for_inference` (int8: CPU, CNN6/CNN10,
+    calibrated as :func:`int8_calibration` says).
 
     One unreadable file never stops the others: it is left out of the table and listed in
     ``errors`` (``{"path", "error"}`` per file) when a list is given, else named in a warning.
@@ -86,7 +119,7 @@ def predict_files(checkpoint: str | Path, files: Sequence[str | Path], device: s
     with torch.inference_mode():
         features = torch.cat([logmel(torch.from_numpy(np.stack(waves[i:i + batch_size])).to(dev)).float()
                               for i in range(0, len(waves), batch_size)])
-    scorer = prepare_for_inference(model, precision, calibration=features.cpu() if precision == "int8" else None)
+    scorer = prepare_scorer(checkpoint, model, settings, precision, calibration)
     scores = predict_scores(scorer, features, batch_size=batch_size, score=score)
     table = prediction_table([p.name for p in paths], scores, classes)
     table.insert(1, "path", [str(p) for p in paths])

@@ -296,7 +296,6 @@ def _precompute_features(jobs: list[_Job], corpus_root: str | None, progress: bo
     Returns error reports by job index for the jobs whose corpus or features could not be
     prepared (those runs fail without starting; the others go on).
     """
-    from helpers.features.frontend import FeatureSettings
     from helpers.features.cache import load_features
 
     groups: dict[tuple, list[_Job]] = {}
@@ -315,9 +314,10 @@ def _precompute_features(jobs: list[_Job], corpus_root: str | None, progress: bo
                 from helpers.data.named import prepare_corpus
 
                 corpus = prepare_corpus(source[1], source[2], progress=progress)
-            for cache_dir, rate in sorted({(j.config.cache_dir, j.config.sample_rate) for j in members}):
+            wanted = {(j.config.cache_dir, j.config.feature_settings()) for j in members}
+            for cache_dir, settings in sorted(wanted, key=lambda w: (w[0], w[1].key())):
                 for split in corpus.splits:
-                    load_features(corpus.table, split, FeatureSettings(sample_rate=rate), cache_dir, corpus.name,
+                    load_features(corpus.table, split, settings, cache_dir, corpus.name,
                                   device="cpu", progress=progress)
         except Exception as exc:  # reported per run below, never swallowed
             from helpers.experiments.worker import error_report

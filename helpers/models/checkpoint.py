@@ -12,6 +12,8 @@ A checkpoint is a plain dict saved with ``torch.save`` and read back with
     feature_settings    the front end the model reads (FeatureSettings.to_dict())
     train_config        the run's TrainConfig.to_dict()
     score               "sigmoid" (MixUp + BCE training) or "softmax"
+    calibration         float16 log-mels ``(n, time, mel)`` of up to 64 training clips, for int8
+                        calibration (helpers.evaluation.inference); absent in files written before it
 
 ``last.pt`` adds the resumable training state (optimizer, EMA, sampler, generators, history).
 Training, ``predict``, ``embeddings`` and fusion branches all read checkpoints through

@@ -16,6 +16,8 @@ from typing import Any
 
 import torch
 
+from helpers.data.audio import CLIP_SECONDS
+from helpers.features.frontend import FMIN, N_MELS, FeatureSettings
 from helpers.models.checkpoint import checkpoint_identity
 
 #: ``TrainConfig.model`` value for the fusion of two trained models (paper section 5).
@@ -35,6 +37,11 @@ class TrainConfig:
     data_dir: str = "data"
     cache_dir: str = "data/cache"
     sample_rate: int = 16_000         # 16000 or 8000
+    # front end (docs/reference.md §2); other species need other clip lengths and bands
+    clip_seconds: float = CLIP_SECONDS  # clip length in s (paper: 47,860 samples at 16 kHz = 2.99 s)
+    n_mels: int = N_MELS              # mel bands (paper: 64)
+    fmin: float = FMIN                # lowest mel edge in Hz (paper: 10)
+    fmax: float | None = None         # highest mel edge in Hz; None: half the sample rate (paper)
     # model
     model: str = "cnn10"              # cnn6, cnn10, mobilenetv1, resnet22, wrn28_2, or "fusion"
     model_options: dict = field(default_factory=dict)  # constructor options, e.g. {"channels": [16, 32, 64, 128]};
@@ -94,6 +101,17 @@ class TrainConfig:
         for name in ("iterations", "batch_size", "eval_every", "checkpoint_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"TrainConfig.{name} must be >= 1, got {getattr(self, name)}")
+        try:
+            self.feature_settings()
+        except ValueError as exc:
+            raise ValueError(f"TrainConfig front end (clip_seconds, n_mels, fmin, fmax): {exc}") from None
+
+    def feature_settings(self) -> FeatureSettings:
+        """The log-mel front end of this run: rate, clip length and mel bands (stored with every checkpoint,
+        so ``predict`` and ``scan`` read audio exactly as the model was trained on it)."""
+        return FeatureSettings(sample_rate=self.sample_rate, clip_seconds=float(self.clip_seconds),
+                               n_mels=int(self.n_mels), fmin=float(self.fmin),
+                               fmax=None if self.fmax is None else float(self.fmax))
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> "TrainConfig":
@@ -139,7 +157,8 @@ class TrainConfig:
 
 
 #: TrainConfig fields left out of the run key while at these values (added after runs existed).
-KEY_OMITTED_DEFAULTS = {"cpu_amp": False, "ema_decay_schedule": "constant", "ema_average_buffers": True}
+KEY_OMITTED_DEFAULTS = {"cpu_amp": False, "ema_decay_schedule": "constant", "ema_average_buffers": True,
+                        "clip_seconds": CLIP_SECONDS, "n_mels": N_MELS, "fmin": FMIN, "fmax": None}
 
 #: Scoring batch when ``TrainConfig.eval_batch_size`` is None: large batches feed a GPU; on a CPU
 #: 64 clips ran ~10 % faster than 512 (cache) and need an eighth of the memory.

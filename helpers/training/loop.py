@@ -34,9 +34,8 @@ from helpers.core.hardware import configure_threads, resolve_device
 from helpers.core.progress import progress_bar
 from helpers.core.provenance import Timer, write_record
 from helpers.data.corpus import Corpus
-from helpers.evaluation.inference import warn_if_bf16_is_emulated
+from helpers.evaluation.inference import calibration_indices, warn_if_bf16_is_emulated
 from helpers.evaluation.scoring import predict_scores, split_metrics, write_table
-from helpers.features.frontend import FeatureSettings
 from helpers.features.cache import load_features
 from helpers.models.checkpoint import checkpoint_identity, checkpoint_payload, load_checkpoint, save_checkpoint
 from helpers.models.cost import count_parameters
@@ -90,7 +89,7 @@ def train(config: TrainConfig, corpus: Corpus | None = None, progress: bool = Tr
         if corpus is None:
             from helpers.data.named import prepare_corpus
 
-            corpus = prepare_corpus(config.corpus, config.data_dir, progress=progress)
+            corpus = prepare_corpus(config.corpus, config.data_dir, progress=progress, clip_seconds=config.clip_seconds)
         run = _Run(config, corpus, device, timer, progress)
         stored = run.restore() if resume else None
         if stored is not None:
@@ -108,7 +107,7 @@ class _Run:
         self.run_dir = config.run_dir()
         (self.run_dir / run_folder.CHECKPOINTS).mkdir(parents=True, exist_ok=True)
         self.classes = list(corpus.classes)
-        self.settings = FeatureSettings(sample_rate=config.sample_rate)
+        self.settings = config.feature_settings()
         write_json_atomic(self.run_dir / run_folder.CONFIG, config.to_dict())
         self._load_data()
         self.setup = build_training(config, len(self.classes), device, self.feats["train"].labels)
@@ -140,12 +139,16 @@ class _Run:
             with self.timer("wave_augment_bank"):
                 self.bank = torch.from_numpy(wave_augment_bank(corpus, config, self.settings, self.progress)).to(device)
         self.x_devel = (torch.from_numpy(np.ascontiguousarray(devel.features)).to(device) if self.has_devel else None)
+        # int8 scoring calibrates on these training clips, stored with every checkpoint (never on the files scored).
+        train_feats = self.feats["train"]
+        picked = calibration_indices(train_feats.labels, seed=config.seed)
+        self.calibration = torch.from_numpy(np.ascontiguousarray(train_feats.features[picked])).to(torch.float16)
 
     # -- checkpoints ------------------------------------------------------------------------------
     def _payload(self, model: nn.Module, kind: str) -> dict:
         return checkpoint_payload(model, kind=kind, step=self.step, classes=self.classes,
                                   feature_settings=self.settings.to_dict(), train_config=self.config.to_dict(),
-                                  score=self.score_fn)
+                                  score=self.score_fn, calibration=self.calibration)
 
     def save_last(self) -> None:
         """The resumable checkpoint: weights plus optimiser, EMA, sampler, generators, history, timings."""

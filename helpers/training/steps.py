@@ -99,7 +99,8 @@ def build_training(config: TrainConfig, n_classes: int, device: torch.device,
     if config.model == FUSION:
         model = build_fusion_model(config, n_classes).to(device)
     else:
-        model = create_model(config.model, n_classes=n_classes, **config.model_options).to(device)
+        options = {"n_mels": config.n_mels, **config.model_options}
+        model = create_model(config.model, n_classes=n_classes, **options).to(device)
     if config.channels_last:
         # NHWC lets the convolution kernels (cuDNN and oneDNN alike) skip layout conversions.
         model = model.to(memory_format=torch.channels_last)
