@@ -10,6 +10,8 @@ Commands:
                                        execute the notebook collection with papermill into
                                        runs/notebooks/<corpus>-<profile>/, saying where it is
   predict CHECKPOINT AUDIO...          per-clip prediction table for any audio files
+  scan CHECKPOINT AUDIO... --out DIR   scan long recordings: window scores, detections as Raven /
+                                       Audacity / CSV tables, resumable (helpers/evaluation/scan.py)
   bench [--models ...] [--rates ...]   training/feature/evaluation speed vs. the device's ceiling
                                        (developer tool, helpers/bench/; options: bench --help)
 """
@@ -131,6 +133,34 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def _parse_threshold(text: str) -> float | dict[str, float]:
+    """``0.6`` or ``gibbon_male=0.7,great_argus=0.5`` (per class)."""
+    try:
+        if "=" not in text:
+            return float(text)
+        return {k.strip(): float(v) for k, v in (item.split("=", 1) for item in text.split(","))}
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--threshold {text!r}: give a number (0.5) or CLASS=NUMBER,... "
+                                         "(gibbon_male=0.7,great_argus=0.5)") from None
+
+
+def _cmd_scan(args: argparse.Namespace) -> int:
+    from helpers.data.audio import AudioError
+    from helpers.evaluation.scan import scan
+
+    channel = args.channel if args.channel == "mix" else int(args.channel)
+    try:
+        result = scan(args.checkpoint, args.audio, args.out, hop=args.hop, precision=args.precision, channel=channel,
+                      threshold=args.threshold, merge_gap=args.merge_gap, device=args.device,
+                      batch_size=args.batch_size, calibration=args.calibration, num_threads=args.threads,
+                      progress=not args.quiet)
+    except (AudioError, FileNotFoundError, ValueError) as exc:
+        print(f"scan: {exc}", file=sys.stderr)
+        return 1
+    print(result.format())
+    return 0 if len(result.recordings) else 1
+
+
 def parse_param(text: str) -> tuple[str, Any]:
     """``--param NAME=VALUE`` as ``(NAME, value)``: VALUE is the JSON value it parses as (``3``,
     ``true``, ``null``, ``"3"``, ``[1, 2]``, ``{"a": 1}``), anything else the plain string
@@ -225,6 +255,24 @@ def main(argv: list[str] | None = None) -> int:
                    help="int8: calibrate on these audio files or folders (training clips) instead of those stored "
                         "in the checkpoint (needed for checkpoints written before they were stored)")
     p.set_defaults(func=_cmd_predict)
+
+    p = sub.add_parser("scan", help="scan long recordings: window scores and detections (Raven, Audacity, CSV)")
+    p.add_argument("checkpoint")
+    p.add_argument("audio", nargs="+", help="audio files or folders (walked recursively)")
+    p.add_argument("--out", required=True, help="output folder (mirrors the recordings' relative paths)")
+    p.add_argument("--hop", type=float, default=None, help="seconds between windows (default: half a window)")
+    p.add_argument("--threshold", type=_parse_threshold, default=0.5,
+                   help="detection threshold: one score (0.5) or per class (gibbon_male=0.7,great_argus=0.5)")
+    p.add_argument("--merge-gap", type=float, default=0.0, help="merge detections of a class closer than this (s)")
+    p.add_argument("--channel", default="mix", help="'mix' (average the channels) or a 0-based channel index")
+    p.add_argument("--precision", choices=("fp32", "bf16", "int8"), default="fp32")
+    p.add_argument("--calibration", nargs="+", default=None, metavar="AUDIO",
+                   help="int8: calibrate on these training clips instead of those stored in the checkpoint")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--threads", type=int, default=None, help="CPU threads (default: all cores)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_scan)
 
     # Listed for --help only: `bench ARGS` goes to helpers.bench's own parser before this one parses.
     sub.add_parser("bench", help=BENCH_HELP, add_help=False)

@@ -1,0 +1,139 @@
+"""Long recordings read in blocks: fixed-length windows at a hop, for scanning hours of audio.
+
+:func:`window_batches` reads a file of any length, sample rate and channel count (any format
+soundfile reads: WAV, FLAC, OGG, MP3...) block by block, mixes the channels down (or picks one),
+resamples the stream to the model's rate (soxr's streaming resampler, HQ) and cuts windows of
+``window`` samples every ``hop`` samples. Memory does not grow with the file's length: at most one
+block, one window plus a batch of hops and one batch of windows are held at a time.
+
+Window rule: windows start at 0, hop, 2 hop, ... and are kept while they fit in the recording;
+when the last one that fits ends before the recording does, one more window (the next hop) covers
+the tail, zero-padded at its end as clips shorter than the clip length are for training
+(:func:`helpers.data.audio.pad_or_truncate`); a recording shorter than one window gives one padded
+window. Each window carries its true span (``begin``, ``end`` in seconds, ``end`` capped at the
+recording's end).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import soundfile as sf
+import soxr
+
+from helpers.data.audio import AudioError
+
+#: Frames read from the file per block (about 4 s at 48 kHz).
+BLOCK_FRAMES = 1 << 18
+
+
+@dataclass
+class WindowBatch:
+    """Consecutive windows of one recording: ``waves`` float32 ``(n, window)`` at the target rate,
+    ``begin`` and ``end`` (seconds, ``(n,)``) of their spans in the recording."""
+
+    waves: np.ndarray
+    begin: np.ndarray
+    end: np.ndarray
+
+
+def recording_info(path: str | Path) -> dict:
+    """``samplerate`` (Hz), ``channels``, ``frames`` and ``duration`` (s) from the file's header;
+    :class:`~helpers.data.audio.AudioError` naming the file when it cannot be opened."""
+    try:
+        info = sf.info(str(path))
+    except (sf.LibsndfileError, RuntimeError, OSError) as exc:
+        raise AudioError(f"{path}: cannot be read as audio ({str(exc).splitlines()[0]}); replace it with a "
+                         "WAV/FLAC/OGG/MP3 file soundfile reads.") from exc
+    return {"samplerate": int(info.samplerate), "channels": int(info.channels), "frames": int(info.frames),
+            "duration": info.frames / info.samplerate if info.samplerate else 0.0}
+
+
+def _mono_blocks(path: Path, channel: str | int, block_frames: int) -> Iterator[tuple[np.ndarray, int]]:
+    """``(mono float32 block, sample rate)`` of ``path``: channels averaged (``"mix"``) or one picked (0-based)."""
+    try:
+        f = sf.SoundFile(str(path))
+    except (sf.LibsndfileError, RuntimeError, OSError) as exc:
+        raise AudioError(f"{path}: cannot be read as audio ({str(exc).splitlines()[0]}); replace it with a "
+                         "WAV/FLAC/OGG/MP3 file soundfile reads.") from exc
+    with f:
+        if channel != "mix" and not (isinstance(channel, int) and 0 <= channel < f.channels):
+            raise AudioError(f"{path}: has {f.channels} channel(s), so channel {channel!r} does not exist; "
+                             f"use 'mix' or 0..{f.channels - 1}.")
+        done = 0
+        while True:
+            try:
+                block = f.read(block_frames, dtype="float32", always_2d=True)
+            except (sf.LibsndfileError, RuntimeError) as exc:
+                raise AudioError(f"{path}: decoding failed after {done / f.samplerate:.1f} s "
+                                 f"({str(exc).splitlines()[0]}); the file is damaged, copy it again.") from exc
+            if not len(block):
+                return
+            if not np.isfinite(block).all():
+                raise AudioError(f"{path}: NaN or Inf samples near {done / f.samplerate:.1f} s; re-export the "
+                                 "recording as integer PCM.")
+            done += len(block)
+            mono = block.mean(axis=1, dtype=np.float32) if channel == "mix" else block[:, channel]
+            yield np.ascontiguousarray(mono, dtype=np.float32), f.samplerate
+
+
+def _resampled(blocks: Iterator[tuple[np.ndarray, int]], target: int) -> Iterator[np.ndarray]:
+    """The blocks as one stream at ``target`` Hz (streaming soxr HQ; unchanged when the rate matches)."""
+    stream = None
+    for block, rate in blocks:
+        if rate == target:
+            yield block
+            continue
+        if stream is None:
+            stream = soxr.ResampleStream(rate, target, 1, dtype="float32", quality="HQ")
+        yield stream.resample_chunk(block)
+    if stream is not None:
+        yield stream.resample_chunk(np.zeros(0, np.float32), last=True)
+
+
+def window_batches(path: str | Path, sample_rate: int, window: int, hop: int, batch: int = 64,
+                   channel: str | int = "mix", block_frames: int = BLOCK_FRAMES) -> Iterator[WindowBatch]:
+    """Batches of up to ``batch`` windows of ``window`` samples every ``hop`` samples at ``sample_rate``
+    Hz over the whole of ``path`` (see the module docstring for the window rule). Raises
+    :class:`~helpers.data.audio.AudioError` naming the file when it cannot be decoded, holds
+    NaN/Inf or no samples, or has no channel ``channel``."""
+    if window < 1 or hop < 1 or batch < 1:
+        raise ValueError(f"window_batches: window, hop and batch must be >= 1, got {window}, {hop}, {batch}")
+    path = Path(path)
+    buf = np.zeros(0, np.float32)
+    buf_start = 0  # absolute index (at sample_rate) of buf[0]
+    next_start = 0  # start of the next window
+    total = 0
+    pending: list[tuple[np.ndarray, int, int]] = []
+
+    def flush() -> WindowBatch:
+        waves = np.stack([w for w, _, _ in pending])
+        begin = np.array([s for _, s, _ in pending], np.float64) / sample_rate
+        end = np.array([s + n for _, s, n in pending], np.float64) / sample_rate
+        pending.clear()
+        return WindowBatch(waves, begin, end)
+
+    for chunk in _resampled(_mono_blocks(path, channel, block_frames), sample_rate):
+        buf = np.concatenate([buf, chunk]) if len(buf) else chunk
+        total += len(chunk)
+        while next_start + window <= total:
+            offset = next_start - buf_start
+            pending.append((buf[offset:offset + window].copy(), next_start, window))
+            next_start += hop
+            if len(pending) == batch:
+                yield flush()
+        drop = min(next_start, total) - buf_start
+        if drop > 0:  # samples before the next window are never needed again
+            buf, buf_start = buf[drop:], buf_start + drop
+    if total == 0:
+        raise AudioError(f"{path}: holds no samples; replace it with the real recording.")
+    last_end = next_start - hop + window if next_start else 0
+    if next_start < total and last_end < total:  # the tail after the last full window (or a recording shorter than one window)
+        tail = buf[next_start - buf_start:]
+        padded = np.zeros(window, np.float32)
+        padded[:len(tail)] = tail
+        pending.append((padded, next_start, len(tail)))
+    if pending:
+        yield flush()

@@ -1,0 +1,317 @@
+"""Scan long field recordings with a trained checkpoint: per-window scores, detections, Raven tables.
+
+``python -m helpers scan CHECKPOINT AUDIO_FILE_OR_DIR... --out DIR`` or :func:`scan` in a notebook.
+
+Each recording is read in blocks (:func:`helpers.data.stream.window_batches`: any length, rate,
+channel count and format soundfile reads), cut into windows of the model's clip length every
+``hop`` seconds (default half a window), and the windows are scored in batches on the device in
+any precision :func:`helpers.evaluation.predict.prepare_scorer` offers (fp32, bf16, int8 calibrated
+on the training clips stored in the checkpoint). The audio gets exactly the front end the model
+was trained with (the checkpoint's ``feature_settings``).
+
+Detections (:func:`helpers.evaluation.detections.detect_events`): a window is a detection of its
+best non-background class when that class's score passes ``threshold`` (one value or one per
+class); overlapping or touching windows of one class merge into one event whose score is the
+highest window score in it.
+
+Outputs, for a recording ``site1/rec.wav`` under a scanned folder (relative paths mirrored)::
+
+    OUT/site1/rec.wav.scores.csv        one row per window: begin, end (s), score_<class>...
+    OUT/site1/rec.wav.selections.txt    Raven Pro selection table (a header even without detections)
+    OUT/site1/rec.wav.labels.txt        Audacity label track
+    OUT/site1/rec.wav.detections.csv    plain CSV: file, begin, end, label, score
+    OUT/site1/rec.wav.scan.json         written last: fingerprints, duration, windows, timings
+    OUT/detections.selections.txt       every recording in one multi-file Raven table (Begin Path,
+                                        File Offset (s)); OUT/detections.csv the same as CSV
+    OUT/errors.csv                      recordings that could not be scanned, with the reason
+    OUT/scan.json                       settings, checkpoint checksum, versions, summary, real-time factor
+
+Resuming: every file is written atomically and a recording's ``.scan.json`` last, holding two
+fingerprints. The *score* fingerprint covers the checkpoint's SHA-256, the front end, hop,
+precision, channel, calibration and the recording's size and modification time (hashing hours of
+audio would cost more than a rescan of a changed file saves); the *detection* fingerprint adds
+the threshold, background class and merge gap. A rerun skips recordings whose fingerprints match,
+re-derives detections from the stored scores when only the detection settings changed, and
+rescans the rest. An interrupted recording has no ``.scan.json`` and is scanned again.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+
+from helpers.core.fileio import atomic_write, read_json, sha256_file, write_json_atomic
+from helpers.core.hardware import configure_threads
+from helpers.core.progress import progress_bar
+from helpers.core.provenance import library_versions
+from helpers.data.annotation_writers import (write_audacity_labels, write_combined_raven_table, write_events_csv,
+                                             write_raven_table)
+from helpers.data.audio import AudioError
+from helpers.data.stream import recording_info, window_batches
+from helpers.evaluation.detections import detect_events
+from helpers.evaluation.predict import AUDIO_SUFFIXES, load_for_inference, prepare_scorer
+from helpers.evaluation.scoring import predict_scores
+from helpers.features.frontend import LogMel
+
+#: Bump when what a scan writes for the same inputs changes; part of every fingerprint.
+SCAN_VERSION = 1
+EVENT_COLUMNS = ["recording", "begin", "end", "label", "score", "n_windows"]
+
+
+@dataclass
+class ScanResult:
+    """What :func:`scan` did. ``recordings``: one row per recording (``recording`` relative path,
+    ``path``, ``duration`` s, ``windows``, ``detections``, ``status``: scanned, resumed, redetected);
+    ``errors``: ``path``, ``error``; ``detections``: every event (:data:`EVENT_COLUMNS`).
+    ``audio_seconds`` and ``wall_seconds`` count the recordings scanned by this call only, and
+    ``realtime_factor`` is their ratio (NaN when nothing was scanned)."""
+
+    out_dir: Path
+    recordings: pd.DataFrame
+    errors: pd.DataFrame
+    detections: pd.DataFrame
+    audio_seconds: float = 0.0
+    wall_seconds: float = 0.0
+    settings: dict = field(default_factory=dict)
+
+    @property
+    def realtime_factor(self) -> float:
+        return self.audio_seconds / self.wall_seconds if self.wall_seconds > 0 else float("nan")
+
+    def format(self) -> str:
+        counts = self.recordings["status"].value_counts().to_dict() if len(self.recordings) else {}
+        lines = [f"scan: {len(self.recordings)} recording(s) "
+                 f"({', '.join(f'{v} {k}' for k, v in sorted(counts.items())) or 'none'}), "
+                 f"{len(self.errors)} could not be read, {len(self.detections)} detection(s) -> {self.out_dir}"]
+        if self.audio_seconds:
+            lines.append(f"scanned {self.audio_seconds / 3600:.2f} h of audio in {self.wall_seconds:.1f} s wall: "
+                         f"{self.realtime_factor:.0f}x real time ({self.settings.get('precision')}, "
+                         f"{self.settings.get('device')}, {torch.get_num_threads()} threads)")
+        lines += [f"not scanned: {e.path}: {e.error}" for e in self.errors.itertuples()]
+        return "\n".join(lines)
+
+
+def find_recordings(inputs: Sequence[str | Path]) -> list[tuple[Path, str]]:
+    """``(path, relative name)`` of the audio files of ``inputs``: a folder is walked recursively
+    (names relative to it), a file keeps its own name. Two inputs giving one name is an error."""
+    found: list[tuple[Path, str]] = []
+    for item in inputs:
+        p = Path(item)
+        if p.is_dir():
+            found += [(f, f.relative_to(p).as_posix()) for f in sorted(p.rglob("*"))
+                      if f.is_file() and f.suffix.lower() in AUDIO_SUFFIXES]
+        elif p.is_file():
+            found.append((p, p.name))
+        else:
+            raise FileNotFoundError(f"{p}: no such file or folder; pass audio files or folders holding them.")
+    names: dict[str, Path] = {}
+    for path, name in found:
+        if name in names and names[name] != path:
+            raise ValueError(f"{names[name]} and {path} would both be written as {name}; scan them into two --out "
+                             "folders or pass their common parent folder.")
+        names[name] = path
+    if not found:
+        raise FileNotFoundError(f"no audio files ({', '.join(AUDIO_SUFFIXES)}) in {[str(i) for i in inputs]}.")
+    return found
+
+
+def _fingerprint(values: dict) -> str:
+    return hashlib.sha256(json.dumps(values, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+class _Scanner:
+    """The model, front end and settings of one :func:`scan` call."""
+
+    def __init__(self, checkpoint: Path, hop: float | None, precision: str, channel: str | int,
+                 threshold: float | dict, background: str | None, merge_gap: float, device: str,
+                 batch_size: int, calibration) -> None:
+        model, self.classes, self.settings, self.score = load_for_inference(checkpoint, device)
+        self.device = next(model.parameters()).device
+        if precision == "int8" and self.device.type != "cpu":
+            model, self.device = model.cpu(), torch.device("cpu")
+        self.scorer = prepare_scorer(checkpoint, model, self.settings, precision, calibration)
+        self.logmel = LogMel.from_settings(self.settings).to(self.device)
+        self.window = self.settings.clip_samples
+        self.hop = int(round(hop * self.settings.sample_rate)) if hop else self.window // 2
+        if self.hop < 1:
+            raise ValueError(f"scan: hop {hop} s is shorter than one sample; use a hop of a few tenths of a second.")
+        self.background = background if background in self.classes else None
+        self.threshold, self.merge_gap, self.batch_size, self.channel = threshold, merge_gap, batch_size, channel
+        self.base = {"scan_version": SCAN_VERSION, "checkpoint": sha256_file(checkpoint),
+                     "features": self.settings.to_dict(), "hop_samples": self.hop, "precision": precision,
+                     "channel": channel, "calibration": None if calibration is None else
+                     [str(c) for c in ([calibration] if isinstance(calibration, (str, Path)) else calibration)]}
+        self.detect_settings = {"threshold": threshold, "background": self.background, "merge_gap": merge_gap}
+
+    def fingerprints(self, path: Path) -> tuple[str, str]:
+        stat = path.stat()
+        score_fp = _fingerprint({**self.base, "size": stat.st_size, "mtime_ns": stat.st_mtime_ns})
+        return score_fp, _fingerprint({"scores": score_fp, **self.detect_settings})
+
+    def score_recording(self, path: Path, name: str, bar) -> pd.DataFrame:
+        """Per-window scores of one recording (columns recording, begin, end, score_<class>...)."""
+        parts, done = [], 0.0
+        for batch in window_batches(path, self.settings.sample_rate, self.window, self.hop, self.batch_size,
+                                    self.channel):
+            with torch.inference_mode():
+                feats = self.logmel(torch.from_numpy(batch.waves).to(self.device)).float()
+            scores = predict_scores(self.scorer, feats, batch_size=len(feats), score=self.score)
+            part = pd.DataFrame(scores, columns=[f"score_{c}" for c in self.classes])
+            part.insert(0, "end", batch.end)
+            part.insert(0, "begin", batch.begin)
+            parts.append(part)
+            reached = float(batch.end[-1])
+            bar.update(max(0.0, reached - done))
+            done = max(done, reached)
+        table = pd.concat(parts, ignore_index=True)
+        table.insert(0, "recording", name)
+        return table
+
+    def events(self, windows: pd.DataFrame) -> pd.DataFrame:
+        return detect_events(windows, self.classes, threshold=self.threshold, background=self.background,
+                             merge_gap=self.merge_gap)
+
+
+def _write_recording_outputs(out: Path, name: str, windows: pd.DataFrame | None, events: pd.DataFrame,
+                             scanner: _Scanner, record: dict) -> None:
+    """The per-recording files, ``.scan.json`` last (see the module docstring)."""
+    base = out / name
+    base.parent.mkdir(parents=True, exist_ok=True)
+    if windows is not None:
+        with atomic_write(f"{base}.scores.csv", "w") as fh:
+            # fixed decimals: %g would round the times of long recordings (0.1 s beyond 10,000 s)
+            windows.drop(columns="recording").to_csv(fh, index=False, float_format="%.6f")
+    high = scanner.settings.resolved_fmax
+    write_raven_table(events, f"{base}.selections.txt", low_freq=scanner.settings.fmin, high_freq=high)
+    write_audacity_labels(events, f"{base}.labels.txt")
+    write_events_csv(events, f"{base}.detections.csv")
+    write_json_atomic(f"{base}.scan.json", record)
+
+
+def scan(checkpoint: str | Path, inputs: str | Path | Sequence[str | Path], out_dir: str | Path, *,
+         hop: float | None = None, precision: str = "fp32", channel: str | int = "mix",
+         threshold: float | dict[str, float] = 0.5, background: str | None = "background", merge_gap: float = 0.0,
+         device: str = "auto", batch_size: int = 64, calibration=None, num_threads: int | None = None,
+         progress: bool = True) -> ScanResult:
+    """Scan recordings (files or folders, walked recursively) with ``checkpoint`` into ``out_dir``.
+
+    ``hop``: seconds between window starts (None: half the model's clip length). ``precision``:
+    fp32, bf16 or int8 (CPU; calibrated on the checkpoint's stored training clips, or on the audio
+    of ``calibration``). ``channel``: ``"mix"`` (average) or a 0-based channel index. ``threshold``:
+    a score, or one per non-background class; ``background``: the reject class (never detected;
+    ignored when the model has no such class). Files that cannot be read are listed in the
+    result's ``errors`` (and ``OUT/errors.csv``) and the others are scanned. See the module
+    docstring for the outputs and how a rerun resumes.
+    """
+    checkpoint, out = Path(checkpoint), Path(out_dir)
+    items = [inputs] if isinstance(inputs, (str, Path)) else list(inputs)
+    recordings = find_recordings(items)
+    configure_threads(num_threads)
+    scanner = _Scanner(checkpoint, hop, precision, channel, threshold, background, merge_gap, device, batch_size,
+                       calibration)
+    out.mkdir(parents=True, exist_ok=True)
+    errors: list[dict] = []
+    infos: dict[str, dict] = {}
+    for path, name in recordings:
+        try:
+            infos[name] = recording_info(path)
+        except AudioError as exc:
+            errors.append({"path": str(path), "error": str(exc)})
+    rows, all_events, scanned_seconds, wall = [], [], 0.0, 0.0
+    total = sum(i["duration"] for i in infos.values())
+    bar = progress_bar(total, desc="scan", unit="s audio", enabled=progress)
+    try:
+        for path, name in recordings:
+            if name not in infos:
+                continue
+            row, events, seconds = _scan_one(scanner, path, name, out, infos[name], bar, errors)
+            if row is None:
+                continue
+            rows.append(row)
+            all_events.append(events)
+            if row["status"] == "scanned":
+                scanned_seconds += row["duration"]
+                wall += seconds
+    finally:
+        bar.close()
+    result = ScanResult(out, pd.DataFrame(rows, columns=["recording", "path", "duration", "windows", "detections",
+                                                         "status"]),
+                        pd.DataFrame(errors, columns=["path", "error"]),
+                        pd.concat(all_events, ignore_index=True) if all_events else
+                        pd.DataFrame(columns=EVENT_COLUMNS),
+                        scanned_seconds, wall,
+                        {**scanner.base, **scanner.detect_settings, "device": str(scanner.device),
+                         "hop_seconds": scanner.hop / scanner.settings.sample_rate, "checkpoint_path": str(checkpoint),
+                         "classes": scanner.classes, "score": scanner.score})
+    _write_combined(result, recordings, infos)
+    return result
+
+
+def _scan_one(scanner: _Scanner, path: Path, name: str, out: Path, info: dict, bar,
+              errors: list[dict]) -> tuple[dict | None, pd.DataFrame | None, float]:
+    """Scan (or resume) one recording; ``(summary row, events, wall seconds)``, or ``(None, None, 0)``
+    after listing it in ``errors``."""
+    score_fp, detect_fp = scanner.fingerprints(path)
+    marker = out / f"{name}.scan.json"
+    previous = read_json(marker) if marker.is_file() else None
+    started = time.perf_counter()
+    try:
+        if previous and previous.get("score_fingerprint") == score_fp:
+            windows = None
+            status = "resumed"
+            if previous.get("detect_fingerprint") != detect_fp:
+                windows = pd.read_csv(out / f"{name}.scores.csv")
+                windows.insert(0, "recording", name)
+                status = "redetected"
+            bar.update(info["duration"])
+        else:
+            windows, status = scanner.score_recording(path, name, bar), "scanned"
+    except (AudioError, OSError, RuntimeError, ValueError) as exc:
+        errors.append({"path": str(path), "error": str(exc).splitlines()[0] if str(exc) else type(exc).__name__})
+        return None, None, 0.0
+    if windows is None:
+        events = pd.read_csv(out / f"{name}.detections.csv").rename(columns={"file": "recording"})
+        events["recording"] = name
+        n_windows = previous["windows"]
+    else:
+        events = scanner.events(windows)
+        n_windows = len(windows)
+    seconds = time.perf_counter() - started
+    if status != "resumed":
+        record = {"recording": name, "path": str(path), "duration": info["duration"], "windows": n_windows,
+                  "detections": len(events), "score_fingerprint": score_fp, "detect_fingerprint": detect_fp,
+                  "seconds": seconds if status == "scanned" else previous.get("seconds"),
+                  "sample_rate": info["samplerate"], "channels": info["channels"]}
+        _write_recording_outputs(out, name, windows if status == "scanned" else None, events, scanner, record)
+    row = {"recording": name, "path": str(path), "duration": info["duration"], "windows": n_windows,
+           "detections": len(events), "status": status}
+    return row, events.reindex(columns=EVENT_COLUMNS), seconds
+
+
+def _write_combined(result: ScanResult, recordings: list[tuple[Path, str]], infos: dict[str, dict]) -> None:
+    """The folder-wide tables and ``scan.json`` (see the module docstring)."""
+    out = result.out_dir
+    order = {name: (str(path), infos[name]["duration"]) for path, name in recordings
+             if name in set(result.recordings["recording"])}
+    write_combined_raven_table(result.detections, order, out / "detections.selections.txt",
+                               low_freq=result.settings["features"]["fmin"],
+                               high_freq=result.settings["features"]["fmax"] or
+                               result.settings["features"]["sample_rate"] / 2)
+    write_events_csv(result.detections, out / "detections.csv")
+    with atomic_write(out / "errors.csv", "w") as fh:
+        result.errors.to_csv(fh, index=False)
+    write_json_atomic(out / "scan.json", {
+        "settings": result.settings, "versions": library_versions(),
+        "summary": {"recordings": len(result.recordings), "errors": len(result.errors),
+                    "detections": len(result.detections), "audio_hours_scanned": result.audio_seconds / 3600,
+                    "wall_seconds": result.wall_seconds, "realtime_factor": result.realtime_factor,
+                    "threads": torch.get_num_threads(),
+                    "status": result.recordings["status"].value_counts().to_dict() if len(result.recordings) else {}},
+        "recordings": result.recordings.to_dict(orient="records"), "errors": result.errors.to_dict(orient="records")})
