@@ -236,3 +236,18 @@ def build_demo_corpus(out_dir: str | Path, cache_dir: str | Path | None = None,
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return out_dir
+
+
+def demo_recordings(split: str = "test", cache_dir: str | Path | None = None, mirror: str | Path | None = None,
+                    kinds: tuple[str, ...] = ("focal", "background")) -> list[Path]:
+    """Local, checksum-verified paths of the demo's whole source recordings of one ``split`` (read
+    from the mirror or the download cache, downloaded when absent, as :func:`build_demo_corpus`
+    does). The test split's recordings gave no training or devel clip, so a model trained on the
+    demo corpus can be run over them as over new field recordings. ``kinds``: ``focal`` (calls
+    recorded at close range), ``background`` (soundscapes) and ``clip`` (already cut around a call)."""
+    if split not in ("train", "devel", "test"):
+        raise ValueError(f"demo_recordings: split must be train, devel or test, not {split!r}")
+    cache_dir = Path(cache_dir) if cache_dir is not None else Path("data") / "downloads"
+    mirror = Path(mirror) if mirror is not None else mirror_dir()
+    return [fetch_file(s.relpath, s.url, s.sha256, cache_dir, mirror)
+            for s in SOURCES if s.split == split and s.kind in kinds]

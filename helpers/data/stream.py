@@ -137,3 +137,20 @@ def window_batches(path: str | Path, sample_rate: int, window: int, hop: int, ba
         pending.append((padded, next_start, len(tail)))
     if pending:
         yield flush()
+
+
+def read_segment(path: str | Path, begin: float, end: float, sample_rate: int | None = None) -> tuple[np.ndarray, int]:
+    """Mono float32 samples of ``path`` between ``begin`` and ``end`` seconds (only that part is
+    decoded), resampled to ``sample_rate`` when given; returns ``(samples, rate)``. For listening to
+    a detection or drawing its spectrogram."""
+    info = recording_info(path)
+    rate = info["samplerate"]
+    start, stop = max(0, int(begin * rate)), min(info["frames"], int(np.ceil(end * rate)))
+    try:
+        data, _ = sf.read(str(path), start=start, stop=max(start, stop), dtype="float32", always_2d=True)
+    except (sf.LibsndfileError, RuntimeError) as exc:
+        raise AudioError(f"{path}: cannot read {begin:.2f}-{end:.2f} s ({exc}).") from exc
+    mono = data.mean(axis=1, dtype=np.float32)
+    if sample_rate and sample_rate != rate:
+        return soxr.resample(mono, rate, sample_rate, quality="HQ").astype(np.float32), int(sample_rate)
+    return mono, rate

@@ -354,3 +354,88 @@ def plot_learning_curve_overlay(histories: dict[str, pd.DataFrame], column: str 
         ax.text(0, -0.22, "no devel scores yet: " + ", ".join(empty), transform=ax.transAxes,
                 fontsize=7, va="top")
     return fig
+
+
+# --------------------------------------------------------------------------------------------
+# Long recordings: detections, event-based precision-recall, listening effort
+# --------------------------------------------------------------------------------------------
+def plot_detections(wave: np.ndarray, sample_rate: int, windows: pd.DataFrame, events: pd.DataFrame,
+                    classes: Sequence[str], threshold: float | None = None, truth: pd.DataFrame | None = None,
+                    background: str | None = "background", fmax: float | None = None, title: str = ""):
+    """A recording's spectrogram with its detections, and the windows' scores under it.
+
+    ``wave``: mono samples ``(n,)`` at ``sample_rate`` Hz; ``windows``: a scan's window table
+    (``begin``, ``end`` in s, ``score_<class>``); ``events``: its detections (``begin``, ``end``,
+    ``label``, ``score``); ``truth``: reference events to draw as bars above the spectrogram.
+    Each window's score is drawn at its centre.
+    """
+    fig, (ax_spec, ax_score) = plt.subplots(2, 1, figsize=(11, 5.2), sharex=True,
+                                            gridspec_kw={"height_ratios": [2.2, 1]})
+    ax_spec.specgram(wave.astype(np.float64) + 1e-9, NFFT=1024, Fs=sample_rate, noverlap=512, cmap="magma",
+                     scale="dB", vmin=-120)
+    top = fmax or sample_rate / 2
+    ax_spec.set_ylim(0, top)
+    ax_spec.set_ylabel("frequency (Hz)")
+    calls = [c for c in classes if c != background]
+    palette = dict(zip(calls, sns.color_palette("tab10", len(calls))))
+    for ev in events.itertuples():
+        color = palette.get(ev.label, "w")
+        ax_spec.axvspan(ev.begin, ev.end, ymin=0.0, ymax=0.9, color=color, alpha=0.25, lw=0)
+        ax_spec.text(ev.begin, top * 0.88, f"{ev.label} {ev.score:.2f}", color="w", fontsize=7, va="top")
+    if truth is not None:
+        for ev in truth.itertuples():
+            ax_spec.plot([ev.begin, ev.end], [top * 0.96] * 2, color=palette.get(ev.label, "w"), lw=4,
+                         solid_capstyle="butt")
+        ax_spec.text(0, top * 0.985, "truth", color="w", fontsize=7, va="top")
+    ax_spec.set_title(title or "Detections (shaded) on the spectrogram")
+    centre = (windows["begin"] + windows["end"]) / 2
+    for c in calls:
+        ax_score.plot(centre, windows[f"score_{c}"], label=c, color=palette[c], lw=1)
+    if threshold is not None:
+        ax_score.axhline(threshold, color="k", ls="--", lw=0.8, label="threshold")
+    ax_score.set_ylim(0, 1.02)
+    ax_score.set_ylabel("window score")
+    ax_score.set_xlabel("time (s)")
+    ax_score.legend(fontsize=7, ncol=min(5, len(calls) + 1), loc="upper right")
+    fig.tight_layout()
+    return fig
+
+
+def plot_event_precision_recall(curve: pd.DataFrame, chosen: float | None = None, ax=None,
+                                title: str = "Event-based precision and recall over the threshold"):
+    """Precision against recall of detected events (rows of ``class == "all"`` of
+    :func:`helpers.evaluation.events.precision_recall_curve_events`), one point per threshold;
+    ``chosen`` marks the threshold used for the tables."""
+    fig, ax = _fig_ax(ax, (5, 4))
+    rows = curve[curve["class"] == "all"].sort_values("threshold")
+    ax.plot(rows["recall"], rows["precision"], marker=".", lw=1)
+    for r in rows.iloc[::max(1, len(rows) // 6)].itertuples():
+        ax.annotate(f"{r.threshold:.2f}", (r.recall, r.precision), fontsize=7, xytext=(3, 3),
+                    textcoords="offset points")
+    if chosen is not None:
+        hit = rows.iloc[(rows["threshold"] - chosen).abs().argmin()]
+        ax.plot(hit["recall"], hit["precision"], "o", color="C3", label=f"threshold {chosen:g}")
+        ax.legend(fontsize=8)
+    ax.set_xlim(0, 1.02)
+    ax.set_ylim(0, 1.02)
+    ax.set_xlabel("recall (events found)")
+    ax.set_ylabel("precision (detections that are calls)")
+    ax.set_title(title)
+    return fig
+
+
+def plot_listening_effort(curve: pd.DataFrame, ax=None,
+                          title: str = "Listening needed to find the calls"):
+    """Recall against the fraction of the audio reviewed when windows are reviewed in decreasing
+    call score (the ``curve`` of :func:`helpers.evaluation.events.listening_effort`), beside the
+    diagonal of reviewing in time order with no model (expected recall = fraction reviewed)."""
+    fig, ax = _fig_ax(ax, (5, 4))
+    ax.plot(np.r_[0.0, curve["reviewed_fraction"]], np.r_[0.0, curve["recall"]], lw=1.5, label="in score order")
+    ax.plot([0, 1], [0, 1], color="0.6", ls="--", lw=1, label="no model (listen to everything)")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1.02)
+    ax.set_xlabel("fraction of the audio listened to")
+    ax.set_ylabel("recall (calls found)")
+    ax.legend(fontsize=8, loc="lower right")
+    ax.set_title(title)
+    return fig
