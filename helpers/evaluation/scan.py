@@ -263,7 +263,9 @@ def _scan_one(scanner: _Scanner, path: Path, name: str, out: Path, info: dict, b
     previous = read_json(marker) if marker.is_file() else None
     started = time.perf_counter()
     try:
-        if previous and previous.get("score_fingerprint") == score_fp:
+        # A finished recording whose outputs were deleted since is scanned again rather than reported.
+        outputs = [out / f"{name}{suffix}" for suffix in (".scores.csv", ".detections.csv")]
+        if previous and previous.get("score_fingerprint") == score_fp and all(p.is_file() for p in outputs):
             windows = None
             status = "resumed"
             if previous.get("detect_fingerprint") != detect_fp:
