@@ -250,3 +250,120 @@ def test_cli_prints_one_table_and_writes_the_json(tmp_path):
     header = [i for i, line in enumerate(lines) if line.startswith("model ")]
     assert len(header) == 1 and lines[header[0] + 1].startswith("cnn10")
     assert "EXTRAPOLATED" in proc.stdout and f"wrote {out}" in proc.stdout
+
+
+# ---------------------------------------------------------------- bench scan
+from helpers.bench import probes as bench_probes, scanning  # noqa: E402
+
+
+def _scan_row(**changes) -> dict:
+    row = {"model": "cnn10", "sample_rate": 8000, "device": "cpu", "precision": "fp32", "threads": 2,
+           "default_hop": True, "realtime_factor": 150.0, "model_options": {}}
+    return dict(row, **changes)
+
+
+def test_scan_targets_say_plainly_whether_they_were_met():
+    met = scanning.scan_target(_scan_row())
+    assert (met["realtime_factor"], met["met"], met["comparable"]) == (100, True, True)
+    assert met["text"] == "target >= 100x on 2 CPU cores: met (150x)"
+    missed = scanning.scan_target(_scan_row(precision="int8"))
+    assert (missed["realtime_factor"], missed["met"]) == (300, False) and "NOT met (150x)" in missed["text"]
+    other = scanning.scan_target(_scan_row(threads=4, realtime_factor=400.0))
+    assert other["met"] and not other["comparable"] and "4 threads, not the target's setting" in other["text"]
+    gpu = scanning.scan_target(_scan_row(device="cuda:0", precision="bf16", threads=16, realtime_factor=6000.0))
+    assert (gpu["realtime_factor"], gpu["met"], gpu["comparable"], gpu["setting"]) == (5000, True, True, "a GPU")
+    for changes in ({"model": "cnn6"}, {"sample_rate": 16000}, {"default_hop": False},
+                    {"model_options": TINY}, {"precision": "bf16"}):
+        assert scanning.scan_target(_scan_row(**changes)) is None, changes
+    line = bench.format_scan_row(dict(_scan_row(), hop_seconds=1.5, audio_minutes=10.0, wall_seconds=4.0,
+                                      windows_per_s=100.0, peak_mib_short=600.0, peak_mib_long=610.0,
+                                      target=met))
+    assert line.split()[:5] == ["cnn10", "8000", "cpu", "fp32", "2"] and line.endswith(">=100x met")
+
+
+def test_scan_precisions_skip_what_the_machine_or_model_lacks(monkeypatch):
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    monkeypatch.setattr(scanning, "cpu_has_native_bf16", lambda: False)
+    run, notes = scanning.scan_precisions(["fp32", "bf16", "int8", "int8"], "cnn10", cpu)
+    assert run == ["fp32", "int8"] and len(notes) == 1 and "bf16 skipped" in notes[0]
+    assert scanning.scan_precisions(["bf16"], "cnn10", cuda) == (["bf16"], [])
+    run, notes = scanning.scan_precisions(["int8"], "cnn10", cuda)
+    assert run == ["int8"] and "runs on the CPU" in notes[0]
+    run, notes = scanning.scan_precisions(["fp32", "int8"], "resnet22", cpu)
+    assert run == ["fp32"] and "int8 skipped" in notes[0]
+    monkeypatch.setattr(scanning, "cpu_has_native_bf16", lambda: True)
+    assert scanning.scan_precisions(["bf16"], "cnn10", cpu) == (["bf16"], [])
+
+
+def test_scan_inputs_are_a_48k_wav_and_a_checkpoint_that_scan_reads(tmp_path):
+    import soundfile as sf
+    from helpers.evaluation.predict import load_for_inference
+    from helpers.models.checkpoint import load_checkpoint
+
+    wav = scanning.write_field_recording(tmp_path / "r.wav", 2.5, block_seconds=1.0)
+    info = sf.info(str(wav))
+    assert (info.samplerate, info.channels, info.frames, info.subtype) == (48_000, 1, 120_000, "PCM_16")
+    audio, _ = sf.read(str(wav))
+    assert 0.005 < audio.std() < 0.5 and abs(audio).max() <= 1.0
+    path = scanning.build_checkpoint(tmp_path / "m.pt", "cnn6", 8000, TINY)
+    model, classes, settings, score = load_for_inference(path, "cpu")
+    assert classes[0] == "background" and len(classes) == 5 and score == "softmax"
+    assert settings.sample_rate == 8000
+    calibration = load_checkpoint(path)["calibration"]
+    assert calibration.dtype == torch.float16 and tuple(calibration.shape) == (64, settings.n_frames, 64)
+    assert -150 < float(calibration.float().mean()) < 20 and torch.isfinite(calibration.float()).all()
+
+
+def test_short_recording_fills_a_scoring_batch():
+    """At the default hop (half a 2.99-s clip) 64 + 1 windows need 98.7 s; few windows need only 30 s."""
+    assert scanning.short_seconds_for(64, None, [8000]) == scanning.short_seconds_for(64, None, [16000]) == 100.0
+    assert scanning.short_seconds_for(8, None, [8000]) == 30.0
+    assert scanning.short_seconds_for(64, 3.0, [8000, 16000]) == 196.0
+
+
+def test_cpu_features_line_names_what_is_missing():
+    assert bench_cli._features_text(["avx2"]).startswith("features avx2 (no avx512f, avx512_vnni")
+    assert bench_cli._features_text(None) == "CPU features unknown"
+    assert bench_cli._features_text(list(bench_probes.CPU_FEATURES)).endswith("amx_int8")
+
+
+def test_scan_parser_defaults_and_bad_values(capsys):
+    args = vars(bench.build_scan_parser().parse_args([]))
+    assert args == {"models": ["cnn10"], "rates": [8000], "precisions": ["fp32", "int8"], "minutes": 10.0,
+                    "short_seconds": None, "hop": None, "device": "auto", "threads": None, "batch_size": 64,
+                    "json": None, "model_options": None}
+    for argv in (["--minutes", "0"], ["--hop", "-1"], ["--precisions", "fp16"]):
+        with pytest.raises(SystemExit) as exc:
+            bench.build_scan_parser().parse_args(argv)
+        assert exc.value.code == 2
+    assert bench.main(["scan", "--models", "nope"]) == 2
+    assert "unknown model" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_scan_benchmark_end_to_end(tmp_path, capsys):
+    """A narrow CNN6 at 8 kHz on 12 s and 5 s of 48 kHz audio, fp32 and int8, each scan in its own process."""
+    out = tmp_path / "scan.json"
+    assert bench.main(["scan", "--models", "cnn6", "--minutes", "0.2", "--short-seconds", "5", "--threads", "2",
+                       "--device", "cpu", "--model-options", json.dumps(TINY), "--json", str(out)]) == 0
+    data = json.loads(out.read_text())
+    rows = data["rows"]
+    assert [r["precision"] for r in rows] == ["fp32", "int8"]
+    for r in rows:
+        assert set(r) == set(bench.SCAN_ROW_KEYS)
+        assert (r["model"], r["sample_rate"], r["device"], r["threads"]) == ("cnn6", 8000, "cpu", 2)
+        assert r["audio_minutes"] == pytest.approx(0.2) and r["short_seconds"] == pytest.approx(5.0)
+        assert r["hop_seconds"] == pytest.approx(11965 / 8000) and r["default_hop"]
+        assert r["windows"] == 8  # 12 s, windows of 2.99 s every 1.5 s: 7 full ones and the tail
+        for key in ("wall_seconds", "realtime_factor", "windows_per_s", "peak_mib_short", "peak_mib_long",
+                    "short_realtime_factor"):
+            assert math.isfinite(r[key]) and r[key] > 0, key
+        assert r["realtime_factor"] == pytest.approx(12.0 / r["wall_seconds"])
+        assert r["target"] is None  # a narrow model: no target applies
+    assert data["cpu_name"] and data["threads"] == 2 and data["reference"].startswith("BirdNET")
+    assert data["cpu_features"] is None or set(data["cpu_features"]) <= set(bench_probes.CPU_FEATURES)
+    csv_lines = out.with_suffix(".csv").read_text().splitlines()
+    assert csv_lines[0].split(",")[:4] == ["model", "sample_rate", "device", "precision"] and len(csv_lines) == 3
+    printed = capsys.readouterr().out
+    assert "targets (default hop, full width)" in printed and "no row matches a target" in printed
+    assert any(line.startswith("cnn6") and " int8 " in line for line in printed.splitlines())

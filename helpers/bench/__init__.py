@@ -57,10 +57,21 @@ Under the table, two more measurements (also in the JSON):
   that the device offers: CUDA bf16 and fp32; CPU fp32 (folded BatchNorm, what training uses),
   bf16 where the CPU has native bf16, and int8 (CNN6/CNN10).
 
+``python -m helpers bench scan`` is a separate measurement (:mod:`helpers.bench.scanning`): the
+real-time factor of :func:`helpers.evaluation.scan.scan` on a long 48 kHz WAV (default 10 minutes)
+with an untrained checkpoint of each model at full width, per precision (default fp32 and int8;
+bf16 on CUDA or a CPU with native bf16), each scan in a fresh process so that the peak resident
+memory of scanning a short file (30 s, or 100 s where needed to fill one scoring batch of 64
+windows as the long one does) and the long file can be set side by side; the issue's targets
+(CNN10-8k, default hop: >= 100x fp32 and >= 300x int8 on 2 CPU cores, >= 5,000x on a GPU) are
+printed beside the figures with whether each was met. It writes
+``runs/bench/bench-scan-<device>.json`` and a CSV beside it.
+
 Run from the repository root::
 
     python -m helpers bench                                   # every model, 16 and 8 kHz
     python -m helpers bench --models cnn10 --rates 16000 --steps 3 --warmup 1 --eval-clips 256
+    python -m helpers bench scan --models cnn10 --rates 8000 --precisions fp32 int8 --minutes 10
 
 The package, by job (each name below is also reachable as ``helpers.bench.NAME``):
 
@@ -69,12 +80,15 @@ The package, by job (each name below is also reachable as ``helpers.bench.NAME``
 * :mod:`helpers.bench.measure`: the measurements (:func:`measure_training`,
   :func:`measure_feature_extraction`, :func:`measure_evaluation`);
 * :mod:`helpers.bench.run`: all of them into the JSON record (:func:`run_benchmark`);
-* :mod:`helpers.bench.table`: the row keys, the table, its warnings and the other lines;
-* :mod:`helpers.bench.cli`: the command line (:func:`build_parser`, :func:`run_from_args`, :func:`main`).
+* :mod:`helpers.bench.scanning`: the scan benchmark (:func:`run_scan_benchmark`, :func:`measure_scan`,
+  :func:`scan_target`, :func:`build_checkpoint`, :func:`write_field_recording`);
+* :mod:`helpers.bench.table`: the row keys, the tables, their warnings and the other lines;
+* :mod:`helpers.bench.cli`: the command line (:func:`build_parser`, :func:`run_from_args`,
+  :func:`build_scan_parser`, :func:`run_scan_from_args`, :func:`main`).
 """
 from __future__ import annotations
 
-from helpers.bench.cli import build_parser, main, run_from_args
+from helpers.bench.cli import build_parser, build_scan_parser, main, run_from_args, run_scan_from_args
 from helpers.bench.kernels import (CONV_SHAPE, conv_flops, MATMUL_REPEATS, MATMUL_SIZE, measure_ceiling,
                                    measure_conv_tflops, measure_matmul_tflops, pick_ceiling, REFERENCE_INNER,
                                    reference_description)
@@ -83,19 +97,24 @@ from helpers.bench.measure import (BANK_CLIPS, DEFAULT_EVAL_CLIPS, DEFAULT_FEATU
                                    measure_feature_extraction, measure_training, N_CLASSES, training_precision)
 from helpers.bench.probes import device_name
 from helpers.bench.run import check_models, DEFAULT_STEPS, DEFAULT_WARMUP, run_benchmark
-from helpers.bench.table import (ABOVE_CEILING_MARK, ceiling_warning, default_json_path, format_evaluation,
-                                 format_feature_extraction, format_header, format_row, format_table, ROW_KEYS)
+from helpers.bench.scanning import (build_checkpoint, measure_scan, run_scan_benchmark, SCAN_TARGETS, scan_target,
+                                    write_field_recording)
+from helpers.bench.table import (ABOVE_CEILING_MARK, ceiling_warning, default_json_path, default_scan_json_path,
+                                 format_evaluation, format_feature_extraction, format_header, format_row,
+                                 format_scan_row, format_scan_table, format_table, ROW_KEYS, SCAN_ROW_KEYS)
 # Reachable here as they were from the single-module bench (tests use them).
 from helpers.core.hardware import resolve_device
 from helpers.models.registry import MODELS
 
 __all__ = [
-    "ABOVE_CEILING_MARK", "BANK_CLIPS", "build_parser", "ceiling_warning", "check_models", "CONV_SHAPE",
-    "conv_flops", "DEFAULT_EVAL_CLIPS", "DEFAULT_FEATURE_CLIPS", "default_json_path", "DEFAULT_RATES",
+    "ABOVE_CEILING_MARK", "BANK_CLIPS", "build_checkpoint", "build_parser", "build_scan_parser", "ceiling_warning", "check_models", "CONV_SHAPE",
+    "conv_flops", "DEFAULT_EVAL_CLIPS", "DEFAULT_FEATURE_CLIPS", "default_json_path", "default_scan_json_path", "DEFAULT_RATES",
     "DEFAULT_STEPS", "DEFAULT_WARMUP", "device_name", "EVAL_TARGET_CLIPS", "evaluation_precisions",
-    "format_evaluation", "format_feature_extraction", "format_header", "format_row", "format_table", "main",
+    "format_evaluation", "format_feature_extraction", "format_header", "format_row", "format_scan_row",
+    "format_scan_table", "format_table", "main",
     "MATMUL_REPEATS", "MATMUL_SIZE", "measure_ceiling", "measure_conv_tflops", "measure_evaluation",
-    "measure_feature_extraction", "measure_matmul_tflops", "measure_training", "MODELS", "N_CLASSES",
+    "measure_feature_extraction", "measure_matmul_tflops", "measure_scan", "measure_training", "MODELS", "N_CLASSES",
     "pick_ceiling", "reference_description", "REFERENCE_INNER", "resolve_device", "ROW_KEYS", "run_benchmark",
-    "run_from_args", "training_precision",
+    "run_from_args", "run_scan_benchmark", "run_scan_from_args", "SCAN_ROW_KEYS", "SCAN_TARGETS", "scan_target",
+    "training_precision", "write_field_recording",
 ]

@@ -1,8 +1,11 @@
 """The ``bench`` command line: its own parser (``python -m helpers bench ARGS`` hands ARGS to
-:func:`main`), and :func:`run_from_args`, which measures, prints the table and writes the JSON."""
+:func:`main`), and :func:`run_from_args`, which measures, prints the table and writes the JSON.
+``bench scan ARGS`` is the scan benchmark, with its own parser (:func:`build_scan_parser`,
+:func:`run_scan_from_args`)."""
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import os
 import sys
@@ -13,11 +16,14 @@ import torch
 
 from helpers.bench.kernels import reference_description
 from helpers.bench.measure import DEFAULT_FEATURE_CLIPS, DEFAULT_RATES
-from helpers.bench.probes import device_name
+from helpers.bench.probes import CPU_FEATURES, cpu_features, device_name
 from helpers.bench.run import check_models, run_benchmark
-from helpers.bench.table import (ABOVE_CEILING_MARK, ceiling_warning, default_json_path, format_evaluation,
-                                 format_feature_extraction, format_header, format_row)
-from helpers.core.fileio import write_json_atomic
+from helpers.bench.scanning import (DEFAULT_MINUTES, run_scan_benchmark, SCAN_REFERENCE, SCAN_TARGETS, SHORT_SECONDS,
+                                    short_seconds_for)
+from helpers.bench.table import (ABOVE_CEILING_MARK, ceiling_warning, default_json_path, default_scan_json_path,
+                                 format_evaluation, format_feature_extraction, format_header, format_row,
+                                 format_scan_header, format_scan_row, format_scan_targets, SCAN_ROW_KEYS)
+from helpers.core.fileio import atomic_write, write_json_atomic
 from helpers.core.hardware import configure_threads, resolve_device
 
 
@@ -80,7 +86,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Training speed of each model against the device's ceiling, the faster of a dense matmul "
                     "and a dense 3x3 convolution measured in the step's precision and layout just before "
                     "(see helpers/bench/), plus feature-extraction and devel-evaluation speed. Prints one "
-                    "table and writes it as JSON.")
+                    "table and writes it as JSON. 'bench scan' instead measures the real-time factor of "
+                    "scanning long recordings (bench scan --help).")
     parser.add_argument("--models", nargs="+", default=None, help="registry names (default: all models)")
     parser.add_argument("--rates", nargs="+", type=int, choices=[16000, 8000], default=list(DEFAULT_RATES))
     parser.add_argument("--steps", type=int, default=None, help="timed steps per row (default: 3 on CPU, 50 on CUDA)")
@@ -104,7 +111,122 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# --------------------------------------------------------------------------------------------
+# bench scan
+# --------------------------------------------------------------------------------------------
+def _targets_line() -> str:
+    parts = [f"{t['model'].upper()}-{t['sample_rate'] // 1000}k {t['precision'] or 'any precision'} "
+             f">= {t['realtime_factor']:,}x on " + (f"{t['threads']} CPU cores" if t["device"] == "cpu" else "a GPU")
+             for t in SCAN_TARGETS]
+    return "targets (default hop, full width): " + "; ".join(parts) + f" ({SCAN_REFERENCE})"
+
+
+def _features_text(features: list[str] | None) -> str:
+    """``features avx2 (no avx512f, ...)``: the kernels' CPU features present and missing."""
+    if features is None:
+        return "CPU features unknown"
+    missing = [name for name in CPU_FEATURES if name not in features]
+    return f"features {', '.join(features) or 'none'}" + (f" (no {', '.join(missing)})" if missing else "")
+
+
+def _write_scan_csv(path: Path, rows: list[dict[str, Any]]) -> None:
+    """The scan rows as CSV (the target as its text, model options as JSON)."""
+    with atomic_write(path, "w") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(SCAN_ROW_KEYS), lineterminator="\n")
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({**row, "target": row["target"]["text"] if row.get("target") else "",
+                             "model_options": json.dumps(row["model_options"])})
+
+
+def run_scan_from_args(args: argparse.Namespace) -> int:
+    """``bench scan`` on parsed arguments (:func:`build_scan_parser`): measure, print the table, the
+    targets and whether each was met, write the JSON and the CSV beside it."""
+    try:
+        check_models(args.models)
+        device = resolve_device(args.device)
+    except (ValueError, RuntimeError) as exc:
+        print(f"bench scan: {exc}", file=sys.stderr)
+        return 2
+    threads = configure_threads(args.threads)
+    options = args.model_options or {}
+    print(f"device {device} ({device_name(device)}); CPU {device_name(torch.device('cpu'))}, {os.cpu_count()} cores, "
+          f"{_features_text(cpu_features())}; "
+          f"torch {torch.__version__}, {threads} torch threads (OMP_NUM_THREADS="
+          f"{os.environ.get('OMP_NUM_THREADS', 'unset')})" + (f"; model options {options}" if options else ""),
+          flush=True)
+    short = args.short_seconds if args.short_seconds is not None else short_seconds_for(args.batch_size, args.hop,
+                                                                                            args.rates)
+    print(f"recordings: {args.minutes:g} min and {short:g} s, 48 kHz mono 16-bit WAV (noise with tone "
+          "bursts); each scanned in a fresh process; untrained checkpoints", flush=True)
+    print(_targets_line(), flush=True)
+    print(format_scan_header(), flush=True)
+    try:
+        result = run_scan_benchmark(args.models, args.rates, args.precisions, args.minutes, args.hop, device,
+                                    threads, args.batch_size, args.short_seconds, options,
+                                    on_row=lambda row: print(format_scan_row(row), flush=True))
+    except (ValueError, RuntimeError) as exc:
+        print(f"bench scan: {exc}", file=sys.stderr)
+        return 1
+    result["arguments"] = dict(vars(args))
+    for line in result["notes"] + format_scan_targets(result):
+        print(line)
+    path = Path(args.json) if args.json else default_scan_json_path(device)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(path, result)
+    _write_scan_csv(path.with_suffix(".csv"), result["rows"])
+    print(f"wrote {path} and {path.with_suffix('.csv')}")
+    return 0
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}")
+    return value
+
+
+def build_scan_parser() -> argparse.ArgumentParser:
+    """The parser of ``python -m helpers bench scan``."""
+    parser = argparse.ArgumentParser(
+        prog="python -m helpers bench scan",
+        description="Real-time factor of scanning long recordings (helpers.evaluation.scan) with an untrained "
+                    "checkpoint of each model at full width: a long and a short 48 kHz 16-bit WAV of noise "
+                    "with tone bursts, each scanned in a fresh process, per precision: wall seconds, x real "
+                    "time, windows/s and the peak resident memory of the short and the long scan, beside the "
+                    "targets. Writes the table as JSON and CSV.")
+    parser.add_argument("--models", nargs="+", default=["cnn10"], help="registry names (default: cnn10)")
+    parser.add_argument("--rates", nargs="+", type=int, choices=[16000, 8000], default=[8000])
+    parser.add_argument("--precisions", nargs="+", choices=["fp32", "bf16", "int8"], default=["fp32", "int8"],
+                        help="scoring precisions (bf16 only on CUDA or a CPU with native bf16; int8 on the CPU)")
+    parser.add_argument("--minutes", type=_positive_float, default=DEFAULT_MINUTES,
+                        help="length of the long recording in minutes")
+    parser.add_argument("--short-seconds", type=_positive_float, default=None,
+                        help=f"length of the short recording in seconds, whose peak memory is the baseline (default: "
+                             f"{SHORT_SECONDS:g}, or enough to fill one scoring batch: 100 s at the default hop "
+                             "and batch)")
+    parser.add_argument("--hop", type=_positive_float, default=None,
+                        help="seconds between windows (default: scan's, half the model's clip)")
+    parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch threads (default: OMP_NUM_THREADS or all cores)")
+    parser.add_argument("--batch-size", type=int, default=64, help="windows per scoring batch (scan's default 64)")
+    parser.add_argument("--json", default=None,
+                        help="output file (default: runs/bench/bench-scan-<device>.json; the CSV goes beside it)")
+    parser.add_argument("--model-options", type=_json_object, default=None,
+                        help="JSON constructor options for every model (a narrow model for a quick check; "
+                             "no target applies then)")
+    return parser
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m helpers bench ARGS``; ``argv`` are the ARGS (default: ``sys.argv[1:]``).
-    Exit status: 0, 2 for bad arguments (argparse exits with 2 itself)."""
-    return run_from_args(build_parser().parse_args(None if argv is None else list(argv)))
+    """``python -m helpers bench ARGS``; ``argv`` are the ARGS (default: ``sys.argv[1:]``); ARGS that
+    begin with ``scan`` run the scan benchmark. Exit status: 0, 1 when a scan failed, 2 for bad
+    arguments (argparse exits with 2 itself)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["scan"]:
+        return run_scan_from_args(build_scan_parser().parse_args(argv[1:]))
+    return run_from_args(build_parser().parse_args(argv))

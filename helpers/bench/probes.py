@@ -29,6 +29,22 @@ def device_name(device: torch.device) -> str:
     return platform.processor() or platform.machine()
 
 
+#: CPU features that decide which kernels are fast: int8 wants VNNI, bf16 wants AVX512-BF16 or AMX.
+CPU_FEATURES = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_bf16", "amx_int8")
+
+
+def cpu_features() -> list[str] | None:
+    """Which of :data:`CPU_FEATURES` the CPU has (Linux /proc/cpuinfo flags); None where unknown."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                flags = set(line.split(":", 1)[1].split())
+                return [name for name in CPU_FEATURES if name in flags]
+    except OSError:
+        pass
+    return None
+
+
 def _proc_status_kib(field: str) -> int | None:
     """A ``kB`` field of /proc/self/status (``VmRSS``, ``VmHWM``); None where there is no /proc."""
     try:

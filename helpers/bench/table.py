@@ -130,3 +130,91 @@ def format_evaluation(result: dict[str, Any]) -> str:
 def default_json_path(device: torch.device) -> Path:
     """``runs/bench/bench-<device type>.json`` (relative to the working directory)."""
     return Path("runs") / "bench" / f"bench-{device.type}.json"
+
+
+# --------------------------------------------------------------------------------------------
+# Scan benchmark (helpers.bench.scanning)
+# --------------------------------------------------------------------------------------------
+#: Every key of a scan-benchmark row (:func:`helpers.bench.scanning.run_scan_benchmark`).
+SCAN_ROW_KEYS: dict[str, str] = {
+    "model": "registry name; an untrained checkpoint of it (speed does not depend on the weights)",
+    "sample_rate": "Hz the model reads; the 48 kHz recordings are resampled to it",
+    "device": "torch device the windows were scored on (int8: always the CPU)",
+    "precision": "scoring precision: fp32, bf16 or int8",
+    "threads": "torch threads of the scanning process",
+    "hop_seconds": "seconds between window starts",
+    "default_hop": "true when the hop is scan's default, half the model's clip",
+    "audio_minutes": "minutes of audio in the long recording",
+    "wall_seconds": "seconds scan took for the long recording (ScanResult.wall_seconds)",
+    "realtime_factor": "audio seconds / wall seconds of the long recording (ScanResult.realtime_factor)",
+    "windows": "windows scored in the long recording",
+    "windows_per_s": "windows / wall_seconds",
+    "peak_mib_short": "peak resident set (MiB) of a fresh process that scanned only the short recording",
+    "peak_mib_long": "the same for the long recording; close to peak_mib_short when the scan streams",
+    "short_seconds": "seconds of audio in the short recording",
+    "short_realtime_factor": "real-time factor of the short recording (start-up weighs more there)",
+    "rss_before_mib": "resident set of the long recording's process before the scan (libraries imported)",
+    "cuda_peak_mib_short": "CUDA tensors at their peak (MiB) in the short scan; None on a CPU",
+    "cuda_peak_mib_long": "the same in the long scan",
+    "model_options": "constructor options passed to create_model (empty: the paper's model at full width)",
+    "target": "the issue's target for this row and whether it was met (helpers.bench.scanning.scan_target); "
+              "None when no target applies",
+}
+
+#: The scan table: (row key, header, width, format).
+_SCAN_COLUMNS: tuple[tuple[str, str, int, str], ...] = (
+    ("model", "model", 11, "s"), ("sample_rate", "rate", 5, "d"), ("device", "device", 6, "s"),
+    ("precision", "precision", 9, "s"), ("threads", "thr", 3, "d"), ("hop_seconds", "hop s", 5, "n"),
+    ("audio_minutes", "audio min", 9, "n"), ("wall_seconds", "wall s", 6, "n"),
+    ("realtime_factor", "x real time", 11, "n"), ("windows_per_s", "windows/s", 9, "n"),
+    ("peak_mib_short", "peak MiB short", 14, "n"), ("peak_mib_long", "peak MiB long", 13, "n"),
+    ("target", "target", 16, "t"),
+)
+
+
+def _target_cell(target: dict[str, Any] | None) -> str:
+    if not target:
+        return "-"
+    return f">={target['realtime_factor']}x {'met' if target['met'] else 'NOT met'}" + ("" if target["comparable"] else "*")
+
+
+def format_scan_header() -> str:
+    """The header line of the scan table (see :func:`format_scan_row`)."""
+    return " ".join(f"{title:<{width}}" if kind in "st" else f"{title:>{width}}"
+                    for _, title, width, kind in _SCAN_COLUMNS).rstrip()
+
+
+def format_scan_row(row: dict[str, Any]) -> str:
+    """One line of the scan table; the target cell ends in ``*`` when the run's setting is not the target's."""
+    cells = []
+    for key, _, width, kind in _SCAN_COLUMNS:
+        value = row.get(key)
+        if kind == "s":
+            cells.append(f"{value!s:<{width}}")
+        elif kind == "t":
+            cells.append(f"{_target_cell(value):<{width}}")
+        elif kind == "d":
+            cells.append(f"{value:>{width}d}")
+        else:
+            cells.append(f"{_number(value):>{width}}")
+    return " ".join(cells).rstrip()
+
+
+def format_scan_table(rows: Sequence[dict[str, Any]]) -> str:
+    """The scan table: a header line and one line per row."""
+    return "\n".join([format_scan_header()] + [format_scan_row(row) for row in rows])
+
+
+def format_scan_targets(result: dict[str, Any]) -> list[str]:
+    """The lines under the scan table: one per row that has a target (met or NOT met, plainly),
+    the reference figure, and a line when no row had a target."""
+    lines = [f"{row['model']}-{row['sample_rate'] // 1000}k {row['precision']} ({row['device']}, "
+             f"{row['threads']} threads): {row['target']['text']}" for row in result["rows"] if row.get("target")]
+    if not lines:
+        lines.append("no row matches a target (targets: CNN10-8k, full width, default hop)")
+    return lines + [f"for comparison: {result['reference']}"]
+
+
+def default_scan_json_path(device: torch.device) -> Path:
+    """``runs/bench/bench-scan-<device type>.json`` (relative to the working directory)."""
+    return Path("runs") / "bench" / f"bench-scan-{device.type}.json"
