@@ -38,7 +38,9 @@ from helpers.bench.table import SCAN_ROW_KEYS
 from helpers.core.hardware import configure_threads, resolve_device
 from helpers.core.provenance import environment_record
 from helpers.evaluation.inference import cpu_has_native_bf16, int8_supported, STORED_CALIBRATION_CLIPS
+from helpers.bench.kernels import measure_ceiling
 from helpers.features.frontend import FeatureSettings, logmel
+from helpers.models.cost import forward_flops
 from helpers.models.checkpoint import checkpoint_payload, save_checkpoint
 from helpers.models.registry import create_model
 
@@ -274,9 +276,13 @@ def run_scan_benchmark(models: Sequence[str] = ("cnn10",), rates: Sequence[int] 
         long_file = write_field_recording(tmp / "long.wav", minutes * 60.0)
         short_file = write_field_recording(tmp / "short.wav", short_seconds, seed=1)
         written = time.perf_counter() - started
+        # fp32 rows are set beside the device's measured peak: the real-time factor no code could beat.
+        ceiling = measure_ceiling(device, torch.float32)["ceiling_tflops"] if "fp32" in precisions else None
         for model in models:
             for rate in rates:
                 checkpoint = build_checkpoint(tmp / f"{model}-{rate}.pt", model, rate, model_options)
+                settings = FeatureSettings(sample_rate=rate)
+                flops = forward_flops(create_model(model, 5, **dict(model_options or {})), settings.n_frames)
                 run, skipped = scan_precisions(precisions, model, device)
                 notes += skipped
                 for precision in run:
@@ -298,6 +304,11 @@ def run_scan_benchmark(models: Sequence[str] = ("cnn10",), rates: Sequence[int] 
                         "cuda_peak_mib_short": measured["short"]["cuda_peak_mib"],
                         "cuda_peak_mib_long": long["cuda_peak_mib"],
                         "model_options": dict(model_options or {}),
+                        "gflop_per_window": flops / 1e9,
+                        "achieved_tflops": long["windows"] / long["wall_seconds"] * flops / 1e12,
+                        "ceiling_tflops": ceiling if precision == "fp32" else None,
+                        "rtf_at_ceiling": (ceiling * 1e12 / flops * long["hop_seconds"]
+                                           if precision == "fp32" and ceiling else None),
                     }
                     row["target"] = scan_target(row)
                     rows.append(row)

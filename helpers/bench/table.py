@@ -157,6 +157,11 @@ SCAN_ROW_KEYS: dict[str, str] = {
     "cuda_peak_mib_short": "CUDA tensors at their peak (MiB) in the short scan; None on a CPU",
     "cuda_peak_mib_long": "the same in the long scan",
     "model_options": "constructor options passed to create_model (empty: the paper's model at full width)",
+    "gflop_per_window": "forward FLOPs of the model for one window (conv and linear layers, helpers.models.cost)",
+    "achieved_tflops": "windows_per_s x gflop_per_window: the model's arithmetic rate during the scan",
+    "ceiling_tflops": "the device's measured fp32 peak (helpers.bench.kernels.measure_ceiling); fp32 rows only",
+    "rtf_at_ceiling": "the real-time factor if every window ran at ceiling_tflops and nothing else took time: "
+                      "the most this model, hop and device allow in fp32",
     "target": "the issue's target for this row and whether it was met (helpers.bench.scanning.scan_target); "
               "None when no target applies",
 }
@@ -168,6 +173,7 @@ _SCAN_COLUMNS: tuple[tuple[str, str, int, str], ...] = (
     ("audio_minutes", "audio min", 9, "n"), ("wall_seconds", "wall s", 6, "n"),
     ("realtime_factor", "x real time", 11, "n"), ("windows_per_s", "windows/s", 9, "n"),
     ("peak_mib_short", "peak MiB short", 14, "n"), ("peak_mib_long", "peak MiB long", 13, "n"),
+    ("achieved_tflops", "TFLOP/s", 7, "n"), ("rtf_at_ceiling", "x at ceiling", 12, "n"),
     ("target", "target", 16, "t"),
 )
 
