@@ -7,11 +7,14 @@ resamples the stream to the model's rate (soxr's streaming resampler, HQ) and cu
 block, one window plus a batch of hops and one batch of windows are held at a time.
 
 Window rule: windows start at 0, hop, 2 hop, ... and are kept while they fit in the recording;
-when the last one that fits ends before the recording does, one more window (the next hop) covers
-the tail, zero-padded at its end as clips shorter than the clip length are for training
-(:func:`helpers.data.audio.pad_or_truncate`); a recording shorter than one window gives one padded
-window. Each window carries its true span (``begin``, ``end`` in seconds, ``end`` capped at the
-recording's end).
+when the last one that fits ends before the recording does, one more window **aligned to the
+recording's end** covers the tail (it overlaps the window before it by more than usual). Only a
+recording shorter than one window is zero-padded, at its end, as short clips are for training
+(:func:`helpers.data.audio.pad_or_truncate`). A padded tail would be a bad idea: a model trained on
+a corpus whose short clips are mostly of one class learns that the padding's silence (-100 dB)
+means that class, and the demo model did flag the padded last window of every soundscape as a
+chimpanzee (its clips are the demo's shortest). Each window carries its true span (``begin``,
+``end`` in seconds; ``end`` capped at the recording's end for a padded window).
 """
 from __future__ import annotations
 
@@ -124,17 +127,21 @@ def window_batches(path: str | Path, sample_rate: int, window: int, hop: int, ba
             next_start += hop
             if len(pending) == batch:
                 yield flush()
-        drop = min(next_start, total) - buf_start
-        if drop > 0:  # samples before the next window are never needed again
+        # Samples before the next window are never needed again, except the last `window` ones,
+        # which an end-aligned tail window may need.
+        drop = max(0, min(next_start, total - window)) - buf_start
+        if drop > 0:
             buf, buf_start = buf[drop:], buf_start + drop
     if total == 0:
         raise AudioError(f"{path}: holds no samples; replace it with the real recording.")
     last_end = next_start - hop + window if next_start else 0
-    if next_start < total and last_end < total:  # the tail after the last full window (or a recording shorter than one window)
-        tail = buf[next_start - buf_start:]
+    if total < window:  # shorter than one window: the only window, zero-padded at its end
         padded = np.zeros(window, np.float32)
-        padded[:len(tail)] = tail
-        pending.append((padded, next_start, len(tail)))
+        padded[:total] = buf[:total]
+        pending.append((padded, 0, total))
+    elif last_end < total:  # the tail after the last full window: one more, ending with the recording
+        start = total - window
+        pending.append((buf[start - buf_start:start - buf_start + window].copy(), start, window))
     if pending:
         yield flush()
 

@@ -359,6 +359,10 @@ def plot_learning_curve_overlay(histories: dict[str, pd.DataFrame], column: str 
 # --------------------------------------------------------------------------------------------
 # Long recordings: detections, event-based precision-recall, listening effort
 # --------------------------------------------------------------------------------------------
+#: :func:`plot_detections` writes each event's label and score only up to this many events.
+MAX_EVENT_LABELS = 10
+
+
 def plot_detections(wave: np.ndarray, sample_rate: int, windows: pd.DataFrame, events: pd.DataFrame,
                     classes: Sequence[str], threshold: float | None = None, truth: pd.DataFrame | None = None,
                     background: str | None = "background", fmax: float | None = None, title: str = ""):
@@ -381,7 +385,9 @@ def plot_detections(wave: np.ndarray, sample_rate: int, windows: pd.DataFrame, e
     for ev in events.itertuples():
         color = palette.get(ev.label, "w")
         ax_spec.axvspan(ev.begin, ev.end, ymin=0.0, ymax=0.9, color=color, alpha=0.25, lw=0)
-        ax_spec.text(ev.begin, top * 0.88, f"{ev.label} {ev.score:.2f}", color="w", fontsize=7, va="top")
+        if len(events) <= MAX_EVENT_LABELS:  # more labels than that overlap; the colours and legend remain
+            ax_spec.text(ev.begin, top * 0.88, f"{ev.label} {ev.score:.2f}", color="w", fontsize=7, va="top")
+    ax_spec.set_xlim(0, len(wave) / sample_rate)
     if truth is not None:
         for ev in truth.itertuples():
             ax_spec.plot([ev.begin, ev.end], [top * 0.96] * 2, color=palette.get(ev.label, "w"), lw=4,
@@ -397,6 +403,7 @@ def plot_detections(wave: np.ndarray, sample_rate: int, windows: pd.DataFrame, e
     ax_score.set_ylabel("window score")
     ax_score.set_xlabel("time (s)")
     ax_score.legend(fontsize=7, ncol=min(5, len(calls) + 1), loc="upper right")
+    ax_score.set_xlim(0, len(wave) / sample_rate)
     fig.tight_layout()
     return fig
 
