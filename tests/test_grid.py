@@ -149,6 +149,15 @@ def test_grid_notebook_settings_split_config_and_scheduling():
                                                  cpu_workers=2, threads_per_run=None, max_per_gpu=3, via_notebook=True)
     assert base == {"corpus": "demo", "data_dir": "data", "cache_dir": "data/cache", "out_dir": "runs/grid/demo",
                     "iterations": 7}
-    assert parallel == {"cpu_workers": 2, "threads_per_run": None, "max_per_gpu": 3, "via": "notebook"}
+    assert parallel == {"cpu_workers": 2, "threads_per_run": None, "max_per_gpu": 3, "via": "notebook",
+                        "executor": "local", "slurm": None}
     with pytest.raises(ValueError):
         grid.grid_notebook_settings("nope", "demo", "data", "c", "r", {}, None, None, 1, False)
+    _, on_slurm = grid.grid_notebook_settings("demo", "demo", "data", "c", "r", {}, None, None, 1, False,
+                                              executor="slurm", slurm_config="slurm.json")
+    assert on_slurm["executor"] == "slurm" and on_slurm["slurm"] == "slurm.json"
+    with pytest.raises(ValueError, match="executor"):
+        grid.grid_notebook_settings("demo", "demo", "data", "c", "r", {}, None, None, 1, False, executor="pbs")
+    with pytest.raises(ValueError, match="executor='slurm'"):
+        grid.grid_notebook_settings("demo", "demo", "data", "c", "r", {}, None, None, 1, False,
+                                    slurm_config="slurm.json")

@@ -322,16 +322,19 @@ def notebook_parameters(profile: str) -> dict[str, Any]:
 
 def grid_notebook_settings(profile: str, corpus: str, data_dir: str, cache_dir: str, runs_root: str,
                            overrides: dict[str, Any], cpu_workers: int | None, threads_per_run: int | None,
-                           max_per_gpu: int, via_notebook: bool) -> tuple[dict[str, Any], dict[str, Any]]:
+                           max_per_gpu: int, via_notebook: bool, executor: str = "local",
+                           slurm_config: str | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
     """The grid notebooks' (04, 05, 07) parameters as ``(base, parallel)``: ``base`` holds the
     TrainConfig values every run shares (corpus, paths, run folders under ``runs_root/profile``,
     ``overrides``), ``parallel`` the keyword arguments of :func:`run_grid` (workers, threads, GPUs,
-    and ``via="notebook"`` to train each run through ``03_train``)."""
+    ``via="notebook"`` to train each run through ``03_train``, and the executor: ``"local"`` or
+    ``"slurm"`` with the SLURM options file ``slurm_config``)."""
     _profile(profile)
+    _check_executor(executor, slurm_config)
     base = {"corpus": corpus, "data_dir": data_dir, "cache_dir": cache_dir,
             "out_dir": str(Path(runs_root) / profile), **overrides}
     parallel = {"cpu_workers": cpu_workers, "threads_per_run": threads_per_run, "max_per_gpu": max_per_gpu,
-                "via": "notebook" if via_notebook else "python"}
+                "via": "notebook" if via_notebook else "python", "executor": executor, "slurm": slurm_config}
     return base, parallel
 
 
@@ -339,19 +342,42 @@ def grid_notebook_settings(profile: str, corpus: str, data_dir: str, cache_dir: 
 
 #: Columns of :func:`run_grid`'s table.
 GRID_COLUMNS = ["run_dir", "key", "model", "sample_rate", "seed", "setting", "status", "error", "seconds"]
+#: Where :func:`run_grid` trains: ``"local"`` (:mod:`helpers.experiments.scheduler`, processes on
+#: this machine) or ``"slurm"`` (:mod:`helpers.experiments.cluster`, one SLURM job per run).
+EXECUTORS = ("local", "slurm")
+#: The ``run_grid`` keywords that only the local scheduler uses (SLURM places the jobs itself).
+LOCAL_ONLY_KWARGS = ("max_per_gpu", "cpu_workers", "threads_per_run")
 
 
-def run_grid(configs: list[TrainConfig], redo: bool = False, **parallel_kwargs: Any) -> pd.DataFrame:
-    """Train ``configs`` with :func:`helpers.experiments.scheduler.run_trainings`; one row per config, in order.
+def _check_executor(executor: str, slurm: Any) -> None:
+    if executor not in EXECUTORS:
+        raise ValueError(f"executor={executor!r}; use one of {EXECUTORS}")
+    if executor == "local" and slurm is not None:
+        raise ValueError(f"SLURM options ({slurm!r}) were given but executor='local'; set executor='slurm' "
+                         "to use them, or leave the SLURM options unset")
+
+
+def run_grid(configs: list[TrainConfig], redo: bool = False, executor: str = "local", slurm: Any = None,
+             **parallel_kwargs: Any) -> pd.DataFrame:
+    """Train ``configs``; one row per config, in order.
+
+    ``executor="local"`` (the default) trains with :func:`helpers.experiments.scheduler.run_trainings`
+    on this machine; ``executor="slurm"`` submits one SLURM job per run through submitit
+    (:func:`helpers.experiments.cluster.run_on_slurm`), with ``slurm`` the options: a JSON/YAML
+    file, a mapping or None for the defaults (keys in :mod:`helpers.experiments.cluster`).
 
     Columns :data:`GRID_COLUMNS`; ``status`` is ``finished`` (trained now), ``skipped`` (finished
     before) or ``failed`` (``error`` says why; also in ``RUN/failed.json``). Failed runs are rows,
     never dropped. Configs that share a run folder (the same config listed twice, e.g. CNN10-16k
     in Table 2 and Table 3) are trained once and each gets the row of that run. ``parallel_kwargs``
     go to ``run_trainings`` (``max_per_gpu``, ``cpu_workers``, ``threads_per_run``, ``corpus_root``,
-    ``progress``).
+    ``progress``, ``via``); with SLURM only ``corpus_root``, ``progress`` and ``via`` apply (the
+    others, :data:`LOCAL_ONLY_KWARGS`, are ignored: SLURM places the jobs, ``cpus_per_task`` sets
+    their threads).
     """
     import helpers.experiments.scheduler as parallel  # looked up at call time, so tests can replace run_trainings
+
+    _check_executor(executor, slurm)
 
     unique: dict[Path, TrainConfig] = {}
     for config in configs:
@@ -361,7 +387,15 @@ def run_grid(configs: list[TrainConfig], redo: bool = False, **parallel_kwargs: 
                              "distinct run_name or out_dir")
         unique.setdefault(folder, config)
     folders = list(unique)
-    outcomes = parallel.run_trainings(list(unique.values()), redo=redo, **parallel_kwargs) if folders else []
+    if not folders:
+        outcomes = []
+    elif executor == "slurm":
+        from helpers.experiments.cluster import run_on_slurm
+
+        kwargs = {k: v for k, v in parallel_kwargs.items() if k not in LOCAL_ONLY_KWARGS}
+        outcomes = run_on_slurm(list(unique.values()), slurm=slurm, redo=redo, **kwargs)
+    else:
+        outcomes = parallel.run_trainings(list(unique.values()), redo=redo, **parallel_kwargs)
     if len(outcomes) != len(folders):
         raise RuntimeError(f"run_trainings returned {len(outcomes)} outcomes for {len(folders)} configs")
     by_folder = dict(zip(folders, outcomes))

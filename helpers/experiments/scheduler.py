@@ -329,6 +329,19 @@ def _precompute_features(jobs: list[_Job], corpus_root: str | None, progress: bo
     return errors
 
 
+def precompute_features(configs: list[TrainConfig], corpus_root: str | None = None,
+                        progress: bool = True) -> dict[int, dict]:
+    """Fill the feature cache for ``configs`` in this process, as :func:`run_trainings` does before
+    it starts any child (and :mod:`helpers.experiments.cluster` before it submits any job).
+
+    Returns error reports (``type``, ``message``, ``traceback``) by index into ``configs`` for the
+    configs whose corpus or features could not be prepared; the others are ready.
+    """
+    jobs = [_Job(index=i, config=c, run_dir=c.run_dir(), kind="cpu", pinned_gpu=None, threads=1)
+            for i, c in enumerate(configs)]
+    return _precompute_features(jobs, corpus_root, progress)
+
+
 # --- the scheduler ----------------------------------------------------------------------------
 
 

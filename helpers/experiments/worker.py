@@ -44,7 +44,7 @@ def run_job(job: dict) -> None:
         from helpers.data.corpus import read_corpus
 
         corpus = read_corpus(job["corpus_root"])
-    train(config, corpus=corpus, progress=False)
+    train(config, corpus=corpus, progress=False, resume=True)  # an interrupted run continues from last.pt
     print("finished", flush=True)
 
 

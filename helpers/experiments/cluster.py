@@ -1,0 +1,579 @@
+"""Grids on a SLURM cluster through submitit: one job per run, requeued on preemption, reattachable.
+
+:func:`helpers.experiments.grid.run_grid` with ``executor="slurm"`` hands its configs to
+:func:`run_on_slurm`, which returns one :class:`~helpers.experiments.scheduler.RunOutcome` per
+config, as the local scheduler does, so the grid's table is built the same way::
+
+    from helpers.experiments.grid import run_grid
+    table = run_grid(configs, executor="slurm", slurm="slurm.json")   # or a dict, or None (defaults)
+
+The options (:class:`SlurmOptions`) come from a small JSON (or YAML) file, set once per cluster;
+every key is optional (defaults in brackets)::
+
+    {
+      "partition": "gpu",              # SLURM partition [the cluster's default]
+      "gpus_per_node": 1,              # GPUs per job [0]
+      "cpus_per_task": 4,              # CPU cores per job; also the run's torch threads [2]
+      "mem_gb": 16,                    # memory per job, GB [8]
+      "timeout_min": 240,              # time limit per job, minutes; a job that reaches it is requeued
+                                       #   and resumes from its last checkpoint [60]
+      "max_requeues": 3,               # how often one run may be requeued after a time limit [3]
+      "array_parallelism": 16,         # at most this many of the grid's jobs run at once [32]
+      "additional_parameters": {"account": "proj42", "qos": "normal"},  # any other #SBATCH directive [{}]
+      "setup": ["module load cuda/12.4"],  # shell lines run in the job before Python [[]]
+      "python": "/shared/envs/primates/bin/python",  # Python on the nodes [this interpreter]
+      "folder": "runs/grid/paper/submitit",  # submitit folder [<out_dir of the first config>/submitit]
+      "poll_seconds": 10               # seconds between two looks at the queue [5]
+    }
+
+Where things appear (``FOLDER`` is ``folder``)::
+
+    FOLDER/jobs.json                    run folder -> its job: id, job name, submission folder, config key
+    FOLDER/<submission>/                one folder per submission (a call that submitted jobs):
+        <job id>_0_log.out / .err       each job's stdout and stderr (the failed row names them)
+        <job id>_submitted.pkl, ..._result.pkl   submitit's pickles
+    RUN/...                             the run folders, exactly as with the local executor
+
+Decisions, and why:
+
+* **One SLURM job per run**, submitted as one job array per call (``array_parallelism`` caps how
+  many run at once). A run is the unit that finishes, fails or is retried, as locally.
+* **Features are extracted once, in the submitting process**, into the shared feature cache
+  (:func:`helpers.experiments.scheduler.precompute_features`), before any job is submitted: the
+  jobs then only read it. A run whose features cannot be prepared fails without a job.
+* **A finished run folder is never resubmitted** (``redo=True`` cancels the run's job if it is
+  still queued or running, clears the folder and submits it again).
+* **The grid's state is the run folders plus the submitit folder**, so the notebook can be closed
+  (Ctrl-C stops watching, never the jobs) and a later call attaches: a run whose job is still
+  queued or running is watched again instead of submitted twice; a failed or vanished job's run is
+  submitted again and resumes from its ``checkpoints/last.pt``, as a failed local run does.
+* **Stale entries.** A SLURM whose state was reset restarts job ids at 1, so a job id alone may
+  name another job, and a reused submitit folder would hand back an earlier job's result. So every
+  submission gets a fresh folder and a unique job name (``helpers-grid-<time>-<random>``), and an
+  entry of ``jobs.json`` counts only while ``squeue`` lists its id *with its name*.
+* **Preemption and time limits**: each job is a :class:`~helpers.experiments.slurm_job.TrainingJob`
+  (a ``submitit.helpers.Checkpointable``): on SLURM's warning signal submitit requeues it and
+  it resumes from ``RUN/checkpoints/last.pt`` (see :mod:`helpers.experiments.slurm_job`).
+* **A failed job is a failed row**: its error (type, message, the remote traceback's last lines)
+  and the job's log paths, also in ``RUN/failed.json``; the other jobs go on.
+* **Progress**: a progress bar over the runs and one line whenever the counts of queued, running,
+  done and failed jobs change. Job states come from submitit's watcher (one ``sacct`` call per
+  look for all jobs); whether a job finished comes from its run folder and its result, never from
+  the state alone (states lag).
+* **Accounting is needed**: without ``slurmdbd`` submitit cannot tell that a job died without a
+  result (cancelled, time limit) and waits for ever. Real clusters have it; the local test
+  cluster (``scripts/slurm_local.sh``) starts it.
+"""
+from __future__ import annotations
+
+import dataclasses
+import getpass
+import json
+import os
+import shutil
+import subprocess
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from helpers.core import run_folder
+from helpers.core.fileio import read_json, write_json_atomic
+from helpers.core.progress import progress_bar
+from helpers.experiments.scheduler import RunOutcome, clear_run_folder, is_finished, precompute_features
+from helpers.training.config import TrainConfig
+
+#: The job map's file name inside the submitit folder.
+JOB_MAP = "jobs.json"
+#: SLURM job states (``squeue``/``sacct``) of a job waiting to run, or waiting to run again.
+QUEUED_STATES = frozenset({"PENDING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "CONFIGURING", "SUSPENDED",
+                           "PREEMPTED", "RESV_DEL_HOLD", "SPECIAL_EXIT", "STOPPED", "RESIZING", "UNKNOWN"})
+#: SLURM job states of a job whose process runs.
+RUNNING_STATES = frozenset({"RUNNING", "COMPLETING", "SIGNALING", "STAGE_OUT"})
+#: The categories the progress lines count, in order.
+PROGRESS_CATEGORIES = ("queued", "running", "done", "failed")
+#: Seconds :func:`run_on_slurm` waits for a cancelled job to let go of its run folder (``redo``).
+CANCEL_GRACE_SECONDS = 60.0
+#: Lines of the remote traceback kept in a failed row's error (the whole one is in the job's log).
+TRACEBACK_TAIL_LINES = 15
+#: What to do when SLURM's commands are missing.
+NO_SLURM_FIX = ("executor='slurm' needs SLURM's commands (sbatch, squeue, sacct) on PATH. On a cluster, run from "
+                "a login node; on one machine, start a local SLURM as root with `scripts/slurm_local.sh start`, "
+                "then `eval \"$(scripts/slurm_local.sh env)\"` before starting Python or Jupyter.")
+
+
+# --- options --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SlurmOptions:
+    """Where and how each run's job runs; the keys of the options file (module docstring).
+
+    Units: ``mem_gb`` in GB, ``timeout_min`` in minutes, ``poll_seconds`` in seconds.
+    """
+
+    partition: str | None = None
+    gpus_per_node: int = 0
+    cpus_per_task: int = 2
+    mem_gb: float = 8.0
+    timeout_min: int = 60
+    max_requeues: int = 3
+    array_parallelism: int = 32
+    additional_parameters: dict[str, Any] = field(default_factory=dict)
+    setup: list[str] = field(default_factory=list)
+    python: str | None = None
+    folder: str | None = None
+    poll_seconds: float = 5.0
+
+    def submitit_parameters(self, job_name: str) -> dict[str, Any]:
+        """The keyword arguments of ``submitit.AutoExecutor.update_parameters`` for these options."""
+        params: dict[str, Any] = {
+            "name": job_name, "nodes": 1, "tasks_per_node": 1, "cpus_per_task": self.cpus_per_task,
+            "mem_gb": self.mem_gb, "timeout_min": self.timeout_min,
+            "slurm_array_parallelism": self.array_parallelism,
+        }
+        if self.gpus_per_node:
+            params["gpus_per_node"] = self.gpus_per_node
+        if self.partition:
+            params["slurm_partition"] = self.partition
+        if self.additional_parameters:
+            params["slurm_additional_parameters"] = dict(self.additional_parameters)
+        if self.setup:
+            params["slurm_setup"] = list(self.setup)
+        return params
+
+
+def _check_option(source: str, name: str, value: Any) -> str | None:
+    """Why ``value`` is no good for option ``name`` (None when it is fine)."""
+    def integer(v: Any) -> bool:
+        return isinstance(v, int) and not isinstance(v, bool)
+
+    def number(v: Any) -> bool:
+        return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+    checks: dict[str, tuple[Callable[[Any], bool], str]] = {
+        "partition": (lambda v: v is None or (isinstance(v, str) and v != ""), "a partition name or null"),
+        "gpus_per_node": (lambda v: integer(v) and v >= 0, "an integer >= 0"),
+        "cpus_per_task": (lambda v: integer(v) and v >= 1, "an integer >= 1"),
+        "mem_gb": (lambda v: number(v) and v > 0, "a number of GB > 0"),
+        "timeout_min": (lambda v: integer(v) and v >= 1, "an integer number of minutes >= 1"),
+        "max_requeues": (lambda v: integer(v) and v >= 0, "an integer >= 0"),
+        "array_parallelism": (lambda v: integer(v) and v >= 1, "an integer >= 1"),
+        "additional_parameters": (lambda v: isinstance(v, dict) and all(isinstance(k, str) for k in v)
+                                  and all(isinstance(x, (str, int, float, bool)) for x in v.values()),
+                                  'a mapping of sbatch option names to values, e.g. {"account": "proj42"}'),
+        "setup": (lambda v: isinstance(v, list) and all(isinstance(x, str) for x in v),
+                  'a list of shell lines, e.g. ["module load cuda"]'),
+        "python": (lambda v: v is None or (isinstance(v, str) and v != ""), "a command or null"),
+        "folder": (lambda v: v is None or (isinstance(v, str) and v != ""), "a folder path or null"),
+        "poll_seconds": (lambda v: number(v) and v > 0, "a number of seconds > 0"),
+    }
+    ok, expected = checks[name]
+    return None if ok(value) else f"{source}: {name} must be {expected}, got {value!r}; fix that value"
+
+
+def slurm_options_from_mapping(values: dict[str, Any], source: str = "slurm options") -> SlurmOptions:
+    """:class:`SlurmOptions` from a mapping, refusing unknown keys and wrong types with ``source`` named."""
+    if not isinstance(values, dict):
+        raise ValueError(f"{source}: expected a mapping of option names to values (a JSON object), got "
+                         f"{type(values).__name__}")
+    known = [f.name for f in dataclasses.fields(SlurmOptions)]
+    unknown = sorted(set(values) - set(known))
+    if unknown:
+        raise ValueError(f"{source}: unknown key(s) {unknown}; known keys: {known} (helpers/experiments/cluster.py "
+                         "documents each). An sbatch directive of its own goes into additional_parameters.")
+    problems = [p for name, value in values.items() if (p := _check_option(source, name, value))]
+    if problems:
+        raise ValueError("\n".join(problems))
+    return SlurmOptions(**values)
+
+
+def read_slurm_options(path: str | Path) -> SlurmOptions:
+    """:class:`SlurmOptions` from a JSON file (``.json``) or a YAML file (``.yaml``/``.yml``).
+
+    Errors name the file, the line (JSON syntax) or the key, and what to write instead.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise FileNotFoundError(f"{path}: cannot read the SLURM options file ({exc}); write one as described in "
+                                "helpers/experiments/cluster.py, or pass slurm=None for the defaults") from None
+    if path.suffix.lower() in (".yaml", ".yml"):
+        import yaml
+
+        try:
+            values = yaml.safe_load(text) or {}
+        except yaml.YAMLError as exc:
+            raise ValueError(f"{path}: not valid YAML ({exc})") from None
+    else:
+        try:
+            values = json.loads(text) if text.strip() else {}
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{path} line {exc.lineno}, column {exc.colno}: not valid JSON ({exc.msg}); JSON has "
+                             "no comments or trailing commas, and strings take double quotes") from None
+    return slurm_options_from_mapping(values, str(path))
+
+
+def slurm_options(value: SlurmOptions | dict | str | Path | None) -> SlurmOptions:
+    """The options ``run_grid(..., slurm=value)`` means: defaults (None), a mapping, or a file path."""
+    if value is None:
+        return SlurmOptions()
+    if isinstance(value, SlurmOptions):
+        return value
+    if isinstance(value, dict):
+        return slurm_options_from_mapping(value)
+    return read_slurm_options(value)
+
+
+def submitit_folder(configs: list[TrainConfig], options: SlurmOptions) -> Path:
+    """The submitit folder (absolute): ``options.folder``, else ``<out_dir of the first config>/submitit``."""
+    if options.folder:
+        return Path(options.folder).resolve()
+    if not configs:
+        raise ValueError("no configs and no folder in the SLURM options: nothing says where the submitit folder is")
+    return (Path(configs[0].out_dir) / "submitit").resolve()
+
+
+# --- the job map ----------------------------------------------------------------------------------
+
+
+def read_job_map(folder: str | Path) -> dict[str, dict[str, Any]]:
+    """``FOLDER/jobs.json``: resolved run folder -> ``{"job_id", "name", "folder", "key", "submitted"}``
+    ({} when there is none yet)."""
+    path = Path(folder) / JOB_MAP
+    if not path.is_file():
+        return {}
+    try:
+        entries = read_json(path)
+    except ValueError as exc:
+        raise ValueError(f"{path}: unreadable job map ({exc}); delete it: jobs still queued are then not attached "
+                         "but submitted again (finished runs are kept)") from None
+    if not isinstance(entries, dict):
+        raise ValueError(f"{path}: expected a JSON object of run folder -> job; delete the file to start afresh")
+    return entries
+
+
+def write_job_map(folder: str | Path, entries: dict[str, dict[str, Any]]) -> Path:
+    """Write ``FOLDER/jobs.json`` atomically (a reader never sees half a file)."""
+    path = Path(folder) / JOB_MAP
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(path, entries)
+    return path
+
+
+def job_entry(job_id: str, job_name: str, submission_folder: Path, config: TrainConfig) -> dict[str, Any]:
+    """One job map entry: what identifies the job (id *and* the submission's unique name) and its run."""
+    return {"job_id": str(job_id), "name": job_name, "folder": str(submission_folder), "key": config.key(),
+            "submitted": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "submitted_unix": round(time.time(), 3)}
+
+
+def queued_jobs() -> dict[str, tuple[str, str]]:
+    """This user's jobs in the queue (array tasks one by one): job id -> (job name, state), from ``squeue``."""
+    try:
+        out = subprocess.run(["squeue", "-h", "-r", "-u", getpass.getuser(), "-o", "%i|%j|%T"], capture_output=True,
+                             text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise RuntimeError(f"squeue failed ({exc}). {NO_SLURM_FIX}") from None
+    if out.returncode != 0:
+        raise RuntimeError(f"squeue failed: {out.stderr.strip()}. {NO_SLURM_FIX}")
+    jobs: dict[str, tuple[str, str]] = {}
+    for line in out.stdout.splitlines():
+        parts = line.strip().split("|")
+        if len(parts) == 3:
+            jobs[parts[0]] = (parts[1], parts[2].upper())
+    return jobs
+
+
+def entry_state(entry: dict[str, Any] | None, queue: dict[str, tuple[str, str]]) -> str:
+    """``"live"`` when the queue lists the entry's job id with the entry's job name in a queued or
+    running state, ``"gone"`` when it does not (ended, or the id now names another job: a reset
+    SLURM restarts ids at 1), ``"none"`` without an entry."""
+    if entry is None:
+        return "none"
+    listed = queue.get(str(entry.get("job_id")))
+    if listed is None or listed[0] != entry.get("name") or listed[1] not in QUEUED_STATES | RUNNING_STATES:
+        return "gone"
+    return "live"
+
+
+def progress_category(state: str | None) -> str:
+    """``"queued"`` or ``"running"`` for a job not done yet, from its SLURM state (None: not seen yet)."""
+    return "running" if (state or "").upper().split(" ")[0] in RUNNING_STATES else "queued"
+
+
+def format_counts(counts: dict[str, int]) -> str:
+    """``"3 queued, 1 running, 2 done, 0 failed"``."""
+    return ", ".join(f"{counts.get(c, 0)} {c}" for c in PROGRESS_CATEGORIES)
+
+
+# --- outcomes -------------------------------------------------------------------------------------
+
+
+def job_error_report(exception: BaseException | None, state: str | None) -> dict[str, str]:
+    """Type, message and traceback tail of a failed job, from submitit's exception.
+
+    ``FailedJobError`` carries the remote traceback between two lines of dashes: its last line
+    (``ValueError: unknown model ...``) gives type and message. ``UncompletedJobError`` means the job
+    ended without a result (cancelled, time limit without requeue, node failure).
+    """
+    if exception is None:
+        return {"type": "JobEndedWithoutRun",
+                "message": f"the job ended ({state or 'state unknown'}) without error but the run folder is not finished",
+                "traceback": ""}
+    text = str(exception)
+    if type(exception).__name__ == "FailedJobError" and "-" * 22 in text:
+        trace = text.split("-" * 22)[1].strip("-\n")
+        lines = [line for line in trace.splitlines() if line.strip()]
+        last = lines[-1] if lines else text
+        kind, sep, message = last.partition(": ")
+        if not sep or " " in kind.strip():
+            kind, message = "FailedJobError", last
+        return {"type": kind.strip().rsplit(".", 1)[-1], "message": message.strip(),
+                "traceback": "\n".join(lines[-TRACEBACK_TAIL_LINES:])}
+    lines = text.splitlines()
+    return {"type": type(exception).__name__, "message": lines[0] if lines else text,
+            "traceback": "\n".join(lines[1:][-TRACEBACK_TAIL_LINES:])}
+
+
+def failed_outcome(config: TrainConfig, report: dict[str, str], seconds: float, job_id: str | None = None,
+                   state: str | None = None, logs: tuple[Path, Path] | None = None) -> RunOutcome:
+    """The failed outcome of ``config``'s run, also written to ``RUN/failed.json``.
+
+    ``logs``: the job's (stderr, stdout) files; None when no job ran (its features failed).
+    """
+    run_dir = config.run_dir()
+    where = (f"SLURM job {job_id} ended {state or '(state unknown)'}; its logs: {logs[0]} and {logs[1]}"
+             if job_id is not None and logs is not None else "no SLURM job ran")
+    fix = (f"fix the cause and call run_grid again: the run is submitted again and resumes from "
+           f"{run_dir / run_folder.LAST_CHECKPOINT} when it got that far (redo=True starts it afresh)")
+    error = (f"{report['type']}: {report['message']}\n{report.get('traceback', '')}\n"
+             f"{where}; run folder: {run_dir}; {fix}")
+    try:
+        run_folder.write_failure(run_dir, {
+            "status": "failed", "run_dir": str(run_dir), "error_type": report["type"], "message": report["message"],
+            "traceback": report.get("traceback", ""), "returncode": None, "seconds": round(seconds, 3),
+            "placement": f"slurm job {job_id}" if job_id else None, "slurm_job_id": job_id, "slurm_state": state,
+            "log": str(logs[0]) if logs else None, "logs": [str(p) for p in logs] if logs else [],
+            "failed_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "config": config.to_dict(), "fix": fix})
+    except OSError as exc:
+        error += f"\n(could not write {run_dir / run_folder.FAILED}: {exc})"
+    return RunOutcome(config=config, run_dir=run_dir, status="failed", seconds=seconds, error=error, metrics=None,
+                      placement=f"slurm job {job_id}" if job_id else None, log_path=logs[0] if logs else None)
+
+
+def finished_outcome(config: TrainConfig, seconds: float, job_id: str, log: Path | None) -> RunOutcome:
+    """The outcome of a run whose job finished it (an earlier failed.json is history now)."""
+    run_dir = config.run_dir()
+    run_folder.clear_failure(run_dir)
+    return RunOutcome(config=config, run_dir=run_dir, status="finished", seconds=seconds,
+                      metrics=read_json(run_dir / run_folder.METRICS), placement=f"slurm job {job_id}", log_path=log)
+
+
+# --- running --------------------------------------------------------------------------------------
+
+
+def _require_slurm() -> None:
+    missing = [c for c in ("sbatch", "squeue", "sacct", "scancel") if shutil.which(c) is None]
+    if missing:
+        raise RuntimeError(f"{', '.join(missing)} not found. {NO_SLURM_FIX}")
+
+
+@dataclass
+class _Watched:
+    """A job being watched: its config index, submitit job and when it was submitted (time.time())."""
+
+    index: int
+    job: Any
+    submitted: float
+
+
+def run_on_slurm(configs: list[TrainConfig], slurm: SlurmOptions | dict | str | Path | None = None,
+                 redo: bool = False, corpus_root: str | None = None, progress: bool = True,
+                 via: str = "python") -> list[RunOutcome]:
+    """Train every config as one SLURM job; one outcome per config, in order (see the module docstring).
+
+    Args:
+        configs: the runs; their run folders must be distinct (``run_grid`` ensures it).
+        slurm: the options: a :class:`SlurmOptions`, a mapping, a JSON/YAML file, or None (defaults).
+        redo: train every run from scratch (a queued or running job of the run is cancelled first).
+        corpus_root: a corpus folder every run reads instead of each config's named corpus.
+        progress: print the submission and the counts of queued, running, done and failed jobs.
+        via: ``"python"`` or ``"notebook"`` (the job executes ``03_train`` through papermill).
+
+    Returns:
+        A :class:`RunOutcome` per config: ``finished`` (its job finished it now), ``skipped``
+        (finished before) or ``failed`` (``error`` with the job's log paths; also in ``RUN/failed.json``).
+        ``seconds`` is the wall time from submission to the end seen here (queueing included).
+    """
+    options = slurm_options(slurm)
+    _require_slurm()
+    say = (lambda message: print(f"[run_grid slurm] {message}", flush=True)) if progress else (lambda message: None)
+    folder = submitit_folder(configs, options)
+    entries = read_job_map(folder)
+    queue = queued_jobs()
+    outcomes: list[RunOutcome | None] = [None] * len(configs)
+    watched: list[_Watched] = []
+    to_submit: list[int] = []
+    for i, config in enumerate(configs):
+        key = str(config.run_dir().resolve())
+        entry = entries.get(key)
+        state = entry_state(entry, queue)
+        if state == "live" and entry.get("key") != config.key():
+            raise ValueError(f"{folder / JOB_MAP}: SLURM job {entry['job_id']} is writing {config.run_dir()} for "
+                             "another config; wait for it, scancel it, or give this config another run_name or out_dir")
+        if redo:
+            if state == "live":
+                _cancel_and_wait(entry, config, say)
+            entries.pop(key, None)
+            _clear_when_free(config)
+            to_submit.append(i)
+        elif is_finished(config):
+            outcomes[i] = RunOutcome(config=config, run_dir=config.run_dir(), status="skipped", seconds=0.0,
+                                     metrics=read_json(config.run_dir() / run_folder.METRICS))
+            say(f"skipped {config.run_dir()} (finished before; redo=True trains it again)")
+        elif state == "live":
+            watched.append(_Watched(i, _attach(entry), float(entry.get("submitted_unix", time.time()))))
+            say(f"attached to SLURM job {entry['job_id']} ({queue[entry['job_id']][1].lower()}) of {config.run_dir()}")
+        else:
+            if state == "gone":
+                say(f"job {entry['job_id']} of {config.run_dir()} is no longer queued (ended, or the cluster was "
+                    "reset); submitting the run again")
+                entries.pop(key, None)
+            to_submit.append(i)
+    say(f"{len(configs)} runs: {len(to_submit)} to submit, {len(watched)} already queued or running, "
+        f"{sum(o is not None for o in outcomes)} finished before; submitit folder {folder}")
+    if to_submit:
+        watched += _submit(configs, to_submit, options, folder, entries, outcomes, corpus_root, via, progress, say)
+    if watched:
+        _watch(configs, watched, outcomes, options, say, progress)
+    return list(outcomes)  # type: ignore[arg-type]
+
+
+def _attach(entry: dict[str, Any]) -> Any:
+    """The submitit job of a live job map entry (its own submission folder: no stale results)."""
+    import submitit
+
+    return submitit.SlurmJob(folder=entry["folder"], job_id=str(entry["job_id"]))
+
+
+def _cancel_and_wait(entry: dict[str, Any], config: TrainConfig, say: Callable[[str], None]) -> None:
+    subprocess.run(["scancel", str(entry["job_id"])], capture_output=True, timeout=60)
+    say(f"cancelled SLURM job {entry['job_id']} of {config.run_dir()} (redo)")
+
+
+def _clear_when_free(config: TrainConfig) -> None:
+    """Clear the run folder, waiting up to :data:`CANCEL_GRACE_SECONDS` for a cancelled job to let go of it."""
+    deadline = time.monotonic() + CANCEL_GRACE_SECONDS
+    while True:
+        try:
+            clear_run_folder(config.run_dir())
+            return
+        except run_folder.RunFolderBusy:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(1.0)
+
+
+def _submit(configs: list[TrainConfig], indices: list[int], options: SlurmOptions, folder: Path,
+            entries: dict[str, dict[str, Any]], outcomes: list[RunOutcome | None], corpus_root: str | None,
+            via: str, progress: bool, say: Callable[[str], None]) -> list[_Watched]:
+    """Fill the feature cache, then submit one job per config (one array) and record them in the job map."""
+    import submitit
+
+    from helpers.experiments.slurm_job import TrainingJob
+
+    errors = precompute_features([configs[i] for i in indices], corpus_root, progress)
+    ready = []
+    for position, i in enumerate(indices):
+        if position in errors:
+            outcomes[i] = failed_outcome(configs[i], errors[position], 0.0)
+            say(f"FAILED {configs[i].run_dir()} before submission: {errors[position]['message']}")
+        else:
+            ready.append(i)
+    if not ready:
+        return []
+    token = f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
+    job_name = f"helpers-grid-{token}"
+    submission = folder / token
+    executor_kwargs: dict[str, Any] = {"slurm_max_num_timeout": options.max_requeues}
+    if options.python:
+        executor_kwargs["slurm_python"] = options.python
+    executor = submitit.AutoExecutor(folder=submission, cluster="slurm", **executor_kwargs)
+    executor.update_parameters(**options.submitit_parameters(job_name))
+    corpus = str(Path(corpus_root).resolve()) if corpus_root else None
+    calls = []
+    for i in ready:
+        config = configs[i]
+        run_config = dataclasses.replace(config, num_threads=config.num_threads or options.cpus_per_task)
+        calls.append(TrainingJob(run_config.to_dict(), corpus, os.getcwd(), via))
+    jobs = executor.submit_array(calls)
+    now = time.time()
+    for i, job in zip(ready, jobs):
+        entries[str(configs[i].run_dir().resolve())] = job_entry(job.job_id, job_name, submission, configs[i])
+    write_job_map(folder, entries)
+    say(f"submitted {len(jobs)} job(s) as {job_name} ({', '.join(j.job_id for j in jobs[:3])}"
+        f"{', ...' if len(jobs) > 3 else ''}); logs in {submission}")
+    return [_Watched(i, job, now) for i, job in zip(ready, jobs)]
+
+
+def _watch(configs: list[TrainConfig], watched: list[_Watched], outcomes: list[RunOutcome | None],
+           options: SlurmOptions, say: Callable[[str], None], progress: bool) -> None:
+    """Wait for the watched jobs, filling ``outcomes``; a line whenever the counts change.
+
+    Ctrl-C stops the watching only: the jobs go on, and a later call attaches to them.
+    """
+    import submitit
+
+    # display=False: say() prints the counts; the bar feeds a runner's terminal (runs done, time left)
+    bar = progress_bar(len(watched), "slurm jobs", unit="run", enabled=progress, display=False)
+    counts = {c: 0 for c in PROGRESS_CATEGORIES}
+    shown: dict[str, int] | None = None
+    pending = list(watched)
+    try:
+        while pending:
+            submitit.SlurmJob.watcher.update()  # one sacct call for every job of this process
+            for item in list(pending):
+                if not item.job.done():
+                    continue
+                pending.remove(item)
+                outcome = outcomes[item.index] = _collect(configs[item.index], item)
+                counts["done" if outcome.status == "finished" else "failed"] += 1
+                bar.update()
+                if outcome.status == "failed":
+                    say(f"FAILED {outcome.run_dir}: {outcome.error.splitlines()[0]} (details in "
+                        f"{outcome.run_dir / run_folder.FAILED})")
+            for category in ("queued", "running"):
+                counts[category] = sum(progress_category(_state(item.job)) == category for item in pending)
+            if counts != shown:
+                shown = dict(counts)
+                bar.set_postfix(counts)
+                say(format_counts(counts))
+            if pending:
+                time.sleep(options.poll_seconds)
+    except KeyboardInterrupt:
+        say(f"stopped watching; the {len(pending)} unfinished job(s) go on: call run_grid again to attach to them")
+        raise
+    finally:
+        bar.close()
+
+
+def _state(job: Any) -> str:
+    """The job's last known SLURM state (no extra call: the watcher updated this round)."""
+    return job.watcher.get_state(job.job_id, mode="cache")
+
+
+def _collect(config: TrainConfig, item: _Watched) -> RunOutcome:
+    """The outcome of a run whose job is done: finished when its run folder is, else failed with the job's error."""
+    job = item.job
+    seconds = time.time() - item.submitted
+    logs = (Path(job.paths.stderr), Path(job.paths.stdout))
+    if is_finished(config):
+        return finished_outcome(config, seconds, job.job_id, logs[1])
+    exception = job.exception()
+    if type(exception).__name__ == "FailedJobError":
+        state = "FAILED (the training raised)"  # the result says so; the queue's state may still lag
+    else:
+        state = job.watcher.get_state(job.job_id, mode="force")
+    return failed_outcome(config, job_error_report(exception, state), seconds, job.job_id, state, logs)
