@@ -104,6 +104,8 @@ JobAcctGatherType=jobacct_gather/none
 SelectType=select/cons_tres
 SelectTypeParameters=CR_Core
 SchedulerType=sched/backfill
+# Look at pending jobs every 2 s (defaults 60 s and 30 s): a requeued job starts again within seconds.
+SchedulerParameters=sched_interval=2,bf_interval=2
 ReturnToService=2
 MpiDefault=none
 MailProg=/bin/true
