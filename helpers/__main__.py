@@ -6,9 +6,10 @@ Commands:
   corpus annotations --annotations DIR|FILE --audio DIR --out DIR
                                        cut a corpus from annotated long recordings
   annotations TABLES... [--audio DIR]  read and check Raven / Audacity / CSV annotations
-  notebooks [--corpus demo] [--profile demo|paper] [...]
+  notebooks [--corpus demo] [--profile demo|paper] [--executor local|slurm --slurm-config FILE] [...]
                                        execute the notebook collection with papermill into
-                                       runs/notebooks/<corpus>-<profile>/, saying where it is
+                                       runs/notebooks/<corpus>-<profile>/, saying where it is;
+                                       the grid notebooks train locally or as SLURM jobs
   predict CHECKPOINT AUDIO...          per-clip prediction table for any audio files
   scan CHECKPOINT AUDIO... --out DIR   scan long recordings: window scores, detections as Raven /
                                        Audacity / CSV tables, resumable (helpers/evaluation/scan.py)
@@ -98,7 +99,19 @@ def _cmd_notebooks(args: argparse.Namespace) -> int:
     from helpers.experiments.grid import notebook_parameters
 
     params = {"corpus": args.corpus, "data_dir": str(data_dir), "cache_dir": str(data_dir / "cache"),
-              **notebook_parameters(args.profile)}
+              **notebook_parameters(args.profile), "executor": args.executor}
+    if args.slurm_config is not None:
+        if args.executor != "slurm":
+            print("--slurm-config needs --executor slurm", file=sys.stderr)
+            return 2
+        from helpers.experiments.cluster import read_slurm_options
+
+        try:
+            read_slurm_options(args.slurm_config)  # a wrong key fails now, not after the first notebooks
+        except (OSError, ValueError) as exc:
+            print(f"--slurm-config: {exc}", file=sys.stderr)
+            return 2
+        params["slurm_config"] = str(Path(args.slurm_config).resolve())  # the notebooks run in notebooks/
     params.update(args.param or [])
     try:
         run_collection(params, notebooks=args.only, log_output=args.log, output_dir=args.out,
@@ -230,6 +243,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data-dir", default="data")
     p.add_argument("--profile", default="demo", choices=["demo", "paper"],
                    help="demo: minutes on a laptop CPU; paper: the paper's schedule and grid (needs a GPU)")
+    p.add_argument("--executor", default="local", choices=["local", "slurm"],
+                   help="where the grid notebooks (04, 05, 07) train: local processes (default) or one SLURM job "
+                        "per run (README: Running on a cluster)")
+    p.add_argument("--slurm-config", default=None, metavar="FILE",
+                   help="with --executor slurm: JSON or YAML file of SLURM options (partition, gpus_per_node, "
+                        "cpus_per_task, mem_gb, timeout_min, ...; keys in helpers/experiments/cluster.py)")
     p.add_argument("--only", nargs="*", help="notebook numbers or names to run (default: all)")
     p.add_argument("--param", action="append", type=parse_param, metavar="NAME=VALUE",
                    help="extra parameter for the notebooks that define NAME; VALUE is read as JSON when it "

@@ -56,6 +56,20 @@ def test_params_reach_the_notebooks(monkeypatch, tmp_path):
     assert params["n"] == 2 and params["corpus"] == "x"
 
 
+def test_executor_and_slurm_config_reach_the_notebooks(monkeypatch, tmp_path, capsys):
+    assert _notebook_params(monkeypatch, tmp_path)["executor"] == "local"
+    config = tmp_path / "slurm.json"
+    config.write_text('{"partition": "gpu", "gpus_per_node": 1}')
+    params = _notebook_params(monkeypatch, tmp_path, "--executor", "slurm", "--slurm-config", str(config))
+    assert params["executor"] == "slurm" and params["slurm_config"] == str(config.resolve())
+    # a wrong options file stops the command before any notebook runs, naming the file and the key
+    config.write_text('{"gpus": 1}')
+    assert main(["notebooks", "--executor", "slurm", "--slurm-config", str(config)]) == 2
+    assert "slurm.json: unknown key(s) ['gpus']" in capsys.readouterr().err
+    assert main(["notebooks", "--slurm-config", str(config)]) == 2
+    assert "--slurm-config needs --executor slurm" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("bad", ["model", "=fusion"])
 def test_param_without_a_name_and_equals_sign_is_an_argparse_error(bad, capsys):
     with pytest.raises(SystemExit) as exc:

@@ -129,6 +129,9 @@ def test_profile_reaches_the_notebooks(monkeypatch, tmp_path):
     for name in ("04_model_comparison", "05_ablation", "07_fusion", "08_report"):
         assert seen[name]["profile"] == "paper" and seen[name]["corpus"] == str(tmp_path)
         assert "iterations" not in seen[name]  # grid notebooks take the schedule from the profile
+    for name in ("04_model_comparison", "05_ablation", "07_fusion"):
+        assert seen[name]["executor"] == "local"  # and may train on SLURM (executor, slurm_config)
+        assert {"executor", "slurm_config"} <= set(notebook_parameters(next(p for p in NOTEBOOKS if p.stem == name)))
     assert "profile" not in seen["00_data"]
     with pytest.raises(SystemExit):
         main(["notebooks", "--profile", "huge"])
