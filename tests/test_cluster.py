@@ -280,7 +280,7 @@ def slurm_cluster():
         yield os.environ.get("SLURM_CONF")
         return
     saved = os.environ.get("SLURM_CONF")
-    if LOCAL_SLURM_CONF.is_file() and _answers({**os.environ, "SLURM_CONF": str(LOCAL_SLURM_CONF)}):
+    if _local_controller_runs() and _answers({**os.environ, "SLURM_CONF": str(LOCAL_SLURM_CONF)}):
         os.environ["SLURM_CONF"] = str(LOCAL_SLURM_CONF)
         yield str(LOCAL_SLURM_CONF)
         _restore("SLURM_CONF", saved)
@@ -298,6 +298,16 @@ def slurm_cluster():
     yield str(LOCAL_SLURM_CONF)
     subprocess.run(["bash", str(SCRIPT), "stop"], capture_output=True, timeout=120)
     _restore("SLURM_CONF", saved)
+
+
+def _local_controller_runs() -> bool:
+    """The local script's slurmctld runs (asking sinfo without one costs about 10 s of retries)."""
+    pid_file = LOCAL_SLURM_CONF.parent.parent / "run" / "slurmctld.pid"
+    try:
+        os.kill(int(pid_file.read_text().strip()), 0)
+    except (OSError, ValueError):
+        return False
+    return LOCAL_SLURM_CONF.is_file()
 
 
 def _restore(name: str, value: str | None) -> None:
