@@ -167,10 +167,7 @@ def _fake_run_on_slurm(monkeypatch, queue):
 
 def test_a_second_call_attaches_to_live_jobs_skips_finished_runs_and_resubmits_stale_ones(tmp_path, monkeypatch):
     finished, live, stale, fresh = (_config(tmp_path, seed=s) for s in range(4))
-    (finished.run_dir()).mkdir(parents=True)
-    for name in ("metrics.json", "record.json"):
-        (finished.run_dir() / name).write_text("{}")
-    (finished.run_dir() / "config.json").write_text(json.dumps(finished.to_dict()))
+    _finish(finished)
     folder = tmp_path / "submitit"
     write_job_map(folder, {
         str(finished.run_dir().resolve()): job_entry("1", "helpers-grid-old", folder / "a", finished),
@@ -199,10 +196,22 @@ def test_redo_cancels_a_live_job_and_submits_again(tmp_path, monkeypatch):
     assert outcomes[0].status == "finished"
 
 
+def _finish(config: TrainConfig) -> None:
+    """Make ``config``'s run folder look finished (what the scheduler checks)."""
+    config.run_dir().mkdir(parents=True, exist_ok=True)
+    for name in ("metrics.json", "record.json"):
+        (config.run_dir() / name).write_text("{}")
+    (config.run_dir() / "config.json").write_text(json.dumps(config.to_dict()))
+
+
 def test_without_slurm_the_error_says_how_to_start_one(monkeypatch, tmp_path):
     monkeypatch.setattr(shutil, "which", lambda name: None)
     with pytest.raises(RuntimeError, match=r"sbatch, squeue, sacct, scancel not found.*scripts/slurm_local.sh start"):
         cluster.run_on_slurm([_config(tmp_path)], progress=False)
+    # a grid whose runs all finished needs no SLURM to give its table (a notebook reopened elsewhere)
+    done = _config(tmp_path, seed=9)
+    _finish(done)
+    assert [o.status for o in cluster.run_on_slurm([done], progress=False)] == ["skipped"]
 
 
 # --- rows -----------------------------------------------------------------------------------------------

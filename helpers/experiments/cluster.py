@@ -408,6 +408,10 @@ def run_on_slurm(configs: list[TrainConfig], slurm: SlurmOptions | dict | str | 
         ``seconds`` is the wall time from submission to the end seen here (queueing included).
     """
     options = slurm_options(slurm)
+    if not redo and all(is_finished(c) for c in configs):
+        # nothing to submit or watch: the table needs no SLURM (e.g. reopened on a laptop)
+        return [RunOutcome(config=c, run_dir=c.run_dir(), status="skipped", seconds=0.0,
+                           metrics=read_json(c.run_dir() / run_folder.METRICS)) for c in configs]
     _require_slurm()
     say = (lambda message: print(f"[run_grid slurm] {message}", flush=True)) if progress else (lambda message: None)
     folder = submitit_folder(configs, options)
