@@ -7,7 +7,8 @@ Two parts:
 * tests marked ``slurm`` (and ``slow``) that run against a **real** single-node SLURM: a three-run
   grid (one run fails) through SLURM and through the local scheduler, giving the same table, and a
   job interrupted mid-run (submitit's simulated preemption), requeued, resumed from last.pt, whose
-  final weights equal an uninterrupted run's.
+  final weights equal an uninterrupted run's; and a second call that attaches to the job a killed
+  first call (a closed notebook) had submitted, instead of submitting it again.
 
 Where the SLURM comes from (fixture ``slurm_cluster``): one that answers already (``sinfo`` with
 the environment's ``SLURM_CONF``, or the configuration ``scripts/slurm_local.sh`` writes); else,
@@ -26,6 +27,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -457,3 +459,38 @@ def _assert_same(a, b, where: str) -> None:
             _assert_same(x, y, f"{where}[{i}]")
     else:
         assert a == b, f"{where}: {a!r} != {b!r}"
+
+
+#: A grid submitted by another process, which is then killed (a closed notebook): its config and options.
+SUBMIT_AND_DIE = """
+import sys
+from helpers.experiments.grid import run_grid
+from helpers.training.config import TrainConfig
+config = TrainConfig.from_dict(__import__("json").loads(sys.argv[1]))
+run_grid([config], executor="slurm", slurm=__import__("json").loads(sys.argv[2]), corpus_root=sys.argv[3], progress=False)
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.slurm
+def test_a_second_call_attaches_to_the_job_a_closed_notebook_submitted(slurm_cluster, corpus, tmp_path):
+    base, root = corpus
+    config = _config(tmp_path, "slurm", iterations=20, eval_every=10, checkpoint_every=10, cache_dir=str(base / "cache"))
+    folder = tmp_path / "submitit"
+    options = _test_options(folder)
+    first = subprocess.Popen([sys.executable, "-c", SUBMIT_AND_DIE, json.dumps(config.to_dict()),
+                              json.dumps(options), str(root)], cwd=REPO_ROOT)
+    try:
+        deadline = time.monotonic() + 120
+        while not (folder / cluster.JOB_MAP).is_file():
+            assert first.poll() is None and time.monotonic() < deadline, "the first call submitted nothing"
+            time.sleep(0.2)
+    finally:
+        first.kill()  # the notebook is closed: its job goes on
+        first.wait()
+    submitted = read_job_map(folder)
+    table = _within(180, lambda: grid.run_grid([config], executor="slurm", slurm=options, corpus_root=str(root),
+                                               progress=False), folder)
+    assert list(table.status) == ["finished"], list(table.error)
+    assert read_job_map(folder) == submitted  # attached to that job, none submitted again
+    assert len(list(folder.iterdir())) == 2   # jobs.json and the one submission's folder
