@@ -11,7 +11,8 @@ from typing import Any
 from torch import nn
 
 from helpers.models.fusion import FusionModel
-from helpers.models.networks import AudioClassifier, CNN10, CNN6, MobileNetV1, N_MELS, ResNet22, WideResNet
+from helpers.models.hierarchical import MultiTaskModel
+from helpers.models.networks import HEAD_DROPOUT, AudioClassifier, CNN10, CNN6, MobileNetV1, N_MELS, ResNet22, WideResNet
 
 #: Registry name -> model class (the names ``TrainConfig.model`` accepts, besides ``"fusion"``).
 MODELS: dict[str, type[AudioClassifier]] = {
@@ -32,12 +33,17 @@ def create_model(name: str, n_classes: int, n_mels: int = N_MELS, **kwargs: Any)
 def model_from_config(config: dict[str, Any]) -> nn.Module:
     """A model with the architecture described by ``config`` (a model's ``config`` attribute),
     freshly initialised. Single models go through :data:`MODELS`; ``name="fusion"`` builds both
-    branches from their own configs, then the :class:`~helpers.models.fusion.FusionModel`."""
+    branches from their own configs, then the :class:`~helpers.models.fusion.FusionModel`;
+    ``name="multitask"`` builds the trunk from its config, then the
+    :class:`~helpers.models.hierarchical.MultiTaskModel`."""
     if "name" not in config:
         raise ValueError(f"model config has no 'name' key: {config!r}")
     if config["name"] == FusionModel.name:
         return FusionModel(model_from_config(config["branch_a"]), model_from_config(config["branch_b"]),
                            config["n_classes"], freeze=config.get("freeze", True),
                            **({"dropout": config["dropout"]} if "dropout" in config else {}))
+    if config["name"] == MultiTaskModel.name:
+        return MultiTaskModel(model_from_config(config["trunk"]), config["n_classes"], config["background_index"],
+                              config["score"], dropout=config.get("dropout", HEAD_DROPOUT))
     options = {k: v for k, v in config.items() if k not in ("name", "n_classes", "n_mels")}
     return create_model(config["name"], config["n_classes"], config.get("n_mels", N_MELS), **options)

@@ -23,6 +23,9 @@ from helpers.models.checkpoint import checkpoint_identity
 #: ``TrainConfig.model`` value for the fusion of two trained models (paper section 5).
 FUSION = "fusion"
 FUSION_OPTIONS = ("branch_a", "branch_b", "freeze")
+#: ``TrainConfig.hierarchy`` values: the paper's flat classifier, or one trunk with call and species heads.
+FLAT, MULTITASK = "flat", "multitask"
+HIERARCHIES = (FLAT, MULTITASK)
 
 
 @dataclass
@@ -46,6 +49,11 @@ class TrainConfig:
     model: str = "cnn10"              # cnn6, cnn10, mobilenetv1, resnet22, wrn28_2, or "fusion"
     model_options: dict = field(default_factory=dict)  # constructor options, e.g. {"channels": [16, 32, 64, 128]};
     # fusion: {"branch_a": CKPT, "branch_b": CKPT, "freeze": True} (two trained runs' checkpoints)
+    # background first (issue 15; helpers.models.hierarchical): "flat" (paper) or "multitask": one trunk,
+    # a call-vs-background head and a species-among-calls head, loss = w * call + (1 - w) * species
+    hierarchy: str = "flat"
+    call_loss_weight: float = 0.5     # w above, in (0, 1)
+    background_class: str = "background"  # the class the call head says "no call" for
     # sampling and augmentation
     sampler: str = "balanced"         # "balanced" (paper) or "uniform"
     spec_augment: bool = True
@@ -94,6 +102,7 @@ class TrainConfig:
             "sampler": ("balanced", "uniform"), "spec_augment_mode": ("batch", "per_example"),
             "ema_mode": ("correct", "reference"), "sample_rate": (16_000, 8_000),
             "ema_decay_schedule": ("constant", "warmup"), "ema_average_buffers": (True, False),
+            "hierarchy": HIERARCHIES,
         }
         for name, allowed in checks.items():
             if getattr(self, name) not in allowed:
@@ -101,6 +110,12 @@ class TrainConfig:
         for name in ("iterations", "batch_size", "eval_every", "checkpoint_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"TrainConfig.{name} must be >= 1, got {getattr(self, name)}")
+        if not 0.0 < self.call_loss_weight < 1.0:
+            raise ValueError(f"TrainConfig.call_loss_weight={self.call_loss_weight!r} must lie strictly between 0 and 1 "
+                             "(the call loss's share; the species loss gets 1 - call_loss_weight).")
+        if self.hierarchy == MULTITASK and self.model == FUSION:
+            raise ValueError("TrainConfig hierarchy='multitask' needs a registry backbone as model (cnn6, cnn10, "
+                             "mobilenetv1, resnet22, wrn28_2), not 'fusion'; use hierarchy='flat' for a fusion.")
         try:
             self.feature_settings()
         except ValueError as exc:
@@ -158,11 +173,19 @@ class TrainConfig:
 
 #: TrainConfig fields left out of the run key while at these values (added after runs existed).
 KEY_OMITTED_DEFAULTS = {"cpu_amp": False, "ema_decay_schedule": "constant", "ema_average_buffers": True,
-                        "clip_seconds": CLIP_SECONDS, "n_mels": N_MELS, "fmin": FMIN, "fmax": None}
+                        "clip_seconds": CLIP_SECONDS, "n_mels": N_MELS, "fmin": FMIN, "fmax": None,
+                        "hierarchy": FLAT, "call_loss_weight": 0.5, "background_class": "background"}
 
 #: Scoring batch when ``TrainConfig.eval_batch_size`` is None: large batches feed a GPU; on a CPU
 #: 64 clips ran ~10 % faster than 512 (cache) and need an eighth of the memory.
 DEFAULT_EVAL_BATCH = {"cuda": 512, "cpu": 64}
+
+
+def score_function(config: TrainConfig) -> str:
+    """How the run's model outputs become class scores (:func:`helpers.evaluation.scoring.predict_scores`):
+    ``"sigmoid"`` for MixUp + BCE training, ``"softmax"`` for cross-entropy. A multi-task model outputs
+    its combined class scores in the same convention (:mod:`helpers.models.hierarchical`)."""
+    return "sigmoid" if config.mixup else "softmax"
 
 
 def autocast_enabled(config: TrainConfig, device: torch.device) -> bool:

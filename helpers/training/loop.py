@@ -39,7 +39,7 @@ from helpers.evaluation.scoring import predict_scores, split_metrics, write_tabl
 from helpers.features.cache import load_features
 from helpers.models.checkpoint import checkpoint_identity, checkpoint_payload, load_checkpoint, save_checkpoint
 from helpers.models.cost import count_parameters
-from helpers.training.config import FUSION, TrainConfig, autocast_enabled, eval_batch_size
+from helpers.training.config import FUSION, TrainConfig, autocast_enabled, eval_batch_size, score_function
 from helpers.training.final import final_evaluation, save_run_figures
 from helpers.training.steps import build_training, scoring_model
 from helpers.training.wave_augment import wave_augment_bank
@@ -110,8 +110,9 @@ class _Run:
         self.settings = config.feature_settings()
         write_json_atomic(self.run_dir / run_folder.CONFIG, config.to_dict())
         self._load_data()
-        self.setup = build_training(config, len(self.classes), device, self.feats["train"].labels)
-        self.score_fn = "sigmoid" if config.mixup else "softmax"
+        self.setup = build_training(config, len(self.classes), device, self.feats["train"].labels,
+                                    classes=self.classes)
+        self.score_fn = score_function(config)
         self.use_amp = autocast_enabled(config, device)
         if self.use_amp and device.type == "cpu":
             warn_if_bf16_is_emulated("cpu_amp=True")

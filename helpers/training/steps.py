@@ -7,7 +7,7 @@ copy every score of a run comes from.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import torch
@@ -15,9 +15,11 @@ from torch import nn
 
 from helpers.evaluation.inference import prepare_for_inference
 from helpers.models.checkpoint import fusion_from_checkpoints
+from helpers.models.hierarchical import MultiTaskModel
 from helpers.models.registry import create_model
 from helpers.training.augment import ce_loss, mixup, mixup_bce_loss, sample_mixup_lambda, SpecAugmentConfig
-from helpers.training.config import FUSION, TrainConfig, autocast_enabled, fusion_options
+from helpers.training.config import FUSION, MULTITASK, TrainConfig, autocast_enabled, fusion_options, score_function
+from helpers.training.multitask import multitask_loss
 from helpers.training.ema import ExponentialMovingAverage
 from helpers.training.sampler import BalancedBatchSampler, UniformBatchSampler
 
@@ -38,6 +40,10 @@ def make_step_function(model: nn.Module, optimizer: torch.optim.Optimizer, confi
     without. Order: first BatchNorm, SpecAugment, MixUp, rest of the model, loss, Adam step, as
     in the authors' code. The loss is returned as a device tensor (no host synchronisation).
     Shared by :func:`train` and the benchmarks, so both measure the same computation.
+
+    With ``hierarchy="multitask"`` the model is a :class:`~helpers.models.hierarchical.MultiTaskModel`:
+    the same augmentation, then its two heads and :func:`helpers.training.multitask.multitask_loss`
+    on the (mixed) one-hot class targets.
     """
     spec = SpecAugmentConfig(enabled=config.spec_augment, mode=config.spec_augment_mode,
                              max_time_stripes=config.spec_max_stripes, max_freq_stripes=config.spec_max_stripes,
@@ -45,6 +51,8 @@ def make_step_function(model: nn.Module, optimizer: torch.optim.Optimizer, confi
                              min_stripes=config.spec_max_stripes if config.spec_augment_mode == "per_example" else None)
     use_amp = autocast_enabled(config, device)
     to_channels_last = config.channels_last
+    if config.hierarchy == MULTITASK:
+        return _multitask_step_function(model, optimizer, config, n_classes, device, generator, spec)
 
     def step(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_amp):
@@ -69,6 +77,54 @@ def make_step_function(model: nn.Module, optimizer: torch.optim.Optimizer, confi
     return step
 
 
+def _multitask_step_function(model: nn.Module, optimizer: torch.optim.Optimizer, config: TrainConfig,
+                             n_classes: int, device: torch.device, generator: torch.Generator,
+                             spec: SpecAugmentConfig):
+    """:func:`make_step_function` for a multi-task model: first BN, SpecAugment, MixUp of one-hot targets
+    (when on), both heads, the weighted sum of the call and species losses, Adam step."""
+    if not isinstance(model, MultiTaskModel):
+        raise ValueError(f"hierarchy='multitask' needs a MultiTaskModel, got {type(model).__name__}; build it "
+                         "with helpers.training.steps.build_training(..., classes=...).")
+    use_amp = autocast_enabled(config, device)
+    score = score_function(config)
+
+    def step(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_amp):
+            z = model.normalize(x)
+            if config.channels_last:
+                z = z.contiguous(memory_format=torch.channels_last)
+            z = spec.apply(z, generator)
+            targets = torch.nn.functional.one_hot(y, n_classes).float()
+            if config.mixup:
+                lam = sample_mixup_lambda(config.mixup_alpha, generator)
+                z, targets = mixup(z, targets, lam)
+            call_logit, species_logits, _ = model.heads_normalized(z)
+            loss = multitask_loss(call_logit, species_logits, targets, model.background_index,
+                                  config.call_loss_weight, score)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        return loss.detach()
+
+    return step
+
+
+def build_multitask_model(config: TrainConfig, classes: Sequence[str] | None) -> MultiTaskModel:
+    """The multi-task model of ``config``: a registry trunk (``config.model``, ``model_options``) for the
+    K-1 call classes, a call head, outputs in the run's score convention. ``classes``: the corpus's
+    class names, which must contain ``config.background_class``."""
+    if classes is None:
+        raise ValueError("hierarchy='multitask' needs the class names to find the background class: pass "
+                         "build_training(..., classes=corpus.classes).")
+    classes = list(classes)
+    if config.background_class not in classes:
+        raise ValueError(f"TrainConfig.background_class={config.background_class!r} is not a class of this corpus "
+                         f"{classes}; set background_class to the corpus's no-call class.")
+    options = {"n_mels": config.n_mels, **config.model_options}
+    trunk = create_model(config.model, n_classes=len(classes) - 1, **options)
+    return MultiTaskModel(trunk, len(classes), classes.index(config.background_class), score_function(config))
+
+
 def build_fusion_model(config: TrainConfig, n_classes: int) -> nn.Module:
     """The fusion model of ``config`` (see :func:`fusion_options`): both branches loaded from their
     checkpoints, which must have been trained on this config's sample rate and ``n_classes`` classes."""
@@ -90,13 +146,18 @@ class TrainingSetup:
 
 
 def build_training(config: TrainConfig, n_classes: int, device: torch.device,
-                   train_labels: np.ndarray) -> TrainingSetup:
+                   train_labels: np.ndarray, classes: Sequence[str] | None = None) -> TrainingSetup:
     """Seed, model (channels-last when configured), Adam, EMA, sampler, augmentation generator and
     the step function, exactly as :func:`train` uses them (the benchmarks call this too, so they
-    measure the same thing). ``train_labels``: class indices ``(n_train,)`` for the sampler."""
+    measure the same thing). ``train_labels``: class indices ``(n_train,)`` for the sampler;
+    ``classes``: the class names, needed by ``hierarchy="multitask"`` (to find the background class)."""
     torch.manual_seed(config.seed)
     np.random.seed(config.seed)
-    if config.model == FUSION:
+    if config.hierarchy == MULTITASK:
+        if classes is not None and len(classes) != n_classes:
+            raise ValueError(f"build_training: {len(classes)} class names for n_classes={n_classes}.")
+        model = build_multitask_model(config, classes).to(device)
+    elif config.model == FUSION:
         model = build_fusion_model(config, n_classes).to(device)
     else:
         options = {"n_mels": config.n_mels, **config.model_options}
