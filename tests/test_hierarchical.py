@@ -171,19 +171,30 @@ def test_relabel_to_calls_and_calls_only(tmp_path):
         calls_only(corpus, background_class="noise")
 
 
-@pytest.mark.slow
-def test_tiny_multitask_run_saves_a_loadable_checkpoint_that_predict_scores(tmp_path):
+@pytest.fixture(scope="module")
+def synthetic_corpus(tmp_path_factory):
     from helpers.data.corpus import read_corpus
     from helpers.data.synthetic import make_synthetic_corpus
+
+    root = tmp_path_factory.mktemp("hierarchical") / "corpus"
+    make_synthetic_corpus(root, n_clips=120, seed=3, hidden_test_labels=False)
+    return read_corpus(root, name="synthetic-mt")
+
+
+def _tiny_config(tmp_path, **changes) -> TrainConfig:
+    return TrainConfig(**{**dict(corpus="synthetic-mt", model="cnn10", model_options=NARROW, iterations=40,
+                                 eval_every=20, ema_start=10, checkpoint_every=20, batch_size=8, sample_rate=8000,
+                                 cache_dir=str(tmp_path / "cache"), out_dir=str(tmp_path / "runs"), device="cpu",
+                                 num_threads=1, seed=3), **changes})
+
+
+@pytest.mark.slow
+def test_tiny_multitask_run_saves_a_loadable_checkpoint_that_predict_scores(tmp_path, synthetic_corpus):
     from helpers.evaluation.predict import predict_files
     from helpers.training import train
 
-    make_synthetic_corpus(tmp_path / "corpus", n_clips=120, seed=3, hidden_test_labels=False)
-    corpus = read_corpus(tmp_path / "corpus", name="synthetic-mt")
-    config = TrainConfig(corpus="synthetic-mt", model="cnn10", model_options=NARROW, hierarchy="multitask",
-                         call_loss_weight=0.4, iterations=40, eval_every=20, ema_start=10, checkpoint_every=20,
-                         batch_size=8, sample_rate=8000, cache_dir=str(tmp_path / "cache"),
-                         out_dir=str(tmp_path / "runs"), device="cpu", num_threads=1, seed=3)
+    corpus = synthetic_corpus
+    config = _tiny_config(tmp_path, hierarchy="multitask", call_loss_weight=0.4)
     result = train(config, corpus=corpus, progress=False)
     assert np.isfinite(result.history["train_loss"]).all()
     ckpt = result.run_dir / "checkpoints" / "best_ema.pt"
@@ -205,3 +216,40 @@ def test_tiny_multitask_run_saves_a_loadable_checkpoint_that_predict_scores(tmp_
     ce_run = train(ce_config, corpus=corpus, progress=False)
     ce_table = predict_files(ce_run.run_dir / "checkpoints" / "best_plain.pt", list(test["path"][:6]), device="cpu")
     np.testing.assert_allclose(ce_table.filter(like="score_").to_numpy().sum(axis=1), 1, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_tiny_two_stage_system_scores_with_a_devel_threshold(tmp_path, synthetic_corpus):
+    from helpers.evaluation.metrics import classification_metrics
+    from helpers.evaluation.two_stage import stage_scores
+    from helpers.features.cache import load_features
+    from helpers.training import train
+
+    corpus = synthetic_corpus
+    background = corpus.classes.index("background")
+    detector = train(_tiny_config(tmp_path, corpus="synthetic-mt+call-detector", iterations=20),
+                     corpus=relabel_to_calls(corpus), progress=False)
+    species = train(_tiny_config(tmp_path, corpus="synthetic-mt+calls-only", iterations=20),
+                    corpus=calls_only(corpus), progress=False)
+    assert detector.run_dir != species.run_dir
+    settings = detector.config.feature_settings()
+    scored = {}
+    for split in ("devel", "test"):
+        fs = load_features(corpus.table, split, settings, tmp_path / "cache", corpus.name, progress=False)
+        scored[split] = (fs.labels, *stage_scores(detector.run_dir / "checkpoints" / "best_ema.pt",
+                                                  species.run_dir / "checkpoints" / "best_ema.pt",
+                                                  fs.features, corpus.classes))
+    labels, p_call, species_scores = scored["devel"]
+    assert p_call.shape == labels.shape and species_scores.shape == (len(labels), len(corpus.classes) - 1)
+    choice = choose_threshold(p_call, labels != background, species_scores=species_scores, labels=labels,
+                              background_index=background)
+    assert 0 < choice.threshold < 1 and choice.devel_uar == choice.uars.max()
+    labels, p_call, species_scores = scored["test"]
+    scores = two_stage_scores(p_call, species_scores, background, choice.threshold)
+    np.testing.assert_array_equal(scores.argmax(1),
+                                  two_stage_predictions(p_call, species_scores, background, choice.threshold))
+    metrics = classification_metrics(labels, scores, corpus.classes)
+    assert 0 <= metrics["uar"] <= 1
+    with pytest.raises(ValueError, match="calls_only"):
+        stage_scores(detector.run_dir / "checkpoints" / "best_ema.pt", detector.run_dir / "checkpoints" / "best_ema.pt",
+                     fs.features, corpus.classes)

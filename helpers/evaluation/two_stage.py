@@ -11,7 +11,8 @@ by the ``TrainConfig`` alone, so give each stage its own ``corpus`` name (e.g.
 ``corpus="demo+call-detector"`` and ``corpus="demo+calls-only"``) while passing the relabelled
 corpus to ``train``; otherwise the stages would land in the flat model's folder.
 
-Combining them (:func:`two_stage_predictions`): a clip is background when the detector's call
+Scoring clips with both trained stages is :func:`stage_scores`. Combining them
+(:func:`two_stage_predictions`): a clip is background when the detector's call
 probability is under ``threshold``, otherwise the species classifier's answer. The threshold is
 chosen on devel by :func:`choose_threshold` (the devel UAR it reports is therefore optimistic).
 
@@ -26,12 +27,15 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
 from helpers.data.corpus import Corpus
 from helpers.evaluation.metrics import unweighted_average_recall
+from helpers.evaluation.predict import load_for_inference
+from helpers.evaluation.scoring import predict_scores
 from helpers.models.hierarchical import call_positions
 
 #: Class names of the call detector's corpus, in class-index order (background first, as in the corpus).
@@ -74,6 +78,36 @@ def calls_only(corpus: Corpus, background_class: str = "background") -> Corpus:
     table["class_index"] = table["class_index"] - (table["class_index"] > background).astype(int)
     classes = [c for i, c in enumerate(corpus.classes) if i != background]
     return dataclasses.replace(corpus, table=table.reset_index(drop=True), classes=classes)
+
+
+def stage_scores(detector_checkpoint: str | Path, species_checkpoint: str | Path, features: np.ndarray,
+                 classes: Sequence[str], background_class: str = "background", batch_size: int = 64,
+                 device: str = "cpu") -> tuple[np.ndarray, np.ndarray]:
+    """Both stages' scores of log-mels ``features`` ``(n, time, mel)`` in dB (computed with the stages'
+    front end, which must be the same for both): the detector's P(call) ``(n,)`` (its ``call``
+    column, in [0, 1]) and the species classifier's scores ``(n, K-1)`` in its own score convention,
+    columns in the order of ``classes`` without ``background_class``.
+
+    ``detector_checkpoint``: trained on :func:`relabel_to_calls` of the corpus; ``species_checkpoint``:
+    on :func:`calls_only` of it. Raises ValueError naming the checkpoint whose classes or front end
+    do not fit."""
+    classes = list(classes)
+    if background_class not in classes:
+        raise ValueError(f"classes {classes} lack {background_class!r}; pass background_class= the no-call class.")
+    calls = [c for c in classes if c != background_class]
+    detector, detector_classes, detector_settings, detector_score = load_for_inference(detector_checkpoint, device)
+    species, species_classes, species_settings, species_score = load_for_inference(species_checkpoint, device)
+    if detector_classes != list(DETECTOR_CLASSES):
+        raise ValueError(f"{detector_checkpoint}: classes {detector_classes}, expected {list(DETECTOR_CLASSES)}; "
+                         "train the detector on relabel_to_calls(corpus).")
+    if species_classes != calls:
+        raise ValueError(f"{species_checkpoint}: classes {species_classes}, expected the calls {calls}; train the "
+                         "species classifier on calls_only(corpus).")
+    if detector_settings != species_settings:
+        raise ValueError(f"{detector_checkpoint} and {species_checkpoint} read different front ends "
+                         f"({detector_settings} vs {species_settings}); train both stages with one front end.")
+    p_call = predict_scores(detector, features, batch_size=batch_size, score=detector_score)[:, 1]
+    return p_call, predict_scores(species, features, batch_size=batch_size, score=species_score)
 
 
 def two_stage_predictions(call_probability: np.ndarray, species_scores: np.ndarray, background_index: int,
