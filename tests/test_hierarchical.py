@@ -111,6 +111,8 @@ def test_new_options_enter_the_run_key_only_when_set():
     assert TrainConfig(hierarchy="flat", call_loss_weight=0.5, background_class="background").key() == base
     assert len({base, TrainConfig(hierarchy="multitask").key(),
                 TrainConfig(hierarchy="multitask", call_loss_weight=0.3).key()}) == 3
+    assert TrainConfig(hierarchy="multitask", sample_rate=8000).run_dir().name.startswith("cnn10-multitask-8k-")
+    assert TrainConfig(sample_rate=8000).run_dir().name.startswith("cnn10-8k-")
     with pytest.raises(ValueError, match="hierarchy"):
         TrainConfig(hierarchy="tree")
     with pytest.raises(ValueError, match="call_loss_weight"):

@@ -167,7 +167,9 @@ class TrainConfig:
         return hashlib.sha256(payload.encode()).hexdigest()[:10]
 
     def run_dir(self) -> Path:
-        name = self.run_name or f"{self.model}-{self.sample_rate // 1000}k-{self.key()}"
+        # A multi-task run says so in its folder name; a flat run's name is unchanged.
+        model = f"{self.model}-{MULTITASK}" if self.hierarchy == MULTITASK else self.model
+        name = self.run_name or f"{model}-{self.sample_rate // 1000}k-{self.key()}"
         return Path(self.out_dir) / name
 
 
