@@ -255,3 +255,31 @@ def test_tiny_two_stage_system_scores_with_a_devel_threshold(tmp_path, synthetic
     with pytest.raises(ValueError, match="calls_only"):
         stage_scores(detector.run_dir / "checkpoints" / "best_ema.pt", detector.run_dir / "checkpoints" / "best_ema.pt",
                      fs.features, corpus.classes)
+
+
+@pytest.mark.slow
+def test_an_interrupted_multitask_run_resumes_to_identical_weights(tmp_path, synthetic_corpus, monkeypatch):
+    from helpers.models.checkpoint import load_checkpoint
+    from helpers.training import train
+    from helpers.training.ema import ExponentialMovingAverage as EMA
+
+    settings = dict(hierarchy="multitask", iterations=30, eval_every=10, ema_start=10, checkpoint_every=10)
+    ref = train(_tiny_config(tmp_path, run_name="ref", **settings), corpus=synthetic_corpus, progress=False)
+    real_update = EMA.update
+
+    def crash(self, model, step):
+        if step == 15:
+            raise KeyboardInterrupt("simulated interruption")
+        return real_update(self, model, step)
+
+    config = _tiny_config(tmp_path, run_name="interrupted", **settings)
+    monkeypatch.setattr(EMA, "update", crash)
+    with pytest.raises(KeyboardInterrupt):
+        train(config, corpus=synthetic_corpus, progress=False)
+    monkeypatch.setattr(EMA, "update", real_update)
+    resumed = train(config, corpus=synthetic_corpus, progress=False)
+    a = load_checkpoint(ref.run_dir / "checkpoints" / "last.pt")["state_dict"]
+    b = load_checkpoint(resumed.run_dir / "checkpoints" / "last.pt")["state_dict"]
+    assert any(key.startswith("call_head.") for key in a)
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
