@@ -46,7 +46,8 @@ class TrainConfig:
     fmin: float = FMIN                # lowest mel edge in Hz (paper: 10)
     fmax: float | None = None         # highest mel edge in Hz; None: half the sample rate (paper)
     # model
-    model: str = "cnn10"              # cnn6, cnn10, mobilenetv1, resnet22, wrn28_2, or "fusion"
+    model: str = "cnn10"              # cnn6, cnn10, mobilenetv1, resnet22, wrn28_2, or "fusion"; with
+    #                                   hierarchy="multitask" the trunk of the multi-task model
     model_options: dict = field(default_factory=dict)  # constructor options, e.g. {"channels": [16, 32, 64, 128]};
     # fusion: {"branch_a": CKPT, "branch_b": CKPT, "freeze": True} (two trained runs' checkpoints)
     # background first (issue 15; helpers.models.hierarchical): "flat" (paper) or "multitask": one trunk,
