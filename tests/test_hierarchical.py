@@ -283,3 +283,20 @@ def test_an_interrupted_multitask_run_resumes_to_identical_weights(tmp_path, syn
     assert any(key.startswith("call_head.") for key in a)
     for key in a:
         assert torch.equal(a[key], b[key]), key
+
+
+def test_build_training_makes_the_multitask_model_and_names_what_it_lacks():
+    from helpers.training.steps import build_training
+
+    config = TrainConfig(model="cnn6", model_options=NARROW, hierarchy="multitask", batch_size=4, device="cpu",
+                         channels_last=False, mixup=False)
+    labels = np.repeat(np.arange(4), 3)
+    setup = build_training(config, 4, torch.device("cpu"), labels, classes=["chimp", "background", "a", "b"])
+    assert isinstance(setup.model, MultiTaskModel) and setup.model.score == "softmax"
+    assert setup.model.background_index == 1 and setup.model.trunk.name == "cnn6"
+    loss = setup.step(torch.randn(4, 40, 64), torch.tensor([0, 1, 2, 3]))
+    assert torch.isfinite(loss)
+    with pytest.raises(ValueError, match="classes=corpus.classes"):
+        build_training(config, 4, torch.device("cpu"), labels)
+    with pytest.raises(ValueError, match="background_class"):
+        build_training(config, 4, torch.device("cpu"), labels, classes=["noise", "x", "a", "b"])
