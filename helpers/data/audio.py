@@ -35,8 +35,9 @@ def audio_info(path: str | Path) -> dict:
     """Header facts of an audio file: ``samplerate`` (Hz), ``channels``, ``frames``, ``duration`` (s)."""
     try:
         info = sf.info(str(path))
-    except (sf.LibsndfileError, RuntimeError) as exc:
-        raise AudioError(f"{path}: cannot be read as audio ({exc}); replace the file with a valid WAV/FLAC/OGG.") from exc
+    except (sf.LibsndfileError, RuntimeError, OSError) as exc:
+        raise AudioError(f"{path}: cannot be read as audio ({str(exc).splitlines()[0]}); replace the file with a "
+                         "valid WAV/FLAC/OGG/MP3.") from exc
     return {
         "samplerate": int(info.samplerate),
         "channels": int(info.channels),

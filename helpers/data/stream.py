@@ -26,7 +26,7 @@ import numpy as np
 import soundfile as sf
 import soxr
 
-from helpers.data.audio import AudioError
+from helpers.data.audio import AudioError, audio_info
 
 #: Frames read from the file per block (about 4 s at 48 kHz).
 BLOCK_FRAMES = 1 << 18
@@ -42,16 +42,9 @@ class WindowBatch:
     end: np.ndarray
 
 
-def recording_info(path: str | Path) -> dict:
-    """``samplerate`` (Hz), ``channels``, ``frames`` and ``duration`` (s) from the file's header;
-    :class:`~helpers.data.audio.AudioError` naming the file when it cannot be opened."""
-    try:
-        info = sf.info(str(path))
-    except (sf.LibsndfileError, RuntimeError, OSError) as exc:
-        raise AudioError(f"{path}: cannot be read as audio ({str(exc).splitlines()[0]}); replace it with a "
-                         "WAV/FLAC/OGG/MP3 file soundfile reads.") from exc
-    return {"samplerate": int(info.samplerate), "channels": int(info.channels), "frames": int(info.frames),
-            "duration": info.frames / info.samplerate if info.samplerate else 0.0}
+#: Header facts of a recording (``samplerate``, ``channels``, ``frames``, ``duration``); the one
+#: reader of them is :func:`helpers.data.audio.audio_info`.
+recording_info = audio_info
 
 
 def _mono_blocks(path: Path, channel: str | int, block_frames: int) -> Iterator[tuple[np.ndarray, int]]:
