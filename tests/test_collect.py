@@ -9,7 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from helpers.experiments.collect import ablation_gains, ablation_models, collect_runs, fusion_table, summarise, table2, table3
+from helpers.experiments.collect import (MIN_SEEDS_FOR_CI, ablation_gains, ablation_models, collect_runs, fusion_table, summarise,
+                                         table2, table3)
 from helpers.experiments.grid import ABLATION_SETTINGS, FULL_SETTING
 from helpers.training.config import TrainConfig
 
@@ -80,17 +81,23 @@ def test_summarise_mean_std_ci_and_counts(tmp_path: Path):
         make_run(tmp_path, seed=seed, uar=uar)
     make_run(tmp_path, seed=7, status="failed")
     make_run(tmp_path, seed=8, status="unfinished")
-    for seed in (0, 1):  # identical values
+    for seed in range(MIN_SEEDS_FOR_CI):  # identical values
         make_run(tmp_path, seed=seed, model="cnn6", uar=0.7)
+    for seed, uar in enumerate([0.80, 0.85, 0.90, 0.95, 1.0]):
+        make_run(tmp_path, seed=seed, model="resnet22", uar=uar)
     s = summarise(collect_runs(tmp_path), by=["model"], n_boot=500).set_index("model")
     row = s.loc["cnn10"]
     assert (row["n_finished"], row["n_failed"], row["n_unfinished"]) == (3, 1, 1)
     assert row["seeds"] == [0, 1, 2]
     assert row["best_devel_uar_mean"] == pytest.approx(0.9)
     assert row["best_devel_uar_std"] == pytest.approx(0.1)  # sample std, ddof=1
+    assert (row["best_devel_uar_min"], row["best_devel_uar_max"]) == pytest.approx((0.8, 1.0))
     assert row["best_devel_uar_n"] == 3
-    assert 0.8 <= row["best_devel_uar_ci_low"] <= 0.9 <= row["best_devel_uar_ci_high"] <= 1.0
-    assert row["best_devel_uar_ci_low"] < row["best_devel_uar_ci_high"]
+    # three seeds: no bootstrap interval (10 distinct resamples mean little); the range says more
+    assert np.isnan(row["best_devel_uar_ci_low"]) and np.isnan(row["best_devel_uar_ci_high"])
+    five = s.loc["resnet22"]
+    assert 0.8 <= five["best_devel_uar_ci_low"] <= 0.9 <= five["best_devel_uar_ci_high"] <= 1.0
+    assert five["best_devel_uar_ci_low"] < five["best_devel_uar_ci_high"]
     same = s.loc["cnn6"]
     assert (same["best_devel_uar_ci_low"], same["best_devel_uar_ci_high"]) == pytest.approx((0.7, 0.7))
     assert same["best_devel_uar_std"] == pytest.approx(0.0)
@@ -115,7 +122,7 @@ def test_table2_beside_the_paper(tmp_path: Path):
     assert list(t.index[:3]) == ["ELM", "auDeep-SVM", "CNN6-8k"] and t.index[-1] == "CNN6-16k"
     row = t.loc["CNN10-8k"]
     assert row["paper devel UAR"] == 91.9 and row["paper test UAR"] == 90.6
-    assert row["devel UAR, best (selected on devel: optimistic)"].startswith("91.0 ± 1.4")
+    assert row["devel UAR, best (selected on devel: optimistic)"] == "91.0 ± 1.4 (90.0-92.0, n=2)"
     assert (row["seeds finished"], row["failed"]) == (2, 1) and row["weights"] == "EMA"
     assert t.loc["ResNet22-8k", "devel UAR, last"] == "" and t.loc["ResNet22-8k", "seeds finished"] == 0
     assert pd.isna(t.loc["CNN6-16k", "paper devel UAR"])
@@ -132,7 +139,7 @@ def test_table3_beside_the_paper(tmp_path: Path):
     r22 = t[t["model"] == "ResNet22-8k"].set_index("setting")
     assert list(r22.index) == list(ABLATION_SETTINGS)[:6] + ["+ pitch shift"]
     assert r22.loc["no-bal, no-aug", "paper devel UAR"] == 78.7
-    assert r22.loc["no-bal, no-aug", "devel UAR, best (selected on devel: optimistic)"] == "80.0"
+    assert r22.loc["no-bal, no-aug", "devel UAR, best (selected on devel: optimistic)"] == "80.0 (n=1)"
     assert r22.loc["bal, specA+MixUp, no EMA", "weights"] == "plain (no EMA)"
     assert pd.isna(r22.loc["+ pitch shift", "paper devel UAR"])
     assert r22.loc["bal, MixUp", "seeds finished"] == 0 and r22.loc["bal, MixUp", "weights"] == "EMA"
@@ -164,7 +171,7 @@ def test_fusion_table_beside_single_models(tmp_path: Path):
         "frozen, specA+MixUp", "frozen, no-aug", "trainable, specA+MixUp"]
     frozen = t.set_index("variant").loc["frozen, specA+MixUp"]
     assert frozen["model"] == "fusion ResNet22-8k + CNN10-8k"
-    assert frozen["paper devel UAR"] == 91.6 and frozen["devel UAR, best (selected on devel: optimistic)"] == "93.0"
+    assert frozen["paper devel UAR"] == 91.6 and frozen["devel UAR, best (selected on devel: optimistic)"] == "93.0 (n=1)"
     statuses = t.set_index("variant")[["seeds finished", "failed", "unfinished"]]
     assert statuses.loc["trainable, specA+MixUp"].tolist() == [0, 1, 0]
     assert statuses.loc["frozen, no-aug"].tolist() == [0, 0, 1]
@@ -177,7 +184,7 @@ def test_ablation_models_and_gains(tmp_path: Path):
             make_run(tmp_path, setting=setting, model="resnet22", seed=seed, uar=uar + delta)
     make_run(tmp_path, model="cnn6")  # a Table 2 run only: not an ablated model
     runs = collect_runs(tmp_path)
-    assert ablation_models(runs) == [("resnet22", 8000)]
+    assert ablation_models(runs) == [("resnet22", 8000, 1.0)]
     t3 = table3(runs, paper_models=False, models=ablation_models(runs), n_boot=0)
     assert set(t3["model"]) == {"ResNet22-8k"}
     gains = ablation_gains(summarise(runs, n_boot=0))
@@ -187,3 +194,31 @@ def test_ablation_models_and_gains(tmp_path: Path):
     assert r22.loc[FULL_SETTING, "gain over bal, no-aug"] == pytest.approx(10.0)
     assert r22.loc[FULL_SETTING, "paper gain over bal, no-aug"] == pytest.approx(91.2 - 82.6)
     assert r22.loc["bal, no-aug", "ours_std"] == pytest.approx(100 * np.std([0.80, 0.82], ddof=1))
+
+
+def test_narrowed_networks_get_their_own_labelled_rows_beside_the_paper(tmp_path: Path):
+    from helpers.experiments.grid import model_label
+
+    assert model_label("cnn10", 8000) == "CNN10-8k" and model_label("cnn10", 8000, 0.25) == "CNN10-8k (¼ width)"
+    assert model_label("cnn10", 8000, 0.3) == "CNN10-8k (0.3x width)"
+    make_run(tmp_path, seed=0, uar=0.90)  # the paper's CNN10-8k
+    for seed, uar in enumerate([0.80, 0.84]):
+        make_run(tmp_path, seed=seed, uar=uar, model_options={"width": 0.25})
+    for seed in range(3):
+        make_run(tmp_path, seed=seed, uar=0.7, model_options={"width": 0.125}, setting="bal, no-aug")
+    runs = collect_runs(tmp_path)
+    assert sorted(runs["width"]) == [0.125] * 3 + [0.25] * 2 + [1.0]
+    t = table2(runs, n_boot=0).set_index("model")
+    names = list(t.index)
+    # the narrow row follows the paper's row of its model and carries the paper's numbers beside it
+    assert names[names.index("CNN10-8k") + 1] == "CNN10-8k (¼ width)"
+    narrow = t.loc["CNN10-8k (¼ width)"]
+    assert narrow["paper devel UAR"] == 91.9 and narrow["devel UAR, best (selected on devel: optimistic)"] == \
+        "82.0 ± 2.8 (80.0-84.0, n=2)"
+    assert t.loc["CNN10-8k", "devel UAR, best (selected on devel: optimistic)"] == "90.0 (n=1)"  # not mixed
+    assert ablation_models(runs) == [("cnn10", 8000, 0.125)]
+    t3 = table3(runs, paper_models=False, models=ablation_models(runs), n_boot=0)
+    assert set(t3["model"]) == {"CNN10-8k (⅛ width)"}
+    assert t3.set_index("setting").loc["bal, no-aug", "seeds finished"] == 3
+    gains = ablation_gains(summarise(runs, n_boot=0))
+    assert set(gains["model"]) == {"CNN10-8k", "CNN10-8k (¼ width)", "CNN10-8k (⅛ width)"}

@@ -10,7 +10,7 @@ import pytest
 import helpers.experiments.scheduler as parallel
 from helpers.experiments import grid
 from helpers.experiments.grid import (ABLATION_FIELDS, ABLATION_SETTINGS, FULL_SETTING, FUSION_VARIANTS, PAPER_TABLE2,
-                          PAPER_TABLE3, PROFILES, TABLE2_RUNS, ablation_configs, apply_model_options, expand_grid,
+                          PAPER_ABLATION_SETTINGS, PAPER_TABLE3, PROFILES, TABLE2_RUNS, ablation_configs, apply_model_options, expand_grid,
                           fusion_configs, fusion_variant_of, notebook_parameters, run_grid, setting_of,
                           table2_configs)
 from helpers.experiments.scheduler import RunOutcome
@@ -72,7 +72,11 @@ def test_ablation_and_table2_configs(tmp_path: Path):
     assert [setting_of(c) for c in configs[::2]] == list(ABLATION_SETTINGS)
     # a base cannot undo the ablation
     forced = ablation_configs("cnn10", 8000, "demo", base={"mixup": True}, settings=["bal, specA"])
-    assert len(forced) == 1 and forced[0].mixup is False and forced[0].iterations == PROFILES["demo"]["config"]["iterations"]
+    assert [c.seed for c in forced] == PROFILES["demo"]["ablation_seeds"] and len(forced) >= 3
+    assert all(c.mixup is False and c.iterations == PROFILES["demo"]["config"]["iterations"] for c in forced)
+    # the demo ablates a narrowed CNN10, and Table 2's demo models are narrowed too (labelled so)
+    assert forced[0].model_options == PROFILES["demo"]["ablation_model_options"]["cnn10"]
+    assert [setting_of(c) for c in ablation_configs("cnn10", 8000, "demo", seeds=[0])] == list(PAPER_ABLATION_SETTINGS)
     with pytest.raises(ValueError, match="unknown ablation setting"):
         ablation_configs("cnn10", 8000, "demo", settings=["bal"])
     with pytest.raises(ValueError, match="profile"):
@@ -112,7 +116,9 @@ def test_run_grid_keeps_failures_as_rows(tmp_path: Path, monkeypatch):
 def test_model_options_by_model():
     configs = apply_model_options(table2_configs("demo"), {"cnn10": {"channels": [8, 16, 32, 64]}})
     by_model = {c.model: c.model_options for c in configs}
-    assert by_model["cnn10"] == {"channels": [8, 16, 32, 64]} and by_model["cnn6"] == {}
+    assert by_model["cnn10"] == {"channels": [8, 16, 32, 64]}
+    assert by_model["cnn6"] == PROFILES["demo"]["model_options"]["cnn6"]  # the profile's, untouched
+    assert {c.model: c.model_options for c in table2_configs("paper")}["cnn6"] == {}
     assert apply_model_options(configs, None) == configs
     with pytest.raises(ValueError, match="unknown model"):
         apply_model_options(configs, {"cnn11": {}})
@@ -125,7 +131,7 @@ def test_fusion_configs_and_variants(tmp_path: Path):
     assert [fusion_variant_of(c) for c in configs[::2]] == list(FUSION_VARIANTS)
     first = configs[0]
     assert first.model == "fusion" and first.model_options == {"branch_a": str(a), "branch_b": str(b), "freeze": True}
-    assert first.sampler == "balanced" and first.ema and first.iterations == PROFILES["demo"]["config"]["iterations"]
+    assert first.sampler == "balanced" and first.ema and first.iterations == PROFILES["demo"]["fusion_config"]["iterations"]
     assert len({c.run_dir() for c in configs}) == len(configs)
     # a collected table holds model_options as JSON text
     row = {**configs[4].to_dict(), "model_options": json.dumps(configs[4].model_options)}

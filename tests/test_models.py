@@ -339,3 +339,22 @@ def test_fusion_rejects_branches_with_different_features():
     other = create_model("cnn6", 5, n_mels=32, channels=[8, 16, 32, 64])
     with pytest.raises(ValueError, match="n_mels"):
         FusionModel(small_cnn(), other, n_classes=5)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_width_narrows_every_network_and_is_stored_only_when_set(name):
+    full = create_model(name, 5)
+    assert "width" not in full.config  # the paper's network keeps its stored config
+    narrow = create_model(name, 5, width=0.25)
+    assert narrow.config["width"] == 0.25
+    # channels shrink about fourfold, so weights about sixteenfold (first/last layers less)
+    ratio = count_parameters(full) / count_parameters(narrow)
+    assert 8 < ratio < 20, ratio
+    assert narrow.embedding_dim == max(1, round(EMBEDDING_DIMS[name] * 0.25))
+    rebuilt = model_from_config(json.loads(json.dumps(narrow.config)))
+    assert count_parameters(rebuilt) == count_parameters(narrow)
+    with torch.no_grad():
+        logits, embedding = narrow.eval()(logmel_batch(2, FRAMES_8K))
+    assert logits.shape == (2, 5) and embedding.shape == (2, narrow.embedding_dim)
+    with pytest.raises(ValueError, match="width must be > 0"):
+        create_model(name, 5, width=0.0)

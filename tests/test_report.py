@@ -17,6 +17,7 @@ import pandas as pd
 import pytest
 
 from helpers.reporting import report as report_module
+from helpers.experiments.grid import PROFILES
 from helpers.reporting.report import (Report, environment_lines, how_obtained, format_cell, html_table, inline_html,
                                       markdown_table, markdown_to_html)
 
@@ -277,5 +278,6 @@ def test_how_obtained_counts_runs_and_reads_checksums(tmp_path):
     text = "\n".join(lines)
     assert all(line.startswith("- ") for line in lines)
     assert "1 finished, 1 failed, 1 unfinished" in text and "abc123" in text
-    assert "30 steps of 16 clips" in text and "not comparable" in text and "torch" in text
+    demo = PROFILES["demo"]["config"]
+    assert f"{demo['iterations']} steps of {demo['batch_size']} clips" in text and "not comparable" in text and "torch" in text
     assert "not comparable" not in "\n".join(how_obtained(runs, "paper"))

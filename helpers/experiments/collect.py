@@ -6,7 +6,7 @@ leave in run folders (``config.json``, ``metrics.json``, ``record.json``, ``hist
 
     from helpers.experiments.collect import collect_runs, summarise, table2, table3
     runs = collect_runs("runs/grid/demo")      # one row per run folder, failed ones included
-    table3(runs)                               # ours (mean ± std [95 % CI] over seeds) beside the paper
+    table3(runs)                               # ours (mean ± std (min-max, n) over seeds) beside the paper
 
 Which checkpoint a number comes from is always named. ``best`` checkpoints are chosen by devel
 UAR, so their devel scores are optimistic (the paper's numbers are of this kind); ``last`` is
@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from helpers.experiments.grid import (ABLATION_SETTINGS, FULL_SETTING, FUSION_VARIANTS, PAPER_FUSION, PAPER_TABLE2, PAPER_TABLE3,
-                   fusion_variant_of, model_label, setting_of)
+                   fusion_variant_of, model_label, setting_of, width_of)
 from helpers.evaluation.metrics import bootstrap_ci
 from helpers.core import run_folder
 from helpers.core.fileio import read_json
@@ -35,12 +35,14 @@ from helpers.training.config import TrainConfig
 CHECKPOINTS = ("best_plain", "best_ema", "last_plain", "last_ema")
 SPLITS = ("devel", "test")
 #: Config fields placed first in collect_runs' table (the rest follow in TrainConfig order).
-LEADING_FIELDS = ("model", "sample_rate", "seed", "sampler", "spec_augment", "mixup", "ema", "ema_mode",
+LEADING_FIELDS = ("model", "sample_rate", "width", "seed", "sampler", "spec_augment", "mixup", "ema", "ema_mode",
                   "time_stretch", "pitch_shift", "iterations", "run_name")
 #: The metrics summarise() averages by default (fractions in 0..1, as in metrics.json).
 DEFAULT_METRICS = ["best_devel_uar", "best_devel_map", "last_devel_uar", "last_devel_map",
                    "best_test_uar", "last_test_uar"]
 STATUSES = run_folder.STATUSES
+#: Fewest seeds for which :func:`summarise` gives a bootstrap interval of the mean (below it: range only).
+MIN_SEEDS_FOR_CI = 5
 
 
 # --- one row per run folder -------------------------------------------------------------------
@@ -68,6 +70,7 @@ def read_run(run_dir: str | Path) -> dict[str, Any]:
     except (ValueError, TypeError):
         row["key"] = None  # a config from another version of TrainConfig: still listed
     row["setting"] = setting_of(config)
+    row["width"] = width_of(config.get("model_options")) if config.get("model") != "fusion" else 1.0
     row["fusion_variant"] = fusion_variant_of(config)
     row["weights"] = "ema" if config.get("ema", True) else "plain"
     metrics_path, record_path = run_dir / run_folder.METRICS, run_dir / run_folder.RECORD
@@ -140,7 +143,8 @@ def summarise(df: pd.DataFrame, by: list[str] | None = None, metric_cols: list[s
 
     Args:
         df: :func:`collect_runs`' table.
-        by: the columns that define a setting (default model, sample_rate, setting).
+        by: the columns that define a setting (default model, sample_rate, width when the table has
+            it, setting).
         metric_cols: columns to average (default :data:`DEFAULT_METRICS`).
         n_boot: bootstrap resamples of the seeds (0: no interval).
         alpha: the interval holds the central ``1 - alpha`` of the resampled means.
@@ -149,15 +153,19 @@ def summarise(df: pd.DataFrame, by: list[str] | None = None, metric_cols: list[s
         One row per group: ``by``; ``n_finished``, ``n_failed``, ``n_unfinished`` (every run is
         counted, so failures stay visible), ``seeds`` (of the finished runs); per metric ``m``:
         ``m_n`` (finished runs with a value), ``m_mean``, ``m_std`` (sample std, ddof=1; NaN with
-        one value), ``m_ci_low``, ``m_ci_high``.
+        one value), ``m_min``, ``m_max`` (the range over seeds), ``m_ci_low``, ``m_ci_high``
+        (NaN with fewer than :data:`MIN_SEEDS_FOR_CI` values).
 
     The interval is a percentile bootstrap of the mean over seeds: seeds are resampled with
-    replacement. With 1-3 seeds it is very rough (with 3 seeds there are only 10 distinct
-    resamples, and the interval cannot reach beyond the smallest and largest value); it equals
-    ``(x, x)`` with a single seed or identical values. It says nothing about the uncertainty
-    from the finite devel/test set, which the per-run ``uar_ci95`` in ``metrics.json`` covers.
+    replacement. With few seeds it means little (with 3 seeds there are only 10 distinct
+    resamples, and the interval cannot reach beyond the smallest and largest value), so it is
+    only given from :data:`MIN_SEEDS_FOR_CI` seeds on; below that the range (min-max) says more.
+    It says nothing about the uncertainty from the finite devel/test set, which the per-run
+    ``uar_ci95`` in ``metrics.json`` covers.
     """
-    by = ["model", "sample_rate", "setting"] if by is None else list(by)
+    if by is None:
+        by = ["model", "sample_rate", *(["width"] if "width" in df.columns else []), "setting"]
+    by = list(by)
     metric_cols = DEFAULT_METRICS if metric_cols is None else list(metric_cols)
     missing = [c for c in by + metric_cols if c not in df.columns]
     if missing:
@@ -176,8 +184,10 @@ def summarise(df: pd.DataFrame, by: list[str] | None = None, metric_cols: list[s
             row[f"{col}_n"] = len(values)
             row[f"{col}_mean"] = float(values.mean()) if len(values) else np.nan
             row[f"{col}_std"] = float(values.std(ddof=1)) if len(values) > 1 else np.nan
+            row[f"{col}_min"] = float(values.min()) if len(values) else np.nan
+            row[f"{col}_max"] = float(values.max()) if len(values) else np.nan
             low = high = np.nan
-            if len(values) and n_boot > 0:
+            if len(values) >= MIN_SEEDS_FOR_CI and n_boot > 0:
                 low, high = bootstrap_ci(values, values, _mean_of_first, n_boot=n_boot, alpha=alpha, seed=seed)
             row[f"{col}_ci_low"], row[f"{col}_ci_high"] = low, high
         rows.append(row)
@@ -204,18 +214,20 @@ PAPER_COLUMNS = [("devel_map", "paper devel mAP"), ("devel_uar", "paper devel UA
 
 
 def _cell(row: pd.Series | None, metric: str, as_text: bool) -> Any:
-    """Our value in %: text ``mean ± std [low, high]`` (std and CI left out when undefined), or the mean."""
-    if row is None or row.get(f"{metric}_n", 0) == 0:
+    """Our value in %: text ``mean ± std (min-max, n=N)``, plus ``[95 % CI low, high]`` from
+    :data:`MIN_SEEDS_FOR_CI` seeds on; one seed reads ``value (n=1)``. ``as_text=False``: the mean."""
+    n = 0 if row is None else int(row.get(f"{metric}_n", 0))
+    if n == 0:
         return "" if as_text else np.nan
     mean = 100 * row[f"{metric}_mean"]
     if not as_text:
         return mean
-    text = f"{mean:.1f}"
-    if not math.isnan(row[f"{metric}_std"]):
-        text += f" ± {100 * row[f'{metric}_std']:.1f}"
-        low, high = row[f"{metric}_ci_low"], row[f"{metric}_ci_high"]
-        if not (math.isnan(low) or math.isnan(high)):
-            text += f" [{100 * low:.1f}, {100 * high:.1f}]"
+    if n == 1:
+        return f"{mean:.1f} (n=1)"
+    text = f"{mean:.1f} ± {100 * row[f'{metric}_std']:.1f} ({100 * row[f'{metric}_min']:.1f}-{100 * row[f'{metric}_max']:.1f}, n={n})"
+    low, high = row.get(f"{metric}_ci_low", np.nan), row.get(f"{metric}_ci_high", np.nan)
+    if not (math.isnan(low) or math.isnan(high)):
+        text += f" [95 % CI {100 * low:.1f}, {100 * high:.1f}]"
     return text
 
 
@@ -233,20 +245,35 @@ def _our_columns(summary_row: pd.Series | None, runs: pd.DataFrame, as_text: boo
     return out
 
 
+def _widths(runs: pd.DataFrame) -> pd.Series:
+    """The runs' channel multipliers (1.0 where the table has no ``width`` column: the paper's networks)."""
+    if "width" not in runs:
+        return pd.Series(1.0, index=runs.index)
+    return pd.to_numeric(runs["width"], errors="coerce").fillna(1.0)
+
+
 def _summary_lookup(runs: pd.DataFrame, n_boot: int, seed: int) -> dict[tuple, pd.Series]:
+    """``{(model, sample_rate, width, setting): summary row}`` over ``runs``."""
     if runs.empty:
         return {}
-    s = summarise(runs, by=["model", "sample_rate", "setting"], n_boot=n_boot, seed=seed)
-    return {(r["model"], int(r["sample_rate"]), r["setting"]): r for _, r in s.iterrows()}
+    runs = runs.assign(width=_widths(runs))
+    s = summarise(runs, by=["model", "sample_rate", "width", "setting"], n_boot=n_boot, seed=seed)
+    return {(r["model"], int(r["sample_rate"]), float(r["width"]), r["setting"]): r for _, r in s.iterrows()}
+
+
+def _runs_of(runs: pd.DataFrame, model: str, sample_rate: int, width: float) -> pd.DataFrame:
+    return runs[(runs["model"] == model) & (runs["sample_rate"] == sample_rate) & (_widths(runs) == width)]
 
 
 def table2(df: pd.DataFrame, as_text: bool = True, n_boot: int = 1000, seed: int = 0) -> pd.DataFrame:
-    """Paper Table 2 beside ours: one row per model and sample rate, the paper's rows first.
+    """Paper Table 2 beside ours: one row per model, sample rate and width, the paper's rows first.
 
     Our runs are those of the full recipe (setting :data:`~helpers.experiments.grid.FULL_SETTING`), averaged
-    over seeds (:func:`summarise`); values in %, as ``mean ± std [95 % bootstrap CI]`` text
-    (``as_text=False``: the means as numbers). Rows of ours the paper does not have come last;
-    paper rows we did not run have empty cells. ``seeds finished``/``failed``/``unfinished``
+    over seeds (:func:`summarise`); values in %, as ``mean ± std (min-max, n=N)`` text
+    (``as_text=False``: the means as numbers). A narrowed network (``model_options`` ``width``;
+    the demo profile's) gets its own row, labelled ``CNN10-8k (¼ width)``, right after the paper's
+    row of that model with the paper's numbers beside it. Rows of ours the paper does not have come
+    last; paper rows we did not run have empty cells. ``seeds finished``/``failed``/``unfinished``
     count our runs, so a missing number is explained.
     """
     runs = _single_models(df)
@@ -255,19 +282,21 @@ def table2(df: pd.DataFrame, as_text: bool = True, n_boot: int = 1000, seed: int
     rows = []
     seen = set()
     for name, paper in PAPER_TABLE2.items():
-        key = (paper["model"], paper["sample_rate"], FULL_SETTING)
-        seen.add(key)
-        row = {"model": name, **{col: paper[k] for k, col in PAPER_COLUMNS}}
-        mine = runs[(runs["model"] == paper["model"]) & (runs["sample_rate"] == paper["sample_rate"])] \
-            if paper["model"] else runs.iloc[0:0]
-        row.update(_our_columns(lookup.get(key), mine, as_text))
-        row.update(_cost_columns(mine))
-        rows.append(row)
+        ours = sorted((k for k in lookup if (k[0], k[1]) == (paper["model"], paper["sample_rate"])),
+                      key=lambda k: -k[2]) if paper["model"] else []
+        for key in ours or [(paper["model"], paper["sample_rate"], 1.0, FULL_SETTING)]:
+            seen.add(key)
+            label = name if key[2] == 1.0 or not paper["model"] else model_label(key[0], key[1], key[2])
+            row = {"model": label, **{col: paper[k] for k, col in PAPER_COLUMNS}}
+            mine = _runs_of(runs, key[0], key[1], key[2]) if paper["model"] else runs.iloc[0:0]
+            row.update(_our_columns(lookup.get(key), mine, as_text))
+            row.update(_cost_columns(mine))
+            rows.append(row)
     for key, summary_row in lookup.items():
         if key in seen:
             continue
-        mine = runs[(runs["model"] == key[0]) & (runs["sample_rate"] == key[1])]
-        row = {"model": model_label(key[0], key[1]), **{col: None for _, col in PAPER_COLUMNS}}
+        mine = _runs_of(runs, key[0], key[1], key[2])
+        row = {"model": model_label(key[0], key[1], key[2]), **{col: None for _, col in PAPER_COLUMNS}}
         row.update(_our_columns(summary_row, mine, as_text))
         row.update(_cost_columns(mine))
         rows.append(row)
@@ -289,38 +318,40 @@ def _cost_columns(runs: pd.DataFrame) -> dict[str, Any]:
 
 
 def table3(df: pd.DataFrame, as_text: bool = True, n_boot: int = 1000, seed: int = 0,
-           paper_models: bool = True, models: list[tuple[str, int]] | None = None) -> pd.DataFrame:
-    """Paper Table 3 beside ours: one row per (model, sample rate, setting), settings in
+           paper_models: bool = True, models: list[tuple] | None = None) -> pd.DataFrame:
+    """Paper Table 3 beside ours: one row per (model, sample rate, width, setting), settings in
     :data:`~helpers.experiments.grid.ABLATION_SETTINGS` order.
 
     Models: those of our ablation runs, and (``paper_models=True``) the paper's ResNet22-8k and
     CNN10-16k even when we ran neither. Settings of a model: the paper's six, plus any extra
-    setting we ran. Values as in :func:`table2`. The "no EMA" row reports plain weights (column
+    setting we ran. Values as in :func:`table2`; a narrowed network is labelled so and shown beside
+    the paper's numbers of its full-width model. The "no EMA" row reports plain weights (column
     ``weights``); the paper's numbers are devel only (``paper test UAR`` is empty). ``models``:
-    only these (model, sample rate) pairs, in this order (e.g. :func:`ablation_models` of the runs,
-    which leaves out Table 2 runs of models that were not ablated).
+    only these (model, sample rate[, width]) tuples, in this order (e.g. :func:`ablation_models`
+    of the runs, which leaves out Table 2 runs of models that were not ablated).
     """
     only = models
     runs = _single_models(df)
     runs = runs[runs["setting"].notna()] if "setting" in runs else runs.iloc[0:0]
     lookup = _summary_lookup(runs, n_boot, seed)
-    models: list[tuple[str, int]] = list(PAPER_TABLE3) if paper_models else []
-    for model, sr, _ in lookup:
-        if (model, sr) not in models:
-            models.append((model, sr))
+    chosen: list[tuple[str, int, float]] = [(m, r, 1.0) for m, r in PAPER_TABLE3] if paper_models else []
+    for model, sr, width, _ in lookup:
+        if (model, sr, width) not in chosen:
+            chosen.append((model, sr, width))
     if only is not None:
-        models = [(m, int(r)) for m, r in only]
+        chosen = [(m[0], int(m[1]), float(m[2]) if len(m) > 2 else 1.0) for m in only]
     rows = []
-    for model, sr in models:
+    for model, sr, width in chosen:
         paper = PAPER_TABLE3.get((model, sr), {})
         for setting in ABLATION_SETTINGS:
-            key = (model, sr, setting)
+            key = (model, sr, width, setting)
             if setting not in paper and key not in lookup:
                 continue
             numbers = paper.get(setting, {})
-            row = {"model": model_label(model, sr), "setting": setting,
+            row = {"model": model_label(model, sr, width), "setting": setting,
                    **{col: numbers.get(k) for k, col in PAPER_COLUMNS}}
-            mine = runs[(runs["model"] == model) & (runs["sample_rate"] == sr) & (runs["setting"] == setting)]
+            mine = _runs_of(runs, model, sr, width)
+            mine = mine[mine["setting"] == setting]
             row.update(_our_columns(lookup.get(key), mine, as_text))
             if not row["weights"]:  # no run of ours: say which weights the setting reports
                 row["weights"] = "EMA" if ABLATION_SETTINGS[setting]["ema"] else "plain (no EMA)"
@@ -328,14 +359,15 @@ def table3(df: pd.DataFrame, as_text: bool = True, n_boot: int = 1000, seed: int
     return pd.DataFrame(rows)
 
 
-def ablation_models(df: pd.DataFrame) -> list[tuple[str, int]]:
-    """The (model, sample rate) pairs with runs of an ablation setting other than the full recipe
+def ablation_models(df: pd.DataFrame) -> list[tuple[str, int, float]]:
+    """The (model, sample rate, width) of runs with an ablation setting other than the full recipe
     (Table 2 runs alone do not make a model part of the ablation), sorted."""
     runs = _single_models(df)
     if "setting" not in runs or runs.empty:
         return []
     ablated = runs[runs["setting"].notna() & (runs["setting"] != FULL_SETTING)]
-    return sorted({(m, int(r)) for m, r in zip(ablated["model"], ablated["sample_rate"])})
+    return sorted({(m, int(r), float(w)) for m, r, w in zip(ablated["model"], ablated["sample_rate"],
+                                                            _widths(ablated))})
 
 
 def ablation_gains(summary: pd.DataFrame, metric: str = "best_devel_uar", baseline: str = "bal, no-aug") -> pd.DataFrame:
@@ -352,13 +384,16 @@ def ablation_gains(summary: pd.DataFrame, metric: str = "best_devel_uar", baseli
         if r["setting"] not in order:
             continue
         model, sr = r["model"], int(r["sample_rate"])
+        width = float(r["width"]) if "width" in r and r["width"] == r["width"] else 1.0
         paper = PAPER_TABLE3.get((model, sr), {}).get(r["setting"], {})
-        rows.append({"model": model_label(model, sr), "setting": r["setting"], "order": order[r["setting"]],
+        rows.append({"model": model_label(model, sr, width), "setting": r["setting"], "order": order[r["setting"]],
                      "seeds": r[f"{metric}_n"], "ours_mean": 100 * r[f"{metric}_mean"],
-                     "ours_std": 100 * r[f"{metric}_std"], "ci_low": 100 * r[f"{metric}_ci_low"],
+                     "ours_std": 100 * r[f"{metric}_std"], "ours_min": 100 * r[f"{metric}_min"],
+                     "ours_max": 100 * r[f"{metric}_max"], "ci_low": 100 * r[f"{metric}_ci_low"],
                      "ci_high": 100 * r[f"{metric}_ci_high"],
                      "paper": paper.get(paper_key, np.nan) if paper_key else np.nan})
-    out = pd.DataFrame(rows, columns=["model", "setting", "order", "seeds", "ours_mean", "ours_std", "ci_low",
+    out = pd.DataFrame(rows, columns=["model", "setting", "order", "seeds", "ours_mean", "ours_std", "ours_min",
+                                      "ours_max", "ci_low",
                                       "ci_high", "paper"])
     out = out.sort_values(["model", "order"], kind="stable").drop(columns="order").reset_index(drop=True)
     base = out[out["setting"] == baseline].set_index("model")
@@ -367,12 +402,12 @@ def ablation_gains(summary: pd.DataFrame, metric: str = "best_devel_uar", baseli
     return out
 
 
-def fusion_table(df: pd.DataFrame, branches: list[tuple[str, int]], as_text: bool = True, n_boot: int = 1000,
+def fusion_table(df: pd.DataFrame, branches: list[tuple], as_text: bool = True, n_boot: int = 1000,
                  seed: int = 0) -> pd.DataFrame:
     """The fusion experiment beside both single models (notebook 07).
 
     ``df``: :func:`collect_runs` over the single-model runs and the fusion runs; ``branches``: the
-    two (model, sample rate) pairs that were fused. Rows: each branch with the full recipe (as in
+    two (model, sample rate[, width]) that were fused (width 1.0 when left out). Rows: each branch with the full recipe (as in
     :func:`table2`), then each :data:`~helpers.experiments.grid.FUSION_VARIANTS` variant we ran. The paper's
     numbers: Table 2 for the single models, section 5 for the frozen fusion with both
     augmentations (it gives none for the other variants). Columns as in :func:`table2`, plus
@@ -382,12 +417,13 @@ def fusion_table(df: pd.DataFrame, branches: list[tuple[str, int]], as_text: boo
     singles = _single_models(df)
     singles = singles[singles["setting"] == FULL_SETTING] if "setting" in singles else singles.iloc[0:0]
     lookup = _summary_lookup(singles, n_boot, seed)
-    for model, sr in branches:
+    branches = [(b[0], int(b[1]), float(b[2]) if len(b) > 2 else 1.0) for b in branches]
+    for model, sr, width in branches:
         paper = next((v for v in PAPER_TABLE2.values() if (v["model"], v["sample_rate"]) == (model, sr)), {})
-        mine = singles[(singles["model"] == model) & (singles["sample_rate"] == sr)]
-        row = {"model": model_label(model, sr), "variant": "single model, specA+MixUp",
+        mine = _runs_of(singles, model, sr, width)
+        row = {"model": model_label(model, sr, width), "variant": "single model, specA+MixUp",
                **{col: paper.get(k) for k, col in PAPER_COLUMNS}}
-        row.update(_our_columns(lookup.get((model, sr, FULL_SETTING)), mine, as_text))
+        row.update(_our_columns(lookup.get((model, sr, width, FULL_SETTING)), mine, as_text))
         row.update(_cost_columns(mine))
         row["trainable parameters (M)"] = row["parameters (M)"]
         rows.append(row)
@@ -396,7 +432,7 @@ def fusion_table(df: pd.DataFrame, branches: list[tuple[str, int]], as_text: boo
     if len(fused):
         s = summarise(fused, by=["fusion_variant"], n_boot=n_boot, seed=seed)
         summary = {r["fusion_variant"]: r for _, r in s.iterrows()}
-    label = " + ".join(model_label(m, r) for m, r in branches)
+    label = " + ".join(model_label(m, r, w) for m, r, w in branches)
     for variant in FUSION_VARIANTS:
         if variant not in summary:
             continue

@@ -89,9 +89,28 @@ MODEL_NAMES = {"cnn6": "CNN6", "cnn10": "CNN10", "mobilenetv1": "MobileNetV1", "
                "wrn28_2": "WideResNet28-2", "fusion": "Fusion"}
 
 
-def model_label(model: str, sample_rate: int) -> str:
-    """``("cnn10", 16000)`` -> ``"CNN10-16k"``, the paper's row name."""
-    return f"{MODEL_NAMES.get(model, model)}-{int(sample_rate) // 1000}k"
+#: How a narrowed network (``model_options={"width": w}``) is written in labels.
+WIDTH_NAMES = {0.5: "½", 0.25: "¼", 0.125: "⅛"}
+
+
+def width_of(model_options: dict[str, Any] | str | None) -> float:
+    """The channel multiplier of a run's ``model_options`` (a dict, or the JSON text a collected table
+    holds): its ``width``, 1.0 (the paper's network) when unset."""
+    if isinstance(model_options, str):
+        import json
+
+        model_options = json.loads(model_options) if model_options.strip() else {}
+    return float((model_options or {}).get("width", 1.0))
+
+
+def model_label(model: str, sample_rate: int, width: float = 1.0) -> str:
+    """``("cnn10", 16000)`` -> ``"CNN10-16k"``, the paper's row name; a narrowed network says so:
+    ``("cnn10", 8000, 0.25)`` -> ``"CNN10-8k (¼ width)"``."""
+    label = f"{MODEL_NAMES.get(model, model)}-{int(sample_rate) // 1000}k"
+    width = 1.0 if width is None or (isinstance(width, float) and width != width) else float(width)
+    if width != 1.0:
+        label += f" ({WIDTH_NAMES.get(width, f'{width:g}x')} width)"
+    return label
 
 
 # --- the ablation -----------------------------------------------------------------------------
@@ -141,45 +160,60 @@ TABLE2_RUNS: list[tuple[str, int]] = [("cnn6", 8000), ("cnn10", 8000), ("mobilen
                                       ("wrn28_2", 8000), ("resnet22", 16000), ("cnn10", 16000)]
 
 #: Per profile: ``config``, the TrainConfig overrides every run of the profile gets (a notebook's
-#: own ``base`` overrides them in turn); ``seeds``; ``table2_runs``, the (model, sample rate)
-#: pairs of Table 2 it trains; ``ablation_runs``, the (model, sample rate) pairs of Table 3;
-#: ``fusion_branches``, the two (model, sample rate) runs whose best checkpoints are fused;
-#: ``train_notebook``, the values :func:`notebook_parameters` gives ``03_train``.
+#: own ``base`` overrides them in turn); ``seeds`` (Table 2 and the fusion); ``table2_runs``, the
+#: (model, sample rate) pairs of Table 2 it trains; ``model_options``, per model the constructor
+#: options of its Table 2 runs and the fusion branches (e.g. a ``width``); ``ablation_runs``, the
+#: (model, sample rate) pairs of Table 3, with their own ``ablation_model_options``,
+#: ``ablation_seeds`` and ``ablation_settings`` (None: all of :data:`ABLATION_SETTINGS`);
+#: ``fusion_config``, TrainConfig overrides of the fusion runs; ``fusion_branches``, the two
+#: (model, sample rate) runs whose best checkpoints are fused; ``train_notebook``, the values
+#: :func:`notebook_parameters` gives ``03_train``.
 #:
-#: ``demo``: a smoke-sized grid for a 2-core CPU and the demo corpus, sized so the whole
-#: collection (00-08) finishes in about 25 minutes: it shows the machinery, the tables and the
-#: figures end to end. It does not reproduce the paper's numbers: 30 steps of 16 clips (480
-#: examples) is nowhere near convergence, and differences between settings at this size are
-#: mostly noise. 8 kHz everywhere (half the frames of 16 kHz, about half the time per step),
-#: batch 16 instead of 32, every Table 2 model at 8 kHz, the ablation on CNN10-8k (the cheaper
-#: of the paper's two ablation models), one seed, the fusion of ResNet22-8k and CNN10-8k. The
-#: EMA starts at step 10 with decay 0.9 (a 0.995 average would still be mostly its first weights).
+#: ``demo`` (issue 12): sized so the whole collection (00-10) finishes in under 30 minutes on a
+#: 2-core laptop CPU *and* its tables carry information. Every run trains until its devel curve has
+#: flattened (300 steps of 32 clips, about 90 passes over the 105 training clips; notebooks 03-05
+#: plot the curves), so the networks are narrowed, and say so in every label: Table 2's models at a
+#: quarter of the paper's channels ("CNN10-8k (¼ width)": 0.31 M parameters instead of 4.95 M),
+#: the ablation on CNN10-8k at an eighth, three seeds per setting (the paper's six settings), so
+#: that a table shows the seed spread. 8 kHz everywhere, EMA from step 100 with decay 0.98 (0.995
+#: would still be mostly the weights of step 100 at step 300). The fusion starts from trained
+#: branches and trains 100 steps. Measured on an AVX2-only 2-core EPYC: README, "Profiles".
 #:
 #: ``paper``: the paper's schedule (60 000 steps of 32, devel evaluation every 200, EMA from step
 #: 15 000 with decay 0.995), all Table 2 rows, the ablation on ResNet22-8k and CNN10-16k as in
 #: Table 3, three seeds (the paper reports one run per row), the fusion of the best single
-#: models (ResNet22-16k and CNN10-16k). Needs a GPU.
+#: models (ResNet22-16k and CNN10-16k), the paper's full-width networks. Needs a GPU.
 PROFILES: dict[str, dict[str, Any]] = {
     "demo": {
-        "config": {"sample_rate": 8000, "batch_size": 16, "iterations": 30, "eval_every": 10, "ema_start": 10,
-                   "ema_decay": 0.9, "checkpoint_every": 30, "log_every": 10},
+        "config": {"sample_rate": 8000, "batch_size": 32, "iterations": 300, "eval_every": 25, "ema_start": 100,
+                   "ema_decay": 0.98, "checkpoint_every": 100, "log_every": 25},
         "seeds": [0],
         "table2_runs": [("cnn6", 8000), ("cnn10", 8000), ("mobilenetv1", 8000), ("resnet22", 8000),
                         ("wrn28_2", 8000)],
+        "model_options": {m: {"width": 0.25} for m in ("cnn6", "cnn10", "mobilenetv1", "resnet22", "wrn28_2")},
         "ablation_runs": [("cnn10", 8000)],
+        "ablation_model_options": {"cnn10": {"width": 0.125}},
+        "ablation_seeds": [0, 1, 2],
+        "ablation_settings": list(PAPER_ABLATION_SETTINGS),
+        "fusion_config": {"iterations": 100, "ema_start": 50, "eval_every": 25},
         "fusion_branches": [("resnet22", 8000), ("cnn10", 8000)],
-        "train_notebook": {},  # 03_train's own defaults are demo-sized
+        "train_notebook": {},  # 03_train's own defaults are the demo's CNN10 (¼ width) run
     },
     "paper": {
         "config": {"batch_size": 32, "iterations": 60_000, "eval_every": 200, "ema_start": 15_000,
                    "ema_decay": 0.995, "checkpoint_every": 1_000, "log_every": 50},
         "seeds": [0, 1, 2],
         "table2_runs": list(TABLE2_RUNS),
+        "model_options": {},
         "ablation_runs": [("resnet22", 8000), ("cnn10", 16000)],
+        "ablation_model_options": {},
+        "ablation_seeds": [0, 1, 2],
+        "ablation_settings": None,
+        "fusion_config": {},
         "fusion_branches": [("resnet22", 16000), ("cnn10", 16000)],
-        "train_notebook": {"sample_rate": 16000, "model": "cnn10", "batch_size": 32, "iterations": 60_000,
-                           "eval_every": 200, "ema_start": 15_000, "ema_decay": 0.995, "checkpoint_every": 1_000,
-                           "log_every": 50},
+        "train_notebook": {"sample_rate": 16000, "model": "cnn10", "model_options": {}, "batch_size": 32,
+                           "iterations": 60_000, "eval_every": 200, "ema_start": 15_000, "ema_decay": 0.995,
+                           "checkpoint_every": 1_000, "log_every": 50},
     },
 }
 
@@ -225,12 +259,15 @@ def ablation_configs(model: str, sample_rate: int, profile: str = "demo", seeds:
 
     Config = profile config, then ``base`` (e.g. ``{"corpus": "/data/primates"}``), then model,
     sample rate and seed, then the setting's overrides (which always win: they are the ablation).
-    ``seeds`` defaults to the profile's; ``settings`` to all of :data:`ABLATION_SETTINGS`.
+    ``seeds`` defaults to the profile's ``ablation_seeds``; ``settings`` to its ``ablation_settings``
+    (None there: all of :data:`ABLATION_SETTINGS`); the model's constructor options to its
+    ``ablation_model_options``.
     """
     prof = _profile(profile)
-    seeds = list(prof["seeds"] if seeds is None else seeds)
-    names = _chosen(settings, ABLATION_SETTINGS, "ablation setting")
-    common = {**prof["config"], **(base or {}), "model": model, "sample_rate": sample_rate}
+    seeds = list(prof["ablation_seeds"] if seeds is None else seeds)
+    names = _chosen(prof["ablation_settings"] if settings is None else settings, ABLATION_SETTINGS, "ablation setting")
+    common = {**prof["config"], **(base or {}), "model": model, "sample_rate": sample_rate,
+              "model_options": dict(prof["ablation_model_options"].get(model, {}))}
     return [c for name in names
             for c in expand_grid({**common, **ABLATION_SETTINGS[name]}, {"seed": seeds})]
 
@@ -238,14 +275,15 @@ def ablation_configs(model: str, sample_rate: int, profile: str = "demo", seeds:
 def table2_configs(profile: str = "demo", base: dict[str, Any] | None = None, seeds: list[int] | None = None,
                    runs: list[tuple[str, int]] | None = None) -> list[TrainConfig]:
     """Table 2's runs of a profile: each (model, sample rate) of ``runs`` (default the profile's
-    ``table2_runs``) x each seed, with the full recipe (:data:`FULL_SETTING`)."""
+    ``table2_runs``) x each seed, with the full recipe (:data:`FULL_SETTING`) and the profile's
+    ``model_options`` of the model."""
     prof = _profile(profile)
     seeds = list(prof["seeds"] if seeds is None else seeds)
     pairs = prof["table2_runs"] if runs is None else runs
     out: list[TrainConfig] = []
     for model, sample_rate in pairs:
         values = {**prof["config"], **(base or {}), "model": model, "sample_rate": sample_rate,
-                  **ABLATION_SETTINGS[FULL_SETTING]}
+                  "model_options": dict(prof["model_options"].get(model, {})), **ABLATION_SETTINGS[FULL_SETTING]}
         out.extend(expand_grid(values, {"seed": seeds}))
     return out
 
@@ -297,19 +335,31 @@ def fusion_configs(branch_a: str | Path, branch_b: str | Path, sample_rate: int,
                    base: dict[str, Any] | None = None, seeds: list[int] | None = None,
                    variants: list[str] | None = None) -> list[TrainConfig]:
     """Fusion runs of two trained checkpoints (``RUN/checkpoints/best_ema.pt`` of each branch): one
-    per variant of :data:`FUSION_VARIANTS` (default all) and seed. Config = profile config, then
-    ``base``, then the variant; the rest of the recipe (balanced sampling, EMA) is the paper's."""
+    per variant of :data:`FUSION_VARIANTS` (default all) and seed. Config = profile config and
+    ``fusion_config``, then ``base``, then the variant; the rest of the recipe (balanced sampling, EMA) is the paper's."""
     prof = _profile(profile)
     seeds = list(prof["seeds"] if seeds is None else seeds)
     names = _chosen(variants, FUSION_VARIANTS, "fusion variant")
     out: list[TrainConfig] = []
     for name in names:
         v = FUSION_VARIANTS[name]
-        values = {**prof["config"], **(base or {}), **ABLATION_SETTINGS[FULL_SETTING], "model": "fusion",
+        values = {**prof["config"], **prof["fusion_config"], **(base or {}), **ABLATION_SETTINGS[FULL_SETTING],
+                  "model": "fusion",
                   "sample_rate": sample_rate, "spec_augment": v["spec_augment"], "mixup": v["mixup"],
                   "model_options": {"branch_a": str(branch_a), "branch_b": str(branch_b), "freeze": v["freeze"]}}
         out.extend(expand_grid(values, {"seed": seeds}))
     return out
+
+
+def fusion_branch_keys(profile: str, branches: list | None = None,
+                       model_options: dict[str, dict] | None = None) -> list[tuple[str, int, float]]:
+    """The fused branches as ``(model, sample rate, width)``, what :func:`helpers.experiments.collect.fusion_table`
+    takes: ``branches`` (default the profile's ``fusion_branches``) with the width of the profile's
+    ``model_options``, or of ``model_options`` (a notebook's per-model override) where it names the model."""
+    prof = _profile(profile)
+    pairs = prof["fusion_branches"] if branches is None else [tuple(b) for b in branches]
+    options = {**prof["model_options"], **(model_options or {})}
+    return [(m, int(r), width_of(options.get(m))) for m, r in pairs]
 
 
 def notebook_parameters(profile: str) -> dict[str, Any]:

@@ -48,6 +48,15 @@ PAPER_PARAMETER_COUNTS = {
     "wrn28_2": 1_487_973,
 }
 
+# Narrow networks (the demo profile): ``width`` multiplies every channel count of a backbone (the
+# head's embedding follows the last block). 1.0 is the paper's network.
+def scaled(channels: int, width: float) -> int:
+    """``channels`` x ``width``, rounded, at least 1 (``width`` in (0, 1] for narrower networks)."""
+    if not width > 0:
+        raise ValueError(f"model option width must be > 0 (a channel multiplier; 1.0 is the paper's network), got {width!r}")
+    return max(1, int(round(channels * width)))
+
+
 # --------------------------------------------------------------------------------------------
 # Building blocks
 # --------------------------------------------------------------------------------------------
@@ -172,6 +181,12 @@ def init_weights(module: nn.Module) -> None:
             nn.init.zeros_(m.bn2.weight)
 
 
+def _width_option(width: float) -> dict[str, float]:
+    """``{"width": w}`` for a narrowed network, ``{}`` for the paper's (so its stored config is unchanged)."""
+    scaled(1, width)  # validates
+    return {} if float(width) == 1.0 else {"width": float(width)}
+
+
 def _plain(value: Any) -> Any:
     """A config value as plain JSON types (tuples become lists), so configs survive JSON and
     ``torch.load(weights_only=True)``."""
@@ -241,12 +256,14 @@ class PlainCNN(AudioClassifier):
     pooling and dropout. CNN6 and CNN10 are two settings of it."""
 
     def __init__(self, n_classes: int, n_mels: int = N_MELS, *, kernel_size: int, convs_per_block: int,
-                 channels: Sequence[int] = (64, 128, 256, 512), block_dropout: float = 0.2) -> None:
+                 channels: Sequence[int] = (64, 128, 256, 512), block_dropout: float = 0.2,
+                 width: float = 1.0) -> None:
         super().__init__(n_classes, n_mels, dict(kernel_size=kernel_size, convs_per_block=convs_per_block,
-                                                 channels=list(channels), block_dropout=block_dropout))
+                                                 channels=list(channels), block_dropout=block_dropout,
+                                                 **_width_option(width)))
         layers: list[nn.Module] = []
         in_channels = 1
-        for out_channels in channels:
+        for out_channels in (scaled(c, width) for c in channels):
             layers += [conv_bn_relu(in_channels, out_channels, kernel_size, convs_per_block),
                        AvgPool2x2(), nn.Dropout(block_dropout)]
             in_channels = out_channels
@@ -294,13 +311,13 @@ class MobileNetV1(AudioClassifier):
 
     name = "mobilenetv1"
 
-    def __init__(self, n_classes: int, n_mels: int = N_MELS, *, block_dropout: float = 0.0) -> None:
-        super().__init__(n_classes, n_mels, dict(block_dropout=block_dropout))
+    def __init__(self, n_classes: int, n_mels: int = N_MELS, *, block_dropout: float = 0.0, width: float = 1.0) -> None:
+        super().__init__(n_classes, n_mels, dict(block_dropout=block_dropout, **_width_option(width)))
 
         def pool(stride: int) -> nn.Module:
             return AvgPool2x2() if stride == 2 else nn.Identity()
 
-        (stem_channels, stem_stride), *blocks = MOBILENET_V1_LAYERS
+        (stem_channels, stem_stride), *blocks = [(scaled(c, width), st) for c, st in MOBILENET_V1_LAYERS]
         layers: list[nn.Module] = [_conv(1, stem_channels, 3), pool(stem_stride), nn.BatchNorm2d(stem_channels),
                                    nn.ReLU(inplace=True), nn.Dropout(block_dropout)]
         in_channels = stem_channels
@@ -327,20 +344,21 @@ class ResNet22(AudioClassifier):
     name = "resnet22"
 
     def __init__(self, n_classes: int, n_mels: int = N_MELS, *, block_dropout: float = 0.2,
-                 residual_dropout: float = 0.1) -> None:
-        super().__init__(n_classes, n_mels, dict(block_dropout=block_dropout, residual_dropout=residual_dropout))
+                 residual_dropout: float = 0.1, width: float = 1.0) -> None:
+        super().__init__(n_classes, n_mels, dict(block_dropout=block_dropout, residual_dropout=residual_dropout,
+                                                 **_width_option(width)))
         stages: list[nn.Module] = []
-        in_channels = 64
-        for i, (out_channels, n_blocks) in enumerate(zip((64, 128, 256, 512), (2, 2, 2, 2))):
+        in_channels = stem = scaled(64, width)
+        for i, (out_channels, n_blocks) in enumerate(zip([scaled(c, width) for c in (64, 128, 256, 512)], (2, 2, 2, 2))):
             stages.append(residual_stage(in_channels, out_channels, n_blocks, stride=1 if i == 0 else 2,
                                          dropout=residual_dropout, pool_stride=True))
             in_channels = out_channels
         backbone = nn.Sequential(
-            conv_bn_relu(1, 64, 3, n_convs=2), AvgPool2x2(), nn.Dropout(block_dropout),
+            conv_bn_relu(1, stem, 3, n_convs=2), AvgPool2x2(), nn.Dropout(block_dropout),
             *stages, AvgPool2x2(), nn.Dropout(block_dropout),
-            conv_bn_relu(512, 2048, 3, n_convs=2), nn.Dropout(block_dropout),
+            conv_bn_relu(in_channels, scaled(2048, width), 3, n_convs=2), nn.Dropout(block_dropout),
         )
-        self._finish(backbone, 2048)
+        self._finish(backbone, scaled(2048, width))
 
 
 class WideResNet(AudioClassifier):
@@ -366,16 +384,19 @@ class WideResNet(AudioClassifier):
     name = "wrn28_2"
 
     def __init__(self, n_classes: int, n_mels: int = N_MELS, *, depth: int = 28, widen_factor: int = 2,
-                 stem_channels: int = 32, block_dropout: float = 0.2, residual_dropout: float = 0.0) -> None:
+                 stem_channels: int = 32, block_dropout: float = 0.2, residual_dropout: float = 0.0,
+                 width: float = 1.0) -> None:
         if (depth - 4) % 6 != 0:
             raise ValueError(f"WideResNet depth must be 6n + 4 (e.g. 16, 22, 28, 40), got {depth}")
         super().__init__(n_classes, n_mels, dict(depth=depth, widen_factor=widen_factor, stem_channels=stem_channels,
-                                                 block_dropout=block_dropout, residual_dropout=residual_dropout))
+                                                 block_dropout=block_dropout, residual_dropout=residual_dropout,
+                                                 **_width_option(width)))
         n_blocks = (depth - 4) // 6
-        layers: list[nn.Module] = [conv_bn_relu(1, stem_channels, 3), nn.Dropout(block_dropout)]
-        in_channels = stem_channels
+        stem = scaled(stem_channels, width)
+        layers: list[nn.Module] = [conv_bn_relu(1, stem, 3), nn.Dropout(block_dropout)]
+        in_channels = stem
         for i, base in enumerate((16, 32, 64)):
-            out_channels = base * widen_factor
+            out_channels = scaled(base * widen_factor, width)
             layers += [residual_stage(in_channels, out_channels, n_blocks, stride=1 if i == 0 else 2,
                                       dropout=residual_dropout, pool_stride=False),
                        nn.Dropout(block_dropout)]

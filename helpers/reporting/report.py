@@ -356,18 +356,19 @@ def how_obtained(runs: pd.DataFrame, profile: str) -> list[str]:
     lines = [
         f"- Profile **{profile}**: {cfg['iterations']} steps of {cfg['batch_size']} clips per run, devel evaluation "
         f"every {cfg['eval_every']} steps, EMA from step {cfg['ema_start']} (decay {cfg['ema_decay']}), "
-        f"seeds {prof['seeds']}.",
+        f"seeds {prof['seeds']} (Table 2, fusion), {prof['ablation_seeds']} (ablation).",
         f"- Runs: {count['finished']} finished, {count['failed']} failed, {count['unfinished']} unfinished; "
         f"corpus checksum(s): {', '.join(sorted(c or '?' for c in corpora))}.",
         "- **best** = the checkpoint with the best devel UAR among all evaluations of a run: its devel score "
         "is optimistic (selected on devel), like the paper's. **last** = the model after the final step. "
         "Test scores are never selected on.",
-        "- Cells with several seeds read `mean ± std [95 % bootstrap CI over seeds]`; the paper reports one run "
-        "per row.",
+        "- Cells with several seeds read `mean ± std (min-max, n=seeds)`, with a 95 % bootstrap interval of the "
+        "mean only from five seeds on; the paper reports one run per row.",
     ]
     if profile == "demo":
-        lines.append("- **Demo profile**: minutes of CPU training on a 210-clip demo corpus of other species than "
-                     "the challenge's. It exercises the pipeline; its numbers are not comparable with the paper's.")
+        lines.append("- **Demo profile**: minutes of CPU training of narrowed networks (labelled with their width) on a "
+                     "210-clip demo corpus of other species than the challenge's. Its numbers show how the ingredients "
+                     "behave on small data beside their seed spread; they are not comparable with the paper's.")
     return lines + [f"- {line}" for line in environment_lines()]
 
 
