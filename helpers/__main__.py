@@ -98,8 +98,12 @@ def _cmd_notebooks(args: argparse.Namespace) -> int:
     data_dir = Path(args.data_dir).resolve()
     from helpers.experiments.grid import notebook_parameters
 
+    extra = dict(args.param or [])
+    # 03_train's run is Table 2's first run of its model (04 reuses it; 06 and 09 read it)
     params = {"corpus": args.corpus, "data_dir": str(data_dir), "cache_dir": str(data_dir / "cache"),
-              **notebook_parameters(args.profile), "executor": args.executor}
+              **notebook_parameters(args.profile, corpus=args.corpus,
+                                    runs_root=extra.get("runs_root", "../runs/grid")),
+              "executor": args.executor}
     if args.slurm_config is not None:
         if args.executor != "slurm":
             print("--slurm-config needs --executor slurm", file=sys.stderr)

@@ -222,3 +222,16 @@ def test_narrowed_networks_get_their_own_labelled_rows_beside_the_paper(tmp_path
     assert t3.set_index("setting").loc["bal, no-aug", "seeds finished"] == 3
     gains = ablation_gains(summarise(runs, n_boot=0))
     assert set(gains["model"]) == {"CNN10-8k", "CNN10-8k (¼ width)", "CNN10-8k (⅛ width)"}
+
+
+def test_multitask_runs_and_two_stage_stages_stay_out_of_the_paper_tables(tmp_path: Path):
+    make_run(tmp_path, seed=0, uar=0.90)
+    make_run(tmp_path, seed=0, uar=0.10, hierarchy="multitask")
+    make_run(tmp_path, seed=0, uar=0.20, corpus="demo+call-detector")
+    make_run(tmp_path, seed=0, uar=0.30, corpus="demo+calls-only")
+    runs = collect_runs(tmp_path)
+    assert sorted(runs["form"]) == ["call-detector", "calls-only", "flat", "multi-task"]
+    row = table2(runs, n_boot=0).set_index("model").loc["CNN10-8k"]
+    assert row["devel UAR, best (selected on devel: optimistic)"] == "90.0 (n=1)" and row["seeds finished"] == 1
+    t3 = table3(runs, paper_models=False, n_boot=0)
+    assert t3.set_index("setting").loc[FULL_SETTING, "seeds finished"] == 1

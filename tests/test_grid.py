@@ -142,7 +142,7 @@ def test_fusion_configs_and_variants(tmp_path: Path):
 
 
 def test_profile_notebook_parameters():
-    assert notebook_parameters("demo") == {"profile": "demo"}
+    assert notebook_parameters("demo") == {"profile": "demo"}  # 03_train's own defaults are the demo's
     paper = notebook_parameters("paper")
     assert paper["profile"] == "paper" and paper["iterations"] == 60_000 and paper["sample_rate"] == 16000
     TrainConfig.from_dict({k: v for k, v in paper.items() if k != "profile"})
@@ -167,3 +167,21 @@ def test_grid_notebook_settings_split_config_and_scheduling():
     with pytest.raises(ValueError, match="executor='slurm'"):
         grid.grid_notebook_settings("demo", "demo", "data", "c", "r", {}, None, None, 1, False,
                                     slurm_config="slurm.json")
+
+
+@pytest.mark.parametrize("profile", ["demo", "paper"])
+def test_the_training_notebook_run_is_table2_first_run(profile):
+    """`make demo`/`make paper`: 03_train's run is Table 2's first run of its model, so 04 reuses it."""
+    import nbformat
+
+    from helpers.experiments.notebooks import NOTEBOOK_DIR
+
+    nb = nbformat.read(NOTEBOOK_DIR / "03_train.ipynb", as_version=4)
+    params: dict = {}
+    exec(next(c.source for c in nb.cells if "parameters" in c.metadata.get("tags", [])), {}, params)
+    params.update(notebook_parameters(profile, corpus="demo"), corpus="demo")  # what papermill injects
+    from_notebook = TrainConfig.from_namespace(params)
+    table2_run = grid.shared_train_run(profile, "demo")
+    assert from_notebook.key() == table2_run.key()
+    assert from_notebook.run_dir() == table2_run.run_dir() == Path(params["run_dir"])
+    assert table2_run in table2_configs(profile, {"corpus": "demo", "out_dir": table2_run.out_dir})

@@ -300,3 +300,57 @@ def test_build_training_makes_the_multitask_model_and_names_what_it_lacks():
         build_training(config, 4, torch.device("cpu"), labels)
     with pytest.raises(ValueError, match="background_class"):
         build_training(config, 4, torch.device("cpu"), labels, classes=["noise", "x", "a", "b"])
+
+
+def test_corpus_names_ask_for_the_two_stage_views(tmp_path):
+    from helpers.data.named import prepare_corpus
+    from helpers.data.views import split_view
+    from tests.conftest import make_tiny_corpus
+
+    assert split_view("demo+call-detector") == ("demo", "call-detector")
+    assert split_view("/data/my+corpus") == ("/data/my+corpus", None)  # a '+' in a folder name is no view
+    root = make_tiny_corpus(tmp_path / "corpus", labels=("background", "chimpanze", "redcap"))
+    flat = prepare_corpus(str(root), progress=False)
+    detector = prepare_corpus(f"{root}+call-detector", progress=False)
+    species = prepare_corpus(f"{root}+calls-only", progress=False)
+    assert detector.classes == ["background", "call"] and detector.name == flat.name  # features shared
+    assert species.classes == ["chimpanze", "redcap"]
+    assert len(species.split("train")) == len(flat.split("train")) - (flat.split("train")["label"] == "background").sum()
+    # the view is part of the run key, so the stages never land in the flat model's folder
+    configs = [TrainConfig(corpus=name) for name in (str(root), f"{root}+call-detector", f"{root}+calls-only")]
+    assert len({c.run_dir() for c in configs}) == 3
+
+
+@pytest.mark.slow
+def test_final_weights_export_as_inference_checkpoints(tmp_path, synthetic_corpus):
+    import torch
+
+    from helpers.evaluation.predict import load_for_inference
+    from helpers.models.checkpoint import export_final_weights, load_checkpoint
+    from helpers.training import train
+
+    run = train(_tiny_config(tmp_path, iterations=6, eval_every=3, ema_start=2, checkpoint_every=3),
+                corpus=synthetic_corpus, progress=False)
+    last = load_checkpoint(run.run_dir / "checkpoints" / "last.pt")
+    ema_path = export_final_weights(run.run_dir, "last_ema")
+    plain_path = export_final_weights(run.run_dir, "last_plain")
+    ema, plain = load_checkpoint(ema_path), load_checkpoint(plain_path)
+    assert ema["kind"] == "last_ema" and ema["step"] == 6 and plain["kind"] == "last_plain"
+    assert all(torch.equal(ema["state_dict"][k], last["ema"]["shadow"][k]) for k in ema["state_dict"])
+    assert all(torch.equal(plain["state_dict"][k], last["state_dict"][k]) for k in plain["state_dict"])
+    model, classes, _, _ = load_for_inference(ema_path)
+    assert classes == synthetic_corpus.classes
+    # the exported EMA weights score the devel split as the run's own last_ema predictions did
+    import pandas as pd
+
+    from helpers.evaluation.scoring import predict_scores
+    from helpers.features.cache import load_features
+
+    fs = load_features(synthetic_corpus.table, "devel", run.config.feature_settings(), run.config.cache_dir,
+                       synthetic_corpus.name, progress=False)
+    stored = pd.read_csv(run.run_dir / "predictions" / "devel-last_ema.csv")
+    scores = predict_scores(model, fs.features, score=ema["score"])
+    assert abs(scores - stored[[f"score_{c}" for c in classes]].to_numpy()).max() < 1e-4
+    assert export_final_weights(run.run_dir, "last_ema") == ema_path  # written once
+    with pytest.raises(ValueError, match="kind"):
+        export_final_weights(run.run_dir, "best")

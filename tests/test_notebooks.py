@@ -11,6 +11,7 @@ import pytest
 
 from helpers.experiments.notebooks import NotebookError, list_notebooks, notebook_parameters, run_notebook, run_collection
 from helpers.training.config import TrainConfig
+from helpers.experiments.grid import ABLATION_SETTINGS
 
 # Trains models, runs notebooks or starts processes: part of `make test`, not of `make test-fast`.
 pytestmark = pytest.mark.slow
@@ -46,6 +47,15 @@ def synthetic_params(tmp_path_factory):
     }
 
 
+def assert_solutions_answered(nb, path: Path) -> None:
+    """The exercises' hidden solutions ran and showed their answer (tests/test_exercises.py: their form)."""
+    solutions = [c for c in nb.cells if c.cell_type == "code" and "solution" in c.metadata.get("tags", [])]
+    assert solutions, f"{path.name}: no solution cells"
+    for cell in solutions:
+        shown = [o for o in cell.outputs if o.output_type in ("stream", "display_data", "execute_result")]
+        assert shown, f"{path.name}: {cell.source.splitlines()[0]} printed nothing"
+
+
 def test_collection_runs_headless_on_synthetic_corpus(synthetic_params, tmp_path):
     out = tmp_path / "executed"
     done = run_collection(synthetic_params, notebooks=["00", "01", "02", "03", "06", "09"], output_dir=out)
@@ -55,6 +65,7 @@ def test_collection_runs_headless_on_synthetic_corpus(synthetic_params, tmp_path
         nb = nbformat.read(path, as_version=4)
         errors = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
         assert not errors
+        assert_solutions_answered(nb, path)
     figures = {p.name for p in Path(synthetic_params["figures_dir"]).glob("*.png")}
     for name in ["01_class_counts.png", "01_example_logmels.png", "02_mean_logmel_per_class.png",
                  "03_learning_curves.png", "03_confusion_devel.png", "06_tsne.png", "06_svm_confusion.png",
@@ -92,21 +103,27 @@ def test_grid_notebooks_run_headless_on_synthetic_corpus(tmp_path):
                       "wave_augment_copies": 1},
         "model_options": {"cnn6": tiny, "cnn10": tiny}, "cpu_workers": 2, "threads_per_run": 1,
         "runs": [["cnn6", 8000], ["cnn10", 8000]],                       # 04
-        "models": [["cnn10", 8000]],                                     # 05: all nine settings
+        "models": [["cnn10", 8000]], "settings": list(ABLATION_SETTINGS),  # 05: all nine settings
+        "seeds": [0],                                                    # 04, 05, 07, 10: one seed
         "branches": [["cnn6", 8000], ["cnn10", 8000]],                   # 07
         "fusion_branches": [["cnn6", 8000], ["cnn10", 8000]], "perplexity": 5.0,  # 08
     }
     out = tmp_path / "executed"
-    done = run_collection(params, notebooks=["04", "05", "07", "08"], output_dir=out)
-    assert [p.stem for p in done] == ["04_model_comparison", "05_ablation", "07_fusion", "08_report"]
+    done = run_collection(params, notebooks=["04", "05", "07", "08", "10"], output_dir=out)
+    assert [p.stem for p in done] == ["04_model_comparison", "05_ablation", "07_fusion", "08_report", "10_hierarchical"]
+    for path in done:
+        assert_solutions_answered(nbformat.read(path, as_version=4), path)
     runs = tmp_path / "runs" / "demo"
-    # 04 trained through papermill runs of 03_train; 05 and 07 directly; 9 + 4 + 1 shared folders
+    # 04 trained through papermill runs of 03_train; 05, 07 and 10 directly; 9 + 4 + 1 shared folders;
+    # 10 adds a multi-task run and the two stages (its flat run is 05's full recipe)
     assert len(list(runs.glob("*/03_train.ipynb"))) == 2
-    assert len(list(runs.glob("*/metrics.json"))) == 2 + 9 - 1
+    assert len(list(runs.glob("*/metrics.json"))) == 2 + 9 - 1 + 3
+    assert len(list(runs.glob("cnn10-multitask-8k-*/metrics.json"))) == 1
     assert len(list((runs / "fusion").glob("*/metrics.json"))) == 4
     figures = {p.name for p in (tmp_path / "figures").glob("*.png")}
     for name in ["04_model_comparison.png", "04_learning_curves.png", "05_ablation_gains.png", "05_ablation_gain_over_baseline.png", "07_fusion.png",
-                 "08_table2.png", "08_ablation.png", "08_confusion.png", "08_tsne.png", "08_learning_curves.png"]:
+                 "08_table2.png", "08_ablation.png", "08_confusion.png", "08_tsne.png", "08_learning_curves.png",
+                 "10_hierarchical.png", "10_confusions.png"]:
         assert name in figures, name
     html = (tmp_path / "report" / "report-demo.html").read_text()
     md = (tmp_path / "report" / "report-demo.md").read_text()

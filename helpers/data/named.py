@@ -32,8 +32,15 @@ def prepare_corpus(name: str, data_dir: str | Path = "data", n_clips: int = 1000
     :class:`helpers.data.corpus.CorpusError` listing every problem when the corpus has errors and
     ``on_error="raise"``; with ``on_error="exclude"`` the faulty rows are dropped and listed in
     ``Corpus.excluded``. ``clip_seconds``: the clip length the features will use (clips longer
-    than it are reported as cut off).
+    than it are reported as cut off). ``NAME+call-detector`` and ``NAME+calls-only`` give the views of
+    :mod:`helpers.data.views` of corpus ``NAME`` (the two stages of the two-stage model).
     """
+    from helpers.data.views import CORPUS_VIEWS, split_view
+
+    base, view = split_view(name)
+    if view is not None:
+        return CORPUS_VIEWS[view](prepare_corpus(base, data_dir, n_clips, seed, on_error, mirror, classes, progress,
+                                                 clip_seconds))
     root = corpus_dir(name, data_dir, n_clips, seed)
     if name == "demo":
         from helpers.data.demo import build_demo_corpus

@@ -25,7 +25,6 @@ two-stage decision and every metric and table reading argmax agrees with it.
 """
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -33,51 +32,15 @@ from typing import Sequence
 import numpy as np
 
 from helpers.data.corpus import Corpus
+from helpers.data.views import DETECTOR_CLASSES, calls_only, relabel_to_calls  # noqa: F401 (the stages' corpora)
 from helpers.evaluation.metrics import unweighted_average_recall
 from helpers.evaluation.predict import load_for_inference
 from helpers.evaluation.scoring import predict_scores
 from helpers.models.hierarchical import call_positions
 
-#: Class names of the call detector's corpus, in class-index order (background first, as in the corpus).
-DETECTOR_CLASSES = ("background", "call")
 #: What :func:`choose_threshold` says about the devel score it reports.
 OPTIMISTIC_NOTE = ("optimistic: the threshold was chosen to maximise this devel UAR; only a test (or other "
                    "held-out) score is an unbiased estimate")
-
-
-def _require_background(corpus: Corpus, background_class: str) -> int:
-    if background_class not in corpus.classes:
-        raise ValueError(f"corpus {corpus.name!r} has no class {background_class!r} (classes {corpus.classes}); "
-                         "pass background_class= the corpus's no-call class.")
-    return corpus.classes.index(background_class)
-
-
-def relabel_to_calls(corpus: Corpus, background_class: str = "background") -> Corpus:
-    """A copy of ``corpus`` for the call detector: classes ``["background", "call"]``; every clip of
-    ``background_class`` becomes ``background`` (index 0), every other labelled clip ``call`` (1).
-    Unknown labels (``?``, class_index -1, the hidden test set) stay unknown. Same clips, same
-    name (so the feature cache is shared); the original is not modified."""
-    background = _require_background(corpus, background_class)
-    table = corpus.table.copy()
-    known = table["class_index"] >= 0
-    is_call = known & (table["class_index"] != background)
-    table.loc[known, "class_index"] = is_call[known].astype(int)
-    table.loc[known, "label"] = np.where(is_call[known], DETECTOR_CLASSES[1], DETECTOR_CLASSES[0])
-    return dataclasses.replace(corpus, table=table, classes=list(DETECTOR_CLASSES))
-
-
-def calls_only(corpus: Corpus, background_class: str = "background") -> Corpus:
-    """A copy of ``corpus`` for the species classifier: only clips labelled with a call class (K-1
-    classes, class order kept, indices renumbered 0..K-2). Clips with unknown labels are dropped
-    too (the species stage never sees a clip the detector did not pass; score those with the
-    combined system)."""
-    background = _require_background(corpus, background_class)
-    table = corpus.table
-    keep = (table["class_index"] >= 0) & (table["class_index"] != background)
-    table = table[keep].copy()
-    table["class_index"] = table["class_index"] - (table["class_index"] > background).astype(int)
-    classes = [c for i, c in enumerate(corpus.classes) if i != background]
-    return dataclasses.replace(corpus, table=table.reset_index(drop=True), classes=classes)
 
 
 def stage_scores(detector_checkpoint: str | Path, species_checkpoint: str | Path, features: np.ndarray,

@@ -59,6 +59,18 @@ def _flat_config(config: dict[str, Any]) -> dict[str, Any]:
     return {k: json.dumps(v, sort_keys=True) if isinstance(v, (dict, list)) else v for k, v in config.items()}
 
 
+def form_of(config: dict[str, Any]) -> str:
+    """Which model form a run's config trains (issue 15): ``"flat"`` (the paper's, and every fusion),
+    ``"multi-task"``, or one stage of the two-stage system, ``"call-detector"`` or ``"calls-only"``
+    (its corpus names a view, :mod:`helpers.data.views`). Only flat runs are rows of Tables 2 and 3."""
+    from helpers.data.views import split_view
+
+    view = split_view(str(config.get("corpus", "")))[1]
+    if view is not None:
+        return view
+    return "multi-task" if config.get("hierarchy") == "multitask" else "flat"
+
+
 def read_run(run_dir: str | Path) -> dict[str, Any]:
     """One run folder as a flat dict: config fields, status, metrics, timings (see :func:`collect_runs`)."""
     run_dir = Path(run_dir)
@@ -71,6 +83,7 @@ def read_run(run_dir: str | Path) -> dict[str, Any]:
         row["key"] = None  # a config from another version of TrainConfig: still listed
     row["setting"] = setting_of(config)
     row["width"] = width_of(config.get("model_options")) if config.get("model") != "fusion" else 1.0
+    row["form"] = form_of(config)
     row["fusion_variant"] = fusion_variant_of(config)
     row["weights"] = "ema" if config.get("ema", True) else "plain"
     metrics_path, record_path = run_dir / run_folder.METRICS, run_dir / run_folder.RECORD
@@ -213,7 +226,7 @@ OUR_COLUMNS = [
 PAPER_COLUMNS = [("devel_map", "paper devel mAP"), ("devel_uar", "paper devel UAR"), ("test_uar", "paper test UAR")]
 
 
-def _cell(row: pd.Series | None, metric: str, as_text: bool) -> Any:
+def spread_text(row: pd.Series | None, metric: str, as_text: bool = True) -> Any:
     """Our value in %: text ``mean ± std (min-max, n=N)``, plus ``[95 % CI low, high]`` from
     :data:`MIN_SEEDS_FOR_CI` seeds on; one seed reads ``value (n=1)``. ``as_text=False``: the mean."""
     n = 0 if row is None else int(row.get(f"{metric}_n", 0))
@@ -237,7 +250,7 @@ def _weights_text(group: pd.DataFrame) -> str:
 
 
 def _our_columns(summary_row: pd.Series | None, runs: pd.DataFrame, as_text: bool) -> dict[str, Any]:
-    out: dict[str, Any] = {name: _cell(summary_row, metric, as_text) for metric, name in OUR_COLUMNS}
+    out: dict[str, Any] = {name: spread_text(summary_row, metric, as_text) for metric, name in OUR_COLUMNS}
     out["weights"] = _weights_text(runs)
     out["seeds finished"] = 0 if summary_row is None else summary_row["n_finished"]
     out["failed"] = 0 if summary_row is None else summary_row["n_failed"]
@@ -304,8 +317,11 @@ def table2(df: pd.DataFrame, as_text: bool = True, n_boot: int = 1000, seed: int
 
 
 def _single_models(df: pd.DataFrame) -> pd.DataFrame:
-    """The runs of single models (fusion runs have their own table, :func:`fusion_table`)."""
-    return df[df["model"] != "fusion"] if "model" in df else df
+    """The runs of flat single models: fusion runs have their own table (:func:`fusion_table`), and
+    multi-task runs and two-stage stages theirs (:mod:`helpers.experiments.hierarchy`)."""
+    if "model" in df:
+        df = df[df["model"] != "fusion"]
+    return df[df["form"] == "flat"] if "form" in df else df
 
 
 def _cost_columns(runs: pd.DataFrame) -> dict[str, Any]:

@@ -155,14 +155,17 @@ def setting_of(config: dict[str, Any] | TrainConfig) -> str | None:
 
 # --- profiles ---------------------------------------------------------------------------------
 
+#: ``03_train``'s default model and sample rate (its parameters cell).
+TRAIN_NOTEBOOK_RUN = ("cnn10", 8000)
 #: Table 2's trained rows, as (model, sample rate), in the paper's order.
 TABLE2_RUNS: list[tuple[str, int]] = [("cnn6", 8000), ("cnn10", 8000), ("mobilenetv1", 8000), ("resnet22", 8000),
                                       ("wrn28_2", 8000), ("resnet22", 16000), ("cnn10", 16000)]
 
 #: Per profile: ``config``, the TrainConfig overrides every run of the profile gets (a notebook's
 #: own ``base`` overrides them in turn); ``seeds`` (Table 2 and the fusion); ``table2_runs``, the
-#: (model, sample rate) pairs of Table 2 it trains; ``model_options``, per model the constructor
-#: options of its Table 2 runs and the fusion branches (e.g. a ``width``); ``ablation_runs``, the
+#: (model, sample rate) pairs of Table 2 it trains, with ``table2_config`` over ``config`` for them;
+#: ``model_options``, per model the constructor options of its Table 2 runs and the fusion branches
+#: (e.g. a ``width``); ``ablation_runs``, the
 #: (model, sample rate) pairs of Table 3, with their own ``ablation_model_options``,
 #: ``ablation_seeds`` and ``ablation_settings`` (None: all of :data:`ABLATION_SETTINGS`);
 #: ``fusion_config``, TrainConfig overrides of the fusion runs; ``fusion_branches``, the two
@@ -171,11 +174,12 @@ TABLE2_RUNS: list[tuple[str, int]] = [("cnn6", 8000), ("cnn10", 8000), ("mobilen
 #:
 #: ``demo`` (issue 12): sized so the whole collection (00-10) finishes in under 30 minutes on a
 #: 2-core laptop CPU *and* its tables carry information. Every run trains until its devel curve has
-#: flattened (300 steps of 32 clips, about 90 passes over the 105 training clips; notebooks 03-05
-#: plot the curves), so the networks are narrowed, and say so in every label: Table 2's models at a
-#: quarter of the paper's channels ("CNN10-8k (¼ width)": 0.31 M parameters instead of 4.95 M),
-#: the ablation on CNN10-8k at an eighth, three seeds per setting (the paper's six settings), so
-#: that a table shows the seed spread. 8 kHz everywhere, EMA from step 100 with decay 0.98 (0.995
+#: flattened (batches of 32 clips: 400 steps for Table 2, about 120 passes over the 105 training
+#: clips, 300 for the ablation and notebook 10; the notebooks plot the curves), so the networks are
+#: narrowed, and say so in every label: Table 2's models at a quarter of the paper's channels
+#: ("CNN10-8k (¼ width)": 0.31 M parameters instead of 4.95 M; its first seed is also 03_train's
+#: run), the ablation on CNN10-8k at an eighth, three seeds per setting (the paper's six settings),
+#: so that a table shows the seed spread. 8 kHz everywhere, EMA from step 100 with decay 0.98 (0.995
 #: would still be mostly the weights of step 100 at step 300). The fusion starts from trained
 #: branches and trains 100 steps. Measured on an AVX2-only 2-core EPYC: README, "Profiles".
 #:
@@ -191,6 +195,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         "table2_runs": [("cnn6", 8000), ("cnn10", 8000), ("mobilenetv1", 8000), ("resnet22", 8000),
                         ("wrn28_2", 8000)],
         "model_options": {m: {"width": 0.25} for m in ("cnn6", "cnn10", "mobilenetv1", "resnet22", "wrn28_2")},
+        "table2_config": {"iterations": 400},
         "ablation_runs": [("cnn10", 8000)],
         "ablation_model_options": {"cnn10": {"width": 0.125}},
         "ablation_seeds": [0, 1, 2],
@@ -205,6 +210,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         "seeds": [0, 1, 2],
         "table2_runs": list(TABLE2_RUNS),
         "model_options": {},
+        "table2_config": {},
         "ablation_runs": [("resnet22", 8000), ("cnn10", 16000)],
         "ablation_model_options": {},
         "ablation_seeds": [0, 1, 2],
@@ -216,6 +222,11 @@ PROFILES: dict[str, dict[str, Any]] = {
                            "checkpoint_every": 1_000, "log_every": 50},
     },
 }
+
+
+def profile_settings(profile: str) -> dict[str, Any]:
+    """The :data:`PROFILES` entry of ``profile``; ValueError naming the known profiles otherwise."""
+    return _profile(profile)
 
 
 def _profile(profile: str) -> dict[str, Any]:
@@ -275,14 +286,14 @@ def ablation_configs(model: str, sample_rate: int, profile: str = "demo", seeds:
 def table2_configs(profile: str = "demo", base: dict[str, Any] | None = None, seeds: list[int] | None = None,
                    runs: list[tuple[str, int]] | None = None) -> list[TrainConfig]:
     """Table 2's runs of a profile: each (model, sample rate) of ``runs`` (default the profile's
-    ``table2_runs``) x each seed, with the full recipe (:data:`FULL_SETTING`) and the profile's
-    ``model_options`` of the model."""
+    ``table2_runs``) x each seed, with the full recipe (:data:`FULL_SETTING`), the profile's
+    ``table2_config`` over its ``config``, and the profile's ``model_options`` of the model."""
     prof = _profile(profile)
     seeds = list(prof["seeds"] if seeds is None else seeds)
     pairs = prof["table2_runs"] if runs is None else runs
     out: list[TrainConfig] = []
     for model, sample_rate in pairs:
-        values = {**prof["config"], **(base or {}), "model": model, "sample_rate": sample_rate,
+        values = {**prof["config"], **prof["table2_config"], **(base or {}), "model": model, "sample_rate": sample_rate,
                   "model_options": dict(prof["model_options"].get(model, {})), **ABLATION_SETTINGS[FULL_SETTING]}
         out.extend(expand_grid(values, {"seed": seeds}))
     return out
@@ -362,12 +373,31 @@ def fusion_branch_keys(profile: str, branches: list | None = None,
     return [(m, int(r), width_of(options.get(m))) for m, r in pairs]
 
 
-def notebook_parameters(profile: str) -> dict[str, Any]:
+def notebook_parameters(profile: str, corpus: str | None = None, runs_root: str = "../runs/grid") -> dict[str, Any]:
     """Parameters for the whole notebook collection under ``profile`` (``python -m helpers notebooks
-    --profile``): ``profile`` for the grid notebooks (04, 05, 07, 08) and the profile's
-    ``train_notebook`` values for ``03_train``."""
+    --profile``): ``profile`` for the grid notebooks (04, 05, 07, 08, 10) and the profile's
+    ``train_notebook`` values for ``03_train``.
+
+    With ``corpus``, ``03_train``'s run *is* Table 2's first run of its model: ``out_dir`` puts it
+    in the grid's folder (``runs_root/profile``, relative to ``notebooks/``), where ``04`` finds it
+    finished instead of training it again, and ``run_dir`` points ``06`` and ``09`` at it."""
     prof = _profile(profile)
-    return {"profile": profile, **prof["train_notebook"]}
+    params = {"profile": profile, **prof["train_notebook"]}
+    if corpus is not None:
+        shared = shared_train_run(profile, corpus, runs_root)
+        params.update(out_dir=shared.out_dir, run_dir=str(shared.run_dir()))
+    return params
+
+
+def shared_train_run(profile: str, corpus: str, runs_root: str = "../runs/grid") -> TrainConfig:
+    """The Table 2 config that ``03_train`` trains under ``profile``: the first seed of the model and
+    sample rate of ``03``'s defaults overridden by the profile's ``train_notebook`` values (demo:
+    CNN10-8k at a quarter width; paper: CNN10-16k)."""
+    prof = _profile(profile)
+    model = prof["train_notebook"].get("model", TRAIN_NOTEBOOK_RUN[0])
+    rate = prof["train_notebook"].get("sample_rate", TRAIN_NOTEBOOK_RUN[1])
+    base = {"corpus": corpus, "out_dir": str(Path(runs_root) / profile)}
+    return table2_configs(profile, base, seeds=prof["seeds"][:1], runs=[(model, rate)])[0]
 
 
 def grid_notebook_settings(profile: str, corpus: str, data_dir: str, cache_dir: str, runs_root: str,

@@ -163,3 +163,35 @@ def fusion_from_checkpoints(path_a: str | Path, path_b: str | Path, n_classes: i
                              "train the branches on the same corpus.")
         branches.append(model_from_checkpoint(checkpoint))
     return FusionModel(branches[0], branches[1], n_classes, freeze=freeze)
+
+
+#: The inference checkpoints a finished run's ``last.pt`` holds: the final plain weights and, with
+#: EMA, the final EMA (shadow) weights.
+FINAL_KINDS = ("last_plain", "last_ema")
+
+
+def export_final_weights(run_dir: str | Path, kind: str = "last_ema") -> Path:
+    """``RUN/checkpoints/{kind}.pt``: the final weights of a finished run as an ordinary inference
+    checkpoint (what ``predict``, ``scan`` and two-stage scoring read), written once, atomically, from
+    ``last.pt`` (``last_ema``: its EMA shadow; ``last_plain``: the trained model). Reused when present.
+    Raises ValueError naming the run when ``last.pt`` has no EMA state or stopped before the last step."""
+    if kind not in FINAL_KINDS:
+        raise ValueError(f"kind {kind!r}: use one of {FINAL_KINDS}")
+    folder = Path(run_dir) / "checkpoints"
+    out = folder / f"{kind}.pt"
+    if out.is_file():
+        return out
+    last = load_checkpoint(folder / "last.pt")
+    config = last.get("train_config") or {}
+    if config.get("iterations") is not None and last.get("step") != config["iterations"]:
+        raise ValueError(f"{folder / 'last.pt'}: holds step {last.get('step')} of {config['iterations']}: the run "
+                         "has not finished; finish it (train again resumes it) before reading its final weights.")
+    weights = last["state_dict"]
+    if kind == "last_ema":
+        if not isinstance(last.get("ema"), dict) or "shadow" not in last["ema"]:
+            raise ValueError(f"{folder / 'last.pt'}: the run has no EMA weights (ema=False); use kind='last_plain'.")
+        weights = last["ema"]["shadow"]
+    payload = {k: last.get(k) for k in ("checkpoint_version", "model_config", "classes", "feature_settings",
+                                         "train_config", "score", "calibration") if k in last}
+    payload.update(kind=kind, step=last.get("step"), state_dict=weights)
+    return save_checkpoint(out, payload)

@@ -446,3 +446,38 @@ def plot_listening_effort(curve: pd.DataFrame, ax=None,
     ax.legend(fontsize=8, loc="lower right")
     ax.set_title(title)
     return fig
+
+
+def plot_forms(scores: pd.DataFrame, metrics: Sequence[str] = ("uar", "calls_as_background"),
+               names: dict[str, str] | None = None, title: str = "Flat, two-stage and multi-task, per seed"):
+    """One panel per metric: for each form (x) and split (colour), every seed as a dot and the mean
+    over seeds as a bar, in %. ``scores``: :func:`helpers.experiments.hierarchy.compare_forms`' table
+    (columns ``form``, ``split``, ``seed`` and the metrics, fractions). A form without a value on a
+    split has neither dot nor bar."""
+    for column in ("form", "split", *metrics):
+        if column not in scores:
+            raise KeyError(f"plot_forms: no column {column!r}; the table has {list(scores.columns)}")
+    forms = list(dict.fromkeys(scores["form"]))
+    splits = list(dict.fromkeys(scores["split"]))
+    fig, axes = plt.subplots(1, len(metrics), figsize=(4.6 * len(metrics), 3.4), squeeze=False)
+    width = 0.8 / max(len(splits), 1)
+    colours = sns.color_palette("colorblind", len(splits))
+    for ax, metric in zip(axes[0], metrics):
+        for j, split in enumerate(splits):
+            for i, form in enumerate(forms):
+                values = 100 * pd.to_numeric(scores[(scores["form"] == form) & (scores["split"] == split)][metric],
+                                             errors="coerce").dropna().to_numpy()
+                if not len(values):
+                    continue
+                x = i - 0.4 + width * (j + 0.5)
+                ax.bar(x, values.mean(), width=width * 0.9, color=colours[j], alpha=0.45,
+                       label=split if i == 0 else None)
+                ax.plot(np.full(len(values), x), values, "o", color=colours[j], markersize=4)
+        ax.set_xticks(range(len(forms)), forms)
+        ax.set_ylabel(f"{(names or {}).get(metric, metric)} (%)")
+        ax.set_ylim(0, 100)
+        ax.grid(axis="y", alpha=0.3)
+    axes[0][0].legend(title="split", fontsize=8)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
