@@ -226,3 +226,19 @@ def test_model_table_embedding_size_and_shapes_match_the_code(name):
         assert written == tuple(out.shape[1:]), (
             f"docs/reference.md §3: {name} backbone output for {frames} x 64 is written {written}, "
             f"the code gives {tuple(out.shape[1:])}.")
+
+
+def test_narrowed_network_table_agrees_with_the_code():
+    """§10's parameter counts at widths 1, ¼ and ⅛ are what create_model builds."""
+    names = {"CNN6": "cnn6", "CNN10": "cnn10", "MobileNetV1": "mobilenetv1", "ResNet22": "resnet22", "WRN28-2": "wrn28_2"}
+    rows = [line.split("|")[1:-1] for line in section_body(10).splitlines() if line.startswith("| ")]
+    checked = 0
+    for cells in rows:
+        name = cells[0].strip()
+        if name not in names:
+            continue
+        counts = [int(c.strip().replace(",", "")) for c in cells[1:4]]
+        built = [count_parameters(create_model(names[name], 5, width=w)) for w in (1.0, 0.25, 0.125)]
+        assert counts == built, f"docs/reference.md §10, {name}: {counts} in the table, {built} built"
+        checked += 1
+    assert checked == len(names)

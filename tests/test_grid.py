@@ -126,7 +126,11 @@ def test_model_options_by_model():
 
 def test_fusion_configs_and_variants(tmp_path: Path):
     a, b = tmp_path / "a.pt", tmp_path / "b.pt"
-    configs = fusion_configs(a, b, 8000, "demo", base={"out_dir": str(tmp_path)}, seeds=[0, 1])
+    # the demo trains three of the four variants; naming them all trains all
+    assert [fusion_variant_of(c) for c in fusion_configs(a, b, 8000, "demo")] == PROFILES["demo"]["fusion_variants"]
+    assert len(fusion_configs(a, b, 8000, "paper")) == 3 * len(FUSION_VARIANTS)
+    configs = fusion_configs(a, b, 8000, "demo", base={"out_dir": str(tmp_path)}, seeds=[0, 1],
+                             variants=list(FUSION_VARIANTS))
     assert len(configs) == 2 * len(FUSION_VARIANTS)
     assert [fusion_variant_of(c) for c in configs[::2]] == list(FUSION_VARIANTS)
     first = configs[0]
@@ -185,3 +189,21 @@ def test_the_training_notebook_run_is_table2_first_run(profile):
     assert from_notebook.key() == table2_run.key()
     assert from_notebook.run_dir() == table2_run.run_dir() == Path(params["run_dir"])
     assert table2_run in table2_configs(profile, {"corpus": "demo", "out_dir": table2_run.out_dir})
+
+
+def test_hierarchy_comparison_shares_the_flat_runs_and_the_paper_profile_compares_cnn10_16k():
+    from helpers.experiments.hierarchy import hierarchy_configs
+
+    for profile in ("demo", "paper"):
+        configs = hierarchy_configs(profile, {"corpus": "demo", "out_dir": "runs/x"})
+        model, rate = PROFILES[profile]["hierarchy_run"]
+        flat_ablation = {c.run_dir() for c in ablation_configs(model, rate, profile, base={"corpus": "demo",
+                                                                                          "out_dir": "runs/x"})}
+        assert {c.run_dir() for c in configs["flat"]} <= flat_ablation  # the ablation's full-recipe runs
+        assert [c.seed for c in configs["flat"]] == PROFILES[profile]["ablation_seeds"]
+        assert all(c.hierarchy == "multitask" for c in configs["multi-task"])
+        assert {c.corpus for c in configs["detector"]} == {"demo+call-detector"}
+        assert {c.corpus for c in configs["species"]} == {"demo+calls-only"}
+        assert len({c.run_dir() for group in configs.values() for c in group}) == 4 * len(configs["flat"])
+    paper = hierarchy_configs("paper", {"corpus": "demo", "out_dir": "runs/x"})["flat"][0]
+    assert (paper.model, paper.sample_rate, paper.model_options) == ("cnn10", 16000, {})

@@ -11,7 +11,7 @@ import pytest
 
 from helpers.experiments.notebooks import NotebookError, list_notebooks, notebook_parameters, run_notebook, run_collection
 from helpers.training.config import TrainConfig
-from helpers.experiments.grid import ABLATION_SETTINGS
+from helpers.experiments.grid import ABLATION_SETTINGS, PROFILES
 
 # Trains models, runs notebooks or starts processes: part of `make test`, not of `make test-fast`.
 pytestmark = pytest.mark.slow
@@ -119,7 +119,7 @@ def test_grid_notebooks_run_headless_on_synthetic_corpus(tmp_path):
     assert len(list(runs.glob("*/03_train.ipynb"))) == 2
     assert len(list(runs.glob("*/metrics.json"))) == 2 + 9 - 1 + 3
     assert len(list(runs.glob("cnn10-multitask-8k-*/metrics.json"))) == 1
-    assert len(list((runs / "fusion").glob("*/metrics.json"))) == 4
+    assert len(list((runs / "fusion").glob("*/metrics.json"))) == len(PROFILES["demo"]["fusion_variants"])
     figures = {p.name for p in (tmp_path / "figures").glob("*.png")}
     for name in ["04_model_comparison.png", "04_learning_curves.png", "05_ablation_gains.png", "05_ablation_gain_over_baseline.png", "07_fusion.png",
                  "08_table2.png", "08_ablation.png", "08_confusion.png", "08_tsne.png", "08_learning_curves.png",

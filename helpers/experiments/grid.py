@@ -163,25 +163,30 @@ TABLE2_RUNS: list[tuple[str, int]] = [("cnn6", 8000), ("cnn10", 8000), ("mobilen
 
 #: Per profile: ``config``, the TrainConfig overrides every run of the profile gets (a notebook's
 #: own ``base`` overrides them in turn); ``seeds`` (Table 2 and the fusion); ``table2_runs``, the
-#: (model, sample rate) pairs of Table 2 it trains, with ``table2_config`` over ``config`` for them;
+#: (model, sample rate) pairs of Table 2 it trains, with ``table2_config_by_model[model]`` over ``config``;
 #: ``model_options``, per model the constructor options of its Table 2 runs and the fusion branches
 #: (e.g. a ``width``); ``ablation_runs``, the
-#: (model, sample rate) pairs of Table 3, with their own ``ablation_model_options``,
+#: (model, sample rate) pairs of Table 3, with their own ``ablation_config`` (over ``config``),
+#: ``ablation_model_options``,
 #: ``ablation_seeds`` and ``ablation_settings`` (None: all of :data:`ABLATION_SETTINGS`);
-#: ``fusion_config``, TrainConfig overrides of the fusion runs; ``fusion_branches``, the two
+#: ``fusion_config``, TrainConfig overrides of the fusion runs, and ``fusion_variants`` (None: all of
+#: :data:`FUSION_VARIANTS`); ``hierarchy_run``, the (model, sample
+#: rate) of notebook 10's flat/two-stage/multi-task comparison (with the ablation's options, seeds
+#: and schedule, so its flat runs are ablation runs); ``fusion_branches``, the two
 #: (model, sample rate) runs whose best checkpoints are fused; ``train_notebook``, the values
 #: :func:`notebook_parameters` gives ``03_train``.
 #:
 #: ``demo`` (issue 12): sized so the whole collection (00-10) finishes in under 30 minutes on a
 #: 2-core laptop CPU *and* its tables carry information. Every run trains until its devel curve has
-#: flattened (batches of 32 clips: 400 steps for Table 2, about 120 passes over the 105 training
-#: clips, 300 for the ablation and notebook 10; the notebooks plot the curves), so the networks are
-#: narrowed, and say so in every label: Table 2's models at a quarter of the paper's channels
+#: flattened (400 steps of 32 clips for Table 2, about 120 passes over the 105 training clips;
+#: ResNet22 200 and MobileNetV1 800, where their curves flatten; 400 steps of 16 for the ablation
+#: and notebook 10; the notebooks plot the curves, and 04 measures where each flattened), so the
+#: networks are narrowed, and say so in every label: Table 2's models at a quarter of the paper's channels
 #: ("CNN10-8k (¼ width)": 0.31 M parameters instead of 4.95 M; its first seed is also 03_train's
 #: run), the ablation on CNN10-8k at an eighth, three seeds per setting (the paper's six settings),
 #: so that a table shows the seed spread. 8 kHz everywhere, EMA from step 100 with decay 0.98 (0.995
-#: would still be mostly the weights of step 100 at step 300). The fusion starts from trained
-#: branches and trains 100 steps. Measured on an AVX2-only 2-core EPYC: README, "Profiles".
+#: would still be mostly the weights of step 100 at step 400). The fusion starts from trained
+#: branches and trains 100 steps, three of the four variants (one trainable). Measured on an AVX2-only 2-core EPYC: README, "Profiles".
 #:
 #: ``paper``: the paper's schedule (60 000 steps of 32, devel evaluation every 200, EMA from step
 #: 15 000 with decay 0.995), all Table 2 rows, the ablation on ResNet22-8k and CNN10-16k as in
@@ -189,18 +194,22 @@ TABLE2_RUNS: list[tuple[str, int]] = [("cnn6", 8000), ("cnn10", 8000), ("mobilen
 #: models (ResNet22-16k and CNN10-16k), the paper's full-width networks. Needs a GPU.
 PROFILES: dict[str, dict[str, Any]] = {
     "demo": {
-        "config": {"sample_rate": 8000, "batch_size": 32, "iterations": 300, "eval_every": 25, "ema_start": 100,
+        "config": {"sample_rate": 8000, "batch_size": 32, "iterations": 400, "eval_every": 25, "ema_start": 100,
                    "ema_decay": 0.98, "checkpoint_every": 100, "log_every": 25},
         "seeds": [0],
         "table2_runs": [("cnn6", 8000), ("cnn10", 8000), ("mobilenetv1", 8000), ("resnet22", 8000),
                         ("wrn28_2", 8000)],
         "model_options": {m: {"width": 0.25} for m in ("cnn6", "cnn10", "mobilenetv1", "resnet22", "wrn28_2")},
-        "table2_config": {"iterations": 400},
+        # until each devel curve is flat (measured: ResNet22 from step ~125, MobileNetV1 still rising at 400)
+        "table2_config_by_model": {"resnet22": {"iterations": 200}, "mobilenetv1": {"iterations": 800}},
         "ablation_runs": [("cnn10", 8000)],
         "ablation_model_options": {"cnn10": {"width": 0.125}},
+        "ablation_config": {"batch_size": 16},
         "ablation_seeds": [0, 1, 2],
         "ablation_settings": list(PAPER_ABLATION_SETTINGS),
         "fusion_config": {"iterations": 100, "ema_start": 50, "eval_every": 25},
+        "fusion_variants": ["frozen, specA+MixUp", "frozen, no-aug", "trainable, specA+MixUp"],
+        "hierarchy_run": ("cnn10", 8000),
         "fusion_branches": [("resnet22", 8000), ("cnn10", 8000)],
         "train_notebook": {},  # 03_train's own defaults are the demo's CNN10 (¼ width) run
     },
@@ -210,12 +219,15 @@ PROFILES: dict[str, dict[str, Any]] = {
         "seeds": [0, 1, 2],
         "table2_runs": list(TABLE2_RUNS),
         "model_options": {},
-        "table2_config": {},
+        "table2_config_by_model": {},
         "ablation_runs": [("resnet22", 8000), ("cnn10", 16000)],
         "ablation_model_options": {},
+        "ablation_config": {},
         "ablation_seeds": [0, 1, 2],
         "ablation_settings": None,
         "fusion_config": {},
+        "fusion_variants": None,
+        "hierarchy_run": ("cnn10", 16000),
         "fusion_branches": [("resnet22", 16000), ("cnn10", 16000)],
         "train_notebook": {"sample_rate": 16000, "model": "cnn10", "model_options": {}, "batch_size": 32,
                            "iterations": 60_000, "eval_every": 200, "ema_start": 15_000, "ema_decay": 0.995,
@@ -277,7 +289,7 @@ def ablation_configs(model: str, sample_rate: int, profile: str = "demo", seeds:
     prof = _profile(profile)
     seeds = list(prof["ablation_seeds"] if seeds is None else seeds)
     names = _chosen(prof["ablation_settings"] if settings is None else settings, ABLATION_SETTINGS, "ablation setting")
-    common = {**prof["config"], **(base or {}), "model": model, "sample_rate": sample_rate,
+    common = {**prof["config"], **prof["ablation_config"], **(base or {}), "model": model, "sample_rate": sample_rate,
               "model_options": dict(prof["ablation_model_options"].get(model, {}))}
     return [c for name in names
             for c in expand_grid({**common, **ABLATION_SETTINGS[name]}, {"seed": seeds})]
@@ -287,13 +299,15 @@ def table2_configs(profile: str = "demo", base: dict[str, Any] | None = None, se
                    runs: list[tuple[str, int]] | None = None) -> list[TrainConfig]:
     """Table 2's runs of a profile: each (model, sample rate) of ``runs`` (default the profile's
     ``table2_runs``) x each seed, with the full recipe (:data:`FULL_SETTING`), the profile's
-    ``table2_config`` over its ``config``, and the profile's ``model_options`` of the model."""
+    ``table2_config_by_model`` of the model over its ``config``, and the profile's ``model_options``
+    of the model."""
     prof = _profile(profile)
     seeds = list(prof["seeds"] if seeds is None else seeds)
     pairs = prof["table2_runs"] if runs is None else runs
     out: list[TrainConfig] = []
     for model, sample_rate in pairs:
-        values = {**prof["config"], **prof["table2_config"], **(base or {}), "model": model, "sample_rate": sample_rate,
+        values = {**prof["config"], **prof["table2_config_by_model"].get(model, {}), **(base or {}), "model": model,
+                  "sample_rate": sample_rate,
                   "model_options": dict(prof["model_options"].get(model, {})), **ABLATION_SETTINGS[FULL_SETTING]}
         out.extend(expand_grid(values, {"seed": seeds}))
     return out
@@ -350,7 +364,7 @@ def fusion_configs(branch_a: str | Path, branch_b: str | Path, sample_rate: int,
     ``fusion_config``, then ``base``, then the variant; the rest of the recipe (balanced sampling, EMA) is the paper's."""
     prof = _profile(profile)
     seeds = list(prof["seeds"] if seeds is None else seeds)
-    names = _chosen(variants, FUSION_VARIANTS, "fusion variant")
+    names = _chosen(prof["fusion_variants"] if variants is None else variants, FUSION_VARIANTS, "fusion variant")
     out: list[TrainConfig] = []
     for name in names:
         v = FUSION_VARIANTS[name]

@@ -45,12 +45,12 @@ def hierarchy_configs(profile: str, base: dict[str, Any] | None = None, seeds: l
                       model_options: dict[str, dict] | None = None) -> dict[str, list[TrainConfig]]:
     """The runs of the comparison: ``{"flat", "multi-task", "detector", "species"}`` -> configs, one per seed.
 
-    The backbone is the profile's first ablation model (demo: CNN10-8k at an eighth of its
-    channels; paper: CNN10-16k) with the full recipe, so the flat runs are the ablation's
-    full-recipe runs (trained once). ``model_options`` (per model) replaces the profile's
+    The backbone is the profile's ``hierarchy_run`` (demo: CNN10-8k at an eighth of its channels;
+    paper: CNN10-16k, the paper's best model) with the ablation's options and the full recipe, so the
+    flat runs are the ablation's full-recipe runs (trained once). ``model_options`` (per model) replaces the profile's
     constructor options as in the grid notebooks; ``seeds`` defaults to the profile's ablation seeds.
     """
-    model, rate = profile_settings(profile)["ablation_runs"][0]
+    model, rate = profile_settings(profile)["hierarchy_run"]
     flat = ablation_configs(model, rate, profile, seeds=seeds, base=base, settings=[FULL_SETTING])
     if model_options and model in model_options:
         flat = [dataclasses.replace(c, model_options=dict(model_options[model])) for c in flat]
