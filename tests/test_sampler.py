@@ -114,3 +114,21 @@ def test_uniform_epochs_without_replacement():
     assert all(np.array_equal(np.sort(e), np.arange(n)) for e in epochs)
     assert not np.array_equal(epochs[0], epochs[1])
     assert s.epoch == 7
+
+
+def test_shuffled_slots_let_mixup_pairs_share_a_class_and_stay_reproducible():
+    labels = np.array([0] * 10 + [1] * 10)
+    plain = BalancedBatchSampler(labels, 8, seed=3)
+    pairs = np.concatenate([labels[plain.next_batch()].reshape(-1, 2) for _ in range(20)])
+    assert (pairs[:, 0] != pairs[:, 1]).all()  # the cycle: every consecutive pair mixes the two classes
+    shuffled = BalancedBatchSampler(labels, 8, seed=3, shuffle_slots=True)
+    batches = [shuffled.next_batch() for _ in range(20)]
+    pairs = np.concatenate([labels[b].reshape(-1, 2) for b in batches])
+    assert (pairs[:, 0] == pairs[:, 1]).any() and (pairs[:, 0] != pairs[:, 1]).any()
+    assert all(np.bincount(labels[b], minlength=2).tolist() == [4, 4] for b in batches)  # still balanced
+    again = BalancedBatchSampler(labels, 8, seed=3, shuffle_slots=True)
+    for _ in range(5):
+        again.next_batch()
+    resumed = BalancedBatchSampler(labels, 8, seed=3, shuffle_slots=True)
+    resumed.load_state_dict(again.state_dict())
+    assert all((resumed.next_batch() == b).all() for b in batches[5:10])

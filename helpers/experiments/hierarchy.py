@@ -4,7 +4,9 @@ The paper's closing question: most errors are between background and every prima
 would "background first, then species" help? Three forms of one backbone, same corpus, same seeds:
 
 * ``flat``: the paper's model (the ablation's full-recipe runs: the same run folders as ``05``);
-* ``two-stage``: a call detector trained on ``CORPUS+call-detector`` and a species classifier on
+* ``two-stage``: a call detector trained on ``CORPUS+call-detector`` (with ``mixup_pairs="shuffled"``:
+  with two classes, unshuffled balanced batches make every MixUp pair one background and one call
+  clip, and the detector learns nothing) and a species classifier on
   ``CORPUS+calls-only`` (:mod:`helpers.data.views`); a clip is background when P(call) is under a
   threshold chosen on devel (so the two-stage devel scores are optimistic; test scores are not);
 * ``multi-task``: one trunk, a call head and a species head (``hierarchy="multitask"``).
@@ -57,7 +59,9 @@ def hierarchy_configs(profile: str, base: dict[str, Any] | None = None, seeds: l
     return {
         "flat": flat,
         "multi-task": [dataclasses.replace(c, hierarchy=MULTITASK) for c in flat],
-        "detector": [dataclasses.replace(c, corpus=f"{c.corpus}+call-detector") for c in flat],
+        # two classes: unshuffled balanced batches would pair every background clip with a call in MixUp
+        "detector": [dataclasses.replace(c, corpus=f"{c.corpus}+call-detector",
+                                         mixup_pairs="shuffled" if c.mixup else c.mixup_pairs) for c in flat],
         "species": [dataclasses.replace(c, corpus=f"{c.corpus}+calls-only") for c in flat],
     }
 

@@ -64,6 +64,10 @@ class TrainConfig:
     spec_max_stripes: int = 2
     mixup: bool = True
     mixup_alpha: float = 1.0          # authors' code; the paper says "always smaller than 1.0"
+    mixup_pairs: str = "consecutive"  # "consecutive": balanced batches cycle through the classes, so MixUp
+    #                                   pairs always join two classes (with 2 classes: always one of each);
+    #                                   "shuffled": each balanced batch is permuted first (the two-stage
+    #                                   call detector needs it; a deviation, docs/reference.md §11)
     time_stretch: bool = False        # waveform-level, rate ~ U[0.9, 1.1] (the paper: no gain)
     pitch_shift: bool = False         # waveform-level, 0-3 quarter tones up or down (no gain)
     wave_augment_copies: int = 4      # augmented copies of the train set when either is on
@@ -103,7 +107,7 @@ class TrainConfig:
             "sampler": ("balanced", "uniform"), "spec_augment_mode": ("batch", "per_example"),
             "ema_mode": ("correct", "reference"), "sample_rate": (16_000, 8_000),
             "ema_decay_schedule": ("constant", "warmup"), "ema_average_buffers": (True, False),
-            "hierarchy": HIERARCHIES,
+            "hierarchy": HIERARCHIES, "mixup_pairs": ("consecutive", "shuffled"),
         }
         for name, allowed in checks.items():
             if getattr(self, name) not in allowed:
@@ -177,7 +181,8 @@ class TrainConfig:
 #: TrainConfig fields left out of the run key while at these values (added after runs existed).
 KEY_OMITTED_DEFAULTS = {"cpu_amp": False, "ema_decay_schedule": "constant", "ema_average_buffers": True,
                         "clip_seconds": CLIP_SECONDS, "n_mels": N_MELS, "fmin": FMIN, "fmax": None,
-                        "hierarchy": FLAT, "call_loss_weight": 0.5, "background_class": "background"}
+                        "hierarchy": FLAT, "call_loss_weight": 0.5, "background_class": "background",
+                        "mixup_pairs": "consecutive"}
 
 #: Scoring batch when ``TrainConfig.eval_batch_size`` is None: large batches feed a GPU; on a CPU
 #: 64 clips ran ~10 % faster than 512 (cache) and need an eighth of the memory.

@@ -54,9 +54,15 @@ class BalancedBatchSampler(_BatchStream):
         seed: seed of all shuffles.
         n_classes: number of classes K; defaults to ``labels.max() + 1``. Every class in
             ``0..K-1`` must have at least one example.
+        shuffle_slots: permute each batch (the same classes, in random slots). Slots otherwise
+            cycle through the classes, so MixUp's consecutive pairs (0-1, 2-3, ...) always join two
+            different classes, and with K = 2 always one of each: every mixed target is then
+            ``(lam, 1 - lam)`` and carries no information (``TrainConfig.mixup_pairs="shuffled"``).
+            The permutation depends only on ``seed`` and the batch number, so resuming is exact.
     """
 
-    def __init__(self, labels: np.ndarray, batch_size: int, seed: int, n_classes: int | None = None) -> None:
+    def __init__(self, labels: np.ndarray, batch_size: int, seed: int, n_classes: int | None = None,
+                 shuffle_slots: bool = False) -> None:
         labels = np.asarray(labels)
         if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer):
             raise ValueError(f"labels must be a 1-D integer array of class indices, got dtype {labels.dtype} and shape {labels.shape}.")
@@ -68,6 +74,7 @@ class BalancedBatchSampler(_BatchStream):
             raise ValueError(f"label {int(known.max())} is out of range for n_classes={self.n_classes}; pass the right n_classes.")
         self.batch_size = _check_batch_size(batch_size)
         self.seed = int(seed)
+        self.shuffle_slots = bool(shuffle_slots)
         self.n_examples = int(labels.shape[0])
         # Indices of each class in ascending order: the unshuffled reference lists.
         self._class_indices = [np.flatnonzero(labels == c).astype(np.int64) for c in range(self.n_classes)]
@@ -113,6 +120,8 @@ class BalancedBatchSampler(_BatchStream):
             if slots.size:
                 batch[slots] = self._take(c, slots.size)
         self._cursor = (self._cursor + self.batch_size) % self.n_classes
+        if self.shuffle_slots:
+            batch = batch[np.random.default_rng([self.seed, self.batches_drawn]).permutation(self.batch_size)]
         self.batches_drawn += 1
         return batch
 

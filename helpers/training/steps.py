@@ -173,7 +173,8 @@ def build_training(config: TrainConfig, n_classes: int, device: torch.device,
                                    average_buffers=config.ema_average_buffers) if config.ema else None
     draw = config.batch_size * (2 if config.mixup else 1)  # MixUp halves 2B examples into B
     if config.sampler == "balanced":
-        sampler = BalancedBatchSampler(train_labels, draw, seed=config.seed, n_classes=n_classes)
+        sampler = BalancedBatchSampler(train_labels, draw, seed=config.seed, n_classes=n_classes,
+                                       shuffle_slots=config.mixup_pairs == "shuffled")
     else:
         sampler = UniformBatchSampler(len(train_labels), draw, seed=config.seed)
     gen = torch.Generator(device=device).manual_seed(config.seed + 1)
