@@ -22,7 +22,14 @@ export MPLBACKEND ?= Agg
 
 setup: $(STAMP)
 
+# A new environment takes about 6 GB (torch 2.11 with its CUDA libraries is 5.5 GB of it): say so
+# in one line before pip runs out of space half-way.
+SETUP_FREE_GB ?= 8
 $(STAMP): requirements.txt pyproject.toml
+	@test -x $(PY) || $(PYTHON) -c "import shutil, sys; free = shutil.disk_usage('.').free / 1e9; \
+	sys.exit(0 if free >= $(SETUP_FREE_GB) else f'make setup: only {free:.1f} GB free on the disk of $(CURDIR); \
+	the environment needs about $(SETUP_FREE_GB) GB (torch with its CUDA libraries is 5.5 GB): free some space, \
+	or lower the check with SETUP_FREE_GB=N if you know it fits')"
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements.txt

@@ -17,6 +17,7 @@ from helpers.evaluation.detections import (
     call_classes,
     call_score,
     detect_events,
+    detection_scores,
     window_classes,
     window_scores_columns,
 )
@@ -149,6 +150,25 @@ def test_call_score_is_the_best_non_background_score_in_row_order():
     w = windows("a.wav", [(0.2, 0.7), (0.1, 0.0), (0.5, 0.5)])
     np.testing.assert_allclose(call_score(w, CLASSES), [0.7, 0.1, 0.5])
     np.testing.assert_allclose(call_score(w, CLASSES, background=None), [0.7, 0.9, 0.5])
+
+
+def test_call_head_score_is_one_minus_background_and_keeps_the_best_species_label():
+    # background is given by hand so that P(call) = 1 - background differs from the best species score
+    w = windows("a.wav", [(0.3, 0.3), (0.2, 0.1), (0.45, 0.5), (0.1, 0.05)])
+    w["score_background"] = [0.2, 0.7, 0.05, 0.3]
+    best, score = detection_scores(w, CLASSES, score_from="call")
+    assert best.tolist() == [0, 0, 1, 0]  # species arg-max, ties to the first listed
+    np.testing.assert_allclose(score, [0.8, 0.3, 0.95, 0.7])
+    np.testing.assert_allclose(call_score(w, CLASSES, score_from="call"), [0.8, 0.3, 0.95, 0.7])
+    # by class score nothing passes 0.5 but window 2; by P(call) windows 0 and 2-3 (window 1 breaks the run)
+    assert as_tuples(detect_events(w, CLASSES, threshold=0.5)) == [("a.wav", 2.0, 4.0, "gorilla", 0.5, 1)]
+    assert as_tuples(detect_events(w, CLASSES, threshold=0.5, score_from="call")) == [
+        ("a.wav", 0.0, 2.0, "chimpanzee", 0.8, 1), ("a.wav", 2.0, 4.0, "gorilla", 0.95, 1),
+        ("a.wav", 3.0, 5.0, "chimpanzee", 0.7, 1)]
+    with pytest.raises(ValueError, match="background=None says the model has no background class"):
+        detect_events(w, CLASSES, background=None, score_from="call")
+    with pytest.raises(ValueError, match="score_from must be one of class, call"):
+        call_score(w, CLASSES, score_from="species")
 
 
 def loop_detect(w: pd.DataFrame, threshold: float, merge_gap: float) -> list[tuple]:

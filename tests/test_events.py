@@ -16,6 +16,7 @@ from helpers.evaluation.events import (
     event_scores,
     listening_effort,
     match_events,
+    precision_at_recall,
     precision_recall_curve_events,
 )
 
@@ -170,6 +171,39 @@ def test_precision_recall_curve_at_hand_picked_thresholds():
     gorilla = curve[curve["class"] == "gorilla"]
     assert gorilla["n_detected"].eq(0).all() and gorilla["recall"].isna().all()  # a class with no events at all
     assert curve[curve["class"] == "all"]["recall"].tolist() == [1.0, 1.0, 1.0, 0.0]
+
+
+def test_precision_at_recall_takes_the_best_threshold_that_reaches_the_recall():
+    curve = pd.DataFrame({"threshold": [0.2, 0.4, 0.6, 0.8, 0.2], "class": ["all"] * 4 + ["gorilla"],
+                          "precision": [0.3, 0.5, 0.4, 0.9, 1.0], "recall": [1.0, 0.8, 0.8, 0.4, 1.0],
+                          "f1": np.nan, "n_detected": 1})
+    at = precision_at_recall(curve, [0.5, 0.8, 0.9, 0.3])
+    assert at["precision"].tolist()[:2] == [0.5, 0.5] and at["threshold"].tolist()[:2] == [0.4, 0.4]
+    assert at.loc[2, "precision"] == 0.3 and at.loc[2, "recall"] == 1.0  # only the lowest threshold reaches 0.9
+    assert at.loc[3, "precision"] == 0.9 and at.loc[3, "threshold"] == 0.8
+    assert precision_at_recall(curve, [0.5], row="gorilla")["precision"].tolist() == [1.0]
+    beyond = precision_at_recall(curve[curve["recall"] < 1], [0.9])
+    assert beyond["precision"].isna().all() and beyond["threshold"].isna().all()
+    with pytest.raises(ValueError, match="no rows of class 'chimp'"):
+        precision_at_recall(curve, [0.5], row="chimp")
+
+
+def test_the_call_head_score_changes_what_a_threshold_sweep_detects():
+    # window 3's species scores are split (0.35 + 0.35) so no class passes 0.5, but P(call) = 0.7 does
+    w = grid_windows("r", 10, scores={2.0: (0.9, 0.0), 3.0: (0.35, 0.35)})
+    ref = table(("r", 2, 4, "chimpanzee"))
+    by_class = precision_recall_curve_events(w, ref, CLASSES, thresholds=[0.5])
+    by_call = precision_recall_curve_events(w, ref, CLASSES, thresholds=[0.5], score_from="call")
+    # by class: window 2 only (2..3 s, IoU 0.5 with 2..4: a match); by P(call): 2..4 s as one chimpanzee event
+    # (window 3's best species is chimpanzee by the tie rule)
+    assert by_class[by_class["class"] == "chimpanzee"]["n_detected"].tolist() == [1]
+    assert by_call[by_call["class"] == "chimpanzee"]["n_detected"].tolist() == [1]
+    assert detect_events(w, CLASSES, 0.5)[["begin", "end"]].values.tolist() == [[2.0, 3.0]]
+    assert detect_events(w, CLASSES, 0.5, score_from="call")[["begin", "end", "score"]].values.tolist() == [[2.0, 4.0, 0.9]]
+    effort_class = listening_effort(w, ref, recall_targets=[1.0])[0]
+    effort_call = listening_effort(w, ref, recall_targets=[1.0], score_from="call")[0]
+    assert effort_class["call_score"].iloc[1] == pytest.approx(0.35)
+    assert effort_call["call_score"].iloc[1] == pytest.approx(0.7)
 
 
 def test_default_thresholds_stay_few_and_include_the_highest_scores():

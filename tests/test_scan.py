@@ -148,3 +148,43 @@ def test_cli_one_line_per_problem(checkpoint, field, tmp_path):
         proc = subprocess.run(args, cwd=REPO_ROOT, capture_output=True, text=True)
         assert proc.returncode == 1 and message in proc.stderr and "Traceback" not in proc.stderr
         assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_a_model_with_a_call_head_detects_on_its_call_probability(checkpoint, field, tmp_path):
+    from helpers.evaluation.detections import detect_events
+    from helpers.models.hierarchical import MultiTaskModel
+
+    torch.manual_seed(1)
+    settings = FeatureSettings(sample_rate=8000, clip_seconds=1.0)
+    trunk = create_model("cnn10", n_classes=2, channels=[4, 8, 16, 32])
+    model = MultiTaskModel(trunk, 3, 0, "softmax").eval()
+    multitask = tmp_path / "multitask.pt"
+    save_checkpoint(multitask, checkpoint_payload(model, kind="best_ema", classes=CLASSES,
+                                                  feature_settings=settings.to_dict(), score="softmax"))
+    out = tmp_path / "out"
+    result = scan(multitask, field / "a.wav", out, threshold=0.3, progress=False, device="cpu")
+    assert result.settings["score_from"] == "call" and result.settings["background"] == "background"
+    assert "P(call) = 1 - score_background" in result.format()
+    assert json.loads((out / "scan.json").read_text())["settings"]["detection_score"].startswith("P(call)")
+    windows = pd.read_csv(out / "a.wav.scores.csv").assign(recording="a.wav")
+    p_call = 1 - windows["score_background"]
+    np.testing.assert_allclose(p_call, windows[["score_call_a", "score_call_b"]].sum(axis=1), atol=1e-5)
+    expected = detect_events(windows, CLASSES, 0.3, score_from="call")
+    assert len(expected) and result.detections[["begin", "end", "label"]].values.tolist() == \
+        expected[["begin", "end", "label"]].values.tolist()
+    # the other score is a detection setting: the stored window scores are re-thresholded, not rescanned
+    again = scan(multitask, field / "a.wav", out, threshold=0.3, progress=False, device="cpu", detection_score="class")
+    assert again.recordings["status"].tolist() == ["redetected"] and again.settings["score_from"] == "class"
+    assert again.detections[["begin", "end"]].values.tolist() == \
+        detect_events(windows, CLASSES, 0.3)[["begin", "end"]].values.tolist()
+    # a flat model detects on its best class by default and on 1 - background when asked
+    flat = scan(checkpoint, field / "a.wav", tmp_path / "flat", progress=False, device="cpu")
+    assert flat.settings["score_from"] == "class" and "no call head" in flat.format()
+    asked = scan(checkpoint, field / "a.wav", tmp_path / "flat-call", progress=False, device="cpu",
+                 detection_score="call")
+    assert asked.settings["score_from"] == "call"
+    with pytest.raises(ValueError, match="detection_score must be auto, class or call"):
+        scan(checkpoint, field / "a.wav", tmp_path / "bad", progress=False, device="cpu", detection_score="max")
+    with pytest.raises(ValueError, match="'noise' is not a class of this model"):
+        scan(checkpoint, field / "a.wav", tmp_path / "bad", progress=False, device="cpu", detection_score="call",
+             background="noise")

@@ -9,9 +9,14 @@ shorter) and one ``score_<class>`` column per class (float in [0, 1]). One class
 Rules (:func:`detect_events`):
 
 * **Detection.** A window is a detection of class ``c`` when ``c`` is its best non-background class
-  (highest score; ties go to the class listed first) and that score is >= ``c``'s threshold. The
-  background score itself is not consulted: with softmax scores a call class above 0.5 is the
-  arg-max anyway, and a lower threshold is meant to let calls through that background outscores.
+  (highest score; ties go to the class listed first) and its *detection score* is >= ``c``'s
+  threshold. The detection score (``score_from``) is by default (``"class"``) that class's own
+  score; the background score is then not consulted: with softmax scores a call class above 0.5 is
+  the arg-max anyway, and a lower threshold is meant to let calls through that background
+  outscores. With ``score_from="call"`` it is the probability that the window holds *any* call,
+  ``1 - score_background``: for a model with a call head (``hierarchy="multitask"``) exactly its
+  call head's P(call), whose class scores are P(call) x P(species | call); the label is still the
+  best call class. ``scan`` uses ``"call"`` for such models by default.
 * **Merging.** Within one recording, windows in ``begin`` order: detections of the same class merge
   into one event when the next one begins no later than the event's end + ``merge_gap`` (overlap or
   touch, :data:`TIME_TOLERANCE` of slack for rounding) and no window that is *not* a detection lies
@@ -19,11 +24,11 @@ Rules (:func:`detect_events`):
   ``merge_gap`` therefore bridges gaps in the window coverage only (hop longer than the window,
   windows left out), never a stretch the model scored below threshold.
 * **Event.** ``begin`` = its first window's begin, ``end`` = its last window's end (the latest end),
-  ``score`` = the **maximum** score of the event's class over its windows, ``n_windows`` = windows
-  merged.
+  ``score`` = the **maximum** detection score over its windows, ``n_windows`` = windows merged.
 
-:func:`call_score` is the class-agnostic score used to rank windows for listening: the maximum over
-the non-background classes; :func:`default_thresholds` the thresholds a precision-recall sweep tries.
+:func:`call_score` is the class-agnostic score used to rank windows for listening, the detection
+score above: the maximum over the non-background classes (``"class"``) or ``1 - score_background``
+(``"call"``); :func:`default_thresholds` the thresholds a precision-recall sweep tries.
 
 Recordings: a window table names them by their path relative to the scanned folder
 (``site1/rec.wav``), annotations often otherwise (an absolute path, a Raven ``Begin Path`` from
@@ -42,8 +47,13 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 import pandas as pd
 
-__all__ = ["EVENT_COLUMNS", "TIME_TOLERANCE", "align_recordings", "call_classes", "call_score", "default_thresholds",
-           "detect_events", "recording_key", "window_classes", "window_scores_columns"]
+__all__ = ["DETECTION_SCORES", "EVENT_COLUMNS", "TIME_TOLERANCE", "align_recordings", "call_classes", "call_score",
+           "default_thresholds", "detect_events", "detection_scores", "recording_key", "window_classes",
+           "window_scores_columns"]
+
+#: What a window's detection score is (module docstring): ``"class"``, the best call class's score;
+#: ``"call"``, ``1 - score_background``, the probability of any call (a call head's P(call)).
+DETECTION_SCORES = ("class", "call")
 
 #: Columns of the events table :func:`detect_events` returns, in order.
 EVENT_COLUMNS = ["recording", "begin", "end", "label", "score", "n_windows"]
@@ -103,16 +113,40 @@ def _scores(windows: pd.DataFrame, classes: Sequence[str]) -> np.ndarray:
     return scores
 
 
-def call_score(windows: pd.DataFrame, classes: Sequence[str], background: str | None = "background") -> np.ndarray:
-    """Per window, the score used to rank windows for review: the maximum over the non-background
-    classes' scores, shape ``(n_windows,)``, in the table's row order.
+def detection_scores(windows: pd.DataFrame, classes: Sequence[str], background: str | None = "background",
+                     score_from: str = "class") -> tuple[np.ndarray, np.ndarray]:
+    """Per window, its best call class and its detection score (module docstring), in the table's row
+    order: ``(best, score)``, ``best`` the index into :func:`call_classes` (int, ties to the class
+    listed first), ``score`` float in [0, 1], both shape ``(n_windows,)``.
+
+    ``score_from="call"`` needs the background class (its score is ``1 - P(call)``); it raises
+    ValueError naming the fix when ``background`` is None.
+    """
+    if score_from not in DETECTION_SCORES:
+        raise ValueError(f"score_from must be one of {', '.join(DETECTION_SCORES)}, not {score_from!r}.")
+    calls = call_classes(classes, background)
+    scores = _scores(windows, calls)
+    if not len(scores):
+        return np.zeros(0, dtype=np.int64), np.zeros(0)
+    best = scores.argmax(axis=1)
+    if score_from == "class":
+        return best, scores[np.arange(len(scores)), best]
+    if background is None:
+        raise ValueError("score_from='call' is 1 - the background class's score, and background=None says the "
+                         "model has no background class; pass background= its name, or score_from='class'.")
+    return best, 1.0 - _scores(windows, [background])[:, 0]
+
+
+def call_score(windows: pd.DataFrame, classes: Sequence[str], background: str | None = "background",
+               score_from: str = "class") -> np.ndarray:
+    """Per window, the score used to rank windows for review, shape ``(n_windows,)``, in the table's
+    row order: the detection score (:func:`detection_scores`), by default the maximum over the
+    non-background classes' scores; with ``score_from="call"`` the probability of any call.
 
     Class-agnostic on purpose: a reviewer listening for *any* call wants the windows most likely to
     hold one first, whichever class it is.
     """
-    calls = call_classes(classes, background)
-    scores = _scores(windows, calls)
-    return scores.max(axis=1) if len(scores) else np.zeros(0)
+    return detection_scores(windows, classes, background, score_from)[1]
 
 
 def _thresholds(threshold: float | Mapping[str, float], calls: list[str], background: str | None) -> np.ndarray:
@@ -141,32 +175,35 @@ def _empty_events() -> pd.DataFrame:
 
 
 def detect_events(windows: pd.DataFrame, classes: Sequence[str], threshold: float | Mapping[str, float] = 0.5,
-                  background: str | None = "background", merge_gap: float = 0.0) -> pd.DataFrame:
+                  background: str | None = "background", merge_gap: float = 0.0,
+                  score_from: str = "class") -> pd.DataFrame:
     """Threshold a window table and merge consecutive detections of one class into events.
 
     Args:
         windows: the window table (module docstring): ``recording``, ``begin``, ``end`` (s) and a
             ``score_<class>`` column for every class in ``classes``.
         classes: the model's classes, background included.
-        threshold: minimum score (in [0, 1]) of a window's best non-background class for the window to
-            be a detection: one value for all classes, or a mapping class -> value covering every
-            non-background class (a missing class raises ValueError naming it).
+        threshold: minimum detection score (in [0, 1]) of a window for it to be a detection of its
+            best non-background class: one value for all classes, or a mapping class -> value
+            covering every non-background class (a missing class raises ValueError naming it).
         background: the reject class, never detected; None when the model has none.
         merge_gap: seconds; detections of one class merge when the next begins at most this long
             after the event's end (0: they must overlap or touch). Windows below threshold between
             them always break the event (module docstring).
+        score_from: the detection score, ``"class"`` (the best call class's score) or ``"call"``
+            (``1 - score_background``, a call head's P(call)); see :func:`detection_scores`.
 
     Returns:
         The events, columns :data:`EVENT_COLUMNS`: ``recording`` (str), ``begin``, ``end`` (float s),
-        ``label`` (str), ``score`` (float: the maximum window score of ``label`` over the merged
-        windows), ``n_windows`` (int), sorted by recording, then begin, then label; index 0..n-1.
+        ``label`` (str), ``score`` (float: the maximum detection score over the merged windows),
+        ``n_windows`` (int), sorted by recording, then begin, then label; index 0..n-1.
         An empty window table, or one without detections, gives an empty table with these columns.
     """
     if merge_gap < 0 or np.isnan(merge_gap):
         raise ValueError(f"merge_gap must be >= 0 seconds, not {merge_gap!r}.")
     calls = call_classes(classes, background)
     limits = _thresholds(threshold, calls, background)
-    scores = _scores(windows, calls)
+    best, best_score = detection_scores(windows, classes, background, score_from)
     if not len(windows):
         return _empty_events()
     # Windows in time order per recording; the stable sort keeps the table's order for equal begins.
@@ -174,9 +211,7 @@ def detect_events(windows: pd.DataFrame, classes: Sequence[str], threshold: floa
     rec = windows["recording"].astype(str).to_numpy()[order]
     begin = windows["begin"].to_numpy(float)[order]
     end = windows["end"].to_numpy(float)[order]
-    scores = scores[order]
-    best = scores.argmax(axis=1)  # the first class wins a tie
-    best_score = scores[np.arange(len(scores)), best]
+    best, best_score = best[order], best_score[order]
     detected = best_score >= limits[best]
     # A run is broken by every window that is not a detection: number the stretches between them.
     # The count runs on across recordings; grouping by recording too keeps them apart.
@@ -204,11 +239,11 @@ def detect_events(windows: pd.DataFrame, classes: Sequence[str], threshold: floa
 
 
 def default_thresholds(windows: pd.DataFrame, classes: Sequence[str], background: str | None = "background",
-                       n_high: int = 30) -> np.ndarray:
-    """0.05, 0.10, ..., 0.95, plus up to ``n_high`` of the distinct call scores above 0.95 (evenly
-    spread over their sorted values: with softmax scores the best windows crowd near 1), sorted."""
+                       n_high: int = 30, score_from: str = "class") -> np.ndarray:
+    """0.05, 0.10, ..., 0.95, plus up to ``n_high`` of the distinct detection scores above 0.95
+    (evenly spread over their sorted values: with softmax scores the best windows crowd near 1), sorted."""
     grid = np.round(np.arange(1, 20) * 0.05, 2)
-    high = np.unique(call_score(windows, classes, background))
+    high = np.unique(call_score(windows, classes, background, score_from))
     high = high[high > 0.95]
     if len(high) > n_high:
         high = high[np.unique(np.linspace(0, len(high) - 1, n_high).round().astype(int))]

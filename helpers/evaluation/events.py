@@ -36,7 +36,7 @@ from helpers.evaluation.detections import (call_classes, call_score, default_thr
                                            window_classes)
 
 __all__ = ["MATCH_COLUMNS", "SCORE_COLUMNS", "event_scores", "listening_effort", "match_events",
-           "precision_recall_curve_events"]
+           "precision_at_recall", "precision_recall_curve_events"]
 
 #: Columns of :func:`match_events`: ``detection`` / ``reference`` are the rows' index labels.
 MATCH_COLUMNS = ["recording", "label", "detection", "reference", "iou"]
@@ -162,9 +162,11 @@ def event_scores(detections: pd.DataFrame, reference: pd.DataFrame, classes: Seq
 
 def precision_recall_curve_events(windows: pd.DataFrame, reference: pd.DataFrame, classes: Sequence[str],
                                   thresholds: Sequence[float] | None = None, background: str | None = "background",
-                                  min_iou: float = 0.3, merge_gap: float = 0.0) -> pd.DataFrame:
+                                  min_iou: float = 0.3, merge_gap: float = 0.0,
+                                  score_from: str = "class") -> pd.DataFrame:
     """Event precision / recall at each threshold: :func:`detect_events` then :func:`event_scores` on
-    the non-background classes (reference rows of other labels are left out).
+    the non-background classes (reference rows of other labels are left out). ``score_from``: the
+    detection score that is thresholded (:func:`~helpers.evaluation.detections.detection_scores`).
 
     Returns:
         Columns ``threshold, class, precision, recall, f1, n_detected``; per threshold (ascending)
@@ -174,14 +176,39 @@ def precision_recall_curve_events(windows: pd.DataFrame, reference: pd.DataFrame
     """
     calls = call_classes(classes, background)
     if thresholds is None:
-        thresholds = default_thresholds(windows, classes, background)
+        thresholds = default_thresholds(windows, classes, background, score_from=score_from)
     parts = []
     for t in thresholds:
-        events = detect_events(windows, classes, float(t), background, merge_gap)
+        events = detect_events(windows, classes, float(t), background, merge_gap, score_from)
         scores = event_scores(events, reference, calls, min_iou)
         scores.insert(0, "threshold", float(t))
         parts.append(scores[["threshold", "class", "precision", "recall", "f1", "n_detected"]])
     return pd.concat(parts, ignore_index=True)
+
+
+def precision_at_recall(curve: pd.DataFrame, recalls: Sequence[float], row: str = "all") -> pd.DataFrame:
+    """Interpolated precision of a :func:`precision_recall_curve_events` table at given recalls: per
+    target recall ``r``, the highest precision over the thresholds whose recall is >= ``r``, with the
+    recall and threshold where it is reached (the convention of the VOC and COCO precision-recall
+    summaries: a detector may always be run at the threshold that serves a recall best).
+
+    ``row``: the curve's class row to read (``"all"``: every call class together). Returns columns
+    ``recall_target``, ``precision``, ``recall``, ``threshold``; NaN where no threshold reaches
+    the target recall.
+    """
+    part = curve[curve["class"].astype(str) == str(row)]
+    if part.empty:
+        raise ValueError(f"precision_at_recall: the curve has no rows of class {row!r}; its classes are "
+                         f"{sorted(set(curve['class'].astype(str)))}.")
+    rows = []
+    for target in recalls:
+        reached = part[part["recall"] >= float(target) - 1e-12].dropna(subset=["precision"])
+        if reached.empty:
+            rows.append((float(target), np.nan, np.nan, np.nan))
+            continue
+        best = reached.sort_values(["precision", "threshold"], ascending=[False, False], kind="stable").iloc[0]
+        rows.append((float(target), float(best["precision"]), float(best["recall"]), float(best["threshold"])))
+    return pd.DataFrame(rows, columns=["recall_target", "precision", "recall", "threshold"])
 
 
 def _found_steps(windows: pd.DataFrame, step: np.ndarray, ref: pd.DataFrame, min_coverage: float,
@@ -221,8 +248,8 @@ def _found_steps(windows: pd.DataFrame, step: np.ndarray, ref: pd.DataFrame, min
 
 def listening_effort(windows: pd.DataFrame, reference: pd.DataFrame,
                      recall_targets: Sequence[float] = (0.5, 0.8, 0.9, 1.0), classes: Sequence[str] | None = None,
-                     background: str | None = "background",
-                     min_coverage: float = 0.5) -> tuple[pd.DataFrame, pd.DataFrame]:
+                     background: str | None = "background", min_coverage: float = 0.5,
+                     score_from: str = "class") -> tuple[pd.DataFrame, pd.DataFrame]:
     """How much audio a person must hear, listening to windows in decreasing call score, to find the calls.
 
     The windows are reviewed in decreasing :func:`~helpers.evaluation.detections.call_score` (ties:
@@ -237,6 +264,8 @@ def listening_effort(windows: pd.DataFrame, reference: pd.DataFrame,
         reference: annotations with recording (named as in ``windows``), begin, end (s), label.
         recall_targets: the shares of reference events (in (0, 1]) the summary reports.
         min_coverage: share of an event's duration (in (0, 1]) that must have been heard.
+        score_from: the call score windows are ranked by, ``"class"`` or ``"call"`` (a call head's
+            P(call)); see :func:`~helpers.evaluation.detections.detection_scores`.
 
     Returns:
         ``(curve, summary)``. ``curve``: one row per reviewed window in review order, columns
@@ -256,7 +285,7 @@ def listening_effort(windows: pd.DataFrame, reference: pd.DataFrame,
         raise ValueError(f"recall targets must be in (0, 1], got {targets}.")
     _check(reference, "reference")
     classes = window_classes(windows) if classes is None else list(classes)
-    score = call_score(windows, classes, background)
+    score = call_score(windows, classes, background, score_from)
     w = windows.reset_index(drop=True)
     order = np.lexsort((w["begin"].to_numpy(float), w["recording"].astype(str).to_numpy(), -score))
     step = np.empty(len(w), dtype=np.int64)

@@ -10,9 +10,13 @@ on the training clips stored in the checkpoint). The audio gets exactly the fron
 was trained with (the checkpoint's ``feature_settings``).
 
 Detections (:func:`helpers.evaluation.detections.detect_events`): a window is a detection of its
-best non-background class when that class's score passes ``threshold`` (one value or one per
+best non-background class when its detection score passes ``threshold`` (one value or one per
 class); overlapping or touching windows of one class merge into one event whose score is the
-highest window score in it.
+highest window score in it. The detection score (``detection_score``) is the best call class's own
+score for a flat model, and for a model with a call head (``hierarchy="multitask"``) its P(call),
+``1 - score_background``: the head trained to tell calls from background decides what is a call,
+the species head which call it is. ``"auto"`` (default) chooses so; the choice is printed, and
+recorded in ``scan.json``.
 
 Outputs, for a recording ``site1/rec.wav`` under a scanned folder (relative paths mirrored)::
 
@@ -30,7 +34,7 @@ Resuming: every file is written atomically and a recording's ``.scan.json`` last
 fingerprints. The *score* fingerprint covers the checkpoint's SHA-256, the front end, hop,
 precision, channel, calibration and the recording's size and modification time (hashing hours of
 audio would cost more than a rescan of a changed file saves); the *detection* fingerprint adds
-the threshold, background class and merge gap. A rerun skips recordings whose fingerprints match,
+the threshold, background class, merge gap and detection score. A rerun skips recordings whose fingerprints match,
 re-derives detections from the stored scores when only the detection settings changed, and
 rescans the rest. An interrupted recording has no ``.scan.json`` and is scanned again.
 """
@@ -55,10 +59,11 @@ from helpers.data.annotation_writers import (write_audacity_labels, write_combin
                                              write_raven_table)
 from helpers.data.audio import AudioError
 from helpers.data.stream import recording_info, window_batches
-from helpers.evaluation.detections import detect_events
+from helpers.evaluation.detections import DETECTION_SCORES, detect_events
 from helpers.evaluation.predict import AUDIO_SUFFIXES, load_for_inference, prepare_scorer
 from helpers.evaluation.scoring import predict_scores
 from helpers.features.frontend import LogMel
+from helpers.models.hierarchical import MultiTaskModel
 
 #: Bump when what a scan writes for the same inputs changes; part of every fingerprint.
 SCAN_VERSION = 1
@@ -90,12 +95,43 @@ class ScanResult:
         lines = [f"scan: {len(self.recordings)} recording(s) "
                  f"({', '.join(f'{v} {k}' for k, v in sorted(counts.items())) or 'none'}), "
                  f"{len(self.errors)} could not be read, {len(self.detections)} detection(s) -> {self.out_dir}"]
+        if self.settings.get("score_from"):
+            lines.append(f"detection score: {describe_detection_score(self.settings['score_from'], self.settings.get('background'))}")
         if self.audio_seconds:
             lines.append(f"scanned {self.audio_seconds / 3600:.2f} h of audio in {self.wall_seconds:.1f} s wall: "
                          f"{self.realtime_factor:.0f}x real time ({self.settings.get('precision')}, "
                          f"{self.settings.get('device')}, {torch.get_num_threads()} threads)")
         lines += [f"not scanned: {e.path}: {e.error}" for e in self.errors.itertuples()]
         return "\n".join(lines)
+
+
+def describe_detection_score(score_from: str, background: str | None) -> str:
+    """What the threshold of a scan is applied to, in words (printed and recorded by :func:`scan`)."""
+    if score_from == "call":
+        return (f"P(call) = 1 - score_{background} (the model's call head), threshold on it; "
+                "label: the best species")
+    return "the best call class's score, threshold on it (the model has no call head)"
+
+
+def resolve_detection_score(detection_score: str, model, classes: Sequence[str],
+                            background: str | None) -> tuple[str, str | None]:
+    """``(score_from, background)`` of a scan: ``"auto"`` takes ``"call"`` for a model with a call head
+    (its background class from the model) and ``"class"`` otherwise; ``"call"`` needs a background
+    class among ``classes``. Raises ValueError naming the fix."""
+    if detection_score not in ("auto", *DETECTION_SCORES):
+        raise ValueError(f"detection_score must be auto, {' or '.join(DETECTION_SCORES)}, not {detection_score!r}.")
+    if isinstance(model, MultiTaskModel):
+        head_background = classes[model.background_index]
+        if detection_score in ("auto", "call"):
+            return "call", head_background
+        return "class", background if background in classes else None
+    if detection_score == "call":
+        if background not in classes:
+            raise ValueError(f"detection_score='call' is 1 - score_{background}, and {background!r} is not a class of "
+                             f"this model ({', '.join(classes)}); pass background= its no-call class, or "
+                             "detection_score='class'.")
+        return "call", background
+    return "class", background if background in classes else None
 
 
 def find_recordings(inputs: Sequence[str | Path]) -> list[tuple[Path, str]]:
@@ -131,8 +167,9 @@ class _Scanner:
 
     def __init__(self, checkpoint: Path, hop: float | None, precision: str, channel: str | int,
                  threshold: float | dict, background: str | None, merge_gap: float, device: str,
-                 batch_size: int, calibration) -> None:
+                 batch_size: int, calibration, detection_score: str = "auto") -> None:
         model, self.classes, self.settings, self.score = load_for_inference(checkpoint, device)
+        self.score_from, self.background = resolve_detection_score(detection_score, model, self.classes, background)
         self.device = next(model.parameters()).device
         if precision == "int8" and self.device.type != "cpu":
             model, self.device = model.cpu(), torch.device("cpu")
@@ -142,13 +179,13 @@ class _Scanner:
         self.hop = int(round(hop * self.settings.sample_rate)) if hop else self.window // 2
         if self.hop < 1:
             raise ValueError(f"scan: hop {hop} s is shorter than one sample; use a hop of a few tenths of a second.")
-        self.background = background if background in self.classes else None
         self.threshold, self.merge_gap, self.batch_size, self.channel = threshold, merge_gap, batch_size, channel
         self.base = {"scan_version": SCAN_VERSION, "checkpoint": sha256_file(checkpoint),
                      "features": self.settings.to_dict(), "hop_samples": self.hop, "precision": precision,
                      "channel": channel, "calibration": None if calibration is None else
                      [str(c) for c in ([calibration] if isinstance(calibration, (str, Path)) else calibration)]}
-        self.detect_settings = {"threshold": threshold, "background": self.background, "merge_gap": merge_gap}
+        self.detect_settings = {"threshold": threshold, "background": self.background, "merge_gap": merge_gap,
+                                "score_from": self.score_from}
 
     def fingerprints(self, path: Path) -> tuple[str, str]:
         stat = path.stat()
@@ -176,7 +213,7 @@ class _Scanner:
 
     def events(self, windows: pd.DataFrame) -> pd.DataFrame:
         return detect_events(windows, self.classes, threshold=self.threshold, background=self.background,
-                             merge_gap=self.merge_gap)
+                             merge_gap=self.merge_gap, score_from=self.score_from)
 
 
 def _write_recording_outputs(out: Path, name: str, windows: pd.DataFrame | None, events: pd.DataFrame,
@@ -199,14 +236,16 @@ def scan(checkpoint: str | Path, inputs: str | Path | Sequence[str | Path], out_
          hop: float | None = None, precision: str = "fp32", channel: str | int = "mix",
          threshold: float | dict[str, float] = 0.5, background: str | None = "background", merge_gap: float = 0.0,
          device: str = "auto", batch_size: int = 64, calibration=None, num_threads: int | None = None,
-         progress: bool = True) -> ScanResult:
+         progress: bool = True, detection_score: str = "auto") -> ScanResult:
     """Scan recordings (files or folders, walked recursively) with ``checkpoint`` into ``out_dir``.
 
     ``hop``: seconds between window starts (None: half the model's clip length). ``precision``:
     fp32, bf16 or int8 (CPU; calibrated on the checkpoint's stored training clips, or on the audio
     of ``calibration``). ``channel``: ``"mix"`` (average) or a 0-based channel index. ``threshold``:
     a score, or one per non-background class; ``background``: the reject class (never detected;
-    ignored when the model has no such class). Files that cannot be read are listed in the
+    ignored when the model has no such class). ``detection_score``: what ``threshold`` applies to,
+    ``"auto"`` (P(call) for a model with a call head, else the best call class's score), ``"class"``
+    or ``"call"`` (module docstring). Files that cannot be read are listed in the
     result's ``errors`` (and ``OUT/errors.csv``) and the others are scanned. See the module
     docstring for the outputs and how a rerun resumes.
     """
@@ -215,7 +254,7 @@ def scan(checkpoint: str | Path, inputs: str | Path | Sequence[str | Path], out_
     recordings = find_recordings(items)
     configure_threads(num_threads)
     scanner = _Scanner(checkpoint, hop, precision, channel, threshold, background, merge_gap, device, batch_size,
-                       calibration)
+                       calibration, detection_score)
     out.mkdir(parents=True, exist_ok=True)
     errors: list[dict] = []
     infos: dict[str, dict] = {}
@@ -249,7 +288,8 @@ def scan(checkpoint: str | Path, inputs: str | Path | Sequence[str | Path], out_
                         scanned_seconds, wall,
                         {**scanner.base, **scanner.detect_settings, "device": str(scanner.device),
                          "hop_seconds": scanner.hop / scanner.settings.sample_rate, "checkpoint_path": str(checkpoint),
-                         "classes": scanner.classes, "score": scanner.score})
+                         "classes": scanner.classes, "score": scanner.score,
+                         "detection_score": describe_detection_score(scanner.score_from, scanner.background)})
     _write_combined(result, recordings, infos)
     return result
 

@@ -18,6 +18,11 @@ All are ordinary runs of the grid (:func:`hierarchy_configs` -> :func:`helpers.e
     run_grid([c for group in configs.values() for c in group])
     scores = compare_forms(configs)            # one row per form, seed and split
     form_table(scores)                         # mean ± std (min-max, n) per form, the paper beside
+
+In long recordings a model with a call head detects on its P(call) (:mod:`helpers.evaluation.scan`);
+:func:`compare_detection_scores` measures on a semi-synthetic recording with exact truth whether
+that gives more precision at equal recall than the best class score, and :func:`detection_table`
+summarises the seeds.
 """
 from __future__ import annotations
 
@@ -218,3 +223,98 @@ def backbone_label(configs: dict[str, list[TrainConfig]]) -> str:
 def run_dirs(configs: dict[str, list[TrainConfig]]) -> list[Path]:
     """Every run folder of the comparison (for :func:`helpers.experiments.collect.collect_runs`)."""
     return [c.run_dir() for group in configs.values() for c in group]
+
+
+#: What :func:`compare_detection_scores` compares: (form, detection score, label in the tables).
+DETECTION_VARIANTS = (("flat", "class", "flat, best class score"),
+                      ("multi-task", "class", "multi-task, best class score"),
+                      ("multi-task", "call", "multi-task, P(call) of the call head"))
+
+
+def semi_synthetic_recording(configs: dict[str, list[TrainConfig]], out_dir: str | Path, split: str = "auto",
+                             minutes: float = 3.0, n_calls: int = 12, snr_db: tuple[float, float] = (-5.0, 10.0),
+                             seed: int = 0) -> tuple[Path, pd.DataFrame, str]:
+    """A long recording with exact truth for :func:`compare_detection_scores`: ``n_calls`` calls of
+    ``split`` over a bed of its background (:func:`helpers.data.longform.make_long_recording`) at the
+    comparison's sample rate, in ``out_dir``. ``split="auto"``: test where its labels exist, else
+    devel (the challenge hides its test labels; no run trained on devel, though the ``best``
+    checkpoints were chosen on it). Returns ``(wav path, truth table, split used)``."""
+    from helpers.data.annotations import read_annotations
+    from helpers.data.longform import make_long_recording
+    from helpers.data.named import prepare_corpus
+    from helpers.evaluation.detections import align_recordings
+
+    flat = configs["flat"][0]
+    corpus = prepare_corpus(flat.corpus, flat.data_dir, progress=False, clip_seconds=flat.clip_seconds)
+    if split == "auto":
+        test = corpus.split("test")
+        split = "test" if len(test) and not (test["label"].astype(str) == HIDDEN_LABEL).any() else "devel"
+    wav = Path(out_dir) / f"{corpus.name}-{split}-{minutes:g}min-seed{seed}.wav"
+    make_long_recording(corpus, wav, split=split, duration=minutes * 60, n_calls=n_calls, snr_db=tuple(snr_db),
+                        sample_rate=flat.sample_rate, seed=seed)
+    truth = align_recordings(read_annotations(wav.with_suffix(".truth.csv")).table, [wav.name])
+    return wav, truth, split
+
+
+def compare_detection_scores(configs: dict[str, list[TrainConfig]], recording: str | Path, truth: pd.DataFrame,
+                             out_dir: str | Path, checkpoint: str = "last", recalls: tuple[float, ...] = (0.5, 0.75),
+                             min_iou: float = 0.3, hop: float | None = None,
+                             background_class: str = "background") -> pd.DataFrame:
+    """Event precision at equal recall of the flat and multi-task runs scanning one long recording.
+
+    Each finished flat and multi-task run of :func:`hierarchy_configs` scans ``recording`` (a
+    semi-synthetic recording from :func:`helpers.data.longform.make_long_recording`, built from a
+    split no run trained on) into ``out_dir`` (one folder per run; a rerun resumes). The window
+    scores are thresholded over the default sweep with each detection score of
+    :data:`DETECTION_VARIANTS` (the multi-task runs twice: their best class score, and the call
+    head's P(call) = 1 - score_background), events matched to ``truth`` (same label, IoU >=
+    ``min_iou``), and the precision read at each recall of ``recalls``
+    (:func:`helpers.evaluation.events.precision_at_recall`: the best threshold for that recall,
+    chosen on this recording, so it describes the scores, not a deployed threshold).
+
+    Returns one row per variant and seed: ``form``, ``score_from``, ``variant`` (its label),
+    ``seed``, ``precision@R`` per recall R (fraction; NaN where the recall is never reached),
+    ``max_recall`` (the highest event recall of the sweep) and ``n_truth`` (reference events).
+    """
+    from helpers.evaluation.events import precision_at_recall, precision_recall_curve_events
+    from helpers.evaluation.scan import scan
+
+    recording, out = Path(recording), Path(out_dir)
+    calls_in_truth = int((truth["label"].astype(str) != background_class).sum())
+    rows: list[dict[str, Any]] = []
+    for form in ("flat", "multi-task"):
+        for config in configs[form]:
+            folder = out / f"{config.run_dir().name}-{checkpoint}"
+            result = scan(_weights(config, checkpoint), recording, folder, hop=hop, progress=False,
+                          background=background_class, device=config.device)
+            windows = pd.read_csv(folder / f"{recording.name}.scores.csv").assign(recording=recording.name)
+            for variant_form, score_from, label in DETECTION_VARIANTS:
+                if variant_form != form:
+                    continue
+                curve = precision_recall_curve_events(windows, truth, result.settings["classes"],
+                                                      background=background_class, min_iou=min_iou,
+                                                      score_from=score_from)
+                at = precision_at_recall(curve, recalls)
+                row: dict[str, Any] = {"form": form, "score_from": score_from, "variant": label, "seed": config.seed}
+                row.update({f"precision@{r:g}": p for r, p in zip(at["recall_target"], at["precision"])})
+                row["max_recall"] = float(curve.loc[curve["class"] == "all", "recall"].max())
+                row["n_truth"] = calls_in_truth
+                rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def detection_table(detection: pd.DataFrame, as_text: bool = True) -> pd.DataFrame:
+    """:func:`compare_detection_scores` over seeds: one row per variant, each ``precision@R`` and
+    ``max_recall`` in % as ``mean ± std (min-max, n=N)`` (``as_text=False``: the means). A seed
+    whose sweep never reached a recall has no precision there, so ``n`` can differ between columns."""
+    if detection.empty:
+        return pd.DataFrame(columns=["variant"])
+    metrics = [c for c in detection.columns if c.startswith("precision@")] + ["max_recall"]
+    summary = summarise(detection.assign(status="finished"), by=["variant"], metric_cols=metrics, n_boot=0)
+    order = {label: i for i, (_, _, label) in enumerate(DETECTION_VARIANTS)}
+    summary = summary.sort_values("variant", key=lambda col: col.map(order))
+    names = {m: (f"precision at recall {m.split('@')[1]} (%)" if m.startswith("precision@") else "max recall (%)")
+             for m in metrics}
+    rows = [{"variant": r["variant"], **{names[m]: spread_text(r, m, as_text) for m in metrics}}
+            for _, r in summary.iterrows()]
+    return pd.DataFrame(rows)
