@@ -120,6 +120,10 @@ def test_grid_notebooks_run_headless_on_synthetic_corpus(tmp_path):
     assert len(list(runs.glob("*/metrics.json"))) == 2 + 9 - 1 + 3
     assert len(list(runs.glob("cnn10-multitask-8k-*/metrics.json"))) == 1
     assert len(list((runs / "fusion").glob("*/metrics.json"))) == len(PROFILES["demo"]["fusion_variants"])
+    # 10 scanned its semi-synthetic recording with the flat and the multi-task run, the latter on P(call)
+    scans = {p.parent.name.split("-8k-")[0]: json.loads(p.read_text())["settings"]
+             for p in (runs / "hierarchy-scan").glob("*/scan.json")}
+    assert scans["cnn10"]["score_from"] == "class" and scans["cnn10-multitask"]["score_from"] == "call"
     figures = {p.name for p in (tmp_path / "figures").glob("*.png")}
     for name in ["04_model_comparison.png", "04_learning_curves.png", "05_ablation_gains.png", "05_ablation_gain_over_baseline.png", "07_fusion.png",
                  "08_table2.png", "08_ablation.png", "08_confusion.png", "08_tsne.png", "08_learning_curves.png",
