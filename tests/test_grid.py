@@ -65,6 +65,16 @@ def test_expand_grid_is_a_cartesian_product():
         expand_grid({}, {"seed": []})
 
 
+def test_a_profile_can_give_one_ablation_setting_its_own_schedule(monkeypatch):
+    """``ablation_config_by_setting``: e.g. more steps for the settings with MixUp; a notebook's base still wins."""
+    mixup = {name for name, o in ABLATION_SETTINGS.items() if o["mixup"]}
+    monkeypatch.setitem(PROFILES["demo"], "ablation_config_by_setting", {name: {"iterations": 600} for name in mixup})
+    steps = {setting_of(c): c.iterations for c in ablation_configs("cnn10", 8000, "demo", seeds=[0])}
+    assert {s for s, n in steps.items() if n == 600} == mixup & set(steps) != set()
+    assert {n for s, n in steps.items() if s not in mixup} == {PROFILES["demo"]["config"]["iterations"]}
+    assert {c.iterations for c in ablation_configs("cnn10", 8000, "demo", seeds=[0], base={"iterations": 2})} == {2}
+
+
 def test_ablation_and_table2_configs(tmp_path: Path):
     configs = ablation_configs("resnet22", 8000, "paper", seeds=[0, 1], base={"out_dir": str(tmp_path)})
     assert len(configs) == 2 * len(ABLATION_SETTINGS)
@@ -78,11 +88,6 @@ def test_ablation_and_table2_configs(tmp_path: Path):
     assert forced[0].model_options == PROFILES["demo"]["ablation_model_options"]["cnn10"]
     demo = ablation_configs("cnn10", 8000, "demo", seeds=[0])
     assert [setting_of(c) for c in demo] == list(PAPER_ABLATION_SETTINGS)
-    # the demo's MixUp settings train longer (their curves flatten later); a notebook's base still wins
-    steps = {setting_of(c): c.iterations for c in demo}
-    assert {s for s, n in steps.items() if n == 600} == {s for s in steps if ABLATION_SETTINGS[s]["mixup"]} != set()
-    assert {n for s, n in steps.items() if not ABLATION_SETTINGS[s]["mixup"]} == {PROFILES["demo"]["config"]["iterations"]}
-    assert {c.iterations for c in ablation_configs("cnn10", 8000, "demo", seeds=[0], base={"iterations": 2})} == {2}
     with pytest.raises(ValueError, match="unknown ablation setting"):
         ablation_configs("cnn10", 8000, "demo", settings=["bal"])
     with pytest.raises(ValueError, match="profile"):
