@@ -179,7 +179,8 @@ def test_a_model_with_a_call_head_detects_on_its_call_probability(checkpoint, fi
         detect_events(windows, CLASSES, 0.3)[["begin", "end"]].values.tolist()
     # a flat model detects on its best class by default and on 1 - background when asked
     flat = scan(checkpoint, field / "a.wav", tmp_path / "flat", progress=False, device="cpu")
-    assert flat.settings["score_from"] == "class" and "no call head" in flat.format()
+    assert flat.settings["score_from"] == "class" and "the best call class's own score" in flat.format()
+    assert "the best call class's own score" in again.format()  # a call-head model told to use its classes
     asked = scan(checkpoint, field / "a.wav", tmp_path / "flat-call", progress=False, device="cpu",
                  detection_score="call")
     assert asked.settings["score_from"] == "call"

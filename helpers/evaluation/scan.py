@@ -110,7 +110,7 @@ def describe_detection_score(score_from: str, background: str | None) -> str:
     if score_from == "call":
         return (f"P(call) = 1 - score_{background} (the model's call head), threshold on it; "
                 "label: the best species")
-    return "the best call class's score, threshold on it (the model has no call head)"
+    return "the best call class's own score, threshold on it"
 
 
 def resolve_detection_score(detection_score: str, model, classes: Sequence[str],
