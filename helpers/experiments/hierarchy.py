@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from helpers.data.corpus import UNKNOWN_LABEL
 from helpers.experiments.collect import spread_text, summarise
 from helpers.experiments.grid import (FULL_SETTING, PAPER_TABLE2, ablation_configs, model_label, profile_settings,
                                      width_of)
@@ -101,8 +102,6 @@ def _metrics_row(labels: np.ndarray, scores: np.ndarray, classes: list[str], bac
             "confusion_matrix": cm}
 
 
-#: The label of a clip whose truth is hidden (the challenge's test split).
-HIDDEN_LABEL = "?"
 
 
 def _from_predictions(config: TrainConfig, split: str,
@@ -111,7 +110,7 @@ def _from_predictions(config: TrainConfig, split: str,
     path = config.run_dir() / "predictions" / f"{split}-{checkpoint}.csv"
     table = pd.read_csv(path, keep_default_na=False)
     classes = [c[len("score_"):] for c in table.columns if c.startswith("score_")]
-    if (table["label"].astype(str) == HIDDEN_LABEL).any():
+    if (table["label"].astype(str) == UNKNOWN_LABEL).any():
         return None
     labels = table["label"].map({c: i for i, c in enumerate(classes)})
     if labels.isna().any():
@@ -248,7 +247,7 @@ def semi_synthetic_recording(configs: dict[str, list[TrainConfig]], out_dir: str
     corpus = prepare_corpus(flat.corpus, flat.data_dir, progress=False, clip_seconds=flat.clip_seconds)
     if split == "auto":
         test = corpus.split("test")
-        split = "test" if len(test) and not (test["label"].astype(str) == HIDDEN_LABEL).any() else "devel"
+        split = "test" if len(test) and not (test["label"].astype(str) == UNKNOWN_LABEL).any() else "devel"
     wav = Path(out_dir) / f"{corpus.name}-{split}-{minutes:g}min-seed{seed}.wav"
     make_long_recording(corpus, wav, split=split, duration=minutes * 60, n_calls=n_calls, snr_db=tuple(snr_db),
                         sample_rate=flat.sample_rate, seed=seed)
