@@ -279,5 +279,7 @@ def test_how_obtained_counts_runs_and_reads_checksums(tmp_path):
     assert all(line.startswith("- ") for line in lines)
     assert "1 finished, 1 failed, 1 unfinished" in text and "abc123" in text
     demo = PROFILES["demo"]["config"]
-    assert f"{demo['iterations']} steps of {demo['batch_size']} clips" in text and "not comparable" in text and "torch" in text
-    assert "not comparable" not in "\n".join(how_obtained(runs, "paper"))
+    assert f"{demo['min_iterations']}-{demo['iterations']} steps (each run stops" in text
+    assert "clips per run" in text and "not comparable" in text and "torch" in text
+    paper = "\n".join(how_obtained(runs, "paper"))
+    assert "not comparable" not in paper and "60000 steps of 32 clips" in paper

@@ -146,6 +146,47 @@ def test_switches_change_the_run(easy_corpus, tmp_path):
     assert len({tuple(v) for v in losses.values()}) == 4
 
 
+def test_stop_when_flat_ends_at_the_first_flat_evaluation_and_survives_an_interruption(easy_corpus, tmp_path,
+                                                                                        monkeypatch):
+    from helpers.evaluation.curves import curve_flatness
+    from helpers.models.checkpoint import export_final_weights
+    import helpers.training.loop as loop
+
+    kw = dict(iterations=400, min_iterations=60, stop_when_flat=True, eval_every=20, ema_start=20,
+              checkpoint_every=100, mixup=False, spec_augment=False)
+    ref = train(_config(tmp_path, run_name="ref", **kw), corpus=easy_corpus, progress=False)
+    history = ref.history
+    stop = int(history["step"].iloc[-1])
+    assert 60 <= stop < 400, f"stopped at {stop}: the easy corpus should flatten well before the cap"
+    # the stop is the first evaluation from min_iterations on where the curve is flat, by the notebooks' own test
+    verdicts = {int(s): curve_flatness(history[history["step"] <= s])["flat"] for s in history["step"] if s >= 60}
+    assert verdicts[stop] is True and not any(v for s, v in verdicts.items() if s < stop)
+    training = ref.metrics["training"]
+    assert training == {"steps": stop, "iterations": 400, "stop_when_flat": True, "min_iterations": 60,
+                        "stopped_when_flat": True}
+    assert ref.metrics["checkpoints"]["last_ema"]["step"] == stop
+    last = load_checkpoint(ref.run_dir / "checkpoints" / "last.pt")
+    assert last["step"] == stop and last["stopped_when_flat"] is True
+    assert load_checkpoint(export_final_weights(ref.run_dir))["step"] == stop  # a stopped run is a finished run
+
+    # interrupted after the stop, before the final scoring: the rerun finishes without training further
+    real_final = loop.final_evaluation
+    monkeypatch.setattr(loop, "final_evaluation", lambda *a, **k: (_ for _ in ()).throw(KeyboardInterrupt("crash")))
+    cfg = _config(tmp_path, run_name="interrupted", **kw)
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, corpus=easy_corpus, progress=False)
+    monkeypatch.setattr(loop, "final_evaluation", real_final)
+    resumed = train(cfg, corpus=easy_corpus, progress=False)
+    pd.testing.assert_frame_equal(resumed.history, history)
+    assert resumed.metrics["training"] == training
+    # and a finished stopped run is loaded, not trained again
+    assert train(cfg, corpus=easy_corpus, progress=False).metrics["training"] == training
+
+    # the cap wins over min_iterations: a short run takes all its steps
+    short = train(_config(tmp_path, run_name="short", **{**kw, "iterations": 40}), corpus=easy_corpus, progress=False)
+    assert short.metrics["training"]["steps"] == 40 and short.metrics["training"]["stopped_when_flat"] is False
+
+
 def test_config_rejects_bad_values():
     with pytest.raises(ValueError, match="sampler"):
         TrainConfig(sampler="balance")
@@ -153,6 +194,10 @@ def test_config_rejects_bad_values():
         TrainConfig.from_dict({"learning_rate": 0.1})
     assert TrainConfig().key() == TrainConfig(device="cuda", out_dir="elsewhere").key()
     assert TrainConfig().key() != TrainConfig(seed=1).key()
+    with pytest.raises(ValueError, match="min_iterations"):
+        TrainConfig(min_iterations=-1)
+    # the stopping rule changes results, so it names its own run folder
+    assert TrainConfig(stop_when_flat=True).key() != TrainConfig().key()
 
 
 def test_predict_cli_on_any_audio(easy_corpus, tmp_path):

@@ -183,7 +183,8 @@ def export_final_weights(run_dir: str | Path, kind: str = "last_ema") -> Path:
         return out
     last = load_checkpoint(folder / "last.pt")
     config = last.get("train_config") or {}
-    if config.get("iterations") is not None and last.get("step") != config["iterations"]:
+    finished = last.get("stopped_when_flat") or last.get("step") == config.get("iterations")
+    if config.get("iterations") is not None and not finished:
         raise ValueError(f"{folder / 'last.pt'}: holds step {last.get('step')} of {config['iterations']}: the run "
                          "has not finished; finish it (train again resumes it) before reading its final weights.")
     weights = last["state_dict"]

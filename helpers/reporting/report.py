@@ -353,8 +353,11 @@ def how_obtained(runs: pd.DataFrame, profile: str) -> list[str]:
     finished = runs.loc[runs["status"] == "finished", "run_dir"] if len(runs) else []
     corpora = {(read_json(Path(d) / "record.json").get("corpus") or {}).get("checksum") for d in finished}
     count = {s: int((runs["status"] == s).sum()) if len(runs) else 0 for s in ("finished", "failed", "unfinished")}
+    steps = (f"{cfg.get('min_iterations', 0)}-{cfg['iterations']} steps (each run stops at the first devel evaluation "
+             "where its devel curve is flat, which also makes its last devel score slightly optimistic)"
+             if cfg.get("stop_when_flat") else f"{cfg['iterations']} steps")
     lines = [
-        f"- Profile **{profile}**: {cfg['iterations']} steps of {cfg['batch_size']} clips per run, devel evaluation "
+        f"- Profile **{profile}**: {steps} of {cfg['batch_size']} clips per run, devel evaluation "
         f"every {cfg['eval_every']} steps, EMA from step {cfg['ema_start']} (decay {cfg['ema_decay']}), "
         f"seeds {prof['seeds']} (Table 2, fusion), {prof['ablation_seeds']} (ablation).",
         f"- Runs: {count['finished']} finished, {count['failed']} failed, {count['unfinished']} unfinished; "

@@ -73,7 +73,14 @@ class TrainConfig:
     wave_augment_copies: int = 4      # augmented copies of the train set when either is on
     # optimisation
     batch_size: int = 32
-    iterations: int = 60_000
+    iterations: int = 60_000          # optimiser steps; with stop_when_flat the most a run may take
+    # Train until the devel curve has flattened (a deviation; the paper trains a fixed number of steps): stop
+    # at the first devel evaluation from min_iterations on where helpers.evaluation.curves calls the curve
+    # flat (mean devel UAR of the last quarter of the steps at most 3 points above the quarter before).
+    # The stop is decided on devel, so even a last checkpoint's devel score is then slightly optimistic.
+    stop_when_flat: bool = False
+    min_iterations: int = 0           # with stop_when_flat: the first step at which the run may stop (iterations
+    #                                   stays the cap: a quick run with fewer iterations simply takes them all)
     lr: float = 1e-3
     amsgrad: bool = False             # the authors' code uses amsgrad=True; the paper says Adam
     # EMA
@@ -115,6 +122,9 @@ class TrainConfig:
         for name in ("iterations", "batch_size", "eval_every", "checkpoint_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"TrainConfig.{name} must be >= 1, got {getattr(self, name)}")
+        if self.min_iterations < 0:
+            raise ValueError(f"TrainConfig.min_iterations={self.min_iterations} must be >= 0: the first step at "
+                             "which stop_when_flat may stop the run.")
         if not 0.0 < self.call_loss_weight < 1.0:
             raise ValueError(f"TrainConfig.call_loss_weight={self.call_loss_weight!r} must lie strictly between 0 and 1 "
                              "(the call loss's share; the species loss gets 1 - call_loss_weight).")
@@ -182,7 +192,7 @@ class TrainConfig:
 KEY_OMITTED_DEFAULTS = {"cpu_amp": False, "ema_decay_schedule": "constant", "ema_average_buffers": True,
                         "clip_seconds": CLIP_SECONDS, "n_mels": N_MELS, "fmin": FMIN, "fmax": None,
                         "hierarchy": FLAT, "call_loss_weight": 0.5, "background_class": "background",
-                        "mixup_pairs": "consecutive"}
+                        "mixup_pairs": "consecutive", "stop_when_flat": False, "min_iterations": 0}
 
 #: Scoring batch when ``TrainConfig.eval_batch_size`` is None: large batches feed a GPU; on a CPU
 #: 64 clips ran ~10 % faster than 512 (cache) and need an eighth of the memory.

@@ -32,11 +32,14 @@ UNSELECTED_NOTE = "not used to choose the checkpoint: an unbiased estimate for t
 def final_evaluation(run_dir: Path, config: TrainConfig, corpus: Corpus, feats: dict, model: nn.Module,
                       ema: ExponentialMovingAverage | None, best: dict, history: list[dict],
                       classes: list[str], settings: FeatureSettings, score_fn: str,
-                      device: torch.device) -> dict:
-    """Score every split with every checkpoint; write prediction tables, submission, metrics."""
-    candidates: dict[str, tuple[nn.Module, int]] = {"last_plain": (model, config.iterations)}
+                      device: torch.device, last_step: int | None = None) -> dict:
+    """Score every split with every checkpoint; write prediction tables, submission, metrics.
+    ``last_step``: the step of the last weights (default ``config.iterations``; earlier when
+    ``stop_when_flat`` ended the run)."""
+    last_step = config.iterations if last_step is None else int(last_step)
+    candidates: dict[str, tuple[nn.Module, int]] = {"last_plain": (model, last_step)}
     if ema is not None:
-        candidates["last_ema"] = (ema.shadow, config.iterations)
+        candidates["last_ema"] = (ema.shadow, last_step)
     for kind in ("plain", "ema"):
         path = run_dir / "checkpoints" / f"best_{kind}.pt"
         if best[kind]["step"] is not None and path.is_file():

@@ -34,6 +34,7 @@ from helpers.core.hardware import configure_threads, resolve_device
 from helpers.core.progress import progress_bar
 from helpers.core.provenance import Timer, write_record
 from helpers.data.corpus import Corpus
+from helpers.evaluation.curves import curve_flatness
 from helpers.evaluation.inference import calibration_indices, warn_if_bf16_is_emulated
 from helpers.evaluation.scoring import predict_scores, split_metrics, write_table
 from helpers.features.cache import load_features
@@ -118,6 +119,7 @@ class _Run:
             warn_if_bf16_is_emulated("cpu_amp=True")
         self.eval_batch = eval_batch_size(config, device)
         self.step = 0
+        self.stopped_when_flat = False  # stop_when_flat ended the run before config.iterations
         self.history: list[dict] = []
         self.best = {"plain": {"uar": -1.0, "step": None}, "ema": {"uar": -1.0, "step": None}}
         self.last_path = self.run_dir / run_folder.LAST_CHECKPOINT
@@ -132,6 +134,9 @@ class _Run:
             raise ValueError(f"corpus {corpus.root} has no train split; cannot train.")
         devel = self.feats.get("devel")
         self.has_devel = devel is not None and len(devel.labels) > 0 and bool((devel.labels >= 0).all())
+        if config.stop_when_flat and not self.has_devel:
+            raise ValueError(f"corpus {corpus.root} has no labelled devel split, so stop_when_flat=True cannot see "
+                             "the devel curve flatten; set stop_when_flat=False (a fixed number of iterations).")
         # Everything the loop touches lives on the device: no loader, no per-step copies.
         self.x_train = torch.from_numpy(np.ascontiguousarray(self.feats["train"].features)).to(device)
         self.y_train = torch.from_numpy(self.feats["train"].labels).to(device)
@@ -159,7 +164,7 @@ class _Run:
             "train_config_key": self.config.key(), "optimizer": s.optimizer.state_dict(),
             "sampler": json.dumps(s.sampler.state_dict()), "generator": s.generator.get_state(),
             "torch_rng": torch.get_rng_state(), "history": json.dumps(self.history), "best": json.dumps(self.best),
-            "timings": json.dumps(self.timer.seconds),
+            "timings": json.dumps(self.timer.seconds), "stopped_when_flat": self.stopped_when_flat,
         })
         if s.ema is not None:
             payload["ema"] = s.ema.state_dict()
@@ -190,7 +195,8 @@ class _Run:
         self.history = json.loads(state["history"])
         self.best = json.loads(state["best"])
         self.timer.seconds.update(json.loads(state.get("timings", "{}")))
-        if self.step >= config.iterations and run_folder.is_finished(self.run_dir):
+        self.stopped_when_flat = bool(state.get("stopped_when_flat", False))
+        if self.done() and run_folder.is_finished(self.run_dir):
             # A finished run: return what it wrote instead of training or evaluating again.
             stored = run_folder.load(self.run_dir)
             return TrainResult(run_dir=self.run_dir, config=config, history=stored["history"],
@@ -199,6 +205,17 @@ class _Run:
         return None
 
     # -- the loop ---------------------------------------------------------------------------------
+    def done(self) -> bool:
+        """Whether training is over: all ``config.iterations`` taken, or stopped on a flat devel curve."""
+        return self.stopped_when_flat or self.step >= self.config.iterations
+
+    def _flat_now(self) -> bool:
+        """``stop_when_flat``: is the devel curve flat at this evaluation (from ``min_iterations`` on)?"""
+        config = self.config
+        if not config.stop_when_flat or self.step < config.min_iterations or self.step >= config.iterations:
+            return False
+        return bool(curve_flatness(pd.DataFrame(self.history, columns=HISTORY_COLUMNS))["flat"])
+
     def _devel_scores(self, model: nn.Module) -> tuple[float, float]:
         scores = predict_scores(scoring_model(model, self.config, self.device), self.x_devel,
                                 batch_size=self.eval_batch, score=self.score_fn)
@@ -240,7 +257,7 @@ class _Run:
     def loop(self) -> None:
         config, s = self.config, self.setup
         bar = None
-        if self.step < config.iterations:
+        if not self.done():
             # display=progress: silent when asked, yet a runner watching the kernel (make paper) still sees it
             bar = progress_bar(config.iterations, f"train {self.run_dir.name}", unit="step", initial=self.step,
                                display=self.progress)
@@ -248,7 +265,7 @@ class _Run:
         loss_count = 0
         t_loop = time.perf_counter()
         s.model.train()
-        while self.step < config.iterations:
+        while not self.done():
             loss = s.step(*self._batch())
             if s.ema is not None:
                 s.ema.update(s.model, self.step)
@@ -265,7 +282,8 @@ class _Run:
                 loss_count = 0
                 if bar is not None:
                     bar.set_postfix(loss=f"{row['train_loss']:.3f}", uar=f"{row['uar_plain']:.3f}")
-            if step % config.checkpoint_every == 0 or step == config.iterations:
+                self.stopped_when_flat = self._flat_now()
+            if step % config.checkpoint_every == 0 or self.done():
                 self.timer.add("training_loop", time.perf_counter() - t_loop)
                 t_loop = time.perf_counter()
                 with self.timer("checkpoints"):
@@ -280,7 +298,11 @@ class _Run:
         config, s, run_dir = self.config, self.setup, self.run_dir
         with self.timer("final_evaluation"):
             metrics = final_evaluation(run_dir, config, self.corpus, self.feats, s.model, s.ema, self.best,
-                                       self.history, self.classes, self.settings, self.score_fn, self.device)
+                                       self.history, self.classes, self.settings, self.score_fn, self.device,
+                                       last_step=self.step)
+        metrics["training"] = {"steps": self.step, "iterations": config.iterations,
+                               "stop_when_flat": config.stop_when_flat, "min_iterations": config.min_iterations,
+                               "stopped_when_flat": self.stopped_when_flat}
         history = pd.DataFrame(self.history, columns=HISTORY_COLUMNS)
         write_table(history, run_dir / run_folder.HISTORY)
         metrics["n_parameters"] = count_parameters(s.model, trainable_only=False)
