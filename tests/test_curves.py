@@ -5,7 +5,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from helpers.evaluation.curves import curve_flatness, devel_curve, flatness_summary, flatness_table, run_histories
+from helpers.evaluation.curves import (curve_flatness, devel_curve, flatness_summary, flatness_table, run_histories,
+                                      training_length)
 
 
 def _history(uar_ema, uar_plain=None, every=25):
@@ -77,3 +78,18 @@ def test_histories_are_read_from_run_folders_and_a_missing_one_is_listed(tmp_pat
     table = flatness_table(histories)
     assert table.loc["A", "verdict"] == "flat" and table.loc["B", "verdict"] == "no history"
     assert "cannot tell (not started, or too few evaluations): B" in flatness_summary(table)
+
+
+def test_training_length_says_why_the_run_stopped():
+    flat = _history([0.3, 0.5, 0.6, 0.7] + [0.8, 0.82, 0.78, 0.8] * 3)
+    rising = _history(list(np.linspace(0.3, 0.9, 16)))
+    stopped = {"steps": 400, "iterations": 800, "stop_when_flat": True, "min_iterations": 300,
+               "stopped_when_flat": True}
+    text = training_length(flat, stopped)
+    assert text.startswith("Trained 400 steps, stopped at the first devel evaluation from step 300 on")
+    assert "cap was 800" in text and "+0.0 points" in text and text.endswith(": flat.")
+    capped = {**stopped, "iterations": 400, "stopped_when_flat": False}
+    text = training_length(rising, capped)
+    assert "reached the cap of 400 steps" in text and "+16.0 points" in text and text.endswith("still rising.")
+    assert training_length(rising, None).startswith("Trained 400 steps, a fixed number of steps")
+    assert "too few evaluations" in training_length(_history([0.5]), None)

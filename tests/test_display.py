@@ -27,7 +27,13 @@ def test_run_plan_has_one_row_per_config_in_order(tmp_path):
     assert list(plan.columns) == PLAN_COLUMNS
     assert list(plan.model) == ["CNN10-8k", "CNN10-8k", "CNN6-16k", "CNN6-16k"]
     assert list(plan.seed) == [0, 1, 0, 1]
-    assert list(plan.iterations) == [c.iterations for c in configs]
+    # the demo trains each run until its devel curve is flat, between min_iterations and iterations
+    assert list(plan.iterations) == [f"{c.min_iterations}-{c.iterations}, until flat" for c in configs]
+    paper = run_plan(grid.table2_configs("paper", {"out_dir": str(tmp_path / "runs")}, runs=[("cnn10", 8000)]))
+    assert set(paper.iterations) == {60_000}
+    # a cap below min_iterations wins (a quick run takes all its steps)
+    quick = run_plan(grid.table2_configs("demo", {"out_dir": str(tmp_path), "iterations": 30}, runs=[("cnn10", 8000)]))
+    assert list(quick.iterations) == [30]
     assert list(plan.batch) == [c.batch_size for c in configs]
     assert list(plan["run folder"]) == [str(c.run_dir()) for c in configs]
     assert len(set(plan["run folder"])) == 4

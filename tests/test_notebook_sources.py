@@ -111,7 +111,12 @@ def parameters_problems(path: Path, nb: dict[str, Any]) -> list[str]:
     i, cell = tagged[0]
     if cell.get("cell_type") != "code":
         return [f"{where(path, i, cell)} is tagged 'parameters' but is a {cell.get('cell_type')} cell"]
-    return []
+    # papermill's parameter inspection (papermill --help-notebook, and its warning in every batch run)
+    # skips any line with more than one '=', so the parameter on it goes unlisted
+    return [f"{where(path, i, cell)} line {n}: {line.strip()!r} has {line.count('=')} '=' signs; papermill "
+            "cannot read it as a parameter and leaves it out of its parameter list: keep '=' out of the comment"
+            for n, line in enumerate(source_of(cell).splitlines(), start=1)
+            if line.count("=") > 1 and not line.strip().startswith("#")]
 
 
 def definition_problems(path: Path, nb: dict[str, Any]) -> list[str]:
@@ -231,6 +236,14 @@ def test_parameters_cell_must_be_exactly_one_code_cell(tmp_path):
     md = _notebook(tmp_path, [GOOD[0], ("markdown", "x", {"id": "a", "metadata": {"tags": ["parameters"]}})],
                    name="42_md.ipynb")
     assert "is a markdown cell" in parameters_problems(md, load_raw(md))[0]
+
+
+def test_parameter_lines_papermill_cannot_read_are_caught(tmp_path):
+    cells = [GOOD[0], ("code", 'x = 1\nmode = None  # with x="a": a file', {"id": "42-01", "metadata": {"tags": ["parameters"]}}),
+             GOOD[2]]
+    path = _notebook(tmp_path, cells)
+    problems = parameters_problems(path, load_raw(path))
+    assert len(problems) == 1 and "line 2" in problems[0] and "keep '=' out of the comment" in problems[0]
 
 
 def test_definitions_in_code_cells_are_caught(tmp_path):

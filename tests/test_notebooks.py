@@ -113,6 +113,11 @@ def test_grid_notebooks_run_headless_on_synthetic_corpus(tmp_path):
     assert [p.stem for p in done] == ["04_model_comparison", "05_ablation", "07_fusion", "08_report", "10_hierarchical"]
     for path in done:
         assert_solutions_answered(nbformat.read(path, as_version=4), path)
+    # every grid notebook says which of its runs' devel curves are flat (the test of helpers.evaluation.curves)
+    for path in done[:3] + done[4:]:
+        printed = "".join(o.get("text", "") for c in nbformat.read(path, as_version=4).cells
+                          for o in c.get("outputs", []) if o.get("output_type") == "stream")
+        assert "curves are flat (mean devel UAR of the last 25% of the steps" in printed, path.name
     runs = tmp_path / "runs" / "demo"
     # 04 trained through papermill runs of 03_train; 05, 07 and 10 directly; 9 + 4 + 1 shared folders;
     # 10 adds a multi-task run and the two stages (its flat run is 05's full recipe)

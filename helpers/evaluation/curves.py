@@ -58,6 +58,28 @@ def curve_flatness(history: pd.DataFrame, tail: float = TAIL, tolerance: float =
             "gain": gain, "flat": None if gain is None else bool(gain <= tolerance)}
 
 
+def training_length(history: pd.DataFrame, training: dict | None = None, tail: float = TAIL,
+                    tolerance: float = TOLERANCE) -> str:
+    """One sentence on how long a run trained and why it stopped there: ``training`` is the
+    ``training`` entry of its ``metrics.json`` (None for runs written before it existed, which
+    trained a fixed number of steps), followed by the flatness of its devel curve."""
+    flat = curve_flatness(history, tail, tolerance)
+    steps = int(training["steps"]) if training else flat["last step"]
+    if training and training.get("stopped_when_flat"):
+        why = (f"stopped at the first devel evaluation from step {training['min_iterations']} on where its devel "
+               f"curve was flat (stop_when_flat; the cap was {training['iterations']})")
+    elif training and training.get("stop_when_flat"):
+        why = f"reached the cap of {training['iterations']} steps before its devel curve was flat (stop_when_flat)"
+    else:
+        why = "a fixed number of steps"
+    if flat["gain"] is None:
+        verdict = "too few evaluations to tell whether the curve is flat"
+    else:
+        verdict = (f"mean devel UAR of the last {tail:.0%} of the steps {flat['gain'] * 100:+.1f} points against "
+                   f"the {tail:.0%} before: {'flat' if flat['flat'] else 'still rising'}")
+    return f"Trained {steps} steps, {why}; {verdict}."
+
+
 def run_histories(run_dirs: dict[str, str | Path]) -> dict[str, pd.DataFrame | None]:
     """Each run's ``history.csv`` by label; None for a run folder without one (not started)."""
     return {label: pd.read_csv(Path(d) / HISTORY) if (Path(d) / HISTORY).is_file() else None

@@ -177,19 +177,21 @@ TABLE2_RUNS: list[tuple[str, int]] = [("cnn6", 8000), ("cnn10", 8000), ("mobilen
 #: :func:`notebook_parameters` gives ``03_train``.
 #:
 #: ``demo`` (issue 12): sized so the whole collection (00-10) finishes in under 30 minutes on a
-#: 2-core laptop CPU *and* its tables carry information. Table 2's runs train until their devel
-#: curves flatten (400 steps of 32 clips, about 120 passes over the 105 training clips; ResNet22 200
-#: and MobileNetV1 800, where their curves flatten), WideResNet28-2 is left out (measured: even at an
-#: eighth of its width still rising after 800 steps, 8.5 min on one core; 04 says so); the ablation
-#: and notebook 10 train 400 steps of 16, where the settings without MixUp are flat and those with
-#: MixUp still rise slowly, with numbers that 800 steps did not change beyond the seed spread
-#: (measured; 04 and 05 print which curves are flat, :mod:`helpers.evaluation.curves`). So the
-#: networks are narrowed, and say so in every label: Table 2's models at a quarter of the paper's channels
-#: ("CNN10-8k (¼ width)": 0.31 M parameters instead of 4.95 M; its first seed is also 03_train's
-#: run), the ablation on CNN10-8k at an eighth, three seeds per setting (the paper's six settings),
-#: so that a table shows the seed spread. 8 kHz everywhere, EMA from step 100 with decay 0.98 (0.995
-#: would still be mostly the weights of step 100 at step 400). The fusion starts from trained
-#: branches and trains 100 steps, three of the four variants (one trainable). Measured on an AVX2-only 2-core EPYC: README, "Profiles".
+#: 2-core laptop CPU *and* its tables carry information. Every run trains until its own devel curve
+#: is flat (``stop_when_flat``, docs/reference.md §12: the test that 04 and 05 print, from
+#: :mod:`helpers.evaluation.curves`), between ``min_iterations`` and the cap ``iterations``: 400-800
+#: steps of 32 clips for Table 2 (about 120-240 passes over the 105 training clips; ResNet22 200-400,
+#: flat from step ~125, MobileNetV1 800-1200, still rising at 400), 400-800 steps of 16 for the
+#: ablation and notebook 10 (MixUp slows learning: the full recipe was still rising at 400 and flat at
+#: 800 on three seeds), 100-200 for the fusion, which starts from trained branches. WideResNet28-2 is
+#: left out (measured: even at an eighth of its width still rising after 800 steps, 8.5 min on one
+#: core; 04 says so). So the networks are narrowed, and say so in every label: Table 2's models at a
+#: quarter of the paper's channels ("CNN10-8k (¼ width)": 0.31 M parameters instead of 4.95 M; its
+#: first seed is also 03_train's run), the ablation on CNN10-8k at an eighth, three seeds per setting
+#: (the paper's six settings), so that a table shows the seed spread. 8 kHz everywhere, EMA from step
+#: 100 with decay 0.98 (0.995 would still be mostly the weights of step 100 at step 400). The fusion
+#: trains three of the four variants (one trainable). Measured on an AVX2-only 2-core EPYC: README,
+#: "Profiles".
 #:
 #: ``paper``: the paper's schedule (60 000 steps of 32, devel evaluation every 200, EMA from step
 #: 15 000 with decay 0.995), all Table 2 rows, the ablation on ResNet22-8k and CNN10-16k as in

@@ -46,13 +46,21 @@ def run_plan(configs: Sequence[PlannedRun]) -> pd.DataFrame:
     """One row per config, in order, before anything is trained.
 
     Columns :data:`PLAN_COLUMNS`: ``model`` is the paper's row name (``"CNN10-8k"``), ``seed``,
-    ``iterations`` (optimiser steps), ``batch`` (clips per step) and ``run folder`` (the path as
-    text, where the run is written or was already written). No configs: an empty table with
-    these columns.
+    ``iterations`` (optimiser steps; ``"400-800, until flat"`` for a run that stops once its devel curve is
+    flat, ``stop_when_flat``), ``batch`` (clips per step) and ``run folder`` (the path as text, where the
+    run is written or was already written). No configs: an empty table with these columns.
     """
-    rows = [{"model": model_label(c.model, c.sample_rate), "seed": c.seed, "iterations": c.iterations,
+    rows = [{"model": model_label(c.model, c.sample_rate), "seed": c.seed, "iterations": _steps(c),
              "batch": c.batch_size, "run folder": str(c.run_dir())} for c in configs]
     return pd.DataFrame(rows, columns=PLAN_COLUMNS)
+
+
+def _steps(config: PlannedRun) -> int | str:
+    """A run's planned steps: the number, or the range of a run that stops once its devel curve is flat."""
+    first = getattr(config, "min_iterations", 0)
+    if not getattr(config, "stop_when_flat", False) or first >= config.iterations:
+        return config.iterations  # a cap at or below min_iterations: the run takes all its steps
+    return f"{first}-{config.iterations}, until flat"
 
 
 def failure_markdown(run_dir: str, error: Any) -> str:
