@@ -46,9 +46,12 @@ paper: setup
 	$(PY) -m helpers validate "$(DATA)"
 	$(PY) -m helpers notebooks --corpus "$(abspath $(DATA))" --data-dir data --profile paper
 
-# The whole suite: what CI runs (.ci/run).
+# The whole suite: what CI runs (.ci/run). Two pytest-xdist workers, one test file each at a time
+# (a file's fixtures, and the real SLURM of tests/test_cluster.py, stay in one process), one thread
+# each (tests/conftest.py): 10 min against 14 serially on 2 cores (measured). TEST_WORKERS=0: serial.
+TEST_WORKERS ?= 2
 test: setup
-	$(PY) -m pytest
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 # The inner loop: unit tests only (notebook executions, training runs and subprocess tests are
 # marked slow), about a minute on 2 cores.

@@ -11,10 +11,19 @@ import soundfile as sf
 
 os.environ.setdefault("MPLBACKEND", "Agg")
 
+#: Threads per test process, the one place tests take them from: both cores when the suite runs
+#: serially; one per process under pytest-xdist, whose two workers would otherwise run four
+#: threads on two cores (OpenMP's spin-waiting makes that several times slower, measured). The
+#: variables reach the processes the tests start (training workers, notebook kernels, CLIs).
+TEST_THREADS = 1 if os.environ.get("PYTEST_XDIST_WORKER") else 2
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    for _name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ[_name] = str(TEST_THREADS)
+
 try:
     import torch
 
-    torch.set_num_threads(2)
+    torch.set_num_threads(TEST_THREADS)
 except ImportError:  # pragma: no cover
     pass
 

@@ -15,6 +15,7 @@ from helpers.data.synthetic import make_synthetic_corpus
 from helpers.training.loop import train
 from helpers.training.config import TrainConfig
 from helpers.models.checkpoint import load_checkpoint
+from tests.conftest import TEST_THREADS
 
 # Trains models, runs notebooks or starts processes: part of `make test`, not of `make test-fast`.
 pytestmark = pytest.mark.slow
@@ -33,7 +34,7 @@ def trained(tmp_path_factory):
     # No MixUp/SpecAugment: the tiny net then separates the classes in a few dozen steps.
     cfg = TrainConfig(corpus="unused", sample_rate=8000, model="cnn10", model_options=TINY, iterations=40,
                       eval_every=20, ema=False, checkpoint_every=40, mixup=False, spec_augment=False,
-                      cache_dir=str(tmp / "cache"), out_dir=str(tmp / "runs"), seed=0, device="cpu", num_threads=2)
+                      cache_dir=str(tmp / "cache"), out_dir=str(tmp / "runs"), seed=0, device="cpu", num_threads=TEST_THREADS)
     result = train(cfg, corpus=corpus, progress=False)
     ckpt = result.run_dir / "checkpoints" / "best_plain.pt"
     sets = extract_embeddings(ckpt, corpus, cache_dir=cfg.cache_dir, device="cpu")

@@ -13,6 +13,7 @@ from helpers.data.synthetic import make_synthetic_corpus
 from helpers.training.loop import train
 from helpers.training.config import TrainConfig
 from helpers.models.checkpoint import load_checkpoint
+from tests.conftest import TEST_THREADS
 
 # Trains models, runs notebooks or starts processes: part of `make test`, not of `make test-fast`.
 pytestmark = pytest.mark.slow
@@ -28,7 +29,7 @@ def branches(tmp_path_factory):
     corpus = read_corpus(root, name="fusion-synthetic")
     common = dict(corpus="unused", sample_rate=8000, iterations=8, eval_every=4, ema_start=2,
                   checkpoint_every=8, cache_dir=str(base / "cache"), out_dir=str(base / "runs"), device="cpu",
-                  num_threads=2, batch_size=8)
+                  num_threads=TEST_THREADS, batch_size=8)
     a = train(TrainConfig(model="cnn10", model_options=TINY, **common), corpus=corpus, progress=False)
     b = train(TrainConfig(model="cnn6", model_options=TINY, **common), corpus=corpus, progress=False)
     return base, corpus, common, a.run_dir / "checkpoints" / "best_ema.pt", b.run_dir / "checkpoints" / "best_ema.pt"

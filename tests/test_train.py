@@ -18,7 +18,7 @@ from helpers.data.synthetic import make_synthetic_corpus
 from helpers.training.loop import train
 from helpers.training.config import TrainConfig
 from helpers.models.checkpoint import load_checkpoint
-from tests.conftest import REPO_ROOT
+from tests.conftest import TEST_THREADS, REPO_ROOT
 
 # Trains models, runs notebooks or starts processes: part of `make test`, not of `make test-fast`.
 pytestmark = pytest.mark.slow
@@ -39,7 +39,7 @@ def easy_corpus(tmp_path_factory):
 def _config(tmp_path, **kw):
     base = dict(corpus="unused", sample_rate=8000, model="cnn10", model_options=TINY, iterations=120,
                 eval_every=40, ema_start=40, checkpoint_every=40, cache_dir=str(tmp_path / "cache"),
-                out_dir=str(tmp_path / "runs"), seed=0, device="cpu", num_threads=2)
+                out_dir=str(tmp_path / "runs"), seed=0, device="cpu", num_threads=TEST_THREADS)
     base.update(kw)
     return TrainConfig(**base)
 
