@@ -244,8 +244,8 @@ PROFILES: dict[str, dict[str, Any]] = {
         "hierarchy_run": ("cnn10", 16000),
         "fusion_branches": [("resnet22", 16000), ("cnn10", 16000)],
         "train_notebook": {"sample_rate": 16000, "model": "cnn10", "model_options": {}, "batch_size": 32,
-                           "iterations": 60_000, "stop_when_flat": False, "min_iterations": 0, "eval_every": 200, "ema_start": 15_000, "ema_decay": 0.995,
-                           "checkpoint_every": 1_000, "log_every": 50},
+                           "iterations": 60_000, "stop_when_flat": False, "min_iterations": 0, "eval_every": 200,
+                           "ema_start": 15_000, "ema_decay": 0.995, "checkpoint_every": 1_000, "log_every": 50},
     },
 }
 
