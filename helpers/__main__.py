@@ -13,6 +13,9 @@ Commands:
   predict CHECKPOINT AUDIO...          per-clip prediction table for any audio files
   scan CHECKPOINT AUDIO... --out DIR   scan long recordings: window scores, detections as Raven /
                                        Audacity / CSV tables, resumable (helpers/evaluation/scan.py)
+  rescore CHECKPOINT SCAN_DIR [--out DIR]
+                                       rescore a scan made with a head on a pretrained backbone with
+                                       another head, from its stored window embeddings (no audio read)
   bench [--models ...] [--rates ...]   training/feature/evaluation speed vs. the device's ceiling
                                        (developer tool, helpers/bench/; options: bench --help)
 """
@@ -178,6 +181,20 @@ def _cmd_scan(args: argparse.Namespace) -> int:
     return 0 if len(result.recordings) else 1
 
 
+def _cmd_rescore(args: argparse.Namespace) -> int:
+    from helpers.evaluation.scan import rescore
+
+    try:
+        result = rescore(args.checkpoint, args.scan_dir, args.out, threshold=args.threshold, merge_gap=args.merge_gap,
+                         detection_score=args.detection_score, progress=not args.quiet)
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"rescore: {exc}", file=sys.stderr)
+        return 1
+    print(result.format())
+    print(f"rescored {len(result.recordings)} recording(s) from stored embeddings in {result.wall_seconds:.2f} s")
+    return 0 if len(result.recordings) else 1
+
+
 def parse_param(text: str) -> tuple[str, Any]:
     """``--param NAME=VALUE`` as ``(NAME, value)``: VALUE is the JSON value it parses as (``3``,
     ``true``, ``null``, ``"3"``, ``[1, 2]``, ``{"a": 1}``), anything else the plain string
@@ -299,6 +316,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=None, help="CPU threads (default: all cores)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_scan)
+
+    p = sub.add_parser("rescore", help="rescore a backbone scan with another head, from its stored embeddings")
+    p.add_argument("checkpoint", help="a head trained on the same backbone (RUN/checkpoints/*.pt)")
+    p.add_argument("scan_dir", help="a folder written by scan with a head on a pretrained backbone")
+    p.add_argument("--out", default=None, help="output folder (default: rewrite SCAN_DIR)")
+    p.add_argument("--threshold", type=_parse_threshold, default=0.5,
+                   help="detection threshold: one score (0.5) or per class (gibbon_male=0.7,great_argus=0.5)")
+    p.add_argument("--merge-gap", type=float, default=0.0, help="merge detections of a class closer than this (s)")
+    p.add_argument("--detection-score", choices=("auto", "class", "call"), default="auto")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_rescore)
 
     # Listed for --help only: `bench ARGS` goes to helpers.bench's own parser before this one parses.
     sub.add_parser("bench", help=BENCH_HELP, add_help=False)

@@ -14,8 +14,9 @@ import soxr
 
 #: Native rate of the challenge corpus (Hz).
 SAMPLE_RATE = 16_000
-#: Rates the feature front end supports (Hz). 8 kHz is the paper's faster setting.
-SUPPORTED_RATES = (16_000, 8_000)
+#: Rates the feature front end supports (Hz). 8 kHz is the paper's faster setting; 32 kHz is the rate
+#: PANNs' AudioSet weights were trained at (fine-tuning from them, helpers.models.pretrained_init).
+SUPPORTED_RATES = (16_000, 8_000, 32_000)
 #: Clip length at 16 kHz in samples: the longest file of the challenge corpus (2.99 s).
 CLIP_SAMPLES_16K = 47_860
 #: The same length in seconds, used to scale the clip length to other rates.

@@ -195,7 +195,7 @@ class InferenceModel(nn.Module):
             logits, embedding = self.model(x.float())
             return logits.float(), embedding.float()
         z = self.model.normalize(x)
-        if self.channels_last:
+        if self.channels_last and z.dim() == 4:  # embedding heads take (batch, dim)
             z = z.contiguous(memory_format=torch.channels_last)
         with torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16"):
             logits, embedding = self.model.forward_normalized(z)

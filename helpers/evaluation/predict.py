@@ -20,6 +20,8 @@ import torch
 
 from helpers.data.audio import AudioError, load_clip
 from helpers.evaluation.scoring import predict_scores, prediction_table
+from helpers.features.birdnet import EmbeddingSettings
+from helpers.features.front_end import front_end, settings_from_record
 from helpers.features.frontend import FeatureSettings, LogMel
 from helpers.core.hardware import resolve_device
 from helpers.evaluation.inference import InferenceModel, prepare_for_inference
@@ -45,10 +47,11 @@ def collect_audio_files(items: Sequence[str | Path]) -> list[Path]:
 
 
 def load_for_inference(checkpoint: str | Path, device: str = "auto"):
-    """(model in eval mode, classes, FeatureSettings, score function) from a checkpoint file."""
+    """(model in eval mode, classes, front-end settings, score function) from a checkpoint file; the settings
+    are :class:`FeatureSettings`, or :class:`EmbeddingSettings` for a head on a pretrained backbone."""
     state = require_training_record(load_checkpoint(checkpoint, map_location="cpu"), origin=str(checkpoint))
     model = model_from_checkpoint(state).to(resolve_device(device)).eval()
-    settings = FeatureSettings(**state["feature_settings"])
+    settings = settings_from_record(state["feature_settings"], origin=str(checkpoint))
     return model, list(state["classes"]), settings, state.get("score") or "softmax"
 
 
@@ -78,6 +81,9 @@ def int8_calibration(checkpoint: str | Path, settings: FeatureSettings,
 def prepare_scorer(checkpoint: str | Path, model: torch.nn.Module, settings: FeatureSettings, precision: str,
                    calibration: str | Path | Sequence[str | Path] | None = None) -> InferenceModel:
     """The fast scoring copy of ``model`` in ``precision`` (int8 calibrated by :func:`int8_calibration`)."""
+    if isinstance(settings, EmbeddingSettings) and precision != "fp32":
+        raise ValueError(f"{checkpoint}: a head on {settings.backbone} embeddings scores in fp32 only (the backbone "
+                         f"runs in the TFLite runtime, the head is one small layer); use precision='fp32', not {precision!r}.")
     calib = int8_calibration(checkpoint, settings, calibration) if precision == "int8" else None
     return prepare_for_inference(model, precision, calibration=calib)
 
@@ -115,7 +121,7 @@ def predict_files(checkpoint: str | Path, files: Sequence[str | Path], device: s
             f"{e['path']}: {e['error']}" for e in found), RuntimeWarning, stacklevel=2)
     if not paths:
         raise AudioError("no file could be scored: " + "; ".join(f"{e['path']}: {e['error']}" for e in found))
-    logmel = LogMel.from_settings(settings).to(dev)
+    logmel = front_end(settings, dev)
     with torch.inference_mode():
         features = torch.cat([logmel(torch.from_numpy(np.stack(waves[i:i + batch_size])).to(dev)).float()
                               for i in range(0, len(waves), batch_size)])

@@ -62,12 +62,15 @@ from helpers.data.stream import recording_info, window_batches
 from helpers.evaluation.detections import DETECTION_SCORES, detect_events
 from helpers.evaluation.predict import AUDIO_SUFFIXES, load_for_inference, prepare_scorer
 from helpers.evaluation.scoring import predict_scores
-from helpers.features.frontend import LogMel
+from helpers.features.birdnet import EmbeddingSettings
+from helpers.features.front_end import front_end
 from helpers.models.hierarchical import MultiTaskModel
 
 #: Bump when what a scan writes for the same inputs changes; part of every fingerprint.
 SCAN_VERSION = 1
 EVENT_COLUMNS = ["recording", "begin", "end", "label", "score", "n_windows"]
+#: Per-recording file of the window embeddings ``(windows, dim)`` float16 of a backbone scan.
+EMBEDDINGS_SUFFIX = ".embeddings.npy"
 
 
 @dataclass
@@ -174,7 +177,10 @@ class _Scanner:
         if precision == "int8" and self.device.type != "cpu":
             model, self.device = model.cpu(), torch.device("cpu")
         self.scorer = prepare_scorer(checkpoint, model, self.settings, precision, calibration)
-        self.logmel = LogMel.from_settings(self.settings).to(self.device)
+        self.logmel = front_end(self.settings, self.device, num_threads=torch.get_num_threads())
+        # A head on a pretrained backbone: each window's embedding is stored, so another head can
+        # rescore the scan without the audio (:func:`rescore`).
+        self.stores_embeddings = isinstance(self.settings, EmbeddingSettings)
         self.window = self.settings.clip_samples
         self.hop = int(round(hop * self.settings.sample_rate)) if hop else self.window // 2
         if self.hop < 1:
@@ -187,19 +193,32 @@ class _Scanner:
         self.detect_settings = {"threshold": threshold, "background": self.background, "merge_gap": merge_gap,
                                 "score_from": self.score_from}
 
-    def fingerprints(self, path: Path) -> tuple[str, str]:
-        stat = path.stat()
-        score_fp = _fingerprint({**self.base, "size": stat.st_size, "mtime_ns": stat.st_mtime_ns})
+    def fingerprints(self, path: Path | None = None, size: int | None = None,
+                     mtime_ns: int | None = None) -> tuple[str, str]:
+        """(score, detection) fingerprints of a recording, from its file or its recorded size and mtime."""
+        if path is not None:
+            stat = path.stat()
+            size, mtime_ns = stat.st_size, stat.st_mtime_ns
+        score_fp = _fingerprint({**self.base, "size": size, "mtime_ns": mtime_ns})
         return score_fp, _fingerprint({"scores": score_fp, **self.detect_settings})
 
+    def score_windows(self, features: torch.Tensor) -> np.ndarray:
+        return predict_scores(self.scorer, features, batch_size=max(1, len(features)), score=self.score)
+
     def score_recording(self, path: Path, name: str, bar) -> pd.DataFrame:
-        """Per-window scores of one recording (columns recording, begin, end, score_<class>...)."""
-        parts, done = [], 0.0
+        """Per-window scores of one recording (columns recording, begin, end, score_<class>...). With a
+        pretrained backbone the window embeddings (float16) are in ``table.attrs["embeddings"]``, and the
+        scores are those of the float16-rounded embeddings, so :func:`rescore` gives the same numbers."""
+        parts, done, embeddings = [], 0.0, []
         for batch in window_batches(path, self.settings.sample_rate, self.window, self.hop, self.batch_size,
                                     self.channel):
             with torch.inference_mode():
                 feats = self.logmel(torch.from_numpy(batch.waves).to(self.device)).float()
-            scores = predict_scores(self.scorer, feats, batch_size=len(feats), score=self.score)
+            if self.stores_embeddings:
+                half = feats.cpu().numpy().astype(np.float16)
+                embeddings.append(half)
+                feats = torch.from_numpy(half.astype(np.float32)).to(self.device)
+            scores = self.score_windows(feats)
             part = pd.DataFrame(scores, columns=[f"score_{c}" for c in self.classes])
             part.insert(0, "end", batch.end)
             part.insert(0, "begin", batch.begin)
@@ -209,6 +228,8 @@ class _Scanner:
             done = max(done, reached)
         table = pd.concat(parts, ignore_index=True)
         table.insert(0, "recording", name)
+        if self.stores_embeddings:
+            table.attrs["embeddings"] = np.concatenate(embeddings)
         return table
 
     def events(self, windows: pd.DataFrame) -> pd.DataFrame:
@@ -221,6 +242,9 @@ def _write_recording_outputs(out: Path, name: str, windows: pd.DataFrame | None,
     """The per-recording files, ``.scan.json`` last (see the module docstring)."""
     base = out / name
     base.parent.mkdir(parents=True, exist_ok=True)
+    if windows is not None and "embeddings" in windows.attrs:
+        with atomic_write(f"{base}{EMBEDDINGS_SUFFIX}") as fh:
+            np.save(fh, windows.attrs["embeddings"], allow_pickle=False)
     if windows is not None:
         with atomic_write(f"{base}.scores.csv", "w") as fh:
             # fixed decimals: %g would round the times of long recordings (0.1 s beyond 10,000 s)
@@ -304,7 +328,8 @@ def _scan_one(scanner: _Scanner, path: Path, name: str, out: Path, info: dict, b
     started = time.perf_counter()
     try:
         # A finished recording whose outputs were deleted since is scanned again rather than reported.
-        outputs = [out / f"{name}{suffix}" for suffix in (".scores.csv", ".detections.csv")]
+        outputs = [out / f"{name}{suffix}" for suffix in (".scores.csv", ".detections.csv")
+                   + ((EMBEDDINGS_SUFFIX,) if scanner.stores_embeddings else ())]
         if previous and previous.get("score_fingerprint") == score_fp and all(p.is_file() for p in outputs):
             windows = None
             status = "resumed"
@@ -330,7 +355,9 @@ def _scan_one(scanner: _Scanner, path: Path, name: str, out: Path, info: dict, b
         record = {"recording": name, "path": str(path), "duration": info["duration"], "windows": n_windows,
                   "detections": len(events), "score_fingerprint": score_fp, "detect_fingerprint": detect_fp,
                   "seconds": seconds if status == "scanned" else previous.get("seconds"),
-                  "sample_rate": info["samplerate"], "channels": info["channels"]}
+                  "sample_rate": info["samplerate"], "channels": info["channels"],
+                  "size": path.stat().st_size, "mtime_ns": path.stat().st_mtime_ns,
+                  "embeddings": f"{Path(name).name}{EMBEDDINGS_SUFFIX}" if scanner.stores_embeddings else None}
         _write_recording_outputs(out, name, windows if status == "scanned" else None, events, scanner, record)
     row = {"recording": name, "path": str(path), "duration": info["duration"], "windows": n_windows,
            "detections": len(events), "status": status}
@@ -357,3 +384,90 @@ def _write_combined(result: ScanResult, recordings: list[tuple[Path, str]], info
                     "threads": torch.get_num_threads(),
                     "status": result.recordings["status"].value_counts().to_dict() if len(result.recordings) else {}},
         "recordings": result.recordings.to_dict(orient="records"), "errors": result.errors.to_dict(orient="records")})
+
+
+def rescore(checkpoint: str | Path, scan_dir: str | Path, out_dir: str | Path | None = None, *,
+            threshold: float | dict[str, float] = 0.5, background: str | None = "background", merge_gap: float = 0.0,
+            detection_score: str = "auto", device: str = "cpu", progress: bool = True) -> ScanResult:
+    """Scores and detections of a scanned folder with another head on the same backbone, from the window
+    embeddings the scan stored: no audio is read and the backbone does not run.
+
+    ``scan_dir``: a :func:`scan` output made with a head on a pretrained backbone. ``out_dir`` (default
+    ``scan_dir``): where the outputs go, in :func:`scan`'s layout, atomically, each recording's
+    ``.scan.json`` last, with the fingerprints a scan with ``checkpoint`` would write (so scanning the same
+    audio with it afterwards resumes instead of rescanning). Refuses a checkpoint whose backbone or
+    backbone settings differ from the scan's. A recording without stored embeddings is listed in ``errors``.
+    """
+    checkpoint, scan_dir = Path(checkpoint), Path(scan_dir)
+    out = Path(out_dir) if out_dir is not None else scan_dir
+    summary_path = scan_dir / "scan.json"
+    if not summary_path.is_file():
+        raise FileNotFoundError(f"{summary_path}: not found; rescore reads a folder written by scan (--out DIR).")
+    stored = read_json(summary_path)["settings"]
+    if not isinstance(stored.get("features"), dict) or "backbone" not in stored["features"]:
+        raise ValueError(f"{scan_dir}: was scanned by a log-mel model, which stores no embeddings; rescoring needs a "
+                         "scan made with a head on a pretrained backbone (birdnet-*). Scan the audio again instead.")
+    sr = stored["features"]["sample_rate"]
+    scanner = _Scanner(checkpoint, stored["hop_samples"] / sr, "fp32", stored.get("channel", "mix"), threshold,
+                       background, merge_gap, device, 64, None, detection_score)
+    if scanner.base["features"] != stored["features"]:
+        mine = scanner.base["features"]
+        raise ValueError(f"{checkpoint}: reads {mine.get('backbone', 'log-mel')} features "
+                         f"({mine.get('model_sha256', '')[:12]}), but {scan_dir} stores embeddings of "
+                         f"{stored['features']['backbone']} ({stored['features'].get('model_sha256', '')[:12]}); "
+                         "rescore with a head trained on the same backbone, or scan the audio again.")
+    markers = sorted(p for p in scan_dir.rglob("*.scan.json") if p != summary_path)
+    out.mkdir(parents=True, exist_ok=True)
+    rows, all_events, errors, order = [], [], [], {}
+    started = time.perf_counter()
+    bar = progress_bar(len(markers), desc="rescore", unit="recording", enabled=progress)
+    try:
+        for marker in markers:
+            name = marker.relative_to(scan_dir).as_posix()[:-len(".scan.json")]
+            record = read_json(marker)
+            source = scan_dir / f"{name}{EMBEDDINGS_SUFFIX}"
+            times_path = scan_dir / f"{name}.scores.csv"
+            bar.update(1)
+            if not source.is_file() or not times_path.is_file():
+                errors.append({"path": record.get("path", name), "error": f"{source}: no stored embeddings (the "
+                               "scan was interrupted, or made before embeddings were stored); scan it again"})
+                continue
+            embeddings = np.load(source, allow_pickle=False)
+            times = pd.read_csv(times_path, usecols=["begin", "end"])
+            if len(times) != len(embeddings):
+                errors.append({"path": record.get("path", name), "error": f"{source}: {len(embeddings)} embeddings "
+                               f"for {len(times)} windows (damaged); scan it again"})
+                continue
+            scores = scanner.score_windows(torch.from_numpy(embeddings.astype(np.float32)))
+            windows = pd.DataFrame(scores, columns=[f"score_{c}" for c in scanner.classes])
+            windows.insert(0, "end", times["end"].to_numpy())
+            windows.insert(0, "begin", times["begin"].to_numpy())
+            windows.insert(0, "recording", name)
+            windows.attrs["embeddings"] = embeddings
+            events = scanner.events(windows)
+            score_fp, detect_fp = scanner.fingerprints(size=record.get("size"), mtime_ns=record.get("mtime_ns"))
+            new_record = {**record, "detections": len(events), "score_fingerprint": score_fp,
+                          "detect_fingerprint": detect_fp, "rescored_from": str(scan_dir)}
+            if out.resolve() == scan_dir.resolve():
+                windows.attrs.pop("embeddings")  # already there: do not rewrite hours of embeddings
+            (out / f"{name}.scan.json").unlink(missing_ok=True)  # outputs change: the marker goes first
+            _write_recording_outputs(out, name, windows, events, scanner, new_record)
+            rows.append({"recording": name, "path": record.get("path", name), "duration": record["duration"],
+                         "windows": len(windows), "detections": len(events), "status": "rescored"})
+            all_events.append(events.reindex(columns=EVENT_COLUMNS))
+            order[name] = (record.get("path", name), record["duration"])
+    finally:
+        bar.close()
+    wall = time.perf_counter() - started
+    result = ScanResult(out, pd.DataFrame(rows, columns=["recording", "path", "duration", "windows", "detections",
+                                                         "status"]),
+                        pd.DataFrame(errors, columns=["path", "error"]),
+                        pd.concat(all_events, ignore_index=True) if all_events else pd.DataFrame(columns=EVENT_COLUMNS),
+                        0.0, wall,
+                        {**scanner.base, **scanner.detect_settings, "device": str(scanner.device),
+                         "hop_seconds": scanner.hop / sr, "checkpoint_path": str(checkpoint),
+                         "classes": scanner.classes, "score": scanner.score, "rescored_from": str(scan_dir),
+                         "detection_score": describe_detection_score(scanner.score_from, scanner.background)})
+    recordings = [(Path(path), name) for name, (path, _) in order.items()]
+    _write_combined(result, recordings, {name: {"duration": d} for name, (_, d) in order.items()})
+    return result

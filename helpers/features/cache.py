@@ -2,7 +2,7 @@
 
 :func:`load_features` computes the features of one split once (with
 :func:`helpers.features.extract.extract_logmels`) and stores them as
-``cache_dir/corpus_name/{split}-{sr}hz-{key}.npy`` with a JSON sidecar. The key hashes the
+``cache_dir/corpus_name/{split}-{label}-{key}.npy`` (label ``16000hz``, ``birdnet24``...) with a JSON sidecar. The key hashes the
 settings, the feature code version (:data:`helpers.features.frontend.FEATURE_VERSION`) and the
 SHA-256 of every audio file in row order, so changing a setting or an audio file gives a new key
 and a recomputation.
@@ -27,8 +27,9 @@ from tqdm.auto import tqdm
 
 from helpers.core.fileio import atomic_write, sha256_file, write_json_atomic
 from helpers.data import audio as audio
+from helpers.features.birdnet import EmbeddingSettings, extract_embeddings
 from helpers.features.extract import extract_logmels
-from helpers.features.frontend import FEATURE_VERSION, FeatureSettings
+from helpers.features.frontend import FeatureSettings
 
 REQUIRED_COLUMNS = ("split", "filename", "path", "label", "class_index")
 
@@ -156,7 +157,7 @@ def _read_valid_cache(npy_path: Path, json_path: Path, expected: dict[str, Any],
 def load_features(
     table: pd.DataFrame,
     split: str,
-    settings: FeatureSettings | None,
+    settings: FeatureSettings | EmbeddingSettings | None,
     cache_dir: str | Path,
     corpus_name: str,
     device: str | torch.device = "cpu",
@@ -165,11 +166,13 @@ def load_features(
     mmap_mode: str | None = None,
     **extract_kwargs: Any,
 ) -> FeatureSet:
-    """Log-mels of the rows of ``table`` whose ``split`` column equals ``split``, cached on disk.
+    """Log-mels (or, with :class:`~helpers.features.birdnet.EmbeddingSettings`, a pretrained
+    backbone's embeddings ``(n, dim)``) of the rows of ``table`` whose ``split`` column equals
+    ``split``, cached on disk.
 
     ``table`` needs columns ``split, filename, path, label, class_index`` (class_index -1 where
     the label is unknown); rows keep their table order. The features are read from
-    ``cache_dir/corpus_name/{split}-{sr}hz-{key}.npy`` when that file and its ``.json`` sidecar
+    ``cache_dir/corpus_name/{split}-{label}-{key}.npy`` (label ``16000hz``, ``birdnet24``...) when that file and its ``.json`` sidecar
     exist and match, else extracted with :func:`extract_logmels` (``device``, ``progress`` and
     ``extract_kwargs`` are passed on) and written atomically. A cache file whose sidecar is
     missing or does not match, or whose data fail their checksum, is ignored with a warning and
@@ -186,15 +189,15 @@ def load_features(
     folder.mkdir(parents=True, exist_ok=True)
     checksums = _split_checksums(rows, paths, folder, progress, recompute)
     key = cache_key(settings, filenames, checksums)
-    stem = f"{split}-{settings.sample_rate}hz-{key}"
+    stem = f"{split}-{settings.cache_label}-{key}"
     npy_path, json_path = folder / f"{stem}.npy", folder / f"{stem}.json"
     expected = {
-        "feature_version": FEATURE_VERSION,
+        "feature_version": settings.feature_version,
         "key": key,
         "settings": settings.to_dict(),
         "filenames": filenames,
         "audio_sha256": checksums,
-        "shape": [len(filenames), settings.n_frames, settings.n_mels],
+        "shape": [len(filenames), *settings.feature_shape],
     }
 
     # Called from here, not from a helper: its warnings point at load_features's caller (stacklevel).
@@ -238,7 +241,10 @@ def _extract_and_store(paths: list[Path], settings: FeatureSettings, npy_path: P
     """Extract the log-mels of ``paths`` and write them to ``npy_path`` with their sidecar
     ``json_path`` (``expected`` plus ``origin``, provenance and the data checksum); returns them."""
     started = time.perf_counter()
-    features = extract_logmels(paths, settings, device=device, progress=progress, **extract_kwargs)
+    if isinstance(settings, EmbeddingSettings):
+        features = extract_embeddings(paths, settings, progress=progress, **extract_kwargs)
+    else:
+        features = extract_logmels(paths, settings, device=device, progress=progress, **extract_kwargs)
     seconds = time.perf_counter() - started
     # Remove the old sidecar first: if we are interrupted between the two writes below, a new
     # data file never sits next to a sidecar that vouches for the old one. The data checksum

@@ -114,6 +114,20 @@ class FeatureSettings:
         """STFT frames per clip with centred framing: ``1 + clip_samples // hop_length`` (150 / 75)."""
         return 1 + self.clip_samples // self.hop_length
 
+    @property
+    def feature_shape(self) -> tuple[int, ...]:
+        """Shape of one clip's features: ``(n_frames, n_mels)``."""
+        return (self.n_frames, self.n_mels)
+
+    @property
+    def cache_label(self) -> str:
+        """What names this front end in a cache file name (``{split}-{label}-{key}.npy``)."""
+        return f"{self.sample_rate}hz"
+
+    @property
+    def feature_version(self) -> int:
+        return FEATURE_VERSION
+
     def to_dict(self) -> dict[str, Any]:
         """The fields as a plain dict; ``FeatureSettings(**d)`` rebuilds the settings."""
         return dataclasses.asdict(self)

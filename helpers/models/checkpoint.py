@@ -12,6 +12,8 @@ A checkpoint is a plain dict saved with ``torch.save`` and read back with
     feature_settings    the front end the model reads (FeatureSettings.to_dict())
     train_config        the run's TrainConfig.to_dict()
     score               "sigmoid" (MixUp + BCE training) or "softmax"
+    backbone            a head on a pretrained backbone only: its name, settings and licence (the
+                        head inherits the backbone's terms; helpers.features.birdnet.LICENCE)
     calibration         float16 log-mels ``(n, time, mel)`` of up to 64 training clips, for int8
                         calibration (helpers.evaluation.inference); absent in files written before it
 
@@ -183,7 +185,7 @@ def export_final_weights(run_dir: str | Path, kind: str = "last_ema") -> Path:
         return out
     last = load_checkpoint(folder / "last.pt")
     config = last.get("train_config") or {}
-    finished = last.get("stopped_when_flat") or last.get("step") == config.get("iterations")
+    finished = last.get("fitted") or last.get("stopped_when_flat") or last.get("step") == config.get("iterations")
     if config.get("iterations") is not None and not finished:
         raise ValueError(f"{folder / 'last.pt'}: holds step {last.get('step')} of {config['iterations']}: the run "
                          "has not finished; finish it (train again resumes it) before reading its final weights.")
@@ -193,6 +195,6 @@ def export_final_weights(run_dir: str | Path, kind: str = "last_ema") -> Path:
             raise ValueError(f"{folder / 'last.pt'}: the run has no EMA weights (ema=False); use kind='last_plain'.")
         weights = last["ema"]["shadow"]
     payload = {k: last.get(k) for k in ("checkpoint_version", "model_config", "classes", "feature_settings",
-                                         "train_config", "score", "calibration") if k in last}
+                                         "train_config", "score", "calibration", "backbone") if k in last}
     payload.update(kind=kind, step=last.get("step"), state_dict=weights)
     return save_checkpoint(out, payload)

@@ -11,6 +11,7 @@ from typing import Any
 from torch import nn
 
 from helpers.models.fusion import FusionModel
+from helpers.models.heads import HEADS, head_from_config
 from helpers.models.hierarchical import MultiTaskModel
 from helpers.models.networks import HEAD_DROPOUT, AudioClassifier, CNN10, CNN6, MobileNetV1, N_MELS, ResNet22, WideResNet
 
@@ -45,5 +46,7 @@ def model_from_config(config: dict[str, Any]) -> nn.Module:
     if config["name"] == MultiTaskModel.name:
         return MultiTaskModel(model_from_config(config["trunk"]), config["n_classes"], config["background_index"],
                               config["score"], dropout=config.get("dropout", HEAD_DROPOUT))
+    if config["name"] in HEADS:
+        return head_from_config(config)
     options = {k: v for k, v in config.items() if k not in ("name", "n_classes", "n_mels")}
     return create_model(config["name"], config["n_classes"], config.get("n_mels", N_MELS), **options)

@@ -17,8 +17,10 @@ from typing import Any
 import torch
 
 from helpers.data.audio import CLIP_SECONDS
+from helpers.features.birdnet import EmbeddingSettings
 from helpers.features.frontend import FMIN, N_MELS, FeatureSettings
 from helpers.models.checkpoint import checkpoint_identity
+from helpers.models.heads import FITTED_KINDS, HEADS, is_head
 
 #: ``TrainConfig.model`` value for the fusion of two trained models (paper section 5).
 FUSION = "fusion"
@@ -39,7 +41,7 @@ class TrainConfig:
     corpus: str = "demo"              # "demo", "synthetic" or a corpus folder
     data_dir: str = "data"
     cache_dir: str = "data/cache"
-    sample_rate: int = 16_000         # 16000 or 8000
+    sample_rate: int = 16_000         # 16000 or 8000 (paper); 32000 is PANNs' own rate (init_from)
     # front end (docs/reference.md §2); other species need other clip lengths and bands
     clip_seconds: float = CLIP_SECONDS  # clip length in s (paper: 47,860 samples at 16 kHz = 2.99 s)
     n_mels: int = N_MELS              # mel bands (paper: 64)
@@ -48,11 +50,18 @@ class TrainConfig:
     # model
     model: str = "cnn10"              # cnn6, cnn10, mobilenetv1, resnet22, wrn28_2, or "fusion"; with
     #                                   hierarchy="multitask" the trunk of the multi-task model
+    #                                   pretrained starting points (helpers.models.heads): "birdnet-logistic",
+    #                                   "birdnet-svm" (scikit-learn, C chosen on devel), "birdnet-mlp" (this loop),
+    #                                   heads on frozen BirdNET 2.4 embeddings (CC BY-NC-SA 4.0)
     model_options: dict = field(default_factory=dict)  # constructor options, e.g. {"channels": [16, 32, 64, 128]};
+    # heads: {"Cs": [...]} for logistic/svm (the devel grid), {"hidden": 256, "dropout": 0.2} for mlp
     # fusion: {"branch_a": CKPT, "branch_b": CKPT, "freeze": True} (two trained runs' checkpoints)
     # background first (issue 15; helpers.models.hierarchical): "flat" (paper) or "multitask": one trunk,
     # a call-vs-background head and a species-among-calls head, loss = w * call + (1 - w) * species
     hierarchy: str = "flat"
+    # Start from trained weights instead of a random initialisation: one of this project's checkpoints, or
+    # PANNs' AudioSet checkpoint (e.g. Cnn10_mAP=0.380.pth) for cnn6/cnn10 (helpers.models.pretrained_init)
+    init_from: str | None = None
     call_loss_weight: float = 0.5     # w above, in (0, 1)
     background_class: str = "background"  # the class the call head says "no call" for
     # sampling and augmentation
@@ -112,7 +121,7 @@ class TrainConfig:
     def __post_init__(self) -> None:
         checks = {
             "sampler": ("balanced", "uniform"), "spec_augment_mode": ("batch", "per_example"),
-            "ema_mode": ("correct", "reference"), "sample_rate": (16_000, 8_000),
+            "ema_mode": ("correct", "reference"), "sample_rate": (16_000, 8_000, 32_000),
             "ema_decay_schedule": ("constant", "warmup"), "ema_average_buffers": (True, False),
             "hierarchy": HIERARCHIES, "mixup_pairs": ("consecutive", "shuffled"),
         }
@@ -131,14 +140,37 @@ class TrainConfig:
         if self.hierarchy == MULTITASK and self.model == FUSION:
             raise ValueError("TrainConfig hierarchy='multitask' needs a registry backbone as model (cnn6, cnn10, "
                              "mobilenetv1, resnet22, wrn28_2), not 'fusion'; use hierarchy='flat' for a fusion.")
+        if is_head(self.model):
+            self._check_head()
         try:
             self.feature_settings()
         except ValueError as exc:
             raise ValueError(f"TrainConfig front end (clip_seconds, n_mels, fmin, fmax): {exc}") from None
 
-    def feature_settings(self) -> FeatureSettings:
-        """The log-mel front end of this run: rate, clip length and mel bands (stored with every checkpoint,
-        so ``predict`` and ``scan`` read audio exactly as the model was trained on it)."""
+    def _check_head(self) -> None:
+        """A head on frozen embeddings: what reads log-mels or waveforms does not apply."""
+        wrong = {name: getattr(self, name) for name, off in (("spec_augment", False), ("time_stretch", False),
+                                                             ("pitch_shift", False), ("hierarchy", FLAT))
+                 if getattr(self, name) != off}
+        if self.init_from:
+            wrong["init_from"] = self.init_from
+        if wrong:
+            raise ValueError(f"TrainConfig model={self.model!r} is a head on frozen {HEADS[self.model][0]} embeddings: "
+                             f"{', '.join(f'{k}={v!r}' for k, v in wrong.items())} cannot apply to embeddings; set "
+                             "spec_augment=False, time_stretch=False, pitch_shift=False, hierarchy='flat', "
+                             "init_from=None.")
+
+    @property
+    def is_fitted_head(self) -> bool:
+        """A head fitted by scikit-learn (logistic, SVM) rather than trained by gradient steps."""
+        return is_head(self.model) and HEADS[self.model][1] in FITTED_KINDS
+
+    def feature_settings(self) -> FeatureSettings | EmbeddingSettings:
+        """The front end of this run: log-mel rate, clip length and mel bands, or for a head the backbone
+        (stored with every checkpoint, so ``predict`` and ``scan`` read audio exactly as the model was
+        trained on it)."""
+        if is_head(self.model):
+            return EmbeddingSettings.current()
         return FeatureSettings(sample_rate=self.sample_rate, clip_seconds=float(self.clip_seconds),
                                n_mels=int(self.n_mels), fmin=float(self.fmin),
                                fmax=None if self.fmax is None else float(self.fmax))
@@ -174,6 +206,10 @@ class TrainConfig:
         for name, default in KEY_OMITTED_DEFAULTS.items():
             if values.get(name) == default:
                 del values[name]
+        if self.init_from:
+            values["init_from"] = checkpoint_identity(self.init_from)  # the weights, not where they lie
+        if is_head(self.model):
+            values["backbone"] = self.feature_settings().to_dict()  # another model file is another run
         if self.model == FUSION:
             # A fusion run is defined by its branches' weights, not by where they are stored.
             values["model_options"] = {k: checkpoint_identity(v) if k.startswith("branch_") else v
@@ -184,7 +220,8 @@ class TrainConfig:
     def run_dir(self) -> Path:
         # A multi-task run says so in its folder name; a flat run's name is unchanged.
         model = f"{self.model}-{MULTITASK}" if self.hierarchy == MULTITASK else self.model
-        name = self.run_name or f"{model}-{self.sample_rate // 1000}k-{self.key()}"
+        rate = "48k" if is_head(self.model) else f"{self.sample_rate // 1000}k"  # a head reads its backbone's rate
+        name = self.run_name or f"{model}-{rate}-{self.key()}"
         return Path(self.out_dir) / name
 
 
@@ -192,7 +229,8 @@ class TrainConfig:
 KEY_OMITTED_DEFAULTS = {"cpu_amp": False, "ema_decay_schedule": "constant", "ema_average_buffers": True,
                         "clip_seconds": CLIP_SECONDS, "n_mels": N_MELS, "fmin": FMIN, "fmax": None,
                         "hierarchy": FLAT, "call_loss_weight": 0.5, "background_class": "background",
-                        "mixup_pairs": "consecutive", "stop_when_flat": False, "min_iterations": 0}
+                        "mixup_pairs": "consecutive", "stop_when_flat": False, "min_iterations": 0,
+                        "init_from": None}
 
 #: Scoring batch when ``TrainConfig.eval_batch_size`` is None: large batches feed a GPU; on a CPU
 #: 64 clips ran ~10 % faster than 512 (cache) and need an eighth of the memory.
@@ -202,7 +240,11 @@ DEFAULT_EVAL_BATCH = {"cuda": 512, "cpu": 64}
 def score_function(config: TrainConfig) -> str:
     """How the run's model outputs become class scores (:func:`helpers.evaluation.scoring.predict_scores`):
     ``"sigmoid"`` for MixUp + BCE training, ``"softmax"`` for cross-entropy. A multi-task model outputs
-    its combined class scores in the same convention (:mod:`helpers.models.hierarchical`)."""
+    its combined class scores in the same convention (:mod:`helpers.models.hierarchical`). A scikit-learn
+    head scores as it was fitted: softmax for the multinomial logistic regression (its probabilities),
+    sigmoid of the one-vs-rest margins for the SVM (monotone in the margins; not probabilities)."""
+    if config.is_fitted_head:
+        return "softmax" if HEADS[config.model][1] == "logistic" else "sigmoid"
     return "sigmoid" if config.mixup else "softmax"
 
 

@@ -26,16 +26,19 @@ from helpers.training.steps import scoring_model
 
 SELECTED_NOTE = ("optimistic: this devel score was also used to choose the checkpoint (best of "
                  "{n} devel evaluations); treat it as an upper estimate, not a held-out result")
+HEAD_SELECTED_NOTE = ("optimistic: the head's C was chosen on this devel split; treat it as an upper estimate, "
+                      "not a held-out result")
 UNSELECTED_NOTE = "not used to choose the checkpoint: an unbiased estimate for this split"
 
 
 def final_evaluation(run_dir: Path, config: TrainConfig, corpus: Corpus, feats: dict, model: nn.Module,
                       ema: ExponentialMovingAverage | None, best: dict, history: list[dict],
                       classes: list[str], settings: FeatureSettings, score_fn: str,
-                      device: torch.device, last_step: int | None = None) -> dict:
+                      device: torch.device, last_step: int | None = None, selected_on_devel: bool = False) -> dict:
     """Score every split with every checkpoint; write prediction tables, submission, metrics.
     ``last_step``: the step of the last weights (default ``config.iterations``; earlier when
-    ``stop_when_flat`` ended the run)."""
+    ``stop_when_flat`` ended the run). ``selected_on_devel``: the last weights themselves were
+    chosen on devel (a head whose C was picked there), so their devel score is labelled optimistic."""
     last_step = config.iterations if last_step is None else int(last_step)
     candidates: dict[str, tuple[nn.Module, int]] = {"last_plain": (model, last_step)}
     if ema is not None:
@@ -55,7 +58,8 @@ def final_evaluation(run_dir: Path, config: TrainConfig, corpus: Corpus, feats: 
     splits = {s: fs for s, fs in feats.items() if s != "train" or config.score_train}
     scored: dict[str, dict[str, np.ndarray]] = {}
     for name, (m, step) in candidates.items():
-        entry = {"step": step, "selected_on": "devel" if name.startswith("best") else None, "splits": {}}
+        chosen = name.startswith("best") or selected_on_devel
+        entry = {"step": step, "selected_on": "devel" if chosen else None, "splits": {}}
         # A best checkpoint taken at the last evaluation holds the last weights: reuse their scores.
         twin = next((other for other in scored if same_weights(candidates[other][0], m)), None)
         scored[name] = {}
@@ -71,9 +75,10 @@ def final_evaluation(run_dir: Path, config: TrainConfig, corpus: Corpus, feats: 
             write_table(table, run_dir / "predictions" / f"{split}-{name}.csv")
             met = split_metrics(fs.labels, scores, classes, n_boot=1000 if split == "test" else 0, seed=config.seed)
             if met is not None:
-                selected = name.startswith("best") and split == "devel"
+                selected = chosen and split == "devel"
                 met["selected_on_this_split"] = selected
-                met["note"] = SELECTED_NOTE.format(n=n_evals) if selected else UNSELECTED_NOTE
+                met["note"] = ((HEAD_SELECTED_NOTE if selected_on_devel else SELECTED_NOTE.format(n=n_evals))
+                               if selected else UNSELECTED_NOTE)
             entry["splits"][split] = met
         out["checkpoints"][name] = entry
     # The submission comes from the checkpoint the paper would submit: best EMA, else best plain, else last.

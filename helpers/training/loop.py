@@ -38,10 +38,14 @@ from helpers.evaluation.curves import curve_flatness
 from helpers.evaluation.inference import calibration_indices, warn_if_bf16_is_emulated
 from helpers.evaluation.scoring import predict_scores, split_metrics, write_table
 from helpers.features.cache import load_features
-from helpers.models.checkpoint import checkpoint_identity, checkpoint_payload, load_checkpoint, save_checkpoint
+from helpers.features.birdnet import LICENCE
+from helpers.models.checkpoint import (checkpoint_identity, checkpoint_payload, export_final_weights, load_checkpoint,
+                                       save_checkpoint)
 from helpers.models.cost import count_parameters
 from helpers.training.config import FUSION, TrainConfig, autocast_enabled, eval_batch_size, score_function
+from helpers.models.heads import HEADS, is_head
 from helpers.training.final import final_evaluation, save_run_figures
+from helpers.training.fitted_heads import DEFAULT_CS, SELECTION_RULE, fit_linear_head
 from helpers.training.steps import build_training, scoring_model
 from helpers.training.wave_augment import wave_augment_bank
 
@@ -111,8 +115,15 @@ class _Run:
         self.settings = config.feature_settings()
         write_json_atomic(self.run_dir / run_folder.CONFIG, config.to_dict())
         self._load_data()
+        self.head = is_head(config.model)
         self.setup = build_training(config, len(self.classes), device, self.feats["train"].labels,
-                                    classes=self.classes)
+                                    classes=self.classes,
+                                    train_features=self.feats["train"].features if self.head else None)
+        # A head on a pretrained backbone inherits the backbone's licence: every file it writes says so.
+        self.backbone = ({"name": HEADS[config.model][0], "settings": self.settings.to_dict(), **LICENCE}
+                         if self.head else None)
+        self.fitted = False  # a scikit-learn head has been fitted (it takes no gradient steps)
+        self.selection: list[dict] = []
         self.score_fn = score_function(config)
         self.use_amp = autocast_enabled(config, device)
         if self.use_amp and device.type == "cpu":
@@ -134,6 +145,9 @@ class _Run:
             raise ValueError(f"corpus {corpus.root} has no train split; cannot train.")
         devel = self.feats.get("devel")
         self.has_devel = devel is not None and len(devel.labels) > 0 and bool((devel.labels >= 0).all())
+        if config.is_fitted_head and not self.has_devel:
+            raise ValueError(f"corpus {corpus.root} has no labelled devel split, and {config.model} chooses its C on "
+                             "devel; use a corpus with a devel split.")
         if config.stop_when_flat and not self.has_devel:
             raise ValueError(f"corpus {corpus.root} has no labelled devel split, so stop_when_flat=True cannot see "
                              "the devel curve flatten; set stop_when_flat=False (a fixed number of iterations).")
@@ -152,9 +166,10 @@ class _Run:
 
     # -- checkpoints ------------------------------------------------------------------------------
     def _payload(self, model: nn.Module, kind: str) -> dict:
+        extra = {"backbone": self.backbone} if self.backbone else {}
         return checkpoint_payload(model, kind=kind, step=self.step, classes=self.classes,
                                   feature_settings=self.settings.to_dict(), train_config=self.config.to_dict(),
-                                  score=self.score_fn, calibration=self.calibration)
+                                  score=self.score_fn, calibration=self.calibration, **extra)
 
     def save_last(self) -> None:
         """The resumable checkpoint: weights plus optimiser, EMA, sampler, generators, history, timings."""
@@ -165,6 +180,7 @@ class _Run:
             "sampler": json.dumps(s.sampler.state_dict()), "generator": s.generator.get_state(),
             "torch_rng": torch.get_rng_state(), "history": json.dumps(self.history), "best": json.dumps(self.best),
             "timings": json.dumps(self.timer.seconds), "stopped_when_flat": self.stopped_when_flat,
+            "fitted": self.fitted, "selection": json.dumps(self.selection),
         })
         if s.ema is not None:
             payload["ema"] = s.ema.state_dict()
@@ -196,6 +212,8 @@ class _Run:
         self.best = json.loads(state["best"])
         self.timer.seconds.update(json.loads(state.get("timings", "{}")))
         self.stopped_when_flat = bool(state.get("stopped_when_flat", False))
+        self.fitted = bool(state.get("fitted", False))
+        self.selection = json.loads(state.get("selection") or "[]")
         if self.done() and run_folder.is_finished(self.run_dir):
             # A finished run: return what it wrote instead of training or evaluating again.
             stored = run_folder.load(self.run_dir)
@@ -206,8 +224,9 @@ class _Run:
 
     # -- the loop ---------------------------------------------------------------------------------
     def done(self) -> bool:
-        """Whether training is over: all ``config.iterations`` taken, or stopped on a flat devel curve."""
-        return self.stopped_when_flat or self.step >= self.config.iterations
+        """Whether training is over: all ``config.iterations`` taken, stopped on a flat devel curve, or a
+        scikit-learn head fitted."""
+        return self.fitted or self.stopped_when_flat or self.step >= self.config.iterations
 
     def _flat_now(self) -> bool:
         """``stop_when_flat``: is the devel curve flat at this evaluation (from ``min_iterations`` on)?"""
@@ -254,8 +273,25 @@ class _Run:
         x = torch.where((choice == 0)[:, None, None], self.x_train[idx], self.bank[(choice - 1).clamp_min(0), idx])
         return x, self.y_train[idx]
 
+    def fit(self) -> None:
+        """A scikit-learn head (logistic, SVM): fit it over its C grid, choose C on devel (the rule is
+        :data:`helpers.training.fitted_heads.SELECTION_RULE`), keep a resumable record."""
+        config, s = self.config, self.setup
+        with self.timer("training_loop"):
+            table = fit_linear_head(s.model, self.x_train, self.feats["train"].labels, self.x_devel,
+                                    self.feats["devel"].labels, config.model_options.get("Cs", DEFAULT_CS),
+                                    seed=config.seed)
+        self.selection = table.to_dict(orient="records")
+        self.fitted = True
+        with self.timer("checkpoints"):
+            self.save_last()
+
     def loop(self) -> None:
         config, s = self.config, self.setup
+        if config.is_fitted_head:
+            if not self.done():
+                self.fit()
+            return
         bar = None
         if not self.done():
             # display=progress: silent when asked, yet a runner watching the kernel (make paper) still sees it
@@ -299,10 +335,17 @@ class _Run:
         with self.timer("final_evaluation"):
             metrics = final_evaluation(run_dir, config, self.corpus, self.feats, s.model, s.ema, self.best,
                                        self.history, self.classes, self.settings, self.score_fn, self.device,
-                                       last_step=self.step)
+                                       last_step=self.step, selected_on_devel=self.fitted)
         metrics["training"] = {"steps": self.step, "iterations": config.iterations,
                                "stop_when_flat": config.stop_when_flat, "min_iterations": config.min_iterations,
-                               "stopped_when_flat": self.stopped_when_flat}
+                               "stopped_when_flat": self.stopped_when_flat, "fitted": self.fitted}
+        if self.fitted:
+            chosen = next(row for row in self.selection if row["chosen"])
+            metrics["head_selection"] = {"rule": SELECTION_RULE, "chosen_C": chosen["C"], "grid": self.selection}
+            write_table(pd.DataFrame(self.selection), run_dir / "head_selection.csv")
+            export_final_weights(run_dir, "last_plain")  # the head's one inference checkpoint
+        if self.backbone:
+            metrics["backbone"] = self.backbone
         history = pd.DataFrame(self.history, columns=HISTORY_COLUMNS)
         write_table(history, run_dir / run_folder.HISTORY)
         metrics["n_parameters"] = count_parameters(s.model, trainable_only=False)
@@ -315,7 +358,7 @@ class _Run:
                           for name in ("branch_a", "branch_b")} if config.model == FUSION else None)
         write_record(run_dir, config=config, corpus=self.corpus.record(), timings=timings,
                      extra={"device": str(self.device), "n_parameters": metrics["n_parameters"],
-                            "fusion_branches": fusion_record,
+                            "fusion_branches": fusion_record, "backbone": self.backbone,
                             "scoring": {"precision": "bf16-autocast" if self.use_amp else "fp32",
                                         "batch": self.eval_batch,
                                         "batchnorm": "folded into the convolutions (helpers.evaluation.inference)"},

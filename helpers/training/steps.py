@@ -15,7 +15,9 @@ from torch import nn
 
 from helpers.evaluation.inference import prepare_for_inference
 from helpers.models.checkpoint import fusion_from_checkpoints
+from helpers.models.heads import EmbeddingHead, is_head
 from helpers.models.hierarchical import MultiTaskModel
+from helpers.models.pretrained_init import initialise_from
 from helpers.models.registry import create_model
 from helpers.training.augment import ce_loss, mixup, mixup_bce_loss, sample_mixup_lambda, SpecAugmentConfig
 from helpers.training.config import FUSION, MULTITASK, TrainConfig, autocast_enabled, fusion_options, score_function
@@ -57,7 +59,7 @@ def make_step_function(model: nn.Module, optimizer: torch.optim.Optimizer, confi
     def step(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_amp):
             z = model.normalize(x)
-            if to_channels_last:
+            if to_channels_last and z.dim() == 4:  # embedding heads take (batch, dim)
                 z = z.contiguous(memory_format=torch.channels_last)
             z = spec.apply(z, generator)
             if config.mixup:
@@ -146,11 +148,15 @@ class TrainingSetup:
 
 
 def build_training(config: TrainConfig, n_classes: int, device: torch.device,
-                   train_labels: np.ndarray, classes: Sequence[str] | None = None) -> TrainingSetup:
+                   train_labels: np.ndarray, classes: Sequence[str] | None = None,
+                   train_features: np.ndarray | None = None) -> TrainingSetup:
     """Seed, model (channels-last when configured), Adam, EMA, sampler, augmentation generator and
     the step function, exactly as :func:`train` uses them (the benchmarks call this too, so they
     measure the same thing). ``train_labels``: class indices ``(n_train,)`` for the sampler;
-    ``classes``: the class names, needed by ``hierarchy="multitask"`` (to find the background class)."""
+    ``classes``: the class names, needed by ``hierarchy="multitask"`` (to find the background class);
+    ``train_features``: the training embeddings ``(n_train, dim)``, needed by a head on a pretrained
+    backbone (its standardisation). ``config.init_from`` loads starting weights
+    (:func:`helpers.models.pretrained_init.initialise_from`) before the optimiser is built."""
     torch.manual_seed(config.seed)
     np.random.seed(config.seed)
     if config.hierarchy == MULTITASK:
@@ -159,9 +165,18 @@ def build_training(config: TrainConfig, n_classes: int, device: torch.device,
         model = build_multitask_model(config, classes).to(device)
     elif config.model == FUSION:
         model = build_fusion_model(config, n_classes).to(device)
+    elif is_head(config.model):
+        if train_features is None:
+            raise ValueError(f"build_training: {config.model} needs train_features, the training embeddings.")
+        options = {k: v for k, v in config.model_options.items() if k != "Cs"}
+        model = EmbeddingHead(config.model, n_classes, in_features=int(train_features.shape[1]), **options)
+        model.set_standardisation(train_features)
+        model = model.to(device)
     else:
         options = {"n_mels": config.n_mels, **config.model_options}
         model = create_model(config.model, n_classes=n_classes, **options).to(device)
+    if config.init_from:
+        initialise_from(model, config.init_from, config.feature_settings())
     if config.channels_last:
         # NHWC lets the convolution kernels (cuDNN and oneDNN alike) skip layout conversions.
         model = model.to(memory_format=torch.channels_last)
@@ -170,7 +185,7 @@ def build_training(config: TrainConfig, n_classes: int, device: torch.device,
                                  amsgrad=config.amsgrad)
     ema = ExponentialMovingAverage(model, decay=config.ema_decay, start_step=config.ema_start,
                                    mode=config.ema_mode, decay_schedule=config.ema_decay_schedule,
-                                   average_buffers=config.ema_average_buffers) if config.ema else None
+                                   average_buffers=config.ema_average_buffers) if config.ema and not config.is_fitted_head else None
     draw = config.batch_size * (2 if config.mixup else 1)  # MixUp halves 2B examples into B
     if config.sampler == "balanced":
         sampler = BalancedBatchSampler(train_labels, draw, seed=config.seed, n_classes=n_classes,
