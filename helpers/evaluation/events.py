@@ -35,7 +35,7 @@ from scipy.optimize import linear_sum_assignment
 from helpers.evaluation.detections import (call_classes, call_score, default_thresholds, detect_events,
                                            window_classes)
 
-__all__ = ["MATCH_COLUMNS", "SCORE_COLUMNS", "event_scores", "listening_effort", "match_events",
+__all__ = ["MATCH_COLUMNS", "SCORE_COLUMNS", "choose_threshold", "event_scores", "listening_effort", "match_events",
            "precision_at_recall", "precision_recall_curve_events"]
 
 #: Columns of :func:`match_events`: ``detection`` / ``reference`` are the rows' index labels.
@@ -328,3 +328,26 @@ def listening_effort(windows: pd.DataFrame, reference: pd.DataFrame,
                                           "reviewed_fraction", "time_saved", "note"])
     summary["windows_reviewed"] = summary["windows_reviewed"].astype("Int64")
     return curve, summary
+
+
+def choose_threshold(curve: pd.DataFrame, per_class: bool = False) -> float | dict[str, float]:
+    """The detection threshold with the highest event F1 on a :func:`precision_recall_curve_events` table.
+
+    Meant for a recording *other* than the one the threshold is then reported on (a semi-synthetic
+    recording of the devel split, say, when the test split's reports it): chosen on the recording it
+    is scored on, the F1 would be the best of many tries, an optimistic figure. ``per_class``: one
+    threshold per call class (each its own best F1) instead of one for all (the ``all`` row). Ties:
+    the highest threshold (the fewest detections to listen to). A class whose F1 is NaN or 0 at every
+    threshold (never detected, or no calls of it) gets the highest threshold tried."""
+    def best(rows: pd.DataFrame) -> float:
+        f1 = rows["f1"].fillna(-1.0).to_numpy()
+        thresholds = rows["threshold"].to_numpy(float)
+        if not len(rows):
+            raise ValueError("choose_threshold: the curve has no rows; scan a recording with calls first.")
+        top = f1.max()
+        return float(thresholds[f1 == top].max()) if top > 0 else float(thresholds.max())
+
+    if not per_class:
+        return best(curve[curve["class"].astype(str) == "all"])
+    classes = [c for c in curve["class"].astype(str).unique() if c != "all"]
+    return {c: best(curve[curve["class"].astype(str) == c]) for c in classes}

@@ -39,6 +39,8 @@ RUNS_DIR = PROJECT_ROOT / "runs" / "notebooks"
 #: The Jupyter kernel `make` registers for the project's virtual environment.
 KERNEL_NAME = "primate-calls"
 #: Corpus and profile assumed for the output folder when neither the parameters nor the notebooks name one.
+#: The notebook that gathers every other one's results into the report: run after all of them.
+REPORT_NOTEBOOK = "08_report"
 DEFAULT_CORPUS = "demo"
 DEFAULT_PROFILE = "demo"
 #: Least seconds between two terminal lines of one progress bar (its last line always shows).
@@ -409,7 +411,8 @@ def run_collection(parameters: dict | None = None, notebooks: list[str] | None =
                    output_dir: str | Path | None = None,
                    kernel_name: str | None = None, log_output: bool = False,
                    progress: bool = True, progress_every: float = PROGRESS_EVERY_S) -> list[Path]:
-    """Execute the numbered notebooks in order, each with the ``parameters`` it defines.
+    """Execute the numbered notebooks in order, the report (:data:`REPORT_NOTEBOOK`) last, each with the
+    ``parameters`` it defines.
 
     A parameter is passed to a notebook only if its ``parameters`` cell defines it, so one set
     (e.g. ``corpus``, ``data_dir``, ``profile``) can drive the whole collection. Stops at the first
@@ -422,6 +425,8 @@ def run_collection(parameters: dict | None = None, notebooks: list[str] | None =
     if notebooks:
         wanted = set(notebooks)
         paths = [p for p in paths if p.stem in wanted or p.stem[:2] in wanted]
+    # The report gathers what every other notebook wrote (11's comparison included): it runs last.
+    paths = [p for p in paths if p.stem != REPORT_NOTEBOOK] + [p for p in paths if p.stem == REPORT_NOTEBOOK]
     own_parameters = {path: notebook_parameters(path) for path in paths}
     if output_dir is None:
         defaults = {"corpus": DEFAULT_CORPUS, "profile": DEFAULT_PROFILE}

@@ -481,3 +481,30 @@ def plot_forms(scores: pd.DataFrame, metrics: Sequence[str] = ("uar", "calls_as_
     fig.suptitle(title)
     fig.tight_layout()
     return fig
+
+
+def plot_starting_points(rows: pd.DataFrame, columns: Sequence[str] = ("test UAR", "event F1"),
+                         by: str = "starting point", title: str = "From scratch against pretrained"):
+    """One panel per column of ``columns`` (a UAR in %, an F1 in [0, 1]), one horizontal bar per value of
+    ``by`` in first-seen order: the mean over the runs of ``rows`` with the seed spread (std) as an error
+    bar where there are several. A NaN mean draws no bar (a split without labels)."""
+    groups = rows.groupby(by, sort=False)
+    names = list(groups.groups)
+    fig, axes = plt.subplots(1, len(columns), figsize=(4.2 * len(columns), 0.9 + 0.45 * len(names)), sharey=True,
+                             squeeze=False)
+    y = np.arange(len(names), dtype=float)
+    for ax, column in zip(axes[0], columns):
+        if column not in rows:
+            raise KeyError(f"plot_starting_points: no column {column!r}; the table has {list(rows.columns)}.")
+        mean = groups[column].mean().reindex(names).to_numpy(float)
+        std = groups[column].std(ddof=1).reindex(names).fillna(0.0).to_numpy(float)
+        keep = np.isfinite(mean)
+        bars = ax.barh(y[keep], mean[keep], xerr=std[keep], color="C0", capsize=3)
+        ax.bar_label(bars, fmt="%.2f" if "F1" in column else "%.1f", fontsize=7, padding=3)
+        ax.set_xlim(0, 100 if "UAR" in column else 1.0)
+        ax.set_xlabel(column + (" (%)" if "UAR" in column else ""))
+    axes[0][0].set_yticks(y, names)
+    axes[0][0].invert_yaxis()
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
