@@ -367,3 +367,21 @@ def test_scan_benchmark_end_to_end(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "targets (default hop, full width)" in printed and "no row matches a target" in printed
     assert any(line.startswith("cnn6") and " int8 " in line for line in printed.splitlines())
+
+
+@pytest.mark.slow
+def test_scan_bench_measures_a_birdnet_head_and_its_rescore(tmp_path):
+    """A head row: BirdNET's 48 kHz windows, the 50x target named, the rescore from stored embeddings timed."""
+    rows = []
+    result = scanning.run_scan_benchmark(models=["birdnet-logistic"], rates=[8000], precisions=["fp32", "int8"],
+                                         minutes=0.5, short_seconds=6.0, device="cpu", threads=1,
+                                         workdir=tmp_path, on_row=rows.append)
+    (row,) = result["rows"]
+    assert row is rows[0] and row["model"] == "birdnet-logistic" and row["sample_rate"] == 48_000
+    assert row["hop_seconds"] == pytest.approx(1.5) and row["windows"] == 19  # (30 - 3) / 1.5 + 1
+    assert row["realtime_factor"] > 0 and row["gflop_per_window"] is None
+    assert 0 < row["rescore_seconds"] < row["wall_seconds"]
+    assert row["target"]["realtime_factor"] == 50 and not row["target"]["comparable"]  # 1 thread, not 2
+    assert any("int8 skipped" in note for note in result["notes"])
+    throughput = scanning.embedding_throughput(threads=[1], batches=[1], clips=4)
+    assert throughput[0]["clips_per_s"] > 0 and throughput[0]["kind"] == "one interpreter"

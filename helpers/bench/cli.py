@@ -18,13 +18,14 @@ from helpers.bench.kernels import reference_description
 from helpers.bench.measure import DEFAULT_FEATURE_CLIPS, DEFAULT_RATES
 from helpers.bench.probes import CPU_FEATURES, cpu_features, device_name
 from helpers.bench.run import check_models, run_benchmark
-from helpers.bench.scanning import (DEFAULT_MINUTES, run_scan_benchmark, SCAN_REFERENCE, SCAN_TARGETS, SHORT_SECONDS,
-                                    short_seconds_for)
+from helpers.bench.scanning import (DEFAULT_MINUTES, RESCORE_TARGET_SECONDS_PER_HOUR, SCAN_REFERENCE, SCAN_TARGETS,
+                                    SHORT_SECONDS, embedding_throughput, run_scan_benchmark, short_seconds_for)
 from helpers.bench.table import (ABOVE_CEILING_MARK, ceiling_warning, default_json_path, default_scan_json_path,
                                  format_evaluation, format_feature_extraction, format_header, format_row,
                                  format_scan_header, format_scan_row, format_scan_targets, SCAN_ROW_KEYS)
 from helpers.core.fileio import atomic_write, write_json_atomic
 from helpers.core.hardware import configure_threads, resolve_device
+from helpers.models.heads import is_head
 
 
 def _print_row(row: dict[str, Any]) -> None:
@@ -143,7 +144,7 @@ def run_scan_from_args(args: argparse.Namespace) -> int:
     """``bench scan`` on parsed arguments (:func:`build_scan_parser`): measure, print the table, the
     targets and whether each was met, write the JSON and the CSV beside it."""
     try:
-        check_models(args.models)
+        check_models([m for m in args.models if not is_head(m)] or ["cnn10"])
         device = resolve_device(args.device)
     except (ValueError, RuntimeError) as exc:
         print(f"bench scan: {exc}", file=sys.stderr)
@@ -171,6 +172,18 @@ def run_scan_from_args(args: argparse.Namespace) -> int:
     result["arguments"] = dict(vars(args))
     for line in result["notes"] + format_scan_targets(result):
         print(line)
+    for row in result["rows"]:
+        if row.get("rescore_seconds_per_hour") is not None:
+            met = row["rescore_seconds_per_hour"] < RESCORE_TARGET_SECONDS_PER_HOUR
+            print(f"{row['model']}: rescoring from stored embeddings took {row['rescore_seconds']:.2f} s for "
+                  f"{row['audio_minutes']:g} min of audio, {row['rescore_seconds_per_hour']:.2f} s per hour: target < "
+                  f"{RESCORE_TARGET_SECONDS_PER_HOUR:g} s per hour {'met' if met else 'NOT met'}")
+    if any(is_head(m) for m in args.models):
+        print("BirdNET embedding throughput (48 kHz 3-s windows; first call left out):")
+        result["embedding_throughput"] = embedding_throughput(threads=sorted({1, threads}))
+        for row in result["embedding_throughput"]:
+            print(f"  {row['threads']} thread(s), batch {row['batch']:>2}, {row['kind']:<15} {row['clips_per_s']:6.1f} "
+                  f"clips/s ({row['ms_per_clip']:.1f} ms a clip; first call {row['first_call_s']:.2f} s)")
     path = Path(args.json) if args.json else default_scan_json_path(device)
     path.parent.mkdir(parents=True, exist_ok=True)
     write_json_atomic(path, result)
@@ -198,7 +211,8 @@ def build_scan_parser() -> argparse.ArgumentParser:
                     "with tone bursts, each scanned in a fresh process, per precision: wall seconds, x real "
                     "time, windows/s and the peak resident memory of the short and the long scan, beside the "
                     "targets. Writes the table as JSON and CSV.")
-    parser.add_argument("--models", nargs="+", default=["cnn10"], help="registry names (default: cnn10)")
+    parser.add_argument("--models", nargs="+", default=["cnn10"],
+                        help="registry names or BirdNET heads (birdnet-logistic, ...; 48 kHz) (default: cnn10)")
     parser.add_argument("--rates", nargs="+", type=int, choices=[16000, 8000], default=[8000])
     parser.add_argument("--precisions", nargs="+", choices=["fp32", "bf16", "int8"], default=["fp32", "int8"],
                         help="scoring precisions (bf16 only on CUDA or a CPU with native bf16; int8 on the CPU)")

@@ -15,6 +15,13 @@ recording: read, resample, window, log-mel, model, detections; the model's prepa
 calibration included, comes before and the writing of the tables after), windows per second, and
 the peak memory of scanning the short and the long file: the two stay close when a scan streams.
 :func:`scan_target` compares a row with the issue's targets (:data:`SCAN_TARGETS`).
+
+A head on BirdNET embeddings (``--models birdnet-logistic``) is scanned the same way: an untrained
+head over the real BirdNET file, so the row measures the backbone (48 kHz, 3-s windows) and the
+window embeddings the scan stores. Its row adds ``rescore_seconds``: rescoring the long scan with
+a second head from those embeddings (:func:`helpers.evaluation.scan.rescore`, no audio read), and
+:func:`embedding_throughput` measures BirdNET alone: clips per second by thread count and batch, one
+interpreter with N threads against a pool of N one-thread interpreters.
 """
 from __future__ import annotations
 
@@ -42,6 +49,7 @@ from helpers.bench.kernels import measure_ceiling
 from helpers.features.frontend import FeatureSettings, logmel
 from helpers.models.cost import forward_flops
 from helpers.models.checkpoint import checkpoint_payload, save_checkpoint
+from helpers.models.heads import EmbeddingHead, is_head
 from helpers.models.registry import create_model
 
 #: Rate of the written recordings (a common field-recorder rate: the scan resamples it).
@@ -57,7 +65,11 @@ SCAN_TARGETS: tuple[dict[str, Any], ...] = (
     {"model": "cnn10", "sample_rate": 8000, "device": "cpu", "precision": "int8", "threads": 2, "realtime_factor": 300},
     {"model": "cnn10", "sample_rate": 8000, "device": "cuda", "precision": None, "threads": None,
      "realtime_factor": 5000},
+    *({"model": head, "sample_rate": 48000, "device": "cpu", "precision": "fp32", "threads": 2, "realtime_factor": 50}
+      for head in ("birdnet-logistic", "birdnet-svm", "birdnet-mlp")),
 )
+#: Target for rescoring an hour of scanned audio from its stored embeddings (seconds).
+RESCORE_TARGET_SECONDS_PER_HOUR = 1.0
 #: What the targets are compared with.
 SCAN_REFERENCE = "BirdNET-Analyzer reports ~49x real time on a 4-core laptop"
 
@@ -118,11 +130,51 @@ def calibration_logmels(settings: FeatureSettings, n: int = STORED_CALIBRATION_C
     return torch.from_numpy(logmel(clips, settings)).half()
 
 
+def build_head_checkpoint(path: str | Path, model: str, seed: int = 0) -> Path:
+    """An untrained head ``model`` (``birdnet-*``) on the installed BirdNET file, with random weights."""
+    from helpers.features.birdnet import LICENCE, EmbeddingSettings
+
+    torch.manual_seed(seed)
+    head = EmbeddingHead(model, len(SCAN_CLASSES)).eval()
+    settings = EmbeddingSettings.current()
+    payload = checkpoint_payload(head, classes=list(SCAN_CLASSES), feature_settings=settings.to_dict(),
+                                 score="softmax", backbone={"name": settings.backbone, "settings": settings.to_dict(),
+                                                            **LICENCE})
+    return save_checkpoint(path, payload)
+
+
+def embedding_throughput(threads: Sequence[int] = (1, 2), batches: Sequence[int] = (1, 4, 8),
+                         clips: int = 48, seed: int = 0) -> list[dict[str, Any]]:
+    """BirdNET alone: clips per second embedding ``clips`` 3-s windows, per thread count and batch, for one
+    interpreter of N threads and for a pool of N one-thread interpreters; ``first_call_s`` is the first call
+    (the runtime prepares its weights for the batch size then), left out of the rate."""
+    from helpers.features.birdnet import WINDOW_SAMPLES, BirdNET, BirdNETPool
+
+    waves = np.random.default_rng(seed).normal(0, 0.05, (clips, WINDOW_SAMPLES)).astype(np.float32)
+    rows = []
+    for n in threads:
+        for batch in batches:
+            for kind in ("one interpreter", "pool") if n > 1 else ("one interpreter",):
+                model = BirdNET(n, batch) if kind == "one interpreter" else BirdNETPool(n, batch)
+                started = time.perf_counter()
+                model.embed(waves[:batch * (n if kind == "pool" else 1)])
+                first = time.perf_counter() - started
+                started = time.perf_counter()
+                model.embed(waves)
+                seconds = time.perf_counter() - started
+                rows.append({"threads": n, "batch": batch, "kind": kind, "clips_per_s": clips / seconds,
+                             "ms_per_clip": 1000 * seconds / clips, "first_call_s": first})
+    return rows
+
+
 def build_checkpoint(path: str | Path, model: str, sample_rate: int, model_options: dict[str, Any] | None = None,
                      seed: int = 0) -> Path:
     """An untrained checkpoint of registry ``model`` at ``sample_rate`` Hz (:data:`SCAN_CLASSES`,
     the default front end at that rate, softmax scores, :func:`calibration_logmels` for int8);
-    ``model_options`` go to ``create_model`` (empty: the paper's architecture at full width)."""
+    ``model_options`` go to ``create_model`` (empty: the paper's architecture at full width).
+    A head name (``birdnet-*``) gives :func:`build_head_checkpoint` (``sample_rate`` is then 48 kHz)."""
+    if is_head(model):
+        return build_head_checkpoint(path, model, seed)
     settings = FeatureSettings(sample_rate=sample_rate)
     torch.manual_seed(seed)
     net = create_model(model, n_classes=len(SCAN_CLASSES), n_mels=settings.n_mels, **(model_options or {})).eval()
@@ -197,6 +249,17 @@ def measure_scan(checkpoint: str | Path, recording: str | Path, out_dir: str | P
 # --------------------------------------------------------------------------------------------
 # Targets, precisions, the whole benchmark
 # --------------------------------------------------------------------------------------------
+def _rescore_seconds(tmp: Path, model: str, scan_dir: Path, audio_seconds: float) -> dict[str, Any]:
+    """Rescore ``scan_dir`` with a second untrained head from its stored embeddings; seconds, and per hour."""
+    from helpers.evaluation.scan import rescore
+
+    other = build_head_checkpoint(tmp / f"{model}-second.pt", model, seed=1)
+    started = time.perf_counter()
+    rescore(other, scan_dir, tmp / f"rescored-{model}", progress=False)
+    seconds = time.perf_counter() - started
+    return {"rescore_seconds": seconds, "rescore_seconds_per_hour": seconds * 3600.0 / audio_seconds}
+
+
 def scan_target(row: dict[str, Any]) -> dict[str, Any] | None:
     """The issue's target for ``row`` (:data:`SCAN_TARGETS`), or None when none applies (another
     model, rate, hop than the default, or model options). Keys: ``realtime_factor`` (the target),
@@ -226,6 +289,12 @@ def scan_precisions(precisions: Sequence[str], model: str, device: torch.device)
     """``(precisions to run, notes on those skipped or moved)`` for ``model`` on ``device``: bf16
     only on CUDA or a CPU with native bf16; int8 only for the plain CNNs (it runs on the CPU)."""
     run, notes = [], []
+    if is_head(model):
+        skipped = [p for p in dict.fromkeys(precisions) if p != "fp32"]
+        if skipped:
+            notes.append(f"{model}: {', '.join(skipped)} skipped: a head on BirdNET embeddings scores in fp32 (the "
+                         "backbone runs in the TFLite runtime)")
+        return ["fp32"], notes
     for precision in dict.fromkeys(precisions):
         if precision == "bf16" and device.type == "cpu" and not cpu_has_native_bf16():
             notes.append(f"{model}: bf16 skipped: this CPU has no native bf16 (AVX512-BF16 or AMX), so it "
@@ -279,10 +348,12 @@ def run_scan_benchmark(models: Sequence[str] = ("cnn10",), rates: Sequence[int] 
         # fp32 rows are set beside the device's measured peak: the real-time factor no code could beat.
         ceiling = measure_ceiling(device, torch.float32)["ceiling_tflops"] if "fp32" in precisions else None
         for model in models:
-            for rate in rates:
+            for rate in ([48_000] if is_head(model) else rates):
                 checkpoint = build_checkpoint(tmp / f"{model}-{rate}.pt", model, rate, model_options)
-                settings = FeatureSettings(sample_rate=rate)
-                flops = forward_flops(create_model(model, 5, **dict(model_options or {})), settings.n_frames)
+                flops = None  # a head's cost is BirdNET's, run by the TFLite runtime: no FLOP count here
+                if not is_head(model):
+                    settings = FeatureSettings(sample_rate=rate)
+                    flops = forward_flops(create_model(model, 5, **dict(model_options or {})), settings.n_frames)
                 run, skipped = scan_precisions(precisions, model, device)
                 notes += skipped
                 for precision in run:
@@ -304,12 +375,15 @@ def run_scan_benchmark(models: Sequence[str] = ("cnn10",), rates: Sequence[int] 
                         "cuda_peak_mib_short": measured["short"]["cuda_peak_mib"],
                         "cuda_peak_mib_long": long["cuda_peak_mib"],
                         "model_options": dict(model_options or {}),
-                        "gflop_per_window": flops / 1e9,
-                        "achieved_tflops": long["windows"] / long["wall_seconds"] * flops / 1e12,
-                        "ceiling_tflops": ceiling if precision == "fp32" else None,
+                        "gflop_per_window": flops / 1e9 if flops else None,
+                        "achieved_tflops": long["windows"] / long["wall_seconds"] * flops / 1e12 if flops else None,
+                        "ceiling_tflops": ceiling if precision == "fp32" and flops else None,
                         "rtf_at_ceiling": (ceiling * 1e12 / flops * long["hop_seconds"]
-                                           if precision == "fp32" and ceiling else None),
+                                           if precision == "fp32" and ceiling and flops else None),
                     }
+                    if is_head(model):
+                        row.update(_rescore_seconds(tmp, model, tmp / f"out-{model}-{rate}-{precision}-long",
+                                                    long["audio_seconds"]))
                     row["target"] = scan_target(row)
                     rows.append(row)
                     if on_row is not None:

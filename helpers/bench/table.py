@@ -38,7 +38,7 @@ ROW_KEYS: dict[str, str] = {
 
 #: The table: (row key, header, width, format).
 _COLUMNS: tuple[tuple[str, str, int, str], ...] = (
-    ("model", "model", 11, "s"), ("sample_rate", "rate", 5, "d"), ("device", "device", 6, "s"),
+    ("model", "model", 16, "s"), ("sample_rate", "rate", 5, "d"), ("device", "device", 6, "s"),
     ("precision", "precision", 13, "s"), ("batch", "batch", 5, "d"), ("s_per_step", "s/step", 7, "n"),
     ("clips_per_s", "clips/s", 7, "n"), ("gflop_per_step", "GFLOP/step", 10, "n"),
     ("achieved_tflops", "TFLOP/s", 7, "n"), ("matmul_tflops", "matmul TF/s", 11, "n"),
@@ -162,18 +162,22 @@ SCAN_ROW_KEYS: dict[str, str] = {
     "ceiling_tflops": "the device's measured fp32 peak (helpers.bench.kernels.measure_ceiling); fp32 rows only",
     "rtf_at_ceiling": "the real-time factor if every window ran at ceiling_tflops and nothing else took time: "
                       "the most this model, hop and device allow in fp32",
+    "rescore_seconds": "heads on BirdNET: seconds to rescore the long scan with another head from its stored "
+                       "embeddings (no audio read, no backbone pass)",
+    "rescore_seconds_per_hour": "rescore_seconds per hour of scanned audio",
     "target": "the issue's target for this row and whether it was met (helpers.bench.scanning.scan_target); "
               "None when no target applies",
 }
 
 #: The scan table: (row key, header, width, format).
 _SCAN_COLUMNS: tuple[tuple[str, str, int, str], ...] = (
-    ("model", "model", 11, "s"), ("sample_rate", "rate", 5, "d"), ("device", "device", 6, "s"),
+    ("model", "model", 16, "s"), ("sample_rate", "rate", 5, "d"), ("device", "device", 6, "s"),
     ("precision", "precision", 9, "s"), ("threads", "thr", 3, "d"), ("hop_seconds", "hop s", 5, "n"),
     ("audio_minutes", "audio min", 9, "n"), ("wall_seconds", "wall s", 6, "n"),
     ("realtime_factor", "x real time", 11, "n"), ("windows_per_s", "windows/s", 9, "n"),
     ("peak_mib_short", "peak MiB short", 14, "n"), ("peak_mib_long", "peak MiB long", 13, "n"),
     ("achieved_tflops", "TFLOP/s", 7, "n"), ("rtf_at_ceiling", "x at ceiling", 12, "n"),
+    ("rescore_seconds_per_hour", "rescore s/h", 11, "n"),
     ("target", "target", 16, "t"),
 )
 
