@@ -35,7 +35,8 @@ def head_configs(base: dict[str, Any], seeds: Sequence[int] = (0, 1, 2),
     """The runs of :data:`HEAD_MODELS` on ``base`` (corpus, paths, ``out_dir``): the two scikit-learn heads
     once (a convex fit: the seed changes nothing worth a row), the MLP head once per seed."""
     common = {**base, "spec_augment": False}
-    configs = [TrainConfig(model=m, mixup=False, seed=int(seeds[0]), **common) for m in HEAD_MODELS[:2]]
+    # no MixUp and no EMA: a closed-form fit takes no gradient steps, and its config says so
+    configs = [TrainConfig(model=m, mixup=False, ema=False, seed=int(seeds[0]), **common) for m in HEAD_MODELS[:2]]
     settings = {**MLP_SETTINGS, **(mlp_settings or {})}
     configs += [TrainConfig(model="birdnet-mlp", seed=int(s), **{**common, **settings}) for s in seeds]
     return configs
