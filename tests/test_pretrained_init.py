@@ -139,3 +139,8 @@ def test_a_run_starts_from_panns_weights(panns_file, tmp_path):
     result = train(config, progress=False)
     assert result.config.init_from == str(panns_file)
     assert (result.run_dir / "checkpoints" / "best_plain.pt").is_file()
+    import json
+
+    record = json.loads((result.run_dir / "record.json").read_text())["init_from"]
+    assert record["source"] == "panns" and "fc_audioset.weight" in record["skipped"]
+    assert record["new"] == ["head.fc_logits.weight", "head.fc_logits.bias"]

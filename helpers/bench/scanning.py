@@ -380,6 +380,7 @@ def run_scan_benchmark(models: Sequence[str] = ("cnn10",), rates: Sequence[int] 
                         "ceiling_tflops": ceiling if precision == "fp32" and flops else None,
                         "rtf_at_ceiling": (ceiling * 1e12 / flops * long["hop_seconds"]
                                            if precision == "fp32" and ceiling and flops else None),
+                        "rescore_seconds": None, "rescore_seconds_per_hour": None,
                     }
                     if is_head(model):
                         row.update(_rescore_seconds(tmp, model, tmp / f"out-{model}-{rate}-{precision}-long",

@@ -338,8 +338,9 @@ class _Run:
                                        last_step=self.step, selected_on_devel=self.fitted)
         metrics["training"] = {"steps": self.step, "iterations": config.iterations,
                                "stop_when_flat": config.stop_when_flat, "min_iterations": config.min_iterations,
-                               "stopped_when_flat": self.stopped_when_flat, "fitted": self.fitted}
+                               "stopped_when_flat": self.stopped_when_flat}
         if self.fitted:
+            metrics["training"]["fitted"] = True  # a scikit-learn head: no steps at all
             chosen = next(row for row in self.selection if row["chosen"])
             metrics["head_selection"] = {"rule": SELECTION_RULE, "chosen_C": chosen["C"], "grid": self.selection}
             write_table(pd.DataFrame(self.selection), run_dir / "head_selection.csv")
@@ -358,7 +359,7 @@ class _Run:
                           for name in ("branch_a", "branch_b")} if config.model == FUSION else None)
         write_record(run_dir, config=config, corpus=self.corpus.record(), timings=timings,
                      extra={"device": str(self.device), "n_parameters": metrics["n_parameters"],
-                            "fusion_branches": fusion_record, "backbone": self.backbone,
+                            "fusion_branches": fusion_record, "backbone": self.backbone, "init_from": s.init,
                             "scoring": {"precision": "bf16-autocast" if self.use_amp else "fp32",
                                         "batch": self.eval_batch,
                                         "batchnorm": "folded into the convolutions (helpers.evaluation.inference)"},

@@ -145,6 +145,7 @@ class TrainingSetup:
     sampler: BalancedBatchSampler | UniformBatchSampler
     generator: torch.Generator
     step: Any  # step(x, y) -> loss, from make_step_function
+    init: dict | None = None  # what init_from loaded and skipped (helpers.models.pretrained_init.InitReport)
 
 
 def build_training(config: TrainConfig, n_classes: int, device: torch.device,
@@ -175,8 +176,11 @@ def build_training(config: TrainConfig, n_classes: int, device: torch.device,
     else:
         options = {"n_mels": config.n_mels, **config.model_options}
         model = create_model(config.model, n_classes=n_classes, **options).to(device)
+    init = None
     if config.init_from:
-        initialise_from(model, config.init_from, config.feature_settings())
+        report = initialise_from(model, config.init_from, config.feature_settings())
+        init = {"path": report.path, "source": report.source, "loaded": report.loaded, "skipped": report.skipped,
+                "new": report.new}
     if config.channels_last:
         # NHWC lets the convolution kernels (cuDNN and oneDNN alike) skip layout conversions.
         model = model.to(memory_format=torch.channels_last)
@@ -194,4 +198,4 @@ def build_training(config: TrainConfig, n_classes: int, device: torch.device,
         sampler = UniformBatchSampler(len(train_labels), draw, seed=config.seed)
     gen = torch.Generator(device=device).manual_seed(config.seed + 1)
     step = make_step_function(model, optimizer, config, n_classes, device, gen)
-    return TrainingSetup(model, optimizer, ema, sampler, gen, step)
+    return TrainingSetup(model, optimizer, ema, sampler, gen, step, init)
