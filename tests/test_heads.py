@@ -135,3 +135,19 @@ def test_svm_and_mlp_heads_train(corpus_root, tmp_path):
     model = load_model(mlp.run_dir / "checkpoints" / "best_ema.pt")
     assert isinstance(model, EmbeddingHead) and model.hidden == 32
     assert load_checkpoint(mlp.run_dir / "checkpoints" / "last.pt")["backbone"]["licence"] == "CC BY-NC-SA 4.0"
+
+
+@pytest.mark.slow
+def test_the_collectors_read_a_head_run_like_any_other(corpus_root, tmp_path):
+    from helpers.experiments.collect import collect_runs
+    from helpers.experiments.pretrained import head_configs
+    from helpers.training.loop import train
+
+    base = {"corpus": str(corpus_root), "data_dir": str(tmp_path), "cache_dir": str(tmp_path / "cache"),
+            "out_dir": str(tmp_path / "runs")}
+    config = head_configs(base, seeds=[0])[0]
+    assert (config.model, config.ema, config.mixup) == ("birdnet-logistic", False, False)
+    result = train(TrainConfig(**{**config.to_dict(), "model_options": {"Cs": [1.0]}}), progress=False)
+    row = collect_runs(tmp_path / "runs").set_index("model").loc["birdnet-logistic"]
+    assert row["status"] == "finished" and row["weights"] == "plain"
+    assert row["last_devel_uar"] == pytest.approx(result.metrics["checkpoints"]["last_plain"]["splits"]["devel"]["uar"])

@@ -1,0 +1,151 @@
+"""The review logic: which events to review, and a review table that loses nothing (kernel deaths,
+two reviewers on one table, marks made in Raven)."""
+from __future__ import annotations
+
+import multiprocessing
+import os
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from helpers.core import fileio
+from helpers.evaluation.review import DEFAULT_MIX, ReviewTable, event_id, review_queue
+
+
+def events(n_per_class: int = 20, seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    rows = []
+    for label in ("gibbon", "argus"):
+        for i in range(n_per_class):
+            begin = 10.0 * i + (0.5 if label == "argus" else 0.0)
+            rows.append({"recording": f"site/{label}.wav", "begin": begin, "end": begin + 3.0, "label": label,
+                         "score": float(rng.uniform(0.3, 1.0)), "n_windows": 1})
+    return pd.DataFrame(rows)
+
+
+def test_the_queue_follows_its_stated_rule():
+    table = events()
+    queue = review_queue(table, n=20, mix=DEFAULT_MIX, threshold=0.6, seed=3)
+    assert len(queue) == 20 and queue["event_id"].is_unique
+    assert queue["reason"].value_counts().to_dict() == {"top": 8, "threshold": 8, "random": 4}
+    rest = table.assign(event_id=[event_id(r, b, e, lab) for r, b, e, lab in
+                                  zip(table.recording, table.begin, table.end, table.label)])
+    rest = rest[~rest["event_id"].isin(queue.loc[queue.reason == "random", "event_id"])]
+    # top: the four best events of each class among those the random draw left
+    top = queue[queue.reason == "top"]
+    for label in ("gibbon", "argus"):
+        best = rest[rest.label == label].nlargest(4, "score")["event_id"]
+        assert set(top.loc[top.label == label, "event_id"]) == set(best)
+    # threshold: nearer the threshold than any event left out of the queue, class by class
+    near = queue[queue.reason == "threshold"]
+    left = rest[~rest["event_id"].isin(queue["event_id"])]
+    for label in ("gibbon", "argus"):
+        assert (near.loc[near.label == label, "score"] - 0.6).abs().max() <= \
+            (left.loc[left.label == label, "score"] - 0.6).abs().min() + 1e-12
+    # the same seed gives the same queue, another seed another random sample
+    pd.testing.assert_frame_equal(queue, review_queue(table, n=20, threshold=0.6, seed=3))
+    other = review_queue(table, n=20, threshold=0.6, seed=4)
+    assert set(other.loc[other.reason == "random", "event_id"]) != set(queue.loc[queue.reason == "random", "event_id"])
+
+
+def test_a_short_table_and_a_bad_mix():
+    assert len(review_queue(events(2), n=50)) == 4
+    assert list(review_queue(events(5), n=4, mix={"random": 1.0})["reason"]) == ["random"] * 4
+    with pytest.raises(ValueError, match="shares"):
+        review_queue(events(), mix={"loudest": 1.0})
+    with pytest.raises(ValueError, match="per class"):
+        review_queue(events(), threshold={"gibbon": 0.5}, mix={"threshold": 1.0})
+
+
+def test_decisions_are_written_at_once_and_resume_after_a_restart(tmp_path):
+    queue = review_queue(events(5), n=6, seed=0)
+    table = ReviewTable(tmp_path, reviewer="ana")
+    table.record(queue.iloc[0], "call")
+    table.record(queue.iloc[1], "other", new_label="argus")
+    # a kernel restart: a new object, as a new process would make, sees both and resumes after them
+    again = ReviewTable(tmp_path, reviewer="ana")
+    assert list(again.read()["decision"]) == ["call", "other"]
+    assert list(again.pending(queue)["event_id"]) == list(queue["event_id"].iloc[2:])
+    with pytest.raises(ValueError, match="new_label"):
+        again.record(queue.iloc[2], "other")
+    with pytest.raises(ValueError, match="use one of"):
+        again.record(queue.iloc[2], "maybe")
+    # a later decision on the same event wins; the earlier one stays in the file
+    again.record(queue.iloc[0], "not_call")
+    latest = again.latest().set_index("event_id")
+    assert latest.loc[queue["event_id"].iloc[0], "decision"] == "not_call" and len(again.read()) == 3
+
+
+def test_a_crash_during_a_write_leaves_the_previous_table(tmp_path, monkeypatch):
+    queue = review_queue(events(5), n=4, seed=0)
+    table = ReviewTable(tmp_path)
+    table.record(queue.iloc[0], "call")
+    before = table.path.read_text()
+
+    def dies(*args, **kwargs):
+        raise KeyboardInterrupt("kernel killed")
+
+    monkeypatch.setattr(fileio.os, "replace", dies)
+    with pytest.raises(KeyboardInterrupt):
+        table.record(queue.iloc[1], "not_call")
+    monkeypatch.undo()
+    assert table.path.read_text() == before
+    assert list(ReviewTable(tmp_path).read()["decision"]) == ["call"]
+
+
+def _reviewer(args):
+    folder, name, rows = args
+    table = ReviewTable(folder, reviewer=name)
+    queue = review_queue(events(10), n=20, seed=0)
+    for i in rows:
+        table.record(queue.iloc[i], "call" if i % 2 else "not_call")
+    return os.getpid()
+
+
+def test_two_reviewers_on_one_table_lose_no_row(tmp_path):
+    ctx = multiprocessing.get_context("spawn")
+    with ctx.Pool(2) as pool:
+        pool.map(_reviewer, [(str(tmp_path), "ana", range(0, 20, 2)), (str(tmp_path), "ben", range(1, 20, 2))])
+    table = ReviewTable(tmp_path).read()
+    assert len(table) == 20 and table["event_id"].is_unique
+    assert table["reviewer"].value_counts().to_dict() == {"ana": 10, "ben": 10}
+
+
+def test_marks_made_in_raven_are_read_back(tmp_path):
+    queue = review_queue(events(5), n=3, seed=0)
+    recordings = {"site/gibbon.wav": ("/data/site/gibbon.wav", 60.0), "site/argus.wav": ("/data/site/argus.wav", 60.0)}
+    table = ReviewTable(tmp_path, reviewer="ana", recordings=recordings)
+    for i in range(3):
+        table.record(queue.iloc[i], "call")
+    raven = pd.read_csv(table.raven_path, sep="\t", dtype=str, keep_default_na=False)
+    assert list(raven.columns[:7]) == ["Selection", "View", "Channel", "Begin Time (s)", "End Time (s)",
+                                       "Low Freq (Hz)", "High Freq (Hz)"]
+    assert set(raven["Review"]) == {"call"} and set(raven["Begin Path"]) <= {p for p, _ in recordings.values()}
+    argus = raven["Begin Path"] == "/data/site/argus.wav"
+    # the session time of the second recording counts from the first one's end
+    np.testing.assert_allclose(raven.loc[argus, "Begin Time (s)"].astype(float),
+                               raven.loc[argus, "File Offset (s)"].astype(float) + 60.0)
+    # in Raven, someone marks the first selection as another label and the second as no call
+    raven.loc[0, "Review"] = "other:argus"
+    raven.loc[1, "Review"] = "not_call"
+    raven.to_csv(table.raven_path, sep="\t", index=False)
+    merged = ReviewTable(tmp_path, reviewer="raven", recordings=recordings).merge_raven()
+    assert list(merged["decision"]) == ["other", "not_call"] and merged["new_label"].iloc[0] == "argus"
+    latest = table.latest()
+    assert sorted(latest["decision"]) == ["call", "not_call", "other"] and len(table.read()) == 5
+    raven.loc[2, "Review"] = "probably"
+    raven.to_csv(table.raven_path, sep="\t", index=False)
+    with pytest.raises(ValueError, match="line 4: Review 'probably'"):
+        table.merge_raven()
+
+
+def test_a_damaged_table_names_the_line(tmp_path):
+    queue = review_queue(events(5), n=2, seed=0)
+    table = ReviewTable(tmp_path)
+    table.record(queue.iloc[0], "call")
+    table.record(queue.iloc[1], "unsure")
+    text = table.path.read_text().replace(",unsure,", ",perhaps,")
+    table.path.write_text(text)
+    with pytest.raises(ValueError, match="line 3: decision 'perhaps'"):
+        table.read()
