@@ -173,7 +173,8 @@ def _cmd_scan(args: argparse.Namespace) -> int:
         result = scan(args.checkpoint, args.audio, args.out, hop=args.hop, precision=args.precision, channel=channel,
                       threshold=args.threshold, merge_gap=args.merge_gap, device=args.device,
                       batch_size=args.batch_size, calibration=args.calibration, num_threads=args.threads,
-                      progress=not args.quiet, detection_score=args.detection_score)
+                      progress=not args.quiet, detection_score=args.detection_score,
+                      thresholds_from=args.thresholds_from)
     except (AudioError, FileNotFoundError, ValueError) as exc:
         print(f"scan: {exc}", file=sys.stderr)
         return 1
@@ -186,7 +187,8 @@ def _cmd_rescore(args: argparse.Namespace) -> int:
 
     try:
         result = rescore(args.checkpoint, args.scan_dir, args.out, threshold=args.threshold, merge_gap=args.merge_gap,
-                         detection_score=args.detection_score, progress=not args.quiet)
+                         detection_score=args.detection_score, progress=not args.quiet,
+                         thresholds_from=args.thresholds_from)
     except (FileNotFoundError, ValueError) as exc:
         print(f"rescore: {exc}", file=sys.stderr)
         return 1
@@ -307,6 +309,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--detection-score", choices=("auto", "class", "call"), default="auto",
                    help="what the threshold applies to: 'class' (the best call class's score), 'call' "
                         "(1 - the background score, a call head's P(call)); auto: 'call' for a model with a call head")
+    p.add_argument("--thresholds-from", default=None, metavar="CALIBRATION",
+                   help="per-class thresholds calibrated from reviewed detections (a calibration JSON); "
+                        "--threshold stays the threshold of classes it could not calibrate")
     p.add_argument("--channel", default="mix", help="'mix' (average the channels) or a 0-based channel index")
     p.add_argument("--precision", choices=("fp32", "bf16", "int8"), default="fp32")
     p.add_argument("--calibration", nargs="+", default=None, metavar="AUDIO",
@@ -325,6 +330,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="detection threshold: one score (0.5) or per class (gibbon_male=0.7,great_argus=0.5)")
     p.add_argument("--merge-gap", type=float, default=0.0, help="merge detections of a class closer than this (s)")
     p.add_argument("--detection-score", choices=("auto", "class", "call"), default="auto")
+    p.add_argument("--thresholds-from", default=None, metavar="CALIBRATION",
+                   help="per-class thresholds calibrated from reviewed detections (a calibration JSON); "
+                        "--threshold stays the threshold of classes it could not calibrate")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_rescore)
 

@@ -107,6 +107,10 @@ class ScanResult:
                  f"{len(self.errors)} could not be read, {len(self.detections)} detection(s) -> {self.out_dir}"]
         if self.settings.get("score_from"):
             lines.append(f"detection score: {describe_detection_score(self.settings['score_from'], self.settings.get('background'))}")
+        if self.settings.get("thresholds_from"):
+            lines.append(f"thresholds from {self.settings['thresholds_from']}: {self.settings['threshold']}"
+                         + (f"; not calibrated, at the given threshold: {', '.join(self.settings['uncalibrated'])}"
+                            if self.settings.get("uncalibrated") else ""))
         if self.audio_seconds:
             lines.append(f"scanned {self.audio_seconds / 3600:.2f} h of audio in {self.wall_seconds:.1f} s wall: "
                          f"{self.realtime_factor:.0f}x real time ({self.settings.get('precision')}, "
@@ -177,9 +181,20 @@ class _Scanner:
 
     def __init__(self, checkpoint: Path, hop: float | None, precision: str, channel: str | int,
                  threshold: float | dict, background: str | None, merge_gap: float, device: str,
-                 batch_size: int, calibration, detection_score: str = "auto") -> None:
+                 batch_size: int, calibration, detection_score: str = "auto",
+                 thresholds_from: str | Path | None = None) -> None:
         model, self.classes, self.settings, self.score = load_for_inference(checkpoint, device)
         self.score_from, self.background = resolve_detection_score(detection_score, model, self.classes, background)
+        self.uncalibrated: list[str] = []
+        if thresholds_from is not None:
+            # per-class thresholds from reviewed detections; a class without one keeps `threshold`
+            from helpers.evaluation.calibration import calibrated_thresholds, read_calibration
+
+            fitted = read_calibration(thresholds_from)
+            fallback = None if isinstance(threshold, dict) else float(threshold)
+            calls = [c for c in self.classes if c != self.background]
+            self.uncalibrated = [c for c in calls if not fitted["classes"].get(c, {}).get("calibrated")]
+            threshold = calibrated_thresholds(fitted, self.classes, fallback=fallback, background=self.background)
         self.device = next(model.parameters()).device
         if precision == "int8" and self.device.type != "cpu":
             model, self.device = model.cpu(), torch.device("cpu")
@@ -199,6 +214,8 @@ class _Scanner:
                      [str(c) for c in ([calibration] if isinstance(calibration, (str, Path)) else calibration)]}
         self.detect_settings = {"threshold": threshold, "background": self.background, "merge_gap": merge_gap,
                                 "score_from": self.score_from}
+        if thresholds_from is not None:
+            self.detect_settings.update(thresholds_from=str(thresholds_from), uncalibrated=self.uncalibrated)
 
     def fingerprints(self, path: Path | None = None, size: int | None = None,
                      mtime_ns: int | None = None) -> tuple[str, str]:
@@ -267,7 +284,7 @@ def scan(checkpoint: str | Path, inputs: str | Path | Sequence[str | Path], out_
          hop: float | None = None, precision: str = "fp32", channel: str | int = "mix",
          threshold: float | dict[str, float] = 0.5, background: str | None = "background", merge_gap: float = 0.0,
          device: str = "auto", batch_size: int = 64, calibration=None, num_threads: int | None = None,
-         progress: bool = True, detection_score: str = "auto") -> ScanResult:
+         progress: bool = True, detection_score: str = "auto", thresholds_from: str | Path | None = None) -> ScanResult:
     """Scan recordings (files or folders, walked recursively) with ``checkpoint`` into ``out_dir``.
 
     ``hop``: seconds between window starts (None: half the model's clip length). ``precision``:
@@ -276,7 +293,10 @@ def scan(checkpoint: str | Path, inputs: str | Path | Sequence[str | Path], out_
     a score, or one per non-background class; ``background``: the reject class (never detected;
     ignored when the model has no such class). ``detection_score``: what ``threshold`` applies to,
     ``"auto"`` (P(call) for a model with a call head, else the best call class's score), ``"class"``
-    or ``"call"`` (module docstring). Files that cannot be read are listed in the
+    or ``"call"`` (module docstring). ``thresholds_from``: a calibration file
+    (:func:`helpers.evaluation.calibration.write_calibration`) whose per-class thresholds replace
+    ``threshold``, which stays the threshold of the classes it could not calibrate (named in the
+    result's settings, ``uncalibrated``). Files that cannot be read are listed in the
     result's ``errors`` (and ``OUT/errors.csv``) and the others are scanned. See the module
     docstring for the outputs and how a rerun resumes.
     """
@@ -285,7 +305,7 @@ def scan(checkpoint: str | Path, inputs: str | Path | Sequence[str | Path], out_
     recordings = find_recordings(items)
     configure_threads(num_threads)
     scanner = _Scanner(checkpoint, hop, precision, channel, threshold, background, merge_gap, device, batch_size,
-                       calibration, detection_score)
+                       calibration, detection_score, thresholds_from)
     out.mkdir(parents=True, exist_ok=True)
     errors: list[dict] = []
     infos: dict[str, dict] = {}
@@ -395,7 +415,8 @@ def _write_combined(result: ScanResult, recordings: list[tuple[Path, str]], info
 
 def rescore(checkpoint: str | Path, scan_dir: str | Path, out_dir: str | Path | None = None, *,
             threshold: float | dict[str, float] = 0.5, background: str | None = "background", merge_gap: float = 0.0,
-            detection_score: str = "auto", device: str = "cpu", progress: bool = True) -> ScanResult:
+            detection_score: str = "auto", device: str = "cpu", progress: bool = True,
+            thresholds_from: str | Path | None = None) -> ScanResult:
     """Scores and detections of a scanned folder with another head on the same backbone, from the window
     embeddings the scan stored: no audio is read and the backbone does not run.
 
@@ -404,6 +425,7 @@ def rescore(checkpoint: str | Path, scan_dir: str | Path, out_dir: str | Path | 
     ``.scan.json`` last, with the fingerprints a scan with ``checkpoint`` would write (so scanning the same
     audio with it afterwards resumes instead of rescanning). Refuses a checkpoint whose backbone or
     backbone settings differ from the scan's. A recording without stored embeddings is listed in ``errors``.
+    ``thresholds_from``: per-class thresholds from a calibration file, as in :func:`scan`.
     """
     checkpoint, scan_dir = Path(checkpoint), Path(scan_dir)
     out = Path(out_dir) if out_dir is not None else scan_dir
@@ -416,7 +438,7 @@ def rescore(checkpoint: str | Path, scan_dir: str | Path, out_dir: str | Path | 
                          "scan made with a head on a pretrained backbone (birdnet-*). Scan the audio again instead.")
     sr = stored["features"]["sample_rate"]
     scanner = _Scanner(checkpoint, stored["hop_samples"] / sr, "fp32", stored.get("channel", "mix"), threshold,
-                       background, merge_gap, device, 64, None, detection_score)
+                       background, merge_gap, device, 64, None, detection_score, thresholds_from)
     if scanner.base["features"] != stored["features"]:
         mine = scanner.base["features"]
         raise ValueError(f"{checkpoint}: reads {mine.get('backbone', 'log-mel')} features "
