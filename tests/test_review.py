@@ -149,3 +149,54 @@ def test_a_damaged_table_names_the_line(tmp_path):
     table.path.write_text(text)
     with pytest.raises(ValueError, match="line 3: decision 'perhaps'"):
         table.read()
+
+
+def test_a_session_resumes_where_the_table_ends_and_moves_both_ways(tmp_path):
+    from helpers.evaluation.review import ReviewSession
+
+    queue = review_queue(events(5), n=5, seed=0)
+    session = ReviewSession(queue, ReviewTable(tmp_path, reviewer="ana"))
+    assert session.position == 0 and session.progress() == {"done": 0, "left": 5, "position": 1, "total": 5}
+    session.decide("call")
+    session.decide("other", new_label="argus")
+    # the tab is closed; a new session on the same table opens at the third event
+    again = ReviewSession(queue, ReviewTable(tmp_path, reviewer="ana"))
+    assert again.position == 2 and again.current()["event_id"] == queue["event_id"].iloc[2]
+    again.back()
+    assert again.decision_of(again.current()) == "other"
+    again.decide("not_call")  # a newer decision on the second event
+    assert again.position == 2 and again.progress()["done"] == 2
+    for _ in range(3):
+        again.decide("unsure")
+    assert again.finished and again.current() is None and again.progress()["left"] == 0
+    with pytest.raises(IndexError):
+        again.decide("call")
+
+
+def test_the_widget_writes_what_its_buttons_and_keys_say(tmp_path):
+    from helpers.evaluation.review import ReviewSession
+    from helpers.reporting.review_widget import ReviewWidget
+    from tests.conftest import write_tone
+
+    (tmp_path / "site").mkdir()
+    for label in ("gibbon", "argus"):
+        write_tone(tmp_path / "site" / f"{label}.wav", 400, seconds=60.0, sr=8000)
+    queue = review_queue(events(3), n=4, seed=0)
+    table = ReviewTable(tmp_path / "scan", reviewer="ana")
+    widget = ReviewWidget(ReviewSession(queue, table),
+                          {f"site/{k}.wav": tmp_path / "site" / f"{k}.wav" for k in ("gibbon", "argus")},
+                          classes=["gibbon", "argus"])
+    assert widget.image.value[:8] == b"\x89PNG\r\n\x1a\n" and widget.audio.value[:4] == b"RIFF"
+    assert "event 1 of 4" in widget.header.value
+    widget.buttons["call"].click()
+    widget.other_label.value = "argus"
+    widget.buttons["other"].click()
+    widget.keys.value = "n"          # the shortcut box
+    assert widget.keys.value == ""
+    widget.buttons["back"].click()
+    assert "decided before: <b>not_call</b>" in widget.header.value
+    written = table.read()
+    assert list(written["decision"]) == ["call", "other", "not_call"] and written["new_label"].iloc[1] == "argus"
+    widget.act("forward")
+    widget.act("skip")
+    assert "Review finished" in widget.header.value and len(table.read()) == 4

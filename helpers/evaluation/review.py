@@ -258,3 +258,52 @@ class ReviewTable:
         if new_rows:
             self._append(pd.DataFrame(new_rows)[REVIEW_COLUMNS])
         return pd.DataFrame(new_rows, columns=REVIEW_COLUMNS)
+
+
+class ReviewSession:
+    """Going through a review queue one event at a time: the state behind the review widget
+    (:mod:`helpers.reporting.review_widget`), kept here so that it is tested without a browser.
+
+    Opens at the first event of ``queue`` without a decision in ``table`` (resuming where the table
+    ends); :meth:`decide` writes the decision at once and moves on; :meth:`back` and :meth:`forward`
+    move without deciding (a decision on an event already decided is recorded as the newer one)."""
+
+    def __init__(self, queue: pd.DataFrame, table: ReviewTable) -> None:
+        self.queue = queue.reset_index(drop=True)
+        self.table = table
+        pending = set(table.pending(self.queue)["event_id"])
+        self.position = next((i for i, e in enumerate(self.queue["event_id"]) if e in pending), len(self.queue))
+
+    @property
+    def finished(self) -> bool:
+        return self.position >= len(self.queue)
+
+    def current(self) -> pd.Series | None:
+        """The event under review (a queue row), or None past the end."""
+        return None if self.finished else self.queue.iloc[self.position]
+
+    def decision_of(self, event: pd.Series) -> str | None:
+        """The latest decision on ``event``, or None."""
+        latest = self.table.latest()
+        hit = latest[latest["event_id"] == event["event_id"]]
+        return None if hit.empty else str(hit["decision"].iloc[0])
+
+    def decide(self, decision: str, new_label: str | None = None) -> pd.Series:
+        """Record ``decision`` on the current event (written at once) and move to the next one."""
+        event = self.current()
+        if event is None:
+            raise IndexError("the review queue is finished: nothing left to decide")
+        row = self.table.record(event, decision, new_label)
+        self.position += 1
+        return row
+
+    def back(self) -> None:
+        self.position = max(0, self.position - 1)
+
+    def forward(self) -> None:
+        self.position = min(len(self.queue), self.position + 1)
+
+    def progress(self) -> dict[str, int]:
+        """``done`` (events of the queue with a decision), ``left`` and ``position`` (1-based)."""
+        done = len(self.queue) - len(self.table.pending(self.queue))
+        return {"done": done, "left": len(self.queue) - done, "position": self.position + 1, "total": len(self.queue)}

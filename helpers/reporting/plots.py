@@ -508,3 +508,22 @@ def plot_starting_points(rows: pd.DataFrame, columns: Sequence[str] = ("test UAR
     fig.suptitle(title)
     fig.tight_layout()
     return fig
+
+
+def plot_event_spectrogram(wave: np.ndarray, sample_rate: int, offset: float, begin: float, end: float,
+                           title: str = "", ax=None):
+    """Spectrogram (dB) of a stretch of audio ``wave`` that starts at ``offset`` s in its recording, with
+    the event's span ``begin``-``end`` (s, recording time) outlined: what a reviewer looks at."""
+    fig, ax = _fig_ax(ax, (7, 2.6))
+    n_fft = 512 if sample_rate <= 16_000 else 1024
+    if len(wave) > n_fft:
+        ax.specgram(wave, NFFT=n_fft, Fs=sample_rate, noverlap=n_fft // 2, cmap="magma", xextent=(offset, offset + len(wave) / sample_rate))
+    ax.axvspan(begin, end, color="cyan", alpha=0.15, lw=0)
+    for x in (begin, end):
+        ax.axvline(x, color="cyan", lw=1.2)
+    ax.set_xlim(offset, offset + len(wave) / sample_rate)
+    ax.set_xlabel("time in the recording (s)")
+    ax.set_ylabel("Hz")
+    ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    return fig
