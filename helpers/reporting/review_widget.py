@@ -95,6 +95,9 @@ class ReviewWidget:
             return
         for button in self.buttons.values():
             button.disabled = False
+        others = [c for c in self.other_label.options if c != event["label"]]
+        if others and self.other_label.value == event["label"]:
+            self.other_label.value = others[0]  # "another label" offers another label first
         before = self.session.decision_of(event)
         self.header.value = (f"<b>event {p['position']} of {p['total']}</b> · <b>{event['label']}</b> score "
                              f"{float(event['score']):.3f} · queued as <i>{event['reason']}</i> · {event['recording']} "
