@@ -200,3 +200,22 @@ def test_the_widget_writes_what_its_buttons_and_keys_say(tmp_path):
     widget.act("forward")
     widget.act("skip")
     assert "Review finished" in widget.header.value and len(table.read()) == 4
+
+
+def test_the_simulated_reviewer_answers_from_the_truth(tmp_path):
+    from helpers.evaluation.review import simulated_decisions
+
+    truth = pd.DataFrame({"recording": ["r.wav"] * 3, "begin": [10.0, 30.0, 50.0], "end": [12.0, 32.0, 52.0],
+                          "label": ["gibbon", "argus", "background"]})
+    queue = pd.DataFrame({"event_id": list("abcde"), "recording": ["r.wav"] * 4 + ["other.wav"],
+                          "begin": [9.5, 29.5, 50.0, 70.0, 10.0], "end": [12.5, 32.5, 53.0, 73.0, 12.0],
+                          "label": ["gibbon", "gibbon", "gibbon", "argus", "gibbon"], "score": 0.9, "reason": "top"})
+    answered = simulated_decisions(queue, truth, min_iou=0.3)
+    # a: its own call; b: an argus call where gibbon was said; c: only background there; d: nothing; e: another file
+    assert list(answered["decision"]) == ["call", "other", "not_call", "not_call", "not_call"]
+    assert answered["new_label"].iloc[1] == "argus"
+    assert list(simulated_decisions(queue, truth, min_iou=0.9)["decision"])[0] == "not_call"  # IoU 2/3 < 0.9
+    table = ReviewTable(tmp_path, reviewer="simulated")
+    for row in answered.itertuples(index=False):
+        table.record(row._asdict(), row.decision, row.new_label or None)
+    assert list(table.latest()["decision"]) == list(answered["decision"])

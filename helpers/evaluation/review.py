@@ -307,3 +307,27 @@ class ReviewSession:
         """``done`` (events of the queue with a decision), ``left`` and ``position`` (1-based)."""
         done = len(self.queue) - len(self.table.pending(self.queue))
         return {"done": done, "left": len(self.queue) - done, "position": self.position + 1, "total": len(self.queue)}
+
+
+def simulated_decisions(queue: pd.DataFrame, truth: pd.DataFrame, min_iou: float = 0.3,
+                        background: str = "background") -> pd.DataFrame:
+    """What a reviewer who knows ``truth`` (recording, begin, end, label: every call) would answer for each
+    queued event: ``call`` when a true call of the event's label overlaps it with an IoU of at least
+    ``min_iou``, ``other`` (``new_label`` that call's label) when only a call of another label does,
+    else ``not_call``. Returns ``queue`` with ``decision`` and ``new_label`` columns. For measuring the
+    review loop on recordings whose every call is known (semi-synthetic ones)."""
+    calls = truth[truth["label"].astype(str) != background]
+    decisions, labels = [], []
+    for event in queue.itertuples(index=False):
+        same = calls[calls["recording"].astype(str) == str(event.recording)]
+        begin, end = float(event.begin), float(event.end)
+        inter = (np.minimum(same["end"].to_numpy(float), end) - np.maximum(same["begin"].to_numpy(float), begin)).clip(0)
+        union = np.maximum(same["end"].to_numpy(float), end) - np.minimum(same["begin"].to_numpy(float), begin)
+        hit = same[(inter / np.where(union > 0, union, 1.0)) >= min_iou]
+        if (hit["label"].astype(str) == str(event.label)).any():
+            decisions.append("call"), labels.append("")
+        elif len(hit):
+            decisions.append("other"), labels.append(str(hit["label"].iloc[0]))
+        else:
+            decisions.append("not_call"), labels.append("")
+    return queue.assign(decision=decisions, new_label=labels)
