@@ -49,6 +49,8 @@ def synthetic_params(tmp_path_factory):
         "threshold_split": "train",
         # 11_pretrained: the heads on BirdNET embeddings; the MLP head briefly
         "pretrained_root": str(base / "pretrained"), "head_iterations": 40, "seeds": [0, 1],
+        # 12_review: one simulated loop of one round
+        "review_root": str(base / "review"), "review_seeds": [0], "rounds": 1, "reviews_per_round": 4,
     }
 
 
@@ -63,9 +65,10 @@ def assert_solutions_answered(nb, path: Path) -> None:
 
 def test_collection_runs_headless_on_synthetic_corpus(synthetic_params, tmp_path):
     out = tmp_path / "executed"
-    done = run_collection(synthetic_params, notebooks=["00", "01", "02", "03", "06", "09", "11"], output_dir=out)
+    done = run_collection(synthetic_params, notebooks=["00", "01", "02", "03", "06", "09", "11", "12"],
+                          output_dir=out)
     assert [p.name for p in done] == [f"{p.stem}.ipynb" for p in NOTEBOOKS
-                                      if p.stem[:2] in {"00", "01", "02", "03", "06", "09", "11"}]
+                                      if p.stem[:2] in {"00", "01", "02", "03", "06", "09", "11", "12"}]
     for path in done:
         nb = nbformat.read(path, as_version=4)
         errors = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
@@ -75,13 +78,17 @@ def test_collection_runs_headless_on_synthetic_corpus(synthetic_params, tmp_path
     for name in ["01_class_counts.png", "01_example_logmels.png", "02_mean_logmel_per_class.png",
                  "03_learning_curves.png", "03_confusion_devel.png", "06_tsne.png", "06_svm_confusion.png",
                  "09_detections_semisynthetic.png", "09_event_precision_recall.png", "09_listening_effort.png",
-                 "11_confusion_scratch.png", "11_confusion_birdnet.png", "11_starting_points.png"]:
+                 "11_confusion_scratch.png", "11_confusion_birdnet.png", "11_starting_points.png",
+                 "12_review_rounds.png"]:
         assert name in figures
     # 11 trained the heads in ordinary run folders and tabulated them beside CNN10 from scratch
     comparison = pd.read_csv(Path(synthetic_params["pretrained_root"]) / "demo" / "comparison.csv")
     assert "SVM on CNN10 embeddings (paper §5)" in set(comparison["starting point"])
     assert {"BirdNET + logistic regression", "BirdNET + linear SVM", "BirdNET + MLP head"} <= set(comparison["starting point"])
     assert comparison.set_index("starting point").loc["BirdNET + MLP head", "n"] == 2
+    # 12 ran a simulated review loop: round 0 and one round of reviews, measured on the devel-split recording
+    rounds = pd.read_csv(Path(synthetic_params["review_root"]) / "demo" / "rounds.csv")
+    assert list(rounds["round"]) in ([0, 1], [0]) and rounds["event F1"].between(0, 1).all()
     log = [json.loads(line) for line in (out / "executions.jsonl").read_text().splitlines()]
     assert [e["notebook"] for e in log] == [p.name for p in done]
 

@@ -32,6 +32,12 @@ def test_two_rounds_grow_train_and_are_measured(tmp_path):
     assert table["event F1"].between(0, 1).all()
     reviews = pd.read_csv(tmp_path / "loop" / "reviews" / "review.csv")
     assert set(reviews["reviewer"]) == {"simulated"} and len(reviews) == table["reviews"].iloc[-1]
+    # a retrained round's run folder is an ordinary one: scan reads its checkpoint
+    from helpers.evaluation.scan import scan
+    from helpers.experiments.pretrained import inference_checkpoint
+
+    again = scan(inference_checkpoint(rounds[1].run_dir), pair["report"][0], tmp_path / "rescan", progress=False)
+    assert again.errors.empty and len(again.recordings) == 1
     grown = read_corpus(tmp_path / "loop" / "corpus-round2")
     assert len(pd.read_csv(tmp_path / "loop" / "corpus-round2" / "rounds.csv")) == table["reviews"].iloc[-1]
     assert (grown.table["split"] == "devel").sum() == (corpus.table["split"] == "devel").sum()

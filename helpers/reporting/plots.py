@@ -527,3 +527,43 @@ def plot_event_spectrogram(wave: np.ndarray, sample_rate: int, offset: float, be
     ax.set_title(title, fontsize=9)
     fig.tight_layout()
     return fig
+
+
+def plot_review_rounds(rounds: pd.DataFrame, columns: Sequence[str] = ("event F1", "event precision", "event recall"),
+                       title: str = "Review rounds, measured on the report recording"):
+    """Each of ``columns`` against the round, mean over seeds with the seed spread (std) as error bars;
+    ``rounds``: one row per (seed, round) with a ``round`` column."""
+    fig, ax = _fig_ax(None, (6, 3))
+    grouped = rounds.groupby("round")
+    for column in columns:
+        mean, std = grouped[column].mean(), grouped[column].std(ddof=1).fillna(0.0)
+        ax.errorbar(mean.index, mean.to_numpy(), yerr=std.to_numpy(), marker="o", capsize=3, label=column)
+    ax.set_xlabel("round (0: before any review)")
+    ax.set_xticks(sorted(rounds["round"].unique()))
+    ax.set_ylim(0, 1.05)
+    ax.legend(fontsize=8, loc="lower right")
+    ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
+def plot_calibration(scores: np.ndarray, correct: np.ndarray, a: float | None, b: float | None,
+                     threshold: float | None = None, title: str = "", ax=None):
+    """Reviewed events of one class: correct (1) or not (0) against score, the fitted logistic
+    ``P(correct) = 1 / (1 + exp(-(a + b score)))`` and the threshold for the target precision."""
+    fig, ax = _fig_ax(ax, (4, 2.8))
+    jitter = np.random.default_rng(0).uniform(-0.03, 0.03, len(scores))
+    ax.scatter(scores, np.asarray(correct, float) + jitter, s=14, alpha=0.6, color="C0", label="reviews")
+    if a is not None and b is not None:
+        x = np.linspace(0, 1, 200)
+        ax.plot(x, 1 / (1 + np.exp(-(a + b * x))), color="C1", label="fitted P(correct)")
+    if threshold is not None and np.isfinite(threshold):
+        ax.axvline(threshold, color="C3", ls="--", lw=1, label="threshold")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(-0.1, 1.1)
+    ax.set_xlabel("score")
+    ax.set_ylabel("correct")
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=7, loc="center right")
+    fig.tight_layout()
+    return fig
