@@ -1,4 +1,4 @@
-"""Background first, then species (issue 15): the multi-task model's combined scores, its training
+"""Background first, then species: the multi-task model's combined scores, its training
 targets and loss, the two-stage combination and its threshold, and a tiny multi-task run end to end."""
 from __future__ import annotations
 

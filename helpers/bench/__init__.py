@@ -62,7 +62,7 @@ real-time factor of :func:`helpers.evaluation.scan.scan` on a long 48 kHz WAV (d
 with an untrained checkpoint of each model at full width, per precision (default fp32 and int8;
 bf16 on CUDA or a CPU with native bf16), each scan in a fresh process so that the peak resident
 memory of scanning a short file (30 s, or 100 s where needed to fill one scoring batch of 64
-windows as the long one does) and the long file can be set side by side; the issue's targets
+windows as the long one does) and the long file can be set side by side; the project's speed targets
 (CNN10-8k, default hop: >= 100x fp32 and >= 300x int8 on 2 CPU cores, >= 5,000x on a GPU) are
 printed beside the figures with whether each was met. It writes
 ``runs/bench/bench-scan-<device>.json`` and a CSV beside it.

@@ -14,7 +14,7 @@ real-time factor exactly as ``scan`` reports them (audio seconds / wall seconds 
 recording: read, resample, window, log-mel, model, detections; the model's preparation, int8
 calibration included, comes before and the writing of the tables after), windows per second, and
 the peak memory of scanning the short and the long file: the two stay close when a scan streams.
-:func:`scan_target` compares a row with the issue's targets (:data:`SCAN_TARGETS`).
+:func:`scan_target` compares a row with the project's speed targets (:data:`SCAN_TARGETS`).
 
 A head on BirdNET embeddings (``--models birdnet-logistic``) is scanned the same way: an untrained
 head over the real BirdNET file, so the row measures the backbone (48 kHz, 3-s windows) and the
@@ -59,7 +59,7 @@ SHORT_SECONDS = 30.0
 DEFAULT_MINUTES = 10.0
 #: Class names of the benchmark checkpoints (the challenge's, background first).
 SCAN_CLASSES = ("background", "chimpanze", "geunon", "mandrille", "redcap")
-#: The issue's targets: CNN10-8k at the default hop, full width. ``threads`` None: any count.
+#: The project's speed targets: CNN10-8k at the default hop, full width. ``threads`` None: any count.
 SCAN_TARGETS: tuple[dict[str, Any], ...] = (
     {"model": "cnn10", "sample_rate": 8000, "device": "cpu", "precision": "fp32", "threads": 2, "realtime_factor": 100},
     {"model": "cnn10", "sample_rate": 8000, "device": "cpu", "precision": "int8", "threads": 2, "realtime_factor": 300},
@@ -261,7 +261,7 @@ def _rescore_seconds(tmp: Path, model: str, scan_dir: Path, audio_seconds: float
 
 
 def scan_target(row: dict[str, Any]) -> dict[str, Any] | None:
-    """The issue's target for ``row`` (:data:`SCAN_TARGETS`), or None when none applies (another
+    """The project's speed target for ``row`` (:data:`SCAN_TARGETS`), or None when none applies (another
     model, rate, hop than the default, or model options). Keys: ``realtime_factor`` (the target),
     ``met`` (the row reached it), ``setting`` (where the target was set), ``comparable`` (False when
     the run used another thread count than the target's) and ``text``, one line saying all that."""

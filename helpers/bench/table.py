@@ -165,7 +165,7 @@ SCAN_ROW_KEYS: dict[str, str] = {
     "rescore_seconds": "heads on BirdNET: seconds to rescore the long scan with another head from its stored "
                        "embeddings (no audio read, no backbone pass)",
     "rescore_seconds_per_hour": "rescore_seconds per hour of scanned audio",
-    "target": "the issue's target for this row and whether it was met (helpers.bench.scanning.scan_target); "
+    "target": "the project's speed target for this row and whether it was met (helpers.bench.scanning.scan_target); "
               "None when no target applies",
 }
 

@@ -1,4 +1,4 @@
-"""Views of a corpus for the two stages of "background first, then species" (issue 15).
+"""Views of a corpus for the two stages of "background first, then species".
 
 A view is the same clips under other labels; it has the corpus's name, so the feature cache is
 shared. A corpus *name* may ask for a view: ``prepare_corpus("demo+call-detector")`` is

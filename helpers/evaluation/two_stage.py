@@ -1,4 +1,4 @@
-"""The two-stage form of "background first, then species" (issue 15; Kölle et al. 2023's "binary
+"""The two-stage form of "background first, then species" (Kölle et al. 2023's "binary
 presorting"): a call detector, then a species classifier for what it lets through.
 
 Training data for the two stages come from the ordinary corpus:
@@ -136,7 +136,7 @@ def choose_threshold(call_probability: np.ndarray, is_call: np.ndarray, species_
     ``call_probability`` ``(n,)``: the detector's P(call) on devel; ``is_call`` ``(n,)`` bool: the
     truth. Without ``species_scores``, the UAR maximised is the detector's own (2 classes,
     background vs call). With ``species_scores`` ``(n, K-1)`` and ``labels`` ``(n,)`` (full K-class
-    indices), it is the UAR of the combined two-stage decision over all K classes, the issue's rule.
+    indices), it is the UAR of the combined two-stage decision over all K classes.
 
     ``candidates`` default: midpoints between consecutive distinct call probabilities (every
     distinct decision is reached once), within (0, 1). Among equally good candidates the one

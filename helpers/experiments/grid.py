@@ -176,7 +176,7 @@ TABLE2_RUNS: list[tuple[str, int]] = [("cnn6", 8000), ("cnn10", 8000), ("mobilen
 #: (model, sample rate) runs whose best checkpoints are fused; ``train_notebook``, the values
 #: :func:`notebook_parameters` gives ``03_train``.
 #:
-#: ``demo`` (issue 12): sized so the whole collection (00-10) finishes in under 30 minutes on a
+#: ``demo``: sized so the whole collection (00-10) finishes in under 30 minutes on a
 #: 2-core laptop CPU *and* its tables carry information. Every run trains until its own devel curve
 #: is flat (``stop_when_flat``, docs/reference.md §12: the test that 04 and 05 print, from
 #: :mod:`helpers.evaluation.curves`), between ``min_iterations`` and the cap ``iterations``: 400-800

@@ -1,4 +1,4 @@
-"""Flat, two-stage and multi-task models side by side (issue 15; notebook ``10_hierarchical``).
+"""Flat, two-stage and multi-task models side by side (notebook ``10_hierarchical``).
 
 The paper's closing question: most errors are between background and every primate class, so
 would "background first, then species" help? Three forms of one backbone, same corpus, same seeds:

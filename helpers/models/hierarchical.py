@@ -1,4 +1,4 @@
-"""Background first, then species (issue 15): one trunk with a call head and a species head.
+"""Background first, then species: one trunk with a call head and a species head.
 
 The paper's open question: most confusions are between background and every primate class, so
 it proposes a hierarchical system, or "a single model trained on both objectives". This module

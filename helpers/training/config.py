@@ -56,7 +56,7 @@ class TrainConfig:
     model_options: dict = field(default_factory=dict)  # constructor options, e.g. {"channels": [16, 32, 64, 128]};
     # heads: {"Cs": [...]} for logistic/svm (the devel grid), {"hidden": 256, "dropout": 0.2} for mlp
     # fusion: {"branch_a": CKPT, "branch_b": CKPT, "freeze": True} (two trained runs' checkpoints)
-    # background first (issue 15; helpers.models.hierarchical): "flat" (paper) or "multitask": one trunk,
+    # background first (helpers.models.hierarchical): "flat" (paper) or "multitask": one trunk,
     # a call-vs-background head and a species-among-calls head, loss = w * call + (1 - w) * species
     hierarchy: str = "flat"
     # Start from trained weights instead of a random initialisation: one of this project's checkpoints, or
