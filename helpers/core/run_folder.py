@@ -196,3 +196,18 @@ def lock(run_dir: str | Path, wait: bool = True, timeout: float | None = None,
     finally:
         (run_dir / LOCK_OWNER).unlink(missing_ok=True)
         file_lock.release()
+
+
+#: Inference checkpoints in order of preference: the best EMA weights, the best plain ones, the final
+#: plain ones (the one checkpoint of a head fitted by scikit-learn).
+PREFERRED_CHECKPOINTS = ("best_ema", "best_plain", "last_plain")
+
+
+def preferred_checkpoint(run_dir: str | Path) -> Path:
+    """The checkpoint of a finished run that scoring and scanning use (:data:`PREFERRED_CHECKPOINTS`).
+    Raises FileNotFoundError naming the folder when it holds none of them."""
+    folder = Path(run_dir) / CHECKPOINTS
+    for name in PREFERRED_CHECKPOINTS:
+        if (folder / f"{name}.pt").is_file():
+            return folder / f"{name}.pt"
+    raise FileNotFoundError(f"{folder}: no {', '.join(n + '.pt' for n in PREFERRED_CHECKPOINTS)}; train the run first.")

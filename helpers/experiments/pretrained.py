@@ -18,6 +18,7 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
+from helpers.core import run_folder
 from helpers.core.fileio import read_json
 from helpers.training.config import TrainConfig
 
@@ -42,14 +43,8 @@ def head_configs(base: dict[str, Any], seeds: Sequence[int] = (0, 1, 2),
     return configs
 
 
-def inference_checkpoint(run_dir: str | Path) -> Path:
-    """The checkpoint a run is scanned with: best EMA, else best plain, else the final plain weights
-    (the scikit-learn heads, whose one checkpoint that is)."""
-    folder = Path(run_dir) / "checkpoints"
-    for name in ("best_ema", "best_plain", "last_plain"):
-        if (folder / f"{name}.pt").is_file():
-            return folder / f"{name}.pt"
-    raise FileNotFoundError(f"{folder}: no best_ema.pt, best_plain.pt or last_plain.pt; train the run first.")
+#: The checkpoint a run is scanned with (the run-folder module owns the rule).
+inference_checkpoint = run_folder.preferred_checkpoint
 
 
 def clip_scores(run_dir: str | Path) -> dict[str, Any]:
