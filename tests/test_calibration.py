@@ -85,3 +85,12 @@ def test_scan_applies_the_calibrated_thresholds(tmp_path):
     unchanged = scan(ckpt, tmp_path / "rec", tmp_path / "out", threshold=1.01, progress=False, device="cpu")
     assert len(unchanged.detections) == 0  # without the file, 1.01 holds for both
     assert "not calibrated, at the given threshold: a" in result.format()
+
+
+def test_a_target_the_scores_never_reach_turns_the_class_off_and_says_so():
+    # P(correct) = 0.9 at (ln 9 + 1) / 2 = 1.6: beyond any score
+    fitted = calibrate(reviews_with_known_curve(-1.0, 2.0, 400, "gibbon", 3), target_precision=0.9, n_bootstrap=20)
+    entry = fitted["classes"]["gibbon"]
+    assert entry["calibrated"] and entry["threshold"] > 1.0
+    assert "turns it off" in entry["note"]
+    assert calibrated_thresholds(fitted, ["background", "gibbon"]) == {"gibbon": 1.0}

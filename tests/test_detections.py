@@ -220,3 +220,15 @@ def test_a_hundred_thousand_windows_take_well_under_a_few_seconds():
     events = detect_events(w, CLASSES, 0.5)
     assert time.perf_counter() - start < 5.0
     assert events["n_windows"].sum() == int((np.maximum(scores[:, 1], scores[:, 2]) >= 0.5).sum())
+
+
+def test_max_windows_cuts_a_long_run_into_pieces():
+    w = windows("a.wav", [(0.6, 0.0), (0.9, 0.0), (0.7, 0.0), (0.8, 0.0), (0.6, 0.0), (0.1, 0.0), (0.7, 0.0)])
+    assert as_tuples(detect_events(w, CLASSES, threshold=0.5)) == [("a.wav", 0.0, 6.0, "chimpanzee", 0.9, 5),
+                                                                 ("a.wav", 6.0, 8.0, "chimpanzee", 0.7, 1)]
+    # five windows in pieces of two: 0..3 (windows 0-1), 2..5 (2-3), 4..6 (4); the run after the gap stays one
+    assert as_tuples(detect_events(w, CLASSES, threshold=0.5, max_windows=2)) == [
+        ("a.wav", 0.0, 3.0, "chimpanzee", 0.9, 2), ("a.wav", 2.0, 5.0, "chimpanzee", 0.8, 2),
+        ("a.wav", 4.0, 6.0, "chimpanzee", 0.6, 1), ("a.wav", 6.0, 8.0, "chimpanzee", 0.7, 1)]
+    with pytest.raises(ValueError, match="max_windows"):
+        detect_events(w, CLASSES, max_windows=0)

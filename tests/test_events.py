@@ -18,6 +18,8 @@ from helpers.evaluation.events import (
     match_events,
     precision_at_recall,
     precision_recall_curve_events,
+    recording_level_scores,
+    recording_level_summary,
 )
 
 CLASSES = ["background", "chimpanzee", "gorilla"]
@@ -287,3 +289,21 @@ def test_a_perfect_detector_scores_one_and_hears_only_the_calls():
     assert s.loc[1.0, "reviewed_fraction"] == pytest.approx(4 / 15)  # the calls' share of the 15 s
     # recall 0.5 comes earlier: windows 2..3 and 5..6 s (half of the 5..7 call is enough) are 2 s of 15
     assert s.loc[0.5, "reviewed_fraction"] == pytest.approx(2 / 15)
+
+
+def test_recording_level_scores_by_hand():
+    detections = pd.DataFrame({"recording": ["f1.wav", "f1.wav", "f1.wav", "quiet.wav", "quiet.wav", "quiet.wav"],
+                               "begin": [0.0, 3.0, 6.0, 0.0, 3.0, 6.0], "end": [3.0, 6.0, 9.0, 3.0, 6.0, 9.0],
+                               "label": ["gibbon", "gibbon", "argus", "argus", "argus", "gibbon"]})
+    contents = {"f1.wav": "gibbon", "f2.wav": "argus", "quiet.wav": None}
+    durations = {"f1.wav": 30.0, "f2.wav": 60.0, "quiet.wav": 1800.0}
+    table = recording_level_scores(detections, contents, durations).set_index("recording")
+    assert table.loc["f1.wav", ["n_detected", "n_correct", "n_false", "found"]].tolist() == [3, 2, 1, 1.0]
+    assert table.loc["f2.wav", ["n_detected", "found"]].tolist() == [0, 0.0]
+    assert table.loc["quiet.wav", "n_false"] == 3 and math.isnan(table.loc["quiet.wav", "found"])
+    summary = recording_level_summary(table.reset_index())
+    assert summary["false alarms per hour (no calls)"] == pytest.approx(6.0)  # 3 in half an hour
+    assert summary["precision (focal)"] == pytest.approx(2 / 3)
+    assert summary["species found (focal)"] == pytest.approx(0.5)
+    with pytest.raises(ValueError, match="no contents for other.wav"):
+        recording_level_scores(detections.assign(recording="other.wav"), contents, durations)

@@ -219,3 +219,26 @@ def test_the_simulated_reviewer_answers_from_the_truth(tmp_path):
     for row in answered.itertuples(index=False):
         table.record(row._asdict(), row.decision, row.new_label or None)
     assert list(table.latest()["decision"]) == list(answered["decision"])
+
+
+def test_the_recording_level_reviewer_knows_what_each_recording_holds():
+    from helpers.evaluation.review import recording_level_decisions, simulated_decisions
+
+    queue = pd.DataFrame({"event_id": list("abcde"), "recording": ["focal.wav", "focal.wav", "soundscape.wav",
+                                                                   "soundscape.wav", "r.wav"],
+                          "begin": [0.0, 3.0, 0.0, 6.0, 10.0], "end": [3.0, 6.0, 3.0, 9.0, 12.0],
+                          "label": ["gibbon", "argus", "gibbon", "argus", "gibbon"], "score": 0.8, "reason": "top"})
+    contents = {"focal.wav": "gibbon", "soundscape.wav": None}
+    # a focal recording's own class is a call, another class is unsure; a soundscape holds only false alarms
+    assert list(recording_level_decisions(queue.iloc[:4], contents)["decision"]) == ["call", "unsure", "not_call",
+                                                                                     "not_call"]
+    with pytest.raises(ValueError, match="r.wav is not in contents"):
+        recording_level_decisions(queue, contents)
+    # mixed: r.wav by its exact truth, the others by their contents, rows kept in queue order
+    truth = pd.DataFrame({"recording": ["r.wav"], "begin": [10.0], "end": [12.0], "label": ["argus"]})
+    mixed = simulated_decisions(queue, truth, contents=contents)
+    assert list(mixed["event_id"]) == list("abcde")
+    assert list(mixed["decision"]) == ["call", "unsure", "not_call", "not_call", "other"]
+    assert mixed["new_label"].iloc[4] == "argus"
+    with pytest.raises(ValueError, match="no truth for recording"):
+        simulated_decisions(queue, None, contents=contents)

@@ -8,7 +8,7 @@ import pytest
 import soundfile as sf
 
 from helpers.data.corpus import read_corpus
-from helpers.data.rounds import held_out_recordings, training_round
+from helpers.data.rounds import corpus_spans, held_out_recordings, training_round
 from tests.conftest import make_tiny_corpus, write_tone
 
 
@@ -88,3 +88,14 @@ def test_without_a_manifest_the_held_out_recordings_must_be_named(tmp_path):
         training_round(corpus, reviews(), {"field.wav": tmp_path / "field.wav"}, tmp_path / "r")
     out = training_round(corpus, reviews(), {"field.wav": tmp_path / "field.wav"}, tmp_path / "r", held_out=[])
     assert len(read_corpus(out).table) == len(corpus.table) + 3
+
+
+def test_corpus_spans_are_the_clips_cut_from_each_recording(tmp_path):
+    root = make_tiny_corpus(tmp_path / "corpus")
+    assert corpus_spans(root) == {}  # no manifest: nothing is known
+    pd.DataFrame({"split": ["train", "train", "test"], "filename": ["a", "b", "c"],
+                  "source_path": ["owner/repo/sha/Focal/rec_1.wav", "owner/repo/sha/Focal/rec_1.wav", "x/rec_2.wav"],
+                  "offset_s": [4.5, 0.0, 1.0], "duration_s": [2.99, 2.99, 0.5]}).to_csv(root / "manifest.csv",
+                                                                                       index=False)
+    spans = corpus_spans(root)
+    assert spans == {"rec_1.wav": [(0.0, 2.99), (4.5, 7.49)], "rec_2.wav": [(1.0, 1.5)]}

@@ -238,6 +238,12 @@ def build_demo_corpus(out_dir: str | Path, cache_dir: str | Path | None = None,
     return out_dir
 
 
+def _demo_sources(split: str, kinds: tuple[str, ...]) -> list[Source]:
+    if split not in ("train", "devel", "test"):
+        raise ValueError(f"demo recordings: split must be train, devel or test, not {split!r}")
+    return [s for s in SOURCES if s.split == split and s.kind in kinds]
+
+
 def demo_recordings(split: str = "test", cache_dir: str | Path | None = None, mirror: str | Path | None = None,
                     kinds: tuple[str, ...] = ("focal", "background")) -> list[Path]:
     """Local, checksum-verified paths of the demo's whole source recordings of one ``split`` (read
@@ -245,9 +251,15 @@ def demo_recordings(split: str = "test", cache_dir: str | Path | None = None, mi
     does). The test split's recordings gave no training or devel clip, so a model trained on the
     demo corpus can be run over them as over new field recordings. ``kinds``: ``focal`` (calls
     recorded at close range), ``background`` (soundscapes) and ``clip`` (already cut around a call)."""
-    if split not in ("train", "devel", "test"):
-        raise ValueError(f"demo_recordings: split must be train, devel or test, not {split!r}")
+    return list(demo_recording_contents(split, cache_dir, mirror, kinds))
+
+
+def demo_recording_contents(split: str = "test", cache_dir: str | Path | None = None,
+                            mirror: str | Path | None = None,
+                            kinds: tuple[str, ...] = ("focal", "background")) -> dict[Path, str | None]:
+    """:func:`demo_recordings` with what each one holds, known by how it was recorded: a focal
+    recording holds calls of its one class, a soundscape (``background``) holds none (None)."""
     cache_dir = Path(cache_dir) if cache_dir is not None else Path("data") / "downloads"
     mirror = Path(mirror) if mirror is not None else mirror_dir()
-    return [fetch_file(s.relpath, s.url, s.sha256, cache_dir, mirror)
-            for s in SOURCES if s.split == split and s.kind in kinds]
+    return {fetch_file(s.relpath, s.url, s.sha256, cache_dir, mirror): (None if s.kind == "background" else s.label)
+            for s in _demo_sources(split, kinds)}

@@ -54,6 +54,24 @@ def held_out_recordings(corpus_root: str | Path) -> dict[str, set[str]] | None:
             for split in ("devel", "test")}
 
 
+def corpus_spans(corpus_root: str | Path) -> dict[str, list[tuple[float, float]]]:
+    """The spans (s) of each source recording that the corpus's clips were cut from, keyed by the
+    recording's file name, by ``manifest.csv`` (``source_path``, ``offset_s``, ``duration_s``, as the demo
+    corpus writes it); empty when the corpus has no such manifest. Audio outside these spans is material
+    of the recording that the corpus does not hold."""
+    manifest = Path(corpus_root) / "manifest.csv"
+    if not manifest.is_file():
+        return {}
+    table = pd.read_csv(manifest, dtype={"source_path": str}, keep_default_na=False)
+    if not {"source_path", "offset_s", "duration_s"} <= set(table.columns):
+        return {}
+    spans: dict[str, list[tuple[float, float]]] = {}
+    for r in table.itertuples(index=False):
+        begin = float(r.offset_s)
+        spans.setdefault(Path(r.source_path).name, []).append((begin, begin + float(r.duration_s)))
+    return {name: sorted(s) for name, s in spans.items()}
+
+
 def _label_of(row: pd.Series, background: str) -> str:
     return {"call": str(row["label"]), "other": str(row["new_label"]), "not_call": background}[row["decision"]]
 

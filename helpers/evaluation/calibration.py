@@ -88,10 +88,14 @@ def calibrate(reviews: pd.DataFrame, target_precision: float = 0.9, min_reviews:
                     ba, bb = _fit(scores[pick], correct[pick])
                     if bb > 0:
                         boot.append(_threshold(ba, bb, target_precision))
-                entry.update(calibrated=True, a=a, b=b, threshold=_threshold(a, b, target_precision),
+                threshold = _threshold(a, b, target_precision)
+                note = f"from {len(part)} reviews ({int(correct.sum())} correct)"
+                if threshold > 1.0:
+                    note += (f"; the fitted P(correct) reaches {target_precision:g} only above a score of 1, so no "
+                             "detection of this class reaches the target: its threshold (clipped to 1) turns it off")
+                entry.update(calibrated=True, a=a, b=b, threshold=threshold,
                              threshold_interval=[float(np.percentile(boot, 5)), float(np.percentile(boot, 95))]
-                             if boot else [float("nan"), float("nan")],
-                             note=f"from {len(part)} reviews ({int(correct.sum())} correct)")
+                             if boot else [float("nan"), float("nan")], note=note)
         out["classes"][label] = entry
     return out
 

@@ -176,7 +176,7 @@ def _empty_events() -> pd.DataFrame:
 
 def detect_events(windows: pd.DataFrame, classes: Sequence[str], threshold: float | Mapping[str, float] = 0.5,
                   background: str | None = "background", merge_gap: float = 0.0,
-                  score_from: str = "class") -> pd.DataFrame:
+                  score_from: str = "class", max_windows: int | None = None) -> pd.DataFrame:
     """Threshold a window table and merge consecutive detections of one class into events.
 
     Args:
@@ -192,6 +192,9 @@ def detect_events(windows: pd.DataFrame, classes: Sequence[str], threshold: floa
             them always break the event (module docstring).
         score_from: the detection score, ``"class"`` (the best call class's score) or ``"call"``
             (``1 - score_background``, a call head's P(call)); see :func:`detection_scores`.
+        max_windows: at most this many windows per event (None: no limit): a longer run is cut into
+            consecutive events of ``max_windows`` windows (the last one shorter), so that a call
+            class heard through a whole focal recording gives pieces one can listen to and review.
 
     Returns:
         The events, columns :data:`EVENT_COLUMNS`: ``recording`` (str), ``begin``, ``end`` (float s),
@@ -229,6 +232,11 @@ def detect_events(windows: pd.DataFrame, classes: Sequence[str], threshold: floa
     previous_end = latest_end.shift().to_numpy()
     starts = new_group | (det["begin"].to_numpy() > previous_end + merge_gap + TIME_TOLERANCE)
     det["event"] = np.cumsum(starts)
+    if max_windows is not None:
+        if int(max_windows) < 1:
+            raise ValueError(f"max_windows must be a positive number of windows or None, not {max_windows!r}.")
+        position = det.groupby("event", sort=False).cumcount().to_numpy()
+        det["event"] = np.cumsum(starts | (position % int(max_windows) == 0))
     events = det.groupby("event", sort=False).agg(recording=("recording", "first"), begin=("begin", "min"),
                                                   end=("end", "max"), k=("k", "first"), score=("score", "max"),
                                                   n_windows=("begin", "size"))

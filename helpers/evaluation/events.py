@@ -35,13 +35,16 @@ from scipy.optimize import linear_sum_assignment
 from helpers.evaluation.detections import (call_classes, call_score, default_thresholds, detect_events,
                                            window_classes)
 
-__all__ = ["MATCH_COLUMNS", "SCORE_COLUMNS", "choose_threshold", "event_scores", "listening_effort", "match_events",
-           "precision_at_recall", "precision_recall_curve_events"]
+__all__ = ["MATCH_COLUMNS", "RECORDING_LEVEL_COLUMNS", "SCORE_COLUMNS", "choose_threshold", "event_scores",
+           "listening_effort", "match_events", "precision_at_recall", "precision_recall_curve_events",
+           "recording_level_scores", "recording_level_summary"]
 
 #: Columns of :func:`match_events`: ``detection`` / ``reference`` are the rows' index labels.
 MATCH_COLUMNS = ["recording", "label", "detection", "reference", "iou"]
 #: Columns of :func:`event_scores`.
 SCORE_COLUMNS = ["class", "n_reference", "n_detected", "tp", "fp", "fn", "precision", "recall", "f1"]
+#: Columns of :func:`recording_level_scores`.
+RECORDING_LEVEL_COLUMNS = ["recording", "holds", "duration_s", "n_detected", "n_correct", "n_false", "found"]
 _IOU_SLACK = 1e-9
 
 
@@ -158,6 +161,42 @@ def event_scores(detections: pd.DataFrame, reference: pd.DataFrame, classes: Seq
         table["recall"] = np.where(n_ref > 0, tp / n_ref, np.nan)
         table["f1"] = np.where(n_det + n_ref > 0, 2 * tp / (n_det + n_ref), np.nan)
     return table[SCORE_COLUMNS]
+
+
+def recording_level_scores(detections: pd.DataFrame, contents: dict[str, str | None], durations: dict[str, float],
+                           background: str = "background") -> pd.DataFrame:
+    """Detections scored with what each recording holds, not where its calls are: ``contents`` maps a
+    recording name to its one call class (a focal recording) or None (a soundscape without calls);
+    ``durations`` gives each recording's length in seconds. Per recording (columns
+    :data:`RECORDING_LEVEL_COLUMNS`): the detections, those of the class it holds (``n_correct``; at the
+    recording's level: one may fall between two calls), the others (``n_false``: certainly false alarms),
+    and ``found``, whether a recording with a call class got at least one detection of it (NaN for one
+    without). Detections of recordings not in ``contents`` are an error."""
+    _check(detections, "detections")
+    unknown = sorted(set(detections["recording"].astype(str)) - set(map(str, contents)))
+    if unknown:
+        raise ValueError(f"recording-level scores: no contents for {', '.join(unknown)}; add them to contents")
+    rows = []
+    for name, held in contents.items():
+        labels = detections.loc[detections["recording"].astype(str) == str(name), "label"].astype(str)
+        calls = held is not None and str(held) != background
+        correct = int((labels == str(held)).sum()) if calls else 0
+        rows.append({"recording": str(name), "holds": str(held) if calls else "", "duration_s": float(durations[name]),
+                     "n_detected": int(len(labels)), "n_correct": correct, "n_false": int(len(labels)) - correct,
+                     "found": float(correct > 0) if calls else np.nan})
+    return pd.DataFrame(rows, columns=RECORDING_LEVEL_COLUMNS)
+
+
+def recording_level_summary(table: pd.DataFrame) -> dict[str, float]:
+    """Three figures of a :func:`recording_level_scores` table: false alarms per hour in the recordings
+    without calls, the share of right-class detections in those with one (NaN when they have none), and the
+    share of those recordings whose class was detected at least once."""
+    quiet, focal = table[table["holds"] == ""], table[table["holds"] != ""]
+    hours = quiet["duration_s"].sum() / 3600.0
+    detected = focal["n_detected"].sum()
+    return {"false alarms per hour (no calls)": float(quiet["n_detected"].sum() / hours) if hours > 0 else np.nan,
+            "precision (focal)": float(focal["n_correct"].sum() / detected) if detected else np.nan,
+            "species found (focal)": float(focal["found"].mean()) if len(focal) else np.nan}
 
 
 def precision_recall_curve_events(windows: pd.DataFrame, reference: pd.DataFrame, classes: Sequence[str],

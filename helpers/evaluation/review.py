@@ -309,13 +309,37 @@ class ReviewSession:
         return {"done": done, "left": len(self.queue) - done, "position": self.position + 1, "total": len(self.queue)}
 
 
-def simulated_decisions(queue: pd.DataFrame, truth: pd.DataFrame, min_iou: float = 0.3,
-                        background: str = "background") -> pd.DataFrame:
-    """What a reviewer who knows ``truth`` (recording, begin, end, label: every call) would answer for each
-    queued event: ``call`` when a true call of the event's label overlaps it with an IoU of at least
-    ``min_iou``, ``other`` (``new_label`` that call's label) when only a call of another label does,
-    else ``not_call``. Returns ``queue`` with ``decision`` and ``new_label`` columns. For measuring the
-    review loop on recordings whose every call is known (semi-synthetic ones)."""
+def simulated_decisions(queue: pd.DataFrame, truth: pd.DataFrame | None = None, min_iou: float = 0.3,
+                        background: str = "background",
+                        contents: Mapping[str, str | None] | None = None) -> pd.DataFrame:
+    """What a simulated reviewer answers for each queued event. Returns ``queue`` with ``decision`` and
+    ``new_label`` columns. Two kinds of truth, per recording:
+
+    - ``truth`` (recording, begin, end, label: every call, as a semi-synthetic recording has it): ``call``
+      when a true call of the event's label overlaps it with an IoU of at least ``min_iou``, ``other``
+      (``new_label`` that call's label) when only a call of another label does, else ``not_call``;
+    - ``contents`` (recording name -> the one call class it holds, or None: a focal recording of one
+      species, or a soundscape with none): :func:`recording_level_decisions`.
+
+    A recording named by ``contents`` is judged by it; every other one needs ``truth``."""
+    contents = dict(contents or {})
+    by_recording = queue["recording"].astype(str).isin(list(contents)) if len(queue) else pd.Series([], dtype=bool)
+    parts = []
+    if by_recording.any():
+        parts.append(recording_level_decisions(queue[by_recording], contents, background))
+    rest = queue[~by_recording] if len(queue) else queue
+    if len(rest):
+        if truth is None:
+            missing = sorted(set(rest["recording"].astype(str)))
+            raise ValueError(f"simulated review: no truth for recording(s) {', '.join(missing)}; pass their calls as "
+                             "truth or their contents (the call class each holds, None for none)")
+        parts.append(_exact_decisions(rest, truth, min_iou, background))
+    if not parts:
+        return queue.assign(decision=pd.Series(dtype=str), new_label=pd.Series(dtype=str))
+    return pd.concat(parts).loc[queue.index]
+
+
+def _exact_decisions(queue: pd.DataFrame, truth: pd.DataFrame, min_iou: float, background: str) -> pd.DataFrame:
     calls = truth[truth["label"].astype(str) != background]
     decisions, labels = [], []
     for event in queue.itertuples(index=False):
@@ -331,3 +355,30 @@ def simulated_decisions(queue: pd.DataFrame, truth: pd.DataFrame, min_iou: float
         else:
             decisions.append("not_call"), labels.append("")
     return queue.assign(decision=decisions, new_label=labels)
+
+
+def recording_level_decisions(queue: pd.DataFrame, contents: Mapping[str, str | None],
+                              background: str = "background") -> pd.DataFrame:
+    """A reviewer who knows only what each recording holds (``contents``: recording name -> its one call
+    class, or None for a recording without calls), not where in it the calls are:
+
+    - in a recording without calls every event is ``not_call`` (exact: a soundscape without the species
+      holds only false alarms);
+    - in a focal recording of class S, an event labelled S is ``call`` (the species is there; the event
+      may still fall between two of its calls, so this truth is at the recording's level), and an event
+      of another label is ``unsure`` (certainly not a call of its label, but whether it is S calling or
+      the silence between calls is not known): it counts as a false alarm and gives no training clip.
+
+    Returns ``queue`` with ``decision`` and ``new_label`` columns."""
+    decisions = []
+    for event in queue.itertuples(index=False):
+        name = str(event.recording)
+        if name not in contents:
+            raise ValueError(f"recording-level review: recording {name} is not in contents; add it with the call "
+                             "class it holds (None for a recording without calls)")
+        held = contents[name]
+        if held is None or str(held) == background:
+            decisions.append("not_call")
+        else:
+            decisions.append("call" if str(event.label) == str(held) else "unsure")
+    return queue.assign(decision=decisions, new_label=[""] * len(queue))
