@@ -143,6 +143,8 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         return 1
     for error in errors:
         print(f"predict: not scored: {error['path']}: {error['error']}", file=sys.stderr)
+    for row in table[table["note"] != ""].itertuples():
+        print(f"predict: note: {row.path}: {row.note}", file=sys.stderr)
     if args.out:
         from helpers.evaluation.scoring import write_table
 
@@ -170,12 +172,15 @@ def _cmd_scan(args: argparse.Namespace) -> int:
 
     channel = args.channel if args.channel == "mix" else int(args.channel)
     try:
+        if not args.audio and not args.file_list:
+            raise ValueError("give audio files or folders, or --file-list FILE")
         result = scan(args.checkpoint, args.audio, args.out, hop=args.hop, precision=args.precision, channel=channel,
                       threshold=args.threshold, merge_gap=args.merge_gap, device=args.device,
                       batch_size=args.batch_size, calibration=args.calibration, num_threads=args.threads,
                       progress=not args.quiet, detection_score=args.detection_score,
-                      thresholds_from=args.thresholds_from)
-    except (AudioError, FileNotFoundError, ValueError) as exc:
+                      thresholds_from=args.thresholds_from, file_list=args.file_list, root=args.root,
+                      fingerprint=args.fingerprint)
+    except (AudioError, FileNotFoundError, ValueError, RuntimeError) as exc:
         print(f"scan: {exc}", file=sys.stderr)
         return 1
     print(result.format())
@@ -189,7 +194,7 @@ def _cmd_rescore(args: argparse.Namespace) -> int:
         result = rescore(args.checkpoint, args.scan_dir, args.out, threshold=args.threshold, merge_gap=args.merge_gap,
                          detection_score=args.detection_score, progress=not args.quiet,
                          thresholds_from=args.thresholds_from)
-    except (FileNotFoundError, ValueError) as exc:
+    except (FileNotFoundError, ValueError, RuntimeError) as exc:
         print(f"rescore: {exc}", file=sys.stderr)
         return 1
     print(result.format())
@@ -300,8 +305,15 @@ def main(argv: list[str] | None = None) -> int:
 
     p = sub.add_parser("scan", help="scan long recordings: window scores and detections (Raven, Audacity, CSV)")
     p.add_argument("checkpoint")
-    p.add_argument("audio", nargs="+", help="audio files or folders (walked recursively)")
+    p.add_argument("audio", nargs="*", help="audio files or folders (walked recursively)")
     p.add_argument("--out", required=True, help="output folder (mirrors the recordings' relative paths)")
+    p.add_argument("--file-list", default=None, metavar="FILE",
+                   help="an archive listed once: a text file of paths (one per line) or a CSV with a path column")
+    p.add_argument("--root", default=None, metavar="DIR",
+                   help="what the file list's relative paths are relative to (default: the list's folder)")
+    p.add_argument("--fingerprint", choices=("stat", "content"), default="stat",
+                   help="how a rerun knows a recording is unchanged: stat (size and modification time, no audio "
+                        "read; default) or content (SHA-256 of every file, read on every rerun)")
     p.add_argument("--hop", type=float, default=None, help="seconds between windows (default: half a window)")
     p.add_argument("--threshold", type=_parse_threshold, default=0.5,
                    help="detection threshold: one score (0.5) or per class (gibbon_male=0.7,great_argus=0.5)")

@@ -61,3 +61,23 @@ def make_tiny_corpus(root: Path, labels=("background", "chimpanze", "redcap"), p
 @pytest.fixture
 def tiny_corpus(tmp_path: Path) -> Path:
     return make_tiny_corpus(tmp_path / "corpus")
+
+
+@pytest.fixture(scope="session")
+def scan_checkpoint(tmp_path_factory):
+    """An untrained narrow CNN10 at 8 kHz with 1-s clips and classes background, call_a, call_b: scan's
+    mechanics do not need a good model."""
+    import torch
+
+    from helpers.features.frontend import FeatureSettings
+    from helpers.models.checkpoint import checkpoint_payload, save_checkpoint
+    from helpers.models.registry import create_model
+
+    torch.manual_seed(0)
+    settings = FeatureSettings(sample_rate=8000, clip_seconds=1.0)
+    model = create_model("cnn10", n_classes=3, channels=[4, 8, 16, 32]).eval()
+    calib = torch.randn(8, settings.n_frames, 64).mul(20).sub(40).half()
+    path = tmp_path_factory.mktemp("ckpt") / "model.pt"
+    save_checkpoint(path, checkpoint_payload(model, kind="best_ema", classes=["background", "call_a", "call_b"],
+                                             feature_settings=settings.to_dict(), score="softmax", calibration=calib))
+    return path

@@ -443,3 +443,28 @@ def test_validating_a_plain_table(tmp_path, rec):
     assert list(AnnotationSet.from_table(table).table.columns) == CORE_COLUMNS + ["extra"]
     with pytest.raises(ValueError, match="label"):
         validate_annotations(table.drop(columns=["label"]))
+
+
+def test_a_binary_file_in_a_folder_of_tables_fails_the_check(tmp_path, rec):
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO_ROOT
+
+    tables = tmp_path / "tables"
+    tables.mkdir()
+    (tables / "rec1.txt").write_text("1\t2\tchimp\n")
+    (tables / "export.txt").write_bytes(rec.read_bytes()[:4000])  # audio saved under a table's name
+    aset = read_annotations(tables, audio_root=tmp_path)
+    assert [(p.kind, p.severity, Path(p.file).name) for p in aset.problems] == [("binary_file", "error", "export.txt")]
+    done = subprocess.run([sys.executable, "-m", "helpers", "annotations", str(tables), "--audio", str(tmp_path)],
+                          cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1 and "binary file" in done.stdout
+
+
+def test_fixes_name_the_command_line_options_as_well_as_the_python_arguments(tmp_path):
+    table = tmp_path / "nowhere.txt"
+    table.write_text("0.5\t1\tchimp\n")
+    report = validate_annotations(read_annotations(table, recording="missing.wav"))
+    fix = next(p.fix for p in report.errors if p.kind == "unknown_recording")
+    assert "--audio DIR" in fix and "audio_root= in Python" in fix

@@ -24,16 +24,8 @@ CLASSES = ["background", "call_a", "call_b"]
 
 
 @pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory):
-    """An untrained narrow CNN10 at 8 kHz with 1-s clips: scan's mechanics do not need a good model."""
-    torch.manual_seed(0)
-    settings = FeatureSettings(sample_rate=8000, clip_seconds=1.0)
-    model = create_model("cnn10", n_classes=3, channels=[4, 8, 16, 32]).eval()
-    calib = torch.randn(8, settings.n_frames, 64).mul(20).sub(40).half()
-    path = tmp_path_factory.mktemp("ckpt") / "model.pt"
-    save_checkpoint(path, checkpoint_payload(model, kind="best_ema", classes=CLASSES,
-                                             feature_settings=settings.to_dict(), score="softmax", calibration=calib))
-    return path
+def checkpoint(scan_checkpoint):
+    return scan_checkpoint
 
 
 @pytest.fixture()

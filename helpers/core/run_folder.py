@@ -163,7 +163,8 @@ def _owner(run_dir: Path) -> str:
 
 @contextmanager
 def lock(run_dir: str | Path, wait: bool = True, timeout: float | None = None,
-         on_wait: Any = None) -> Iterator[Path]:
+         on_wait: Any = None, purpose: str = "same config trained elsewhere",
+         fix: str = "give this run another run_name or out_dir") -> Iterator[Path]:
     """Hold ``RUN/.lock`` (an OS file lock, released when the process dies) while writing ``run_dir``.
 
     A second process that trains the same config at the same time (two notebooks, a notebook and
@@ -171,7 +172,8 @@ def lock(run_dir: str | Path, wait: bool = True, timeout: float | None = None,
     at most, None = no limit), then finds the run finished and loads it; with ``wait=False`` it
     stops at once with :class:`RunFolderBusy` naming the holder. ``on_wait(message)`` is called once
     when it has to wait (the training engine prints the message). Not re-entrant across processes
-    only: the same process may not take it twice.
+    only: the same process may not take it twice. ``purpose`` and ``fix`` word the message for
+    other folders written by one process at a time (a scan folder).
     """
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -179,16 +181,15 @@ def lock(run_dir: str | Path, wait: bool = True, timeout: float | None = None,
     try:
         file_lock.acquire(timeout=0)
     except filelock.Timeout:
-        message = (f"{run_dir} is being written by {_owner(run_dir)} (same config trained elsewhere)")
+        message = (f"{run_dir} is being written by {_owner(run_dir)} ({purpose})")
         if not wait:
-            raise RunFolderBusy(f"{message}; wait for it to finish, or give this run another run_name or out_dir.") from None
+            raise RunFolderBusy(f"{message}; wait for it to finish, or {fix}.") from None
         if on_wait is not None:
             on_wait(f"{message}; waiting for it to finish")
         try:
             file_lock.acquire(timeout=-1 if timeout is None else timeout)
         except filelock.Timeout:
-            raise RunFolderBusy(f"{message}; still busy after {timeout} s. Wait longer, or give this run another "
-                                "run_name or out_dir.") from None
+            raise RunFolderBusy(f"{message}; still busy after {timeout} s. Wait longer, or {fix}.") from None
     try:
         write_json_atomic(run_dir / LOCK_OWNER, {"pid": os.getpid(), "host": socket.gethostname(),
                                                  "since": time.strftime("%Y-%m-%dT%H:%M:%S%z")})

@@ -112,8 +112,9 @@ class _Checks:
             if path is None:
                 self.add("error", "unknown_recording", file, lines[0],
                          f"recording '{name}' was not found ({where}; {self._looked_where(name)}).",
-                         "put it under audio_root (any subfolder), pass audio_root= the folder holding it, "
-                         "or pass recording= its path.", name, lines)
+                         "put it under the audio folder (any subfolder), give the folder holding it as the audio "
+                         "folder (--audio DIR; audio_root= in Python), or name it (recording= in Python).",
+                         name, lines)
             else:
                 self.add("error", "unreadable_audio", file, lines[0],
                          f"recording {path} cannot be read ({self.info[path]['error']}; {where}).",

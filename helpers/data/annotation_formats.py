@@ -26,6 +26,10 @@ _RAVEN_BEGIN, _RAVEN_END = "begin time (s)", "end time (s)"
 _CSV_FILE = ("file", "filename")
 
 
+#: Bytes of a file looked at for NUL bytes, the mark of a binary file.
+BINARY_PROBE_BYTES = 8192
+
+
 class FormatReader(Reader):
     """Reads annotation files one at a time, in whichever format each is, into the reader's rows,
     problems and notes."""
@@ -39,6 +43,13 @@ class FormatReader(Reader):
                          "correct the path, or remove it from the list.")
             return
         try:
+            if b"\x00" in path.read_bytes()[:BINARY_PROBE_BYTES]:
+                # no text table holds NUL bytes: audio, a spreadsheet, an archive saved under a table's name
+                self.problem("error", "binary_file", source, None,
+                             "is a binary file, not a text table (it holds NUL bytes).",
+                             "export the selection table as text (Raven: File > Save Selection Table), or move "
+                             "the file out of the annotations folder.")
+                return
             text, fallback = read_text(path)
         except OSError as exc:
             self.problem("error", "unreadable_file", source, None, f"cannot be read ({exc}).",

@@ -8,10 +8,7 @@ import re
 from pathlib import Path
 
 from helpers.data.annotation_text import basename
-
-#: File extensions taken for audio when a recording is looked for by name without extension.
-AUDIO_EXTENSIONS = (".wav", ".flac", ".mp3", ".ogg", ".opus", ".aif", ".aiff", ".aifc", ".w64", ".rf64",
-                    ".caf", ".au")
+from helpers.data.audio_files import AUDIO_EXTENSIONS
 
 
 class _FileIndex:

@@ -68,21 +68,22 @@ class Reader:
             if default is None or norm_name(default) not in by_norm:
                 self.problem("error", "no_label_column", table.source, table.header_line,
                              f"has no column {self.label_column!r} (label_column); its columns are {shown}.",
-                             "pass label_column= one of those columns, or add the column to the table.")
+                             "name one of those columns as the label column (--label-column NAME; label_column= in Python), "
+                             "or add the column to the table.")
                 return None
         candidates = ([default] if default else []) + list(LABEL_COLUMN_CANDIDATES)
         present = [c for c in candidates if norm_name(c) in by_norm]
         if not present:
             self.problem("error", "no_label_column", table.source, table.header_line,
                          f"has none of the usual label columns ({', '.join(candidates)}); its columns are {shown}.",
-                         "pass label_column= the column holding the labels, or rename it to "
+                         "name the column holding the labels (--label-column NAME; label_column= in Python), or rename it to "
                          f"'{candidates[0]}'.")
             return None
         i = by_norm[norm_name(present[0])]
         others = [header[by_norm[norm_name(c)]] for c in present[1:]]
         how = f"first of {', '.join(candidates)}"
         if others:
-            how += f"; also present: {', '.join(others)} (pass label_column= to use one of them)"
+            how += f"; also present: {', '.join(others)} (--label-column NAME, label_column= in Python, uses one of them)"
         self._note_label(table, header[i], how)
         return i
 
@@ -123,7 +124,8 @@ class Reader:
         self.problem("error", "ambiguous_recording", source, lines[0] if lines else None,
                      f"recording '{name}' ({lines_text(lines)}) matches several files: "
                      f"{', '.join(map(str, candidates[:5]))}.",
-                     "pass recording= (or audio_root= a folder holding only one of them), or rename the others.",
+                     "give an audio folder holding only one of them (--audio DIR; audio_root= in Python), name the "
+                     "recording (recording= in Python), or rename the others.",
                      name, lines)
 
     def _resolve_rows(self, table: RawTable, records: list[dict]) -> None:

@@ -32,8 +32,55 @@ def clip_samples(sample_rate: int, clip_seconds: float = CLIP_SECONDS) -> int:
     return int(round(clip_seconds * sample_rate))
 
 
+def _open_binary(path: str | Path):
+    return open(path, "rb")
+
+
+def _wav_declared_frames(fh) -> int | None:
+    """Frames a RIFF/WAVE header declares in its ``data`` chunk, when the file holds fewer bytes than
+    that (a copy or a recorder cut short); None when the file is not WAV or is complete."""
+    fh.seek(0, 2)
+    size = fh.tell()
+    fh.seek(0)
+    head = fh.read(12)
+    if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+        return None
+    block_align = None
+    position = 12
+    while position + 8 <= size:
+        fh.seek(position)
+        chunk = fh.read(8)
+        if len(chunk) < 8:
+            return None
+        chunk_id, chunk_size = chunk[:4], int.from_bytes(chunk[4:], "little")
+        if chunk_id == b"fmt ":
+            fmt = fh.read(min(chunk_size, 16))
+            block_align = int.from_bytes(fmt[12:14], "little") if len(fmt) >= 14 else None
+        elif chunk_id == b"data":
+            available = size - (position + 8)
+            if chunk_size in (0, 0xFFFFFFFF) or not block_align or chunk_size <= available:
+                return None  # complete, or a streaming header that declares no length
+            return chunk_size // block_align
+        position += 8 + chunk_size + (chunk_size & 1)
+    return None
+
+
 def audio_info(path: str | Path) -> dict:
-    """Header facts of an audio file: ``samplerate`` (Hz), ``channels``, ``frames``, ``duration`` (s)."""
+    """Header facts of an audio file: ``samplerate`` (Hz), ``channels``, ``frames``, ``duration`` (s),
+    and ``declared_frames``: for a WAV cut short (its header declares more audio than the file holds),
+    the frames the header declares, else None (``frames`` is what the file holds; libsndfile reads a
+    truncated WAV without a word, so the header is checked here)."""
+    try:
+        with _open_binary(path) as fh:
+            declared = _wav_declared_frames(fh)
+    except PermissionError:
+        raise AudioError(f"{path}: permission denied; make the file readable (chmod a+r) or run as a user who "
+                         "may read it.") from None
+    except FileNotFoundError:
+        raise AudioError(f"{path}: no such file; it was moved or deleted since it was listed.") from None
+    except OSError as exc:
+        raise AudioError(f"{path}: cannot be opened ({exc.strerror or exc}); check the disk or the network "
+                         "share it is on.") from None
     try:
         info = sf.info(str(path))
     except (sf.LibsndfileError, RuntimeError, OSError) as exc:
@@ -44,6 +91,7 @@ def audio_info(path: str | Path) -> dict:
         "channels": int(info.channels),
         "frames": int(info.frames),
         "duration": info.frames / info.samplerate if info.samplerate else 0.0,
+        "declared_frames": declared,
     }
 
 

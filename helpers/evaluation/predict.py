@@ -18,32 +18,20 @@ import numpy as np
 import pandas as pd
 import torch
 
-from helpers.data.audio import AudioError, load_clip
+from helpers.data.audio import AudioError, load_clip, pad_or_truncate
 from helpers.evaluation.scoring import predict_scores, prediction_table
 from helpers.features.birdnet import EmbeddingSettings
 from helpers.features.front_end import front_end, settings_from_record
+from helpers.data.audio_files import find_audio_files
 from helpers.features.frontend import FeatureSettings, LogMel
 from helpers.core.hardware import resolve_device
 from helpers.evaluation.inference import InferenceModel, prepare_for_inference
 from helpers.models.checkpoint import load_checkpoint, model_from_checkpoint, require_training_record
 
-AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3", ".aif", ".aiff")
-
-
 def collect_audio_files(items: Sequence[str | Path]) -> list[Path]:
-    """Expand folders (recursively, sorted) into audio files; a missing path is an error."""
-    files: list[Path] = []
-    for item in items:
-        p = Path(item)
-        if p.is_dir():
-            files += sorted(f for f in p.rglob("*") if f.suffix.lower() in AUDIO_SUFFIXES)
-        elif p.is_file():
-            files.append(p)
-        else:
-            raise FileNotFoundError(f"{p}: no such file or folder; pass audio files or folders holding them.")
-    if not files:
-        raise FileNotFoundError(f"no audio files ({', '.join(AUDIO_SUFFIXES)}) found in {list(map(str, items))}.")
-    return files
+    """The audio files of ``items`` (folders walked recursively, sorted) by the project's one finder
+    (:func:`helpers.data.audio_files.find_audio_files`); a missing path is an error."""
+    return [path for path, _ in find_audio_files(items).files]
 
 
 def load_for_inference(checkpoint: str | Path, device: str = "auto"):
@@ -64,7 +52,7 @@ def int8_calibration(checkpoint: str | Path, settings: FeatureSettings,
     if calibration is not None:
         items = [calibration] if isinstance(calibration, (str, Path)) else list(calibration)
         found: list[dict] = []
-        _, waves = _load_waves(collect_audio_files(items), settings, found)
+        _, waves, _ = _load_waves(collect_audio_files(items), settings, found)
         if not waves:
             raise ValueError("int8 calibration: no readable audio in " + ", ".join(map(str, items)))
         with torch.inference_mode():
@@ -88,34 +76,53 @@ def prepare_scorer(checkpoint: str | Path, model: torch.nn.Module, settings: Fea
     return prepare_for_inference(model, precision, calibration=calib)
 
 
+def clip_note(duration: float, clip_seconds: float) -> str:
+    """What a clip model did with a file of ``duration`` seconds ("" when it is one clip long)."""
+    if duration > clip_seconds + 0.01:
+        return (f"longer than one clip ({duration:.2f} s): only its first {clip_seconds:.2f} s were scored; "
+                "scan scores a long recording window by window")
+    if duration < clip_seconds - 0.01:
+        return f"shorter than one clip ({duration:.2f} s): zero-padded to {clip_seconds:.2f} s, as in training"
+    return ""
+
+
 def _load_waves(paths: Sequence[Path], settings: FeatureSettings,
-                errors: list[dict]) -> tuple[list[Path], list[np.ndarray]]:
-    """The clips of ``paths`` that can be read; each one that cannot goes to ``errors`` with its reason."""
-    kept, waves = [], []
+                errors: list[dict]) -> tuple[list[Path], list[np.ndarray], list[str]]:
+    """The clips of ``paths`` that can be read, with a note on each one's length (:func:`clip_note`);
+    each one that cannot goes to ``errors`` with its reason."""
+    kept, waves, notes = [], [], []
+    clip_seconds = settings.clip_samples / settings.sample_rate
     for path in paths:
         try:
-            waves.append(load_clip(path, settings.sample_rate, settings.clip_samples))
+            wave = load_clip(path, settings.sample_rate, 0)
         except (AudioError, OSError, RuntimeError, ValueError) as exc:  # soundfile raises several kinds
             errors.append({"path": str(path), "error": str(exc).splitlines()[0] if str(exc) else type(exc).__name__})
             continue
+        notes.append(clip_note(len(wave) / settings.sample_rate, clip_seconds))
+        waves.append(pad_or_truncate(wave, settings.clip_samples))
         kept.append(path)
-    return kept, waves
+    return kept, waves, notes
 
 
 def predict_files(checkpoint: str | Path, files: Sequence[str | Path], device: str = "auto",
                   batch_size: int = 64, precision: str = "fp32", errors: list[dict] | None = None,
                   calibration: str | Path | Sequence[str | Path] | None = None) -> pd.DataFrame:
-    """Per-clip prediction table (``filename``, ``path``, ``score_<class>``..., ``prediction``);
+    """Per-clip prediction table (``filename``, ``path``, ``score_<class>``..., ``prediction``, ``note``:
+    a file longer than one clip is scored on its first clip only, and one shorter is zero-padded, and the
+    note says so: :func:`clip_note`);
     ``precision`` as :func:`helpers.evaluation.inference.prepare_for_inference` (int8: CPU, CNN6/CNN10,
     calibrated as :func:`int8_calibration` says).
 
     One unreadable file never stops the others: it is left out of the table and listed in
-    ``errors`` (``{"path", "error"}`` per file) when a list is given, else named in a warning.
+    ``errors`` (``{"path", "error"}`` per file) when a list is given, else named in a warning; so is
+    each file a folder walk passed over (not an audio extension).
     Raises :class:`~helpers.data.audio.AudioError` listing them when no file could be scored."""
     model, classes, settings, score = load_for_inference(checkpoint, device)
     dev = next(model.parameters()).device
     found: list[dict] = [] if errors is None else errors
-    paths, waves = _load_waves(collect_audio_files(files), settings, found)
+    audio = find_audio_files(files)
+    found += [{"path": str(path), "error": reason} for path, reason in audio.skipped]
+    paths, waves, notes = _load_waves([path for path, _ in audio.files], settings, found)
     if errors is None and found:
         warnings.warn(f"{len(found)} file(s) could not be scored: " + "; ".join(
             f"{e['path']}: {e['error']}" for e in found), RuntimeWarning, stacklevel=2)
@@ -129,4 +136,5 @@ def predict_files(checkpoint: str | Path, files: Sequence[str | Path], device: s
     scores = predict_scores(scorer, features, batch_size=batch_size, score=score)
     table = prediction_table([p.name for p in paths], scores, classes)
     table.insert(1, "path", [str(p) for p in paths])
+    table["note"] = notes
     return table

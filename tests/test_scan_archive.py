@@ -1,0 +1,218 @@
+"""What a long unattended scan of an archive must not get wrong: formats passed over, damaged and short
+recordings, two writers of one folder, a full disk, unreadable files, replaced files, file lists, and a
+rerun over finished recordings that opens no audio."""
+from __future__ import annotations
+
+import errno
+import os
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+import soundfile as sf
+
+from helpers.core.run_folder import RunFolderBusy
+from helpers.evaluation import scan as scan_module
+from helpers.evaluation.predict import predict_files
+from helpers.evaluation.scan import ScanWriteError, scan
+from tests.conftest import REPO_ROOT
+
+RNG = np.random.default_rng(3)
+
+
+def noise(path, seconds, rate=8000, **kwargs):
+    sf.write(str(path), RNG.normal(0, 0.1, int(seconds * rate)).astype("float32"), rate, **kwargs)
+    return path
+
+
+@pytest.fixture()
+def archive(tmp_path):
+    root = tmp_path / "archive"
+    (root / "site").mkdir(parents=True)
+    noise(root / "a.wav", 4.0)
+    noise(root / "site" / "b.opus", 3.0, rate=48000, format="OGG", subtype="OPUS")
+    (root / "site" / "notes.txt").write_text("field notes")
+    return root
+
+
+def test_opus_is_scanned_and_predicted_and_other_files_are_listed(scan_checkpoint, archive, tmp_path):
+    result = scan(scan_checkpoint, archive, tmp_path / "out", progress=False, device="cpu")
+    assert sorted(result.recordings["recording"]) == ["a.wav", "site/b.opus"]
+    assert list(result.skipped["path"]) == [str(archive / "site" / "notes.txt")]
+    assert "not an audio file" in result.skipped["reason"].iloc[0]
+    assert "skipped:" in result.format() and (tmp_path / "out" / "skipped.csv").is_file()
+    errors: list[dict] = []
+    table = predict_files(scan_checkpoint, [archive], device="cpu", errors=errors)
+    assert sorted(table["filename"]) == ["a.wav", "b.opus"]
+    assert [e["path"] for e in errors] == [str(archive / "site" / "notes.txt")]
+
+
+def test_a_truncated_wav_is_scanned_as_far_as_it_goes_and_said_damaged(scan_checkpoint, tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    whole = noise(tmp_path / "whole.wav", 6.0)
+    data = whole.read_bytes()
+    (folder / "cut.wav").write_bytes(data[: 44 + 2 * 8000 * 2])  # the header still says 6 s; 2 s are there
+    result = scan(scan_checkpoint, folder, tmp_path / "out", progress=False, device="cpu")
+    row = result.recordings.iloc[0]
+    assert row["status"] == "scanned" and row["duration"] == pytest.approx(2.0, abs=0.01)
+    assert "damaged" in row["note"] and "6.00 s" in row["note"]
+    assert f"note: {folder / 'cut.wav'}: damaged" in result.format()
+    again = scan(scan_checkpoint, folder, tmp_path / "out", progress=False, device="cpu")
+    assert again.recordings["status"].iloc[0] == "resumed" and "damaged" in again.recordings["note"].iloc[0]
+
+
+def test_a_recording_shorter_than_a_window_is_scored_but_never_detected(scan_checkpoint, tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    noise(folder / "short.wav", 0.3)
+    noise(folder / "long.wav", 3.0)
+    result = scan(scan_checkpoint, folder, tmp_path / "out", threshold=0.0, progress=False, device="cpu")
+    rows = result.recordings.set_index("recording")
+    assert "shorter than one window (0.30 s of 1.00 s)" in rows.loc["short.wav", "note"]
+    assert rows.loc["short.wav", "windows"] == 1 and rows.loc["short.wav", "detections"] == 0
+    assert rows.loc["long.wav", "detections"] > 0 and rows.loc["long.wav", "note"] == ""
+    assert len(pd.read_csv(tmp_path / "out" / "short.wav.scores.csv")) == 1
+
+
+def test_predict_says_when_a_file_is_longer_or_shorter_than_one_clip(scan_checkpoint, tmp_path):
+    noise(tmp_path / "long.wav", 5.0)
+    noise(tmp_path / "short.wav", 0.4)
+    noise(tmp_path / "exact.wav", 1.0)
+    table = predict_files(scan_checkpoint, [tmp_path / "long.wav", tmp_path / "short.wav", tmp_path / "exact.wav"],
+                          device="cpu").set_index("filename")
+    assert "longer than one clip (5.00 s): only its first 1.00 s were scored" in table.loc["long.wav", "note"]
+    assert "zero-padded" in table.loc["short.wav", "note"] and table.loc["exact.wav", "note"] == ""
+
+
+def test_a_second_scan_into_a_folder_being_written_stops_at_once(scan_checkpoint, archive, tmp_path):
+    out = tmp_path / "out"
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import sys, time\n"
+        "from helpers.core.run_folder import lock\n"
+        f"with lock({str(out)!r}, wait=False, purpose='a scan'):\n"
+        "    print('held', flush=True)\n"
+        "    time.sleep(60)\n")], cwd=REPO_ROOT, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        started = time.monotonic()
+        with pytest.raises(RunFolderBusy, match=r"being written by pid \d+ .*\(a scan\).*another --out"):
+            scan(scan_checkpoint, archive, out, progress=False, device="cpu")
+        assert time.monotonic() - started < 10
+        assert not list(out.glob("*.scan.json"))
+    finally:
+        holder.kill()
+        holder.wait()
+    assert len(scan(scan_checkpoint, archive, out, progress=False, device="cpu").recordings) == 2
+
+
+def test_a_full_disk_stops_the_scan_in_one_line_and_keeps_what_is_finished(scan_checkpoint, archive, tmp_path,
+                                                                         monkeypatch):
+    written = scan_module._write_recording_outputs
+    calls = []
+
+    def fill_up(out, name, *args):
+        calls.append(name)
+        if len(calls) > 1:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return written(out, name, *args)
+
+    monkeypatch.setattr(scan_module, "_write_recording_outputs", fill_up)
+    with pytest.raises(ScanWriteError) as caught:
+        scan(scan_checkpoint, archive, tmp_path / "out", progress=False, device="cpu")
+    message = str(caught.value)
+    assert "\n" not in message and "no space left on the disk" in message and "free some space" in message
+    assert "1 recording(s) finished so far are kept" in message
+    assert (tmp_path / "out" / "a.wav.scan.json").is_file()
+    monkeypatch.setattr(scan_module, "_write_recording_outputs", written)
+    resumed = scan(scan_checkpoint, archive, tmp_path / "out", progress=False, device="cpu")
+    assert dict(zip(resumed.recordings["recording"], resumed.recordings["status"])) == {
+        "a.wav": "resumed", "site/b.opus": "scanned"}
+
+
+def test_an_unreadable_file_is_one_line_with_the_right_fix(scan_checkpoint, archive, tmp_path, monkeypatch):
+    from helpers.data import audio
+
+    opened = audio._open_binary
+
+    def refuse(path):
+        if str(path).endswith("a.wav"):
+            raise PermissionError(errno.EACCES, "Permission denied", str(path))
+        return opened(path)
+
+    monkeypatch.setattr(audio, "_open_binary", refuse)
+    result = scan(scan_checkpoint, archive, tmp_path / "out", progress=False, device="cpu")
+    assert list(result.recordings["recording"]) == ["site/b.opus"]
+    error = result.errors["error"].iloc[0]
+    assert "permission denied; make the file readable" in error and "replace" not in error
+
+
+def test_a_scan_folder_without_write_permission_is_one_line(scan_checkpoint, archive, tmp_path, monkeypatch):
+    def refuse(*args, **kwargs):
+        raise PermissionError(errno.EACCES, "Permission denied")
+
+    monkeypatch.setattr(scan_module.run_folder, "lock", refuse)
+    with pytest.raises(ScanWriteError, match="permission denied while writing the scan folder; scan into an --out"):
+        scan(scan_checkpoint, archive, tmp_path / "out", progress=False, device="cpu")
+
+
+def test_a_file_replaced_with_the_same_size_and_time_needs_the_content_fingerprint(scan_checkpoint, tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    path = noise(folder / "rec.wav", 3.0)
+    stat = path.stat()
+    for fingerprint in ("stat", "content"):
+        out = tmp_path / f"out-{fingerprint}"
+        scan(scan_checkpoint, folder, out, progress=False, device="cpu", fingerprint=fingerprint)
+        noise(path, 3.0)  # other samples, same size
+        os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))  # as cp -p or rsync -a leave it
+        again = scan(scan_checkpoint, folder, out, progress=False, device="cpu", fingerprint=fingerprint)
+        expected = "resumed" if fingerprint == "stat" else "scanned"
+        assert again.recordings["status"].iloc[0] == expected, fingerprint
+        assert again.settings["fingerprint"] == fingerprint
+
+
+def test_a_file_list_scans_what_it_names_and_lists_what_is_missing(scan_checkpoint, archive, tmp_path):
+    listing = archive / "recordings.txt"
+    listing.write_text("# the archive\na.wav\n\nsite/b.opus\nsite/gone.wav\n")
+    result = scan(scan_checkpoint, None, tmp_path / "out", file_list=listing, progress=False, device="cpu")
+    assert sorted(result.recordings["recording"]) == ["a.wav", "site/b.opus"]
+    assert len(result.skipped) == 1 and "recordings.txt line 5: site/gone.wav not found" in result.skipped["reason"].iloc[0]
+    csv = tmp_path / "list.csv"
+    pd.DataFrame({"path": ["a.wav"], "site": ["north"]}).to_csv(csv, index=False)
+    listed = scan(scan_checkpoint, None, tmp_path / "out2", file_list=csv, root=archive, progress=False, device="cpu")
+    assert list(listed.recordings["recording"]) == ["a.wav"]
+    pd.DataFrame({"file": ["a.wav"]}).to_csv(csv, index=False)
+    with pytest.raises(ValueError, match="needs a 'path' column"):
+        scan(scan_checkpoint, None, tmp_path / "out3", file_list=csv, root=archive, progress=False, device="cpu")
+
+
+def test_a_rerun_over_finished_recordings_opens_no_audio(scan_checkpoint, archive, tmp_path, monkeypatch):
+    out = tmp_path / "out"
+    scan(scan_checkpoint, archive, out, progress=False, device="cpu")
+
+    def no_audio(*args, **kwargs):
+        raise AssertionError("a finished recording's audio was opened")
+
+    monkeypatch.setattr(scan_module, "recording_info", no_audio)
+    monkeypatch.setattr(scan_module, "window_batches", no_audio)
+    again = scan(scan_checkpoint, archive, out, progress=False, device="cpu")
+    assert set(again.recordings["status"]) == {"resumed"} and again.errors.empty
+    redetected = scan(scan_checkpoint, archive, out, threshold=0.2, progress=False, device="cpu")
+    assert set(redetected.recordings["status"]) == {"redetected"}
+
+
+def test_the_command_line_takes_a_file_list_and_prints_one_line_per_problem(scan_checkpoint, archive, tmp_path):
+    listing = tmp_path / "list.txt"
+    listing.write_text("a.wav\nmissing.wav\n")
+    done = subprocess.run([sys.executable, "-m", "helpers", "scan", str(scan_checkpoint), "--file-list", str(listing),
+                           "--root", str(archive), "--out", str(tmp_path / "out"), "--quiet", "--device", "cpu"],
+                          cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "skipped: " in done.stdout and "list.txt line 2: missing.wav not found" in done.stdout
+    nothing = subprocess.run([sys.executable, "-m", "helpers", "scan", str(scan_checkpoint), "--out",
+                              str(tmp_path / "out")], cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+    assert nothing.returncode == 1 and "give audio files or folders, or --file-list FILE" in nothing.stderr
