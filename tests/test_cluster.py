@@ -141,7 +141,7 @@ def test_progress_counts():
 def _fake_run_on_slurm(monkeypatch, queue):
     """run_on_slurm with SLURM's side replaced: records what it attaches to, submits and watches."""
     seen = {"attached": [], "submitted": [], "watched": []}
-    monkeypatch.setattr(cluster, "_require_slurm", lambda: None)
+    monkeypatch.setattr(cluster, "require_slurm", lambda: None)
     monkeypatch.setattr(cluster, "queued_jobs", lambda: dict(queue))
 
     def attach(entry):

@@ -13,7 +13,7 @@ import soundfile as sf
 import torch
 
 from helpers.data.annotations import read_annotations
-from helpers.evaluation import scan as scan_module
+from helpers.evaluation import scan_core as scan_module
 from helpers.evaluation.scan import scan
 from helpers.features.frontend import FeatureSettings
 from helpers.models.checkpoint import checkpoint_payload, save_checkpoint
@@ -85,11 +85,11 @@ def test_rerun_resumes_redetects_and_rescans_what_changed(checkpoint, field, tmp
     calls = []
     original = scan_module._Scanner.score_recording
 
-    def interrupted(self, path, name, bar):
+    def interrupted(self, path, name, bar, *args):
         calls.append(name)
         if len(calls) == 3:
             raise KeyboardInterrupt  # the user stops the scan during the third recording
-        return original(self, path, name, bar)
+        return original(self, path, name, bar, *args)
 
     monkeypatch.setattr(scan_module._Scanner, "score_recording", interrupted)
     with pytest.raises(KeyboardInterrupt):

@@ -15,7 +15,8 @@ import pytest
 import soundfile as sf
 
 from helpers.core.run_folder import RunFolderBusy
-from helpers.evaluation import scan as scan_module
+from helpers.evaluation import scan as scan_entry
+from helpers.evaluation import scan_core as scan_module
 from helpers.evaluation.predict import predict_files
 from helpers.evaluation.scan import ScanWriteError, scan
 from tests.conftest import REPO_ROOT
@@ -154,7 +155,7 @@ def test_a_scan_folder_without_write_permission_is_one_line(scan_checkpoint, arc
     def refuse(*args, **kwargs):
         raise PermissionError(errno.EACCES, "Permission denied")
 
-    monkeypatch.setattr(scan_module.run_folder, "lock", refuse)
+    monkeypatch.setattr(scan_entry.run_folder, "lock", refuse)
     with pytest.raises(ScanWriteError, match="permission denied while writing the scan folder; scan into an --out"):
         scan(scan_checkpoint, archive, tmp_path / "out", progress=False, device="cpu")
 
@@ -216,3 +217,53 @@ def test_the_command_line_takes_a_file_list_and_prints_one_line_per_problem(scan
     nothing = subprocess.run([sys.executable, "-m", "helpers", "scan", str(scan_checkpoint), "--out",
                               str(tmp_path / "out")], cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
     assert nothing.returncode == 1 and "give audio files or folders, or --file-list FILE" in nothing.stderr
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_decoding_ahead_gives_the_same_outputs_and_survives_a_bad_file(scan_checkpoint, archive, tmp_path, workers):
+    (archive / "site" / "broken.wav").write_bytes(b"RIFF\x00\x00\x00\x00WAVEjunk")
+    noise(archive / "z.flac", 5.0)
+    inline = scan(scan_checkpoint, archive, tmp_path / "inline", progress=False, device="cpu", decode_workers=0,
+                  batch_size=2)
+    ahead = scan(scan_checkpoint, archive, tmp_path / "ahead", progress=False, device="cpu", decode_workers=workers,
+                 blocks_in_flight=1, batch_size=2)
+    assert list(ahead.recordings["recording"]) == list(inline.recordings["recording"]) == ["a.wav", "site/b.opus",
+                                                                                          "z.flac"]
+    assert [p.endswith("broken.wav") for p in ahead.errors["path"]] == [True]
+    for name in inline.recordings["recording"]:
+        pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "inline" / f"{name}.scores.csv"),
+                                      pd.read_csv(tmp_path / "ahead" / f"{name}.scores.csv"))
+    assert ahead.settings["decode_workers"] == workers and ahead.score_seconds > 0
+
+
+def test_a_scan_stopped_inside_a_long_recording_resumes_at_its_last_kept_batch(scan_checkpoint, tmp_path,
+                                                                               monkeypatch):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    noise(folder / "long.wav", 20.0)
+    clean = scan(scan_checkpoint, folder, tmp_path / "clean", progress=False, device="cpu", batch_size=4,
+                 decode_workers=0)
+    monkeypatch.setattr(scan_module, "PARTIAL_EVERY_S", 0.0)  # keep the windows after every batch
+    original = scan_module._Scanner.score_windows
+    calls = []
+
+    def stop_at_the_fourth(self, feats):
+        calls.append(len(feats))
+        if len(calls) == 4:
+            raise KeyboardInterrupt  # preempted inside the recording
+        return original(self, feats)
+
+    monkeypatch.setattr(scan_module._Scanner, "score_windows", stop_at_the_fourth)
+    out = tmp_path / "out"
+    with pytest.raises(KeyboardInterrupt):
+        scan(scan_checkpoint, folder, out, progress=False, device="cpu", batch_size=4, decode_workers=1)
+    assert (out / "long.wav.partial.npz").is_file() and not (out / "long.wav.scan.json").exists()
+    calls.clear()
+    monkeypatch.setattr(scan_module._Scanner, "score_windows", lambda self, feats: calls.append(len(feats)) or
+                        original(self, feats))
+    resumed = scan(scan_checkpoint, folder, out, progress=False, device="cpu", batch_size=4, decode_workers=0)
+    total_batches = -(-clean.recordings["windows"].iloc[0] // 4)
+    assert len(calls) == total_batches - 3  # the three batches kept before the stop are not scored again
+    assert resumed.recordings["status"].iloc[0] == "scanned" and not (out / "long.wav.partial.npz").exists()
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "clean" / "long.wav.scores.csv"),
+                                  pd.read_csv(out / "long.wav.scores.csv"))

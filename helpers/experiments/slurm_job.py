@@ -15,37 +15,19 @@ weights of an uninterrupted run. Steps after the last checkpoint are trained aga
 The requeue itself is made robust: submitit calls ``scontrol requeue`` from its signal handler, and
 the requeue makes SLURM send SIGTERM to the job's processes, which can kill that ``scontrol`` before
 it exits (seen as ``CalledProcessError ... died with SIGTERM`` and a failed run). The job runs it
-with SIGTERM ignored (:func:`install_robust_requeue`); the requeue is then reported as it happened.
+with SIGTERM ignored (:func:`helpers.core.slurm.install_robust_requeue`).
 
 Imported only when a grid runs with ``executor="slurm"`` (and by the job itself): it needs submitit.
 """
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
 from pathlib import Path
 
 from submitit.helpers import Checkpointable, DelayedSubmission
 
 from helpers.core import run_folder
-
-
-def _ignore_sigterm() -> None:
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-
-
-def _requeue_ignoring_sigterm(self, countdown: int) -> None:
-    """``SlurmJobEnvironment._requeue`` with the ``scontrol`` child immune to the requeue's own SIGTERM."""
-    subprocess.check_call(["scontrol", "requeue", str(self.job_id)], timeout=60, preexec_fn=_ignore_sigterm)
-    print(f"[slurm job {self.job_id}] requeued ({countdown} remaining timeouts)", flush=True)
-
-
-def install_robust_requeue() -> None:
-    """Make submitit's requeue call survive the SIGTERM it triggers (module docstring); idempotent."""
-    from submitit.slurm import slurm
-
-    slurm.SlurmJobEnvironment._requeue = _requeue_ignoring_sigterm
+from helpers.core.slurm import install_robust_requeue
 
 
 class TrainingJob(Checkpointable):
