@@ -179,7 +179,8 @@ def _cmd_scan(args: argparse.Namespace) -> int:
                       batch_size=args.batch_size, calibration=args.calibration, num_threads=args.threads,
                       progress=not args.quiet, detection_score=args.detection_score,
                       thresholds_from=args.thresholds_from, file_list=args.file_list, root=args.root,
-                      fingerprint=args.fingerprint)
+                      fingerprint=args.fingerprint, decode_workers=args.decode_workers, executor=args.executor,
+                      slurm=args.slurm_config, hours_per_job=args.hours_per_job)
     except (AudioError, FileNotFoundError, ValueError, RuntimeError) as exc:
         print(f"scan: {exc}", file=sys.stderr)
         return 1
@@ -311,6 +312,15 @@ def main(argv: list[str] | None = None) -> int:
                    help="an archive listed once: a text file of paths (one per line) or a CSV with a path column")
     p.add_argument("--root", default=None, metavar="DIR",
                    help="what the file list's relative paths are relative to (default: the list's folder)")
+    p.add_argument("--decode-workers", type=int, default=None, metavar="N",
+                   help="threads that decode and resample ahead of the model (0: in turn with it; default: 1 "
+                        "on two cores or more)")
+    p.add_argument("--executor", choices=("local", "slurm"), default="local",
+                   help="slurm: one SLURM job per shard of recordings (helpers/evaluation/scan_slurm.py)")
+    p.add_argument("--slurm-config", default=None, metavar="FILE",
+                   help="the SLURM options file the training grids use (JSON or YAML; helpers/experiments/cluster.py)")
+    p.add_argument("--hours-per-job", type=float, default=1.0, metavar="H",
+                   help="slurm: hours of audio per shard job (default 1)")
     p.add_argument("--fingerprint", choices=("stat", "content"), default="stat",
                    help="how a rerun knows a recording is unchanged: stat (size and modification time, no audio "
                         "read; default) or content (SHA-256 of every file, read on every rerun)")

@@ -343,6 +343,8 @@ def _within(seconds: float, fn, submitit_dir: Path):
     thread.join(seconds)
     if thread.is_alive():
         ids = [e["job_id"] for e in read_job_map(submitit_dir).values()] if (submitit_dir / cluster.JOB_MAP).is_file() else []
+        if (submitit_dir / "shards.json").is_file():  # a scan's shards
+            ids += [e["job_id"] for e in json.loads((submitit_dir / "shards.json").read_text())["shards"].values()]
         for job_id in ids:
             subprocess.run(["scancel", job_id], capture_output=True, timeout=30)
         pytest.fail(f"not done within {seconds} s; cancelled SLURM jobs {ids}; logs under {submitit_dir}")
@@ -494,3 +496,139 @@ def test_a_second_call_attaches_to_the_job_a_closed_notebook_submitted(slurm_clu
     assert list(table.status) == ["finished"], list(table.error)
     assert read_job_map(folder) == submitted  # attached to that job, none submitted again
     assert len(list(folder.iterdir())) == 2   # jobs.json and the one submission's folder
+
+
+# --- scanning an archive as SLURM shards -------------------------------------------------------------------
+
+
+def _archive(root: Path, n: int = 6, seconds: float = 10.0) -> Path:
+    """``n`` good 8-kHz recordings, one whose samples turn NaN (its header reads, its decoding fails in a
+    shard) and one that is no audio at all (refused before any job)."""
+    import numpy as np
+    import soundfile as sf
+
+    rng = np.random.default_rng(5)
+    (root / "site").mkdir(parents=True)
+    for i in range(n):
+        sf.write(str(root / ("site" if i % 2 else "") / f"rec{i}.wav"),
+                 rng.normal(0, 0.1, int(seconds * 8000)).astype("float32"), 8000)
+    bad = rng.normal(0, 0.1, 8000 * 3).astype("float32")
+    bad[8000:] = np.nan
+    sf.write(str(root / "nan.wav"), bad, 8000, subtype="FLOAT")
+    (root / "broken.wav").write_bytes(b"RIFF\x00\x00\x00\x00WAVEjunk")
+    return root
+
+
+def _same_outputs(local: Path, slurm: Path, names: list[str]) -> None:
+    import pandas as pd
+
+    for name in names:
+        for suffix in (".scores.csv", ".detections.csv", ".selections.txt", ".labels.txt"):
+            assert (local / f"{name}{suffix}").read_bytes() == (slurm / f"{name}{suffix}").read_bytes(), name + suffix
+    for table in ("detections.csv", "detections.selections.txt"):
+        assert (local / table).read_text() == (slurm / table).read_text(), table
+    errors = [pd.read_csv(f / "errors.csv").sort_values("path")[["path", "error"]].reset_index(drop=True)
+              for f in (local, slurm)]
+    pd.testing.assert_frame_equal(*errors)
+
+
+SCAN_ARGS = {"hop": 0.1, "threshold": 0.3, "device": "cpu", "progress": False, "decode_workers": 1}
+
+
+@pytest.mark.slow
+@pytest.mark.slurm
+def test_an_archive_scans_through_slurm_shards_as_it_does_locally(slurm_cluster, scan_checkpoint, tmp_path):
+    from helpers.evaluation.scan import scan
+    from helpers.evaluation.scan_slurm import read_shard_map
+
+    archive = _archive(tmp_path / "archive")
+    local = scan(scan_checkpoint, archive, tmp_path / "local", **SCAN_ARGS)
+    options = {"cpus_per_task": 1, "mem_gb": 1, "timeout_min": 10, "poll_seconds": 1}
+    result = _within(240, lambda: scan(scan_checkpoint, archive, tmp_path / "slurm", executor="slurm", slurm=options,
+                                       hours_per_job=25 / 3600, **SCAN_ARGS), tmp_path / "slurm" / ".slurm")
+    names = sorted(local.recordings["recording"])
+    assert sorted(result.recordings["recording"]) == names and len(names) == 6
+    # 3 + 10 + 10, 10 + 10, 10 + 10 s: three shards of at most 25 s
+    assert set(result.recordings["status"]) == {"scanned"} and result.settings["shards"] == 3
+    _same_outputs(tmp_path / "local", tmp_path / "slurm", names)
+    errors = result.errors.set_index(result.errors["path"].map(lambda p: Path(p).name))
+    assert errors.loc["broken.wav", "shard"] == "" and errors.loc["nan.wav", "shard"] != ""  # met in its shard
+    assert "NaN or Inf samples" in errors.loc["nan.wav", "error"]
+    # a second call over the finished archive submits nothing, not even for the file a shard could not decode
+    shards = read_shard_map(tmp_path / "slurm")["shards"].keys()
+    again = scan(scan_checkpoint, archive, tmp_path / "slurm", executor="slurm", slurm=options, **SCAN_ARGS)
+    assert set(again.recordings["status"]) == {"resumed"}
+    assert set(read_shard_map(tmp_path / "slurm")["shards"]) <= set(shards)  # no shard submitted anew
+    assert "NaN or Inf samples" in again.errors.set_index(again.errors["path"].map(lambda p: Path(p).name)).loc[
+        "nan.wav", "error"]
+
+
+@pytest.mark.slow
+@pytest.mark.slurm
+def test_a_preempted_shard_resumes_and_ends_with_the_local_outputs(slurm_cluster, scan_checkpoint, tmp_path):
+    import submitit
+
+    from helpers.evaluation.scan import scan
+    from helpers.evaluation.scan_slurm import read_shard_map
+
+    archive = _archive(tmp_path / "archive", n=8, seconds=60.0)
+    local = scan(scan_checkpoint, archive, tmp_path / "local", **SCAN_ARGS)
+    out = tmp_path / "slurm"
+    options = {"cpus_per_task": 1, "mem_gb": 1, "timeout_min": 10, "poll_seconds": 1}
+    result: dict = {}
+
+    def run_and_preempt():
+        thread = threading.Thread(target=lambda: result.update(scan=scan(
+            scan_checkpoint, archive, out, executor="slurm", slurm=options, hours_per_job=1.0, **SCAN_ARGS)),
+            daemon=True)
+        thread.start()
+        while not list(out.rglob("*.scan.json")):  # the one shard is inside the archive
+            assert thread.is_alive(), "the scan ended before its shard finished a recording"
+            time.sleep(0.1)
+        entry = next(iter(read_shard_map(out)["shards"].values()))
+        job = submitit.SlurmJob(folder=entry["folder"], job_id=entry["job_id"])
+        job._interrupt()  # what SLURM does on preemption
+        thread.join()
+        return job
+
+    job = _within(300, run_and_preempt, out / ".slurm")
+    assert "Requeued job" in Path(job.paths.stderr).read_text() + Path(job.paths.stdout).read_text()
+    assert sorted(result["scan"].recordings["recording"]) == sorted(local.recordings["recording"])
+    _same_outputs(tmp_path / "local", out, list(local.recordings["recording"]))
+
+
+ATTACH_THEN_DIE = """
+import json, sys
+from helpers.evaluation.scan import scan
+scan(sys.argv[1], sys.argv[2], sys.argv[3], executor="slurm", slurm=json.loads(sys.argv[4]), hours_per_job=1.0,
+     **json.loads(sys.argv[5]))
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.slurm
+def test_a_second_scan_call_attaches_to_the_shards_a_closed_notebook_submitted(slurm_cluster, scan_checkpoint,
+                                                                              tmp_path):
+    from helpers.evaluation.scan import scan
+    from helpers.evaluation.scan_slurm import read_shard_map
+
+    archive = _archive(tmp_path / "archive", n=4, seconds=60.0)
+    out = tmp_path / "slurm"
+    options = {"cpus_per_task": 1, "mem_gb": 1, "timeout_min": 10, "poll_seconds": 1}
+    first = subprocess.Popen([sys.executable, "-c", ATTACH_THEN_DIE, str(scan_checkpoint), str(archive), str(out),
+                              json.dumps(options), json.dumps(SCAN_ARGS)], cwd=REPO_ROOT)
+    try:
+        deadline = time.monotonic() + 120
+        while not (out / ".slurm" / "shards.json").is_file():
+            assert first.poll() is None and time.monotonic() < deadline, "the first call submitted nothing"
+            time.sleep(0.2)
+    finally:
+        first.kill()  # the notebook is closed: its shard goes on
+        first.wait()
+    submitted = read_shard_map(out)
+    with pytest.raises(RuntimeError, match="still scan into it; attach to them with executor='slurm'"):
+        scan(scan_checkpoint, archive, out, **SCAN_ARGS)  # a local scan must not write beside the shard
+    again = _within(240, lambda: scan(scan_checkpoint, archive, out, executor="slurm", slurm=options,
+                                      hours_per_job=1.0, **SCAN_ARGS), out / ".slurm")
+    assert read_shard_map(out)["shards"].keys() == submitted["shards"].keys()  # attached; nothing submitted again
+    assert len(again.recordings) == 4 and again.settings["shards"] == 1

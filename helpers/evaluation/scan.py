@@ -91,7 +91,7 @@ def scan(checkpoint: str | Path, inputs: str | Path | Sequence[str | Path] | Non
          progress: bool = True, detection_score: str = "auto", thresholds_from: str | Path | None = None,
          file_list: str | Path | None = None, root: str | Path | None = None, fingerprint: str = "stat",
          min_window_fraction: float = MIN_WINDOW_FRACTION, decode_workers: int | None = None,
-         blocks_in_flight: int = 2) -> ScanResult:
+         blocks_in_flight: int = 2, executor: str = "local", slurm=None, hours_per_job: float = 1.0) -> ScanResult:
     """Scan recordings (files or folders, walked recursively, and/or a ``file_list`` of paths relative to
     ``root``) with ``checkpoint`` into ``out_dir``.
 
@@ -109,7 +109,10 @@ def scan(checkpoint: str | Path, inputs: str | Path | Sequence[str | Path] | Non
     the model's window (zero-padded) are scored, never detected. ``decode_workers``: threads that decode
     and resample recordings ahead of the model (:class:`~helpers.evaluation.scan_core.Prefetcher`; 0:
     in turn with the scoring; None: :func:`default_decode_workers`), each with at most
-    ``blocks_in_flight`` window batches waiting.
+    ``blocks_in_flight`` window batches waiting. ``executor="slurm"``: the same scan as SLURM jobs, one per
+    shard of at most ``hours_per_job`` hours of audio, with the training grids' options (``slurm``: a
+    file, a mapping or None); :mod:`helpers.evaluation.scan_slurm` says how it shards, resumes and
+    reattaches.
 
     Files that cannot be read are listed in the result's ``errors`` (and ``OUT/errors.csv``) and the
     others are scanned; files a walk passed over or a list could not resolve are in ``skipped`` (and
@@ -122,8 +125,23 @@ def scan(checkpoint: str | Path, inputs: str | Path | Sequence[str | Path] | Non
     items = [] if inputs is None else [inputs] if isinstance(inputs, (str, Path)) else list(inputs)
     found = find_recordings(items, file_list, root)
     configure_threads(num_threads)
-    scanner = _Scanner(checkpoint, hop, precision, channel, threshold, background, merge_gap, device, batch_size,
-                       calibration, detection_score, thresholds_from, fingerprint, min_window_fraction)
+    if executor not in ("local", "slurm"):
+        raise ValueError(f"executor must be local or slurm, not {executor!r}")
+    args = {"hop": hop, "precision": precision, "channel": channel, "threshold": threshold, "background": background,
+            "merge_gap": merge_gap, "device": device, "batch_size": batch_size, "calibration": calibration,
+            "detection_score": detection_score, "thresholds_from": thresholds_from, "fingerprint": fingerprint,
+            "min_window_fraction": min_window_fraction}
+    scanner = _Scanner(checkpoint, **args)
+    workers = default_decode_workers() if decode_workers is None else int(decode_workers)
+    if executor == "slurm":
+        from helpers.evaluation.scan_slurm import scan_on_slurm, scanner_arguments
+
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise _write_error(out, "the scan folder", exc, 0) from None
+        return scan_on_slurm(scanner, checkpoint, found, out, scanner_arguments(**args), slurm, hours_per_job,
+                             workers, blocks_in_flight, progress)
     try:
         out.mkdir(parents=True, exist_ok=True)
         guard = run_folder.lock(out, wait=False, purpose="a scan", fix="wait for it to end, or scan into another --out")
@@ -131,10 +149,24 @@ def scan(checkpoint: str | Path, inputs: str | Path | Sequence[str | Path] | Non
     except OSError as exc:
         raise _write_error(out, "the scan folder", exc, 0) from None
     try:
-        workers = default_decode_workers() if decode_workers is None else int(decode_workers)
+        _refuse_live_shards(out)
         return _scan_locked(scanner, checkpoint, found, out, progress, workers, blocks_in_flight)
     finally:
         guard.__exit__(None, None, None)
+
+
+def _refuse_live_shards(out: Path) -> None:
+    """A local scan must not write a folder that SLURM shards of an earlier call still write."""
+    if not (out / ".slurm" / "shards.json").is_file():
+        return
+    from helpers.evaluation.scan_slurm import live_shards
+
+    live = live_shards(out)
+    if live:
+        first = next(iter(live.values()))
+        raise RuntimeError(f"{out}: SLURM job {first['job_id']} and {len(live) - 1} other(s) still scan into it; "
+                           "attach to them with executor='slurm' (--executor slurm), scancel them, or scan into "
+                           "another --out")
 
 
 def rescore(checkpoint: str | Path, scan_dir: str | Path, out_dir: str | Path | None = None, *,
