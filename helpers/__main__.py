@@ -180,7 +180,7 @@ def _cmd_scan(args: argparse.Namespace) -> int:
                       progress=not args.quiet, detection_score=args.detection_score,
                       thresholds_from=args.thresholds_from, file_list=args.file_list, root=args.root,
                       fingerprint=args.fingerprint, decode_workers=args.decode_workers, executor=args.executor,
-                      slurm=args.slurm_config, hours_per_job=args.hours_per_job)
+                      slurm=args.slurm_config, hours_per_job=args.hours_per_job, layout=args.layout)
     except (AudioError, FileNotFoundError, ValueError, RuntimeError) as exc:
         print(f"scan: {exc}", file=sys.stderr)
         return 1
@@ -321,6 +321,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="the SLURM options file the training grids use (JSON or YAML; helpers/experiments/cluster.py)")
     p.add_argument("--hours-per-job", type=float, default=1.0, metavar="H",
                    help="slurm: hours of audio per shard job (default 1)")
+    p.add_argument("--layout", choices=("files", "packed"), default=None,
+                   help="files: per-recording outputs (default); packed: packs of many recordings, for archives "
+                        "on cluster file systems (helpers/evaluation/scan_store.py); a folder with results keeps its own")
     p.add_argument("--fingerprint", choices=("stat", "content"), default="stat",
                    help="how a rerun knows a recording is unchanged: stat (size and modification time, no audio "
                         "read; default) or content (SHA-256 of every file, read on every rerun)")

@@ -331,7 +331,8 @@ def test_scan_parser_defaults_and_bad_values(capsys):
     args = vars(bench.build_scan_parser().parse_args([]))
     assert args == {"models": ["cnn10"], "rates": [8000], "precisions": ["fp32", "int8"], "minutes": 10.0,
                     "short_seconds": None, "hop": None, "device": "auto", "threads": None, "batch_size": 64,
-                    "json": None, "model_options": None}
+                    "json": None, "model_options": None, "archive": None, "compare_files": 20,
+                    "decode_workers": [0, 1, 2], "formats": ["wav", "flac"], "slurm_config": None, "no_slurm": False}
     for argv in (["--minutes", "0"], ["--hop", "-1"], ["--precisions", "fp16"]):
         with pytest.raises(SystemExit) as exc:
             bench.build_scan_parser().parse_args(argv)
@@ -385,3 +386,27 @@ def test_scan_bench_measures_a_birdnet_head_and_its_rescore(tmp_path):
     assert any("int8 skipped" in note for note in result["notes"])
     throughput = scanning.embedding_throughput(threads=[1], batches=[1], clips=4)
     assert throughput[0]["clips_per_s"] > 0 and throughput[0]["kind"] == "one interpreter"
+
+
+@pytest.mark.slow
+def test_archive_benchmark_measures_decoding_the_rerun_and_memory(tmp_path, capsys):
+    """Ten one-minute files (one cut short, one garbage file) with a narrow CNN6: every row, in fresh processes."""
+    out = tmp_path / "archive.json"
+    assert bench.main(["scan", "--archive", "10", "--compare-files", "2", "--decode-workers", "0", "1", "--formats",
+                       "wav", "flac", "--models", "cnn6", "--threads", "2", "--no-slurm", "--model-options",
+                       json.dumps(TINY), "--json", str(out)]) == 0
+    data = json.loads(out.read_text())
+    kinds = [(r["kind"], r.get("format"), r.get("decode_workers")) for r in data["rows"]]
+    assert kinds == [("decode", "wav", 0), ("decode", "wav", 1), ("decode", "flac", 0), ("decode", "flac", 1),
+                     ("single file", "wav", "default"), ("archive, a tenth", "wav", "default"),
+                     ("archive", "wav", "default"), ("rerun, finished", "wav", "default")]
+    rows = {r["kind"]: r for r in data["rows"]}
+    # the cut WAV is scanned as far as it goes (with a note); the garbage file is the one error
+    assert rows["archive"]["recordings"] == 10 and rows["archive"]["errors"] == 1
+    assert rows["archive"]["audio_minutes"] == pytest.approx(9.5, abs=0.01)
+    assert rows["rerun, finished"]["audio_minutes"] == 0 and rows["rerun, finished"]["files_per_second"] > 0
+    for r in data["rows"][:7]:
+        assert r["realtime_factor"] > 0 and 0 <= r["wait_share"] <= 1 and r["peak_rss_mib"] > 0
+    printed = capsys.readouterr().out
+    assert "archive rate / single-file rate" in printed and "no SLURM answers here" in printed
+    assert out.with_suffix(".csv").read_text().count("\n") == 9

@@ -131,3 +131,28 @@ def test_predict_scan_and_rescore_from_the_command_line(heads, field, tmp_path):
     proc = env_run("scan", heads["birdnet-logistic"], field, "--out", tmp_path / "s8", "--quiet",
                    "--precision", "int8")
     assert proc.returncode == 1 and "fp32 only" in proc.stderr
+
+
+def test_a_packed_scan_rescores_like_a_scan_in_files(heads, field, tmp_path):
+    from helpers.evaluation.scan_store import read_embeddings, read_windows
+
+    scan(heads["birdnet-logistic"], field, tmp_path / "files", progress=False, device="cpu", threshold=0.3)
+    scan(heads["birdnet-logistic"], field, tmp_path / "packed", progress=False, device="cpu", threshold=0.3,
+         layout="packed")
+    for name in ("a16k.wav", "site/b44k.flac"):
+        np.testing.assert_array_equal(read_embeddings(tmp_path / "packed", name),
+                                      read_embeddings(tmp_path / "files", name))
+    files = rescore(heads["birdnet-svm"], tmp_path / "files", tmp_path / "files-svm", threshold=0.3, progress=False)
+    packed = rescore(heads["birdnet-svm"], tmp_path / "packed", tmp_path / "packed-svm", threshold=0.3,
+                     progress=False)
+    assert packed.settings["layout"] == "packed" and not list((tmp_path / "packed-svm").rglob("*.scores.csv"))
+    assert (tmp_path / "packed-svm" / "detections.csv").read_text() == \
+        (tmp_path / "files-svm" / "detections.csv").read_text()
+    assert len(packed.detections) == len(files.detections)
+    np.testing.assert_allclose(read_windows(tmp_path / "packed-svm", "a16k.wav").filter(like="score_"),
+                               read_windows(tmp_path / "files-svm", "a16k.wav").filter(like="score_"), atol=1e-6)
+    # in place: the packs are replaced, not added to, and a scan with that head then resumes
+    rescore(heads["birdnet-svm"], tmp_path / "packed", threshold=0.3, progress=False)
+    assert len(list((tmp_path / "packed" / "packs").glob("*.npz"))) == 1
+    resumed = scan(heads["birdnet-svm"], field, tmp_path / "packed", progress=False, device="cpu", threshold=0.3)
+    assert set(resumed.recordings["status"]) == {"resumed"}

@@ -112,23 +112,23 @@ def test_a_second_scan_into_a_folder_being_written_stops_at_once(scan_checkpoint
 
 def test_a_full_disk_stops_the_scan_in_one_line_and_keeps_what_is_finished(scan_checkpoint, archive, tmp_path,
                                                                          monkeypatch):
-    written = scan_module._write_recording_outputs
+    written = scan_module.FileStore.write
     calls = []
 
-    def fill_up(out, name, *args):
+    def fill_up(store, name, *args, **kwargs):
         calls.append(name)
         if len(calls) > 1:
             raise OSError(errno.ENOSPC, "No space left on device")
-        return written(out, name, *args)
+        return written(store, name, *args, **kwargs)
 
-    monkeypatch.setattr(scan_module, "_write_recording_outputs", fill_up)
+    monkeypatch.setattr(scan_module.FileStore, "write", fill_up)
     with pytest.raises(ScanWriteError) as caught:
         scan(scan_checkpoint, archive, tmp_path / "out", progress=False, device="cpu")
     message = str(caught.value)
     assert "\n" not in message and "no space left on the disk" in message and "free some space" in message
     assert "1 recording(s) finished so far are kept" in message
     assert (tmp_path / "out" / "a.wav.scan.json").is_file()
-    monkeypatch.setattr(scan_module, "_write_recording_outputs", written)
+    monkeypatch.setattr(scan_module.FileStore, "write", written)
     resumed = scan(scan_checkpoint, archive, tmp_path / "out", progress=False, device="cpu")
     assert dict(zip(resumed.recordings["recording"], resumed.recordings["status"])) == {
         "a.wav": "resumed", "site/b.opus": "scanned"}
@@ -267,3 +267,61 @@ def test_a_scan_stopped_inside_a_long_recording_resumes_at_its_last_kept_batch(s
     assert resumed.recordings["status"].iloc[0] == "scanned" and not (out / "long.wav.partial.npz").exists()
     pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "clean" / "long.wav.scores.csv"),
                                   pd.read_csv(out / "long.wav.scores.csv"))
+
+
+def test_the_packed_layout_keeps_an_archive_in_a_few_files_with_the_same_detections(scan_checkpoint, archive,
+                                                                                  tmp_path, monkeypatch):
+    from helpers.evaluation import scan_store
+    from helpers.evaluation.scan_store import read_windows, scan_recordings
+
+    for i in range(5):
+        noise(archive / f"more{i}.wav", 2.0)
+    files = scan(scan_checkpoint, archive, tmp_path / "files", threshold=0.3, progress=False, device="cpu")
+    monkeypatch.setattr(scan_store, "PACK_RECORDINGS", 3)
+    out = tmp_path / "packed"
+    packed = scan(scan_checkpoint, archive, out, threshold=0.3, progress=False, device="cpu", layout="packed")
+    assert packed.settings["layout"] == "packed" and len(packed.recordings) == 7
+    assert (out / "detections.csv").read_text() == (tmp_path / "files" / "detections.csv").read_text()
+    # 7 recordings in packs of 3: three packs of three files each, beside the folder's own tables
+    assert len(list((out / "packs").glob("*.npz"))) == 3 and len(list((out / "packs").iterdir())) == 9
+    assert not list(out.rglob("*.scores.csv")) and not list(out.rglob("*.scan.json"))[1:]  # scan.json only
+    assert scan_recordings(out) == scan_recordings(tmp_path / "files") == sorted(files.recordings["recording"])
+    for name in ("a.wav", "site/b.opus"):
+        np.testing.assert_allclose(read_windows(out, name).filter(like="score_"),
+                                   read_windows(tmp_path / "files", name).filter(like="score_"), atol=1e-6)
+    again = scan(scan_checkpoint, archive, out, threshold=0.3, progress=False, device="cpu")
+    assert set(again.recordings["status"]) == {"resumed"}
+    redetected = scan(scan_checkpoint, archive, out, threshold=0.2, progress=False, device="cpu")
+    assert set(redetected.recordings["status"]) == {"redetected"} and len(list((out / "packs").glob("*.npz"))) == 3
+    relisted = scan(scan_checkpoint, archive, tmp_path / "files", threshold=0.2, progress=False, device="cpu")
+    assert (out / "detections.csv").read_text() == (tmp_path / "files" / "detections.csv").read_text()
+    assert len(relisted.detections) == len(redetected.detections)
+    with pytest.raises(ValueError, match="holds a scan in the packed layout"):
+        scan(scan_checkpoint, archive, out, progress=False, device="cpu", layout="files")
+
+
+def test_a_packed_scan_stopped_mid_pack_keeps_the_packs_written(scan_checkpoint, archive, tmp_path, monkeypatch):
+    from helpers.evaluation import scan_store
+
+    for i in range(4):
+        noise(archive / f"more{i}.wav", 2.0)
+    monkeypatch.setattr(scan_store, "PACK_RECORDINGS", 2)
+    original = scan_module._Scanner.score_recording
+    calls = []
+
+    def stop_at_the_fourth(self, path, name, *args):
+        calls.append(name)
+        if len(calls) == 4:
+            raise KeyboardInterrupt
+        return original(self, path, name, *args)
+
+    monkeypatch.setattr(scan_module._Scanner, "score_recording", stop_at_the_fourth)
+    out = tmp_path / "packed"
+    with pytest.raises(KeyboardInterrupt):
+        scan(scan_checkpoint, archive, out, progress=False, device="cpu", layout="packed", decode_workers=0)
+    assert len(list((out / "packs").glob("*.json"))) == 2  # the first pack: its records and its detections
+    calls.clear()
+    monkeypatch.setattr(scan_module._Scanner, "score_recording", original)
+    resumed = scan(scan_checkpoint, archive, out, progress=False, device="cpu", decode_workers=0)
+    status = resumed.recordings["status"].value_counts().to_dict()
+    assert status == {"resumed": 2, "scanned": 4}

@@ -140,9 +140,37 @@ def _write_scan_csv(path: Path, rows: list[dict[str, Any]]) -> None:
                              "model_options": json.dumps(row["model_options"])})
 
 
+def run_archive_from_args(args: argparse.Namespace) -> int:
+    """``bench scan --archive N``: :func:`helpers.bench.archive.run_archive_benchmark`, printed and written."""
+    from helpers.bench.archive import run_archive_benchmark
+
+    threads = configure_threads(args.threads)
+    print(f"CPU {device_name(torch.device('cpu'))}, {os.cpu_count()} cores, {threads} torch threads; model "
+          f"{args.models[0]} at {args.rates[0]} Hz, untrained", flush=True)
+    slurm = "auto" if not args.no_slurm and args.slurm_config is None else (None if args.no_slurm else args.slurm_config)
+    try:
+        result = run_archive_benchmark(args.archive, args.models[0], args.rates[0], threads, args.compare_files,
+                                       args.decode_workers, args.formats, slurm, args.model_options or None)
+    except (ValueError, RuntimeError) as exc:
+        print(f"bench scan --archive: {exc}", file=sys.stderr)
+        return 1
+    result["arguments"] = dict(vars(args))
+    path = Path(args.json) if args.json else Path("runs") / "bench" / f"bench-archive-{args.archive}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(path, result)
+    with atomic_write(path.with_suffix(".csv"), "w") as fh:
+        writer = csv.DictWriter(fh, fieldnames=sorted({k for r in result["rows"] for k in r}), lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(result["rows"])
+    print(f"wrote {path} and {path.with_suffix('.csv')}")
+    return 0
+
+
 def run_scan_from_args(args: argparse.Namespace) -> int:
     """``bench scan`` on parsed arguments (:func:`build_scan_parser`): measure, print the table, the
     targets and whether each was met, write the JSON and the CSV beside it."""
+    if args.archive:
+        return run_archive_from_args(args)
     try:
         check_models([m for m in args.models if not is_head(m)] or ["cnn10"])
         device = resolve_device(args.device)
@@ -233,6 +261,17 @@ def build_scan_parser() -> argparse.ArgumentParser:
     parser.add_argument("--model-options", type=_json_object, default=None,
                         help="JSON constructor options for every model (a narrow model for a quick check; "
                              "no target applies then)")
+    archive = parser.add_argument_group("archive of many files (helpers/bench/archive.py)")
+    archive.add_argument("--archive", type=int, default=None, metavar="N",
+                         help="build N one-minute 48 kHz recordings (a few broken) and measure the archive scan: "
+                              "decoding workers, the single-file rate, memory, the rerun, SLURM with two shards")
+    archive.add_argument("--compare-files", type=int, default=20, metavar="K",
+                         help="recordings the decoding comparison scans (default 20)")
+    archive.add_argument("--decode-workers", type=int, nargs="+", default=[0, 1, 2], metavar="W")
+    archive.add_argument("--formats", nargs="+", choices=["wav", "flac"], default=["wav", "flac"])
+    archive.add_argument("--slurm-config", default=None, metavar="FILE",
+                         help="SLURM options for the two-shard row (default: the local SLURM when one answers)")
+    archive.add_argument("--no-slurm", action="store_true", help="leave the SLURM row out")
     return parser
 
 

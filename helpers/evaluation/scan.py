@@ -74,8 +74,9 @@ from helpers.core.progress import progress_bar
 from helpers.evaluation.scan_core import (EMBEDDINGS_SUFFIX, ERROR_COLUMNS, EVENT_COLUMNS,  # noqa: F401
                                           FINGERPRINTS, MIN_WINDOW_FRACTION, RECORDING_COLUMNS, SCAN_VERSION,
                                           ScanResult, ScanWriteError, _Scanner, _scan_locked, _write_combined,
-                                          _write_error, _write_recording_outputs, describe_detection_score,
-                                          find_recordings, resolve_detection_score)
+                                          _write_error, describe_detection_score, find_recordings,
+                                          resolve_detection_score, resolve_layout)
+from helpers.evaluation.scan_store import LAYOUTS, open_store  # noqa: F401
 
 
 def default_decode_workers() -> int:
@@ -91,7 +92,8 @@ def scan(checkpoint: str | Path, inputs: str | Path | Sequence[str | Path] | Non
          progress: bool = True, detection_score: str = "auto", thresholds_from: str | Path | None = None,
          file_list: str | Path | None = None, root: str | Path | None = None, fingerprint: str = "stat",
          min_window_fraction: float = MIN_WINDOW_FRACTION, decode_workers: int | None = None,
-         blocks_in_flight: int = 2, executor: str = "local", slurm=None, hours_per_job: float = 1.0) -> ScanResult:
+         blocks_in_flight: int = 2, executor: str = "local", slurm=None, hours_per_job: float = 1.0,
+         layout: str | None = None) -> ScanResult:
     """Scan recordings (files or folders, walked recursively, and/or a ``file_list`` of paths relative to
     ``root``) with ``checkpoint`` into ``out_dir``.
 
@@ -112,7 +114,9 @@ def scan(checkpoint: str | Path, inputs: str | Path | Sequence[str | Path] | Non
     ``blocks_in_flight`` window batches waiting. ``executor="slurm"``: the same scan as SLURM jobs, one per
     shard of at most ``hours_per_job`` hours of audio, with the training grids' options (``slurm``: a
     file, a mapping or None); :mod:`helpers.evaluation.scan_slurm` says how it shards, resumes and
-    reattaches.
+    reattaches. ``layout``: ``files`` (per-recording files, the default) or ``packed`` (packs of many
+    recordings, for archives on cluster file systems; :mod:`helpers.evaluation.scan_store`); a folder
+    that holds results goes on in its own.
 
     Files that cannot be read are listed in the result's ``errors`` (and ``OUT/errors.csv``) and the
     others are scanned; files a walk passed over or a list could not resolve are in ``skipped`` (and
@@ -141,7 +145,7 @@ def scan(checkpoint: str | Path, inputs: str | Path | Sequence[str | Path] | Non
         except OSError as exc:
             raise _write_error(out, "the scan folder", exc, 0) from None
         return scan_on_slurm(scanner, checkpoint, found, out, scanner_arguments(**args), slurm, hours_per_job,
-                             workers, blocks_in_flight, progress)
+                             workers, blocks_in_flight, progress, resolve_layout(out, layout))
     try:
         out.mkdir(parents=True, exist_ok=True)
         guard = run_folder.lock(out, wait=False, purpose="a scan", fix="wait for it to end, or scan into another --out")
@@ -150,7 +154,7 @@ def scan(checkpoint: str | Path, inputs: str | Path | Sequence[str | Path] | Non
         raise _write_error(out, "the scan folder", exc, 0) from None
     try:
         _refuse_live_shards(out)
-        return _scan_locked(scanner, checkpoint, found, out, progress, workers, blocks_in_flight)
+        return _scan_locked(scanner, checkpoint, found, out, progress, workers, blocks_in_flight, layout=layout)
     finally:
         guard.__exit__(None, None, None)
 
@@ -202,38 +206,37 @@ def rescore(checkpoint: str | Path, scan_dir: str | Path, out_dir: str | Path | 
                          f"({mine.get('model_sha256', '')[:12]}), but {scan_dir} stores embeddings of "
                          f"{stored['features']['backbone']} ({stored['features'].get('model_sha256', '')[:12]}); "
                          "rescore with a head trained on the same backbone, or scan the audio again.")
-    markers = sorted(p for p in scan_dir.rglob("*.scan.json") if p != summary_path)
+    source = open_store(scan_dir)
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise _write_error(out, "the output folder", exc, 0) from None
     with run_folder.lock(out, wait=False, purpose="a scan or rescore",
                          fix="wait for it to end, or rescore into another --out"):
-        return _rescore_locked(scanner, checkpoint, scan_dir, out, markers, sr, progress)
+        target = source if out.resolve() == scan_dir.resolve() else open_store(out, resolve_layout(out, source.layout))
+        return _rescore_locked(scanner, checkpoint, scan_dir, source, target, out, sr, progress)
 
 
-def _rescore_locked(scanner: _Scanner, checkpoint: Path, scan_dir: Path, out: Path, markers: list[Path], sr: int,
+def _rescore_locked(scanner: _Scanner, checkpoint: Path, scan_dir: Path, source, target, out: Path, sr: int,
                     progress: bool) -> ScanResult:
     rows, all_events, errors, order = [], [], [], {}
     started = time.perf_counter()
-    bar = progress_bar(len(markers), desc="rescore", unit="recording", enabled=progress)
+    records = source.records()
+    bar = progress_bar(len(records), desc="rescore", unit="recording", enabled=progress)
+    in_place = target is source
     try:
-        for marker in markers:
-            name = marker.relative_to(scan_dir).as_posix()[:-len(".scan.json")]
-            record = read_json(marker)
-            source = scan_dir / f"{name}{EMBEDDINGS_SUFFIX}"
-            times_path = scan_dir / f"{name}.scores.csv"
+        for name, record in records.items():
             bar.update(1)
-            if not source.is_file() or not times_path.is_file():
-                errors.append({"path": record.get("path", name), "error": f"{source}: no stored embeddings (the "
-                               "scan was interrupted, or made before embeddings were stored); scan it again",
+            embeddings = source.read_embeddings(name) if source.complete(name, True) else None
+            if embeddings is None:
+                errors.append({"path": record.get("path", name), "error": f"{scan_dir}: no stored embeddings of {name} "
+                               "(the scan was interrupted, or made before embeddings were stored); scan it again",
                                "shard": ""})
                 continue
-            embeddings = np.load(source, allow_pickle=False)
-            times = pd.read_csv(times_path, usecols=["begin", "end"])
+            times = source.read_windows(name)[["begin", "end"]]
             if len(times) != len(embeddings):
-                errors.append({"path": record.get("path", name), "error": f"{source}: {len(embeddings)} embeddings "
-                               f"for {len(times)} windows (damaged); scan it again", "shard": ""})
+                errors.append({"path": record.get("path", name), "error": f"{scan_dir}: {len(embeddings)} embeddings "
+                               f"of {name} for {len(times)} windows (damaged); scan it again", "shard": ""})
                 continue
             scores = scanner.score_windows(torch.from_numpy(embeddings.astype(np.float32)))
             windows = pd.DataFrame(scores, columns=[f"score_{c}" for c in scanner.classes])
@@ -246,15 +249,16 @@ def _rescore_locked(scanner: _Scanner, checkpoint: Path, scan_dir: Path, out: Pa
                                                        sha256=record.get("sha256"))
             new_record = {**record, "detections": len(events), "score_fingerprint": score_fp,
                           "detect_fingerprint": detect_fp, "rescored_from": str(scan_dir)}
-            if out.resolve() == scan_dir.resolve():
-                windows.attrs.pop("embeddings")  # already there: do not rewrite hours of embeddings
-            (out / f"{name}.scan.json").unlink(missing_ok=True)  # outputs change: the marker goes first
-            _write_recording_outputs(out, name, windows, events, scanner, new_record)
+            new_record.pop("rows", None)
+            # in place, the files layout keeps its embeddings file (hours of them are not rewritten)
+            target.write(name, windows, events, new_record, scanner.settings.fmin, scanner.settings.resolved_fmax,
+                         embeddings_unchanged=in_place)
             rows.append({"recording": name, "path": record.get("path", name), "duration": record["duration"],
                          "windows": len(windows), "detections": len(events), "status": "rescored",
                          "note": record.get("note", "")})
             all_events.append(events.reindex(columns=EVENT_COLUMNS))
             order[name] = (record.get("path", name), record["duration"])
+        target.close()
     finally:
         bar.close()
     wall = time.perf_counter() - started
@@ -264,6 +268,7 @@ def _rescore_locked(scanner: _Scanner, checkpoint: Path, scan_dir: Path, out: Pa
                         {**scanner.base, **scanner.detect_settings, "device": str(scanner.device),
                          "hop_seconds": scanner.hop / sr, "checkpoint_path": str(checkpoint),
                          "classes": scanner.classes, "score": scanner.score, "rescored_from": str(scan_dir),
+                         "layout": target.layout,
                          "detection_score": describe_detection_score(scanner.score_from, scanner.background)})
     recordings = [(Path(path), name) for name, (path, _) in order.items()]
     _write_combined(result, recordings, {name: {"duration": d} for name, (_, d) in order.items()})

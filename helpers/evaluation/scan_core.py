@@ -26,6 +26,7 @@ from helpers.data.annotation_writers import (write_audacity_labels, write_combin
 from helpers.data.audio import AudioError
 from helpers.data.audio_files import FoundAudio, find_audio_files, read_file_list
 from helpers.data.stream import recording_info, window_batches
+from helpers.evaluation.scan_store import EMBEDDINGS_SUFFIX, LAYOUTS, FileStore, layout_of, open_store  # noqa: F401
 from helpers.evaluation.detections import DETECTION_SCORES, detect_events
 from helpers.evaluation.predict import load_for_inference, prepare_scorer
 from helpers.evaluation.scoring import predict_scores
@@ -48,8 +49,6 @@ SKIPPED_SHOWN = 10
 RECORDING_COLUMNS = ["recording", "path", "duration", "windows", "detections", "status", "note"]
 #: Columns of a scan's errors table (``shard``: the SLURM shard that met it, empty locally).
 ERROR_COLUMNS = ["path", "error", "shard"]
-#: Per-recording file of the window embeddings ``(windows, dim)`` float16 of a backbone scan.
-EMBEDDINGS_SUFFIX = ".embeddings.npy"
 
 
 @dataclass
@@ -426,44 +425,22 @@ class Prefetcher:
                 cancel.set()
             self.pool.shutdown(wait=True, cancel_futures=True)
 
-def _write_recording_outputs(out: Path, name: str, windows: pd.DataFrame | None, events: pd.DataFrame,
-                             scanner: _Scanner, record: dict) -> None:
-    """The per-recording files, ``.scan.json`` last (see the module docstring)."""
-    base = out / name
-    base.parent.mkdir(parents=True, exist_ok=True)
-    if windows is not None and "embeddings" in windows.attrs:
-        with atomic_write(f"{base}{EMBEDDINGS_SUFFIX}") as fh:
-            np.save(fh, windows.attrs["embeddings"], allow_pickle=False)
-    if windows is not None:
-        with atomic_write(f"{base}.scores.csv", "w") as fh:
-            # fixed decimals: %g would round the times of long recordings (0.1 s beyond 10,000 s)
-            windows.drop(columns="recording").to_csv(fh, index=False, float_format="%.6f")
-    high = scanner.settings.resolved_fmax
-    write_raven_table(events, f"{base}.selections.txt", low_freq=scanner.settings.fmin, high_freq=high)
-    write_audacity_labels(events, f"{base}.labels.txt")
-    write_events_csv(events, f"{base}.detections.csv")
-    write_json_atomic(f"{base}.scan.json", record)
-
-
-def _finished_record(scanner: _Scanner, path: Path, name: str, out: Path) -> dict | None:
-    """The ``.scan.json`` of a recording finished with these score settings, without opening its audio
-    under the ``stat`` fingerprint; None when it must be scanned."""
-    marker = out / f"{name}.scan.json"
-    if not marker.is_file():
+def _finished(scanner: _Scanner, store, path: Path, name: str) -> dict | None:
+    """The record of a recording finished with these score settings (without opening its audio under the
+    ``stat`` fingerprint); None when it must be scanned."""
+    previous = store.record(name)
+    if previous is None or not store.complete(name, scanner.stores_embeddings):
         return None
-    try:
-        previous = read_json(marker)
-    except (OSError, ValueError):
-        return None
-    outputs = [out / f"{name}{suffix}" for suffix in (".scores.csv", ".detections.csv")
-               + ((EMBEDDINGS_SUFFIX,) if scanner.stores_embeddings else ())]
     try:
         score_fp, _ = scanner.fingerprints(path)
     except OSError:
         return None
-    if previous.get("score_fingerprint") == score_fp and all(p.is_file() for p in outputs):
-        return previous
-    return None
+    return previous if previous.get("score_fingerprint") == score_fp else None
+
+
+def _finished_record(scanner: _Scanner, path: Path, name: str, out: Path) -> dict | None:
+    """:func:`_finished` in the folder's own layout."""
+    return _finished(scanner, open_store(out), path, name)
 
 
 def recording_note(info: dict, window_seconds: float) -> str:
@@ -478,18 +455,33 @@ def recording_note(info: dict, window_seconds: float) -> str:
     return "; ".join(notes)
 
 
+def resolve_layout(out: Path, layout: str | None) -> str:
+    """The layout a scan of ``out`` writes: the folder's own when it holds results, else ``layout``
+    (default ``files``); asking for the other one of a folder that holds results is an error."""
+    if layout is not None and layout not in LAYOUTS:
+        raise ValueError(f"layout must be {' or '.join(LAYOUTS)}, not {layout!r}")
+    present = layout_of(out)
+    has_results = present == "packed" or (out.is_dir() and any(p != out / "scan.json" for p in out.rglob("*.scan.json")))
+    if layout is not None and has_results and present != layout:
+        raise ValueError(f"{out}: holds a scan in the {present} layout; scan into another --out for the {layout} "
+                         f"one, or leave --layout out to go on in {present}")
+    return present if has_results else (layout or "files")
+
+
 def _scan_locked(scanner: _Scanner, checkpoint: Path, found: FoundAudio, out: Path, progress: bool,
                  decode_workers: int = 0, blocks_in_flight: int = 2, scan_missing: bool = True,
-                 extra_errors: list[dict] | None = None, combine: bool = True) -> ScanResult:
+                 extra_errors: list[dict] | None = None, combine: bool = True, layout: str | None = None,
+                 pack_prefix: str | None = None) -> ScanResult:
     """Scan what is not finished (with ``scan_missing``; else list it in ``extra_errors``' terms), read back
-    what is, and write the folder's tables (``combine``)."""
+    what is, and write the folder's tables (``combine``), in the folder's ``layout``."""
     recordings = found.files
+    store = open_store(out, resolve_layout(out, layout), pack_prefix)
     errors: list[dict] = list(extra_errors or [])
     infos: dict[str, dict] = {}
     finished: dict[str, dict] = {}
     failed_paths = {e["path"] for e in errors}
     for path, name in recordings:
-        previous = _finished_record(scanner, path, name, out)
+        previous = _finished(scanner, store, path, name)
         if previous is not None:
             finished[name] = previous
             infos[name] = {"duration": previous["duration"], "samplerate": previous.get("sample_rate"),
@@ -517,7 +509,7 @@ def _scan_locked(scanner: _Scanner, checkpoint: Path, found: FoundAudio, out: Pa
                 continue
             batches = prefetch.batches(position[name]) if name in position else None
             try:
-                row, events, seconds = _scan_one(scanner, path, name, out, infos[name], bar, errors,
+                row, events, seconds = _scan_one(scanner, store, path, name, out, infos[name], bar, errors,
                                                  finished.get(name), batches, timer)
             except OSError as exc:
                 raise _write_error(out, f"the outputs of {name}", exc, len(rows)) from None
@@ -531,6 +523,10 @@ def _scan_locked(scanner: _Scanner, checkpoint: Path, found: FoundAudio, out: Pa
             if row["status"] == "scanned":
                 scanned_seconds += row["duration"]
                 wall += seconds
+        try:
+            store.close()
+        except OSError as exc:
+            raise _write_error(out, "the last pack", exc, len(rows)) from None
     finally:
         bar.close()
         prefetch.close()
@@ -543,6 +539,7 @@ def _scan_locked(scanner: _Scanner, checkpoint: Path, found: FoundAudio, out: Pa
                          "hop_seconds": scanner.hop / scanner.settings.sample_rate, "checkpoint_path": str(checkpoint),
                          "classes": scanner.classes, "score": scanner.score, "fingerprint": scanner.fingerprint,
                          "decode_workers": decode_workers, "blocks_in_flight": blocks_in_flight,
+                         "layout": store.layout,
                          "detection_score": describe_detection_score(scanner.score_from, scanner.background)},
                         found.skipped_table(), timer.wait, timer.score)
     if combine:
@@ -553,7 +550,7 @@ def _scan_locked(scanner: _Scanner, checkpoint: Path, found: FoundAudio, out: Pa
     return result
 
 
-def _scan_one(scanner: _Scanner, path: Path, name: str, out: Path, info: dict, bar, errors: list[dict],
+def _scan_one(scanner: _Scanner, store, path: Path, name: str, out: Path, info: dict, bar, errors: list[dict],
               previous: dict | None = None, batches=None,
               timer: DecodeTimer | None = None) -> tuple[dict | None, pd.DataFrame | None, float]:
     """Scan (or resume) one recording; ``(summary row, events, wall seconds)``, or ``(None, None, 0)``
@@ -571,8 +568,7 @@ def _scan_one(scanner: _Scanner, path: Path, name: str, out: Path, info: dict, b
             windows = None
             status = "resumed"
             if previous.get("detect_fingerprint") != detect_fp:
-                windows = pd.read_csv(out / f"{name}.scores.csv")
-                windows.insert(0, "recording", name)
+                windows = store.read_windows(name)
                 status = "redetected"
             bar.update(info["duration"])
         else:
@@ -583,8 +579,7 @@ def _scan_one(scanner: _Scanner, path: Path, name: str, out: Path, info: dict, b
                        "shard": ""})
         return None, None, 0.0
     if windows is None:
-        events = pd.read_csv(out / f"{name}.detections.csv").rename(columns={"file": "recording"})
-        events["recording"] = name
+        events = store.read_events(name)
         n_windows = previous["windows"]
     else:
         events = scanner.events(windows)
@@ -602,7 +597,8 @@ def _scan_one(scanner: _Scanner, path: Path, name: str, out: Path, info: dict, b
                   "embeddings": f"{Path(name).name}{EMBEDDINGS_SUFFIX}" if scanner.stores_embeddings else None}
         if sha is not None:
             record["sha256"] = sha
-        _write_recording_outputs(out, name, windows if status == "scanned" else None, events, scanner, record)
+        store.write(name, windows if status == "scanned" else None, events, record, scanner.settings.fmin,
+                    scanner.settings.resolved_fmax)
         partial.unlink(missing_ok=True)
     row = {"recording": name, "path": str(path), "duration": info["duration"], "windows": n_windows,
            "detections": len(events), "status": status, "note": note}

@@ -47,8 +47,8 @@ from helpers.core.slurm import (SlurmOptions, entry_state, install_robust_requeu
 from helpers.data.audio import AudioError
 from helpers.data.audio_files import FoundAudio
 from helpers.data.stream import recording_info
-from helpers.evaluation.scan_core import (ScanResult, _finished_record, _fingerprint, _Scanner, _scan_locked,
-                                          _write_combined)
+from helpers.evaluation.scan_core import ScanResult, _finished, _fingerprint, _Scanner, _scan_locked, _write_combined
+from helpers.evaluation.scan_store import PackStore, open_store
 
 #: The shard map inside the scan folder.
 STATE_DIR = ".slurm"
@@ -86,11 +86,12 @@ class ScanShardJob:
     recordings are skipped, a long one resumes at its last kept batch)."""
 
     def __init__(self, checkpoint: str, files: list[tuple[str, str]], out: str, scanner_args: dict[str, Any],
-                 shard: str, workdir: str, decode_workers: int, blocks_in_flight: int, threads: int) -> None:
+                 shard: str, workdir: str, decode_workers: int, blocks_in_flight: int, threads: int,
+                 layout: str = "files") -> None:
         # not self.checkpoint: that name is the method submitit calls on preemption
         self.model_path, self.files, self.out, self.scanner_args = checkpoint, files, out, scanner_args
         self.shard, self.workdir, self.threads = shard, workdir, threads
-        self.decode_workers, self.blocks_in_flight = decode_workers, blocks_in_flight
+        self.decode_workers, self.blocks_in_flight, self.layout = decode_workers, blocks_in_flight, layout
 
     def __call__(self) -> dict[str, Any]:
         install_robust_requeue()
@@ -105,7 +106,7 @@ class ScanShardJob:
               f"into {out}", flush=True)
         result = _scan_locked(scanner, Path(self.model_path), found, out, progress=False,
                               decode_workers=self.decode_workers, blocks_in_flight=self.blocks_in_flight,
-                              combine=False)
+                              combine=False, layout=self.layout, pack_prefix=f"shard-{self.shard}")
         errors = [{**e, "shard": self.shard, **_stat(e["path"])} for e in result.errors.to_dict(orient="records")]
         summary = {"shard": self.shard, "recordings": len(result.recordings), "errors": errors,
                    "audio_seconds": result.audio_seconds, "wall_seconds": result.wall_seconds,
@@ -117,7 +118,8 @@ class ScanShardJob:
         from submitit.helpers import DelayedSubmission
 
         return DelayedSubmission(ScanShardJob(self.model_path, self.files, self.out, self.scanner_args, self.shard,
-                                              self.workdir, self.decode_workers, self.blocks_in_flight, self.threads))
+                                              self.workdir, self.decode_workers, self.blocks_in_flight, self.threads,
+                                              self.layout))
 
 
 def read_shard_map(out: Path) -> dict[str, Any]:
@@ -147,7 +149,8 @@ def live_shards(out: Path) -> dict[str, dict[str, Any]]:
 
 def scan_on_slurm(scanner: _Scanner, checkpoint: Path, found: FoundAudio, out: Path, scanner_args: dict[str, Any],
                   slurm: SlurmOptions | dict | str | Path | None = None, hours_per_job: float = 1.0,
-                  decode_workers: int = 1, blocks_in_flight: int = 2, progress: bool = True) -> ScanResult:
+                  decode_workers: int = 1, blocks_in_flight: int = 2, progress: bool = True,
+                  layout: str = "files") -> ScanResult:
     """The SLURM scan (module docstring); ``scanner``/``scanner_args``: the scan's settings, built by
     :func:`helpers.evaluation.scan.scan`. Returns what a local scan returns, built from the outputs."""
     options = slurm_options(slurm)
@@ -156,7 +159,8 @@ def scan_on_slurm(scanner: _Scanner, checkpoint: Path, found: FoundAudio, out: P
     with run_folder.lock(out, wait=False, purpose="a scan", fix="wait for it to end, or scan into another --out"):
         state = read_shard_map(out)
         key = scanner_settings_key(scanner)
-        before = {name for path, name in found.files if _finished_record(scanner, path, name, out) is not None}
+        store = open_store(out, layout)
+        before = {name for path, name in found.files if _finished(scanner, store, path, name) is not None}
         pending = [(p, n) for p, n in found.files if n not in before]
         errors: list[dict] = []
         watched: list[tuple[str, Any, dict[str, Any]]] = []
@@ -192,18 +196,18 @@ def scan_on_slurm(scanner: _Scanner, checkpoint: Path, found: FoundAudio, out: P
             if shards:
                 require_slurm()
                 watched += _submit(shards, scanner, checkpoint, out, scanner_args, options, state, decode_workers,
-                                   blocks_in_flight, say)
+                                   blocks_in_flight, say, layout)
             write_json_atomic(out / STATE_DIR / SHARD_MAP, state)
             say(f"{len(found.files)} recording(s): {len(before)} finished before, {len(covered)} in live shards, "
                 f"{sum(len(s) for s in shards)} submitted in {len(shards)} shard(s) of at most {hours_per_job:g} h")
-            errors += _watch(watched, scanner, out, options, say, progress)
+            errors += _watch(watched, out, options, say, progress, layout)
         for shard_id, _, _ in watched:
             summary = out / STATE_DIR / f"shard-{shard_id}.json"
             if summary.is_file():
                 errors += read_json(summary).get("errors", [])
         errors = [{k: e[k] for k in ("path", "error", "shard")} for e in errors]
         result = _scan_locked(scanner, checkpoint, found, out, progress=False, scan_missing=False,
-                              extra_errors=errors, combine=False)
+                              extra_errors=errors, combine=False, layout=layout)
         scanned_now = {n for _, n in pending} & set(result.recordings["recording"])
         result.recordings.loc[result.recordings["recording"].isin(scanned_now), "status"] = "scanned"
         seconds = {r.recording: r.duration for r in result.recordings.itertuples()}
@@ -244,7 +248,7 @@ def _attach(entry: dict[str, Any]) -> Any:
 
 def _submit(shards: list[list[tuple[Path, str, float]]], scanner: _Scanner, checkpoint: Path, out: Path,
             scanner_args: dict[str, Any], options: SlurmOptions, state: dict[str, Any], decode_workers: int,
-            blocks_in_flight: int, say: Callable[[str], None]) -> list[tuple[str, Any, dict[str, Any]]]:
+            blocks_in_flight: int, say: Callable[[str], None], layout: str) -> list[tuple[str, Any, dict[str, Any]]]:
     import submitit
 
     token = f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
@@ -258,7 +262,7 @@ def _submit(shards: list[list[tuple[Path, str, float]]], scanner: _Scanner, chec
     ids = [f"{token}-{i:04d}" for i in range(len(shards))]
     calls = [ScanShardJob(str(checkpoint.resolve()), [(str(p.resolve()), n) for p, n, _ in shard], str(out.resolve()),
                           scanner_args, shard_id, os.getcwd(), decode_workers, blocks_in_flight,
-                          options.cpus_per_task)
+                          options.cpus_per_task, layout)
              for shard_id, shard in zip(ids, shards)]
     jobs = executor.submit_array(calls)
     watched = []
@@ -273,8 +277,15 @@ def _submit(shards: list[list[tuple[Path, str, float]]], scanner: _Scanner, chec
     return watched
 
 
-def _watch(watched: list[tuple[str, Any, dict[str, Any]]], scanner: _Scanner, out: Path, options: SlurmOptions,
-           say: Callable[[str], None], progress: bool) -> list[dict]:
+def _finished_names(out: Path, layout: str, names: list[str]) -> set[str]:
+    """Which of ``names`` a job has finished (their marker, or their pack, is written)."""
+    if layout == "packed":
+        return set(PackStore(out).index) & set(names)
+    return {n for n in names if (out / f"{n}.scan.json").is_file()}
+
+
+def _watch(watched: list[tuple[str, Any, dict[str, Any]]], out: Path, options: SlurmOptions,
+           say: Callable[[str], None], progress: bool, layout: str) -> list[dict]:
     """Wait for the shards' jobs; a progress line whenever the counts change. Returns the error rows of
     failed shards (one per recording they left unfinished). Ctrl-C stops the watching, not the jobs."""
     import submitit
@@ -293,8 +304,8 @@ def _watch(watched: list[tuple[str, Any, dict[str, Any]]], scanner: _Scanner, ou
                 if not job.done():
                     continue
                 pending.remove(item)
-                left = [(p, n) for p, n in zip(entry["paths"], entry["names"])
-                        if not (out / f"{n}.scan.json").is_file()]
+                finished = _finished_names(out, layout, entry["names"])
+                left = [(p, n) for p, n in zip(entry["paths"], entry["names"]) if n not in finished]
                 summary = out / STATE_DIR / f"shard-{shard_id}.json"
                 if summary.is_file() and not left:
                     counts["done"] += 1
@@ -311,8 +322,8 @@ def _watch(watched: list[tuple[str, Any, dict[str, Any]]], scanner: _Scanner, ou
                            for p, n in left if p not in reported]
                 say(f"shard {shard_id} (job {job.job_id}) ended {state} with {len(left)} recording(s) unscanned; "
                     f"logs {logs}")
-            seconds = sum(dur for _, _, e in watched for n, dur in _durations(e)
-                          if (out / f"{n}.scan.json").is_file())
+            finished = _finished_names(out, layout, [n for _, _, e in watched for n in e["names"]])
+            seconds = sum(dur for _, _, e in watched for n, dur in _durations(e) if n in finished)
             bar.update(max(0.0, seconds - done_seconds))
             done_seconds = seconds
             for category in ("queued", "running"):

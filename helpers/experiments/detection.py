@@ -21,6 +21,7 @@ from helpers.data.corpus import Corpus
 from helpers.data.longform import make_long_recording
 from helpers.evaluation.events import choose_threshold, event_scores, listening_effort, precision_recall_curve_events
 from helpers.evaluation.scan import ScanResult, scan
+from helpers.evaluation.scan_store import read_windows
 
 #: Recalls at which the listening time saved is reported.
 EFFORT_RECALLS = (0.5, 0.8, 0.9)
@@ -72,7 +73,7 @@ def semi_synthetic_pair(corpus: Corpus, folder: str | Path, threshold_split: str
 
 
 def _windows(scan_dir: Path, wav: Path) -> pd.DataFrame:
-    return pd.read_csv(scan_dir / f"{wav.name}.scores.csv").assign(recording=wav.name)
+    return read_windows(scan_dir, wav.name)
 
 
 def _realtime_factor(scan_dir: Path, wav: Path) -> float:

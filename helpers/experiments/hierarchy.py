@@ -38,6 +38,7 @@ from helpers.experiments.collect import spread_text, summarise
 from helpers.experiments.grid import (FULL_SETTING, PAPER_TABLE2, ablation_configs, model_label, profile_settings,
                                      width_of)
 from helpers.training.config import MULTITASK, TrainConfig
+from helpers.evaluation.scan_store import read_windows
 
 #: The three forms, in table order.
 FORMS = ("flat", "two-stage", "multi-task")
@@ -286,7 +287,7 @@ def compare_detection_scores(configs: dict[str, list[TrainConfig]], recording: s
             folder = out / f"{config.run_dir().name}-{checkpoint}"
             result = scan(_weights(config, checkpoint), recording, folder, hop=hop, progress=False,
                           background=background_class, device=config.device)
-            windows = pd.read_csv(folder / f"{recording.name}.scores.csv").assign(recording=recording.name)
+            windows = read_windows(folder, recording.name)
             for variant_form, score_from, label in DETECTION_VARIANTS:
                 if variant_form != form:
                     continue

@@ -46,6 +46,7 @@ from helpers.evaluation.scan import rescore, scan
 from helpers.experiments.pretrained import inference_checkpoint
 from helpers.training.config import TrainConfig
 from helpers.training.loop import train
+from helpers.evaluation.scan_store import read_windows
 
 
 def event_scores_under(windows: pd.DataFrame, events: pd.DataFrame) -> np.ndarray:
@@ -87,7 +88,7 @@ class Round:
 
 
 def _windows(folder: Path, names: list[str]) -> pd.DataFrame:
-    return pd.concat([pd.read_csv(folder / f"{n}.scores.csv").assign(recording=n) for n in names], ignore_index=True)
+    return pd.concat([read_windows(folder, n) for n in names], ignore_index=True)
 
 
 def _in_corpus(events: pd.DataFrame, spans: Mapping[str, list[tuple[float, float]]]) -> np.ndarray:
