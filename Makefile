@@ -18,7 +18,7 @@ export MKL_NUM_THREADS ?= 2
 export OPENBLAS_NUM_THREADS ?= 2
 export MPLBACKEND ?= Agg
 
-.PHONY: setup demo paper test test-fast strip lab clean-runs
+.PHONY: setup demo paper test test-fast lint format strip lab clean-runs
 
 setup: $(STAMP)
 
@@ -51,13 +51,21 @@ paper: setup
 # each (tests/conftest.py): 10 min 21 s against 16 min 11 s serially, side by side on 2 cores (measured).
 # TEST_WORKERS=0: serial.
 TEST_WORKERS ?= 2
-test: setup
+test: setup lint
 	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile
 
-# The inner loop: unit tests only (notebook executions, training runs and subprocess tests are
-# marked slow), about a minute on 2 cores.
-test-fast: setup
+# The inner loop: lint, then unit tests only (notebook executions, training runs and subprocess
+# tests are marked slow), about a minute on 2 cores.
+test-fast: setup lint
 	$(PY) -m pytest -m "not slow" -q
+
+# ruff, configured in pyproject.toml: lint, and the formatting checked (`make format` applies it).
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: setup
+	$(VENV)/bin/ruff format .
 
 # Notebooks are committed without outputs (tests/test_notebook_sources.py checks it).
 strip: setup

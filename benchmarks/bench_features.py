@@ -15,6 +15,7 @@ tones and noise, like the challenge corpus. Run from the repository root:
     .venv/bin/python benchmarks/bench_features.py            # ~1 minute on 2 cores
     .venv/bin/python benchmarks/bench_features.py --clips 2048 --configs 2x1 1x2 1x1
 """
+
 from __future__ import annotations
 
 import argparse
@@ -76,15 +77,16 @@ def parse_config(text: str) -> tuple[int, int]:
     return int(workers), int(threads)
 
 
-def transform_rate(module: LogMel, waves: np.ndarray, device: str, workers: int, threads: int,
-                   repeats: int) -> tuple[float, float]:
+def transform_rate(
+    module: LogMel, waves: np.ndarray, device: str, workers: int, threads: int, repeats: int
+) -> tuple[float, float]:
     """Clips/s of LogMel alone on waveforms in memory; on CPU ``workers`` threads share the blocks."""
     batch = torch.from_numpy(waves)
     block = CPU_BLOCK_CLIPS if device == "cpu" else 256
 
     def run_block(start: int) -> None:
         with torch.inference_mode():
-            module(batch[start:start + block].to(device)).cpu()
+            module(batch[start : start + block].to(device)).cpu()
 
     def transform() -> None:
         with ThreadPoolExecutor(workers) as pool:
@@ -107,16 +109,22 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="timed runs per measurement; the best counts")
     parser.add_argument("--rates", type=int, nargs="+", default=list(audio.SUPPORTED_RATES))
     parser.add_argument("--precisions", nargs="+", default=["float64", "float32"])
-    parser.add_argument("--configs", nargs="+", default=[f"{cores}x1", f"1x{cores}"],
-                        help="CPU configurations WORKERSxTORCHTHREADS to time (default: %(default)s); "
-                             f"{cores}x1 is what extract_logmels does by default here")
+    parser.add_argument(
+        "--configs",
+        nargs="+",
+        default=[f"{cores}x1", f"1x{cores}"],
+        help="CPU configurations WORKERSxTORCHTHREADS to time (default: %(default)s); "
+        f"{cores}x1 is what extract_logmels does by default here",
+    )
     args = parser.parse_args()
     configs = [parse_config(c) for c in args.configs]
 
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    print(f"torch {torch.__version__}, {cores} CPU cores (load average {load:.1f} before start), "
-          f"devices: {', '.join(devices)}, {args.clips} clips, best of {args.repeats}")
+    print(
+        f"torch {torch.__version__}, {cores} CPU cores (load average {load:.1f} before start), "
+        f"devices: {', '.join(devices)}, {args.clips} clips, best of {args.repeats}"
+    )
     if torch.cuda.is_available():
         print(f"CUDA device: {torch.cuda.get_device_name(0)}")
 
@@ -125,27 +133,34 @@ def main() -> None:
         for rate in args.rates:
             length = audio.clip_samples(rate)
             print()
-            show(f"{rate // 1000} kHz  read+resample+pad (1 thread)",
-                 best_rate(lambda: [audio.load_clip(p, rate, length) for p in paths], len(paths), args.repeats))
+            show(
+                f"{rate // 1000} kHz  read+resample+pad (1 thread)",
+                best_rate(lambda: [audio.load_clip(p, rate, length) for p in paths], len(paths), args.repeats),
+            )
             waves = np.stack([audio.load_clip(p, rate, length) for p in paths])
             for precision in args.precisions:
                 settings = FeatureSettings(sample_rate=rate, fft_precision=precision)
                 for device in devices:
                     module = LogMel.from_settings(settings).to(device)
-                    for workers, threads in (configs if device == "cpu" else [(1, torch.get_num_threads())]):
+                    for workers, threads in configs if device == "cpu" else [(1, torch.get_num_threads())]:
                         where = f"cpu {workers}x{threads}" if device == "cpu" else device
-                        show(f"{rate // 1000} kHz  log-mel {precision}, waveforms in memory ({where})",
-                             transform_rate(module, waves, device, workers, threads, args.repeats))
+                        show(
+                            f"{rate // 1000} kHz  log-mel {precision}, waveforms in memory ({where})",
+                            transform_rate(module, waves, device, workers, threads, args.repeats),
+                        )
                 for device in devices:
-                    for workers, threads in (configs if device == "cpu" else [(None, None)]):
+                    for workers, threads in configs if device == "cpu" else [(None, None)]:
                         where = f"cpu {workers}x{threads}" if device == "cpu" else device
 
                         def pipeline() -> None:
-                            extract_logmels(paths, settings, device=device, progress=False,
-                                            num_workers=workers, num_threads=threads)
+                            extract_logmels(
+                                paths, settings, device=device, progress=False, num_workers=workers, num_threads=threads
+                            )
 
-                        show(f"{rate // 1000} kHz  pipeline {precision}, files -> log-mel ({where})",
-                             best_rate(pipeline, len(paths), args.repeats))
+                        show(
+                            f"{rate // 1000} kHz  pipeline {precision}, files -> log-mel ({where})",
+                            best_rate(pipeline, len(paths), args.repeats),
+                        )
 
 
 if __name__ == "__main__":

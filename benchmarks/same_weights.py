@@ -8,6 +8,7 @@ The other commit is checked out in a temporary git worktree and imported first o
 Each side builds its own synthetic corpus and feature cache, so the features are compared too.
 Prints one line per config and exits 1 when anything differs.
 """
+
 from __future__ import annotations
 
 import json
@@ -19,7 +20,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 
-TRAIN_BOTH_CONFIGS = r'''
+TRAIN_BOTH_CONFIGS = r"""
 import hashlib, json, sys
 sys.path.insert(0, sys.argv[1])
 import torch
@@ -44,12 +45,17 @@ for extra in (dict(model="cnn10"), dict(model="cnn6", mixup=False, ema_mode="ref
     digest = hashlib.sha256(b"".join(weights[k].numpy().tobytes() for k in sorted(weights))).hexdigest()[:16]
     results[extra["model"]] = {"key": cfg.key(), "weights": digest}
 print("RESULT " + json.dumps(results))
-'''
+"""
 
 
 def train_with(source: Path, out: Path) -> dict:
-    proc = subprocess.run([sys.executable, "-c", TRAIN_BOTH_CONFIGS, str(source), str(out)], cwd=tempfile.gettempdir(),
-                          capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1", "MPLBACKEND": "Agg"})
+    proc = subprocess.run(
+        [sys.executable, "-c", TRAIN_BOTH_CONFIGS, str(source), str(out)],
+        cwd=tempfile.gettempdir(),
+        capture_output=True,
+        text=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1", "MPLBACKEND": "Agg"},
+    )
     if proc.returncode != 0:
         raise SystemExit(f"training with {source} failed:\n{proc.stderr[-3000:]}")
     return json.loads(proc.stdout.split("RESULT ", 1)[1])
@@ -71,8 +77,10 @@ def main(argv: list[str]) -> int:
     for model in before:
         ok = before[model] == after[model]
         same &= ok
-        print(f"{model}: key {before[model]['key']} -> {after[model]['key']}, weights {before[model]['weights']} -> "
-              f"{after[model]['weights']}: {'identical' if ok else 'DIFFERENT'}")
+        print(
+            f"{model}: key {before[model]['key']} -> {after[model]['key']}, weights {before[model]['weights']} -> "
+            f"{after[model]['weights']}: {'identical' if ok else 'DIFFERENT'}"
+        )
     return 0 if same else 1
 
 

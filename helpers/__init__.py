@@ -17,4 +17,5 @@ Each subpackage re-exports its public names for short notebook imports
 (``from helpers.training import TrainConfig, train``); inside the package, modules import from
 concrete modules only.
 """
+
 __version__ = "0.1.0"

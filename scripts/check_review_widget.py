@@ -10,6 +10,7 @@ runs its cells, clicks "call of this label", "another label" and "not a call", t
 Chromium through its DevTools protocol (``websocket-client``, which JupyterLab's server installs).
 Exit status 0 when the three decisions were written and the screenshot taken.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -69,9 +70,11 @@ def write_inputs(folder: Path) -> None:
             on = (t >= start) & (t < start + 1.5)
             wave[on] += 0.3 * np.sin(2 * np.pi * freq * t[on])
         sf.write(str(folder / name), wave, rate)
-    rows = [{"recording": rec, "begin": b, "end": b + 3.0, "label": label, "score": s}
-            for rec, label in (("a.wav", "gibbon"), ("b.wav", "argus"))
-            for b, s in ((3.0, 0.95), (11.0, 0.6), (19.0, 0.4))]
+    rows = [
+        {"recording": rec, "begin": b, "end": b + 3.0, "label": label, "score": s}
+        for rec, label in (("a.wav", "gibbon"), ("b.wav", "argus"))
+        for b, s in ((3.0, 0.95), (11.0, 0.6), (19.0, 0.4))
+    ]
     pd.DataFrame(rows).to_csv(folder / "events.csv", index=False)
     nb = nbformat.v4.new_notebook()
     nb.cells = [nbformat.v4.new_code_cell(c.format(root=str(ROOT))) for c in NOTEBOOK_CELLS]
@@ -120,9 +123,13 @@ class DevTools:
 
 
 def click_button(tools: DevTools, text: str) -> bool:
-    return bool(tools.js(f"(() => {{ const b = [...document.querySelectorAll('button')]"
-                         f".find(b => b.textContent.includes({json.dumps(text)})); if (!b) return false; "
-                         f"b.click(); return true; }})()"))
+    return bool(
+        tools.js(
+            f"(() => {{ const b = [...document.querySelectorAll('button')]"
+            f".find(b => b.textContent.includes({json.dumps(text)})); if (!b) return false; "
+            f"b.click(); return true; }})()"
+        )
+    )
 
 
 def main() -> int:
@@ -135,10 +142,23 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="review-check-"))
     write_inputs(work)
     lab_port, debug_port, token = free_port(), free_port(), "check"
-    lab = subprocess.Popen([sys.executable, "-m", "jupyter", "lab", "--no-browser", f"--port={lab_port}",
-                            "--ip=127.0.0.1", f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={work}",
-                            "--LabApp.news_url=", "--ServerApp.allow_root=True"],
-                           stdout=subprocess.DEVNULL, stderr=open(out / "jupyterlab.log", "w"))
+    lab = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "jupyter",
+            "lab",
+            "--no-browser",
+            f"--port={lab_port}",
+            "--ip=127.0.0.1",
+            f"--IdentityProvider.token={token}",
+            f"--ServerApp.root_dir={work}",
+            "--LabApp.news_url=",
+            "--ServerApp.allow_root=True",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=open(out / "jupyterlab.log", "w"),
+    )
     chrome = None
     try:
         for _ in range(120):
@@ -148,24 +168,48 @@ def main() -> int:
             except OSError:
                 time.sleep(0.5)
         url = f"http://127.0.0.1:{lab_port}/lab/tree/review_check.ipynb?token={token}"
-        chrome = subprocess.Popen([browser, "--headless=new", "--no-sandbox", "--disable-gpu",
-                                   f"--remote-debugging-port={debug_port}", "--window-size=1300,1200",
-                                   f"--user-data-dir={work / 'chrome'}", url],
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        chrome = subprocess.Popen(
+            [
+                browser,
+                "--headless=new",
+                "--no-sandbox",
+                "--disable-gpu",
+                f"--remote-debugging-port={debug_port}",
+                "--window-size=1300,1200",
+                f"--user-data-dir={work / 'chrome'}",
+                url,
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         tools = DevTools(debug_port)
         tools.wait_for("document.querySelectorAll('.jp-Notebook .jp-Cell').length >= 2", "the notebook")
-        tools.wait_for("!!document.querySelector('.jp-Notebook-ExecutionIndicator[data-status=\"idle\"]') || "
-                       "document.title.length > 0", "the kernel", timeout=60)
+        tools.wait_for(
+            "!!document.querySelector('.jp-Notebook-ExecutionIndicator[data-status=\"idle\"]') || "
+            "document.title.length > 0",
+            "the kernel",
+            timeout=60,
+        )
         time.sleep(3)
         tools.js("document.querySelector('.jp-Notebook').focus()")
         for _ in NOTEBOOK_CELLS:  # Shift+Enter in command mode: run the selected cell and select the next
             for kind in ("rawKeyDown", "keyUp"):
-                tools.call("Input.dispatchKeyEvent", type=kind, key="Enter", code="Enter", modifiers=8,
-                           windowsVirtualKeyCode=13, nativeVirtualKeyCode=13)
+                tools.call(
+                    "Input.dispatchKeyEvent",
+                    type=kind,
+                    key="Enter",
+                    code="Enter",
+                    modifiers=8,
+                    windowsVirtualKeyCode=13,
+                    nativeVirtualKeyCode=13,
+                )
             time.sleep(2)
         try:
-            tools.wait_for(f"[...document.querySelectorAll('button')].some(b => b.textContent.includes("
-                           f"{json.dumps(BUTTONS[0])}))", "the widget's buttons", timeout=90)
+            tools.wait_for(
+                f"[...document.querySelectorAll('button')].some(b => b.textContent.includes({json.dumps(BUTTONS[0])}))",
+                "the widget's buttons",
+                timeout=90,
+            )
         except RuntimeError:
             shot = tools.call("Page.captureScreenshot", format="png")
             (out / "failure.png").write_bytes(base64.b64decode(shot["data"]))
@@ -176,8 +220,10 @@ def main() -> int:
             if not click_button(tools, text):
                 raise RuntimeError(f"no button {text!r} in the page")
             time.sleep(2.5)
-        tools.js("document.querySelector('.jp-OutputArea-output') && "
-                 "document.querySelector('.jp-OutputArea-output').scrollIntoView()")
+        tools.js(
+            "document.querySelector('.jp-OutputArea-output') && "
+            "document.querySelector('.jp-OutputArea-output').scrollIntoView()"
+        )
         time.sleep(1)
         shot = tools.call("Page.captureScreenshot", format="png")
         (out / "review-widget.png").write_bytes(base64.b64decode(shot["data"]))

@@ -1,5 +1,6 @@
 """Shared fixtures: tiny corpora written straight with soundfile, so tests do not depend on
 the generators they may be testing."""
+
 from __future__ import annotations
 
 import os
@@ -27,12 +28,15 @@ try:
 except ImportError:  # pragma: no cover
     pass
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+from helpers.core.provenance import PROJECT_ROOT  # noqa: E402  (after the thread settings above)
+
+REPO_ROOT = PROJECT_ROOT  # the one definition of the project root is helpers.core.provenance
 SHARED_MIRROR = REPO_ROOT.parent / "shared" / "mirror"
 
 
-def write_tone(path: Path, freq: float, seconds: float = 1.0, sr: int = 16000, channels: int = 1,
-               subtype: str = "PCM_16") -> None:
+def write_tone(
+    path: Path, freq: float, seconds: float = 1.0, sr: int = 16000, channels: int = 1, subtype: str = "PCM_16"
+) -> None:
     t = np.arange(int(seconds * sr)) / sr
     x = 0.3 * np.sin(2 * np.pi * freq * t).astype(np.float32)
     if channels > 1:
@@ -40,8 +44,9 @@ def write_tone(path: Path, freq: float, seconds: float = 1.0, sr: int = 16000, c
     sf.write(str(path), x, sr, subtype=subtype)
 
 
-def make_tiny_corpus(root: Path, labels=("background", "chimpanze", "redcap"), per_split: int = 2,
-                     test_hidden: bool = True) -> Path:
+def make_tiny_corpus(
+    root: Path, labels=("background", "chimpanze", "redcap"), per_split: int = 2, test_hidden: bool = True
+) -> Path:
     """A valid corpus: ``per_split`` clips per class in train and devel, test with '?' labels."""
     (root / "wav").mkdir(parents=True)
     (root / "lab").mkdir()
@@ -78,6 +83,15 @@ def scan_checkpoint(tmp_path_factory):
     model = create_model("cnn10", n_classes=3, channels=[4, 8, 16, 32]).eval()
     calib = torch.randn(8, settings.n_frames, 64).mul(20).sub(40).half()
     path = tmp_path_factory.mktemp("ckpt") / "model.pt"
-    save_checkpoint(path, checkpoint_payload(model, kind="best_ema", classes=["background", "call_a", "call_b"],
-                                             feature_settings=settings.to_dict(), score="softmax", calibration=calib))
+    save_checkpoint(
+        path,
+        checkpoint_payload(
+            model,
+            kind="best_ema",
+            classes=["background", "call_a", "call_b"],
+            feature_settings=settings.to_dict(),
+            score="softmax",
+            calibration=calib,
+        ),
+    )
     return path

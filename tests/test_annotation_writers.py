@@ -2,6 +2,7 @@
 reading every file back with the project's reader (helpers.data.annotations.read_annotations) and
 validating it against tiny real WAV files.
 """
+
 from __future__ import annotations
 
 import os
@@ -34,8 +35,15 @@ def scan_root(tmp_path: Path) -> Path:
 
 
 def events_of(rec: str) -> pd.DataFrame:
-    return pd.DataFrame({"recording": rec, "begin": [4.5, 0.25, 1.0], "end": [7.49, 2.99, 2.5],
-                         "label": ["chimpanzee", "gorilla", "chimpanzee"], "score": [0.93, 0.612345, 0.5]})
+    return pd.DataFrame(
+        {
+            "recording": rec,
+            "begin": [4.5, 0.25, 1.0],
+            "end": [7.49, 2.99, 2.5],
+            "label": ["chimpanzee", "gorilla", "chimpanzee"],
+            "score": [0.93, 0.612345, 0.5],
+        }
+    )
 
 
 def read_ok(paths, **kwargs) -> pd.DataFrame:
@@ -84,11 +92,15 @@ def test_raven_label_column_and_one_recording_per_table(tmp_path):
 
 
 def test_combined_raven_table_places_events_in_the_session_and_reads_back_per_recording(scan_root, tmp_path):
-    recordings = {"site1/a.wav": (str(scan_root / "site1/a.wav"), 10.0),
-                  "site2/a.wav": ("D:\\field\\site2\\a.wav", 6.0),  # a Windows path, as Raven writes it
-                  "site2/b.wav": (str(scan_root / "site2/b.wav"), 8.0)}
-    events = pd.concat([events_of("site2/b.wav"), events_of("site1/a.wav").iloc[:2],
-                        events_of("site2/a.wav").iloc[1:]], ignore_index=True)
+    recordings = {
+        "site1/a.wav": (str(scan_root / "site1/a.wav"), 10.0),
+        "site2/a.wav": ("D:\\field\\site2\\a.wav", 6.0),  # a Windows path, as Raven writes it
+        "site2/b.wav": (str(scan_root / "site2/b.wav"), 8.0),
+    }
+    events = pd.concat(
+        [events_of("site2/b.wav"), events_of("site1/a.wav").iloc[:2], events_of("site2/a.wav").iloc[1:]],
+        ignore_index=True,
+    )
     events.loc[events["recording"] == "site2/a.wav", "end"] = [2.99, 5.9]
     out = tmp_path / "session.selections.txt"
     write_combined_raven_table(events, recordings, out)
@@ -168,11 +180,14 @@ def test_empty_tables_are_written_with_their_header_and_read_back_empty(scan_roo
     assert (tmp_path / "l.txt").read_text() == ""
 
 
-@pytest.mark.parametrize("change, match", [
-    ({"label": "chimp\tanzee"}, "row 1 has a tab or line break in its label"),
-    ({"end": 0.1}, "row 1 has begin 0.25 and end 0.1"),
-    ({"begin": float("nan")}, "row 1 has begin nan"),
-])
+@pytest.mark.parametrize(
+    "change, match",
+    [
+        ({"label": "chimp\tanzee"}, "row 1 has a tab or line break in its label"),
+        ({"end": 0.1}, "row 1 has begin 0.25 and end 0.1"),
+        ({"begin": float("nan")}, "row 1 has begin nan"),
+    ],
+)
 def test_faulty_rows_are_named_before_anything_is_written(tmp_path, change, match):
     events = events_of("a.wav")
     for col, value in change.items():

@@ -3,6 +3,7 @@
 The real Raven tables come from the offline mirror (tests skip when it is absent); everything else
 is written in tmp_path. Audio files here are tiny (1 kHz or 8 kHz tones) so the file stays fast.
 """
+
 from __future__ import annotations
 
 import math
@@ -38,14 +39,23 @@ CHIMP_CLIPS = UU / "processed_wav_files/vocalizations"
 MIRROR_FILES = (GWWA_13738, GWWA_13738_V2, GWWA_16989, OSS / "GWWA_XC" / "13738.mp3", CHIMP_CSV, JUNGLE_TXT)
 needs_mirror = pytest.mark.skipif(
     not all(p.is_file() for p in MIRROR_FILES),
-    reason=f"the real Raven tables of the offline mirror are not under {SHARED_MIRROR} (see its SOURCES.md)")
+    reason=f"the real Raven tables of the offline mirror are not under {SHARED_MIRROR} (see its SOURCES.md)",
+)
 
-RAVEN_HEADER = ["Selection", "View", "Channel", "Begin Time (s)", "End Time (s)", "Low Freq (Hz)",
-                "High Freq (Hz)", "Species", "Notes"]
+RAVEN_HEADER = [
+    "Selection",
+    "View",
+    "Channel",
+    "Begin Time (s)",
+    "End Time (s)",
+    "Low Freq (Hz)",
+    "High Freq (Hz)",
+    "Species",
+    "Notes",
+]
 
 
-def raven_text(rows: list[list[object]], header: list[str] = RAVEN_HEADER, sep: str = "\t",
-               newline: str = "\n") -> str:
+def raven_text(rows: list[list[object]], header: list[str] = RAVEN_HEADER, sep: str = "\t", newline: str = "\n") -> str:
     return newline.join(sep.join(map(str, r)) for r in [header, *rows]) + newline
 
 
@@ -148,8 +158,17 @@ def test_real_comma_separated_multi_file_export_uses_file_offsets():
 @needs_mirror
 def test_real_windows_paths_are_found_recursively_ignoring_case(tmp_path):
     root = tmp_path / "audio"
-    for n, name in enumerate(["20191220_170820", "20191220_171024", "20191220_171126", "20191220_174124",
-                              "20191220_174328", "20191220_181122", "20191220_185140"]):
+    for n, name in enumerate(
+        [
+            "20191220_170820",
+            "20191220_171024",
+            "20191220_171126",
+            "20191220_174124",
+            "20191220_174328",
+            "20191220_181122",
+            "20191220_185140",
+        ]
+    ):
         folder = root / f"card{n % 2}" / "chimpanze"
         folder.mkdir(parents=True, exist_ok=True)
         write_tone(folder / f"{name}.wav", 100, seconds=65.0, sr=1000)  # lower-case .wav, Raven says .WAV
@@ -172,7 +191,10 @@ def test_real_tab_multi_file_table_without_file_offset_is_refused_with_the_reaso
     assert len(t) == 6 and set(t["label"]) == {"Background"}
     assert aset.label_columns[str(JUNGLE_TXT)] == "Class"
     assert t["recording_name"].map(lambda s: s.rsplit("\\", 1)[-1]).value_counts().to_dict() == {
-        "20200205_184848.WAV": 2, "20200205_185408.WAV": 2, "20200205_194104.WAV": 2}
+        "20200205_184848.WAV": 2,
+        "20200205_185408.WAV": 2,
+        "20200205_194104.WAV": 2,
+    }
     report = validate_annotations(aset, on_error="exclude")
     session = [p for p in report.errors if p.kind == "session_times"]
     assert len(session) == 1 and "File Offset (s)" in session[0].fix
@@ -192,11 +214,18 @@ def test_mirror_files_are_only_read(tmp_path):
 # --- Raven dialects, written here -------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("sep,newline,bom", [("\t", "\n", False), ("\t", "\r\n", True), (",", "\r\n", True),
-                                             (";", "\n", False)])
+@pytest.mark.parametrize(
+    "sep,newline,bom", [("\t", "\n", False), ("\t", "\r\n", True), (",", "\r\n", True), (";", "\n", False)]
+)
 def test_raven_dialects_read_the_same(tmp_path, rec, sep, newline, bom):
-    text = raven_text([[1, "Spectrogram 1", 1, 0.5, 1.5, 100, 2000, "chimp", "a note"],
-                       [2, "Spectrogram 1", 1, 3.0, 4.25, "", "", " redcap ", ""]], sep=sep, newline=newline)
+    text = raven_text(
+        [
+            [1, "Spectrogram 1", 1, 0.5, 1.5, 100, 2000, "chimp", "a note"],
+            [2, "Spectrogram 1", 1, 3.0, 4.25, "", "", " redcap ", ""],
+        ],
+        sep=sep,
+        newline=newline,
+    )
     path = tmp_path / "rec1.Table.1.selections.txt"
     path.write_bytes((b"\xef\xbb\xbf" if bom else b"") + text.encode())
     aset = read_annotations(path)
@@ -212,12 +241,18 @@ def test_raven_dialects_read_the_same(tmp_path, rec, sep, newline, bom):
 
 def test_raven_view_duplicates_keep_the_spectrogram_row(tmp_path, rec):
     path = tmp_path / "rec1.Table.1.selections.txt"
-    path.write_text(raven_text([[1, "Waveform 1", 1, 0.5, 1.5, 0, 4000, "chimp", ""],
-                                [1, "Spectrogram 1", 1, 0.5, 1.5, 300, 2000, "chimp", ""],
-                                [2, "Waveform 1", 1, 2.0, 3.0, 0, 4000, "chimp", ""],
-                                [2, "Spectrogram 1", 1, 2.0, 3.0, 300, 2000, "chimp", ""],
-                                [3, "Spectrogram 1", 1, 5.0, 6.0, 300, 2000, "chimp", ""],
-                                [3, "Waveform 1", 1, 5.5, 6.0, 0, 4000, "redcap", ""]]))
+    path.write_text(
+        raven_text(
+            [
+                [1, "Waveform 1", 1, 0.5, 1.5, 0, 4000, "chimp", ""],
+                [1, "Spectrogram 1", 1, 0.5, 1.5, 300, 2000, "chimp", ""],
+                [2, "Waveform 1", 1, 2.0, 3.0, 0, 4000, "chimp", ""],
+                [2, "Spectrogram 1", 1, 2.0, 3.0, 300, 2000, "chimp", ""],
+                [3, "Spectrogram 1", 1, 5.0, 6.0, 300, 2000, "chimp", ""],
+                [3, "Waveform 1", 1, 5.5, 6.0, 0, 4000, "redcap", ""],
+            ]
+        )
+    )
     aset = read_annotations(path)
     t = aset.table
     assert list(t["source_line"]) == [3, 5, 6, 7]
@@ -253,18 +288,41 @@ def test_label_column_choice_and_errors(tmp_path, rec):
 
 def test_multi_file_windows_and_posix_paths_with_file_offsets(tmp_path):
     root = tmp_path / "audio"
-    for sub, name in [("site_a/2020", "a.wav"), ("site_b", "b.WAV"), ("site_c/x", "dup.wav"), ("site_d/y", "dup.wav"),
-                      ("site_e", "A.WAV")]:  # an exact name wins over one that matches ignoring case
+    for sub, name in [
+        ("site_a/2020", "a.wav"),
+        ("site_b", "b.WAV"),
+        ("site_c/x", "dup.wav"),
+        ("site_d/y", "dup.wav"),
+        ("site_e", "A.WAV"),
+    ]:  # an exact name wins over one that matches ignoring case
         (root / sub).mkdir(parents=True)
         write_tone(root / sub / name, 300, seconds=20.0, sr=1000)
-    header = ["Selection", "View", "Begin Time (s)", "End Time (s)", "Begin Path", "End Path",
-              "File Offset (s)", "Species"]
-    rows = [[1, "Spectrogram 1", 100.0, 101.5, r"C:\Users\me\site_a\2020\a.wav", r"C:\Users\me\site_a\2020\a.wav",
-             10.0, "chimp"],
-            [2, "Spectrogram 1", 130.0, 131.0, "/mnt/field/me/b.wav", "/mnt/field/me/b.wav", 5.0, "redcap"],
-            [3, "Spectrogram 1", 150.0, 151.0, r"E:\x\dup.wav", "", 1.0, "chimp"],
-            [4, "Spectrogram 1", 160.0, 161.0, r"E:\z\dup.wav", "", 1.0, "chimp"],
-            [5, "Spectrogram 1", 170.0, 171.0, r"E:\y\a.wav", r"E:\y\b.wav", 19.5, "chimp"]]
+    header = [
+        "Selection",
+        "View",
+        "Begin Time (s)",
+        "End Time (s)",
+        "Begin Path",
+        "End Path",
+        "File Offset (s)",
+        "Species",
+    ]
+    rows = [
+        [
+            1,
+            "Spectrogram 1",
+            100.0,
+            101.5,
+            r"C:\Users\me\site_a\2020\a.wav",
+            r"C:\Users\me\site_a\2020\a.wav",
+            10.0,
+            "chimp",
+        ],
+        [2, "Spectrogram 1", 130.0, 131.0, "/mnt/field/me/b.wav", "/mnt/field/me/b.wav", 5.0, "redcap"],
+        [3, "Spectrogram 1", 150.0, 151.0, r"E:\x\dup.wav", "", 1.0, "chimp"],
+        [4, "Spectrogram 1", 160.0, 161.0, r"E:\z\dup.wav", "", 1.0, "chimp"],
+        [5, "Spectrogram 1", 170.0, 171.0, r"E:\y\a.wav", r"E:\y\b.wav", 19.5, "chimp"],
+    ]
     (root / "site_a" / "loop").symlink_to(root)  # a link back up the tree is followed once
     path = tmp_path / "tables" / "session.txt"
     path.parent.mkdir()
@@ -291,7 +349,9 @@ def test_multi_file_table_without_offsets(tmp_path):
     write_tone(tmp_path / "rec1.wav", 200, seconds=5.0, sr=1000)
     assert validate_annotations(read_annotations(one)).ok  # one file: its times are that file's
     two = tmp_path / "two.txt"
-    two.write_text(raven_text([[1, 1.0, 2.0, r"D:\rec1.wav", "chimp"], [2, 63.0, 64.0, r"D:\rec2.wav", "chimp"]], header))
+    two.write_text(
+        raven_text([[1, 1.0, 2.0, r"D:\rec1.wav", "chimp"], [2, 63.0, 64.0, r"D:\rec2.wav", "chimp"]], header)
+    )
     report = validate_annotations(read_annotations(two))
     assert kinds_at(report, "session_times") == [("two.txt", 1)]
     assert "lines 2, 3" in report.errors[0].message
@@ -302,10 +362,12 @@ def test_multi_file_table_without_offsets(tmp_path):
 
 def test_audacity_labels_with_frequency_lines(tmp_path, rec):
     path = tmp_path / "rec1.txt"
-    path.write_text("0.500000\t1.250000\tchimp\n\\\t150.000000\t2500.000000\n"
-                    "2.000000\t3.000000\tred cap, adult\n"
-                    "4.000000\t5.000000\tchimp\n\\\t-1.000000\t-1.000000\n"
-                    "\\\t1.0\t2.0\n")
+    path.write_text(
+        "0.500000\t1.250000\tchimp\n\\\t150.000000\t2500.000000\n"
+        "2.000000\t3.000000\tred cap, adult\n"
+        "4.000000\t5.000000\tchimp\n\\\t-1.000000\t-1.000000\n"
+        "\\\t1.0\t2.0\n"
+    )
     aset = read_annotations(path)
     t = aset.table
     assert aset.formats[str(path)] == "audacity"
@@ -321,10 +383,12 @@ def test_plain_csv_with_frequencies_and_extra_columns(tmp_path, rec, monkeypatch
     (tmp_path / "sub").mkdir()
     write_tone(tmp_path / "sub" / "rec2.wav", 440, seconds=3.0, sr=8000)
     path = tmp_path / "labels.csv"
-    path.write_text("file,begin,end,label,low_freq,high_freq,observer\n"
-                    "rec1.wav,0.5,1.0,chimp,100,900,ab\n"
-                    "sub/rec2.wav,1,2,redcap,,,cd\n"
-                    "\"rec1.wav\",\"2,5\",3,\"chimp, juvenile\",,,ef\n")
+    path.write_text(
+        "file,begin,end,label,low_freq,high_freq,observer\n"
+        "rec1.wav,0.5,1.0,chimp,100,900,ab\n"
+        "sub/rec2.wav,1,2,redcap,,,cd\n"
+        '"rec1.wav","2,5",3,"chimp, juvenile",,,ef\n'
+    )
     aset = read_annotations(path)
     t = aset.table
     assert aset.formats[str(path)] == "csv" and aset.label_columns[str(path)] == "label"
@@ -347,22 +411,31 @@ def test_every_validation_problem_is_reported_at_once_with_file_line_and_fix(tmp
     write_tone(tmp_path / "rec44.wav", 440, seconds=10.0, sr=4000)
     (tmp_path / "broken.wav").write_bytes(b"RIFF\x00\x00\x00\x00WAVEnot audio at all")
     path = tmp_path / "all.csv"
-    path.write_text("file,begin,end,label\n"
-                    "rec1.wav,2,1,chimp\n"        # 2: end before begin
-                    "rec1.wav,1,1,chimp\n"        # 3: zero length
-                    "rec1.wav,-0.5,1,chimp\n"     # 4: negative
-                    "rec1.wav,9.5,10.05,chimp\n"  # 5: within the tolerance of the end: fine
-                    "rec1.wav,9.5,10.5,chimp\n"   # 6: past the end
-                    "nowhere.wav,1,2,chimp\n"     # 7: unknown recording
-                    "rec1.wav,3,4,\n"             # 8: empty label
-                    "broken.wav,1,2,chimp\n"      # 9: unreadable audio
-                    "rec1.wav,3.5,5,redcap\n"     # 10: overlaps line 8 (label '' vs 'redcap') and 11
-                    "rec1.wav,4.5,6,chimp\n"      # 11
-                    "rec44.wav,1,2,chimp\n")      # 12: another sample rate
+    path.write_text(
+        "file,begin,end,label\n"
+        "rec1.wav,2,1,chimp\n"  # 2: end before begin
+        "rec1.wav,1,1,chimp\n"  # 3: zero length
+        "rec1.wav,-0.5,1,chimp\n"  # 4: negative
+        "rec1.wav,9.5,10.05,chimp\n"  # 5: within the tolerance of the end: fine
+        "rec1.wav,9.5,10.5,chimp\n"  # 6: past the end
+        "nowhere.wav,1,2,chimp\n"  # 7: unknown recording
+        "rec1.wav,3,4,\n"  # 8: empty label
+        "broken.wav,1,2,chimp\n"  # 9: unreadable audio
+        "rec1.wav,3.5,5,redcap\n"  # 10: overlaps line 8 (label '' vs 'redcap') and 11
+        "rec1.wav,4.5,6,chimp\n"  # 11
+        "rec44.wav,1,2,chimp\n"
+    )  # 12: another sample rate
     report = validate_annotations(read_annotations(path))
     errors = {(p.kind, p.line) for p in report.errors}
-    assert errors == {("end_before_begin", 2), ("end_before_begin", 3), ("negative_time", 4), ("past_end", 6),
-                      ("unknown_recording", 7), ("empty_label", 8), ("unreadable_audio", 9)}
+    assert errors == {
+        ("end_before_begin", 2),
+        ("end_before_begin", 3),
+        ("negative_time", 4),
+        ("past_end", 6),
+        ("unknown_recording", 7),
+        ("empty_label", 8),
+        ("unreadable_audio", 9),
+    }
     assert all(p.file == str(path) and p.fix for p in report.problems)
     assert "equals" in next(p.message for p in report.errors if p.line == 3)
     assert "10.000 s" in next(p.message for p in report.errors if p.kind == "past_end")
@@ -400,8 +473,12 @@ def test_bad_files_do_not_stop_the_others_and_are_listed_when_excluding(tmp_path
     aset = read_annotations([tmp_path / "missing.txt", odd, empty, good, latin])
     assert list(aset.table["label"]) == ["chimp", "b\u00e9b\u00e9"]
     kinds = {(Path(p.file).name, p.kind, p.severity) for p in aset.problems}
-    assert kinds == {("missing.txt", "missing_file", "error"), ("odd.txt", "unknown_format", "error"),
-                     ("empty.csv", "empty_file", "error"), ("latin.csv", "not_utf8", "warning")}
+    assert kinds == {
+        ("missing.txt", "missing_file", "error"),
+        ("odd.txt", "unknown_format", "error"),
+        ("empty.csv", "empty_file", "error"),
+        ("latin.csv", "not_utf8", "warning"),
+    }
     report = validate_annotations(aset, on_error="exclude")
     assert len(report.table) == 2
     assert sorted(Path(f).name for f in report.excluded["source_file"]) == ["empty.csv", "missing.txt", "odd.txt"]
@@ -415,7 +492,8 @@ def test_a_folder_is_read_and_stray_text_files_are_skipped_with_a_warning(tmp_pa
     aset = read_annotations(tmp_path)
     assert list(aset.table["label"]) == ["chimp"]
     assert [(p.kind, p.severity, Path(p.file).name) for p in aset.problems] == [
-        ("not_annotations", "warning", "README.txt")]
+        ("not_annotations", "warning", "README.txt")
+    ]
 
 
 def test_given_recording_and_label_case_warning(tmp_path):
@@ -432,14 +510,25 @@ def test_given_recording_and_label_case_warning(tmp_path):
 
 
 def test_validating_a_plain_table(tmp_path, rec):
-    table = pd.DataFrame({"recording": [str(rec), None, str(tmp_path / "gone.wav")],
-                          "recording_name": ["rec1.wav", "x.wav", "gone.wav"],
-                          "begin": [1.0, np.nan, 1.0], "end": [2.0, 3.0, 2.0], "label": ["a", "b", "c"],
-                          "low_freq": np.nan, "high_freq": np.nan, "source_file": "hand.csv",
-                          "source_line": [2, 3, 4]})
+    table = pd.DataFrame(
+        {
+            "recording": [str(rec), None, str(tmp_path / "gone.wav")],
+            "recording_name": ["rec1.wav", "x.wav", "gone.wav"],
+            "begin": [1.0, np.nan, 1.0],
+            "end": [2.0, 3.0, 2.0],
+            "label": ["a", "b", "c"],
+            "low_freq": np.nan,
+            "high_freq": np.nan,
+            "source_file": "hand.csv",
+            "source_line": [2, 3, 4],
+        }
+    )
     report = validate_annotations(table)
-    assert {(p.kind, p.line) for p in report.errors} == {("bad_time", 3), ("unknown_recording", 3),
-                                                         ("unknown_recording", 4)}
+    assert {(p.kind, p.line) for p in report.errors} == {
+        ("bad_time", 3),
+        ("unknown_recording", 3),
+        ("unknown_recording", 4),
+    }
     assert list(AnnotationSet.from_table(table).table.columns) == CORE_COLUMNS + ["extra"]
     with pytest.raises(ValueError, match="label"):
         validate_annotations(table.drop(columns=["label"]))
@@ -457,8 +546,13 @@ def test_a_binary_file_in_a_folder_of_tables_fails_the_check(tmp_path, rec):
     (tables / "export.txt").write_bytes(rec.read_bytes()[:4000])  # audio saved under a table's name
     aset = read_annotations(tables, audio_root=tmp_path)
     assert [(p.kind, p.severity, Path(p.file).name) for p in aset.problems] == [("binary_file", "error", "export.txt")]
-    done = subprocess.run([sys.executable, "-m", "helpers", "annotations", str(tables), "--audio", str(tmp_path)],
-                          cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-m", "helpers", "annotations", str(tables), "--audio", str(tmp_path)],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 1 and "binary file" in done.stdout
 
 

@@ -1,5 +1,6 @@
 """The package's shape: no import cycles between its modules, and the lower layers never reach up
 (loading a checkpoint to score audio must not import the training engine)."""
+
 from __future__ import annotations
 
 import pytest
@@ -37,7 +38,7 @@ def import_graph() -> dict[str, set[str]]:
             elif isinstance(node, ast.ImportFrom):
                 if node.level:
                     base = name.split(".") if is_package else name.split(".")[:-1]
-                    base = base[:len(base) - node.level + 1]
+                    base = base[: len(base) - node.level + 1]
                     module = ".".join(base + ([node.module] if node.module else []))
                 else:
                     module = node.module or ""
@@ -89,25 +90,43 @@ def test_the_cycle_finder_finds_a_cycle():
 def test_no_import_cycles_between_helpers_modules():
     cycles = find_cycles(import_graph())
     assert not cycles, "import cycles (the lower module must not import the higher): " + "; ".join(
-        " <-> ".join(c) for c in cycles)
+        " <-> ".join(c) for c in cycles
+    )
 
 
 def test_every_module_lives_in_a_subpackage_by_job():
     top = sorted(p.name for p in PACKAGE.glob("*.py"))
     assert top == ["__init__.py", "__main__.py"], top
     assert sorted(p.name for p in PACKAGE.iterdir() if p.is_dir() and p.name != "__pycache__") == [
-        "bench", "core", "data", "evaluation", "experiments", "features", "models", "reporting", "training"]
+        "bench",
+        "core",
+        "data",
+        "evaluation",
+        "experiments",
+        "features",
+        "models",
+        "reporting",
+        "training",
+    ]
 
 
 @pytest.mark.slow
 def test_scoring_and_loading_do_not_pull_in_the_training_engine():
     """What importing a module really loads (package __init__s included), in a fresh interpreter."""
-    code = ("import importlib, sys; importlib.import_module(sys.argv[1]); "
-            "print(' '.join(m for m in sys.modules if m.startswith(('helpers.training', 'helpers.experiments'))))")
-    for module in ("helpers.evaluation.predict", "helpers.evaluation.embeddings", "helpers.models.checkpoint",
-                   "helpers.features.extract", "helpers.data.corpus"):
-        out = subprocess.run([sys.executable, "-c", code, module], capture_output=True, text=True, cwd=REPO_ROOT,
-                             check=True).stdout.split()
+    code = (
+        "import importlib, sys; importlib.import_module(sys.argv[1]); "
+        "print(' '.join(m for m in sys.modules if m.startswith(('helpers.training', 'helpers.experiments'))))"
+    )
+    for module in (
+        "helpers.evaluation.predict",
+        "helpers.evaluation.embeddings",
+        "helpers.models.checkpoint",
+        "helpers.features.extract",
+        "helpers.data.corpus",
+    ):
+        out = subprocess.run(
+            [sys.executable, "-c", code, module], capture_output=True, text=True, cwd=REPO_ROOT, check=True
+        ).stdout.split()
         assert not out, f"importing {module} loads {out}"
 
 
@@ -118,3 +137,54 @@ def test_nothing_imports_the_command_line_or_the_bench():
             continue
         assert not targets & {"helpers.__main__", "helpers.bench"}, module
     assert "helpers.__main__" not in graph["helpers.bench"]
+
+
+#: Names that must be defined (assigned at a module's top level) in one module of the package only.
+ONE_OWNER = (
+    "EVENT_COLUMNS",
+    "SPLITS",
+    "N_MELS",
+    "PROJECT_ROOT",
+    "AUDIO_EXTENSIONS",
+    "AUDIO_SUFFIXES",
+    "EMBEDDINGS_SUFFIX",
+    "SAMPLE_RATE",
+    "CLIP_SECONDS",
+)
+
+
+def top_level_definitions() -> dict[str, list[str]]:
+    """Name -> the modules that assign it at their top level (imports and re-exports are not definitions)."""
+    found: dict[str, list[str]] = {}
+    for path in PACKAGE.rglob("*.py"):
+        for node in ast.parse(path.read_text(), str(path)).body:
+            targets = (
+                node.targets
+                if isinstance(node, ast.Assign)
+                else [node.target]
+                if isinstance(node, ast.AnnAssign)
+                else []
+            )
+            for target in targets:
+                if isinstance(target, ast.Name):
+                    found.setdefault(target.id, []).append(_module_name(path))
+    return found
+
+
+def test_each_constant_has_one_owner():
+    found = top_level_definitions()
+    twice = {name: modules for name, modules in found.items() if name in ONE_OWNER and len(modules) > 1}
+    assert not twice, f"defined in more than one module (import them from one): {twice}"
+    assert found["AUDIO_EXTENSIONS"] == ["helpers.data.audio_files"]
+
+
+def test_no_other_list_of_audio_extensions():
+    """A tuple or list holding both '.wav' and '.flac' is an extension list: only helpers.data.audio_files has one."""
+    holders = set()
+    for path in PACKAGE.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, (ast.Tuple, ast.List, ast.Set)):
+                values = {e.value for e in node.elts if isinstance(e, ast.Constant) and isinstance(e.value, str)}
+                if {".wav", ".flac"} <= values:
+                    holders.add(_module_name(path))
+    assert holders == {"helpers.data.audio_files"}, holders

@@ -1,4 +1,5 @@
 """Audio loading: mono, resampled, padded or truncated, deterministic, clear errors."""
+
 from __future__ import annotations
 
 import numpy as np

@@ -1,4 +1,6 @@
-"""Tests of helpers.training.augment: SpecAugment (paper and authors' variants), MixUp, losses, waveform augmentations."""
+"""Tests of helpers.training.augment: SpecAugment (paper and authors' variants), MixUp, losses, waveform
+augmentations."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -6,7 +8,18 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from helpers.training.augment import ce_loss, draw_spec_augment_stripes, mixup, mixup_bce_loss, sample_mixup_lambda, spec_augment, spec_augment_mask, SpecAugmentConfig, SpecAugmentStripes, stripes_to_mask
+from helpers.training.augment import (
+    ce_loss,
+    draw_spec_augment_stripes,
+    mixup,
+    mixup_bce_loss,
+    sample_mixup_lambda,
+    spec_augment,
+    spec_augment_mask,
+    SpecAugmentConfig,
+    SpecAugmentStripes,
+    stripes_to_mask,
+)
 from helpers.training.wave_augment import pitch_shift, random_wave_augment, time_stretch
 
 T, M = 150, 64  # 16 kHz log-mel shape (time, mel)
@@ -24,9 +37,11 @@ def test_batch_mode_counts_and_widths_over_many_draws():
     for _ in range(400):
         s = draw_spec_augment_stripes(T, M, g, batch_size=8, mode="batch")
         assert s.time_count.shape == (1,) and s.time_start.shape == (1, 2)
-        counts_t.add(int(s.time_count)); counts_f.add(int(s.freq_count))
+        counts_t.add(int(s.time_count))
+        counts_f.add(int(s.freq_count))
         assert int((s.time_width > 0).sum()) <= int(s.time_count)
-        max_tw = max(max_tw, int(s.time_width.max())); max_fw = max(max_fw, int(s.freq_width.max()))
+        max_tw = max(max_tw, int(s.time_width.max()))
+        max_fw = max(max_fw, int(s.freq_width.max()))
         # stripes lie inside the axes
         assert bool(((s.time_start + s.time_width) <= T).all()) and bool(((s.freq_start + s.freq_width) <= M).all())
     assert counts_t == {0, 1, 2} and counts_f == {0, 1, 2}
@@ -40,8 +55,8 @@ def test_batch_mode_mask_is_shared_and_bounded():
         m = spec_augment_mask((6, 1, T, M), g)
         assert m.shape == (6, 1, T, M) and m.dtype == torch.bool
         assert bool((m == m[0:1]).all())
-        time_masked = m[0, 0].all(dim=1).sum()   # fully masked frames
-        freq_masked = m[0, 0].all(dim=0).sum()   # fully masked mel bins
+        time_masked = m[0, 0].all(dim=1).sum()  # fully masked frames
+        freq_masked = m[0, 0].all(dim=0).sum()  # fully masked mel bins
         assert time_masked <= 2 * 16 and freq_masked <= 2 * 8
 
 
@@ -155,7 +170,7 @@ def test_lambda_distribution():
     lam = sample_mixup_lambda(1.0, g, per_example=True, batch_size=20000)
     assert float(lam.min()) >= 0 and float(lam.max()) <= 1
     assert abs(float(lam.mean()) - 0.5) < 0.01
-    assert abs(float(lam.var()) - 1 / 12) < 0.005      # Beta(1, 1) = U(0, 1)
+    assert abs(float(lam.var()) - 1 / 12) < 0.005  # Beta(1, 1) = U(0, 1)
     small = sample_mixup_lambda(0.2, g, per_example=True, batch_size=20000)
     # Beta(0.2, 0.2) is U-shaped: variance 1 / (4 (2a + 1)) = 0.1786
     assert abs(float(small.var()) - 1 / (4 * 1.4)) < 0.01 and not bool(torch.isnan(small).any())
@@ -193,7 +208,7 @@ def _peak_hz(x: np.ndarray, sr: int = 16000) -> float:
 @pytest.mark.slow
 def test_pitch_shift_quarter_tones_and_length():
     x = _tone()
-    y = pitch_shift(x, 2, 16000)          # 2 quarter tones = 1 semitone
+    y = pitch_shift(x, 2, 16000)  # 2 quarter tones = 1 semitone
     assert y.shape == x.shape and y.dtype == np.float32
     assert abs(_peak_hz(y) - 1000 * 2 ** (1 / 12)) < 5
     assert np.array_equal(pitch_shift(x, 0, 16000), x)
@@ -213,4 +228,6 @@ def test_random_wave_augment_reproducible():
     a = random_wave_augment(x, 16000, np.random.default_rng(0))
     b = random_wave_augment(x, 16000, np.random.default_rng(0))
     assert a.shape == x.shape and np.array_equal(a, b)
-    assert np.array_equal(random_wave_augment(x, 16000, np.random.default_rng(0), stretch=None, pitch_quarter_tones=None), x)
+    assert np.array_equal(
+        random_wave_augment(x, 16000, np.random.default_rng(0), stretch=None, pitch_quarter_tones=None), x
+    )

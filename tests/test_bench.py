@@ -1,5 +1,6 @@
 """The benchmark command: its rows hold what the table promises, the ratios are the ratios of
 the numbers beside them, and the CLI writes the documented JSON. Nothing here asserts a speed."""
+
 from __future__ import annotations
 
 import json
@@ -12,25 +13,47 @@ import torch
 
 from helpers import bench
 from helpers.bench import cli as bench_cli, kernels as bench_kernels
-from helpers.bench import (ROW_KEYS, build_parser, ceiling_warning, conv_flops, format_evaluation, format_row,
-                           format_table, measure_ceiling, measure_conv_tflops, measure_evaluation,
-                           measure_feature_extraction, measure_matmul_tflops, measure_training, pick_ceiling)
+from helpers.bench import (
+    ROW_KEYS,
+    build_parser,
+    ceiling_warning,
+    conv_flops,
+    format_evaluation,
+    format_row,
+    format_table,
+    measure_ceiling,
+    measure_conv_tflops,
+    measure_evaluation,
+    measure_feature_extraction,
+    measure_matmul_tflops,
+    measure_training,
+    pick_ceiling,
+)
 from helpers.models.registry import create_model
 from helpers.models.cost import forward_flops
 from tests.conftest import REPO_ROOT
 
 # A narrow CNN10 keeps each measurement to seconds on 2 cores (as in tests/test_train.py).
 TINY = {"channels": [8, 16, 32, 64]}
-POSITIVE = ("s_per_step", "clips_per_s", "gflop_per_step", "achieved_tflops", "matmul_tflops", "conv_tflops",
-            "ceiling_tflops", "efficiency")
+POSITIVE = (
+    "s_per_step",
+    "clips_per_s",
+    "gflop_per_step",
+    "achieved_tflops",
+    "matmul_tflops",
+    "conv_tflops",
+    "ceiling_tflops",
+    "efficiency",
+)
 #: Small reference kernels: (batch, channels, side) of the convolution, side of the matmul.
 SMALL_CONV = (2, 64, 16)
 
 
 @pytest.fixture(scope="module")
 def row() -> dict:
-    return measure_training("cnn10", 8000, "cpu", steps=2, warmup=1, model_options=TINY, matmul_size=512,
-                            conv_shape=SMALL_CONV)
+    return measure_training(
+        "cnn10", 8000, "cpu", steps=2, warmup=1, model_options=TINY, matmul_size=512, conv_shape=SMALL_CONV
+    )
 
 
 @pytest.mark.slow
@@ -88,6 +111,7 @@ def test_ceiling_is_the_fastest_kernel_measured(monkeypatch):
         def measure(device, dtype=None, **kwargs):
             seen.append((name, dtype, kwargs))
             return tflops
+
         return measure
 
     for matmul, conv, winner in ((0.2, 0.3, "conv"), (0.5, 0.3, "matmul")):
@@ -167,11 +191,22 @@ def test_evaluation_times_each_scoring_precision():
 
 @pytest.mark.slow
 def test_cpu_amp_row_is_timed_against_bf16_kernels():
-    row = measure_training("cnn10", 8000, "cpu", steps=1, warmup=0, model_options=TINY, matmul_size=256,
-                           cpu_amp=True, conv_shape=(1, 32, 8))
+    row = measure_training(
+        "cnn10",
+        8000,
+        "cpu",
+        steps=1,
+        warmup=0,
+        model_options=TINY,
+        matmul_size=256,
+        cpu_amp=True,
+        conv_shape=(1, 32, 8),
+    )
     assert row["precision"] == "bf16-autocast"
     assert row["matmul"].startswith("bf16") and row["conv"].startswith("bf16")
-    assert math.isfinite(row["loss"]) and row["efficiency"] == pytest.approx(row["achieved_tflops"] / row["ceiling_tflops"])
+    assert math.isfinite(row["loss"]) and row["efficiency"] == pytest.approx(
+        row["achieved_tflops"] / row["ceiling_tflops"]
+    )
 
 
 #: Every bench option with a value that is not its default, and what it parses to.
@@ -198,9 +233,21 @@ def test_parser_round_trips_every_option():
     dests = {a.dest for a in parser._actions if a.dest != "help"}
     assert dests == set(EVERY_OPTION), "a bench option without a test here, or a test for a lost option"
     defaults = vars(parser.parse_args([]))
-    assert defaults == {"models": None, "rates": [16000, 8000], "steps": None, "warmup": None, "device": "auto",
-                        "threads": None, "json": None, "cpu_amp": False, "eval_clips": None,
-                        "feature_clips": 256, "no_features": False, "no_eval": False, "model_options": None}
+    assert defaults == {
+        "models": None,
+        "rates": [16000, 8000],
+        "steps": None,
+        "warmup": None,
+        "device": "auto",
+        "threads": None,
+        "json": None,
+        "cpu_amp": False,
+        "eval_clips": None,
+        "feature_clips": 256,
+        "no_features": False,
+        "no_eval": False,
+        "model_options": None,
+    }
     argv = [text for flags, _ in EVERY_OPTION.values() for text in flags]
     parsed = vars(parser.parse_args(argv))
     assert parsed == {dest: value for dest, (_, value) in EVERY_OPTION.items()}
@@ -209,12 +256,15 @@ def test_parser_round_trips_every_option():
         assert value != defaults[dest], dest
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["--rates", "11025"], "invalid choice"),
-    (["--model-options", "[8, 16]"], "expected a JSON object"),
-    (["--model-options", "{bad"], "not valid JSON"),
-    (["--device", "tpu"], "invalid choice"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--rates", "11025"], "invalid choice"),
+        (["--model-options", "[8, 16]"], "expected a JSON object"),
+        (["--model-options", "{bad"], "not valid JSON"),
+        (["--device", "tpu"], "invalid choice"),
+    ],
+)
 def test_parser_rejects_bad_values(argv, message, capsys):
     with pytest.raises(SystemExit) as exc:
         build_parser().parse_args(argv)
@@ -229,14 +279,48 @@ def test_main_reports_unknown_models():
 def test_cli_prints_one_table_and_writes_the_json(tmp_path):
     out = tmp_path / "bench.json"
     proc = subprocess.run(
-        [sys.executable, "-m", "helpers", "bench", "--models", "cnn10", "--rates", "8000", "--steps", "1",
-         "--warmup", "0", "--no-features", "--eval-clips", "16", "--threads", "2",
-         "--model-options", json.dumps(TINY), "--json", str(out)],
-        cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+        [
+            sys.executable,
+            "-m",
+            "helpers",
+            "bench",
+            "--models",
+            "cnn10",
+            "--rates",
+            "8000",
+            "--steps",
+            "1",
+            "--warmup",
+            "0",
+            "--no-features",
+            "--eval-clips",
+            "16",
+            "--threads",
+            "2",
+            "--model-options",
+            json.dumps(TINY),
+            "--json",
+            str(out),
+        ],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr
     data = json.loads(out.read_text())
-    assert {"device", "device_name", "torch_threads", "settings", "columns", "rows", "feature_extraction",
-            "evaluation", "environment", "arguments"} <= set(data)
+    assert {
+        "device",
+        "device_name",
+        "torch_threads",
+        "settings",
+        "columns",
+        "rows",
+        "feature_extraction",
+        "evaluation",
+        "environment",
+        "arguments",
+    } <= set(data)
     assert data["torch_threads"] == 2 and data["feature_extraction"] is None
     assert data["columns"] == ROW_KEYS
     assert len(data["rows"]) == 1 and set(data["rows"][0]) == set(ROW_KEYS)
@@ -257,8 +341,16 @@ from helpers.bench import probes as bench_probes, scanning  # noqa: E402
 
 
 def _scan_row(**changes) -> dict:
-    row = {"model": "cnn10", "sample_rate": 8000, "device": "cpu", "precision": "fp32", "threads": 2,
-           "default_hop": True, "realtime_factor": 150.0, "model_options": {}}
+    row = {
+        "model": "cnn10",
+        "sample_rate": 8000,
+        "device": "cpu",
+        "precision": "fp32",
+        "threads": 2,
+        "default_hop": True,
+        "realtime_factor": 150.0,
+        "model_options": {},
+    }
     return dict(row, **changes)
 
 
@@ -272,12 +364,26 @@ def test_scan_targets_say_plainly_whether_they_were_met():
     assert other["met"] and not other["comparable"] and "4 threads, not the target's setting" in other["text"]
     gpu = scanning.scan_target(_scan_row(device="cuda:0", precision="bf16", threads=16, realtime_factor=6000.0))
     assert (gpu["realtime_factor"], gpu["met"], gpu["comparable"], gpu["setting"]) == (5000, True, True, "a GPU")
-    for changes in ({"model": "cnn6"}, {"sample_rate": 16000}, {"default_hop": False},
-                    {"model_options": TINY}, {"precision": "bf16"}):
+    for changes in (
+        {"model": "cnn6"},
+        {"sample_rate": 16000},
+        {"default_hop": False},
+        {"model_options": TINY},
+        {"precision": "bf16"},
+    ):
         assert scanning.scan_target(_scan_row(**changes)) is None, changes
-    line = bench.format_scan_row(dict(_scan_row(), hop_seconds=1.5, audio_minutes=10.0, wall_seconds=4.0,
-                                      windows_per_s=100.0, peak_mib_short=600.0, peak_mib_long=610.0,
-                                      target=met))
+    line = bench.format_scan_row(
+        dict(
+            _scan_row(),
+            hop_seconds=1.5,
+            audio_minutes=10.0,
+            wall_seconds=4.0,
+            windows_per_s=100.0,
+            peak_mib_short=600.0,
+            peak_mib_long=610.0,
+            target=met,
+        )
+    )
     assert line.split()[:5] == ["cnn10", "8000", "cpu", "fp32", "2"] and line.endswith(">=100x met")
 
 
@@ -329,10 +435,25 @@ def test_cpu_features_line_names_what_is_missing():
 
 def test_scan_parser_defaults_and_bad_values(capsys):
     args = vars(bench.build_scan_parser().parse_args([]))
-    assert args == {"models": ["cnn10"], "rates": [8000], "precisions": ["fp32", "int8"], "minutes": 10.0,
-                    "short_seconds": None, "hop": None, "device": "auto", "threads": None, "batch_size": 64,
-                    "json": None, "model_options": None, "archive": None, "compare_files": 20,
-                    "decode_workers": [0, 1, 2], "formats": ["wav", "flac"], "slurm_config": None, "no_slurm": False}
+    assert args == {
+        "models": ["cnn10"],
+        "rates": [8000],
+        "precisions": ["fp32", "int8"],
+        "minutes": 10.0,
+        "short_seconds": None,
+        "hop": None,
+        "device": "auto",
+        "threads": None,
+        "batch_size": 64,
+        "json": None,
+        "model_options": None,
+        "archive": None,
+        "compare_files": 20,
+        "decode_workers": [0, 1, 2],
+        "formats": ["wav", "flac"],
+        "slurm_config": None,
+        "no_slurm": False,
+    }
     for argv in (["--minutes", "0"], ["--hop", "-1"], ["--precisions", "fp16"]):
         with pytest.raises(SystemExit) as exc:
             bench.build_scan_parser().parse_args(argv)
@@ -345,8 +466,28 @@ def test_scan_parser_defaults_and_bad_values(capsys):
 def test_scan_benchmark_end_to_end(tmp_path, capsys):
     """A narrow CNN6 at 8 kHz on 12 s and 5 s of 48 kHz audio, fp32 and int8, each scan in its own process."""
     out = tmp_path / "scan.json"
-    assert bench.main(["scan", "--models", "cnn6", "--minutes", "0.2", "--short-seconds", "5", "--threads", "2",
-                       "--device", "cpu", "--model-options", json.dumps(TINY), "--json", str(out)]) == 0
+    assert (
+        bench.main(
+            [
+                "scan",
+                "--models",
+                "cnn6",
+                "--minutes",
+                "0.2",
+                "--short-seconds",
+                "5",
+                "--threads",
+                "2",
+                "--device",
+                "cpu",
+                "--model-options",
+                json.dumps(TINY),
+                "--json",
+                str(out),
+            ]
+        )
+        == 0
+    )
     data = json.loads(out.read_text())
     rows = data["rows"]
     assert [r["precision"] for r in rows] == ["fp32", "int8"]
@@ -356,8 +497,14 @@ def test_scan_benchmark_end_to_end(tmp_path, capsys):
         assert r["audio_minutes"] == pytest.approx(0.2) and r["short_seconds"] == pytest.approx(5.0)
         assert r["hop_seconds"] == pytest.approx(11965 / 8000) and r["default_hop"]
         assert r["windows"] == 8  # 12 s, windows of 2.99 s every 1.5 s: 7 full ones and the tail
-        for key in ("wall_seconds", "realtime_factor", "windows_per_s", "peak_mib_short", "peak_mib_long",
-                    "short_realtime_factor"):
+        for key in (
+            "wall_seconds",
+            "realtime_factor",
+            "windows_per_s",
+            "peak_mib_short",
+            "peak_mib_long",
+            "short_realtime_factor",
+        ):
             assert math.isfinite(r[key]) and r[key] > 0, key
         assert r["realtime_factor"] == pytest.approx(12.0 / r["wall_seconds"])
         assert r["target"] is None  # a narrow model: no target applies
@@ -374,9 +521,17 @@ def test_scan_benchmark_end_to_end(tmp_path, capsys):
 def test_scan_bench_measures_a_birdnet_head_and_its_rescore(tmp_path):
     """A head row: BirdNET's 48 kHz windows, the 50x target named, the rescore from stored embeddings timed."""
     rows = []
-    result = scanning.run_scan_benchmark(models=["birdnet-logistic"], rates=[8000], precisions=["fp32", "int8"],
-                                         minutes=0.5, short_seconds=6.0, device="cpu", threads=1,
-                                         workdir=tmp_path, on_row=rows.append)
+    result = scanning.run_scan_benchmark(
+        models=["birdnet-logistic"],
+        rates=[8000],
+        precisions=["fp32", "int8"],
+        minutes=0.5,
+        short_seconds=6.0,
+        device="cpu",
+        threads=1,
+        workdir=tmp_path,
+        on_row=rows.append,
+    )
     (row,) = result["rows"]
     assert row is rows[0] and row["model"] == "birdnet-logistic" and row["sample_rate"] == 48_000
     assert row["hop_seconds"] == pytest.approx(1.5) and row["windows"] == 19  # (30 - 3) / 1.5 + 1
@@ -392,14 +547,45 @@ def test_scan_bench_measures_a_birdnet_head_and_its_rescore(tmp_path):
 def test_archive_benchmark_measures_decoding_the_rerun_and_memory(tmp_path, capsys):
     """Ten one-minute files (one cut short, one garbage file) with a narrow CNN6: every row, in fresh processes."""
     out = tmp_path / "archive.json"
-    assert bench.main(["scan", "--archive", "10", "--compare-files", "2", "--decode-workers", "0", "1", "--formats",
-                       "wav", "flac", "--models", "cnn6", "--threads", "2", "--no-slurm", "--model-options",
-                       json.dumps(TINY), "--json", str(out)]) == 0
+    assert (
+        bench.main(
+            [
+                "scan",
+                "--archive",
+                "10",
+                "--compare-files",
+                "2",
+                "--decode-workers",
+                "0",
+                "1",
+                "--formats",
+                "wav",
+                "flac",
+                "--models",
+                "cnn6",
+                "--threads",
+                "2",
+                "--no-slurm",
+                "--model-options",
+                json.dumps(TINY),
+                "--json",
+                str(out),
+            ]
+        )
+        == 0
+    )
     data = json.loads(out.read_text())
     kinds = [(r["kind"], r.get("format"), r.get("decode_workers")) for r in data["rows"]]
-    assert kinds == [("decode", "wav", 0), ("decode", "wav", 1), ("decode", "flac", 0), ("decode", "flac", 1),
-                     ("single file", "wav", "default"), ("archive, a tenth", "wav", "default"),
-                     ("archive", "wav", "default"), ("rerun, finished", "wav", "default")]
+    assert kinds == [
+        ("decode", "wav", 0),
+        ("decode", "wav", 1),
+        ("decode", "flac", 0),
+        ("decode", "flac", 1),
+        ("single file", "wav", "default"),
+        ("archive, a tenth", "wav", "default"),
+        ("archive", "wav", "default"),
+        ("rerun, finished", "wav", "default"),
+    ]
     rows = {r["kind"]: r for r in data["rows"]}
     # the cut WAV is scanned as far as it goes (with a note); the garbage file is the one error
     assert rows["archive"]["recordings"] == 10 and rows["archive"]["errors"] == 1

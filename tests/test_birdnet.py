@@ -1,5 +1,6 @@
 """The BirdNET 2.4 backbone: the facts the code relies on, checked on the installed model file, its
 licence record, and the embedding cache."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -9,8 +10,7 @@ import pandas as pd
 import pytest
 
 from helpers.features import birdnet
-from helpers.features.birdnet import (EMBEDDING_DIM, N_SPECIES, WINDOW_SAMPLES, BirdNET, BirdNETPool,
-                                      EmbeddingSettings)
+from helpers.features.birdnet import EMBEDDING_DIM, N_SPECIES, WINDOW_SAMPLES, BirdNET, BirdNETPool, EmbeddingSettings
 from helpers.features.cache import load_features
 from tests.conftest import make_tiny_corpus
 
@@ -18,7 +18,7 @@ from tests.conftest import make_tiny_corpus
 @pytest.fixture(scope="module")
 def windows() -> np.ndarray:
     rng = np.random.default_rng(0)
-    t = np.arange(WINDOW_SAMPLES) / birdnet.SAMPLE_RATE
+    t = np.arange(WINDOW_SAMPLES) / birdnet.BIRDNET_SAMPLE_RATE
     tone = 0.2 * np.sin(2 * np.pi * 2500 * t)
     return np.stack([rng.normal(0, 0.02, WINDOW_SAMPLES) + (tone if i % 2 else 0) for i in range(3)]).astype(np.float32)
 
@@ -95,8 +95,7 @@ def test_embedding_cache_is_computed_once_and_follows_the_audio(tmp_path, monkey
     first = load_features(table, "train", settings, tmp_path / "cache", "tiny", progress=False)
     assert first.features.shape == (3, EMBEDDING_DIM) and first.features.dtype == np.float32
     assert first.cache_path.name.startswith("train-birdnet24-")
-    direct = birdnet.extract_embeddings([Path(p) for p in table[table.split == "train"].path], settings,
-                                        progress=False)
+    direct = birdnet.extract_embeddings([Path(p) for p in table[table.split == "train"].path], settings, progress=False)
     np.testing.assert_allclose(first.features, direct, atol=1e-6)
 
     def fail(*args, **kwargs):

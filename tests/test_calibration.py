@@ -1,5 +1,6 @@
 """Per-class thresholds from reviewed detections: a constructed case with a known answer, the classes
 that cannot be calibrated, and scan applying the file."""
+
 from __future__ import annotations
 
 import math
@@ -8,8 +9,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from helpers.evaluation.calibration import (calibrate, calibrated_thresholds, calibration_table, read_calibration,
-                                            write_calibration)
+from helpers.evaluation.calibration import (
+    calibrate,
+    calibrated_thresholds,
+    calibration_table,
+    read_calibration,
+    write_calibration,
+)
 
 
 def reviews_with_known_curve(a: float, b: float, n: int, label: str, seed: int) -> pd.DataFrame:
@@ -23,8 +29,9 @@ def reviews_with_known_curve(a: float, b: float, n: int, label: str, seed: int) 
 
 def test_the_threshold_of_a_known_curve_is_found_within_its_interval():
     # gibbon: P(correct) = 0.9 at score (ln 9 + 4) / 10 = 0.62; argus: a steeper curve further right
-    reviews = pd.concat([reviews_with_known_curve(-4.0, 10.0, 600, "gibbon", 1),
-                         reviews_with_known_curve(-12.0, 15.0, 600, "argus", 2)])
+    reviews = pd.concat(
+        [reviews_with_known_curve(-4.0, 10.0, 600, "gibbon", 1), reviews_with_known_curve(-12.0, 15.0, 600, "argus", 2)]
+    )
     fitted = calibrate(reviews, target_precision=0.9, n_bootstrap=100)
     for label, (a, b) in {"gibbon": (-4.0, 10.0), "argus": (-12.0, 15.0)}.items():
         entry = fitted["classes"][label]
@@ -67,15 +74,24 @@ def test_scan_applies_the_calibrated_thresholds(tmp_path):
     torch.manual_seed(0)
     settings = FeatureSettings(sample_rate=8000, clip_seconds=1.0)
     model = create_model("cnn6", n_classes=3, channels=[4, 8, 8, 8]).eval()
-    ckpt = save_checkpoint(tmp_path / "m.pt", checkpoint_payload(model, classes=["background", "a", "b"],
-                                                                 feature_settings=settings.to_dict(), score="softmax"))
+    ckpt = save_checkpoint(
+        tmp_path / "m.pt",
+        checkpoint_payload(
+            model, classes=["background", "a", "b"], feature_settings=settings.to_dict(), score="softmax"
+        ),
+    )
     (tmp_path / "rec").mkdir()
     write_tone(tmp_path / "rec" / "r.wav", 500, seconds=6.0, sr=8000)
-    fitted = {"classes": {"b": {"calibrated": True, "threshold": 0.0, "n": 30, "n_correct": 20, "note": ""},
-                          "a": {"calibrated": False, "n": 2, "n_correct": 1, "note": "2 usable reviews"}}}
+    fitted = {
+        "classes": {
+            "b": {"calibrated": True, "threshold": 0.0, "n": 30, "n_correct": 20, "note": ""},
+            "a": {"calibrated": False, "n": 2, "n_correct": 1, "note": "2 usable reviews"},
+        }
+    }
     path = write_calibration(fitted, tmp_path / "calibration.json")
-    result = scan(ckpt, tmp_path / "rec", tmp_path / "out", threshold=1.01, thresholds_from=path, progress=False,
-                  device="cpu")
+    result = scan(
+        ckpt, tmp_path / "rec", tmp_path / "out", threshold=1.01, thresholds_from=path, progress=False, device="cpu"
+    )
     assert result.settings["threshold"] == {"a": 1.01, "b": 0.0} and result.settings["uncalibrated"] == ["a"]
     from helpers.evaluation.detections import detect_events
 

@@ -1,6 +1,7 @@
 """The command line ``python -m helpers``: ``--param NAME=VALUE`` values, and the ``bench``
 command handed to the helpers/bench/ package's own parser (imported only when asked for).
 The notebooks' own CLI test (``--profile`` reaching each notebook) is in tests/test_notebooks.py."""
+
 from __future__ import annotations
 
 import ast
@@ -16,21 +17,24 @@ from helpers.__main__ import main, parse_param
 from tests.conftest import REPO_ROOT
 
 
-@pytest.mark.parametrize("text, expected", [
-    ("model=fusion", ("model", "fusion")),       # not JSON: the plain string (used to crash)
-    ("x=true", ("x", True)),
-    ("flag=false", ("flag", False)),
-    ("name=null", ("name", None)),
-    ("n=3", ("n", 3)),
-    ("lr=0.001", ("lr", 0.001)),
-    ("s=\"3\"", ("s", "3")),                     # quoted JSON: a string
-    ("opts={\"a\": 1}", ("opts", {"a": 1})),
-    ("l=[1, 2]", ("l", [1, 2])),
-    ("a=b=c", ("a", "b=c")),                     # only the first '=' splits
-    ("t=tru", ("t", "tru")),                     # starts like JSON, is not: the string
-    ("n=3x", ("n", "3x")),
-    ("e=", ("e", "")),
-])
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("model=fusion", ("model", "fusion")),  # not JSON: the plain string (used to crash)
+        ("x=true", ("x", True)),
+        ("flag=false", ("flag", False)),
+        ("name=null", ("name", None)),
+        ("n=3", ("n", 3)),
+        ("lr=0.001", ("lr", 0.001)),
+        ('s="3"', ("s", "3")),  # quoted JSON: a string
+        ('opts={"a": 1}', ("opts", {"a": 1})),
+        ("l=[1, 2]", ("l", [1, 2])),
+        ("a=b=c", ("a", "b=c")),  # only the first '=' splits
+        ("t=tru", ("t", "tru")),  # starts like JSON, is not: the string
+        ("n=3x", ("n", "3x")),
+        ("e=", ("e", "")),
+    ],
+)
 def test_param_values_are_json_when_they_parse_else_strings(text, expected):
     name, value = parse_param(text)
     assert (name, value) == expected and type(value) is type(expected[1])
@@ -46,8 +50,18 @@ def _notebook_params(monkeypatch, tmp_path, *extra: str) -> dict:
 
 
 def test_params_reach_the_notebooks(monkeypatch, tmp_path):
-    params = _notebook_params(monkeypatch, tmp_path, "--param", "model=fusion", "--param", "iterations=20",
-                              "--param", "model_options={\"freeze\": false}", "--param", "tag=\"7\"")
+    params = _notebook_params(
+        monkeypatch,
+        tmp_path,
+        "--param",
+        "model=fusion",
+        "--param",
+        "iterations=20",
+        "--param",
+        'model_options={"freeze": false}',
+        "--param",
+        'tag="7"',
+    )
     assert params["model"] == "fusion" and params["iterations"] == 20 and params["tag"] == "7"
     assert params["model_options"] == {"freeze": False}
     assert params["corpus"] == str(tmp_path)  # the command's own parameters are still there
@@ -116,7 +130,7 @@ def _imported_modules(path: Path, everywhere: bool) -> set[str]:
     ``everywhere`` (inside functions too)."""
     tree = ast.parse(path.read_text())
     names = set()
-    for node in (ast.walk(tree) if everywhere else tree.body):
+    for node in ast.walk(tree) if everywhere else tree.body:
         if isinstance(node, ast.Import):
             names.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom):
@@ -132,9 +146,17 @@ def test_bench_and_main_do_not_import_each_other():
         assert not [name for name in bench_imports if "__main__" in name], path.name
     assert not {"helpers.bench", ".bench", "helpers", "."} & _imported_modules(Path(cli.__file__), everywhere=False)
     # importing the command line does not import the benchmark (nor torch)
-    proc = subprocess.run([sys.executable, "-c", "import sys, helpers.__main__; "
-                           "print('helpers.bench' in sys.modules, 'torch' in sys.modules)"],
-                          cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys, helpers.__main__; print('helpers.bench' in sys.modules, 'torch' in sys.modules)",
+        ],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split() == ["False", "False"]
 
@@ -163,8 +185,23 @@ def test_corpus_annotations_cuts_a_valid_corpus(tmp_path, capsys):
 
     table, audio = _annotated_recordings(tmp_path)
     out = tmp_path / "corpus"
-    assert main(["corpus", "annotations", "--annotations", str(table), "--audio", str(audio), "--out", str(out),
-                 "--margin", "0.5"]) == 0
+    assert (
+        main(
+            [
+                "corpus",
+                "annotations",
+                "--annotations",
+                str(table),
+                "--audio",
+                str(audio),
+                "--out",
+                str(out),
+                "--margin",
+                "0.5",
+            ]
+        )
+        == 0
+    )
     printed = capsys.readouterr().out
     assert "clips from 3 recording(s)" in printed and "0 error(s)" in printed
     assert validate_corpus(out).ok

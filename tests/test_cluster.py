@@ -21,6 +21,7 @@ stops it afterwards; else the tests skip, saying how to run them::
 
 Every SLURM test has a hard timeout (:func:`_within`): on expiry its jobs are cancelled and it fails.
 """
+
 from __future__ import annotations
 
 import json
@@ -36,9 +37,16 @@ import pytest
 
 import helpers.experiments.cluster as cluster
 from helpers.experiments import grid
-from helpers.experiments.cluster import (SlurmOptions, entry_state, failed_outcome, finished_outcome, format_counts,
-                                         job_entry, job_error_report, progress_category, read_job_map,
-                                         read_slurm_options, slurm_options, write_job_map)
+from helpers.core.slurm import (
+    SlurmOptions,
+    entry_state,
+    format_counts,
+    job_error_report,
+    progress_category,
+    read_slurm_options,
+    slurm_options,
+)
+from helpers.experiments.cluster import failed_outcome, finished_outcome, job_entry, read_job_map, write_job_map
 from helpers.training.config import TrainConfig
 from tests.conftest import REPO_ROOT
 
@@ -49,9 +57,20 @@ TINY = {"channels": [8, 16, 32, 64]}
 
 
 def _config(base: Path, out: str = "runs", **kw) -> TrainConfig:
-    values = dict(corpus="unused", sample_rate=8000, model="cnn10", model_options=TINY, iterations=6, eval_every=3,
-                  ema_start=3, checkpoint_every=6, cache_dir=str(base / "cache"), out_dir=str(base / out), seed=0,
-                  device="cpu")
+    values = dict(
+        corpus="unused",
+        sample_rate=8000,
+        model="cnn10",
+        model_options=TINY,
+        iterations=6,
+        eval_every=3,
+        ema_start=3,
+        checkpoint_every=6,
+        cache_dir=str(base / "cache"),
+        out_dir=str(base / out),
+        seed=0,
+        device="cpu",
+    )
     values.update(kw)
     return TrainConfig(**values)
 
@@ -61,16 +80,39 @@ def _config(base: Path, out: str = "runs", **kw) -> TrainConfig:
 
 def test_options_file_maps_onto_submitit_parameters(tmp_path):
     path = tmp_path / "slurm.json"
-    path.write_text(json.dumps({
-        "partition": "gpu", "gpus_per_node": 1, "cpus_per_task": 4, "mem_gb": 16, "timeout_min": 240,
-        "max_requeues": 5, "array_parallelism": 8, "additional_parameters": {"account": "proj42", "qos": "high"},
-        "setup": ["module load cuda"], "python": "/envs/p/bin/python", "folder": "runs/submitit", "poll_seconds": 10}))
+    path.write_text(
+        json.dumps(
+            {
+                "partition": "gpu",
+                "gpus_per_node": 1,
+                "cpus_per_task": 4,
+                "mem_gb": 16,
+                "timeout_min": 240,
+                "max_requeues": 5,
+                "array_parallelism": 8,
+                "additional_parameters": {"account": "proj42", "qos": "high"},
+                "setup": ["module load cuda"],
+                "python": "/envs/p/bin/python",
+                "folder": "runs/submitit",
+                "poll_seconds": 10,
+            }
+        )
+    )
     options = read_slurm_options(path)
     assert options.partition == "gpu" and options.max_requeues == 5 and options.python == "/envs/p/bin/python"
     assert options.submitit_parameters("helpers-grid-x") == {
-        "name": "helpers-grid-x", "nodes": 1, "tasks_per_node": 1, "cpus_per_task": 4, "mem_gb": 16,
-        "timeout_min": 240, "slurm_array_parallelism": 8, "gpus_per_node": 1, "slurm_partition": "gpu",
-        "slurm_additional_parameters": {"account": "proj42", "qos": "high"}, "slurm_setup": ["module load cuda"]}
+        "name": "helpers-grid-x",
+        "nodes": 1,
+        "tasks_per_node": 1,
+        "cpus_per_task": 4,
+        "mem_gb": 16,
+        "timeout_min": 240,
+        "slurm_array_parallelism": 8,
+        "gpus_per_node": 1,
+        "slurm_partition": "gpu",
+        "slurm_additional_parameters": {"account": "proj42", "qos": "high"},
+        "slurm_setup": ["module load cuda"],
+    }
     # no GPUs and no partition: neither is asked for (a CPU-only cluster rejects --gpus-per-node)
     defaults = SlurmOptions().submitit_parameters("n")
     assert "gpus_per_node" not in defaults and "slurm_partition" not in defaults
@@ -80,8 +122,9 @@ def test_options_file_maps_onto_submitit_parameters(tmp_path):
 def test_options_from_yaml_a_mapping_or_nothing(tmp_path):
     path = tmp_path / "slurm.yaml"
     path.write_text("partition: short\ncpus_per_task: 1\nadditional_parameters:\n  account: lab\n")
-    assert read_slurm_options(path) == SlurmOptions(partition="short", cpus_per_task=1,
-                                                    additional_parameters={"account": "lab"})
+    assert read_slurm_options(path) == SlurmOptions(
+        partition="short", cpus_per_task=1, additional_parameters={"account": "lab"}
+    )
     assert slurm_options(None) == SlurmOptions()
     assert slurm_options({"mem_gb": 2.5}).mem_gb == 2.5
     assert slurm_options(str(path)).partition == "short"
@@ -125,7 +168,7 @@ def test_an_entry_counts_only_while_the_queue_lists_its_id_with_its_name():
     assert entry_state(entry, {"7": ("helpers-grid-mine", "PENDING")}) == "live"
     assert entry_state(entry, {"7": ("helpers-grid-mine", "RUNNING")}) == "live"
     assert entry_state(entry, {"7": ("helpers-grid-mine", "REQUEUED")}) == "live"
-    assert entry_state(entry, {}) == "gone"                                      # ended and left the queue
+    assert entry_state(entry, {}) == "gone"  # ended and left the queue
     assert entry_state(entry, {"7": ("helpers-grid-mine", "COMPLETED")}) == "gone"
     # a reset SLURM restarts ids at 1: job 7 is now somebody else's
     assert entry_state(entry, {"7": ("other-job", "RUNNING")}) == "gone"
@@ -158,8 +201,9 @@ def _fake_run_on_slurm(monkeypatch, queue):
     def watch(configs, watched, outcomes, options, say, progress):
         seen["watched"].extend(w.job for w in watched)
         for w in watched:
-            outcomes[w.index] = cluster.RunOutcome(config=configs[w.index], run_dir=configs[w.index].run_dir(),
-                                                   status="finished", seconds=1.0)
+            outcomes[w.index] = cluster.RunOutcome(
+                config=configs[w.index], run_dir=configs[w.index].run_dir(), status="finished", seconds=1.0
+            )
 
     monkeypatch.setattr(cluster, "_attach", attach)
     monkeypatch.setattr(cluster, "_submit", submit)
@@ -171,10 +215,14 @@ def test_a_second_call_attaches_to_live_jobs_skips_finished_runs_and_resubmits_s
     finished, live, stale, fresh = (_config(tmp_path, seed=s) for s in range(4))
     _finish(finished)
     folder = tmp_path / "submitit"
-    write_job_map(folder, {
-        str(finished.run_dir().resolve()): job_entry("1", "helpers-grid-old", folder / "a", finished),
-        str(live.run_dir().resolve()): job_entry("2", "helpers-grid-old", folder / "a", live),
-        str(stale.run_dir().resolve()): job_entry("3", "helpers-grid-old", folder / "a", stale)})
+    write_job_map(
+        folder,
+        {
+            str(finished.run_dir().resolve()): job_entry("1", "helpers-grid-old", folder / "a", finished),
+            str(live.run_dir().resolve()): job_entry("2", "helpers-grid-old", folder / "a", live),
+            str(stale.run_dir().resolve()): job_entry("3", "helpers-grid-old", folder / "a", stale),
+        },
+    )
     # job 2 still runs under our name; id 3 now belongs to another submission (SLURM was reset)
     seen = _fake_run_on_slurm(monkeypatch, {"2": ("helpers-grid-old", "RUNNING"), "3": ("someone", "RUNNING")})
     outcomes = cluster.run_on_slurm([finished, live, stale, fresh], slurm={"folder": str(folder)}, progress=False)
@@ -223,10 +271,14 @@ def test_failed_job_row_names_the_error_and_the_job_logs(tmp_path):
     from submitit.core.utils import FailedJobError, UncompletedJobError
 
     config = _config(tmp_path)
-    trace = ('Traceback (most recent call last):\n  File "x.py", line 1, in f\n'
-             "ValueError: unknown model 'no_such_model'; valid names: cnn10")
-    error = FailedJobError(f"Job (task=0) failed during processing with trace:\n----------------------\n{trace}\n"
-                           "----------------------\nYou can check full logs with 'job.stderr(0)'")
+    trace = (
+        'Traceback (most recent call last):\n  File "x.py", line 1, in f\n'
+        "ValueError: unknown model 'no_such_model'; valid names: cnn10"
+    )
+    error = FailedJobError(
+        f"Job (task=0) failed during processing with trace:\n----------------------\n{trace}\n"
+        "----------------------\nYou can check full logs with 'job.stderr(0)'"
+    )
     report = job_error_report(error, "FAILED")
     assert report["type"] == "ValueError" and report["message"].startswith("unknown model 'no_such_model'")
     assert "x.py" in report["traceback"]
@@ -240,8 +292,12 @@ def test_failed_job_row_names_the_error_and_the_job_logs(tmp_path):
     assert saved["slurm_job_id"] == "12" and saved["logs"] == [str(p) for p in logs]
     assert saved["error_type"] == "ValueError" and saved["config"]["seed"] == 0
 
-    cancelled = job_error_report(UncompletedJobError("Job 13 has not produced any output (state: CANCELLED by 0)\n"
-                                                     "Error stream produced:\nslurmstepd: CANCELLED"), "CANCELLED")
+    cancelled = job_error_report(
+        UncompletedJobError(
+            "Job 13 has not produced any output (state: CANCELLED by 0)\nError stream produced:\nslurmstepd: CANCELLED"
+        ),
+        "CANCELLED",
+    )
     assert cancelled["type"] == "UncompletedJobError" and "CANCELLED" in cancelled["message"]
     assert job_error_report(None, "COMPLETED")["type"] == "JobEndedWithoutRun"
     # a run that never got a job (its features failed): no logs to name
@@ -261,8 +317,16 @@ def test_run_grid_routes_to_slurm_without_the_local_settings(monkeypatch, tmp_pa
 
     monkeypatch.setattr(cluster, "run_on_slurm", fake)
     configs = [_config(tmp_path, seed=0), _config(tmp_path, seed=1), _config(tmp_path, seed=0)]
-    table = grid.run_grid(configs, executor="slurm", slurm="slurm.json", cpu_workers=2, threads_per_run=1,
-                          max_per_gpu=3, via="python", progress=False)
+    table = grid.run_grid(
+        configs,
+        executor="slurm",
+        slurm="slurm.json",
+        cpu_workers=2,
+        threads_per_run=1,
+        max_per_gpu=3,
+        via="python",
+        progress=False,
+    )
     assert calls == {"slurm": "slurm.json", "redo": False, "kwargs": {"via": "python", "progress": False}, "n": 2}
     assert list(table.status) == ["finished"] * 3 and list(table.columns) == grid.GRID_COLUMNS
     with pytest.raises(ValueError, match="executor='local'"):
@@ -297,8 +361,10 @@ def slurm_cluster():
         _restore("SLURM_CONF", saved)
         return
     if os.environ.get("CI") != "true" or os.geteuid() != 0:
-        pytest.skip("no SLURM answers here (sinfo); start the local one as root with `scripts/slurm_local.sh start` "
-                    "and `eval \"$(scripts/slurm_local.sh env)\"` (CI=true as root starts it by itself)")
+        pytest.skip(
+            "no SLURM answers here (sinfo); start the local one as root with `scripts/slurm_local.sh start` "
+            'and `eval "$(scripts/slurm_local.sh env)"` (CI=true as root starts it by itself)'
+        )
     try:
         started = subprocess.run(["bash", str(SCRIPT), "start"], capture_output=True, text=True, timeout=300)
     except subprocess.TimeoutExpired:
@@ -342,7 +408,11 @@ def _within(seconds: float, fn, submitit_dir: Path):
     thread.start()
     thread.join(seconds)
     if thread.is_alive():
-        ids = [e["job_id"] for e in read_job_map(submitit_dir).values()] if (submitit_dir / cluster.JOB_MAP).is_file() else []
+        ids = (
+            [e["job_id"] for e in read_job_map(submitit_dir).values()]
+            if (submitit_dir / cluster.JOB_MAP).is_file()
+            else []
+        )
         if (submitit_dir / "shards.json").is_file():  # a scan's shards
             ids += [e["job_id"] for e in json.loads((submitit_dir / "shards.json").read_text())["shards"].values()]
         for job_id in ids:
@@ -358,8 +428,9 @@ def corpus(tmp_path_factory):
     from helpers.data.synthetic import make_synthetic_corpus
 
     base = tmp_path_factory.mktemp("cluster")
-    root = make_synthetic_corpus(base / "corpus", n_clips=40, seed=5, hidden_test_labels=False,
-                                 class_proportions=[1, 1, 1, 1, 1])
+    root = make_synthetic_corpus(
+        base / "corpus", n_clips=40, seed=5, hidden_test_labels=False, class_proportions=[1, 1, 1, 1, 1]
+    )
     return base, root
 
 
@@ -378,13 +449,19 @@ def test_three_run_grid_gives_the_same_table_through_slurm_and_locally(slurm_clu
     local = [_config(tmp_path, "local", cache_dir=str(base / "cache"), **k) for k in kinds]
     folder = tmp_path / "submitit"
     t0 = time.monotonic()
-    slurm_table = _within(240, lambda: grid.run_grid(on_slurm, executor="slurm", slurm=_test_options(folder),
-                                                     corpus_root=str(root), progress=False), folder)
+    slurm_table = _within(
+        240,
+        lambda: grid.run_grid(
+            on_slurm, executor="slurm", slurm=_test_options(folder), corpus_root=str(root), progress=False
+        ),
+        folder,
+    )
     slurm_seconds = time.monotonic() - t0
     local_table = grid.run_grid(local, corpus_root=str(root), cpu_workers=2, threads_per_run=1, progress=False)
 
-    assert list(slurm_table.status) == list(local_table.status) == ["finished", "failed", "finished"], \
-        list(slurm_table.error)
+    assert list(slurm_table.status) == list(local_table.status) == ["finished", "failed", "finished"], list(
+        slurm_table.error
+    )
     assert slurm_table.error[1].splitlines()[0] == local_table.error[1].splitlines()[0]
     assert slurm_table.error[1].startswith("ValueError: unknown model 'no_such_model'")
     for i in (0, 2):
@@ -398,8 +475,17 @@ def test_three_run_grid_gives_the_same_table_through_slurm_and_locally(slurm_clu
     assert str(stderr) in slurm_table.error[1] and stderr.is_file() and "no_such_model" in stderr.read_text()
     # a second call submits nothing for the finished runs
     before = read_job_map(folder)
-    again = _within(60, lambda: grid.run_grid([on_slurm[0], on_slurm[2]], executor="slurm",
-                                              slurm=_test_options(folder), corpus_root=str(root), progress=False), folder)
+    again = _within(
+        60,
+        lambda: grid.run_grid(
+            [on_slurm[0], on_slurm[2]],
+            executor="slurm",
+            slurm=_test_options(folder),
+            corpus_root=str(root),
+            progress=False,
+        ),
+        folder,
+    )
     assert list(again.status) == ["skipped", "skipped"] and read_job_map(folder) == before
     print(f"three runs through SLURM: {slurm_seconds:.1f} s")
 
@@ -418,9 +504,14 @@ def test_a_preempted_job_is_requeued_and_resumes_with_identical_weights(slurm_cl
     result: dict = {}
 
     def run_and_interrupt():
-        thread = threading.Thread(target=lambda: result.update(table=grid.run_grid(
-            [interrupted], executor="slurm", slurm=_test_options(folder), corpus_root=str(root), progress=False)),
-            daemon=True)
+        thread = threading.Thread(
+            target=lambda: result.update(
+                table=grid.run_grid(
+                    [interrupted], executor="slurm", slurm=_test_options(folder), corpus_root=str(root), progress=False
+                )
+            ),
+            daemon=True,
+        )
         thread.start()
         last = interrupted.run_dir() / "checkpoints" / "last.pt"
         while not last.is_file():  # the first checkpoint (step 5 of 30): the job is mid-run
@@ -469,7 +560,8 @@ import sys
 from helpers.experiments.grid import run_grid
 from helpers.training.config import TrainConfig
 config = TrainConfig.from_dict(__import__("json").loads(sys.argv[1]))
-run_grid([config], executor="slurm", slurm=__import__("json").loads(sys.argv[2]), corpus_root=sys.argv[3], progress=False)
+run_grid([config], executor="slurm", slurm=__import__("json").loads(sys.argv[2]), corpus_root=sys.argv[3],
+         progress=False)
 """
 
 
@@ -477,11 +569,15 @@ run_grid([config], executor="slurm", slurm=__import__("json").loads(sys.argv[2])
 @pytest.mark.slurm
 def test_a_second_call_attaches_to_the_job_a_closed_notebook_submitted(slurm_cluster, corpus, tmp_path):
     base, root = corpus
-    config = _config(tmp_path, "slurm", iterations=20, eval_every=10, checkpoint_every=10, cache_dir=str(base / "cache"))
+    config = _config(
+        tmp_path, "slurm", iterations=20, eval_every=10, checkpoint_every=10, cache_dir=str(base / "cache")
+    )
     folder = tmp_path / "submitit"
     options = _test_options(folder)
-    first = subprocess.Popen([sys.executable, "-c", SUBMIT_AND_DIE, json.dumps(config.to_dict()),
-                              json.dumps(options), str(root)], cwd=REPO_ROOT)
+    first = subprocess.Popen(
+        [sys.executable, "-c", SUBMIT_AND_DIE, json.dumps(config.to_dict()), json.dumps(options), str(root)],
+        cwd=REPO_ROOT,
+    )
     try:
         deadline = time.monotonic() + 120
         while not (folder / cluster.JOB_MAP).is_file():
@@ -491,11 +587,14 @@ def test_a_second_call_attaches_to_the_job_a_closed_notebook_submitted(slurm_clu
         first.kill()  # the notebook is closed: its job goes on
         first.wait()
     submitted = read_job_map(folder)
-    table = _within(180, lambda: grid.run_grid([config], executor="slurm", slurm=options, corpus_root=str(root),
-                                               progress=False), folder)
+    table = _within(
+        180,
+        lambda: grid.run_grid([config], executor="slurm", slurm=options, corpus_root=str(root), progress=False),
+        folder,
+    )
     assert list(table.status) == ["finished"], list(table.error)
     assert read_job_map(folder) == submitted  # attached to that job, none submitted again
-    assert len(list(folder.iterdir())) == 2   # jobs.json and the one submission's folder
+    assert len(list(folder.iterdir())) == 2  # jobs.json and the one submission's folder
 
 
 # --- scanning an archive as SLURM shards -------------------------------------------------------------------
@@ -510,8 +609,11 @@ def _archive(root: Path, n: int = 6, seconds: float = 10.0) -> Path:
     rng = np.random.default_rng(5)
     (root / "site").mkdir(parents=True)
     for i in range(n):
-        sf.write(str(root / ("site" if i % 2 else "") / f"rec{i}.wav"),
-                 rng.normal(0, 0.1, int(seconds * 8000)).astype("float32"), 8000)
+        sf.write(
+            str(root / ("site" if i % 2 else "") / f"rec{i}.wav"),
+            rng.normal(0, 0.1, int(seconds * 8000)).astype("float32"),
+            8000,
+        )
     bad = rng.normal(0, 0.1, 8000 * 3).astype("float32")
     bad[8000:] = np.nan
     sf.write(str(root / "nan.wav"), bad, 8000, subtype="FLOAT")
@@ -527,8 +629,10 @@ def _same_outputs(local: Path, slurm: Path, names: list[str]) -> None:
             assert (local / f"{name}{suffix}").read_bytes() == (slurm / f"{name}{suffix}").read_bytes(), name + suffix
     for table in ("detections.csv", "detections.selections.txt"):
         assert (local / table).read_text() == (slurm / table).read_text(), table
-    errors = [pd.read_csv(f / "errors.csv").sort_values("path")[["path", "error"]].reset_index(drop=True)
-              for f in (local, slurm)]
+    errors = [
+        pd.read_csv(f / "errors.csv").sort_values("path")[["path", "error"]].reset_index(drop=True)
+        for f in (local, slurm)
+    ]
     pd.testing.assert_frame_equal(*errors)
 
 
@@ -544,8 +648,19 @@ def test_an_archive_scans_through_slurm_shards_as_it_does_locally(slurm_cluster,
     archive = _archive(tmp_path / "archive")
     local = scan(scan_checkpoint, archive, tmp_path / "local", **SCAN_ARGS)
     options = {"cpus_per_task": 1, "mem_gb": 1, "timeout_min": 10, "poll_seconds": 1}
-    result = _within(240, lambda: scan(scan_checkpoint, archive, tmp_path / "slurm", executor="slurm", slurm=options,
-                                       hours_per_job=25 / 3600, **SCAN_ARGS), tmp_path / "slurm" / ".slurm")
+    result = _within(
+        240,
+        lambda: scan(
+            scan_checkpoint,
+            archive,
+            tmp_path / "slurm",
+            executor="slurm",
+            slurm=options,
+            hours_per_job=25 / 3600,
+            **SCAN_ARGS,
+        ),
+        tmp_path / "slurm" / ".slurm",
+    )
     names = sorted(local.recordings["recording"])
     assert sorted(result.recordings["recording"]) == names and len(names) == 6
     # 3 + 10 + 10, 10 + 10, 10 + 10 s: three shards of at most 25 s
@@ -559,8 +674,10 @@ def test_an_archive_scans_through_slurm_shards_as_it_does_locally(slurm_cluster,
     again = scan(scan_checkpoint, archive, tmp_path / "slurm", executor="slurm", slurm=options, **SCAN_ARGS)
     assert set(again.recordings["status"]) == {"resumed"}
     assert set(read_shard_map(tmp_path / "slurm")["shards"]) <= set(shards)  # no shard submitted anew
-    assert "NaN or Inf samples" in again.errors.set_index(again.errors["path"].map(lambda p: Path(p).name)).loc[
-        "nan.wav", "error"]
+    assert (
+        "NaN or Inf samples"
+        in again.errors.set_index(again.errors["path"].map(lambda p: Path(p).name)).loc["nan.wav", "error"]
+    )
 
 
 @pytest.mark.slow
@@ -578,9 +695,14 @@ def test_a_preempted_shard_resumes_and_ends_with_the_local_outputs(slurm_cluster
     result: dict = {}
 
     def run_and_preempt():
-        thread = threading.Thread(target=lambda: result.update(scan=scan(
-            scan_checkpoint, archive, out, executor="slurm", slurm=options, hours_per_job=1.0, **SCAN_ARGS)),
-            daemon=True)
+        thread = threading.Thread(
+            target=lambda: result.update(
+                scan=scan(
+                    scan_checkpoint, archive, out, executor="slurm", slurm=options, hours_per_job=1.0, **SCAN_ARGS
+                )
+            ),
+            daemon=True,
+        )
         thread.start()
         while not list(out.rglob("*.scan.json")):  # the one shard is inside the archive
             assert thread.is_alive(), "the scan ended before its shard finished a recording"
@@ -607,16 +729,28 @@ scan(sys.argv[1], sys.argv[2], sys.argv[3], executor="slurm", slurm=json.loads(s
 
 @pytest.mark.slow
 @pytest.mark.slurm
-def test_a_second_scan_call_attaches_to_the_shards_a_closed_notebook_submitted(slurm_cluster, scan_checkpoint,
-                                                                              tmp_path):
+def test_a_second_scan_call_attaches_to_the_shards_a_closed_notebook_submitted(
+    slurm_cluster, scan_checkpoint, tmp_path
+):
     from helpers.evaluation.scan import scan
     from helpers.evaluation.scan_slurm import read_shard_map
 
     archive = _archive(tmp_path / "archive", n=4, seconds=60.0)
     out = tmp_path / "slurm"
     options = {"cpus_per_task": 1, "mem_gb": 1, "timeout_min": 10, "poll_seconds": 1}
-    first = subprocess.Popen([sys.executable, "-c", ATTACH_THEN_DIE, str(scan_checkpoint), str(archive), str(out),
-                              json.dumps(options), json.dumps(SCAN_ARGS)], cwd=REPO_ROOT)
+    first = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            ATTACH_THEN_DIE,
+            str(scan_checkpoint),
+            str(archive),
+            str(out),
+            json.dumps(options),
+            json.dumps(SCAN_ARGS),
+        ],
+        cwd=REPO_ROOT,
+    )
     try:
         deadline = time.monotonic() + 120
         while not (out / ".slurm" / "shards.json").is_file():
@@ -628,7 +762,10 @@ def test_a_second_scan_call_attaches_to_the_shards_a_closed_notebook_submitted(s
     submitted = read_shard_map(out)
     with pytest.raises(RuntimeError, match="still scan into it; attach to them with executor='slurm'"):
         scan(scan_checkpoint, archive, out, **SCAN_ARGS)  # a local scan must not write beside the shard
-    again = _within(240, lambda: scan(scan_checkpoint, archive, out, executor="slurm", slurm=options,
-                                      hours_per_job=1.0, **SCAN_ARGS), out / ".slurm")
+    again = _within(
+        240,
+        lambda: scan(scan_checkpoint, archive, out, executor="slurm", slurm=options, hours_per_job=1.0, **SCAN_ARGS),
+        out / ".slurm",
+    )
     assert read_shard_map(out)["shards"].keys() == submitted["shards"].keys()  # attached; nothing submitted again
     assert len(again.recordings) == 4 and again.settings["shards"] == 1

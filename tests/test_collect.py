@@ -1,5 +1,6 @@
 """Collectors: run folders (finished, failed, unfinished) to one table, summaries over seeds,
 and the paper's tables. Run folders are fabricated in the layout train() writes: no training."""
+
 from __future__ import annotations
 
 import json
@@ -9,8 +10,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from helpers.experiments.collect import (MIN_SEEDS_FOR_CI, ablation_gains, ablation_models, collect_runs, fusion_table, summarise,
-                                         table2, table3)
+from helpers.experiments.collect import (
+    MIN_SEEDS_FOR_CI,
+    ablation_gains,
+    ablation_models,
+    collect_runs,
+    fusion_table,
+    summarise,
+    table2,
+    table3,
+)
 from helpers.experiments.grid import ABLATION_SETTINGS, FULL_SETTING
 from helpers.training.config import TrainConfig
 
@@ -19,32 +28,63 @@ def _split(uar: float, mAP: float, selected: bool) -> dict:
     return {"n": 10, "uar": uar, "map": mAP, "accuracy": uar, "selected_on_this_split": selected}
 
 
-def make_run(out_dir: Path, status: str = "finished", uar: float = 0.9, mAP: float = 0.95, last_uar: float = 0.8,
-             test_uar: float | None = 0.85, setting: str = FULL_SETTING, **config_kw) -> Path:
+def make_run(
+    out_dir: Path,
+    status: str = "finished",
+    uar: float = 0.9,
+    mAP: float = 0.95,
+    last_uar: float = 0.8,
+    test_uar: float | None = 0.85,
+    setting: str = FULL_SETTING,
+    **config_kw,
+) -> Path:
     """A run folder with the files train() (finished), run_trainings (failed) or an interrupted run leave."""
-    values = {"model": "cnn10", "sample_rate": 8000, "seed": 0, "iterations": 100, "out_dir": str(out_dir),
-              **ABLATION_SETTINGS[setting], **config_kw}
+    values = {
+        "model": "cnn10",
+        "sample_rate": 8000,
+        "seed": 0,
+        "iterations": 100,
+        "out_dir": str(out_dir),
+        **ABLATION_SETTINGS[setting],
+        **config_kw,
+    }
     config = TrainConfig(**values)
     run = config.run_dir()
     run.mkdir(parents=True)
     (run / "config.json").write_text(json.dumps(config.to_dict()))
-    pd.DataFrame({"step": [50, 100] if status == "finished" else [50], "train_loss": 1.0, "uar_plain": 0.5,
-                  "map_plain": 0.5, "uar_ema": 0.5, "map_ema": 0.5}).to_csv(run / "history.csv", index=False)
+    pd.DataFrame(
+        {
+            "step": [50, 100] if status == "finished" else [50],
+            "train_loss": 1.0,
+            "uar_plain": 0.5,
+            "map_plain": 0.5,
+            "uar_ema": 0.5,
+            "map_ema": 0.5,
+        }
+    ).to_csv(run / "history.csv", index=False)
     if status == "finished":
         test = None if test_uar is None else _split(test_uar, 0.9, False)
         kinds = ("plain", "ema") if config.ema else ("plain",)
         checkpoints = {}
         for kind in kinds:
-            checkpoints[f"best_{kind}"] = {"step": 50, "selected_on": "devel",
-                                           "splits": {"devel": _split(uar, mAP, True), "test": test}}
-            checkpoints[f"last_{kind}"] = {"step": 100, "selected_on": None,
-                                           "splits": {"devel": _split(last_uar, mAP - 0.05, False), "test": test}}
-        (run / "metrics.json").write_text(json.dumps({"classes": ["a", "b"], "checkpoints": checkpoints,
-                                                      "n_parameters": 123}))
+            checkpoints[f"best_{kind}"] = {
+                "step": 50,
+                "selected_on": "devel",
+                "splits": {"devel": _split(uar, mAP, True), "test": test},
+            }
+            checkpoints[f"last_{kind}"] = {
+                "step": 100,
+                "selected_on": None,
+                "splits": {"devel": _split(last_uar, mAP - 0.05, False), "test": test},
+            }
+        (run / "metrics.json").write_text(
+            json.dumps({"classes": ["a", "b"], "checkpoints": checkpoints, "n_parameters": 123})
+        )
         (run / "record.json").write_text(json.dumps({"timings": {"features": 1.0, "training_loop": 42.5}}))
     elif status == "failed":
-        (run / "failed.json").write_text(json.dumps({"status": "failed", "error_type": "RuntimeError",
-                                                     "message": "CUDA out of memory"}))
+        (run / "failed.json").write_text(
+            json.dumps({"status": "failed", "error_type": "RuntimeError", "message": "CUDA out of memory"})
+        )
     return run
 
 
@@ -115,9 +155,15 @@ def test_table2_beside_the_paper(tmp_path: Path):
     make_run(tmp_path, seed=0, model="cnn6", sample_rate=16000)  # not in the paper
     make_run(tmp_path, seed=0, setting="bal, specA")  # an ablation run: not a Table 2 row
     t = table2(collect_runs(tmp_path), n_boot=200)
-    assert {"paper devel mAP", "paper devel UAR", "paper test UAR",
-            "devel UAR, best (selected on devel: optimistic)", "devel mAP, last", "devel UAR, last",
-            "test UAR, last"} <= set(t.columns)
+    assert {
+        "paper devel mAP",
+        "paper devel UAR",
+        "paper test UAR",
+        "devel UAR, best (selected on devel: optimistic)",
+        "devel mAP, last",
+        "devel UAR, last",
+        "test UAR, last",
+    } <= set(t.columns)
     t = t.set_index("model")
     assert list(t.index[:3]) == ["ELM", "auDeep-SVM", "CNN6-8k"] and t.index[-1] == "CNN6-16k"
     row = t.loc["CNN10-8k"]
@@ -159,8 +205,9 @@ def test_fusion_table_beside_single_models(tmp_path: Path):
     fusion = tmp_path / "grid" / "fusion"
     make_run(fusion, model="fusion", uar=0.93, model_options={**branches, "freeze": True})
     make_run(fusion, model="fusion", status="failed", model_options={**branches, "freeze": False})
-    make_run(fusion, model="fusion", status="unfinished", model_options={**branches, "freeze": True},
-             setting="bal, no-aug")
+    make_run(
+        fusion, model="fusion", status="unfinished", model_options={**branches, "freeze": True}, setting="bal, no-aug"
+    )
     runs = collect_runs(tmp_path / "grid")
     assert runs["fusion_variant"].notna().sum() == 3
     # fusion runs are neither Table 2 nor Table 3 rows
@@ -168,10 +215,15 @@ def test_fusion_table_beside_single_models(tmp_path: Path):
     assert not table3(runs, n_boot=0)["model"].str.startswith("Fusion").any()
     t = fusion_table(runs, [("resnet22", 8000), ("cnn10", 8000)], n_boot=0)
     assert t["variant"].tolist() == ["single model, specA+MixUp"] * 2 + [
-        "frozen, specA+MixUp", "frozen, no-aug", "trainable, specA+MixUp"]
+        "frozen, specA+MixUp",
+        "frozen, no-aug",
+        "trainable, specA+MixUp",
+    ]
     frozen = t.set_index("variant").loc["frozen, specA+MixUp"]
     assert frozen["model"] == "fusion ResNet22-8k + CNN10-8k"
-    assert frozen["paper devel UAR"] == 91.6 and frozen["devel UAR, best (selected on devel: optimistic)"] == "93.0 (n=1)"
+    assert (
+        frozen["paper devel UAR"] == 91.6 and frozen["devel UAR, best (selected on devel: optimistic)"] == "93.0 (n=1)"
+    )
     statuses = t.set_index("variant")[["seeds finished", "failed", "unfinished"]]
     assert statuses.loc["trainable, specA+MixUp"].tolist() == [0, 1, 0]
     assert statuses.loc["frozen, no-aug"].tolist() == [0, 0, 1]
@@ -213,8 +265,10 @@ def test_narrowed_networks_get_their_own_labelled_rows_beside_the_paper(tmp_path
     # the narrow row follows the paper's row of its model and carries the paper's numbers beside it
     assert names[names.index("CNN10-8k") + 1] == "CNN10-8k (¼ width)"
     narrow = t.loc["CNN10-8k (¼ width)"]
-    assert narrow["paper devel UAR"] == 91.9 and narrow["devel UAR, best (selected on devel: optimistic)"] == \
-        "82.0 ± 2.8 (80.0-84.0, n=2)"
+    assert (
+        narrow["paper devel UAR"] == 91.9
+        and narrow["devel UAR, best (selected on devel: optimistic)"] == "82.0 ± 2.8 (80.0-84.0, n=2)"
+    )
     assert t.loc["CNN10-8k", "devel UAR, best (selected on devel: optimistic)"] == "90.0 (n=1)"  # not mixed
     assert ablation_models(runs) == [("cnn10", 8000, 0.125)]
     t3 = table3(runs, paper_models=False, models=ablation_models(runs), n_boot=0)

@@ -1,5 +1,6 @@
 """TrainConfig: validation, the run key (stable across versions: run folders are named by it) and
 the options that reach the training set-up, the authors' EMA among them."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -16,9 +17,20 @@ def test_run_keys_of_existing_run_folders_do_not_move():
     # Run folders on disk are named by these keys (computed by the code before the package was
     # split into subpackages); a change here would orphan every finished run.
     assert TrainConfig().key() == TrainConfig(cpu_amp=False).key()
-    cfg = TrainConfig(corpus="unused", sample_rate=8000, iterations=40, eval_every=20, ema_start=10,
-                      checkpoint_every=20, batch_size=8, model="cnn10", model_options={"channels": [8, 16, 32, 64]},
-                      seed=3, device="cpu", num_threads=1)
+    cfg = TrainConfig(
+        corpus="unused",
+        sample_rate=8000,
+        iterations=40,
+        eval_every=20,
+        ema_start=10,
+        checkpoint_every=20,
+        batch_size=8,
+        model="cnn10",
+        model_options={"channels": [8, 16, 32, 64]},
+        seed=3,
+        device="cpu",
+        num_threads=1,
+    )
     assert cfg.key() == "6534de76c2"
 
 
@@ -45,8 +57,16 @@ def test_bad_values_are_named():
 def test_the_authors_ema_is_reachable_from_the_config():
     labels = np.repeat(np.arange(3), 4)
     for schedule, buffers in (("constant", True), ("warmup", False)):
-        cfg = TrainConfig(model="cnn6", model_options=TINY, ema_decay_schedule=schedule, ema_average_buffers=buffers,
-                          ema_mode="reference", batch_size=4, device="cpu", channels_last=False)
+        cfg = TrainConfig(
+            model="cnn6",
+            model_options=TINY,
+            ema_decay_schedule=schedule,
+            ema_average_buffers=buffers,
+            ema_mode="reference",
+            batch_size=4,
+            device="cpu",
+            channels_last=False,
+        )
         ema = build_training(cfg, 3, torch.device("cpu"), labels).ema
         assert (ema.decay_schedule, ema.average_buffers, ema.mode) == (schedule, buffers, "reference")
         if schedule == "warmup":
@@ -61,8 +81,9 @@ def test_front_end_options_reach_the_feature_settings():
     assert (s.clip_samples, s.n_frames, s.n_mels, s.fmin, s.resolved_fmax) == (40_000, 126, 32, 200.0, 3000.0)
     assert cfg.key() != TrainConfig(sample_rate=8000).key()
     # the model is built for the configured number of mel bands
-    setup = build_training(TrainConfig(model_options=TINY, n_mels=32, device="cpu"), 3, torch.device("cpu"),
-                           np.array([0, 1, 2]))
+    setup = build_training(
+        TrainConfig(model_options=TINY, n_mels=32, device="cpu"), 3, torch.device("cpu"), np.array([0, 1, 2])
+    )
     assert setup.model.n_mels == 32
 
 

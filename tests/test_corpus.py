@@ -1,4 +1,5 @@
 """The challenge-layout reader and its validation: every problem is detected and named."""
+
 from __future__ import annotations
 
 import subprocess
@@ -172,12 +173,14 @@ def test_exclude_cannot_hide_global_errors(tiny_corpus):
 
 @pytest.mark.slow
 def test_cli_validate_exit_codes(tiny_corpus):
-    ok = subprocess.run([sys.executable, "-m", "helpers", "validate", str(tiny_corpus)],
-                        cwd=REPO_ROOT, capture_output=True, text=True)
+    ok = subprocess.run(
+        [sys.executable, "-m", "helpers", "validate", str(tiny_corpus)], cwd=REPO_ROOT, capture_output=True, text=True
+    )
     assert ok.returncode == 0 and "0 error(s)" in ok.stdout
     (tiny_corpus / "wav" / "devel_00002.wav").unlink()
-    bad = subprocess.run([sys.executable, "-m", "helpers", "validate", str(tiny_corpus)],
-                         cwd=REPO_ROOT, capture_output=True, text=True)
+    bad = subprocess.run(
+        [sys.executable, "-m", "helpers", "validate", str(tiny_corpus)], cwd=REPO_ROOT, capture_output=True, text=True
+    )
     assert bad.returncode == 1 and "lab/devel.csv line 3" in bad.stdout
 
 
@@ -198,7 +201,10 @@ def test_problems_of_one_file_in_order(tiny_corpus):
     path.write_bytes(path.read_bytes()[:-1000])
     report = validate_corpus(tiny_corpus)
     assert [p.kind for p in report.problems if p.file == "wav/train_00001.wav"] == [
-        "truncated_audio", "multichannel", "too_long"]
+        "truncated_audio",
+        "multichannel",
+        "too_long",
+    ]
     assert report.problems[0].kind == "truncated_audio"  # errors first
 
 
@@ -224,7 +230,8 @@ def test_repeated_warnings_are_grouped_and_name_the_option(tmp_path):
         for i, name in enumerate(names):
             sf.write(root / "wav" / name, rng.normal(0, 0.1, 16_000 * 5 + 800 * i).astype("float32"), 16_000)
         (root / "lab" / f"{split}.csv").write_text(
-            "filename,label\n" + "".join(f"{n},{'ab'[i % 2]}\n" for i, n in enumerate(names)))
+            "filename,label\n" + "".join(f"{n},{'ab'[i % 2]}\n" for i, n in enumerate(names))
+        )
     report = validate_corpus(root)
     assert len(report.warnings) == 18 and {p.kind for p in report.warnings} == {"too_long"}
     lines = report.format().splitlines()

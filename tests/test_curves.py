@@ -1,19 +1,27 @@
 """helpers.evaluation.curves: is a devel curve flat at the end of training?"""
+
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from helpers.evaluation.curves import (curve_flatness, devel_curve, flatness_summary, flatness_table, run_histories,
-                                      training_length)
+from helpers.evaluation.curves import (
+    curve_flatness,
+    devel_curve,
+    flatness_summary,
+    flatness_table,
+    run_histories,
+    training_length,
+)
 
 
 def _history(uar_ema, uar_plain=None, every=25):
     steps = np.arange(1, len(uar_ema) + 1) * every
     plain = uar_plain if uar_plain is not None else [0.1] * len(uar_ema)
-    return pd.DataFrame({"step": steps, "train_loss": 1.0, "uar_plain": plain, "map_plain": 0.5,
-                         "uar_ema": uar_ema, "map_ema": 0.5})
+    return pd.DataFrame(
+        {"step": steps, "train_loss": 1.0, "uar_plain": plain, "map_plain": 0.5, "uar_ema": uar_ema, "map_ema": 0.5}
+    )
 
 
 def test_devel_curve_takes_ema_where_it_exists_and_plain_before():
@@ -57,8 +65,9 @@ def test_too_few_evaluations_and_bad_tail_are_reported():
 
 
 def test_table_and_summary_name_the_rising_runs():
-    table = flatness_table({"A": _history(list(np.linspace(0.3, 0.9, 16))),
-                            "B": _history([0.8] * 16), "C": _history([0.5], every=400)})
+    table = flatness_table(
+        {"A": _history(list(np.linspace(0.3, 0.9, 16))), "B": _history([0.8] * 16), "C": _history([0.5], every=400)}
+    )
     assert table.loc["A", "verdict"] == "still rising" and table.loc["B", "verdict"] == "flat"
     assert table.loc["C", "verdict"] == "too few evaluations"
     text = flatness_summary(table)
@@ -83,8 +92,13 @@ def test_histories_are_read_from_run_folders_and_a_missing_one_is_listed(tmp_pat
 def test_training_length_says_why_the_run_stopped():
     flat = _history([0.3, 0.5, 0.6, 0.7] + [0.8, 0.82, 0.78, 0.8] * 3)
     rising = _history(list(np.linspace(0.3, 0.9, 16)))
-    stopped = {"steps": 400, "iterations": 800, "stop_when_flat": True, "min_iterations": 300,
-               "stopped_when_flat": True}
+    stopped = {
+        "steps": 400,
+        "iterations": 800,
+        "stop_when_flat": True,
+        "min_iterations": 300,
+        "stopped_when_flat": True,
+    }
     text = training_length(flat, stopped)
     assert text.startswith("Trained 400 steps, stopped at the first devel evaluation from step 300 on")
     assert "cap was 800" in text and "+0.0 points" in text and text.endswith(": flat.")

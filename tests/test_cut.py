@@ -1,4 +1,5 @@
 """Cutting a corpus in the challenge layout from annotated long recordings (helpers.data.cut)."""
+
 from __future__ import annotations
 
 import hashlib
@@ -27,11 +28,11 @@ RECORDINGS = {
 # recording, begin, end, label
 SELECTIONS = [
     ("rec_a.wav", 5.0, 5.5, "gibbon"),
-    ("rec_a.wav", 10.0, 17.0, "argus"),     # long: 3 clips
+    ("rec_a.wav", 10.0, 17.0, "argus"),  # long: 3 clips
     ("rec_a.wav", 24.0, 24.8, "chimp"),
-    ("rec_b.wav", 0.2, 0.8, "gibbon"),      # near the start: the centred clip is clamped to 0
+    ("rec_b.wav", 0.2, 0.8, "gibbon"),  # near the start: the centred clip is clamped to 0
     ("rec_b.wav", 9.0, 10.0, "argus"),
-    ("rec_b.wav", 9.5, 11.0, "chimp"),      # overlaps the argus call
+    ("rec_b.wav", 9.5, 11.0, "chimp"),  # overlaps the argus call
     ("rec_c.flac", 4.0, 4.5, "gibbon"),
     ("rec_c.flac", 9.0, 10.0, "argus"),
     ("rec_d.wav", 3.0, 3.6, "gibbon"),
@@ -39,8 +40,8 @@ SELECTIONS = [
     ("rec_d.wav", 18.0, 18.5, "chimp"),
     ("rec_e.wav", 2.0, 2.5, "gibbon"),
     ("rec_e.wav", 6.0, 7.0, "argus"),
-    ("rec_e.wav", 11.5, 14.0, "argus"),     # past the end (12 s): reported, skipped
-    ("bad.wav", 1.0, 2.0, "gibbon"),        # not audio: reported, skipped
+    ("rec_e.wav", 11.5, 14.0, "argus"),  # past the end (12 s): reported, skipped
+    ("bad.wav", 1.0, 2.0, "gibbon"),  # not audio: reported, skipped
 ]
 
 
@@ -77,8 +78,7 @@ def audio(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def cut(audio, tmp_path_factory):
-    return cut_corpus(_annotations(), tmp_path_factory.mktemp("cut") / "corpus", audio_dir=audio,
-                      margin_seconds=MARGIN)
+    return cut_corpus(_annotations(), tmp_path_factory.mktemp("cut") / "corpus", audio_dir=audio, margin_seconds=MARGIN)
 
 
 def _sha(folder: Path) -> dict[str, str]:
@@ -123,7 +123,7 @@ def test_clip_audio_is_centred_on_the_call_after_resampling(cut):
     m = cut.manifest
     row = m[(m["recording"] == "rec_c.flac") & (m["label"] == "gibbon")].iloc[0]  # 44.1 kHz source
     wave, sr = sf.read(str(Path(cut) / "wav" / row["filename"]))
-    energy = wave ** 2
+    energy = wave**2
     loud = np.flatnonzero(energy > 0.25 * energy.max())
     middle = (loud[0] + loud[-1]) / 2 / sr
     assert middle == pytest.approx(CLIP_SECONDS / 2, abs=0.01)
@@ -198,10 +198,19 @@ def test_bad_recording_and_bad_rows_are_reported_and_the_rest_is_cut(cut, audio,
     assert "past the recording's end" in past.iloc[0]["reason"]
     assert set(cut.manifest["recording"]) == set(RECORDINGS)
     assert "bad.wav" in cut.format() and "rec_e.Table.1.selections.txt line 4" in cut.format()
-    rows = pd.DataFrame([("rec_a.wav", 3.0, 2.0, "gibbon"), ("rec_a.wav", np.nan, 2.0, "gibbon"),
-                         ("rec_a.wav", 1.0, 2.0, "?"), ("rec_a.wav", 1.0, 2.0, ""), ("rec_a.wav", 5.0, 5.5, "gibbon"),
-                         ("rec_a.wav", 5.0, 5.5, "gibbon"), ("gone.wav", 1.0, 2.0, "gibbon"), (None, 1.0, 2.0, "argus")],
-                        columns=["recording", "begin", "end", "label"])
+    rows = pd.DataFrame(
+        [
+            ("rec_a.wav", 3.0, 2.0, "gibbon"),
+            ("rec_a.wav", np.nan, 2.0, "gibbon"),
+            ("rec_a.wav", 1.0, 2.0, "?"),
+            ("rec_a.wav", 1.0, 2.0, ""),
+            ("rec_a.wav", 5.0, 5.5, "gibbon"),
+            ("rec_a.wav", 5.0, 5.5, "gibbon"),
+            ("gone.wav", 1.0, 2.0, "gibbon"),
+            (None, 1.0, 2.0, "argus"),
+        ],
+        columns=["recording", "begin", "end", "label"],
+    )
     rows["recording_name"] = ["rec_a"] * 7 + ["lost"]  # None: the annotation reader found no audio for it
     result = cut_corpus(rows, tmp_path / "rows", audio_dir=audio, split=(1, 0, 0))
     reasons = result.skipped.set_index("source_line")["reason"]
@@ -238,8 +247,10 @@ def test_clear_errors_for_a_bad_table(audio, tmp_path):
 
 
 def test_split_assignment_stratifies_and_says_what_it_could_not():
-    counts = pd.DataFrame({"common": [5, 4, 6, 5, 3, 4, 5, 6, 4, 5], "rare": [0, 0, 2, 0, 1, 0, 0, 0, 0, 0]},
-                          index=[f"r{i}" for i in range(10)])
+    counts = pd.DataFrame(
+        {"common": [5, 4, 6, 5, 3, 4, 5, 6, 4, 5], "rare": [0, 0, 2, 0, 1, 0, 0, 0, 0, 0]},
+        index=[f"r{i}" for i in range(10)],
+    )
     assignment, warnings = assign_splits(counts, (0.7, 0.15, 0.15), seed=0)
     assert set(assignment) == set(counts.index)
     rare_splits = {assignment[g] for g in ("r2", "r4")}
@@ -247,7 +258,9 @@ def test_split_assignment_stratifies_and_says_what_it_could_not():
     assert any("'rare'" in w and "2 group(s)" in w for w in warnings)
     for split in ("train", "devel", "test"):
         assert any(assignment[g] == split for g in counts.index[counts["common"] > 0])
-    assert sum(counts.loc[g, "common"] for g in counts.index if assignment[g] == "train") >= 0.5 * counts["common"].sum()
+    assert (
+        sum(counts.loc[g, "common"] for g in counts.index if assignment[g] == "train") >= 0.5 * counts["common"].sum()
+    )
     # A label in one group only goes to train, even when that group also holds another label.
     solo = pd.DataFrame({"a": [1, 1, 1], "b": [1, 0, 0]}, index=["x", "y", "z"])
     assignment, warnings = assign_splits(solo, (0.7, 0.15, 0.15))

@@ -1,4 +1,5 @@
 """Named corpora are built once and reused; other names are folders."""
+
 from __future__ import annotations
 
 import pytest
@@ -30,14 +31,45 @@ def test_cli_builds_named_corpora(tmp_path):
 
     from tests.conftest import REPO_ROOT, SHARED_MIRROR
 
-    syn = subprocess.run([sys.executable, "-m", "helpers", "corpus", "synthetic", "--out", str(tmp_path / "syn"),
-                          "--n-clips", "30", "--seed", "4"], cwd=REPO_ROOT, capture_output=True, text=True)
+    syn = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "helpers",
+            "corpus",
+            "synthetic",
+            "--out",
+            str(tmp_path / "syn"),
+            "--n-clips",
+            "30",
+            "--seed",
+            "4",
+        ],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+    )
     assert syn.returncode == 0, syn.stderr
     assert "0 error(s)" in syn.stdout and (tmp_path / "syn" / "lab" / "test.csv").is_file()
     if not (SHARED_MIRROR / "SHA256SUMS").is_file():
         pytest.skip("no mirror for the demo corpus")
-    demo = subprocess.run([sys.executable, "-m", "helpers", "corpus", "demo", "--out", str(tmp_path / "demo"),
-                           "--mirror", str(SHARED_MIRROR), "--cache-dir", str(tmp_path / "dl")],
-                          cwd=REPO_ROOT, capture_output=True, text=True)
+    demo = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "helpers",
+            "corpus",
+            "demo",
+            "--out",
+            str(tmp_path / "demo"),
+            "--mirror",
+            str(SHARED_MIRROR),
+            "--cache-dir",
+            str(tmp_path / "dl"),
+        ],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+    )
     assert demo.returncode == 0, demo.stderr
     assert "0 error(s), 0 warning(s)" in demo.stdout and (tmp_path / "demo" / "manifest.csv").is_file()

@@ -1,5 +1,6 @@
 """The demo corpus: sources verified by checksum, the cutting rule, the split by recording, and
 notebooks 00-02 on it (the mirror is beside the clone in CI)."""
+
 from __future__ import annotations
 
 import hashlib
@@ -17,8 +18,10 @@ from tests.conftest import SHARED_MIRROR
 # Trains models, runs notebooks or starts processes: part of `make test`, not of `make test-fast`.
 pytestmark = pytest.mark.slow
 
-needs_mirror = pytest.mark.skipif(not (SHARED_MIRROR / "SHA256SUMS").is_file(),
-                                  reason="the shared mirror folder (../shared/mirror) is not beside the checkout")
+needs_mirror = pytest.mark.skipif(
+    not (SHARED_MIRROR / "SHA256SUMS").is_file(),
+    reason="the shared mirror folder (../shared/mirror) is not beside the checkout",
+)
 
 
 def test_sources_match_the_mirror_checksum_list():
@@ -47,7 +50,7 @@ def test_window_rule():
     sr = 16000
     t = np.arange(20 * sr) / sr
     wave = 0.01 * np.random.default_rng(0).standard_normal(t.size)
-    wave[12 * sr:14 * sr] += np.sin(2 * np.pi * 1000 * t[12 * sr:14 * sr])  # one loud call at 12-14 s
+    wave[12 * sr : 14 * sr] += np.sin(2 * np.pi * 1000 * t[12 * sr : 14 * sr])  # one loud call at 12-14 s
     src = demo.Source(("o", "r", "c"), "x.wav", "0" * 64, "gibbon_male", "train", "x", "focal")
     starts = demo.select_windows(wave.astype(np.float32), src, max_per_recording=1)
     assert len(starts) == 1 and 11 * sr <= starts[0] + demo.CLIP_SAMPLES_16K // 2 <= 15 * sr
@@ -124,8 +127,12 @@ def test_demo_build_is_deterministic_and_reused(demo_corpus, tmp_path):
 def test_notebooks_00_to_02_on_demo(demo_corpus, tmp_path):
     from helpers.experiments.notebooks import run_collection
 
-    params = {"corpus": "demo", "data_dir": str(demo_corpus.parent), "cache_dir": str(tmp_path / "cache"),
-              "figures_dir": str(tmp_path / "figures")}
+    params = {
+        "corpus": "demo",
+        "data_dir": str(demo_corpus.parent),
+        "cache_dir": str(tmp_path / "cache"),
+        "figures_dir": str(tmp_path / "figures"),
+    }
     os.environ["PRIMATE_DEMO_MIRROR"] = str(SHARED_MIRROR)
     done = run_collection(params, notebooks=["00", "01", "02"], output_dir=tmp_path / "executed")
     assert len(done) == 3

@@ -4,6 +4,7 @@ The window tables are written by hand (2-s windows, 1-s hop unless said otherwis
 events worked out from the module's rules; a loop written straight from those rules checks the
 vectorised code on random tables.
 """
+
 from __future__ import annotations
 
 import time
@@ -25,8 +26,9 @@ from helpers.evaluation.detections import (
 CLASSES = ["background", "chimpanzee", "gorilla"]
 
 
-def windows(rec: str, rows: list[tuple[float, float]], win: float = 2.0, hop: float = 1.0,
-            last_end: float | None = None) -> pd.DataFrame:
+def windows(
+    rec: str, rows: list[tuple[float, float]], win: float = 2.0, hop: float = 1.0, last_end: float | None = None
+) -> pd.DataFrame:
     """One window per (chimpanzee, gorilla) score pair, background = 1 - their sum (clipped)."""
     n = len(rows)
     begin = np.arange(n) * hop
@@ -35,14 +37,23 @@ def windows(rec: str, rows: list[tuple[float, float]], win: float = 2.0, hop: fl
         end[-1] = last_end
     chimp = np.array([r[0] for r in rows], dtype=float)
     gorilla = np.array([r[1] for r in rows], dtype=float)
-    return pd.DataFrame({"recording": rec, "begin": begin, "end": end,
-                         "score_background": np.clip(1 - chimp - gorilla, 0, 1),
-                         "score_chimpanzee": chimp, "score_gorilla": gorilla})
+    return pd.DataFrame(
+        {
+            "recording": rec,
+            "begin": begin,
+            "end": end,
+            "score_background": np.clip(1 - chimp - gorilla, 0, 1),
+            "score_chimpanzee": chimp,
+            "score_gorilla": gorilla,
+        }
+    )
 
 
 def as_tuples(events: pd.DataFrame) -> list[tuple]:
-    return [(r.recording, round(r.begin, 9), round(r.end, 9), r.label, round(r.score, 9), r.n_windows)
-            for r in events.itertuples()]
+    return [
+        (r.recording, round(r.begin, 9), round(r.end, 9), r.label, round(r.score, 9), r.n_windows)
+        for r in events.itertuples()
+    ]
 
 
 def test_column_helpers():
@@ -53,13 +64,14 @@ def test_column_helpers():
 
 
 def test_overlapping_windows_of_one_class_merge_and_keep_the_maximum_score():
-    w = windows("site1/a.wav", [(0.1, 0.0), (0.6, 0.1), (0.9, 0.0), (0.7, 0.2), (0.2, 0.1), (0.1, 0.8)],
-                last_end=6.5)
+    w = windows("site1/a.wav", [(0.1, 0.0), (0.6, 0.1), (0.9, 0.0), (0.7, 0.2), (0.2, 0.1), (0.1, 0.8)], last_end=6.5)
     events = detect_events(w, CLASSES, threshold=0.5)
     assert list(events.columns) == EVENT_COLUMNS
     # windows 1-3 (1..3, 2..4, 3..5 s) are chimpanzee; window 5 (5..6.5 s, shorter: the file ends) gorilla
-    assert as_tuples(events) == [("site1/a.wav", 1.0, 5.0, "chimpanzee", 0.9, 3),
-                                 ("site1/a.wav", 5.0, 6.5, "gorilla", 0.8, 1)]
+    assert as_tuples(events) == [
+        ("site1/a.wav", 1.0, 5.0, "chimpanzee", 0.9, 3),
+        ("site1/a.wav", 5.0, 6.5, "gorilla", 0.8, 1),
+    ]
     assert events["n_windows"].dtype == np.int64
 
 
@@ -163,8 +175,10 @@ def test_call_head_score_is_one_minus_background_and_keeps_the_best_species_labe
     # by class score nothing passes 0.5 but window 2; by P(call) windows 0 and 2-3 (window 1 breaks the run)
     assert as_tuples(detect_events(w, CLASSES, threshold=0.5)) == [("a.wav", 2.0, 4.0, "gorilla", 0.5, 1)]
     assert as_tuples(detect_events(w, CLASSES, threshold=0.5, score_from="call")) == [
-        ("a.wav", 0.0, 2.0, "chimpanzee", 0.8, 1), ("a.wav", 2.0, 4.0, "gorilla", 0.95, 1),
-        ("a.wav", 3.0, 5.0, "chimpanzee", 0.7, 1)]
+        ("a.wav", 0.0, 2.0, "chimpanzee", 0.8, 1),
+        ("a.wav", 2.0, 4.0, "gorilla", 0.95, 1),
+        ("a.wav", 3.0, 5.0, "chimpanzee", 0.7, 1),
+    ]
     with pytest.raises(ValueError, match="background=None says the model has no background class"):
         detect_events(w, CLASSES, background=None, score_from="call")
     with pytest.raises(ValueError, match="score_from must be one of class, call"):
@@ -224,11 +238,16 @@ def test_a_hundred_thousand_windows_take_well_under_a_few_seconds():
 
 def test_max_windows_cuts_a_long_run_into_pieces():
     w = windows("a.wav", [(0.6, 0.0), (0.9, 0.0), (0.7, 0.0), (0.8, 0.0), (0.6, 0.0), (0.1, 0.0), (0.7, 0.0)])
-    assert as_tuples(detect_events(w, CLASSES, threshold=0.5)) == [("a.wav", 0.0, 6.0, "chimpanzee", 0.9, 5),
-                                                                 ("a.wav", 6.0, 8.0, "chimpanzee", 0.7, 1)]
+    assert as_tuples(detect_events(w, CLASSES, threshold=0.5)) == [
+        ("a.wav", 0.0, 6.0, "chimpanzee", 0.9, 5),
+        ("a.wav", 6.0, 8.0, "chimpanzee", 0.7, 1),
+    ]
     # five windows in pieces of two: 0..3 (windows 0-1), 2..5 (2-3), 4..6 (4); the run after the gap stays one
     assert as_tuples(detect_events(w, CLASSES, threshold=0.5, max_windows=2)) == [
-        ("a.wav", 0.0, 3.0, "chimpanzee", 0.9, 2), ("a.wav", 2.0, 5.0, "chimpanzee", 0.8, 2),
-        ("a.wav", 4.0, 6.0, "chimpanzee", 0.6, 1), ("a.wav", 6.0, 8.0, "chimpanzee", 0.7, 1)]
+        ("a.wav", 0.0, 3.0, "chimpanzee", 0.9, 2),
+        ("a.wav", 2.0, 5.0, "chimpanzee", 0.8, 2),
+        ("a.wav", 4.0, 6.0, "chimpanzee", 0.6, 1),
+        ("a.wav", 6.0, 8.0, "chimpanzee", 0.7, 1),
+    ]
     with pytest.raises(ValueError, match="max_windows"):
         detect_events(w, CLASSES, max_windows=0)

@@ -1,5 +1,6 @@
 """Grid display helpers of the notebooks 04, 05 and 07: the run plan, the outcome table with each
 failure's error, and the closing check. Tables are fabricated in run_grid's layout: no training."""
+
 from __future__ import annotations
 
 import pandas as pd
@@ -7,22 +8,40 @@ import pytest
 from IPython.display import Markdown
 
 from helpers.experiments import grid
-from helpers.reporting.display import (PLAN_COLUMNS, SHOWN_COLUMNS, check_failed_runs, failed_run_dirs,
-                                       failure_markdown, run_plan, show_grid)
+from helpers.reporting.display import (
+    PLAN_COLUMNS,
+    SHOWN_COLUMNS,
+    check_failed_runs,
+    failed_run_dirs,
+    failure_markdown,
+    run_plan,
+    show_grid,
+)
 
 
 def grid_table(statuses: list[str], prefix: str = "runs/x") -> pd.DataFrame:
     """A run_grid table with one row per status; failed rows carry an error naming their row."""
-    rows = [{"run_dir": f"{prefix}/run{i}", "key": f"k{i}", "model": "cnn10", "sample_rate": 8000, "seed": i,
-             "setting": grid.FULL_SETTING, "status": status,
-             "error": f"ValueError: boom {i}\nTraceback line" if status == "failed" else None, "seconds": 1.5 * i}
-            for i, status in enumerate(statuses)]
+    rows = [
+        {
+            "run_dir": f"{prefix}/run{i}",
+            "key": f"k{i}",
+            "model": "cnn10",
+            "sample_rate": 8000,
+            "seed": i,
+            "setting": grid.FULL_SETTING,
+            "status": status,
+            "error": f"ValueError: boom {i}\nTraceback line" if status == "failed" else None,
+            "seconds": 1.5 * i,
+        }
+        for i, status in enumerate(statuses)
+    ]
     return pd.DataFrame(rows, columns=grid.GRID_COLUMNS)
 
 
 def test_run_plan_has_one_row_per_config_in_order(tmp_path):
-    configs = grid.table2_configs("demo", {"out_dir": str(tmp_path / "runs")}, seeds=[0, 1],
-                                  runs=[("cnn10", 8000), ("cnn6", 16000)])
+    configs = grid.table2_configs(
+        "demo", {"out_dir": str(tmp_path / "runs")}, seeds=[0, 1], runs=[("cnn10", 8000), ("cnn6", 16000)]
+    )
     plan = run_plan(configs)
     assert list(plan.columns) == PLAN_COLUMNS
     assert list(plan.model) == ["CNN10-8k", "CNN10-8k", "CNN6-16k", "CNN6-16k"]
@@ -37,7 +56,7 @@ def test_run_plan_has_one_row_per_config_in_order(tmp_path):
     assert list(plan.batch) == [c.batch_size for c in configs]
     assert list(plan["run folder"]) == [str(c.run_dir()) for c in configs]
     assert len(set(plan["run folder"])) == 4
-    assert not (tmp_path / "runs").exists()            # planning writes nothing
+    assert not (tmp_path / "runs").exists()  # planning writes nothing
 
 
 def test_run_plan_of_no_configs_keeps_its_columns():

@@ -1,5 +1,6 @@
 """docs/reference.md, the project's own reference: citations of it resolve, no file points to
 documents outside the repository, and its model table agrees with the code."""
+
 from __future__ import annotations
 
 import functools
@@ -28,8 +29,7 @@ TITLE_CITATION = re.compile(r"docs/reference\.md,\s*\"([^\"]+)\"")
 #: References to documents that live outside the repository (a fresh clone cannot follow them).
 OUTSIDE_REFERENCE = re.compile(r"\bFACTS\b|shared/reference|shared/paper")
 #: Files whose citations must resolve, as glob patterns relative to the repository root.
-CITING_GLOBS = ("helpers/**/*.py", "tests/*.py", "notebooks/*.ipynb", "benchmarks/*.py",
-                "README.md")
+CITING_GLOBS = ("helpers/**/*.py", "tests/*.py", "notebooks/*.ipynb", "benchmarks/*.py", "README.md")
 
 
 def reference_text() -> str:
@@ -96,7 +96,8 @@ def citations(pattern: re.Pattern[str]) -> list[tuple[str, str]]:
 def test_sections_are_numbered_one_to_n_and_keep_the_original_numbering():
     numbers = list(sections())
     assert numbers == list(range(1, len(numbers) + 1)), (
-        f"docs/reference.md sections are numbered {numbers}; number them 1, 2, 3, ... in order.")
+        f"docs/reference.md sections are numbered {numbers}; number them 1, 2, 3, ... in order."
+    )
     missing = [n for n in FIRST_SECTIONS if n not in numbers]
     assert not missing, f"docs/reference.md lacks sections {missing}; citations by number rely on them."
 
@@ -108,14 +109,18 @@ def test_every_section_citation_names_an_existing_section():
         for number in map(int, re.findall(r"\d+", cited)):
             if number not in known:
                 bad.append(f"{where}: docs/reference.md §{number}")
-    assert not bad, ("citations of sections that docs/reference.md does not have (it has "
-                     f"{sorted(known)}):\n" + "\n".join(bad))
+    assert not bad, (
+        f"citations of sections that docs/reference.md does not have (it has {sorted(known)}):\n" + "\n".join(bad)
+    )
 
 
 def test_every_title_citation_names_an_existing_section():
     titles = [title.lower() for title in sections().values()]
-    bad = [f'{where}: docs/reference.md, "{cited}"' for where, cited in citations(TITLE_CITATION)
-           if not any(cited.lower() in title for title in titles)]
+    bad = [
+        f'{where}: docs/reference.md, "{cited}"'
+        for where, cited in citations(TITLE_CITATION)
+        if not any(cited.lower() in title for title in titles)
+    ]
     assert not bad, "citations of section titles that docs/reference.md does not have:\n" + "\n".join(bad)
 
 
@@ -135,13 +140,16 @@ def test_citation_patterns_match_the_forms_in_use():
 def repository_files() -> list[Path]:
     """Files git tracks or would track (untracked but not ignored), outside docs/."""
     try:
-        listing = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
-                                 cwd=REPO_ROOT, capture_output=True, check=True).stdout
+        listing = subprocess.run(
+            ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
+            cwd=REPO_ROOT,
+            capture_output=True,
+            check=True,
+        ).stdout
     except (OSError, subprocess.CalledProcessError):
         pytest.skip("not a git checkout (or no git): cannot list the repository's files")
     names = sorted({name for name in listing.decode().split("\0") if name})
-    return [REPO_ROOT / name for name in names
-            if not name.startswith("docs/") and (REPO_ROOT / name).is_file()]
+    return [REPO_ROOT / name for name in names if not name.startswith("docs/") and (REPO_ROOT / name).is_file()]
 
 
 def test_no_file_outside_docs_cites_documents_outside_the_repository():
@@ -157,8 +165,10 @@ def test_no_file_outside_docs_cites_documents_outside_the_repository():
         for number, line in enumerate(text.splitlines(), start=1):
             if OUTSIDE_REFERENCE.search(line):
                 bad.append(f"{path.relative_to(REPO_ROOT)} line {number}: {line.strip()[:120]}")
-    assert not bad, ("these lines cite FACTS.md or other files outside the repository; cite "
-                     "docs/reference.md §N instead:\n" + "\n".join(bad))
+    assert not bad, (
+        "these lines cite FACTS.md or other files outside the repository; cite "
+        "docs/reference.md §N instead:\n" + "\n".join(bad)
+    )
 
 
 # --- (3) the model table of §3 agrees with the code -----------------------------------------------
@@ -173,12 +183,11 @@ def model_table() -> dict[str, dict[str, str]]:
     """Rows of the §3 table whose first cell is a registry name in backticks, by that name; each
     row maps a column header to its cell."""
     lines = section_body(3).splitlines()
-    header_at = next((i for i, line in enumerate(lines)
-                      if line.startswith("|") and "registry name" in line), None)
+    header_at = next((i for i, line in enumerate(lines) if line.startswith("|") and "registry name" in line), None)
     assert header_at is not None, "docs/reference.md §3 has no table with a 'registry name' column."
     header = _cells(lines[header_at])
     rows: dict[str, dict[str, str]] = {}
-    for line in lines[header_at + 2:]:
+    for line in lines[header_at + 2 :]:
         if not line.startswith("|"):
             break
         cells = _cells(line)
@@ -203,7 +212,8 @@ def _shape(cell: str) -> tuple[int, ...]:
 
 def test_model_table_lists_every_registered_model_once():
     assert sorted(model_table()) == sorted(MODELS), (
-        f"docs/reference.md §3 lists {sorted(model_table())}, the registry has {sorted(MODELS)}.")
+        f"docs/reference.md §3 lists {sorted(model_table())}, the registry has {sorted(MODELS)}."
+    )
 
 
 @pytest.mark.parametrize("name", sorted(MODELS))
@@ -211,7 +221,8 @@ def test_model_table_parameter_count_matches_the_code(name):
     written = _integer(model_table()[name]["trainable parameters"])
     assert written == count_parameters(built_model(name)), (
         f"docs/reference.md §3 says {name} has {written:,} trainable parameters (5 classes), the code "
-        f"builds {count_parameters(built_model(name)):,}; correct whichever is wrong.")
+        f"builds {count_parameters(built_model(name)):,}; correct whichever is wrong."
+    )
 
 
 @pytest.mark.parametrize("name", sorted(MODELS))
@@ -225,12 +236,19 @@ def test_model_table_embedding_size_and_shapes_match_the_code(name):
         written = _shape(row[f"backbone output, {frames} x 64"])
         assert written == tuple(out.shape[1:]), (
             f"docs/reference.md §3: {name} backbone output for {frames} x 64 is written {written}, "
-            f"the code gives {tuple(out.shape[1:])}.")
+            f"the code gives {tuple(out.shape[1:])}."
+        )
 
 
 def test_narrowed_network_table_agrees_with_the_code():
     """§10's parameter counts at widths 1, ¼ and ⅛ are what create_model builds."""
-    names = {"CNN6": "cnn6", "CNN10": "cnn10", "MobileNetV1": "mobilenetv1", "ResNet22": "resnet22", "WRN28-2": "wrn28_2"}
+    names = {
+        "CNN6": "cnn6",
+        "CNN10": "cnn10",
+        "MobileNetV1": "mobilenetv1",
+        "ResNet22": "resnet22",
+        "WRN28-2": "wrn28_2",
+    }
     rows = [line.split("|")[1:-1] for line in section_body(10).splitlines() if line.startswith("| ")]
     checked = 0
     for cells in rows:

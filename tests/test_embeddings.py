@@ -1,5 +1,6 @@
 """Embeddings of a trained checkpoint, the linear SVM on them (C chosen on devel and labelled
 optimistic), the t-SNE map and the confusion table."""
+
 from __future__ import annotations
 
 import matplotlib.figure
@@ -8,7 +9,13 @@ import pandas as pd
 import pytest
 
 from helpers.data.corpus import read_corpus
-from helpers.evaluation.embeddings import confused_pairs, extract_embeddings, fit_linear_svm, svm_beside_network, tsne_2d
+from helpers.evaluation.embeddings import (
+    confused_pairs,
+    extract_embeddings,
+    fit_linear_svm,
+    svm_beside_network,
+    tsne_2d,
+)
 from helpers.evaluation.metrics import unweighted_average_recall
 from helpers.reporting.plots import plot_svm_c_curve, plot_tsne
 from helpers.data.synthetic import make_synthetic_corpus
@@ -28,13 +35,33 @@ CS = (1e-3, 1e-2, 1e-1, 1.0, 10.0)
 def trained(tmp_path_factory):
     """A tiny CNN10 trained 40 steps on an easy synthetic corpus, and its embeddings."""
     tmp = tmp_path_factory.mktemp("emb")
-    make_synthetic_corpus(tmp / "synthetic", n_clips=200, seed=3, snr_db=(12.0, 20.0), hidden_test_labels=False,
-                          class_proportions=[1, 1, 1, 1, 1])
+    make_synthetic_corpus(
+        tmp / "synthetic",
+        n_clips=200,
+        seed=3,
+        snr_db=(12.0, 20.0),
+        hidden_test_labels=False,
+        class_proportions=[1, 1, 1, 1, 1],
+    )
     corpus = read_corpus(tmp / "synthetic", name="emb-synthetic")
     # No MixUp/SpecAugment: the tiny net then separates the classes in a few dozen steps.
-    cfg = TrainConfig(corpus="unused", sample_rate=8000, model="cnn10", model_options=TINY, iterations=40,
-                      eval_every=20, ema=False, checkpoint_every=40, mixup=False, spec_augment=False,
-                      cache_dir=str(tmp / "cache"), out_dir=str(tmp / "runs"), seed=0, device="cpu", num_threads=TEST_THREADS)
+    cfg = TrainConfig(
+        corpus="unused",
+        sample_rate=8000,
+        model="cnn10",
+        model_options=TINY,
+        iterations=40,
+        eval_every=20,
+        ema=False,
+        checkpoint_every=40,
+        mixup=False,
+        spec_augment=False,
+        cache_dir=str(tmp / "cache"),
+        out_dir=str(tmp / "runs"),
+        seed=0,
+        device="cpu",
+        num_threads=TEST_THREADS,
+    )
     result = train(cfg, corpus=corpus, progress=False)
     ckpt = result.run_dir / "checkpoints" / "best_plain.pt"
     sets = extract_embeddings(ckpt, corpus, cache_dir=cfg.cache_dir, device="cpu")
@@ -56,8 +83,14 @@ def test_embeddings_shapes_and_values(trained):
 
 
 def test_embeddings_deterministic_and_match_checkpoint_scores(trained):
-    again = extract_embeddings(load_checkpoint(trained["ckpt"]), trained["corpus"], splits=("devel",),
-                               cache_dir=trained["cache_dir"], device="cpu", batch_size=7)
+    again = extract_embeddings(
+        load_checkpoint(trained["ckpt"]),
+        trained["corpus"],
+        splits=("devel",),
+        cache_dir=trained["cache_dir"],
+        device="cpu",
+        batch_size=7,
+    )
     np.testing.assert_allclose(again["devel"].embeddings, trained["sets"]["devel"].embeddings, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(again["devel"].scores, trained["sets"]["devel"].scores, rtol=1e-5, atol=1e-6)
     # Scores equal the run's own devel predictions (same features, same model).
@@ -88,7 +121,8 @@ def test_svm_chooses_c_on_devel_and_labels_it(trained):
     assert res.test_metrics is not None and res.test_metrics["selected_on_this_split"] is False
     assert "optimistic" not in res.test_metrics["note"]
     assert res.test_metrics["uar"] == pytest.approx(
-        unweighted_average_recall(sets["test"].labels, res.test_predictions, k))
+        unweighted_average_recall(sets["test"].labels, res.test_predictions, k)
+    )
     assert res.devel_metrics["uar"] > 0.3, "40 steps give ~0.48 devel UAR here; chance is 0.2"
     assert list(res.summary()["split"]) == ["devel", "test"]
 
@@ -126,9 +160,7 @@ def test_tsne_shape_determinism_and_subsampling(trained):
 
 def test_confused_pairs_on_hand_made_matrix():
     classes = ["a", "b", "c"]
-    m = np.array([[8, 2, 0],
-                  [5, 4, 1],
-                  [0, 2, 18]])
+    m = np.array([[8, 2, 0], [5, 4, 1], [0, 2, 18]])
     table = confused_pairs(m, classes, top=3)
     assert list(table.columns) == ["true", "predicted", "count", "share_of_true"]
     assert list(zip(table["true"], table["predicted"])) == [("b", "a"), ("a", "b"), ("c", "b")]
@@ -150,8 +182,14 @@ def test_plots_return_figures(trained):
     fig = plot_tsne(points, labels, trained["corpus"].classes)
     assert isinstance(fig, matplotlib.figure.Figure)
     plt.close(fig)
-    table = pd.DataFrame({"C": [0.01, 0.1, 1.0], "train_uar": [0.5, 0.8, 1.0], "devel_uar": [0.5, 0.7, 0.6],
-                          "chosen": [False, True, False]})
+    table = pd.DataFrame(
+        {
+            "C": [0.01, 0.1, 1.0],
+            "train_uar": [0.5, 0.8, 1.0],
+            "devel_uar": [0.5, 0.7, 0.6],
+            "chosen": [False, True, False],
+        }
+    )
     fig = plot_svm_c_curve(table)
     assert isinstance(fig, matplotlib.figure.Figure)
     plt.close(fig)

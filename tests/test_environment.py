@@ -1,4 +1,5 @@
 """The pinned dependencies: requirements.txt and environment.yml must not drift apart."""
+
 from __future__ import annotations
 
 import re
@@ -21,6 +22,9 @@ def test_requirements_and_environment_yml_agree():
     env_text = (REPO_ROOT / "environment.yml").read_text()
     pip_block = env_text.split("- pip:", 1)[1].splitlines()
     env = _pins(pip_block)
-    assert req == env, f"only in requirements: {set(req.items()) - set(env.items())}; only in environment.yml: {set(env.items()) - set(req.items())}"
+    assert req == env, (
+        f"only in requirements: {set(req.items()) - set(env.items())}; "
+        f"only in environment.yml: {set(env.items()) - set(req.items())}"
+    )
     assert req["torch"] == "2.11.0" and req["torchaudio"] == "2.11.0"
     assert "python=3.11" in env_text

@@ -1,5 +1,6 @@
 """Event-based evaluation and listening effort (helpers.evaluation.events), on hand-made tables whose
 answers are worked out in the comments."""
+
 from __future__ import annotations
 
 import math
@@ -30,15 +31,24 @@ def table(*rows: tuple) -> pd.DataFrame:
     return pd.DataFrame(list(rows), columns=["recording", "begin", "end", "label"])
 
 
-def grid_windows(rec: str, seconds: int, win: float = 1.0, hop: float = 1.0,
-                 scores: dict[float, tuple[float, float]] | None = None) -> pd.DataFrame:
+def grid_windows(
+    rec: str, seconds: int, win: float = 1.0, hop: float = 1.0, scores: dict[float, tuple[float, float]] | None = None
+) -> pd.DataFrame:
     """Windows over ``seconds`` s; ``scores`` maps a window's begin to its (chimpanzee, gorilla) scores
     (the rest of the mass is background); other windows score (0, 0): background only."""
     begins = np.arange(0, seconds - win + 1e-9, hop)
     pairs = [(scores or {}).get(float(b), (0.0, 0.0)) for b in begins]
     chimp, gorilla = np.array(pairs).T
-    return pd.DataFrame({"recording": rec, "begin": begins, "end": begins + win,
-                         "score_background": 1 - chimp - gorilla, "score_chimpanzee": chimp, "score_gorilla": gorilla})
+    return pd.DataFrame(
+        {
+            "recording": rec,
+            "begin": begins,
+            "end": begins + win,
+            "score_background": 1 - chimp - gorilla,
+            "score_chimpanzee": chimp,
+            "score_gorilla": gorilla,
+        }
+    )
 
 
 # -- recordings
@@ -55,8 +65,11 @@ def test_recording_keys_by_stem_and_by_relative_path():
 
 
 def test_align_recordings_renames_the_reference_to_the_scanned_names():
-    ref = table(("/data/scan/site1/a.wav", 0, 1, "chimpanzee"), (None, 2, 3, "gorilla"),
-                ("/elsewhere/c.wav", 0, 1, "chimpanzee"))
+    ref = table(
+        ("/data/scan/site1/a.wav", 0, 1, "chimpanzee"),
+        (None, 2, 3, "gorilla"),
+        ("/elsewhere/c.wav", 0, 1, "chimpanzee"),
+    )
     ref["recording_name"] = ["a.wav", "D:\\site2\\b.wav", "c.wav"]  # recording None: the reader did not find it
     scanned = ["site1/a.wav", "site2/b.wav"]
     with pytest.raises(ValueError, match="1 reference recording.*c.wav.*unmatched='drop'"):
@@ -113,8 +126,12 @@ def test_matching_per_cluster_finds_as_many_pairs_as_one_big_assignment():
     ref = table(*[("r", b, b + rng.uniform(0.5, 4), "chimpanzee") for b in begin])
     jitter = rng.normal(0, 0.7, (2, 150))
     det = table(*[("r", max(0, b + j0), b + 2 + j1, "chimpanzee") for b, j0, j1 in zip(begin, *jitter)])
-    inter = np.clip(np.minimum(det["end"].values[:, None], ref["end"].values) -
-                    np.maximum(det["begin"].values[:, None], ref["begin"].values), 0, None)
+    inter = np.clip(
+        np.minimum(det["end"].values[:, None], ref["end"].values)
+        - np.maximum(det["begin"].values[:, None], ref["begin"].values),
+        0,
+        None,
+    )
     union = (det["end"] - det["begin"]).values[:, None] + (ref["end"] - ref["begin"]).values - inter
     feasible = inter / union >= 0.3 - 1e-9
     rows, cols = linear_sum_assignment(feasible.astype(float), maximize=True)
@@ -125,10 +142,20 @@ def test_matching_per_cluster_finds_as_many_pairs_as_one_big_assignment():
 
 
 def scored() -> pd.DataFrame:
-    ref = table(("r1", 0, 2, "chimpanzee"), ("r1", 2, 6, "chimpanzee"), ("r1", 10, 12, "gorilla"),
-                ("r2", 0, 3, "chimpanzee"), ("r2", 5, 6, "bonobo"))
-    det = table(("r1", 0, 5, "chimpanzee"), ("r1", 4, 8, "chimpanzee"), ("r1", 20, 22, "gorilla"),
-                ("r2", 0, 3, "chimpanzee"), ("r2", 7, 8, "macaque"))
+    ref = table(
+        ("r1", 0, 2, "chimpanzee"),
+        ("r1", 2, 6, "chimpanzee"),
+        ("r1", 10, 12, "gorilla"),
+        ("r2", 0, 3, "chimpanzee"),
+        ("r2", 5, 6, "bonobo"),
+    )
+    det = table(
+        ("r1", 0, 5, "chimpanzee"),
+        ("r1", 4, 8, "chimpanzee"),
+        ("r1", 20, 22, "gorilla"),
+        ("r2", 0, 3, "chimpanzee"),
+        ("r2", 7, 8, "macaque"),
+    )
     return event_scores(det, ref, classes=["chimpanzee", "gorilla", "bonobo", "macaque"]).set_index("class")
 
 
@@ -176,9 +203,16 @@ def test_precision_recall_curve_at_hand_picked_thresholds():
 
 
 def test_precision_at_recall_takes_the_best_threshold_that_reaches_the_recall():
-    curve = pd.DataFrame({"threshold": [0.2, 0.4, 0.6, 0.8, 0.2], "class": ["all"] * 4 + ["gorilla"],
-                          "precision": [0.3, 0.5, 0.4, 0.9, 1.0], "recall": [1.0, 0.8, 0.8, 0.4, 1.0],
-                          "f1": np.nan, "n_detected": 1})
+    curve = pd.DataFrame(
+        {
+            "threshold": [0.2, 0.4, 0.6, 0.8, 0.2],
+            "class": ["all"] * 4 + ["gorilla"],
+            "precision": [0.3, 0.5, 0.4, 0.9, 1.0],
+            "recall": [1.0, 0.8, 0.8, 0.4, 1.0],
+            "f1": np.nan,
+            "n_detected": 1,
+        }
+    )
     at = precision_at_recall(curve, [0.5, 0.8, 0.9, 0.3])
     assert at["precision"].tolist()[:2] == [0.5, 0.5] and at["threshold"].tolist()[:2] == [0.4, 0.4]
     assert at.loc[2, "precision"] == 0.3 and at.loc[2, "recall"] == 1.0  # only the lowest threshold reaches 0.9
@@ -201,7 +235,9 @@ def test_the_call_head_score_changes_what_a_threshold_sweep_detects():
     assert by_class[by_class["class"] == "chimpanzee"]["n_detected"].tolist() == [1]
     assert by_call[by_call["class"] == "chimpanzee"]["n_detected"].tolist() == [1]
     assert detect_events(w, CLASSES, 0.5)[["begin", "end"]].values.tolist() == [[2.0, 3.0]]
-    assert detect_events(w, CLASSES, 0.5, score_from="call")[["begin", "end", "score"]].values.tolist() == [[2.0, 4.0, 0.9]]
+    assert detect_events(w, CLASSES, 0.5, score_from="call")[["begin", "end", "score"]].values.tolist() == [
+        [2.0, 4.0, 0.9]
+    ]
     effort_class = listening_effort(w, ref, recall_targets=[1.0])[0]
     effort_call = listening_effort(w, ref, recall_targets=[1.0], score_from="call")[0]
     assert effort_class["call_score"].iloc[1] == pytest.approx(0.35)
@@ -225,10 +261,16 @@ def test_default_thresholds_stay_few_and_include_the_highest_scores():
 
 def effort_windows() -> tuple[pd.DataFrame, pd.DataFrame]:
     """r1: 2-s windows, hop 1 s, over 10 s; r2: the same over 5 s: 15 s scanned in all."""
-    w = pd.concat([grid_windows("r1", 10, win=2, scores={2.0: (0.9, 0), 5.0: (0.8, 0)}),
-                   grid_windows("r2", 5, win=2, scores={0.0: (0, 0.7)})], ignore_index=True)
-    ref = table(("r1", 2, 4, "chimpanzee"), ("r1", 6, 6.5, "gorilla"), ("r2", 0, 1, "gorilla"),
-                ("r1", 8, 9, "background"))
+    w = pd.concat(
+        [
+            grid_windows("r1", 10, win=2, scores={2.0: (0.9, 0), 5.0: (0.8, 0)}),
+            grid_windows("r2", 5, win=2, scores={0.0: (0, 0.7)}),
+        ],
+        ignore_index=True,
+    )
+    ref = table(
+        ("r1", 2, 4, "chimpanzee"), ("r1", 6, 6.5, "gorilla"), ("r2", 0, 1, "gorilla"), ("r1", 8, 9, "background")
+    )
     return w, ref
 
 
@@ -275,8 +317,9 @@ def test_events_never_heard_leave_the_target_unreached_with_a_note():
 
 def test_a_perfect_detector_scores_one_and_hears_only_the_calls():
     calls = {2.0: (1.0, 0.0), 5.0: (1.0, 0.0), 6.0: (1.0, 0.0)}
-    w = pd.concat([grid_windows("r1", 10, scores=calls), grid_windows("r2", 5, scores={1.0: (0.0, 1.0)})],
-                  ignore_index=True)
+    w = pd.concat(
+        [grid_windows("r1", 10, scores=calls), grid_windows("r2", 5, scores={1.0: (0.0, 1.0)})], ignore_index=True
+    )
     ref = table(("r1", 2, 3, "chimpanzee"), ("r1", 5, 7, "chimpanzee"), ("r2", 1, 2, "gorilla"))
     events = detect_events(w, CLASSES, 0.5)
     assert events[["recording", "begin", "end", "label"]].values.tolist() == ref.values.tolist()
@@ -292,9 +335,14 @@ def test_a_perfect_detector_scores_one_and_hears_only_the_calls():
 
 
 def test_recording_level_scores_by_hand():
-    detections = pd.DataFrame({"recording": ["f1.wav", "f1.wav", "f1.wav", "quiet.wav", "quiet.wav", "quiet.wav"],
-                               "begin": [0.0, 3.0, 6.0, 0.0, 3.0, 6.0], "end": [3.0, 6.0, 9.0, 3.0, 6.0, 9.0],
-                               "label": ["gibbon", "gibbon", "argus", "argus", "argus", "gibbon"]})
+    detections = pd.DataFrame(
+        {
+            "recording": ["f1.wav", "f1.wav", "f1.wav", "quiet.wav", "quiet.wav", "quiet.wav"],
+            "begin": [0.0, 3.0, 6.0, 0.0, 3.0, 6.0],
+            "end": [3.0, 6.0, 9.0, 3.0, 6.0, 9.0],
+            "label": ["gibbon", "gibbon", "argus", "argus", "argus", "gibbon"],
+        }
+    )
     contents = {"f1.wav": "gibbon", "f2.wav": "argus", "quiet.wav": None}
     durations = {"f1.wav": 30.0, "f2.wav": 60.0, "quiet.wav": 1800.0}
     table = recording_level_scores(detections, contents, durations).set_index("recording")

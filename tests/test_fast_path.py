@@ -4,6 +4,7 @@ losses and weights, fp32 on CPU, same seed.
 Dropout is switched off in both: torch draws a dropout mask in memory order, so the two layouts
 drop different (equally distributed) elements from the same random stream. Everything else,
 BatchNorm, SpecAugment, MixUp, the loss and Adam, must agree to float rounding."""
+
 from __future__ import annotations
 
 import pytest

@@ -1,5 +1,6 @@
 """Tests of helpers.features: the front end (agreement with librosa, filterbank, shapes, devices),
 batch extraction, and the feature cache."""
+
 from __future__ import annotations
 
 import json
@@ -43,15 +44,27 @@ def chirp_with_noise(sr: int, noise: float, padded: bool = False, seed: int = 0)
     y = 0.5 * np.sin(2 * np.pi * (100 * t + sweep * t**2))
     y = y + noise * np.random.default_rng(seed).standard_normal(n)
     if padded:
-        y[n // 2:] = 0.0
+        y[n // 2 :] = 0.0
     return y.astype(np.float32)
 
 
 def librosa_logmel(y: np.ndarray, sr: int) -> np.ndarray:
     """The reference of docs/reference.md §2, as (time, mel)."""
     mel = librosa.feature.melspectrogram(
-        y=y, sr=sr, n_fft=1024, hop_length=320, win_length=1024, window="hann", center=True,
-        pad_mode="reflect", power=2.0, n_mels=64, fmin=10, fmax=sr / 2, htk=False, norm="slaney",
+        y=y,
+        sr=sr,
+        n_fft=1024,
+        hop_length=320,
+        win_length=1024,
+        window="hann",
+        center=True,
+        pad_mode="reflect",
+        power=2.0,
+        n_mels=64,
+        fmin=10,
+        fmax=sr / 2,
+        htk=False,
+        norm="slaney",
     )
     return librosa.power_to_db(mel, ref=1.0, amin=1e-10, top_db=None).T
 
@@ -79,13 +92,15 @@ def make_table(paths: list[Path]) -> pd.DataFrame:
     rows = []
     for i, path in enumerate(paths):
         test = i == len(paths) - 1
-        rows.append({
-            "split": "test" if test else "train",
-            "filename": path.name,
-            "path": str(path),
-            "label": "?" if test else ["a", "b"][i % 2],
-            "class_index": -1 if test else i % 2,
-        })
+        rows.append(
+            {
+                "split": "test" if test else "train",
+                "filename": path.name,
+                "path": str(path),
+                "label": "?" if test else ["a", "b"][i % 2],
+                "class_index": -1 if test else i % 2,
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -107,14 +122,17 @@ def test_logmel_agrees_with_librosa(sr, noise, padded):
 
 
 @pytest.mark.parametrize("sr", [16000, 8000])
-@pytest.mark.parametrize("n_fft, n_mels, fmin, fmax", [(1024, 64, 10.0, None), (512, 32, 20.0, 3000.0), (2048, 128, 0.0, None)])
+@pytest.mark.parametrize(
+    "n_fft, n_mels, fmin, fmax", [(1024, 64, 10.0, None), (512, 32, 20.0, 3000.0), (2048, 128, 0.0, None)]
+)
 def test_mel_filterbank_equals_librosa(sr, n_fft, n_mels, fmin, fmax):
     # torchaudio's filterbank, built in float64, is librosa's to rounding; rounded to float32 (what
     # LogMel stores) the two are identical, so the features did not change when it replaced librosa's.
     fmax = sr / 2 if fmax is None else fmax
     ours = mel_filterbank(sr, n_fft, n_mels, fmin, fmax)
-    reference = librosa.filters.mel(sr=sr, n_fft=n_fft, n_mels=n_mels, fmin=fmin, fmax=fmax, htk=False,
-                                    norm="slaney", dtype=np.float64).T
+    reference = librosa.filters.mel(
+        sr=sr, n_fft=n_fft, n_mels=n_mels, fmin=fmin, fmax=fmax, htk=False, norm="slaney", dtype=np.float64
+    ).T
     assert ours.dtype == torch.float64 and ours.shape == reference.shape == (n_fft // 2 + 1, n_mels)
     np.testing.assert_allclose(ours.numpy(), reference, rtol=0, atol=1e-14)
     np.testing.assert_array_equal(ours.numpy().astype(np.float32), reference.astype(np.float32))
@@ -205,8 +223,13 @@ def test_settings_key_is_stable_and_tracks_changes():
     assert len(base.key()) == 12
     # Same features, same key.
     assert FeatureSettings(fmax=8000.0).key() == base.key()
-    others = [FeatureSettings(n_mels=32), FeatureSettings(fmin=20.0), FeatureSettings(sample_rate=8000),
-              FeatureSettings(hop_length=160), FeatureSettings(fft_precision="float32")]
+    others = [
+        FeatureSettings(n_mels=32),
+        FeatureSettings(fmin=20.0),
+        FeatureSettings(sample_rate=8000),
+        FeatureSettings(hop_length=160),
+        FeatureSettings(fft_precision="float32"),
+    ]
     assert len({base.key(), *(s.key() for s in others)}) == 1 + len(others)
     assert FeatureSettings(**base.to_dict()) == base
 
@@ -217,11 +240,14 @@ def test_settings_key_changes_with_feature_version(monkeypatch):
     assert FeatureSettings().key() != before
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    ({"sample_rate": 22050}, "not supported"),
-    ({"fmax": 9000.0}, "fmax"),
-    ({"fft_precision": "float16"}, "fft_precision"),
-])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"sample_rate": 22050}, "not supported"),
+        ({"fmax": 9000.0}, "fmax"),
+        ({"fft_precision": "float16"}, "fft_precision"),
+    ],
+)
 def test_settings_reject_invalid_values(kwargs, match):
     with pytest.raises(ValueError, match=match):
         FeatureSettings(**kwargs)
@@ -255,8 +281,9 @@ def test_gpu_pipeline_code_path_runs_on_cpu(tmp_path):
     out = np.empty((5, 150, 64), dtype=np.float32)
     with ThreadPoolExecutor(2) as pool, tqdm(disable=True) as bar:
         load = lambda a, b: extract._load_block(paths, a, b, settings.sample_rate, settings.clip_samples)  # noqa: E731
-        extract._transform_batches_on_device(load, len(paths), LogMel(), out, pool, bar, torch.device("cpu"),
-                                             batch_size=2, num_workers=2)
+        extract._transform_batches_on_device(
+            load, len(paths), LogMel(), out, pool, bar, torch.device("cpu"), batch_size=2, num_workers=2
+        )
     np.testing.assert_allclose(out, extract_logmels(paths, settings, progress=False), rtol=0, atol=1e-4)
 
 

@@ -5,6 +5,7 @@ through ``notebooks/03_train.ipynb`` unchanged (papermill, parameters only).
 The mirror (``../shared/mirror/``, see its SOURCES.md) is only read: the recording and its table are
 copied into tmp_path. The test skips, naming the folder, when the mirror is absent.
 """
+
 from __future__ import annotations
 
 import json
@@ -32,7 +33,8 @@ GWWA_TABLE = OSS / "GWWA_XC_AnnoTables" / "13738.Table.1.selections2.txt"  # 8 s
 needs_gwwa = pytest.mark.skipif(
     not (GWWA_MP3.is_file() and GWWA_TABLE.is_file()),
     reason=f"the XC13738 recording and its Raven table of the offline mirror are not under {SHARED_MIRROR} "
-           "(see its SOURCES.md)")
+    "(see its SOURCES.md)",
+)
 
 # The CLI splits by recording (or by a --group-by column, which must hold one value per recording) and
 # has no option for the split fractions, so a single recording can only fill train: devel and test
@@ -61,8 +63,19 @@ def test_raven_table_from_the_mirror_becomes_a_corpus_that_trains_through_03_tra
     corpus_dir = tmp_path / "corpus"
 
     # (1) the real command line
-    cmd = [sys.executable, "-m", "helpers", "corpus", "annotations", "--annotations", str(tables),
-           "--audio", str(audio), "--out", str(corpus_dir)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "helpers",
+        "corpus",
+        "annotations",
+        "--annotations",
+        str(tables),
+        "--audio",
+        str(audio),
+        "--out",
+        str(corpus_dir),
+    ]
     done = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, f"exit {done.returncode}\n{done.stdout}\n{done.stderr}"
     assert "0 excluded" in done.stdout and "split devel got no recordings" not in done.stdout, done.stdout
@@ -85,10 +98,18 @@ def test_raven_table_from_the_mirror_becomes_a_corpus_that_trains_through_03_tra
     # (2) 03_train, unchanged, through papermill; small enough for 2 CPU cores
     runs = tmp_path / "runs"
     params = {
-        "corpus": str(corpus_dir), "data_dir": str(tmp_path / "data"), "cache_dir": str(tmp_path / "cache"),
-        "out_dir": str(runs), "figures_dir": str(tmp_path / "figures"),
-        "sample_rate": 8000, "model_options": {"channels": [8, 16, 32, 64]},
-        "iterations": 40, "eval_every": 20, "ema_start": 20, "checkpoint_every": 20, "n_listen": 2,
+        "corpus": str(corpus_dir),
+        "data_dir": str(tmp_path / "data"),
+        "cache_dir": str(tmp_path / "cache"),
+        "out_dir": str(runs),
+        "figures_dir": str(tmp_path / "figures"),
+        "sample_rate": 8000,
+        "model_options": {"channels": [8, 16, 32, 64]},
+        "iterations": 40,
+        "eval_every": 20,
+        "ema_start": 20,
+        "checkpoint_every": 20,
+        "n_listen": 2,
     }
     executed = run_notebook("03_train", params, output_dir=tmp_path / "executed", progress=False, timeout=600)
     nb = nbformat.read(executed, as_version=4)

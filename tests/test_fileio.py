@@ -1,4 +1,5 @@
 """Tests of helpers.core.fileio: atomic writes leave either the old or the new file, checksums are right."""
+
 from __future__ import annotations
 
 import hashlib
@@ -91,7 +92,13 @@ def test_write_json_atomic_round_trip_with_paths_and_numpy(tmp_path):
     target = tmp_path / "run.json"
     obj = {"path": Path("/a/b"), "n": np.int64(3), "x": np.float32(0.5), "v": np.arange(3), "s": "ü"}
     write_json_atomic(target, obj)
-    assert json.loads(target.read_text(encoding="utf-8")) == {"path": "/a/b", "n": 3, "x": 0.5, "v": [0, 1, 2], "s": "ü"}
+    assert json.loads(target.read_text(encoding="utf-8")) == {
+        "path": "/a/b",
+        "n": 3,
+        "x": 0.5,
+        "v": [0, 1, 2],
+        "s": "ü",
+    }
 
 
 def test_write_json_atomic_unserialisable_leaves_old_file(tmp_path):

@@ -1,5 +1,6 @@
 """Fusion of two trained runs through the ordinary training engine (paper section 5): frozen
 branches keep their weights, trainable ones change, bad branch checkpoints are refused clearly."""
+
 from __future__ import annotations
 
 import shutil
@@ -27,17 +28,34 @@ def branches(tmp_path_factory):
     root = base / "synthetic"
     make_synthetic_corpus(root, n_clips=80, seed=5, hidden_test_labels=False)
     corpus = read_corpus(root, name="fusion-synthetic")
-    common = dict(corpus="unused", sample_rate=8000, iterations=8, eval_every=4, ema_start=2,
-                  checkpoint_every=8, cache_dir=str(base / "cache"), out_dir=str(base / "runs"), device="cpu",
-                  num_threads=TEST_THREADS, batch_size=8)
+    common = dict(
+        corpus="unused",
+        sample_rate=8000,
+        iterations=8,
+        eval_every=4,
+        ema_start=2,
+        checkpoint_every=8,
+        cache_dir=str(base / "cache"),
+        out_dir=str(base / "runs"),
+        device="cpu",
+        num_threads=TEST_THREADS,
+        batch_size=8,
+    )
     a = train(TrainConfig(model="cnn10", model_options=TINY, **common), corpus=corpus, progress=False)
     b = train(TrainConfig(model="cnn6", model_options=TINY, **common), corpus=corpus, progress=False)
     return base, corpus, common, a.run_dir / "checkpoints" / "best_ema.pt", b.run_dir / "checkpoints" / "best_ema.pt"
 
 
 def _fusion(common, a, b, freeze, **kw):
-    return TrainConfig(**{**common, "model": "fusion", "iterations": 4,
-                          "model_options": {"branch_a": str(a), "branch_b": str(b), "freeze": freeze}, **kw})
+    return TrainConfig(
+        **{
+            **common,
+            "model": "fusion",
+            "iterations": 4,
+            "model_options": {"branch_a": str(a), "branch_b": str(b), "freeze": freeze},
+            **kw,
+        }
+    )
 
 
 def _branch_weights(path):
@@ -80,11 +98,18 @@ def test_fusion_key_follows_branch_weights_not_paths(branches, tmp_path):
 def test_fusion_refuses_bad_branches(branches, tmp_path):
     _, corpus, common, a, b = branches
     with pytest.raises(ValueError, match="branch_b"):
-        train(TrainConfig(**{**common, "model": "fusion", "model_options": {"branch_a": str(a)}}), corpus=corpus,
-              progress=False)
+        train(
+            TrainConfig(**{**common, "model": "fusion", "model_options": {"branch_a": str(a)}}),
+            corpus=corpus,
+            progress=False,
+        )
     with pytest.raises(FileNotFoundError, match="nowhere.pt"):
-        train(_fusion(common, a, tmp_path / "nowhere.pt", True, out_dir=str(tmp_path / "r1")), corpus=corpus,
-              progress=False)
+        train(
+            _fusion(common, a, tmp_path / "nowhere.pt", True, out_dir=str(tmp_path / "r1")),
+            corpus=corpus,
+            progress=False,
+        )
     with pytest.raises(ValueError, match="8000 Hz but this config has sample_rate=16000"):
-        train(_fusion(common, a, b, True, sample_rate=16000, out_dir=str(tmp_path / "r2")), corpus=corpus,
-              progress=False)
+        train(
+            _fusion(common, a, b, True, sample_rate=16000, out_dir=str(tmp_path / "r2")), corpus=corpus, progress=False
+        )

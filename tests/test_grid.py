@@ -1,5 +1,6 @@
 """The grid runner: paper numbers, ablation settings, profiles, config grids and run_grid's table
 (run_trainings replaced by a stand-in: no training)."""
+
 from __future__ import annotations
 
 import json
@@ -9,17 +10,38 @@ import pytest
 
 import helpers.experiments.scheduler as parallel
 from helpers.experiments import grid
-from helpers.experiments.grid import (ABLATION_FIELDS, ABLATION_SETTINGS, FULL_SETTING, FUSION_VARIANTS, PAPER_TABLE2,
-                          PAPER_ABLATION_SETTINGS, PAPER_TABLE3, PROFILES, TABLE2_RUNS, ablation_configs, apply_model_options, expand_grid,
-                          fusion_configs, fusion_variant_of, notebook_parameters, run_grid, setting_of,
-                          table2_configs)
+from helpers.experiments.grid import (
+    ABLATION_FIELDS,
+    ABLATION_SETTINGS,
+    FULL_SETTING,
+    FUSION_VARIANTS,
+    PAPER_TABLE2,
+    PAPER_ABLATION_SETTINGS,
+    PAPER_TABLE3,
+    PROFILES,
+    TABLE2_RUNS,
+    ablation_configs,
+    apply_model_options,
+    expand_grid,
+    fusion_configs,
+    fusion_variant_of,
+    notebook_parameters,
+    run_grid,
+    setting_of,
+    table2_configs,
+)
 from helpers.experiments.scheduler import RunOutcome
 from helpers.training.config import TrainConfig
 
 
 def test_paper_numbers_match_facts():
-    assert PAPER_TABLE2["CNN10-16k"] == {"model": "cnn10", "sample_rate": 16000, "devel_map": 97.0,
-                                        "devel_uar": 93.6, "test_uar": 92.5}
+    assert PAPER_TABLE2["CNN10-16k"] == {
+        "model": "cnn10",
+        "sample_rate": 16000,
+        "devel_map": 97.0,
+        "devel_uar": 93.6,
+        "test_uar": 92.5,
+    }
     assert PAPER_TABLE2["auDeep-SVM"]["devel_map"] is None
     assert PAPER_TABLE3[("resnet22", 8000)]["no-bal, no-aug"]["devel_uar"] == 78.7
     assert PAPER_TABLE3[("cnn10", 16000)][FULL_SETTING]["devel_map"] == 97.0
@@ -50,12 +72,14 @@ def test_profiles_are_valid_configs():
 
 
 def test_expand_grid_is_a_cartesian_product():
-    configs = expand_grid({"model": "cnn6", "iterations": 5},
-                          {"seed": [0, 1, 2], "mixup": [True, False], "sample_rate": [8000, 16000]})
+    configs = expand_grid(
+        {"model": "cnn6", "iterations": 5}, {"seed": [0, 1, 2], "mixup": [True, False], "sample_rate": [8000, 16000]}
+    )
     assert len(configs) == 12
     assert all(c.model == "cnn6" and c.iterations == 5 for c in configs)
     assert {(c.seed, c.mixup, c.sample_rate) for c in configs} == {
-        (s, m, r) for s in (0, 1, 2) for m in (True, False) for r in (8000, 16000)}
+        (s, m, r) for s in (0, 1, 2) for m in (True, False) for r in (8000, 16000)
+    }
     assert len({c.key() for c in configs}) == 12
     assert [c.sample_rate for c in configs[:2]] == [8000, 16000]  # last axis fastest
     assert len(expand_grid({"model": "cnn6"}, {})) == 1
@@ -97,7 +121,9 @@ def test_ablation_and_table2_configs(tmp_path: Path):
     assert all(setting_of(c) == FULL_SETTING for c in t2)
     assert len(table2_configs("paper")) == 3 * len(TABLE2_RUNS)
     # CNN10-16k with the full recipe is in both grids: the same run folder, trained once
-    shared = {c.run_dir() for c in table2_configs("paper")} & {c.run_dir() for c in ablation_configs("cnn10", 16000, "paper")}
+    shared = {c.run_dir() for c in table2_configs("paper")} & {
+        c.run_dir() for c in ablation_configs("cnn10", 16000, "paper")
+    }
     assert len(shared) == 3
 
 
@@ -108,9 +134,16 @@ def test_run_grid_keeps_failures_as_rows(tmp_path: Path, monkeypatch):
     def fake_run_trainings(cfgs, redo=False, **kwargs):
         calls.append((len(cfgs), redo, kwargs))
         statuses = ["finished", "failed", "skipped"]
-        return [RunOutcome(config=c, run_dir=c.run_dir(), status=s, seconds=1.5 if s != "skipped" else 0.0,
-                           error="RuntimeError: out of memory" if s == "failed" else None)
-                for c, s in zip(cfgs, statuses)]
+        return [
+            RunOutcome(
+                config=c,
+                run_dir=c.run_dir(),
+                status=s,
+                seconds=1.5 if s != "skipped" else 0.0,
+                error="RuntimeError: out of memory" if s == "failed" else None,
+            )
+            for c, s in zip(cfgs, statuses)
+        ]
 
     monkeypatch.setattr(parallel, "run_trainings", fake_run_trainings)
     table = run_grid(configs + [configs[0]], redo=True, cpu_workers=1)  # a duplicate: trained once
@@ -140,13 +173,18 @@ def test_fusion_configs_and_variants(tmp_path: Path):
     # the demo trains three of the four variants; naming them all trains all
     assert [fusion_variant_of(c) for c in fusion_configs(a, b, 8000, "demo")] == PROFILES["demo"]["fusion_variants"]
     assert len(fusion_configs(a, b, 8000, "paper")) == 3 * len(FUSION_VARIANTS)
-    configs = fusion_configs(a, b, 8000, "demo", base={"out_dir": str(tmp_path)}, seeds=[0, 1],
-                             variants=list(FUSION_VARIANTS))
+    configs = fusion_configs(
+        a, b, 8000, "demo", base={"out_dir": str(tmp_path)}, seeds=[0, 1], variants=list(FUSION_VARIANTS)
+    )
     assert len(configs) == 2 * len(FUSION_VARIANTS)
     assert [fusion_variant_of(c) for c in configs[::2]] == list(FUSION_VARIANTS)
     first = configs[0]
     assert first.model == "fusion" and first.model_options == {"branch_a": str(a), "branch_b": str(b), "freeze": True}
-    assert first.sampler == "balanced" and first.ema and first.iterations == PROFILES["demo"]["fusion_config"]["iterations"]
+    assert (
+        first.sampler == "balanced"
+        and first.ema
+        and first.iterations == PROFILES["demo"]["fusion_config"]["iterations"]
+    )
     assert len({c.run_dir() for c in configs}) == len(configs)
     # a collected table holds model_options as JSON text
     row = {**configs[4].to_dict(), "model_options": json.dumps(configs[4].model_options)}
@@ -166,22 +204,45 @@ def test_profile_notebook_parameters():
 
 
 def test_grid_notebook_settings_split_config_and_scheduling():
-    base, parallel = grid.grid_notebook_settings("demo", "demo", "data", "data/cache", "runs/grid", {"iterations": 7},
-                                                 cpu_workers=2, threads_per_run=None, max_per_gpu=3, via_notebook=True)
-    assert base == {"corpus": "demo", "data_dir": "data", "cache_dir": "data/cache", "out_dir": "runs/grid/demo",
-                    "iterations": 7}
-    assert parallel == {"cpu_workers": 2, "threads_per_run": None, "max_per_gpu": 3, "via": "notebook",
-                        "executor": "local", "slurm": None}
+    base, parallel = grid.grid_notebook_settings(
+        "demo",
+        "demo",
+        "data",
+        "data/cache",
+        "runs/grid",
+        {"iterations": 7},
+        cpu_workers=2,
+        threads_per_run=None,
+        max_per_gpu=3,
+        via_notebook=True,
+    )
+    assert base == {
+        "corpus": "demo",
+        "data_dir": "data",
+        "cache_dir": "data/cache",
+        "out_dir": "runs/grid/demo",
+        "iterations": 7,
+    }
+    assert parallel == {
+        "cpu_workers": 2,
+        "threads_per_run": None,
+        "max_per_gpu": 3,
+        "via": "notebook",
+        "executor": "local",
+        "slurm": None,
+    }
     with pytest.raises(ValueError):
         grid.grid_notebook_settings("nope", "demo", "data", "c", "r", {}, None, None, 1, False)
-    _, on_slurm = grid.grid_notebook_settings("demo", "demo", "data", "c", "r", {}, None, None, 1, False,
-                                              executor="slurm", slurm_config="slurm.json")
+    _, on_slurm = grid.grid_notebook_settings(
+        "demo", "demo", "data", "c", "r", {}, None, None, 1, False, executor="slurm", slurm_config="slurm.json"
+    )
     assert on_slurm["executor"] == "slurm" and on_slurm["slurm"] == "slurm.json"
     with pytest.raises(ValueError, match="executor"):
         grid.grid_notebook_settings("demo", "demo", "data", "c", "r", {}, None, None, 1, False, executor="pbs")
     with pytest.raises(ValueError, match="executor='slurm'"):
-        grid.grid_notebook_settings("demo", "demo", "data", "c", "r", {}, None, None, 1, False,
-                                    slurm_config="slurm.json")
+        grid.grid_notebook_settings(
+            "demo", "demo", "data", "c", "r", {}, None, None, 1, False, slurm_config="slurm.json"
+        )
 
 
 @pytest.mark.parametrize("profile", ["demo", "paper"])
@@ -208,8 +269,9 @@ def test_hierarchy_comparison_shares_the_flat_runs_and_the_paper_profile_compare
     for profile in ("demo", "paper"):
         configs = hierarchy_configs(profile, {"corpus": "demo", "out_dir": "runs/x"})
         model, rate = PROFILES[profile]["hierarchy_run"]
-        flat_ablation = {c.run_dir() for c in ablation_configs(model, rate, profile, base={"corpus": "demo",
-                                                                                          "out_dir": "runs/x"})}
+        flat_ablation = {
+            c.run_dir() for c in ablation_configs(model, rate, profile, base={"corpus": "demo", "out_dir": "runs/x"})
+        }
         assert {c.run_dir() for c in configs["flat"]} <= flat_ablation  # the ablation's full-recipe runs
         assert [c.seed for c in configs["flat"]] == PROFILES[profile]["ablation_seeds"]
         assert all(c.hierarchy == "multitask" for c in configs["multi-task"])

@@ -1,5 +1,6 @@
 """Heads on frozen BirdNET embeddings: the module, the C selection rule, and whole runs through the
 engine (run folder, the one checkpoint loader, the licence record, predict)."""
+
 from __future__ import annotations
 
 import json
@@ -54,8 +55,14 @@ def test_the_selection_rule_is_applied_as_stated(kind):
     y_devel = np.repeat(np.arange(3), 8)
     head = EmbeddingHead(kind, 3, in_features=16)
     head.set_standardisation(x_train)
-    table = fit_linear_head(head, torch.from_numpy(x_train).float(), y_train, torch.from_numpy(x_devel).float(),
-                            y_devel, Cs=[1e-3, 1e-2, 0.1, 1.0])
+    table = fit_linear_head(
+        head,
+        torch.from_numpy(x_train).float(),
+        y_train,
+        torch.from_numpy(x_devel).float(),
+        y_devel,
+        Cs=[1e-3, 1e-2, 0.1, 1.0],
+    )
     assert table["chosen"].sum() == 1
     best = table["devel_uar"].max()
     tied = table[table["devel_uar"] == best]
@@ -82,8 +89,15 @@ def corpus_root(tmp_path_factory):
 
 
 def _config(root, tmp, model, **kw):
-    return TrainConfig(model=model, corpus=str(root), data_dir=str(tmp), cache_dir=str(tmp / "cache"),
-                       out_dir=str(tmp / "runs"), spec_augment=False, **kw)
+    return TrainConfig(
+        model=model,
+        corpus=str(root),
+        data_dir=str(tmp),
+        cache_dir=str(tmp / "cache"),
+        out_dir=str(tmp / "runs"),
+        spec_augment=False,
+        **kw,
+    )
 
 
 @pytest.mark.slow
@@ -113,11 +127,13 @@ def test_a_logistic_head_run_is_an_ordinary_run(corpus_root, tmp_path, monkeypat
     table = predict_files(ckpt_path, test_files, device="cpu")
     stored = pd.read_csv(run / "predictions" / "test-last_plain.csv").set_index("filename")
     for cls in result.classes:
-        np.testing.assert_allclose(table[f"score_{cls}"].to_numpy(),
-                                   stored.loc[table["filename"], f"score_{cls}"].to_numpy(), atol=1e-5)
+        np.testing.assert_allclose(
+            table[f"score_{cls}"].to_numpy(), stored.loc[table["filename"], f"score_{cls}"].to_numpy(), atol=1e-5
+        )
     # a second call loads the finished run instead of fitting again
-    monkeypatch.setattr("helpers.training.loop.fit_linear_head",
-                        lambda *a, **k: (_ for _ in ()).throw(AssertionError("fitted twice")))
+    monkeypatch.setattr(
+        "helpers.training.loop.fit_linear_head", lambda *a, **k: (_ for _ in ()).throw(AssertionError("fitted twice"))
+    )
     again = train(config, progress=False)
     assert again.metrics["head_selection"] == metrics["head_selection"]
 
@@ -128,8 +144,19 @@ def test_svm_and_mlp_heads_train(corpus_root, tmp_path):
 
     svm = train(_config(corpus_root, tmp_path, "birdnet-svm", model_options={"Cs": [0.1]}), progress=False)
     assert svm.metrics["checkpoints"]["last_plain"]["splits"]["devel"]["uar"] == 1.0
-    mlp = train(_config(corpus_root, tmp_path, "birdnet-mlp", iterations=60, eval_every=20, ema_start=20,
-                        batch_size=8, model_options={"hidden": 32}), progress=False)
+    mlp = train(
+        _config(
+            corpus_root,
+            tmp_path,
+            "birdnet-mlp",
+            iterations=60,
+            eval_every=20,
+            ema_start=20,
+            batch_size=8,
+            model_options={"hidden": 32},
+        ),
+        progress=False,
+    )
     assert {"best_ema", "best_plain", "last_ema", "last_plain"} <= set(mlp.metrics["checkpoints"])
     assert len(mlp.history) == 3
     model = load_model(mlp.run_dir / "checkpoints" / "best_ema.pt")
@@ -143,8 +170,12 @@ def test_the_collectors_read_a_head_run_like_any_other(corpus_root, tmp_path):
     from helpers.experiments.pretrained import head_configs
     from helpers.training.loop import train
 
-    base = {"corpus": str(corpus_root), "data_dir": str(tmp_path), "cache_dir": str(tmp_path / "cache"),
-            "out_dir": str(tmp_path / "runs")}
+    base = {
+        "corpus": str(corpus_root),
+        "data_dir": str(tmp_path),
+        "cache_dir": str(tmp_path / "cache"),
+        "out_dir": str(tmp_path / "runs"),
+    }
     config = head_configs(base, seeds=[0])[0]
     assert (config.model, config.ema, config.mixup) == ("birdnet-logistic", False, False)
     result = train(TrainConfig(**{**config.to_dict(), "model_options": {"Cs": [1.0]}}), progress=False)

@@ -1,5 +1,6 @@
 """Background first, then species: the multi-task model's combined scores, its training
 targets and loss, the two-stage combination and its threshold, and a tiny multi-task run end to end."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -7,8 +8,13 @@ import pytest
 import torch
 
 from helpers.evaluation.scoring import predict_scores
-from helpers.evaluation.two_stage import (calls_only, choose_threshold, relabel_to_calls, two_stage_predictions,
-                                          two_stage_scores)
+from helpers.evaluation.two_stage import (
+    calls_only,
+    choose_threshold,
+    relabel_to_calls,
+    two_stage_predictions,
+    two_stage_scores,
+)
 from helpers.models.checkpoint import checkpoint_payload, load_model, save_checkpoint
 from helpers.models.hierarchical import MultiTaskModel, combine_call_and_species
 from helpers.models.registry import create_model, model_from_config
@@ -69,10 +75,14 @@ def test_multitask_model_scores_like_any_model_and_rebuilds_from_config(score):
 
 def test_mixed_targets_give_call_and_renormalised_species_targets():
     # classes: background(0), a(1), b(2), c(3)
-    targets = torch.tensor([[1.0, 0, 0, 0],        # pure background
-                            [0, 0, 1.0, 0],        # pure b
-                            [0.3, 0.7, 0, 0],      # background mixed with a
-                            [0, 0.25, 0, 0.75]])   # a mixed with c
+    targets = torch.tensor(
+        [
+            [1.0, 0, 0, 0],  # pure background
+            [0, 0, 1.0, 0],  # pure b
+            [0.3, 0.7, 0, 0],  # background mixed with a
+            [0, 0.25, 0, 0.75],
+        ]
+    )  # a mixed with c
     call, species = call_and_species_targets(targets, background_index=0)
     torch.testing.assert_close(call, torch.tensor([0.0, 1.0, 0.7, 1.0]))
     torch.testing.assert_close(species, torch.tensor([[0.0, 0, 0], [0, 1, 0], [1, 0, 0], [0.25, 0, 0.75]]))
@@ -109,8 +119,16 @@ def test_new_options_enter_the_run_key_only_when_set():
         assert name in KEY_OMITTED_DEFAULTS
     base = TrainConfig().key()
     assert TrainConfig(hierarchy="flat", call_loss_weight=0.5, background_class="background").key() == base
-    assert len({base, TrainConfig(hierarchy="multitask").key(),
-                TrainConfig(hierarchy="multitask", call_loss_weight=0.3).key()}) == 3
+    assert (
+        len(
+            {
+                base,
+                TrainConfig(hierarchy="multitask").key(),
+                TrainConfig(hierarchy="multitask", call_loss_weight=0.3).key(),
+            }
+        )
+        == 3
+    )
     assert TrainConfig(hierarchy="multitask", sample_rate=8000).run_dir().name.startswith("cnn10-multitask-8k-")
     assert TrainConfig(sample_rate=8000).run_dir().name.startswith("cnn10-8k-")
     with pytest.raises(ValueError, match="hierarchy"):
@@ -125,8 +143,7 @@ def test_two_stage_decision_scores_and_threshold_on_a_hand_made_example():
     # classes: background(0), a(1), b(2); species classifier scores columns (a, b)
     labels = np.array([0, 0, 0, 1, 1, 2, 2, 2])
     p_call = np.array([0.05, 0.30, 0.55, 0.40, 0.90, 0.45, 0.80, 0.95])
-    species = np.array([[0.5, 0.5], [0.6, 0.4], [0.3, 0.7], [0.9, 0.1], [0.8, 0.2], [0.2, 0.8], [0.1, 0.9],
-                        [0.4, 0.6]])
+    species = np.array([[0.5, 0.5], [0.6, 0.4], [0.3, 0.7], [0.9, 0.1], [0.8, 0.2], [0.2, 0.8], [0.1, 0.9], [0.4, 0.6]])
     np.testing.assert_array_equal(two_stage_predictions(p_call, species, 0, 0.5), [0, 0, 2, 0, 1, 0, 2, 2])
     # the detector alone: background clip 2 (0.55) outscores call clips 3 and 5; thresholds in (0.30, 0.40]
     # pass every call and stop 2 of 3 backgrounds: UAR (2/3 + 1) / 2, better than (0.55, 0.80]: (1 + 3/5) / 2
@@ -167,8 +184,9 @@ def test_relabel_to_calls_and_calls_only(tmp_path):
     species = calls_only(corpus)
     assert species.classes == ["chimpanze", "redcap"]
     assert set(species.table["label"]) == {"chimpanze", "redcap"}
-    np.testing.assert_array_equal(species.table["class_index"],
-                                  species.table["label"].map({"chimpanze": 0, "redcap": 1}))
+    np.testing.assert_array_equal(
+        species.table["class_index"], species.table["label"].map({"chimpanze": 0, "redcap": 1})
+    )
     with pytest.raises(ValueError, match="background_class"):
         calls_only(corpus, background_class="noise")
 
@@ -184,10 +202,27 @@ def synthetic_corpus(tmp_path_factory):
 
 
 def _tiny_config(tmp_path, **changes) -> TrainConfig:
-    return TrainConfig(**{**dict(corpus="synthetic-mt", model="cnn10", model_options=NARROW, iterations=40,
-                                 eval_every=20, ema_start=10, checkpoint_every=20, batch_size=8, sample_rate=8000,
-                                 cache_dir=str(tmp_path / "cache"), out_dir=str(tmp_path / "runs"), device="cpu",
-                                 num_threads=1, seed=3), **changes})
+    return TrainConfig(
+        **{
+            **dict(
+                corpus="synthetic-mt",
+                model="cnn10",
+                model_options=NARROW,
+                iterations=40,
+                eval_every=20,
+                ema_start=10,
+                checkpoint_every=20,
+                batch_size=8,
+                sample_rate=8000,
+                cache_dir=str(tmp_path / "cache"),
+                out_dir=str(tmp_path / "runs"),
+                device="cpu",
+                num_threads=1,
+                seed=3,
+            ),
+            **changes,
+        }
+    )
 
 
 @pytest.mark.slow
@@ -229,32 +264,50 @@ def test_tiny_two_stage_system_scores_with_a_devel_threshold(tmp_path, synthetic
 
     corpus = synthetic_corpus
     background = corpus.classes.index("background")
-    detector = train(_tiny_config(tmp_path, corpus="synthetic-mt+call-detector", iterations=20),
-                     corpus=relabel_to_calls(corpus), progress=False)
-    species = train(_tiny_config(tmp_path, corpus="synthetic-mt+calls-only", iterations=20),
-                    corpus=calls_only(corpus), progress=False)
+    detector = train(
+        _tiny_config(tmp_path, corpus="synthetic-mt+call-detector", iterations=20),
+        corpus=relabel_to_calls(corpus),
+        progress=False,
+    )
+    species = train(
+        _tiny_config(tmp_path, corpus="synthetic-mt+calls-only", iterations=20),
+        corpus=calls_only(corpus),
+        progress=False,
+    )
     assert detector.run_dir != species.run_dir
     settings = detector.config.feature_settings()
     scored = {}
     for split in ("devel", "test"):
         fs = load_features(corpus.table, split, settings, tmp_path / "cache", corpus.name, progress=False)
-        scored[split] = (fs.labels, *stage_scores(detector.run_dir / "checkpoints" / "best_ema.pt",
-                                                  species.run_dir / "checkpoints" / "best_ema.pt",
-                                                  fs.features, corpus.classes))
+        scored[split] = (
+            fs.labels,
+            *stage_scores(
+                detector.run_dir / "checkpoints" / "best_ema.pt",
+                species.run_dir / "checkpoints" / "best_ema.pt",
+                fs.features,
+                corpus.classes,
+            ),
+        )
     labels, p_call, species_scores = scored["devel"]
     assert p_call.shape == labels.shape and species_scores.shape == (len(labels), len(corpus.classes) - 1)
-    choice = choose_threshold(p_call, labels != background, species_scores=species_scores, labels=labels,
-                              background_index=background)
+    choice = choose_threshold(
+        p_call, labels != background, species_scores=species_scores, labels=labels, background_index=background
+    )
     assert 0 < choice.threshold < 1 and choice.devel_uar == choice.uars.max()
     labels, p_call, species_scores = scored["test"]
     scores = two_stage_scores(p_call, species_scores, background, choice.threshold)
-    np.testing.assert_array_equal(scores.argmax(1),
-                                  two_stage_predictions(p_call, species_scores, background, choice.threshold))
+    np.testing.assert_array_equal(
+        scores.argmax(1), two_stage_predictions(p_call, species_scores, background, choice.threshold)
+    )
     metrics = classification_metrics(labels, scores, corpus.classes)
     assert 0 <= metrics["uar"] <= 1
     with pytest.raises(ValueError, match="calls_only"):
-        stage_scores(detector.run_dir / "checkpoints" / "best_ema.pt", detector.run_dir / "checkpoints" / "best_ema.pt",
-                     fs.features, corpus.classes)
+        stage_scores(
+            detector.run_dir / "checkpoints" / "best_ema.pt",
+            detector.run_dir / "checkpoints" / "best_ema.pt",
+            fs.features,
+            corpus.classes,
+        )
 
 
 @pytest.mark.slow
@@ -288,8 +341,15 @@ def test_an_interrupted_multitask_run_resumes_to_identical_weights(tmp_path, syn
 def test_build_training_makes_the_multitask_model_and_names_what_it_lacks():
     from helpers.training.steps import build_training
 
-    config = TrainConfig(model="cnn6", model_options=NARROW, hierarchy="multitask", batch_size=4, device="cpu",
-                         channels_last=False, mixup=False)
+    config = TrainConfig(
+        model="cnn6",
+        model_options=NARROW,
+        hierarchy="multitask",
+        batch_size=4,
+        device="cpu",
+        channels_last=False,
+        mixup=False,
+    )
     labels = np.repeat(np.arange(4), 3)
     setup = build_training(config, 4, torch.device("cpu"), labels, classes=["chimp", "background", "a", "b"])
     assert isinstance(setup.model, MultiTaskModel) and setup.model.score == "softmax"
@@ -315,7 +375,9 @@ def test_corpus_names_ask_for_the_two_stage_views(tmp_path):
     species = prepare_corpus(f"{root}+calls-only", progress=False)
     assert detector.classes == ["background", "call"] and detector.name == flat.name  # features shared
     assert species.classes == ["chimpanze", "redcap"]
-    assert len(species.split("train")) == len(flat.split("train")) - (flat.split("train")["label"] == "background").sum()
+    assert (
+        len(species.split("train")) == len(flat.split("train")) - (flat.split("train")["label"] == "background").sum()
+    )
     # the view is part of the run key, so the stages never land in the flat model's folder
     configs = [TrainConfig(corpus=name) for name in (str(root), f"{root}+call-detector", f"{root}+calls-only")]
     assert len({c.run_dir() for c in configs}) == 3
@@ -329,8 +391,11 @@ def test_final_weights_export_as_inference_checkpoints(tmp_path, synthetic_corpu
     from helpers.models.checkpoint import export_final_weights, load_checkpoint
     from helpers.training import train
 
-    run = train(_tiny_config(tmp_path, iterations=6, eval_every=3, ema_start=2, checkpoint_every=3),
-                corpus=synthetic_corpus, progress=False)
+    run = train(
+        _tiny_config(tmp_path, iterations=6, eval_every=3, ema_start=2, checkpoint_every=3),
+        corpus=synthetic_corpus,
+        progress=False,
+    )
     last = load_checkpoint(run.run_dir / "checkpoints" / "last.pt")
     ema_path = export_final_weights(run.run_dir, "last_ema")
     plain_path = export_final_weights(run.run_dir, "last_plain")
@@ -346,8 +411,14 @@ def test_final_weights_export_as_inference_checkpoints(tmp_path, synthetic_corpu
     from helpers.evaluation.scoring import predict_scores
     from helpers.features.cache import load_features
 
-    fs = load_features(synthetic_corpus.table, "devel", run.config.feature_settings(), run.config.cache_dir,
-                       synthetic_corpus.name, progress=False)
+    fs = load_features(
+        synthetic_corpus.table,
+        "devel",
+        run.config.feature_settings(),
+        run.config.cache_dir,
+        synthetic_corpus.name,
+        progress=False,
+    )
     stored = pd.read_csv(run.run_dir / "predictions" / "devel-last_ema.csv")
     scores = predict_scores(model, fs.features, score=ema["score"])
     assert abs(scores - stored[[f"score_{c}" for c in classes]].to_numpy()).max() < 1e-4

@@ -1,5 +1,6 @@
 """Scoring copies (helpers.evaluation.inference): folded BatchNorm scores like the trained model, int8 and
 bf16 stay close to fp32 on a model that has learned something, and the original is untouched."""
+
 from __future__ import annotations
 
 import contextlib
@@ -9,8 +10,14 @@ import pytest
 import torch
 
 from helpers.evaluation.scoring import predict_scores
-from helpers.evaluation.inference import (InferenceModel, agreement, cpu_has_native_bf16, fold_batchnorm,
-                               prepare_for_inference, quantize_int8)
+from helpers.evaluation.inference import (
+    InferenceModel,
+    agreement,
+    cpu_has_native_bf16,
+    fold_batchnorm,
+    prepare_for_inference,
+    quantize_int8,
+)
 from helpers.models.registry import create_model, MODELS
 
 NARROW = {
@@ -43,7 +50,7 @@ def _separable(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     y = torch.arange(n) % N_CLASSES
     x = torch.randn(n, 32, 64, generator=gen) * 6 - 60
     for k in range(N_CLASSES):
-        x[y == k, :, 12 * k:12 * k + 8] += 25
+        x[y == k, :, 12 * k : 12 * k + 8] += 25
     return x, y
 
 

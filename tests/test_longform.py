@@ -1,4 +1,5 @@
 """Tests of helpers.data.longform: truth rules, realised SNR, determinism, the truth CSV, errors."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -22,8 +23,13 @@ SR = 16000
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory):
     """20 clips per split, 4 per class (background and four call classes), test labels visible."""
-    root = make_synthetic_corpus(tmp_path_factory.mktemp("longform") / "corpus", n_clips=60, seed=1,
-                                 class_proportions=[1] * 5, hidden_test_labels=False)
+    root = make_synthetic_corpus(
+        tmp_path_factory.mktemp("longform") / "corpus",
+        n_clips=60,
+        seed=1,
+        class_proportions=[1] * 5,
+        hidden_test_labels=False,
+    )
     return read_corpus(root)
 
 
@@ -56,8 +62,9 @@ def test_truth_rows_follow_the_rules(corpus, tmp_path):
 
 @pytest.mark.parametrize("snr", [3.0, 30.0])
 def test_realised_snr_matches_written_audio(corpus, tmp_path, snr):
-    truth, bed = make_long_recording(corpus, tmp_path / "rec.wav", duration=40.0, n_calls=6, snr_db=snr,
-                                     seed=5, return_bed=True)
+    truth, bed = make_long_recording(
+        corpus, tmp_path / "rec.wav", duration=40.0, n_calls=6, snr_db=snr, seed=5, return_bed=True
+    )
     audio, _ = sf.read(str(tmp_path / "rec.wav"), dtype="float64")
     assert np.max(np.abs(audio)) <= PEAK + 1 / 32768
     calls = audio - bed  # the calls alone, plus 16-bit rounding
@@ -105,15 +112,21 @@ def test_truth_csv_reads_back_as_annotations(corpus, tmp_path):
 def test_background_files_make_the_bed_with_crossfades(corpus, tmp_path):
     noise = np.random.default_rng(0).normal(0, 0.1, 2 * SR)
     sf.write(str(tmp_path / "forest.wav"), noise, SR, subtype="PCM_16")
-    truth, bed = make_long_recording(corpus, tmp_path / "rec.wav", duration=5.0, n_calls=0,
-                                     background_files=[tmp_path / "forest.wav"], return_bed=True)
+    truth, bed = make_long_recording(
+        corpus,
+        tmp_path / "rec.wav",
+        duration=5.0,
+        n_calls=0,
+        background_files=[tmp_path / "forest.wav"],
+        return_bed=True,
+    )
     x = load_clip(tmp_path / "forest.wav", SR, length=0).astype(np.float64)
     xf, n = 800, x.size  # 50 ms crossfade at 16 kHz
     assert truth.empty and list(truth.columns) == TRUTH_COLUMNS and bed.size == 5 * SR
-    np.testing.assert_array_equal(bed[:n - xf], x[:n - xf])  # the file, untouched up to the crossfade
+    np.testing.assert_array_equal(bed[: n - xf], x[: n - xf])  # the file, untouched up to the crossfade
     ramp = (np.arange(xf) + 0.5) / xf * (np.pi / 2)
-    np.testing.assert_allclose(bed[n - xf:n], x[n - xf:] * np.cos(ramp) + x[:xf] * np.sin(ramp), atol=1e-12)
-    np.testing.assert_array_equal(bed[n:2 * n - 2 * xf], x[xf:n - xf])  # then the file again
+    np.testing.assert_allclose(bed[n - xf : n], x[n - xf :] * np.cos(ramp) + x[:xf] * np.sin(ramp), atol=1e-12)
+    np.testing.assert_array_equal(bed[n : 2 * n - 2 * xf], x[xf : n - xf])  # then the file again
 
 
 def test_too_many_calls_for_the_duration(corpus, tmp_path):
@@ -126,7 +139,8 @@ def test_too_many_calls_for_the_duration(corpus, tmp_path):
 def test_split_without_calls_is_named(corpus, tmp_path):
     table = corpus.table
     only_background = dataclasses.replace(
-        corpus, table=table[(table["split"] != "devel") | (table["label"] == "background")])
+        corpus, table=table[(table["split"] != "devel") | (table["label"] == "background")]
+    )
     with pytest.raises(ValueError, match=r"split 'devel'.*only 'background' clips"):
         make_long_recording(only_background, tmp_path / "rec.wav", split="devel")
     hidden = dataclasses.replace(corpus, table=table.assign(label=table["label"].where(table["split"] != "test", "?")))
@@ -138,14 +152,17 @@ def test_split_without_calls_is_named(corpus, tmp_path):
         make_long_recording(corpus, tmp_path / "rec.wav", split="nope")
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"out_path": "rec.flac"}, "ending in .wav"),
-    ({"snr_db": (10.0, 0.0)}, "low <= high"),
-    ({"n_calls": -1}, "n_calls=-1"),
-    ({"duration": 0.0}, "duration=0.0"),
-    ({"min_gap": -1.0}, "min_gap=-1.0"),
-    ({"background_files": []}, "background_files is empty"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"out_path": "rec.flac"}, "ending in .wav"),
+        ({"snr_db": (10.0, 0.0)}, "low <= high"),
+        ({"n_calls": -1}, "n_calls=-1"),
+        ({"duration": 0.0}, "duration=0.0"),
+        ({"min_gap": -1.0}, "min_gap=-1.0"),
+        ({"background_files": []}, "background_files is empty"),
+    ],
+)
 def test_unusable_arguments(corpus, tmp_path, kwargs, message):
     kwargs = {"out_path": tmp_path / "rec.wav", **kwargs}
     if not Path(kwargs["out_path"]).is_absolute():

@@ -1,4 +1,5 @@
 """Tests of helpers.evaluation.metrics against scikit-learn, plus bootstrap intervals and the JSON summary."""
+
 from __future__ import annotations
 
 import json
@@ -29,7 +30,7 @@ def random_case(seed: int, n: int = 400, absent: int | None = 3):
     y_true = rng.choice(classes, size=n, p=np.linspace(4, 1, len(classes)) / np.linspace(4, 1, len(classes)).sum())
     scores = rng.normal(size=(n, K))
     scores[np.arange(n), y_true] += 1.2
-    scores[:10] = np.round(scores[:10])          # a few ties
+    scores[:10] = np.round(scores[:10])  # a few ties
     return y_true, scores, scores.argmax(1)
 
 
@@ -38,7 +39,7 @@ def test_uar_matches_balanced_accuracy(seed):
     y_true, _, y_pred = random_case(seed)
     assert 3 in y_pred and 3 not in y_true
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")            # sklearn warns about the class absent from y_true
+        warnings.simplefilter("ignore")  # sklearn warns about the class absent from y_true
         expected = skm.balanced_accuracy_score(y_true, y_pred)
     assert unweighted_average_recall(y_true, y_pred, K) == pytest.approx(expected, abs=1e-12)
     r = per_class_recall(y_true, y_pred, K)
@@ -123,7 +124,7 @@ def test_bootstrap_contains_estimate_and_shrinks_with_n():
         low, high = bootstrap_ci(y_true, y_pred, "uar", n_boot=1000, seed=0)
         assert low <= uar <= high
         widths.append(high - low)
-    assert widths[1] < widths[0] / 2               # ~1/sqrt(n): 16x the data, ~4x narrower
+    assert widths[1] < widths[0] / 2  # ~1/sqrt(n): 16x the data, ~4x narrower
 
 
 @pytest.mark.slow
@@ -142,7 +143,7 @@ def test_classification_metrics_json_friendly():
     y_true, scores, y_pred = random_case(7)
     names = ["background", "chimpanze", "geunon", "mandrille", "redcap"]
     out = classification_metrics(y_true, scores, names, n_boot=100)
-    json.dumps(out)                                 # serialisable (NaN became None)
+    json.dumps(out)  # serialisable (NaN became None)
     assert out["n"] == len(y_true)
     assert out["uar"] == pytest.approx(unweighted_average_recall(y_true, y_pred, K))
     assert out["map"] == pytest.approx(mean_average_precision(y_true, scores, K))

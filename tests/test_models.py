@@ -4,6 +4,7 @@ Every registered model goes through the same parametrised tests (timm-style). Mo
 once per test module and shared, because ResNet22 (62.6 M parameters) takes about a second to
 initialise on 2 CPU cores; its forward passes use batches of 2.
 """
+
 from __future__ import annotations
 
 import json
@@ -15,8 +16,13 @@ from torch import nn
 from helpers.models.registry import create_model, model_from_config, MODELS
 from helpers.models.networks import BasicBlock, PAPER_PARAMETER_COUNTS
 from helpers.models.fusion import FusionModel
-from helpers.models.checkpoint import (checkpoint_payload, fusion_from_checkpoints, load_checkpoint, load_model,
-                                       save_checkpoint)
+from helpers.models.checkpoint import (
+    checkpoint_payload,
+    fusion_from_checkpoints,
+    load_checkpoint,
+    load_model,
+    save_checkpoint,
+)
 from helpers.models.cost import count_parameters, forward_flops
 
 
@@ -225,10 +231,20 @@ def test_older_checkpoint_formats_still_load(tmp_path):
     bare = tmp_path / "bare.pt"
     torch.save({"model_config": model.config, "state_dict": model.state_dict(), "iteration": 7}, bare)
     engine_v1 = tmp_path / "best_ema.pt"
-    torch.save({"checkpoint_version": 1, "kind": "best_ema", "step": 200, "model_config": model.config,
-                "state_dict": model.state_dict(), "classes": ["a", "b", "c", "d", "e"],
-                "feature_settings": {"sample_rate": 8000}, "train_config": {"model": "cnn10"},
-                "score": "sigmoid"}, engine_v1)
+    torch.save(
+        {
+            "checkpoint_version": 1,
+            "kind": "best_ema",
+            "step": 200,
+            "model_config": model.config,
+            "state_dict": model.state_dict(),
+            "classes": ["a", "b", "c", "d", "e"],
+            "feature_settings": {"sample_rate": 8000},
+            "train_config": {"model": "cnn10"},
+            "score": "sigmoid",
+        },
+        engine_v1,
+    )
     old = load_checkpoint(bare)
     assert old["checkpoint_version"] == 0 and old["classes"] is None and old["iteration"] == 7
     assert load_checkpoint(engine_v1)["classes"] == ["a", "b", "c", "d", "e"]
@@ -247,7 +263,9 @@ def test_load_checkpoint_names_a_damaged_file(tmp_path):
 
 # ---------------------------------------------------------------- fusion
 def bn_stats(module: nn.Module) -> list[torch.Tensor]:
-    return [t.clone() for m in module.modules() if isinstance(m, nn.BatchNorm2d) for t in (m.running_mean, m.running_var)]
+    return [
+        t.clone() for m in module.modules() if isinstance(m, nn.BatchNorm2d) for t in (m.running_mean, m.running_var)
+    ]
 
 
 def branches(fusion: FusionModel) -> nn.ModuleList:

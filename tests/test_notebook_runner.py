@@ -1,6 +1,7 @@
 """The notebook runner says where a long run is: progress-file lines written by
 helpers.core.progress, the runner's watcher that prints them, the per-corpus output folders, and
 one real papermill execution of a tiny notebook."""
+
 from __future__ import annotations
 
 import io
@@ -17,8 +18,14 @@ import pytest
 import helpers.core.progress as progress
 import helpers.experiments.notebooks as nbmod
 from helpers.core.progress import PROGRESS_FILE_ENV, progress_bar
-from helpers.experiments.notebooks import (NotebookError, ProgressWatcher, format_progress, output_dir_for,
-                                           run_collection, run_notebook)
+from helpers.experiments.notebooks import (
+    NotebookError,
+    ProgressWatcher,
+    format_progress,
+    output_dir_for,
+    run_collection,
+    run_notebook,
+)
 
 
 class FakeClock:
@@ -43,6 +50,7 @@ def read_lines(path: Path) -> list[dict]:
 
 
 # --- helpers.core.progress ----------------------------------------------------------------------
+
 
 def test_progress_lines_are_throttled_and_the_closing_line_is_written(progress_file, monkeypatch):
     clock = FakeClock()
@@ -134,19 +142,40 @@ def test_concurrent_writers_leave_only_whole_lines(progress_file, monkeypatch):
 
 # --- the runner's watcher -----------------------------------------------------------------------
 
+
 def test_format_progress_line():
-    record = {"desc": "train cnn10", "n": 12400, "total": 60000, "unit": "step", "rate": 41.2, "elapsed": 301.0,
-              "remaining": 1156.0, "postfix": {"loss": "0.123", "uar": "0.874"}, "done": False}
+    record = {
+        "desc": "train cnn10",
+        "n": 12400,
+        "total": 60000,
+        "unit": "step",
+        "rate": 41.2,
+        "elapsed": 301.0,
+        "remaining": 1156.0,
+        "postfix": {"loss": "0.123", "uar": "0.874"},
+        "done": False,
+    }
     assert format_progress(record, "03_train") == (
-        "03_train  train cnn10  12,400/60,000 steps  41.2 steps/s  elapsed 5:01  left 19:16  loss=0.123 uar=0.874")
+        "03_train  train cnn10  12,400/60,000 steps  41.2 steps/s  elapsed 5:01  left 19:16  loss=0.123 uar=0.874"
+    )
     stopped = dict(record, done=True, elapsed=3725.0, postfix={"loss": 0.123456})
     assert format_progress(stopped, "03_train").endswith("elapsed 1:02:05  stopped  loss=0.1235")
     slow = {"desc": "eval", "n": 3, "total": None, "unit": "it", "rate": 0.25, "elapsed": 12, "done": True}
     assert format_progress(slow) == "eval  3 it  4.0 s/it  elapsed 0:12  done"
-    runs = {"desc": "grid runs", "n": 3, "total": 12, "unit": "run", "rate": 1 / 1260, "elapsed": 3780,
-            "remaining": 11340, "postfix": {}, "done": False}
+    runs = {
+        "desc": "grid runs",
+        "n": 3,
+        "total": 12,
+        "unit": "run",
+        "rate": 1 / 1260,
+        "elapsed": 3780,
+        "remaining": 11340,
+        "postfix": {},
+        "done": False,
+    }
     assert format_progress(runs, "04_model_comparison") == (
-        "04_model_comparison  grid runs  3/12 runs  21:00 per run  elapsed 1:03:00  left 3:09:00")
+        "04_model_comparison  grid runs  3/12 runs  21:00 per run  elapsed 1:03:00  left 3:09:00"
+    )
 
 
 def _wait_for(predicate, timeout: float = 5.0) -> None:
@@ -203,6 +232,7 @@ def test_watcher_waits_for_whole_lines_and_reports_unfinished_bars_when_stopped(
 
 # --- where executed copies go -------------------------------------------------------------------
 
+
 def test_output_folder_per_corpus_and_profile(monkeypatch, tmp_path):
     root = nbmod.RUNS_DIR
     assert output_dir_for("demo", "demo") == root / "demo-demo"
@@ -224,13 +254,16 @@ def test_output_folder_per_corpus_and_profile(monkeypatch, tmp_path):
 
 # --- one real execution ------------------------------------------------------------------------
 
+
 def write_tiny_notebook(path: Path) -> Path:
     nb = nbformat.v4.new_notebook()
     nb.cells = [
         nbformat.v4.new_markdown_cell("# a loop with a progress bar"),
         nbformat.v4.new_code_cell("steps = 6\nfail = False", metadata={"tags": ["parameters"]}),
-        nbformat.v4.new_code_cell("import os, time\nfrom helpers.core.progress import PROGRESS_FILE_ENV, progress_bar\n"
-                                  "print('file:', os.environ.get(PROGRESS_FILE_ENV))"),
+        nbformat.v4.new_code_cell(
+            "import os, time\nfrom helpers.core.progress import PROGRESS_FILE_ENV, progress_bar\n"
+            "print('file:', os.environ.get(PROGRESS_FILE_ENV))"
+        ),
         nbformat.v4.new_code_cell(
             "# the loop\n"
             "bar = progress_bar(steps, 'count', unit='step')\n"
@@ -240,7 +273,8 @@ def write_tiny_notebook(path: Path) -> Path:
             "    bar.set_postfix(loss=1 / (i + 1))\n"
             "    if fail and i == 2:\n"
             "        raise RuntimeError('boom in the loop')\n"
-            "bar.close()"),
+            "bar.close()"
+        ),
     ]
     nbformat.write(nb, path)
     return path
@@ -258,16 +292,18 @@ def test_real_execution_prints_cells_and_kernel_progress(tmp_path, monkeypatch, 
     assert "98_tiny  cell 3/4" in text and "import os, time" in text
     assert "98_tiny  count  6/6 steps  " in text and "done  loss=0.1667" in text
     assert PROGRESS_FILE_ENV not in os.environ  # restored
-    kernel_said = "".join("".join(o.get("text", "")) for c in nbformat.read(out, as_version=4).cells
-                          for o in c.get("outputs", []))
+    kernel_said = "".join(
+        "".join(o.get("text", "")) for c in nbformat.read(out, as_version=4).cells for o in c.get("outputs", [])
+    )
     kernel_file = kernel_said.split("file:", 1)[1].split()[0]
     assert kernel_file.endswith(".jsonl") and not Path(kernel_file).exists()  # the kernel had it; removed after
     assert not [t for t in threading.enumerate() if t.name.startswith("progress-")]
 
     # a failing cell: the error names the cell, and the watcher still reports how far the bar got
     with pytest.raises(NotebookError, match="boom in the loop"):
-        run_notebook(path, {"steps": 6, "fail": True}, output_dir=tmp_path / "failed", cwd=tmp_path,
-                     progress_every=3600)
+        run_notebook(
+            path, {"steps": 6, "fail": True}, output_dir=tmp_path / "failed", cwd=tmp_path, progress_every=3600
+        )
     text = "".join(capfd.readouterr())
     assert "98_tiny  count  3/6 steps" in text and "done" not in text
     assert not [t for t in threading.enumerate() if t.name.startswith("progress-")]

@@ -10,6 +10,7 @@ renames none of its neighbours (JupyterLab gives a new cell a random id).
 The checks read the raw JSON: ``nbformat.read`` and ``nbformat.validate`` silently add missing
 ids and rename duplicate ones, which would hide exactly what is checked here.
 """
+
 from __future__ import annotations
 
 import copy
@@ -63,8 +64,9 @@ def output_problems(path: Path, nb: dict[str, Any]) -> list[str]:
         if cell.get("execution_count") is not None:
             found.append(f"execution_count {cell['execution_count']}")
         if found:
-            problems.append(f"{where(path, i, cell)} has {' and '.join(found)}; "
-                            f"strip outputs with: {strip_command(path)}")
+            problems.append(
+                f"{where(path, i, cell)} has {' and '.join(found)}; strip outputs with: {strip_command(path)}"
+            )
     return problems
 
 
@@ -74,26 +76,34 @@ def id_problems(path: Path, nb: dict[str, Any]) -> list[str]:
     for i, cell in enumerate(nb.get("cells", [])):
         cell_id = cell.get("id")
         if not cell_id:
-            problems.append(f"{where(path, i, cell)} has no id; open and save the notebook in JupyterLab, "
-                            f"or run {strip_command(path)}, which adds one")
+            problems.append(
+                f"{where(path, i, cell)} has no id; open and save the notebook in JupyterLab, "
+                f"or run {strip_command(path)}, which adds one"
+            )
             continue
         if cell_id in first_index:
-            problems.append(f"{where(path, i, cell)} repeats the id of cell {first_index[cell_id]}; "
-                            "give this cell a new unique id in the file (ids must never repeat)")
+            problems.append(
+                f"{where(path, i, cell)} repeats the id of cell {first_index[cell_id]}; "
+                "give this cell a new unique id in the file (ids must never repeat)"
+            )
         else:
             first_index[cell_id] = i
         if cell_id.isdigit() and int(cell_id) == i:
-            problems.append(f"{where(path, i, cell)} has its position as id; ids must be stable names "
-                            "(keep stored ids, give new cells random ones), not positions that shift "
-                            "when a cell is inserted")
+            problems.append(
+                f"{where(path, i, cell)} has its position as id; ids must be stable names "
+                "(keep stored ids, give new cells random ones), not positions that shift "
+                "when a cell is inserted"
+            )
     return problems
 
 
 def format_problems(path: Path, nb: dict[str, Any]) -> list[str]:
     version = (nb.get("nbformat"), nb.get("nbformat_minor"))
     if version[0] != 4 or not isinstance(version[1], int) or version[1] < 5:
-        return [f"{path.name} is nbformat {version[0]}.{version[1]}, not 4.5 (cell ids need 4.5); "
-                "open and save it in JupyterLab 4"]
+        return [
+            f"{path.name} is nbformat {version[0]}.{version[1]}, not 4.5 (cell ids need 4.5); "
+            "open and save it in JupyterLab 4"
+        ]
     try:
         nbformat.validate(nbformat.from_dict(copy.deepcopy(nb)))
     except nbformat.ValidationError as err:
@@ -102,21 +112,26 @@ def format_problems(path: Path, nb: dict[str, Any]) -> list[str]:
 
 
 def parameters_problems(path: Path, nb: dict[str, Any]) -> list[str]:
-    tagged = [(i, c) for i, c in enumerate(nb.get("cells", []))
-              if "parameters" in c.get("metadata", {}).get("tags", [])]
+    tagged = [
+        (i, c) for i, c in enumerate(nb.get("cells", [])) if "parameters" in c.get("metadata", {}).get("tags", [])
+    ]
     if len(tagged) != 1:
         cells = "; ".join(where(path, i, c) for i, c in tagged) or "none"
-        return [f"{path.name} needs exactly one cell tagged 'parameters' (papermill injects values after it), "
-                f"found {len(tagged)}: {cells}. JupyterLab: select the cell, Property Inspector, Cell Tags"]
+        return [
+            f"{path.name} needs exactly one cell tagged 'parameters' (papermill injects values after it), "
+            f"found {len(tagged)}: {cells}. JupyterLab: select the cell, Property Inspector, Cell Tags"
+        ]
     i, cell = tagged[0]
     if cell.get("cell_type") != "code":
         return [f"{where(path, i, cell)} is tagged 'parameters' but is a {cell.get('cell_type')} cell"]
     # papermill's parameter inspection (papermill --help-notebook, and its warning in every batch run)
     # skips any line with more than one '=', so the parameter on it goes unlisted
-    return [f"{where(path, i, cell)} line {n}: {line.strip()!r} has {line.count('=')} '=' signs; papermill "
-            "cannot read it as a parameter and leaves it out of its parameter list: keep '=' out of the comment"
-            for n, line in enumerate(source_of(cell).splitlines(), start=1)
-            if line.count("=") > 1 and not line.strip().startswith("#")]
+    return [
+        f"{where(path, i, cell)} line {n}: {line.strip()!r} has {line.count('=')} '=' signs; papermill "
+        "cannot read it as a parameter and leaves it out of its parameter list: keep '=' out of the comment"
+        for n, line in enumerate(source_of(cell).splitlines(), start=1)
+        if line.count("=") > 1 and not line.strip().startswith("#")
+    ]
 
 
 def definition_problems(path: Path, nb: dict[str, Any]) -> list[str]:
@@ -127,18 +142,22 @@ def definition_problems(path: Path, nb: dict[str, Any]) -> list[str]:
         source = source_of(cell)
         for match in DEFINITION.finditer(source):
             line_no = source.count("\n", 0, match.start()) + 1
-            line = source[match.start():].split("\n", 1)[0]
-            problems.append(f"{where(path, i, cell)} defines {line!r} (cell line {line_no}); logic belongs in "
-                            "helpers: move it to the module where it belongs (with type hints, a docstring "
-                            "and a test) and import it in the notebook")
+            line = source[match.start() :].split("\n", 1)[0]
+            problems.append(
+                f"{where(path, i, cell)} defines {line!r} (cell line {line_no}); logic belongs in "
+                "helpers: move it to the module where it belongs (with type hints, a docstring "
+                "and a test) and import it in the notebook"
+            )
     return problems
 
 
 def title_problems(path: Path, nb: dict[str, Any]) -> list[str]:
     cells = nb.get("cells", [])
     if not cells or cells[0].get("cell_type") != "markdown" or not source_of(cells[0]).startswith("# "):
-        return [f"{path.name}: the first cell must be a Markdown title starting with '# '"
-                + (f", found {where(path, 0, cells[0])}" if cells else ", the notebook has no cells")]
+        return [
+            f"{path.name}: the first cell must be a Markdown title starting with '# '"
+            + (f", found {where(path, 0, cells[0])}" if cells else ", the notebook has no cells")
+        ]
     return []
 
 
@@ -152,6 +171,7 @@ def all_problems(path: Path) -> list[str]:
 
 # --- the committed notebooks ------------------------------------------------------------------
 
+
 def test_there_are_notebook_sources():
     assert len(NOTEBOOKS) >= 9, f"expected the numbered notebooks in {NOTEBOOK_DIR}, found {NOTEBOOKS}"
 
@@ -164,6 +184,7 @@ def test_notebook_source(path, check):
 
 
 # --- the checks catch what they should ----------------------------------------------------------
+
 
 def _notebook(tmp_path: Path, cells: list, name: str = "42_example.ipynb", minor: int = 5) -> Path:
     """Write a notebook whose cells are given as (cell_type, source, extra fields) exactly as stored."""
@@ -180,9 +201,11 @@ def _notebook(tmp_path: Path, cells: list, name: str = "42_example.ipynb", minor
     return path
 
 
-GOOD = [("markdown", "# 42 · Example", {"id": "42-00"}),
-        ("code", "x = 1", {"id": "42-01", "metadata": {"tags": ["parameters"]}}),
-        ("code", "print(x)", {"id": "3f1c2a9e"})]
+GOOD = [
+    ("markdown", "# 42 · Example", {"id": "42-00"}),
+    ("code", "x = 1", {"id": "42-01", "metadata": {"tags": ["parameters"]}}),
+    ("code", "print(x)", {"id": "3f1c2a9e"}),
+]
 
 
 def test_a_clean_notebook_passes(tmp_path):
@@ -190,8 +213,11 @@ def test_a_clean_notebook_passes(tmp_path):
 
 
 def test_outputs_are_named_with_the_cell_and_the_strip_command(tmp_path):
-    cell = ("code", "y = 2\nprint(y)", {"id": "42-02", "execution_count": 3,
-                                        "outputs": [{"output_type": "stream", "name": "stdout", "text": "2\n"}]})
+    cell = (
+        "code",
+        "y = 2\nprint(y)",
+        {"id": "42-02", "execution_count": 3, "outputs": [{"output_type": "stream", "name": "stdout", "text": "2\n"}]},
+    )
     problems = all_problems(_notebook(tmp_path, GOOD + [cell]))
     assert len(problems) == 1
     assert "42_example.ipynb cell 3 (id '42-02', first line 'y = 2')" in problems[0]
@@ -230,27 +256,34 @@ def test_format_and_version_are_checked(tmp_path):
 def test_parameters_cell_must_be_exactly_one_code_cell(tmp_path):
     none = _notebook(tmp_path, [GOOD[0], ("code", "x = 1", {"id": "a"})], name="42_none.ipynb")
     assert "found 0: none" in parameters_problems(none, load_raw(none))[0]
-    two = _notebook(tmp_path, GOOD + [("code", "y = 1", {"id": "b", "metadata": {"tags": ["parameters"]}})],
-                    name="42_two.ipynb")
+    two = _notebook(
+        tmp_path, GOOD + [("code", "y = 1", {"id": "b", "metadata": {"tags": ["parameters"]}})], name="42_two.ipynb"
+    )
     assert "found 2" in parameters_problems(two, load_raw(two))[0]
-    md = _notebook(tmp_path, [GOOD[0], ("markdown", "x", {"id": "a", "metadata": {"tags": ["parameters"]}})],
-                   name="42_md.ipynb")
+    md = _notebook(
+        tmp_path, [GOOD[0], ("markdown", "x", {"id": "a", "metadata": {"tags": ["parameters"]}})], name="42_md.ipynb"
+    )
     assert "is a markdown cell" in parameters_problems(md, load_raw(md))[0]
 
 
 def test_parameter_lines_papermill_cannot_read_are_caught(tmp_path):
-    cells = [GOOD[0], ("code", 'x = 1\nmode = None  # with x="a": a file', {"id": "42-01", "metadata": {"tags": ["parameters"]}}),
-             GOOD[2]]
+    cells = [
+        GOOD[0],
+        ("code", 'x = 1\nmode = None  # with x="a": a file', {"id": "42-01", "metadata": {"tags": ["parameters"]}}),
+        GOOD[2],
+    ]
     path = _notebook(tmp_path, cells)
     problems = parameters_problems(path, load_raw(path))
     assert len(problems) == 1 and "line 2" in problems[0] and "keep '=' out of the comment" in problems[0]
 
 
 def test_definitions_in_code_cells_are_caught(tmp_path):
-    cells = GOOD + [("code", ["import os\n", "def show(table):\n", "    return table\n"], {"id": "c1"}),
-                    ("code", "class Thing:\n    pass", {"id": "c2"}),
-                    ("code", "f = lambda t: t  # a definition elsewhere: 'def x' mid-line is fine", {"id": "c3"}),
-                    ("markdown", "def in prose\n\nclass in prose", {"id": "m1"})]
+    cells = GOOD + [
+        ("code", ["import os\n", "def show(table):\n", "    return table\n"], {"id": "c1"}),
+        ("code", "class Thing:\n    pass", {"id": "c2"}),
+        ("code", "f = lambda t: t  # a definition elsewhere: 'def x' mid-line is fine", {"id": "c3"}),
+        ("markdown", "def in prose\n\nclass in prose", {"id": "m1"}),
+    ]
     path = _notebook(tmp_path, cells)
     problems = definition_problems(path, load_raw(path))
     assert len(problems) == 2

@@ -1,5 +1,6 @@
 """Several training runs at once: each in its own process, failures reported and kept, finished runs
 skipped, thread and GPU settings delivered to the child."""
+
 from __future__ import annotations
 
 import json
@@ -19,15 +20,36 @@ pytestmark = pytest.mark.slow
 
 # The narrow CNN10 of tests/test_train.py: a run takes seconds on 2 cores.
 TINY = {"channels": [8, 16, 32, 64]}
-RUN_FILES = ["config.json", "record.json", "history.csv", "metrics.json", "submission-test.csv",
-             "checkpoints/last.pt", "checkpoints/best_plain.pt", "checkpoints/best_ema.pt",
-             "predictions/test-best_ema.csv", "figures/learning_curves.png", "worker.log"]
+RUN_FILES = [
+    "config.json",
+    "record.json",
+    "history.csv",
+    "metrics.json",
+    "submission-test.csv",
+    "checkpoints/last.pt",
+    "checkpoints/best_plain.pt",
+    "checkpoints/best_ema.pt",
+    "predictions/test-best_ema.csv",
+    "figures/learning_curves.png",
+    "worker.log",
+]
 
 
 def _config(base: Path, **kw) -> TrainConfig:
-    values = dict(corpus="unused", sample_rate=8000, model="cnn10", model_options=TINY, iterations=6,
-                  eval_every=3, ema_start=3, checkpoint_every=6, cache_dir=str(base / "cache"),
-                  out_dir=str(base / "runs"), seed=0, device="cpu")
+    values = dict(
+        corpus="unused",
+        sample_rate=8000,
+        model="cnn10",
+        model_options=TINY,
+        iterations=6,
+        eval_every=3,
+        ema_start=3,
+        checkpoint_every=6,
+        cache_dir=str(base / "cache"),
+        out_dir=str(base / "runs"),
+        seed=0,
+        device="cpu",
+    )
     values.update(kw)
     return TrainConfig(**values)
 
@@ -85,15 +107,20 @@ def fake_machine(monkeypatch):
 def grid(tmp_path_factory):
     """Two good runs and one that fails inside the child, two at a time, one thread each."""
     base = tmp_path_factory.mktemp("parallel")
-    root = make_synthetic_corpus(base / "corpus", n_clips=40, seed=5, hidden_test_labels=False,
-                                 class_proportions=[1, 1, 1, 1, 1])
+    root = make_synthetic_corpus(
+        base / "corpus", n_clips=40, seed=5, hidden_test_labels=False, class_proportions=[1, 1, 1, 1, 1]
+    )
     # TrainConfig accepts any model name; only create_model, in the child, rejects it.
-    configs = [_config(base, seed=0), _config(base, model="no_such_model", run_name="broken"),
-               _config(base, seed=1)]
+    configs = [_config(base, seed=0), _config(base, model="no_such_model", run_name="broken"), _config(base, seed=1)]
     outcomes = run_trainings(configs, cpu_workers=2, threads_per_run=1, corpus_root=str(root), progress=False)
     failed_json = configs[1].run_dir() / "failed.json"
-    return {"base": base, "root": root, "configs": configs, "outcomes": outcomes,
-            "failed_json": json.loads(failed_json.read_text()) if failed_json.is_file() else None}
+    return {
+        "base": base,
+        "root": root,
+        "configs": configs,
+        "outcomes": outcomes,
+        "failed_json": json.loads(failed_json.read_text()) if failed_json.is_file() else None,
+    }
 
 
 def test_good_runs_finish_with_complete_folders(grid):
@@ -153,15 +180,24 @@ def test_redo_clears_the_run_artefacts_and_starts_again(grid, fake_machine, monk
     seen_at_start = {}
 
     def start(job_file, env, log_path):
-        seen_at_start.update({rel: (copy.run_dir() / rel).exists()
-                              for rel in ["metrics.json", "checkpoints", "figures", "config.json", "notes.txt"]})
+        seen_at_start.update(
+            {
+                rel: (copy.run_dir() / rel).exists()
+                for rel in ["metrics.json", "checkpoints", "figures", "config.json", "notes.txt"]
+            }
+        )
         return FakeWorker(job_file, env, log_path)
 
     monkeypatch.setattr(parallel, "start_worker", start)
     [outcome] = run_trainings([copy], cpu_workers=1, threads_per_run=1, redo=True, progress=False)
     assert outcome.status == "finished"
-    assert seen_at_start == {"metrics.json": False, "checkpoints": False, "figures": False,
-                             "config.json": False, "notes.txt": True}
+    assert seen_at_start == {
+        "metrics.json": False,
+        "checkpoints": False,
+        "figures": False,
+        "config.json": False,
+        "notes.txt": True,
+    }
 
 
 def test_later_success_removes_failed_json(fake_machine, monkeypatch, tmp_path):
@@ -238,8 +274,9 @@ def test_runs_through_the_training_notebook(grid, tmp_path):
     # The same machinery, but each child executes notebooks/03_train.ipynb with papermill.
     good = _config(tmp_path, seed=2, iterations=4, eval_every=2, ema_start=2, checkpoint_every=4)
     bad = _config(tmp_path, model="no_such_model", run_name="broken-nb")
-    outcomes = run_trainings([good, bad], cpu_workers=2, threads_per_run=1, corpus_root=str(grid["root"]),
-                             progress=False, via="notebook")
+    outcomes = run_trainings(
+        [good, bad], cpu_workers=2, threads_per_run=1, corpus_root=str(grid["root"]), progress=False, via="notebook"
+    )
     assert [o.status for o in outcomes] == ["finished", "failed"], [o.error for o in outcomes]
     run = outcomes[0].run_dir
     for rel in ["03_train.ipynb", "metrics.json", "record.json", "figures/03_learning_curves.png"]:
@@ -259,8 +296,7 @@ def test_oversubscription_warning_points_at_the_caller(fake_machine, monkeypatch
     monkeypatch.setattr(parallel, "visible_gpus", lambda: [])
     monkeypatch.setattr(parallel, "available_cores", lambda: 2)
     with pytest.warns(RuntimeWarning, match="oversubscribe") as caught:
-        run_trainings([_config(tmp_path, seed=s) for s in range(3)], cpu_workers=3, threads_per_run=2,
-                      progress=False)
+        run_trainings([_config(tmp_path, seed=s) for s in range(3)], cpu_workers=3, threads_per_run=2, progress=False)
     assert [Path(w.filename).name for w in caught] == [Path(__file__).name]
 
 
@@ -312,8 +348,11 @@ def test_start_failure_frees_its_gpu_slot(fake_machine, monkeypatch, tmp_path, c
 def test_feature_failure_fails_its_runs_without_starting_them(fake_machine, monkeypatch, tmp_path):
     monkeypatch.setattr(parallel, "visible_gpus", lambda: [])
     report = {"type": "OSError", "message": "preparing the corpus or its features in the parent failed: x"}
-    monkeypatch.setattr(parallel, "_precompute_features",
-                        lambda jobs, root, progress: {j.index: report for j in jobs if j.config.seed == 1})
+    monkeypatch.setattr(
+        parallel,
+        "_precompute_features",
+        lambda jobs, root, progress: {j.index: report for j in jobs if j.config.seed == 1},
+    )
     outcomes = run_trainings([_config(tmp_path, seed=s) for s in range(3)], progress=False)
     assert [o.status for o in outcomes] == ["finished", "failed", "finished"]
     assert outcomes[1].placement is None and outcomes[1].seconds == 0.0

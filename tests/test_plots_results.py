@@ -1,5 +1,6 @@
 """Tests of the results figures in helpers.reporting.plots (model comparison, ablation, learning-curve
 overlay) on small fabricated tables: the right number of bars, markers, lines and panels."""
+
 from __future__ import annotations
 
 import matplotlib
@@ -31,14 +32,22 @@ def ablation_summary(models=("CNN10-16k", "ResNet22-8k")) -> pd.DataFrame:
     rows = []
     for m in models:
         for k, setting in enumerate(["no-bal, no-aug", "bal, specA", "full"]):
-            rows.append({"model": m, "setting": setting, "ours_mean": 80.0 + k,
-                         "ours_std": np.nan if k == 0 else 1.5, "paper": np.nan if k == 2 else 85.0 + k})
+            rows.append(
+                {
+                    "model": m,
+                    "setting": setting,
+                    "ours_mean": 80.0 + k,
+                    "ours_std": np.nan if k == 0 else 1.5,
+                    "paper": np.nan if k == 2 else 85.0 + k,
+                }
+            )
     return pd.DataFrame(rows)
 
 
 def test_model_comparison_draws_one_bar_per_known_value():
-    table = pd.DataFrame({"model": ["CNN6-8k", "CNN10-8k", "ELM"], "ours": [85.0, 90.5, np.nan],
-                          "paper": [88.2, np.nan, 61.0]})
+    table = pd.DataFrame(
+        {"model": ["CNN6-8k", "CNN10-8k", "ELM"], "ours": [85.0, 90.5, np.nan], "paper": [88.2, np.nan, 61.0]}
+    )
     fig = plot_model_comparison(table, ours="ours", paper="paper")
     assert isinstance(fig, Figure)
     (ax,) = fig.axes
@@ -96,8 +105,9 @@ def test_ablation_gains_refuses_several_models_on_one_ax():
 
 def test_learning_curve_overlay_uses_fallback_and_names_empty_runs():
     steps = np.arange(0, 50, 10)
-    with_ema = pd.DataFrame({"step": steps, "uar_ema": [np.nan, 0.5, 0.6, np.nan, 0.8],
-                             "uar_plain": [0.4, 0.5, 0.55, 0.6, 0.7]})
+    with_ema = pd.DataFrame(
+        {"step": steps, "uar_ema": [np.nan, 0.5, 0.6, np.nan, 0.8], "uar_plain": [0.4, 0.5, 0.55, 0.6, 0.7]}
+    )
     no_ema = pd.DataFrame({"step": steps, "uar_ema": np.nan, "uar_plain": [0.3, 0.4, 0.5, 0.6, 0.65]})
     nothing = pd.DataFrame({"step": steps, "uar_ema": np.nan, "uar_plain": np.nan})
     fig = plot_learning_curve_overlay({"ema run": with_ema, "plain run": no_ema, "early": nothing})
@@ -105,7 +115,7 @@ def test_learning_curve_overlay_uses_fallback_and_names_empty_runs():
     lines = ax.get_lines()
     assert len(lines) == 2
     assert [line.get_label() for line in lines] == ["ema run", "plain run (uar_plain)"]
-    np.testing.assert_allclose(lines[0].get_ydata(), [50, 60, 80])   # NaN rows dropped, in %
+    np.testing.assert_allclose(lines[0].get_ydata(), [50, 60, 80])  # NaN rows dropped, in %
     np.testing.assert_allclose(lines[1].get_ydata(), [30, 40, 50, 60, 65])
     assert ax.get_ylabel() == "devel UAR (%)"
     assert any("early" in t.get_text() for t in ax.texts)

@@ -1,5 +1,6 @@
 """TrainConfig.init_from: PANNs' AudioSet checkpoints (a state dict fabricated in PANNs' key format)
 and this project's own checkpoints as starting weights."""
+
 from __future__ import annotations
 
 import warnings
@@ -26,10 +27,15 @@ def panns_cnn10_state(width: float = 0.125, seed: int = 0) -> dict[str, torch.Te
     }
 
     def bn(prefix: str, n: int) -> None:
-        state.update({f"{prefix}.weight": torch.rand(n, generator=g) + 0.5, f"{prefix}.bias": torch.randn(n, generator=g),
-                      f"{prefix}.running_mean": torch.randn(n, generator=g),
-                      f"{prefix}.running_var": torch.rand(n, generator=g) + 0.5,
-                      f"{prefix}.num_batches_tracked": torch.tensor(7)})
+        state.update(
+            {
+                f"{prefix}.weight": torch.rand(n, generator=g) + 0.5,
+                f"{prefix}.bias": torch.randn(n, generator=g),
+                f"{prefix}.running_mean": torch.randn(n, generator=g),
+                f"{prefix}.running_var": torch.rand(n, generator=g) + 0.5,
+                f"{prefix}.num_batches_tracked": torch.tensor(7),
+            }
+        )
 
     bn("bn0", 64)
     previous = 1
@@ -66,9 +72,13 @@ def test_panns_weights_land_where_the_paper_network_has_them(panns_file, capsys)
         assert torch.equal(mine[f"{block}.4.bias"], state[f"conv_block{b}.bn2.bias"])
     assert torch.equal(mine["bn0.running_mean"], state["bn0.running_mean"])
     assert torch.equal(mine["head.fc_embedding.weight"], state["fc1.weight"])
-    assert set(report.skipped) == {"fc_audioset.weight", "fc_audioset.bias", "logmel_extractor.melW",
-                                   "spectrogram_extractor.stft.conv_real.weight",
-                                   "spectrogram_extractor.stft.conv_imag.weight"}
+    assert set(report.skipped) == {
+        "fc_audioset.weight",
+        "fc_audioset.bias",
+        "logmel_extractor.melW",
+        "spectrogram_extractor.stft.conv_real.weight",
+        "spectrogram_extractor.stft.conv_imag.weight",
+    }
     assert report.new == ["head.fc_logits.weight", "head.fc_logits.bias"]
     assert len(report.loaded) == len(mine) - 2
     assert "loaded" in capsys.readouterr().out
@@ -79,8 +89,12 @@ def test_another_front_end_is_warned_about(panns_file):
         initialise_from(create_model("cnn10", n_classes=3, width=0.125), panns_file, FeatureSettings(), verbose=False)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        initialise_from(create_model("cnn10", n_classes=3, width=0.125), panns_file,
-                        FeatureSettings(sample_rate=32000, fmin=50.0, fmax=14000.0), verbose=False)
+        initialise_from(
+            create_model("cnn10", n_classes=3, width=0.125),
+            panns_file,
+            FeatureSettings(sample_rate=32000, fmin=50.0, fmax=14000.0),
+            verbose=False,
+        )
 
 
 def test_a_shape_that_does_not_fit_is_refused_in_one_line(panns_file):
@@ -106,8 +120,10 @@ def test_a_file_that_is_not_weights_is_refused(tmp_path):
 
 def test_fine_tuning_from_a_project_checkpoint_keeps_the_trunk_and_renews_another_classifier(tmp_path):
     source = create_model("cnn10", n_classes=5, width=0.125)
-    path = save_checkpoint(tmp_path / "best_ema.pt", checkpoint_payload(source, classes=list("abcde"),
-                                                                       feature_settings=FeatureSettings().to_dict()))
+    path = save_checkpoint(
+        tmp_path / "best_ema.pt",
+        checkpoint_payload(source, classes=list("abcde"), feature_settings=FeatureSettings().to_dict()),
+    )
     target = create_model("cnn10", n_classes=3, width=0.125)
     report = initialise_from(target, path, FeatureSettings(), verbose=False)
     assert report.source == "checkpoint"
@@ -132,10 +148,21 @@ def test_a_run_starts_from_panns_weights(panns_file, tmp_path):
     from tests.conftest import make_tiny_corpus
 
     root = make_tiny_corpus(tmp_path / "c", per_split=2)
-    config = TrainConfig(corpus=str(root), data_dir=str(tmp_path), cache_dir=str(tmp_path / "cache"),
-                         out_dir=str(tmp_path / "runs"), sample_rate=32000, fmin=50.0, fmax=14000.0,
-                         model_options={"width": 0.125}, init_from=str(panns_file), iterations=2, eval_every=1,
-                         batch_size=4, ema=False)
+    config = TrainConfig(
+        corpus=str(root),
+        data_dir=str(tmp_path),
+        cache_dir=str(tmp_path / "cache"),
+        out_dir=str(tmp_path / "runs"),
+        sample_rate=32000,
+        fmin=50.0,
+        fmax=14000.0,
+        model_options={"width": 0.125},
+        init_from=str(panns_file),
+        iterations=2,
+        eval_every=1,
+        batch_size=4,
+        ema=False,
+    )
     result = train(config, progress=False)
     assert result.config.init_from == str(panns_file)
     assert (result.run_dir / "checkpoints" / "best_plain.pt").is_file()

@@ -1,6 +1,7 @@
 """Tests of helpers.reporting.report: the HTML is self-contained and escaped (Jinja2 autoescape, mistune
 with raw HTML escaped and unsafe links dropped), the Markdown has pipe tables and links to copied PNGs,
 empty cells stay empty, and writes are atomic."""
+
 from __future__ import annotations
 
 import base64
@@ -18,8 +19,16 @@ import pytest
 
 from helpers.reporting import report as report_module
 from helpers.experiments.grid import PROFILES
-from helpers.reporting.report import (Report, environment_lines, how_obtained, format_cell, html_table, inline_html,
-                                      markdown_table, markdown_to_html)
+from helpers.reporting.report import (
+    Report,
+    environment_lines,
+    how_obtained,
+    format_cell,
+    html_table,
+    inline_html,
+    markdown_table,
+    markdown_to_html,
+)
 
 #: The 8 bytes every PNG file starts with.
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -37,16 +46,20 @@ def png(tmp_path):
 
 
 def results_table() -> pd.DataFrame:
-    return pd.DataFrame({"model": ["CNN10-16k", "ResNet22|8k"], "devel UAR": [91.234, np.nan],
-                         "paper": [None, 88.8], "seeds": [3, 2]}, index=["x", "y"])
+    return pd.DataFrame(
+        {"model": ["CNN10-16k", "ResNet22|8k"], "devel UAR": [91.234, np.nan], "paper": [None, 88.8], "seeds": [3, 2]},
+        index=["x", "y"],
+    )
 
 
 def build_report(png) -> Report:
     report = Report("Results <draft>")
     report.heading("Model comparison")
-    report.text("Devel UAR, **best** checkpoint, *optimistic*. `code <b>` and "
-                "[the paper](https://example.org/paper).\n\nA trap: <script>alert(1)</script>\n\n"
-                "- first point\n* second point")
+    report.text(
+        "Devel UAR, **best** checkpoint, *optimistic*. `code <b>` and "
+        "[the paper](https://example.org/paper).\n\nA trap: <script>alert(1)</script>\n\n"
+        "- first point\n* second point"
+    )
     report.table(results_table(), caption="Ours beside the paper")
     report.figure(png, caption="A PNG from disk")
     fig, ax = plt.subplots(figsize=(1, 1))
@@ -71,7 +84,7 @@ def test_html_is_self_contained_and_escaped(tmp_path, png):
     images = re.findall(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', page)
     assert len(images) == 2
     assert all(base64.b64decode(data).startswith(PNG_SIGNATURE) for data in images)
-    assert "report-assets" not in page and "r-assets" not in page   # nothing to fetch
+    assert "report-assets" not in page and "r-assets" not in page  # nothing to fetch
     # The paragraph's script is text, not code; the title is escaped too.
     assert "<script>" not in page
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
@@ -154,7 +167,13 @@ def test_format_cell():
 def test_markdown_table_escapes_and_breaks_no_rows():
     df = pd.DataFrame({"a|b": ["x|y", "two\nlines"]})
     assert markdown_table(df, caption="C").splitlines() == [
-        "*C*", "", "| a\\|b |", "| --- |", "| x\\|y |", "| two lines |"]
+        "*C*",
+        "",
+        "| a\\|b |",
+        "| --- |",
+        "| x\\|y |",
+        "| two lines |",
+    ]
 
 
 def test_inline_html_rules():
@@ -162,13 +181,22 @@ def test_inline_html_rules():
     assert inline_html("**b** and *i*") == "<strong>b</strong> and <em>i</em>"
     assert "<p>" not in inline_html("a caption")
     # Unsafe schemes are not turned into links; the label stays as text.
-    for url in ("javascript:alert(1)", "JavaScript:alert", "<java\tscript:alert(1)>", "< javascript:alert(1)>",
-                "<\x01javascript:alert(1)>", "javascript&colon;alert(1)", "%6Aavascript:alert(1)",
-                "vbscript:x", "data:text/html,<script>alert(1)</script>", "file:///etc/passwd"):
+    for url in (
+        "javascript:alert(1)",
+        "JavaScript:alert",
+        "<java\tscript:alert(1)>",
+        "< javascript:alert(1)>",
+        "<\x01javascript:alert(1)>",
+        "javascript&colon;alert(1)",
+        "%6Aavascript:alert(1)",
+        "vbscript:x",
+        "data:text/html,<script>alert(1)</script>",
+        "file:///etc/passwd",
+    ):
         out = inline_html(f"[x]({url})")
         assert "<a " not in out and "href" not in out and "<script" not in out, (url, out)
-    assert "<a " not in inline_html("<javascript:alert(1)>")                      # autolink
-    assert "<a " not in markdown_to_html("[x][r]\n\n[r]: javascript:alert(1)")   # reference link
+    assert "<a " not in inline_html("<javascript:alert(1)>")  # autolink
+    assert "<a " not in markdown_to_html("[x][r]\n\n[r]: javascript:alert(1)")  # reference link
     # Safe and scheme-less links are kept; a quote cannot leave the href attribute.
     assert inline_html("[p](https://example.org/a?b=1&c=2)") == '<a href="https://example.org/a?b=1&amp;c=2">p</a>'
     assert inline_html("[m](mailto:a@b.org)") == '<a href="mailto:a@b.org">m</a>'
@@ -187,9 +215,11 @@ def test_markdown_to_html_paragraphs_lists_and_raw_html():
 def test_script_in_text_or_table_cell_comes_out_escaped(tmp_path):
     report = Report("R")
     report.heading("Heading <script>alert(1)</script>")
-    report.text("Text <script>alert(2)</script> and <b onclick=\"x\">bold?</b>")
-    report.table(pd.DataFrame({"<script>h</script>": ["<script>alert(3)</script>", 'a"b<c>&d']}),
-                 caption="Caption <script>alert(4)</script>")
+    report.text('Text <script>alert(2)</script> and <b onclick="x">bold?</b>')
+    report.table(
+        pd.DataFrame({"<script>h</script>": ["<script>alert(3)</script>", 'a"b<c>&d']}),
+        caption="Caption <script>alert(4)</script>",
+    )
     paths = report.write(tmp_path)
     page = paths["html"].read_text(encoding="utf-8")
     assert "<script" not in page and "<b onclick" not in page
@@ -260,8 +290,7 @@ def test_table_rejects_a_bad_float_format():
 def test_environment_lines():
     lines = environment_lines()
     keys = [line.split(":", 1)[0] for line in lines]
-    assert keys == ["date (UTC)", "git commit", "python", "torch", "numpy", "pandas", "scikit-learn",
-                    "machine"]
+    assert keys == ["date (UTC)", "git commit", "python", "torch", "numpy", "pandas", "scikit-learn", "machine"]
     assert re.match(r"date \(UTC\): \d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+00:00$", lines[0])
     assert all(line.split(":", 1)[1].strip() for line in lines)
 
@@ -272,8 +301,12 @@ def test_how_obtained_counts_runs_and_reads_checksums(tmp_path):
     done = tmp_path / "a"
     done.mkdir()
     (done / "record.json").write_text(json.dumps({"corpus": {"checksum": "abc123"}}))
-    runs = pd.DataFrame({"run_dir": [str(done), str(tmp_path / "b"), str(tmp_path / "c")],
-                         "status": ["finished", "failed", "unfinished"]})
+    runs = pd.DataFrame(
+        {
+            "run_dir": [str(done), str(tmp_path / "b"), str(tmp_path / "c")],
+            "status": ["finished", "failed", "unfinished"],
+        }
+    )
     lines = how_obtained(runs, "demo")
     text = "\n".join(lines)
     assert all(line.startswith("- ") for line in lines)

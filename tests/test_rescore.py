@@ -1,5 +1,6 @@
 """Scanning long recordings with heads on BirdNET embeddings: recordings at any rate, the stored window
 embeddings, and rescoring a scanned folder with another head without the audio."""
+
 from __future__ import annotations
 
 import json
@@ -28,8 +29,15 @@ def heads(tmp_path_factory):
     root = make_tiny_corpus(tmp / "corpus", per_split=2)
     paths = {}
     for model in ("birdnet-logistic", "birdnet-svm"):
-        config = TrainConfig(model=model, corpus=str(root), data_dir=str(tmp), cache_dir=str(tmp / "cache"),
-                             out_dir=str(tmp / "runs"), spec_augment=False, model_options={"Cs": [0.1, 1.0]})
+        config = TrainConfig(
+            model=model,
+            corpus=str(root),
+            data_dir=str(tmp),
+            cache_dir=str(tmp / "cache"),
+            out_dir=str(tmp / "runs"),
+            spec_augment=False,
+            model_options={"Cs": [0.1, 1.0]},
+        )
         paths[model] = train(config, progress=False).run_dir / "checkpoints" / "last_plain.pt"
     return paths
 
@@ -82,8 +90,9 @@ def test_rescoring_equals_scanning_again_without_the_audio(heads, field, tmp_pat
         again = pd.read_csv(tmp_path / "b" / f"{name}.scores.csv")
         rescored = pd.read_csv(tmp_path / "c" / f"{name}.scores.csv")
         pd.testing.assert_frame_equal(again, rescored)
-        assert (tmp_path / "b" / f"{name}.detections.csv").read_text() == \
-            (tmp_path / "c" / f"{name}.detections.csv").read_text()
+        assert (tmp_path / "b" / f"{name}.detections.csv").read_text() == (
+            tmp_path / "c" / f"{name}.detections.csv"
+        ).read_text()
     assert len(result.detections) == len(direct.detections)
     # in place, then a scan with that head over the same audio finds nothing left to do
     rescore(heads["birdnet-svm"], tmp_path / "a", threshold=0.3, progress=False)
@@ -118,8 +127,11 @@ def test_a_recording_without_stored_embeddings_is_listed_not_skipped(heads, fiel
 
 
 def test_predict_scan_and_rescore_from_the_command_line(heads, field, tmp_path):
-    env_run = lambda *args: subprocess.run([sys.executable, "-m", "helpers", *map(str, args)], cwd=REPO_ROOT,
-                                           capture_output=True, text=True)
+    def env_run(*args):
+        return subprocess.run(
+            [sys.executable, "-m", "helpers", *map(str, args)], cwd=REPO_ROOT, capture_output=True, text=True
+        )
+
     proc = env_run("predict", heads["birdnet-logistic"], field / "a16k.wav", "--out", tmp_path / "p.csv")
     assert proc.returncode == 0, proc.stderr
     assert len(pd.read_csv(tmp_path / "p.csv")) == 1
@@ -128,8 +140,7 @@ def test_predict_scan_and_rescore_from_the_command_line(heads, field, tmp_path):
     proc = env_run("rescore", heads["birdnet-svm"], tmp_path / "s", "--out", tmp_path / "r", "--quiet")
     assert proc.returncode == 0, proc.stderr
     assert "2 rescored" in proc.stdout and (tmp_path / "r" / "detections.selections.txt").is_file()
-    proc = env_run("scan", heads["birdnet-logistic"], field, "--out", tmp_path / "s8", "--quiet",
-                   "--precision", "int8")
+    proc = env_run("scan", heads["birdnet-logistic"], field, "--out", tmp_path / "s8", "--quiet", "--precision", "int8")
     assert proc.returncode == 1 and "fp32 only" in proc.stderr
 
 
@@ -137,20 +148,31 @@ def test_a_packed_scan_rescores_like_a_scan_in_files(heads, field, tmp_path):
     from helpers.evaluation.scan_store import read_embeddings, read_windows
 
     scan(heads["birdnet-logistic"], field, tmp_path / "files", progress=False, device="cpu", threshold=0.3)
-    scan(heads["birdnet-logistic"], field, tmp_path / "packed", progress=False, device="cpu", threshold=0.3,
-         layout="packed")
+    scan(
+        heads["birdnet-logistic"],
+        field,
+        tmp_path / "packed",
+        progress=False,
+        device="cpu",
+        threshold=0.3,
+        layout="packed",
+    )
     for name in ("a16k.wav", "site/b44k.flac"):
-        np.testing.assert_array_equal(read_embeddings(tmp_path / "packed", name),
-                                      read_embeddings(tmp_path / "files", name))
+        np.testing.assert_array_equal(
+            read_embeddings(tmp_path / "packed", name), read_embeddings(tmp_path / "files", name)
+        )
     files = rescore(heads["birdnet-svm"], tmp_path / "files", tmp_path / "files-svm", threshold=0.3, progress=False)
-    packed = rescore(heads["birdnet-svm"], tmp_path / "packed", tmp_path / "packed-svm", threshold=0.3,
-                     progress=False)
+    packed = rescore(heads["birdnet-svm"], tmp_path / "packed", tmp_path / "packed-svm", threshold=0.3, progress=False)
     assert packed.settings["layout"] == "packed" and not list((tmp_path / "packed-svm").rglob("*.scores.csv"))
-    assert (tmp_path / "packed-svm" / "detections.csv").read_text() == \
-        (tmp_path / "files-svm" / "detections.csv").read_text()
+    assert (tmp_path / "packed-svm" / "detections.csv").read_text() == (
+        tmp_path / "files-svm" / "detections.csv"
+    ).read_text()
     assert len(packed.detections) == len(files.detections)
-    np.testing.assert_allclose(read_windows(tmp_path / "packed-svm", "a16k.wav").filter(like="score_"),
-                               read_windows(tmp_path / "files-svm", "a16k.wav").filter(like="score_"), atol=1e-6)
+    np.testing.assert_allclose(
+        read_windows(tmp_path / "packed-svm", "a16k.wav").filter(like="score_"),
+        read_windows(tmp_path / "files-svm", "a16k.wav").filter(like="score_"),
+        atol=1e-6,
+    )
     # in place: the packs are replaced, not added to, and a scan with that head then resumes
     rescore(heads["birdnet-svm"], tmp_path / "packed", threshold=0.3, progress=False)
     assert len(list((tmp_path / "packed" / "packs").glob("*.npz"))) == 1

@@ -1,5 +1,6 @@
 """The review logic: which events to review, and a review table that loses nothing (kernel deaths,
 two reviewers on one table, marks made in Raven)."""
+
 from __future__ import annotations
 
 import multiprocessing
@@ -19,8 +20,16 @@ def events(n_per_class: int = 20, seed: int = 0) -> pd.DataFrame:
     for label in ("gibbon", "argus"):
         for i in range(n_per_class):
             begin = 10.0 * i + (0.5 if label == "argus" else 0.0)
-            rows.append({"recording": f"site/{label}.wav", "begin": begin, "end": begin + 3.0, "label": label,
-                         "score": float(rng.uniform(0.3, 1.0)), "n_windows": 1})
+            rows.append(
+                {
+                    "recording": f"site/{label}.wav",
+                    "begin": begin,
+                    "end": begin + 3.0,
+                    "label": label,
+                    "score": float(rng.uniform(0.3, 1.0)),
+                    "n_windows": 1,
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -29,8 +38,9 @@ def test_the_queue_follows_its_stated_rule():
     queue = review_queue(table, n=20, mix=DEFAULT_MIX, threshold=0.6, seed=3)
     assert len(queue) == 20 and queue["event_id"].is_unique
     assert queue["reason"].value_counts().to_dict() == {"top": 8, "threshold": 8, "random": 4}
-    rest = table.assign(event_id=[event_id(r, b, e, lab) for r, b, e, lab in
-                                  zip(table.recording, table.begin, table.end, table.label)])
+    rest = table.assign(
+        event_id=[event_id(r, b, e, lab) for r, b, e, lab in zip(table.recording, table.begin, table.end, table.label)]
+    )
     rest = rest[~rest["event_id"].isin(queue.loc[queue.reason == "random", "event_id"])]
     # top: the four best events of each class among those the random draw left
     top = queue[queue.reason == "top"]
@@ -41,8 +51,9 @@ def test_the_queue_follows_its_stated_rule():
     near = queue[queue.reason == "threshold"]
     left = rest[~rest["event_id"].isin(queue["event_id"])]
     for label in ("gibbon", "argus"):
-        assert (near.loc[near.label == label, "score"] - 0.6).abs().max() <= \
-            (left.loc[left.label == label, "score"] - 0.6).abs().min() + 1e-12
+        assert (near.loc[near.label == label, "score"] - 0.6).abs().max() <= (
+            left.loc[left.label == label, "score"] - 0.6
+        ).abs().min() + 1e-12
     # the same seed gives the same queue, another seed another random sample
     pd.testing.assert_frame_equal(queue, review_queue(table, n=20, threshold=0.6, seed=3))
     other = review_queue(table, n=20, threshold=0.6, seed=4)
@@ -119,13 +130,21 @@ def test_marks_made_in_raven_are_read_back(tmp_path):
     for i in range(3):
         table.record(queue.iloc[i], "call")
     raven = pd.read_csv(table.raven_path, sep="\t", dtype=str, keep_default_na=False)
-    assert list(raven.columns[:7]) == ["Selection", "View", "Channel", "Begin Time (s)", "End Time (s)",
-                                       "Low Freq (Hz)", "High Freq (Hz)"]
+    assert list(raven.columns[:7]) == [
+        "Selection",
+        "View",
+        "Channel",
+        "Begin Time (s)",
+        "End Time (s)",
+        "Low Freq (Hz)",
+        "High Freq (Hz)",
+    ]
     assert set(raven["Review"]) == {"call"} and set(raven["Begin Path"]) <= {p for p, _ in recordings.values()}
     argus = raven["Begin Path"] == "/data/site/argus.wav"
     # the session time of the second recording counts from the first one's end
-    np.testing.assert_allclose(raven.loc[argus, "Begin Time (s)"].astype(float),
-                               raven.loc[argus, "File Offset (s)"].astype(float) + 60.0)
+    np.testing.assert_allclose(
+        raven.loc[argus, "Begin Time (s)"].astype(float), raven.loc[argus, "File Offset (s)"].astype(float) + 60.0
+    )
     # in Raven, someone marks the first selection as another label and the second as no call
     raven.loc[0, "Review"] = "other:argus"
     raven.loc[1, "Review"] = "not_call"
@@ -183,15 +202,17 @@ def test_the_widget_writes_what_its_buttons_and_keys_say(tmp_path):
         write_tone(tmp_path / "site" / f"{label}.wav", 400, seconds=60.0, sr=8000)
     queue = review_queue(events(3), n=4, seed=0)
     table = ReviewTable(tmp_path / "scan", reviewer="ana")
-    widget = ReviewWidget(ReviewSession(queue, table),
-                          {f"site/{k}.wav": tmp_path / "site" / f"{k}.wav" for k in ("gibbon", "argus")},
-                          classes=["gibbon", "argus"])
+    widget = ReviewWidget(
+        ReviewSession(queue, table),
+        {f"site/{k}.wav": tmp_path / "site" / f"{k}.wav" for k in ("gibbon", "argus")},
+        classes=["gibbon", "argus"],
+    )
     assert widget.image.value[:8] == b"\x89PNG\r\n\x1a\n" and widget.audio.value[:4] == b"RIFF"
     assert "event 1 of 4" in widget.header.value
     widget.buttons["call"].click()
     widget.other_label.value = "argus"
     widget.buttons["other"].click()
-    widget.keys.value = "n"          # the shortcut box
+    widget.keys.value = "n"  # the shortcut box
     assert widget.keys.value == ""
     widget.buttons["back"].click()
     assert "decided before: <b>not_call</b>" in widget.header.value
@@ -205,11 +226,25 @@ def test_the_widget_writes_what_its_buttons_and_keys_say(tmp_path):
 def test_the_simulated_reviewer_answers_from_the_truth(tmp_path):
     from helpers.evaluation.review import simulated_decisions
 
-    truth = pd.DataFrame({"recording": ["r.wav"] * 3, "begin": [10.0, 30.0, 50.0], "end": [12.0, 32.0, 52.0],
-                          "label": ["gibbon", "argus", "background"]})
-    queue = pd.DataFrame({"event_id": list("abcde"), "recording": ["r.wav"] * 4 + ["other.wav"],
-                          "begin": [9.5, 29.5, 50.0, 70.0, 10.0], "end": [12.5, 32.5, 53.0, 73.0, 12.0],
-                          "label": ["gibbon", "gibbon", "gibbon", "argus", "gibbon"], "score": 0.9, "reason": "top"})
+    truth = pd.DataFrame(
+        {
+            "recording": ["r.wav"] * 3,
+            "begin": [10.0, 30.0, 50.0],
+            "end": [12.0, 32.0, 52.0],
+            "label": ["gibbon", "argus", "background"],
+        }
+    )
+    queue = pd.DataFrame(
+        {
+            "event_id": list("abcde"),
+            "recording": ["r.wav"] * 4 + ["other.wav"],
+            "begin": [9.5, 29.5, 50.0, 70.0, 10.0],
+            "end": [12.5, 32.5, 53.0, 73.0, 12.0],
+            "label": ["gibbon", "gibbon", "gibbon", "argus", "gibbon"],
+            "score": 0.9,
+            "reason": "top",
+        }
+    )
     answered = simulated_decisions(queue, truth, min_iou=0.3)
     # a: its own call; b: an argus call where gibbon was said; c: only background there; d: nothing; e: another file
     assert list(answered["decision"]) == ["call", "other", "not_call", "not_call", "not_call"]
@@ -224,14 +259,25 @@ def test_the_simulated_reviewer_answers_from_the_truth(tmp_path):
 def test_the_recording_level_reviewer_knows_what_each_recording_holds():
     from helpers.evaluation.review import recording_level_decisions, simulated_decisions
 
-    queue = pd.DataFrame({"event_id": list("abcde"), "recording": ["focal.wav", "focal.wav", "soundscape.wav",
-                                                                   "soundscape.wav", "r.wav"],
-                          "begin": [0.0, 3.0, 0.0, 6.0, 10.0], "end": [3.0, 6.0, 3.0, 9.0, 12.0],
-                          "label": ["gibbon", "argus", "gibbon", "argus", "gibbon"], "score": 0.8, "reason": "top"})
+    queue = pd.DataFrame(
+        {
+            "event_id": list("abcde"),
+            "recording": ["focal.wav", "focal.wav", "soundscape.wav", "soundscape.wav", "r.wav"],
+            "begin": [0.0, 3.0, 0.0, 6.0, 10.0],
+            "end": [3.0, 6.0, 3.0, 9.0, 12.0],
+            "label": ["gibbon", "argus", "gibbon", "argus", "gibbon"],
+            "score": 0.8,
+            "reason": "top",
+        }
+    )
     contents = {"focal.wav": "gibbon", "soundscape.wav": None}
     # a focal recording's own class is a call, another class is unsure; a soundscape holds only false alarms
-    assert list(recording_level_decisions(queue.iloc[:4], contents)["decision"]) == ["call", "unsure", "not_call",
-                                                                                     "not_call"]
+    assert list(recording_level_decisions(queue.iloc[:4], contents)["decision"]) == [
+        "call",
+        "unsure",
+        "not_call",
+        "not_call",
+    ]
     with pytest.raises(ValueError, match="r.wav is not in contents"):
         recording_level_decisions(queue, contents)
     # mixed: r.wav by its exact truth, the others by their contents, rows kept in queue order

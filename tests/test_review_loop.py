@@ -1,5 +1,6 @@
 """The review loop headless: rounds of simulated reviews grow the training split, the head retrains,
 the scans are rescored from their embeddings and the report recording is measured every round."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -19,12 +20,29 @@ pytestmark = pytest.mark.slow
 def test_two_rounds_grow_train_and_are_measured(tmp_path):
     root = make_tiny_corpus(tmp_path / "corpus", per_split=3, test_hidden=False)
     corpus = read_corpus(root)
-    pair = semi_synthetic_pair(corpus, tmp_path / "semi", threshold_split="train", truth_split="devel",
-                               duration=40.0, n_calls=5, seed=0)
-    config = TrainConfig(model="birdnet-logistic", corpus=str(root), data_dir=str(tmp_path), spec_augment=False,
-                         mixup=False, ema=False, cache_dir=str(tmp_path / "cache"), model_options={"Cs": [1.0]})
-    rounds = review_loop(config, corpus, pair["choose"], pair["report"], tmp_path / "loop", rounds=2,
-                         reviews_per_round=4, detect_threshold=0.05)
+    pair = semi_synthetic_pair(
+        corpus, tmp_path / "semi", threshold_split="train", truth_split="devel", duration=40.0, n_calls=5, seed=0
+    )
+    config = TrainConfig(
+        model="birdnet-logistic",
+        corpus=str(root),
+        data_dir=str(tmp_path),
+        spec_augment=False,
+        mixup=False,
+        ema=False,
+        cache_dir=str(tmp_path / "cache"),
+        model_options={"Cs": [1.0]},
+    )
+    rounds = review_loop(
+        config,
+        corpus,
+        pair["choose"],
+        pair["report"],
+        tmp_path / "loop",
+        rounds=2,
+        reviews_per_round=4,
+        detect_threshold=0.05,
+    )
     table = rounds_table(rounds)
     assert list(table["round"]) == [0, 1, 2]
     # each round reviews up to 4 new detections of the pool and adds one training clip per review
@@ -53,22 +71,50 @@ def test_real_recordings_reviewed_and_measured_at_the_recordings_level(tmp_path)
         write_tone(field / name, freq, seconds=15.0)
     sf.write(str(field / "quiet_test.wav"), 0.01 * np.random.default_rng(0).standard_normal(16000 * 12), 16000)
     # the corpus was cut from the first 6 s of the training recording: events centred there are not reviewed
-    pd.DataFrame({"split": ["train"], "filename": ["train_00001.wav"], "source_recording": ["focal_train"],
-                  "source_path": ["site/focal_train.wav"], "offset_s": [0.0], "duration_s": [6.0]}).to_csv(
-        root / "manifest.csv", index=False)
+    pd.DataFrame(
+        {
+            "split": ["train"],
+            "filename": ["train_00001.wav"],
+            "source_recording": ["focal_train"],
+            "source_path": ["site/focal_train.wav"],
+            "offset_s": [0.0],
+            "duration_s": [6.0],
+        }
+    ).to_csv(root / "manifest.csv", index=False)
     corpus = read_corpus(root)
-    pair = semi_synthetic_pair(corpus, tmp_path / "semi", threshold_split="train", truth_split="devel",
-                               duration=30.0, n_calls=4, seed=0)
-    config = TrainConfig(model="birdnet-logistic", corpus=str(root), data_dir=str(tmp_path), spec_augment=False,
-                         mixup=False, ema=False, cache_dir=str(tmp_path / "cache"), model_options={"Cs": [1.0]})
+    pair = semi_synthetic_pair(
+        corpus, tmp_path / "semi", threshold_split="train", truth_split="devel", duration=30.0, n_calls=4, seed=0
+    )
+    config = TrainConfig(
+        model="birdnet-logistic",
+        corpus=str(root),
+        data_dir=str(tmp_path),
+        spec_augment=False,
+        mixup=False,
+        ema=False,
+        cache_dir=str(tmp_path / "cache"),
+        model_options={"Cs": [1.0]},
+    )
     report = {field / "focal_test.wav": "chimpanze", field / "other_test.wav": "redcap", field / "quiet_test.wav": None}
-    rounds = review_loop(config, corpus, None, pair["report"], tmp_path / "loop", rounds=1, reviews_per_round=6,
-                         detect_threshold=0.0, field_pool={field / "focal_train.wav": "chimpanze"},
-                         field_report=report)
+    rounds = review_loop(
+        config,
+        corpus,
+        None,
+        pair["report"],
+        tmp_path / "loop",
+        rounds=1,
+        reviews_per_round=6,
+        detect_threshold=0.0,
+        field_pool={field / "focal_train.wav": "chimpanze"},
+        field_report=report,
+    )
     table = rounds_table(rounds)
     assert list(table["round"]) == [0, 1]
-    for column in ("field: false alarms per hour (no calls)", "field: precision (focal)",
-                   "field: species found (focal)"):
+    for column in (
+        "field: false alarms per hour (no calls)",
+        "field: precision (focal)",
+        "field: species found (focal)",
+    ):
         assert column in table
     field_scores = rounds[0].field.set_index("recording")
     assert set(field_scores.index) == {"focal_test.wav", "other_test.wav", "quiet_test.wav"}

@@ -1,5 +1,6 @@
 """Reviewed detections as a new training round: clips cut from the reviewed recording, devel and test
 untouched, recordings that fed devel or test refused, the provenance of every new clip recorded."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -13,12 +14,31 @@ from tests.conftest import make_tiny_corpus, write_tone
 
 
 def reviews(recording: str = "field.wav") -> pd.DataFrame:
-    rows = [("call", "chimpanze", ""), ("other", "chimpanze", "redcap"), ("not_call", "redcap", ""),
-            ("unsure", "redcap", ""), ("skip", "chimpanze", "")]
-    return pd.DataFrame([{"event_id": f"{recording}|{10.0 * i:.3f}|{10.0 * i + 3:.3f}|{label}", "recording": recording,
-                          "begin": 10.0 * i, "end": 10.0 * i + 3.0, "label": label, "score": 0.9, "reason": "top",
-                          "decision": decision, "new_label": new, "reviewer": "ana", "time": "t"}
-                         for i, (decision, label, new) in enumerate(rows)]).pipe(_last_event_at_the_end)
+    rows = [
+        ("call", "chimpanze", ""),
+        ("other", "chimpanze", "redcap"),
+        ("not_call", "redcap", ""),
+        ("unsure", "redcap", ""),
+        ("skip", "chimpanze", ""),
+    ]
+    return pd.DataFrame(
+        [
+            {
+                "event_id": f"{recording}|{10.0 * i:.3f}|{10.0 * i + 3:.3f}|{label}",
+                "recording": recording,
+                "begin": 10.0 * i,
+                "end": 10.0 * i + 3.0,
+                "label": label,
+                "score": 0.9,
+                "reason": "top",
+                "decision": decision,
+                "new_label": new,
+                "reviewer": "ana",
+                "time": "t",
+            }
+            for i, (decision, label, new) in enumerate(rows)
+        ]
+    ).pipe(_last_event_at_the_end)
 
 
 def _last_event_at_the_end(table: pd.DataFrame) -> pd.DataFrame:
@@ -31,15 +51,21 @@ def _last_event_at_the_end(table: pd.DataFrame) -> pd.DataFrame:
 @pytest.fixture
 def corpus(tmp_path):
     root = make_tiny_corpus(tmp_path / "corpus")
-    pd.DataFrame({"split": ["train", "devel", "test"], "filename": ["a", "b", "c"],
-                  "source_recording": ["site_train", "site_devel", "site_test"]}).to_csv(root / "manifest.csv", index=False)
+    pd.DataFrame(
+        {
+            "split": ["train", "devel", "test"],
+            "filename": ["a", "b", "c"],
+            "source_recording": ["site_train", "site_devel", "site_test"],
+        }
+    ).to_csv(root / "manifest.csv", index=False)
     write_tone(tmp_path / "field.wav", 900, seconds=60.0, sr=22050)
     return read_corpus(root)
 
 
 def test_a_round_grows_train_and_leaves_devel_and_test(corpus, tmp_path):
-    out = training_round(corpus, reviews(), {"field.wav": tmp_path / "field.wav"}, tmp_path / "round1",
-                         scan_dir=tmp_path / "scan")
+    out = training_round(
+        corpus, reviews(), {"field.wav": tmp_path / "field.wav"}, tmp_path / "round1", scan_dir=tmp_path / "scan"
+    )
     grown = read_corpus(out)
     old = corpus.table.groupby("split").size().to_dict()
     new = grown.table.groupby("split").size().to_dict()
@@ -60,8 +86,9 @@ def test_a_round_grows_train_and_leaves_devel_and_test(corpus, tmp_path):
     with pytest.raises(FileExistsError):
         training_round(corpus, reviews(), {"field.wav": tmp_path / "field.wav"}, out)
     # a second round keeps the history of the first
-    second = training_round(grown, reviews(), {"field.wav": tmp_path / "field.wav"}, tmp_path / "round2",
-                            round_name="round2")
+    second = training_round(
+        grown, reviews(), {"field.wav": tmp_path / "field.wav"}, tmp_path / "round2", round_name="round2"
+    )
     assert list(pd.read_csv(second / "rounds.csv")["round"]) == ["round1"] * 3 + ["round2"] * 3
 
 
@@ -69,8 +96,9 @@ def test_recordings_of_devel_and_test_are_refused_with_every_row_named(corpus, t
     write_tone(tmp_path / "site_devel.wav", 500, seconds=60.0)
     assert held_out_recordings(corpus.root) == {"devel": {"site_devel"}, "test": {"site_test"}}
     with pytest.raises(ValueError) as caught:
-        training_round(corpus, reviews("site_devel.wav"), {"site_devel.wav": tmp_path / "site_devel.wav"},
-                       tmp_path / "leak")
+        training_round(
+            corpus, reviews("site_devel.wav"), {"site_devel.wav": tmp_path / "site_devel.wav"}, tmp_path / "leak"
+        )
     message = str(caught.value)
     assert "3 review row(s) refused" in message and message.count("fed the devel split") == 3
     assert "review row 2 " in message and not (tmp_path / "leak").exists()
@@ -93,9 +121,14 @@ def test_without_a_manifest_the_held_out_recordings_must_be_named(tmp_path):
 def test_corpus_spans_are_the_clips_cut_from_each_recording(tmp_path):
     root = make_tiny_corpus(tmp_path / "corpus")
     assert corpus_spans(root) == {}  # no manifest: nothing is known
-    pd.DataFrame({"split": ["train", "train", "test"], "filename": ["a", "b", "c"],
-                  "source_path": ["owner/repo/sha/Focal/rec_1.wav", "owner/repo/sha/Focal/rec_1.wav", "x/rec_2.wav"],
-                  "offset_s": [4.5, 0.0, 1.0], "duration_s": [2.99, 2.99, 0.5]}).to_csv(root / "manifest.csv",
-                                                                                       index=False)
+    pd.DataFrame(
+        {
+            "split": ["train", "train", "test"],
+            "filename": ["a", "b", "c"],
+            "source_path": ["owner/repo/sha/Focal/rec_1.wav", "owner/repo/sha/Focal/rec_1.wav", "x/rec_2.wav"],
+            "offset_s": [4.5, 0.0, 1.0],
+            "duration_s": [2.99, 2.99, 0.5],
+        }
+    ).to_csv(root / "manifest.csv", index=False)
     spans = corpus_spans(root)
     assert spans == {"rec_1.wav": [(0.0, 2.99), (4.5, 7.49)], "rec_2.wav": [(1.0, 1.5)]}

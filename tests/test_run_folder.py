@@ -1,5 +1,6 @@
 """The run-folder module: layout, status, loading, clearing, and the lock that keeps two processes
 from writing one run folder at once (tested with real processes)."""
+
 from __future__ import annotations
 
 import json
@@ -75,8 +76,9 @@ _HOLD = textwrap.dedent("""
 
 
 def _holder(run_dir, seconds):
-    proc = subprocess.Popen([sys.executable, "-c", _HOLD, str(run_dir), str(seconds)], cwd=REPO_ROOT,
-                            stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _HOLD, str(run_dir), str(seconds)], cwd=REPO_ROOT, stdout=subprocess.PIPE, text=True
+    )
     assert proc.stdout.readline().strip() == "holding"
     return proc
 
@@ -123,17 +125,47 @@ def test_two_processes_training_one_config_never_interleave(tmp_path):
     from tests.conftest import make_tiny_corpus
 
     corpus = make_tiny_corpus(tmp_path / "corpus", per_split=3)
-    config = dict(corpus="unused", sample_rate=8000, model="cnn6", model_options={"channels": [4, 8, 16, 32]},
-                  iterations=30, eval_every=10, ema_start=10, checkpoint_every=10, batch_size=4,
-                  cache_dir=str(tmp_path / "cache"), out_dir=str(tmp_path / "runs"), device="cpu", num_threads=1)
+    config = dict(
+        corpus="unused",
+        sample_rate=8000,
+        model="cnn6",
+        model_options={"channels": [4, 8, 16, 32]},
+        iterations=30,
+        eval_every=10,
+        ema_start=10,
+        checkpoint_every=10,
+        batch_size=4,
+        cache_dir=str(tmp_path / "cache"),
+        out_dir=str(tmp_path / "runs"),
+        device="cpu",
+        num_threads=1,
+    )
     # features first, so both processes start training at once instead of racing on the cache
-    subprocess.run([sys.executable, "-c", "import sys; from helpers.data.corpus import read_corpus; "
-                    "from helpers.features import FeatureSettings, load_features; "
-                    "c = read_corpus(sys.argv[1], name='tiny'); "
-                    "[load_features(c.table, s, FeatureSettings(sample_rate=8000), sys.argv[2], 'tiny', progress=False) "
-                    "for s in c.splits]", str(corpus), str(tmp_path / "cache")], check=True, cwd=REPO_ROOT)
-    procs = [subprocess.Popen([sys.executable, "-c", _TRAIN, str(corpus), json.dumps(config)], cwd=REPO_ROOT,
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for _ in range(2)]
+    subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys; from helpers.data.corpus import read_corpus; "
+            "from helpers.features import FeatureSettings, load_features; "
+            "c = read_corpus(sys.argv[1], name='tiny'); "
+            "[load_features(c.table, s, FeatureSettings(sample_rate=8000), sys.argv[2], 'tiny', progress=False) "
+            "for s in c.splits]",
+            str(corpus),
+            str(tmp_path / "cache"),
+        ],
+        check=True,
+        cwd=REPO_ROOT,
+    )
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", _TRAIN, str(corpus), json.dumps(config)],
+            cwd=REPO_ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for _ in range(2)
+    ]
     outputs = [p.communicate(timeout=300)[0] for p in procs]
     assert all(p.returncode == 0 for p in procs), outputs
     waited = [o for o in outputs if "waiting for it to finish" in o]

@@ -1,4 +1,5 @@
 """Run records carry config, versions, machine, corpus and timings."""
+
 from __future__ import annotations
 
 import json
@@ -34,7 +35,11 @@ def test_write_record(tmp_path):
 def test_to_jsonable_and_read_json(tmp_path):
     import numpy as np
 
-    assert to_jsonable({"a": np.float32(1.5), "b": (1, 2), "c": tmp_path}) == {"a": 1.5, "b": [1, 2], "c": str(tmp_path)}
+    assert to_jsonable({"a": np.float32(1.5), "b": (1, 2), "c": tmp_path}) == {
+        "a": 1.5,
+        "b": [1, 2],
+        "c": str(tmp_path),
+    }
     bad = tmp_path / "bad.json"
     bad.write_text("{not json")
     with pytest.raises(ValueError, match="bad.json"):

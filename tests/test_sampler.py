@@ -1,4 +1,6 @@
-"""Tests of helpers.training.sampler: class balance, exclusion of unknown labels, no repeats before a class is used up, exact resume."""
+"""Tests of helpers.training.sampler: class balance, exclusion of unknown labels, no repeats before a class is used
+up, exact resume."""
+
 from __future__ import annotations
 
 import json
@@ -21,7 +23,7 @@ def test_class_cycle_and_exact_balance():
     labels = make_labels()
     s = BalancedBatchSampler(labels, batch_size=32, seed=0)
     k = len(SIZES)
-    batches = [next(s) for _ in range(k * 40)]    # 40 full cycles of K batches = 1280 cycles of K slots
+    batches = [next(s) for _ in range(k * 40)]  # 40 full cycles of K batches = 1280 cycles of K slots
     assert all(b.shape == (32,) and b.dtype == np.int64 for b in batches)
     stream = np.concatenate(batches)
     # slot j belongs to class j mod K, across batch boundaries
@@ -49,9 +51,9 @@ def test_every_example_used_before_repeats():
         drawn = stream[labels[stream] == c]
         full = drawn.size // n
         assert full >= 1
-        for r in range(full):                  # each pass is a permutation of the class
-            assert np.array_equal(np.sort(drawn[r * n:(r + 1) * n]), np.flatnonzero(labels == c))
-        assert np.unique(drawn[full * n:]).size == drawn.size - full * n
+        for r in range(full):  # each pass is a permutation of the class
+            assert np.array_equal(np.sort(drawn[r * n : (r + 1) * n]), np.flatnonzero(labels == c))
+        assert np.unique(drawn[full * n :]).size == drawn.size - full * n
     # reshuffled between passes (the guenon list, 16 examples, is used many times)
     g = stream[labels[stream] == 2]
     assert not np.array_equal(g[:16], g[16:32])
@@ -87,11 +89,11 @@ def test_resume_gives_identical_batches(kind):
     ref = build()
     reference = [next(ref) for _ in range(60)]
     run = build()
-    for _ in range(23):                       # interrupted after 23 batches (mid-epoch, mid-class lists)
+    for _ in range(23):  # interrupted after 23 batches (mid-epoch, mid-class lists)
         next(run)
-    state = json.loads(json.dumps(run.state_dict()))   # through a JSON checkpoint
+    state = json.loads(json.dumps(run.state_dict()))  # through a JSON checkpoint
     resumed = build()
-    next(resumed)                              # a fresh sampler that already moved on
+    next(resumed)  # a fresh sampler that already moved on
     resumed.load_state_dict(state)
     for i in range(23, 60):
         assert np.array_equal(next(resumed), reference[i]), f"batch {i} differs after resume"
@@ -109,7 +111,7 @@ def test_load_state_checks_compatibility():
 def test_uniform_epochs_without_replacement():
     n, bs = 50, 16
     s = UniformBatchSampler(n, bs, seed=0)
-    stream = np.concatenate([next(s) for _ in range(25)])   # 400 = 8 epochs
+    stream = np.concatenate([next(s) for _ in range(25)])  # 400 = 8 epochs
     epochs = stream.reshape(8, n)
     assert all(np.array_equal(np.sort(e), np.arange(n)) for e in epochs)
     assert not np.array_equal(epochs[0], epochs[1])

@@ -1,6 +1,7 @@
 """What a long unattended scan of an archive must not get wrong: formats passed over, damaged and short
 recordings, two writers of one folder, a full disk, unreadable files, replaced files, file lists, and a
 rerun over finished recordings that opens no audio."""
+
 from __future__ import annotations
 
 import errno
@@ -83,20 +84,31 @@ def test_predict_says_when_a_file_is_longer_or_shorter_than_one_clip(scan_checkp
     noise(tmp_path / "long.wav", 5.0)
     noise(tmp_path / "short.wav", 0.4)
     noise(tmp_path / "exact.wav", 1.0)
-    table = predict_files(scan_checkpoint, [tmp_path / "long.wav", tmp_path / "short.wav", tmp_path / "exact.wav"],
-                          device="cpu").set_index("filename")
+    table = predict_files(
+        scan_checkpoint, [tmp_path / "long.wav", tmp_path / "short.wav", tmp_path / "exact.wav"], device="cpu"
+    ).set_index("filename")
     assert "longer than one clip (5.00 s): only its first 1.00 s were scored" in table.loc["long.wav", "note"]
     assert "zero-padded" in table.loc["short.wav", "note"] and table.loc["exact.wav", "note"] == ""
 
 
 def test_a_second_scan_into_a_folder_being_written_stops_at_once(scan_checkpoint, archive, tmp_path):
     out = tmp_path / "out"
-    holder = subprocess.Popen([sys.executable, "-c", (
-        "import sys, time\n"
-        "from helpers.core.run_folder import lock\n"
-        f"with lock({str(out)!r}, wait=False, purpose='a scan'):\n"
-        "    print('held', flush=True)\n"
-        "    time.sleep(60)\n")], cwd=REPO_ROOT, stdout=subprocess.PIPE, text=True)
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            (
+                "import sys, time\n"
+                "from helpers.core.run_folder import lock\n"
+                f"with lock({str(out)!r}, wait=False, purpose='a scan'):\n"
+                "    print('held', flush=True)\n"
+                "    time.sleep(60)\n"
+            ),
+        ],
+        cwd=REPO_ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert holder.stdout.readline().strip() == "held"
         started = time.monotonic()
@@ -110,8 +122,9 @@ def test_a_second_scan_into_a_folder_being_written_stops_at_once(scan_checkpoint
     assert len(scan(scan_checkpoint, archive, out, progress=False, device="cpu").recordings) == 2
 
 
-def test_a_full_disk_stops_the_scan_in_one_line_and_keeps_what_is_finished(scan_checkpoint, archive, tmp_path,
-                                                                         monkeypatch):
+def test_a_full_disk_stops_the_scan_in_one_line_and_keeps_what_is_finished(
+    scan_checkpoint, archive, tmp_path, monkeypatch
+):
     written = scan_module.FileStore.write
     calls = []
 
@@ -131,7 +144,9 @@ def test_a_full_disk_stops_the_scan_in_one_line_and_keeps_what_is_finished(scan_
     monkeypatch.setattr(scan_module.FileStore, "write", written)
     resumed = scan(scan_checkpoint, archive, tmp_path / "out", progress=False, device="cpu")
     assert dict(zip(resumed.recordings["recording"], resumed.recordings["status"])) == {
-        "a.wav": "resumed", "site/b.opus": "scanned"}
+        "a.wav": "resumed",
+        "site/b.opus": "scanned",
+    }
 
 
 def test_an_unreadable_file_is_one_line_with_the_right_fix(scan_checkpoint, archive, tmp_path, monkeypatch):
@@ -181,7 +196,10 @@ def test_a_file_list_scans_what_it_names_and_lists_what_is_missing(scan_checkpoi
     listing.write_text("# the archive\na.wav\n\nsite/b.opus\nsite/gone.wav\n")
     result = scan(scan_checkpoint, None, tmp_path / "out", file_list=listing, progress=False, device="cpu")
     assert sorted(result.recordings["recording"]) == ["a.wav", "site/b.opus"]
-    assert len(result.skipped) == 1 and "recordings.txt line 5: site/gone.wav not found" in result.skipped["reason"].iloc[0]
+    assert (
+        len(result.skipped) == 1
+        and "recordings.txt line 5: site/gone.wav not found" in result.skipped["reason"].iloc[0]
+    )
     csv = tmp_path / "list.csv"
     pd.DataFrame({"path": ["a.wav"], "site": ["north"]}).to_csv(csv, index=False)
     listed = scan(scan_checkpoint, None, tmp_path / "out2", file_list=csv, root=archive, progress=False, device="cpu")
@@ -209,13 +227,37 @@ def test_a_rerun_over_finished_recordings_opens_no_audio(scan_checkpoint, archiv
 def test_the_command_line_takes_a_file_list_and_prints_one_line_per_problem(scan_checkpoint, archive, tmp_path):
     listing = tmp_path / "list.txt"
     listing.write_text("a.wav\nmissing.wav\n")
-    done = subprocess.run([sys.executable, "-m", "helpers", "scan", str(scan_checkpoint), "--file-list", str(listing),
-                           "--root", str(archive), "--out", str(tmp_path / "out"), "--quiet", "--device", "cpu"],
-                          cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "helpers",
+            "scan",
+            str(scan_checkpoint),
+            "--file-list",
+            str(listing),
+            "--root",
+            str(archive),
+            "--out",
+            str(tmp_path / "out"),
+            "--quiet",
+            "--device",
+            "cpu",
+        ],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr
     assert "skipped: " in done.stdout and "list.txt line 2: missing.wav not found" in done.stdout
-    nothing = subprocess.run([sys.executable, "-m", "helpers", "scan", str(scan_checkpoint), "--out",
-                              str(tmp_path / "out")], cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+    nothing = subprocess.run(
+        [sys.executable, "-m", "helpers", "scan", str(scan_checkpoint), "--out", str(tmp_path / "out")],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert nothing.returncode == 1 and "give audio files or folders, or --file-list FILE" in nothing.stderr
 
 
@@ -223,26 +265,40 @@ def test_the_command_line_takes_a_file_list_and_prints_one_line_per_problem(scan
 def test_decoding_ahead_gives_the_same_outputs_and_survives_a_bad_file(scan_checkpoint, archive, tmp_path, workers):
     (archive / "site" / "broken.wav").write_bytes(b"RIFF\x00\x00\x00\x00WAVEjunk")
     noise(archive / "z.flac", 5.0)
-    inline = scan(scan_checkpoint, archive, tmp_path / "inline", progress=False, device="cpu", decode_workers=0,
-                  batch_size=2)
-    ahead = scan(scan_checkpoint, archive, tmp_path / "ahead", progress=False, device="cpu", decode_workers=workers,
-                 blocks_in_flight=1, batch_size=2)
-    assert list(ahead.recordings["recording"]) == list(inline.recordings["recording"]) == ["a.wav", "site/b.opus",
-                                                                                          "z.flac"]
+    inline = scan(
+        scan_checkpoint, archive, tmp_path / "inline", progress=False, device="cpu", decode_workers=0, batch_size=2
+    )
+    ahead = scan(
+        scan_checkpoint,
+        archive,
+        tmp_path / "ahead",
+        progress=False,
+        device="cpu",
+        decode_workers=workers,
+        blocks_in_flight=1,
+        batch_size=2,
+    )
+    assert (
+        list(ahead.recordings["recording"])
+        == list(inline.recordings["recording"])
+        == ["a.wav", "site/b.opus", "z.flac"]
+    )
     assert [p.endswith("broken.wav") for p in ahead.errors["path"]] == [True]
     for name in inline.recordings["recording"]:
-        pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "inline" / f"{name}.scores.csv"),
-                                      pd.read_csv(tmp_path / "ahead" / f"{name}.scores.csv"))
+        pd.testing.assert_frame_equal(
+            pd.read_csv(tmp_path / "inline" / f"{name}.scores.csv"),
+            pd.read_csv(tmp_path / "ahead" / f"{name}.scores.csv"),
+        )
     assert ahead.settings["decode_workers"] == workers and ahead.score_seconds > 0
 
 
-def test_a_scan_stopped_inside_a_long_recording_resumes_at_its_last_kept_batch(scan_checkpoint, tmp_path,
-                                                                               monkeypatch):
+def test_a_scan_stopped_inside_a_long_recording_resumes_at_its_last_kept_batch(scan_checkpoint, tmp_path, monkeypatch):
     folder = tmp_path / "in"
     folder.mkdir()
     noise(folder / "long.wav", 20.0)
-    clean = scan(scan_checkpoint, folder, tmp_path / "clean", progress=False, device="cpu", batch_size=4,
-                 decode_workers=0)
+    clean = scan(
+        scan_checkpoint, folder, tmp_path / "clean", progress=False, device="cpu", batch_size=4, decode_workers=0
+    )
     monkeypatch.setattr(scan_module, "PARTIAL_EVERY_S", 0.0)  # keep the windows after every batch
     original = scan_module._Scanner.score_windows
     calls = []
@@ -259,18 +315,21 @@ def test_a_scan_stopped_inside_a_long_recording_resumes_at_its_last_kept_batch(s
         scan(scan_checkpoint, folder, out, progress=False, device="cpu", batch_size=4, decode_workers=1)
     assert (out / "long.wav.partial.npz").is_file() and not (out / "long.wav.scan.json").exists()
     calls.clear()
-    monkeypatch.setattr(scan_module._Scanner, "score_windows", lambda self, feats: calls.append(len(feats)) or
-                        original(self, feats))
+    monkeypatch.setattr(
+        scan_module._Scanner, "score_windows", lambda self, feats: calls.append(len(feats)) or original(self, feats)
+    )
     resumed = scan(scan_checkpoint, folder, out, progress=False, device="cpu", batch_size=4, decode_workers=0)
     total_batches = -(-clean.recordings["windows"].iloc[0] // 4)
     assert len(calls) == total_batches - 3  # the three batches kept before the stop are not scored again
     assert resumed.recordings["status"].iloc[0] == "scanned" and not (out / "long.wav.partial.npz").exists()
-    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "clean" / "long.wav.scores.csv"),
-                                  pd.read_csv(out / "long.wav.scores.csv"))
+    pd.testing.assert_frame_equal(
+        pd.read_csv(tmp_path / "clean" / "long.wav.scores.csv"), pd.read_csv(out / "long.wav.scores.csv")
+    )
 
 
-def test_the_packed_layout_keeps_an_archive_in_a_few_files_with_the_same_detections(scan_checkpoint, archive,
-                                                                                  tmp_path, monkeypatch):
+def test_the_packed_layout_keeps_an_archive_in_a_few_files_with_the_same_detections(
+    scan_checkpoint, archive, tmp_path, monkeypatch
+):
     from helpers.evaluation import scan_store
     from helpers.evaluation.scan_store import read_windows, scan_recordings
 
@@ -287,8 +346,11 @@ def test_the_packed_layout_keeps_an_archive_in_a_few_files_with_the_same_detecti
     assert not list(out.rglob("*.scores.csv")) and not list(out.rglob("*.scan.json"))[1:]  # scan.json only
     assert scan_recordings(out) == scan_recordings(tmp_path / "files") == sorted(files.recordings["recording"])
     for name in ("a.wav", "site/b.opus"):
-        np.testing.assert_allclose(read_windows(out, name).filter(like="score_"),
-                                   read_windows(tmp_path / "files", name).filter(like="score_"), atol=1e-6)
+        np.testing.assert_allclose(
+            read_windows(out, name).filter(like="score_"),
+            read_windows(tmp_path / "files", name).filter(like="score_"),
+            atol=1e-6,
+        )
     again = scan(scan_checkpoint, archive, out, threshold=0.3, progress=False, device="cpu")
     assert set(again.recordings["status"]) == {"resumed"}
     redetected = scan(scan_checkpoint, archive, out, threshold=0.2, progress=False, device="cpu")

@@ -1,5 +1,6 @@
 """Long recordings read in blocks: the window rule, any rate and channel count, and the same
 samples whatever the block size."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -12,16 +13,21 @@ from helpers.data.stream import recording_info, window_batches
 
 def _all(path, **kw):
     batches = list(window_batches(path, **kw))
-    return (np.concatenate([b.waves for b in batches]), np.concatenate([b.begin for b in batches]),
-            np.concatenate([b.end for b in batches]), [len(b.waves) for b in batches])
+    return (
+        np.concatenate([b.waves for b in batches]),
+        np.concatenate([b.begin for b in batches]),
+        np.concatenate([b.end for b in batches]),
+        [len(b.waves) for b in batches],
+    )
 
 
 def test_windows_cover_the_recording_and_the_tail_window_ends_with_it(tmp_path):
     x = np.random.default_rng(0).normal(0, 0.1, 16_000 * 10 + 500).astype("float32")
     sf.write(tmp_path / "r.wav", x, 16_000, subtype="FLOAT")
     for block in (1 << 10, 1 << 18):  # the tail window's samples survive however the file is read
-        waves, begin, end, sizes = _all(tmp_path / "r.wav", sample_rate=16_000, window=32_000, hop=16_000, batch=4,
-                                        block_frames=block)
+        waves, begin, end, sizes = _all(
+            tmp_path / "r.wav", sample_rate=16_000, window=32_000, hop=16_000, batch=4, block_frames=block
+        )
         # full windows at 0..8 s (end 10 s); the 500 samples after 10 s get one window ending with the file,
         # not a zero-padded one (silence the model may have learned as a class)
         np.testing.assert_allclose(begin, [*np.arange(9.0), 128_500 / 16_000])
@@ -54,7 +60,7 @@ def test_streamed_resampling_equals_the_whole_file_path(tmp_path, rate, channels
         waves, begin, _, _ = _all(tmp_path / "r.wav", sample_rate=16_000, window=16_000, hop=8000, block_frames=block)
         for w, b in zip(waves[:-1], begin[:-1]):
             start = int(round(b * 16_000))
-            np.testing.assert_allclose(w, whole[start:start + 16_000], atol=2e-6)
+            np.testing.assert_allclose(w, whole[start : start + 16_000], atol=2e-6)
 
 
 def test_one_channel_can_be_picked(tmp_path):

@@ -1,4 +1,5 @@
 """Tests of helpers.data.synthetic: layout, labels, proportions, durations, determinism, safety, acoustics."""
+
 from __future__ import annotations
 
 import csv
@@ -31,8 +32,11 @@ def read_labels(path: Path) -> list[tuple[str, str]]:
 
 
 def file_hashes(root: Path) -> dict[str, str]:
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
 
 
 @pytest.fixture(scope="module")
@@ -89,8 +93,7 @@ def test_proportions_follow_the_real_train_counts():
 
 
 def test_custom_proportions_and_split_fractions():
-    plan = plan_labels(200, seed=0, class_proportions={c: 1 for c in DEFAULT_CLASSES},
-                       split_fractions=(0.5, 0.5, 0.0))
+    plan = plan_labels(200, seed=0, class_proportions={c: 1 for c in DEFAULT_CLASSES}, split_fractions=(0.5, 0.5, 0.0))
     assert [len(plan[s]) for s in SPLITS] == [100, 100, 0]
     assert all(plan["train"].count(c) == 20 for c in DEFAULT_CLASSES)
 
@@ -151,8 +154,14 @@ def test_custom_classes(tmp_path):
         assert {label for _, label in read_labels(out / "lab" / f"{split}.csv")} == set(labels)
     meta = json.loads((out / "corpus.json").read_text())
     types = {k: v["call_type"] for k, v in meta["call_types"].items()}
-    assert types == {"noise": "noise_only", "frog_A": "pant_hoot", "frog-B": "pulse_train",
-                     "Bird C": "grunt", "bat": "whistle_bark", "owl": "pant_hoot"}
+    assert types == {
+        "noise": "noise_only",
+        "frog_A": "pant_hoot",
+        "frog-B": "pulse_train",
+        "Bird C": "grunt",
+        "bat": "whistle_bark",
+        "owl": "pant_hoot",
+    }
     assert meta["call_types"]["owl"]["freq_scale"] > 1.0
     with pytest.raises(ValueError, match="comma"):
         plan_labels(30, classes=["a", "b,c"])

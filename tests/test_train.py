@@ -1,5 +1,6 @@
 """The training engine: it learns, leaves a complete and honestly labelled run folder, resumes
 exactly, and its checkpoints load without pickled code."""
+
 from __future__ import annotations
 
 import json
@@ -31,15 +32,28 @@ TINY = {"channels": [8, 16, 32, 64]}
 @pytest.fixture(scope="module")
 def easy_corpus(tmp_path_factory):
     root = tmp_path_factory.mktemp("easy") / "synthetic"
-    make_synthetic_corpus(root, n_clips=240, seed=3, snr_db=(12.0, 20.0), hidden_test_labels=False,
-                          class_proportions=[1, 1, 1, 1, 1])
+    make_synthetic_corpus(
+        root, n_clips=240, seed=3, snr_db=(12.0, 20.0), hidden_test_labels=False, class_proportions=[1, 1, 1, 1, 1]
+    )
     return read_corpus(root, name="easy-synthetic")
 
 
 def _config(tmp_path, **kw):
-    base = dict(corpus="unused", sample_rate=8000, model="cnn10", model_options=TINY, iterations=120,
-                eval_every=40, ema_start=40, checkpoint_every=40, cache_dir=str(tmp_path / "cache"),
-                out_dir=str(tmp_path / "runs"), seed=0, device="cpu", num_threads=TEST_THREADS)
+    base = dict(
+        corpus="unused",
+        sample_rate=8000,
+        model="cnn10",
+        model_options=TINY,
+        iterations=120,
+        eval_every=40,
+        ema_start=40,
+        checkpoint_every=40,
+        cache_dir=str(tmp_path / "cache"),
+        out_dir=str(tmp_path / "runs"),
+        seed=0,
+        device="cpu",
+        num_threads=TEST_THREADS,
+    )
     base.update(kw)
     return TrainConfig(**base)
 
@@ -47,8 +61,11 @@ def _config(tmp_path, **kw):
 def test_learns_far_above_chance(easy_corpus, tmp_path):
     # Without MixUp and SpecAugment the tiny net fits in a few hundred steps; with them it needs
     # more (their regularisation is the point), which would not fit a unit test's budget.
-    result = train(_config(tmp_path, iterations=200, eval_every=50, ema_start=100, mixup=False,
-                           spec_augment=False), corpus=easy_corpus, progress=False)
+    result = train(
+        _config(tmp_path, iterations=200, eval_every=50, ema_start=100, mixup=False, spec_augment=False),
+        corpus=easy_corpus,
+        progress=False,
+    )
     best = result.history["uar_plain"].max()
     assert best > 0.6, f"devel UAR {best:.2f} (chance 0.2): the loop does not learn"
     last = result.metrics["checkpoints"]["last_plain"]["splits"]["test"]["uar"]
@@ -58,16 +75,28 @@ def test_learns_far_above_chance(easy_corpus, tmp_path):
 def test_run_folder_is_complete_and_labelled(easy_corpus, tmp_path):
     result = train(_config(tmp_path), corpus=easy_corpus, progress=False)
     run = result.run_dir
-    for rel in ["config.json", "record.json", "history.csv", "metrics.json", "submission-test.csv",
-                "checkpoints/last.pt", "checkpoints/best_plain.pt", "checkpoints/best_ema.pt",
-                "figures/learning_curves.png", "figures/confusion_devel.png"]:
+    for rel in [
+        "config.json",
+        "record.json",
+        "history.csv",
+        "metrics.json",
+        "submission-test.csv",
+        "checkpoints/last.pt",
+        "checkpoints/best_plain.pt",
+        "checkpoints/best_ema.pt",
+        "figures/learning_curves.png",
+        "figures/confusion_devel.png",
+    ]:
         assert (run / rel).is_file(), rel
     record = json.loads((run / "record.json").read_text())
     assert record["versions"]["torch"] == metadata.version("torch")  # what is installed, whatever it is
     assert record["corpus"]["checksum"] == easy_corpus.checksum()
     assert record["config"]["model_options"] == TINY and record["timings"]["training_loop"] > 0
-    assert record["scoring"] == {"precision": "fp32", "batch": 64,
-                                 "batchnorm": "folded into the convolutions (helpers.evaluation.inference)"}
+    assert record["scoring"] == {
+        "precision": "fp32",
+        "batch": 64,
+        "batchnorm": "folded into the convolutions (helpers.evaluation.inference)",
+    }
     history = pd.read_csv(run / "history.csv")
     assert list(history["step"]) == [40, 80, 120]
     assert history["uar_ema"].isna().tolist() == [True, False, False]  # EMA evaluated after it starts
@@ -99,8 +128,11 @@ def test_checkpoints_load_weights_only(easy_corpus, tmp_path):
 
 
 def test_resume_gives_identical_weights(easy_corpus, tmp_path, monkeypatch):
-    ref = train(_config(tmp_path, run_name="ref", iterations=60, eval_every=20, ema_start=20,
-                        checkpoint_every=20), corpus=easy_corpus, progress=False)
+    ref = train(
+        _config(tmp_path, run_name="ref", iterations=60, eval_every=20, ema_start=20, checkpoint_every=20),
+        corpus=easy_corpus,
+        progress=False,
+    )
 
     from helpers.training.ema import ExponentialMovingAverage as EMA
 
@@ -138,22 +170,34 @@ def test_resume_refuses_other_config(easy_corpus, tmp_path):
 def test_switches_change_the_run(easy_corpus, tmp_path):
     base = _config(tmp_path, iterations=12, eval_every=4, ema_start=4, checkpoint_every=12)
     losses = {}
-    for name, kw in {"paper": {}, "uniform_ce": dict(sampler="uniform", mixup=False, spec_augment=False),
-                     "authors_specaug": dict(spec_augment_mode="per_example", amsgrad=True),
-                     "reference_ema": dict(ema_mode="reference")}.items():
+    for name, kw in {
+        "paper": {},
+        "uniform_ce": dict(sampler="uniform", mixup=False, spec_augment=False),
+        "authors_specaug": dict(spec_augment_mode="per_example", amsgrad=True),
+        "reference_ema": dict(ema_mode="reference"),
+    }.items():
         cfg = TrainConfig(**{**base.to_dict(), **kw, "run_name": name})
         losses[name] = train(cfg, corpus=easy_corpus, progress=False).history["train_loss"].tolist()
     assert len({tuple(v) for v in losses.values()}) == 4
 
 
-def test_stop_when_flat_ends_at_the_first_flat_evaluation_and_survives_an_interruption(easy_corpus, tmp_path,
-                                                                                        monkeypatch):
+def test_stop_when_flat_ends_at_the_first_flat_evaluation_and_survives_an_interruption(
+    easy_corpus, tmp_path, monkeypatch
+):
     from helpers.evaluation.curves import curve_flatness
     from helpers.models.checkpoint import export_final_weights
     import helpers.training.loop as loop
 
-    kw = dict(iterations=400, min_iterations=60, stop_when_flat=True, eval_every=20, ema_start=20,
-              checkpoint_every=100, mixup=False, spec_augment=False)
+    kw = dict(
+        iterations=400,
+        min_iterations=60,
+        stop_when_flat=True,
+        eval_every=20,
+        ema_start=20,
+        checkpoint_every=100,
+        mixup=False,
+        spec_augment=False,
+    )
     ref = train(_config(tmp_path, run_name="ref", **kw), corpus=easy_corpus, progress=False)
     history = ref.history
     stop = int(history["step"].iloc[-1])
@@ -162,8 +206,13 @@ def test_stop_when_flat_ends_at_the_first_flat_evaluation_and_survives_an_interr
     verdicts = {int(s): curve_flatness(history[history["step"] <= s])["flat"] for s in history["step"] if s >= 60}
     assert verdicts[stop] is True and not any(v for s, v in verdicts.items() if s < stop)
     training = ref.metrics["training"]
-    assert training == {"steps": stop, "iterations": 400, "stop_when_flat": True, "min_iterations": 60,
-                        "stopped_when_flat": True}
+    assert training == {
+        "steps": stop,
+        "iterations": 400,
+        "stop_when_flat": True,
+        "min_iterations": 60,
+        "stopped_when_flat": True,
+    }
     assert ref.metrics["checkpoints"]["last_ema"]["step"] == stop
     last = load_checkpoint(ref.run_dir / "checkpoints" / "last.pt")
     assert last["step"] == stop and last["stopped_when_flat"] is True
@@ -208,9 +257,23 @@ def test_predict_cli_on_any_audio(easy_corpus, tmp_path):
     sf.write(folder / "stereo44k.wav", np.stack([np.sin(2 * np.pi * 800 * t)] * 2, axis=1) * 0.2, 44100)
     sf.write(folder / "mono16k.flac", np.sin(2 * np.pi * 300 * t[:32000]) * 0.2, 16000)
     out = tmp_path / "pred.csv"
-    proc = subprocess.run([sys.executable, "-m", "helpers", "predict",
-                           str(result.run_dir / "checkpoints" / "best_plain.pt"), str(folder), "--out", str(out),
-                           "--device", "cpu"], cwd=REPO_ROOT, capture_output=True, text=True)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "helpers",
+            "predict",
+            str(result.run_dir / "checkpoints" / "best_plain.pt"),
+            str(folder),
+            "--out",
+            str(out),
+            "--device",
+            "cpu",
+        ],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 0, proc.stderr
     table = pd.read_csv(out)
     assert list(table["filename"]) == ["mono16k.flac", "stereo44k.wav"]
@@ -241,9 +304,23 @@ def test_predict_cli_on_any_audio(easy_corpus, tmp_path):
 
     # One unreadable file never stops the others: it is named on stderr, the rest is scored.
     (folder / "corrupt.wav").write_bytes(b"RIFF\x00\x00\x00\x00WAVEjunk")
-    proc = subprocess.run([sys.executable, "-m", "helpers", "predict",
-                           str(result.run_dir / "checkpoints" / "best_plain.pt"), str(folder), "--out", str(out),
-                           "--device", "cpu"], cwd=REPO_ROOT, capture_output=True, text=True)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "helpers",
+            "predict",
+            str(result.run_dir / "checkpoints" / "best_plain.pt"),
+            str(folder),
+            "--out",
+            str(out),
+            "--device",
+            "cpu",
+        ],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 0, proc.stderr
     assert "not scored:" in proc.stderr and "corrupt.wav" in proc.stderr and "Traceback" not in proc.stderr
     assert list(pd.read_csv(out)["filename"]) == ["mono16k.flac", "stereo44k.wav"]
@@ -251,17 +328,35 @@ def test_predict_cli_on_any_audio(easy_corpus, tmp_path):
     kept = predict_files(result.run_dir / "checkpoints" / "best_plain.pt", [folder], device="cpu", errors=errors)
     assert len(kept) == 2 and [e["path"].endswith("corrupt.wav") for e in errors] == [True]
     # nothing readable: a non-zero exit with one clear line, no traceback
-    proc = subprocess.run([sys.executable, "-m", "helpers", "predict",
-                           str(result.run_dir / "checkpoints" / "best_plain.pt"), str(folder / "corrupt.wav")],
-                          cwd=REPO_ROOT, capture_output=True, text=True)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "helpers",
+            "predict",
+            str(result.run_dir / "checkpoints" / "best_plain.pt"),
+            str(folder / "corrupt.wav"),
+        ],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 1 and "no file could be scored" in proc.stderr and "Traceback" not in proc.stderr
 
 
 def test_waveform_augmentation_bank(easy_corpus, tmp_path):
     """Time stretching and pitch shifting (the paper's 'no gain' rows) run through a cached bank
     of augmented copies of the train set; the bank differs from the plain features and is reused."""
-    cfg = _config(tmp_path, iterations=4, eval_every=4, ema_start=2, checkpoint_every=4,
-                  time_stretch=True, pitch_shift=True, wave_augment_copies=1)
+    cfg = _config(
+        tmp_path,
+        iterations=4,
+        eval_every=4,
+        ema_start=2,
+        checkpoint_every=4,
+        time_stretch=True,
+        pitch_shift=True,
+        wave_augment_copies=1,
+    )
     result = train(cfg, corpus=easy_corpus, progress=False)
     banks = list((tmp_path / "cache" / easy_corpus.name).glob("train-waveaug-8000hz-*.npy"))
     assert len(banks) == 1 and "wave_augment_bank" in result.timings
@@ -269,8 +364,9 @@ def test_waveform_augmentation_bank(easy_corpus, tmp_path):
     from helpers.features.frontend import FeatureSettings
     from helpers.features.cache import load_features
 
-    plain = load_features(easy_corpus.table, "train", FeatureSettings(sample_rate=8000), cfg.cache_dir,
-                          easy_corpus.name, progress=False).features
+    plain = load_features(
+        easy_corpus.table, "train", FeatureSettings(sample_rate=8000), cfg.cache_dir, easy_corpus.name, progress=False
+    ).features
     assert bank.shape == (1, *plain.shape) and np.isfinite(bank).all()
     assert not np.allclose(bank[0], plain)
     mtime = banks[0].stat().st_mtime_ns
@@ -290,8 +386,11 @@ def test_final_scoring_skips_train_and_reuses_identical_checkpoints(easy_corpus,
     assert not list((result.run_dir / "predictions").glob("train-*.csv"))
     assert set(ckpts["last_ema"]["splits"]) == {"devel", "test"}
     # opt-in: train scored too, with the same run folder (score_train does not change results)
-    again = train(_config(tmp_path / "b", iterations=4, eval_every=4, ema_start=1, checkpoint_every=4,
-                          score_train=True), corpus=easy_corpus, progress=False)
+    again = train(
+        _config(tmp_path / "b", iterations=4, eval_every=4, ema_start=1, checkpoint_every=4, score_train=True),
+        corpus=easy_corpus,
+        progress=False,
+    )
     assert again.config.key() == config.key()
     assert (again.run_dir / "predictions" / "train-last_ema.csv").is_file()
     assert again.metrics["checkpoints"]["last_ema"]["splits"]["train"]["uar"] >= 0
@@ -308,6 +407,7 @@ def test_front_end_options_travel_with_the_checkpoint(easy_corpus, tmp_path):
     assert state["model_config"]["n_mels"] == 32 and state["calibration"].shape[1:] == (51, 32)
     from helpers.evaluation.predict import predict_files
 
-    table = predict_files(result.run_dir / "checkpoints" / "best_plain.pt", [easy_corpus.split("test")["path"].iloc[0]],
-                          device="cpu")
+    table = predict_files(
+        result.run_dir / "checkpoints" / "best_plain.pt", [easy_corpus.split("test")["path"].iloc[0]], device="cpu"
+    )
     assert np.isfinite(table.filter(like="score_").to_numpy()).all()

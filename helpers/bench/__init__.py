@@ -86,35 +86,116 @@ The package, by job (each name below is also reachable as ``helpers.bench.NAME``
 * :mod:`helpers.bench.cli`: the command line (:func:`build_parser`, :func:`run_from_args`,
   :func:`build_scan_parser`, :func:`run_scan_from_args`, :func:`main`).
 """
+
 from __future__ import annotations
 
 from helpers.bench.cli import build_parser, build_scan_parser, main, run_from_args, run_scan_from_args
-from helpers.bench.kernels import (CONV_SHAPE, conv_flops, MATMUL_REPEATS, MATMUL_SIZE, measure_ceiling,
-                                   measure_conv_tflops, measure_matmul_tflops, pick_ceiling, REFERENCE_INNER,
-                                   reference_description)
-from helpers.bench.measure import (BANK_CLIPS, DEFAULT_EVAL_CLIPS, DEFAULT_FEATURE_CLIPS, DEFAULT_RATES,
-                                   EVAL_TARGET_CLIPS, evaluation_precisions, measure_evaluation,
-                                   measure_feature_extraction, measure_training, N_CLASSES, training_precision)
+from helpers.bench.kernels import (
+    CONV_SHAPE,
+    conv_flops,
+    MATMUL_REPEATS,
+    MATMUL_SIZE,
+    measure_ceiling,
+    measure_conv_tflops,
+    measure_matmul_tflops,
+    pick_ceiling,
+    REFERENCE_INNER,
+    reference_description,
+)
+from helpers.bench.measure import (
+    BANK_CLIPS,
+    DEFAULT_EVAL_CLIPS,
+    DEFAULT_FEATURE_CLIPS,
+    DEFAULT_RATES,
+    EVAL_TARGET_CLIPS,
+    evaluation_precisions,
+    measure_evaluation,
+    measure_feature_extraction,
+    measure_training,
+    N_CLASSES,
+    training_precision,
+)
 from helpers.bench.probes import device_name
 from helpers.bench.run import check_models, DEFAULT_STEPS, DEFAULT_WARMUP, run_benchmark
-from helpers.bench.scanning import (build_checkpoint, measure_scan, run_scan_benchmark, SCAN_TARGETS, scan_target,
-                                    write_field_recording)
-from helpers.bench.table import (ABOVE_CEILING_MARK, ceiling_warning, default_json_path, default_scan_json_path,
-                                 format_evaluation, format_feature_extraction, format_header, format_row,
-                                 format_scan_row, format_scan_table, format_table, ROW_KEYS, SCAN_ROW_KEYS)
+from helpers.bench.scanning import (
+    build_checkpoint,
+    measure_scan,
+    run_scan_benchmark,
+    SCAN_TARGETS,
+    scan_target,
+    write_field_recording,
+)
+from helpers.bench.table import (
+    ABOVE_CEILING_MARK,
+    ceiling_warning,
+    default_json_path,
+    default_scan_json_path,
+    format_evaluation,
+    format_feature_extraction,
+    format_header,
+    format_row,
+    format_scan_row,
+    format_scan_table,
+    format_table,
+    ROW_KEYS,
+    SCAN_ROW_KEYS,
+)
+
 # Reachable here as they were from the single-module bench (tests use them).
 from helpers.core.hardware import resolve_device
 from helpers.models.registry import MODELS
 
 __all__ = [
-    "ABOVE_CEILING_MARK", "BANK_CLIPS", "build_checkpoint", "build_parser", "build_scan_parser", "ceiling_warning", "check_models", "CONV_SHAPE",
-    "conv_flops", "DEFAULT_EVAL_CLIPS", "DEFAULT_FEATURE_CLIPS", "default_json_path", "default_scan_json_path", "DEFAULT_RATES",
-    "DEFAULT_STEPS", "DEFAULT_WARMUP", "device_name", "EVAL_TARGET_CLIPS", "evaluation_precisions",
-    "format_evaluation", "format_feature_extraction", "format_header", "format_row", "format_scan_row",
-    "format_scan_table", "format_table", "main",
-    "MATMUL_REPEATS", "MATMUL_SIZE", "measure_ceiling", "measure_conv_tflops", "measure_evaluation",
-    "measure_feature_extraction", "measure_matmul_tflops", "measure_scan", "measure_training", "MODELS", "N_CLASSES",
-    "pick_ceiling", "reference_description", "REFERENCE_INNER", "resolve_device", "ROW_KEYS", "run_benchmark",
-    "run_from_args", "run_scan_benchmark", "run_scan_from_args", "SCAN_ROW_KEYS", "SCAN_TARGETS", "scan_target",
-    "training_precision", "write_field_recording",
+    "ABOVE_CEILING_MARK",
+    "BANK_CLIPS",
+    "build_checkpoint",
+    "build_parser",
+    "build_scan_parser",
+    "ceiling_warning",
+    "check_models",
+    "CONV_SHAPE",
+    "conv_flops",
+    "DEFAULT_EVAL_CLIPS",
+    "DEFAULT_FEATURE_CLIPS",
+    "default_json_path",
+    "default_scan_json_path",
+    "DEFAULT_RATES",
+    "DEFAULT_STEPS",
+    "DEFAULT_WARMUP",
+    "device_name",
+    "EVAL_TARGET_CLIPS",
+    "evaluation_precisions",
+    "format_evaluation",
+    "format_feature_extraction",
+    "format_header",
+    "format_row",
+    "format_scan_row",
+    "format_scan_table",
+    "format_table",
+    "main",
+    "MATMUL_REPEATS",
+    "MATMUL_SIZE",
+    "measure_ceiling",
+    "measure_conv_tflops",
+    "measure_evaluation",
+    "measure_feature_extraction",
+    "measure_matmul_tflops",
+    "measure_scan",
+    "measure_training",
+    "MODELS",
+    "N_CLASSES",
+    "pick_ceiling",
+    "reference_description",
+    "REFERENCE_INNER",
+    "resolve_device",
+    "ROW_KEYS",
+    "run_benchmark",
+    "run_from_args",
+    "run_scan_benchmark",
+    "run_scan_from_args",
+    "SCAN_ROW_KEYS",
+    "SCAN_TARGETS",
+    "scan_target",
+    "training_precision",
+    "write_field_recording",
 ]

@@ -1,5 +1,6 @@
 """The ceiling of an efficiency: the two reference kernels (a dense square matmul and a dense 3x3
 convolution), each timed best-of-repeats on the device, and the faster of the two."""
+
 from __future__ import annotations
 
 import math
@@ -46,8 +47,12 @@ def _dtype_name(dtype: torch.dtype) -> str:
     return {torch.bfloat16: "bf16", torch.float32: "fp32", torch.float16: "fp16"}.get(dtype, str(dtype))
 
 
-def measure_matmul_tflops(device: str | torch.device = "auto", dtype: torch.dtype | None = None,
-                          size: int | None = None, repeats: int | None = None) -> float:
+def measure_matmul_tflops(
+    device: str | torch.device = "auto",
+    dtype: torch.dtype | None = None,
+    size: int | None = None,
+    repeats: int | None = None,
+) -> float:
     """Dense matmul throughput in TFLOP/s (``2 n^3`` FLOPs per ``(n, n) @ (n, n)``), best of ``repeats``.
 
     Defaults: fp32 2048^3 on CPU (~0.1-0.8 s per product on 2 cores); bf16 8192^3 on CUDA, 10
@@ -61,10 +66,9 @@ def measure_matmul_tflops(device: str | torch.device = "auto", dtype: torch.dtyp
     a = torch.randn(n, n, generator=gen, device=device, dtype=dtype)
     b = torch.randn(n, n, generator=gen, device=device, dtype=dtype)
     out = torch.empty(n, n, device=device, dtype=dtype)
-    seconds = _best_seconds(lambda: torch.matmul(a, b, out=out), device, repeats,
-                            REFERENCE_INNER.get(device.type, 1))
-    del a, b, out
-    return 2.0 * n ** 3 / seconds / 1e12
+    seconds = _best_seconds(lambda: torch.matmul(a, b, out=out), device, repeats, REFERENCE_INNER.get(device.type, 1))
+    a = b = out = None  # free the operands before the next measurement
+    return 2.0 * n**3 / seconds / 1e12
 
 
 def conv_flops(batch: int, channels: int, side: int) -> float:
@@ -74,9 +78,13 @@ def conv_flops(batch: int, channels: int, side: int) -> float:
     return 2.0 * batch * side * side * channels * channels * 9
 
 
-def measure_conv_tflops(device: str | torch.device = "auto", dtype: torch.dtype | None = None,
-                        shape: tuple[int, int, int] | None = None, channels_last: bool = True,
-                        repeats: int | None = None) -> float:
+def measure_conv_tflops(
+    device: str | torch.device = "auto",
+    dtype: torch.dtype | None = None,
+    shape: tuple[int, int, int] | None = None,
+    channels_last: bool = True,
+    repeats: int | None = None,
+) -> float:
     """Dense 3x3 convolution throughput in TFLOP/s (:func:`conv_flops`), best of ``repeats``.
 
     ``shape``: ``(batch, channels, side)`` of the input (default :data:`CONV_SHAPE` of the
@@ -91,12 +99,13 @@ def measure_conv_tflops(device: str | torch.device = "auto", dtype: torch.dtype 
     layout = torch.channels_last if channels_last else torch.contiguous_format
     gen = torch.Generator(device=device).manual_seed(0)
     x = torch.randn(batch, channels, side, side, generator=gen, device=device, dtype=dtype)
-    w = torch.randn(channels, channels, 3, 3, generator=gen, device=device, dtype=dtype) / (3 * channels ** 0.5)
+    w = torch.randn(channels, channels, 3, 3, generator=gen, device=device, dtype=dtype) / (3 * channels**0.5)
     x, w = x.contiguous(memory_format=layout), w.contiguous(memory_format=layout)
     with torch.no_grad():
-        seconds = _best_seconds(lambda: torch.nn.functional.conv2d(x, w, padding=1), device, repeats,
-                                REFERENCE_INNER.get(device.type, 1))
-    del x, w
+        seconds = _best_seconds(
+            lambda: torch.nn.functional.conv2d(x, w, padding=1), device, repeats, REFERENCE_INNER.get(device.type, 1)
+        )
+    x = w = None  # free the operands before the next measurement
     return conv_flops(batch, channels, side) / seconds / 1e12
 
 
@@ -108,9 +117,13 @@ def pick_ceiling(kernels: dict[str, float]) -> tuple[str, float]:
     return name, kernels[name]
 
 
-def measure_ceiling(device: str | torch.device = "auto", dtype: torch.dtype | None = None,
-                    channels_last: bool = True, matmul_size: int | None = None,
-                    conv_shape: tuple[int, int, int] | None = None) -> dict[str, Any]:
+def measure_ceiling(
+    device: str | torch.device = "auto",
+    dtype: torch.dtype | None = None,
+    channels_last: bool = True,
+    matmul_size: int | None = None,
+    conv_shape: tuple[int, int, int] | None = None,
+) -> dict[str, Any]:
     """The device's practical peak in ``dtype``: both reference kernels, the faster one the ceiling.
 
     Returns the row fields ``matmul_tflops``, ``matmul`` (description), ``conv_tflops``, ``conv``,
@@ -123,23 +136,31 @@ def measure_ceiling(device: str | torch.device = "auto", dtype: torch.dtype | No
     dtype = dtype or _default_dtype(device)
     n = matmul_size or MATMUL_SIZE.get(device.type, MATMUL_SIZE["cpu"])
     shape = tuple(conv_shape or CONV_SHAPE.get(device.type, CONV_SHAPE["cpu"]))
-    measured = {"matmul": measure_matmul_tflops(device, dtype=dtype, size=n),
-                "conv": measure_conv_tflops(device, dtype=dtype, shape=shape, channels_last=channels_last)}
+    measured = {
+        "matmul": measure_matmul_tflops(device, dtype=dtype, size=n),
+        "conv": measure_conv_tflops(device, dtype=dtype, shape=shape, channels_last=channels_last),
+    }
     name, tflops = pick_ceiling(measured)
     batch, channels, side = shape
     return {
-        "matmul_tflops": measured["matmul"], "matmul": f"{_dtype_name(dtype)} {n}^3",
+        "matmul_tflops": measured["matmul"],
+        "matmul": f"{_dtype_name(dtype)} {n}^3",
         "conv_tflops": measured["conv"],
-        "conv": (f"{_dtype_name(dtype)} 3x3 {channels}->{channels} ch, {batch}x{side}x{side}, "
-                 f"{'channels-last' if channels_last else 'NCHW'}"),
-        "ceiling_tflops": tflops, "ceiling": name,
+        "conv": (
+            f"{_dtype_name(dtype)} 3x3 {channels}->{channels} ch, {batch}x{side}x{side}, "
+            f"{'channels-last' if channels_last else 'NCHW'}"
+        ),
+        "ceiling_tflops": tflops,
+        "ceiling": name,
     }
 
 
 def reference_description(device: torch.device) -> str:
     """The two reference kernels of the ceiling on ``device`` in words (precision: the row's)."""
     batch, channels, side = CONV_SHAPE.get(device.type, CONV_SHAPE["cpu"])
-    return (f"the faster of a dense {MATMUL_SIZE.get(device.type, MATMUL_SIZE['cpu'])}^3 matmul and a dense "
-            f"3x3 convolution {channels}->{channels} channels on {batch}x{side}x{side} (channels-last when the "
-            f"step is), in the row's precision, best of {MATMUL_REPEATS.get(device.type, MATMUL_REPEATS['cpu'])} "
-            "repeats each, measured just before each row's timed steps")
+    return (
+        f"the faster of a dense {MATMUL_SIZE.get(device.type, MATMUL_SIZE['cpu'])}^3 matmul and a dense "
+        f"3x3 convolution {channels}->{channels} channels on {batch}x{side}x{side} (channels-last when the "
+        f"step is), in the row's precision, best of {MATMUL_REPEATS.get(device.type, MATMUL_REPEATS['cpu'])} "
+        "repeats each, measured just before each row's timed steps"
+    )

@@ -1,6 +1,7 @@
 """The measurements of the benchmark: one training-step row (:func:`measure_training`), feature
 extraction (:func:`measure_feature_extraction`) and devel evaluation (:func:`measure_evaluation`).
 The table columns of a row are described by :data:`helpers.bench.table.ROW_KEYS`."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -41,7 +42,8 @@ DEFAULT_RATES = (16_000, 8_000)
 # Training step
 # --------------------------------------------------------------------------------------------
 def training_precision(config: TrainConfig, device: torch.device) -> str:
-    """``"bf16-autocast"`` where the training step autocasts (:func:`helpers.training.config.autocast_enabled`), else ``"fp32"``."""
+    """``"bf16-autocast"`` where the training step autocasts
+    (:func:`helpers.training.config.autocast_enabled`), else ``"fp32"``."""
     return "bf16-autocast" if autocast_enabled(config, device) else "fp32"
 
 
@@ -66,8 +68,9 @@ def _touch_kernels(config: TrainConfig, settings: FeatureSettings) -> None:
     del net, optimizer, ema, step_fn  # the caller's release() then trims the heap
 
 
-def _random_bank(config: TrainConfig, settings: FeatureSettings,
-                 device: torch.device) -> tuple[torch.Tensor, np.ndarray, torch.Tensor]:
+def _random_bank(
+    config: TrainConfig, settings: FeatureSettings, device: torch.device
+) -> tuple[torch.Tensor, np.ndarray, torch.Tensor]:
     """:data:`BANK_CLIPS` random log-mels in dB on ``device`` and their labels (every class
     present), as numpy for the sampler and as a tensor on the device."""
     rng = np.random.default_rng(config.seed)
@@ -77,8 +80,9 @@ def _random_bank(config: TrainConfig, settings: FeatureSettings,
     return features, labels_np, torch.from_numpy(labels_np).to(device)
 
 
-def _loop_step(setup: TrainingSetup, features: torch.Tensor, labels: torch.Tensor,
-               device: torch.device) -> Callable[[], torch.Tensor]:
+def _loop_step(
+    setup: TrainingSetup, features: torch.Tensor, labels: torch.Tensor, device: torch.device
+) -> Callable[[], torch.Tensor]:
     """One step of the training loop as a call: sampled indices, the step function, the EMA update."""
     net, ema, sampler, step_fn = setup.model, setup.ema, setup.sampler, setup.step
     net.train()
@@ -111,13 +115,20 @@ def _peak_mib(memory_measure: str | None, peak: int | None, before: int | None) 
     """Peak memory of the step in MiB above what was in use before the model; None if unmeasured."""
     if memory_measure is None or peak is None or before is None:
         return None
-    return max(0.0, (peak - before) / 2 ** 20)
+    return max(0.0, (peak - before) / 2**20)
 
 
-def measure_training(model: str, sample_rate: int, device: str | torch.device = "auto", steps: int = 3,
-                     warmup: int = 1, model_options: dict[str, Any] | None = None,
-                     matmul_size: int | None = None, cpu_amp: bool = False,
-                     conv_shape: tuple[int, int, int] | None = None) -> dict[str, Any]:
+def measure_training(
+    model: str,
+    sample_rate: int,
+    device: str | torch.device = "auto",
+    steps: int = 3,
+    warmup: int = 1,
+    model_options: dict[str, Any] | None = None,
+    matmul_size: int | None = None,
+    cpu_amp: bool = False,
+    conv_shape: tuple[int, int, int] | None = None,
+) -> dict[str, Any]:
     """Time the training loop's step of ``model`` at ``sample_rate`` Hz; one table row (:data:`ROW_KEYS`).
 
     Everything the loop does per step, with ``TrainConfig(model=..., sample_rate=...)`` defaults:
@@ -136,8 +147,13 @@ def measure_training(model: str, sample_rate: int, device: str | torch.device = 
     if steps < 1 or warmup < 0:
         raise ValueError(f"measure_training: need steps >= 1 and warmup >= 0, got steps={steps}, warmup={warmup}.")
     device = resolve_device(device)
-    config = TrainConfig(model=model, sample_rate=sample_rate, device=str(device),
-                         model_options=dict(model_options or {}), cpu_amp=cpu_amp)
+    config = TrainConfig(
+        model=model,
+        sample_rate=sample_rate,
+        device=str(device),
+        model_options=dict(model_options or {}),
+        cpu_amp=cpu_amp,
+    )
     settings = FeatureSettings(sample_rate=sample_rate)
     precision = training_precision(config, device)
     features, labels_np, labels = _random_bank(config, settings, device)
@@ -151,8 +167,13 @@ def measure_training(model: str, sample_rate: int, device: str | torch.device = 
     gflop_per_step = 3 * forward_flops(setup.model, settings.n_frames, settings.n_mels) * config.batch_size / 1e9
     training_step = _loop_step(setup, features, labels, device)
     _run_steps(training_step, warmup, device)
-    ceiling = measure_ceiling(device, torch.bfloat16 if precision == "bf16-autocast" else torch.float32,
-                              channels_last=config.channels_last, matmul_size=matmul_size, conv_shape=conv_shape)
+    ceiling = measure_ceiling(
+        device,
+        torch.bfloat16 if precision == "bf16-autocast" else torch.float32,
+        channels_last=config.channels_last,
+        matmul_size=matmul_size,
+        conv_shape=conv_shape,
+    )
     memory_measure = reset_memory_peak(device)
     start = time.perf_counter()
     final_loss = _run_steps(training_step, steps, device)
@@ -161,14 +182,24 @@ def measure_training(model: str, sample_rate: int, device: str | torch.device = 
 
     achieved = gflop_per_step / s_per_step / 1e3
     row = {
-        "model": model, "sample_rate": int(sample_rate), "device": str(device), "precision": precision,
-        "batch": config.batch_size, "steps": steps, "warmup": warmup,
-        "s_per_step": s_per_step, "clips_per_s": config.batch_size / s_per_step,
-        "gflop_per_step": gflop_per_step, "achieved_tflops": achieved, **ceiling,
+        "model": model,
+        "sample_rate": int(sample_rate),
+        "device": str(device),
+        "precision": precision,
+        "batch": config.batch_size,
+        "steps": steps,
+        "warmup": warmup,
+        "s_per_step": s_per_step,
+        "clips_per_s": config.batch_size / s_per_step,
+        "gflop_per_step": gflop_per_step,
+        "achieved_tflops": achieved,
+        **ceiling,
         "efficiency": achieved / ceiling["ceiling_tflops"],
-        "above_ceiling": achieved > ceiling["ceiling_tflops"], "peak_mib": peak_mib,
+        "above_ceiling": achieved > ceiling["ceiling_tflops"],
+        "peak_mib": peak_mib,
         "memory_measure": memory_measure or "unavailable on this platform",
-        "loss": final_loss, "model_options": dict(config.model_options),
+        "loss": final_loss,
+        "model_options": dict(config.model_options),
     }
     del setup, training_step, features, labels
     release(device)
@@ -190,8 +221,9 @@ def _write_random_wavs(folder: Path, count: int, sample_rate: int = audio.SAMPLE
     return paths
 
 
-def _logmel_seconds(module: LogMel, waves: torch.Tensor, settings: FeatureSettings, batch: int,
-                    device: torch.device) -> float:
+def _logmel_seconds(
+    module: LogMel, waves: torch.Tensor, settings: FeatureSettings, batch: int, device: torch.device
+) -> float:
     """Seconds to log-mel ``waves`` after an untimed first batch: on CPU as extraction does it
     (worker blocks), on CUDA in batches of ``batch``."""
     if device.type == "cpu":
@@ -204,7 +236,7 @@ def _logmel_seconds(module: LogMel, waves: torch.Tensor, settings: FeatureSettin
         sync(device)
         start = time.perf_counter()
         for first in range(0, len(waves), batch):
-            module(waves[first:first + batch])
+            module(waves[first : first + batch])
         sync(device)
         return time.perf_counter() - start
 
@@ -223,8 +255,12 @@ def _pipeline_clips_per_s(n_clips: int, rates: Sequence[int], device: torch.devi
     return result
 
 
-def measure_feature_extraction(device: str | torch.device = "auto", n_clips: int = DEFAULT_FEATURE_CLIPS,
-                               pipeline: bool = True, pipeline_rates: Sequence[int] = DEFAULT_RATES) -> dict[str, Any]:
+def measure_feature_extraction(
+    device: str | torch.device = "auto",
+    n_clips: int = DEFAULT_FEATURE_CLIPS,
+    pipeline: bool = True,
+    pipeline_rates: Sequence[int] = DEFAULT_RATES,
+) -> dict[str, Any]:
     """Log-mel throughput in clips/s on ``device``.
 
     ``logmel_clips_per_s``: :class:`LogMel` (16 kHz, float64 FFT, the default) on ``n_clips``
@@ -246,13 +282,19 @@ def measure_feature_extraction(device: str | torch.device = "auto", n_clips: int
     logmel_seconds = _logmel_seconds(module, waves, settings, batch, device)
     del waves
     result: dict[str, Any] = {
-        "device": str(device), "n_clips": n_clips, "fft_precision": settings.fft_precision,
-        "logmel_sample_rate": settings.sample_rate, "logmel_batch": batch,
-        "logmel_clips_per_s": n_clips / logmel_seconds, "pipeline_clips_per_s": None,
+        "device": str(device),
+        "n_clips": n_clips,
+        "fft_precision": settings.fft_precision,
+        "logmel_sample_rate": settings.sample_rate,
+        "logmel_batch": batch,
+        "logmel_clips_per_s": n_clips / logmel_seconds,
+        "pipeline_clips_per_s": None,
     }
     if pipeline:
         result["pipeline_clips_per_s"] = _pipeline_clips_per_s(n_clips, pipeline_rates, device)
-        result["pipeline_source"] = f"{audio.SAMPLE_RATE} Hz 16-bit WAV files, {settings.clip_samples} samples, in the page cache"
+        result["pipeline_source"] = (
+            f"{audio.SAMPLE_RATE} Hz 16-bit WAV files, {settings.clip_samples} samples, in the page cache"
+        )
     release(device)
     return result
 
@@ -273,9 +315,15 @@ def evaluation_precisions(device: torch.device, model: str = "cnn10") -> list[st
     return precisions
 
 
-def measure_evaluation(device: str | torch.device = "auto", n_clips: int | None = None, model: str = "cnn10",
-                       sample_rate: int = 16_000, model_options: dict[str, Any] | None = None,
-                       target_clips: int = EVAL_TARGET_CLIPS, precision: str | None = None) -> dict[str, Any]:
+def measure_evaluation(
+    device: str | torch.device = "auto",
+    n_clips: int | None = None,
+    model: str = "cnn10",
+    sample_rate: int = 16_000,
+    model_options: dict[str, Any] | None = None,
+    target_clips: int = EVAL_TARGET_CLIPS,
+    precision: str | None = None,
+) -> dict[str, Any]:
     """Time :func:`predict_scores` of ``model`` on ``n_clips`` random log-mels held on the device.
 
     As the training loop scores devel: the scoring copy of :func:`helpers.evaluation.inference.prepare_for_inference`
@@ -287,30 +335,42 @@ def measure_evaluation(device: str | torch.device = "auto", n_clips: int | None 
     """
     device = resolve_device(device)
     n_clips = n_clips or DEFAULT_EVAL_CLIPS.get(device.type, DEFAULT_EVAL_CLIPS["cpu"])
-    config = TrainConfig(model=model, sample_rate=sample_rate, device=str(device),
-                         model_options=dict(model_options or {}))
+    config = TrainConfig(
+        model=model, sample_rate=sample_rate, device=str(device), model_options=dict(model_options or {})
+    )
     precision = precision or ("bf16" if autocast_enabled(config, device) else "fp32")
     settings = FeatureSettings(sample_rate=sample_rate)
     torch.manual_seed(config.seed)
     net = create_model(config.model, n_classes=N_CLASSES, **config.model_options).to(device)
     gen = torch.Generator(device="cpu").manual_seed(0)
     features = (torch.randn(n_clips, settings.n_frames, settings.n_mels, generator=gen) * 20 - 50).to(device)
-    scorer = prepare_for_inference(net, precision, calibration=features[:256].cpu() if precision == "int8" else None,
-                                   channels_last=config.channels_last)
+    scorer = prepare_for_inference(
+        net,
+        precision,
+        calibration=features[:256].cpu() if precision == "int8" else None,
+        channels_last=config.channels_last,
+    )
     batch = eval_batch_size(config, device)
     kwargs = dict(batch_size=batch, score="sigmoid" if config.mixup else "softmax")
     # Untimed: one full batch on CUDA (kernel selection), a few clips on CPU.
-    predict_scores(scorer, features[:min(n_clips, batch if device.type == "cuda" else 8)], **kwargs)
+    predict_scores(scorer, features[: min(n_clips, batch if device.type == "cuda" else 8)], **kwargs)
     sync(device)
     start = time.perf_counter()
     scores = predict_scores(scorer, features, **kwargs)  # ends with the copy to the host
     seconds = time.perf_counter() - start
     result = {
-        "model": model, "sample_rate": int(sample_rate), "device": str(device),
-        "precision": precision, "batch_size": batch,
-        "n_clips": n_clips, "seconds": seconds, "clips_per_s": n_clips / seconds,
-        "target_clips": target_clips, "seconds_for_target": seconds * target_clips / n_clips,
-        "extrapolated": n_clips != target_clips, "model_options": dict(config.model_options),
+        "model": model,
+        "sample_rate": int(sample_rate),
+        "device": str(device),
+        "precision": precision,
+        "batch_size": batch,
+        "n_clips": n_clips,
+        "seconds": seconds,
+        "clips_per_s": n_clips / seconds,
+        "target_clips": target_clips,
+        "seconds_for_target": seconds * target_clips / n_clips,
+        "extrapolated": n_clips != target_clips,
+        "model_options": dict(config.model_options),
         "scores_shape": list(scores.shape),
     }
     del net, scorer, features

@@ -1,5 +1,6 @@
 """The device's state around a measurement: synchronisation, name, memory in use and at its peak,
 and handing back memory that earlier measurements freed."""
+
 from __future__ import annotations
 
 import ctypes

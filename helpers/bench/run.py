@@ -1,5 +1,6 @@
 """The whole benchmark as one call: every training row, then feature extraction and devel
 evaluation, gathered into the record that the JSON file holds (:func:`run_benchmark`)."""
+
 from __future__ import annotations
 
 from typing import Any, Callable, Sequence
@@ -7,8 +8,15 @@ from typing import Any, Callable, Sequence
 import torch
 
 from helpers.bench.kernels import reference_description
-from helpers.bench.measure import (BANK_CLIPS, DEFAULT_FEATURE_CLIPS, DEFAULT_RATES, evaluation_precisions,
-                                   measure_evaluation, measure_feature_extraction, measure_training)
+from helpers.bench.measure import (
+    BANK_CLIPS,
+    DEFAULT_FEATURE_CLIPS,
+    DEFAULT_RATES,
+    evaluation_precisions,
+    measure_evaluation,
+    measure_feature_extraction,
+    measure_training,
+)
 from helpers.bench.probes import device_name
 from helpers.bench.table import ceiling_warning, ROW_KEYS
 from helpers.core.hardware import resolve_device
@@ -29,11 +37,20 @@ def check_models(models: Sequence[str] | None) -> list[str]:
     return models
 
 
-def run_benchmark(models: Sequence[str] | None = None, rates: Sequence[int] = DEFAULT_RATES,
-                  device: str | torch.device = "auto", steps: int | None = None, warmup: int | None = None,
-                  features: bool = True, feature_clips: int = DEFAULT_FEATURE_CLIPS, evaluation: bool = True,
-                  eval_clips: int | None = None, model_options: dict[str, Any] | None = None,
-                  on_row: Callable[[dict[str, Any]], None] | None = None, cpu_amp: bool = False) -> dict[str, Any]:
+def run_benchmark(
+    models: Sequence[str] | None = None,
+    rates: Sequence[int] = DEFAULT_RATES,
+    device: str | torch.device = "auto",
+    steps: int | None = None,
+    warmup: int | None = None,
+    features: bool = True,
+    feature_clips: int = DEFAULT_FEATURE_CLIPS,
+    evaluation: bool = True,
+    eval_clips: int | None = None,
+    model_options: dict[str, Any] | None = None,
+    on_row: Callable[[dict[str, Any]], None] | None = None,
+    cpu_amp: bool = False,
+) -> dict[str, Any]:
     """Every measurement of the benchmark; returns what the JSON file holds.
 
     ``models``: default all of :data:`helpers.models.registry.MODELS`; ``steps``/``warmup``: default
@@ -52,21 +69,36 @@ def run_benchmark(models: Sequence[str] | None = None, rates: Sequence[int] = DE
     rows = []
     for name in models:
         for rate in rates:
-            for amp_row in ([False, True] if cpu_amp and device.type == "cpu" else [False]):
+            for amp_row in [False, True] if cpu_amp and device.type == "cpu" else [False]:
                 row = measure_training(name, rate, device, steps, warmup, model_options, cpu_amp=amp_row)
                 rows.append(row)
                 if on_row is not None:
                     on_row(row)
     return {
-        "device": str(device), "device_name": device_name(device), "torch_threads": torch.get_num_threads(),
-        "settings": {"models": models, "rates": list(rates), "steps": steps, "warmup": warmup, "cpu_amp": cpu_amp,
-                     "model_options": dict(model_options or {}), "bank_clips": BANK_CLIPS,
-                     "reference_kernels": reference_description(device)},
+        "device": str(device),
+        "device_name": device_name(device),
+        "torch_threads": torch.get_num_threads(),
+        "settings": {
+            "models": models,
+            "rates": list(rates),
+            "steps": steps,
+            "warmup": warmup,
+            "cpu_amp": cpu_amp,
+            "model_options": dict(model_options or {}),
+            "bank_clips": BANK_CLIPS,
+            "reference_kernels": reference_description(device),
+        },
         "columns": ROW_KEYS,
         "rows": rows,
         "warnings": [w for w in map(ceiling_warning, rows) if w],
         "feature_extraction": measure_feature_extraction(device, feature_clips) if features else None,
-        "evaluation": ([measure_evaluation(device, eval_clips, model_options=model_options, precision=p)
-                        for p in evaluation_precisions(device)] if evaluation else None),
+        "evaluation": (
+            [
+                measure_evaluation(device, eval_clips, model_options=model_options, precision=p)
+                for p in evaluation_precisions(device)
+            ]
+            if evaluation
+            else None
+        ),
         "environment": environment_record(),
     }

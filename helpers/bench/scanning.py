@@ -23,6 +23,7 @@ a second head from those embeddings (:func:`helpers.evaluation.scan.rescore`, no
 :func:`embedding_throughput` measures BirdNET alone: clips per second by thread count and batch, one
 interpreter with N threads against a pool of N one-thread interpreters.
 """
+
 from __future__ import annotations
 
 import json
@@ -43,7 +44,7 @@ import torch
 from helpers.bench.probes import _proc_status_kib, cpu_features, device_name
 from helpers.bench.table import SCAN_ROW_KEYS
 from helpers.core.hardware import configure_threads, resolve_device
-from helpers.core.provenance import environment_record
+from helpers.core.provenance import PROJECT_ROOT, environment_record
 from helpers.evaluation.inference import cpu_has_native_bf16, int8_supported, STORED_CALIBRATION_CLIPS
 from helpers.bench.kernels import measure_ceiling
 from helpers.features.frontend import FeatureSettings, logmel
@@ -63,10 +64,18 @@ SCAN_CLASSES = ("background", "chimpanze", "geunon", "mandrille", "redcap")
 SCAN_TARGETS: tuple[dict[str, Any], ...] = (
     {"model": "cnn10", "sample_rate": 8000, "device": "cpu", "precision": "fp32", "threads": 2, "realtime_factor": 100},
     {"model": "cnn10", "sample_rate": 8000, "device": "cpu", "precision": "int8", "threads": 2, "realtime_factor": 300},
-    {"model": "cnn10", "sample_rate": 8000, "device": "cuda", "precision": None, "threads": None,
-     "realtime_factor": 5000},
-    *({"model": head, "sample_rate": 48000, "device": "cpu", "precision": "fp32", "threads": 2, "realtime_factor": 50}
-      for head in ("birdnet-logistic", "birdnet-svm", "birdnet-mlp")),
+    {
+        "model": "cnn10",
+        "sample_rate": 8000,
+        "device": "cuda",
+        "precision": None,
+        "threads": None,
+        "realtime_factor": 5000,
+    },
+    *(
+        {"model": head, "sample_rate": 48000, "device": "cpu", "precision": "fp32", "threads": 2, "realtime_factor": 50}
+        for head in ("birdnet-logistic", "birdnet-svm", "birdnet-mlp")
+    ),
 )
 #: Target for rescoring an hour of scanned audio from its stored embeddings (seconds).
 RESCORE_TARGET_SECONDS_PER_HOUR = 1.0
@@ -93,8 +102,9 @@ def field_signal(start: int, n: int, sample_rate: int, rng: np.random.Generator)
     return np.clip(x, -1.0, 1.0).astype(np.float32)
 
 
-def write_field_recording(path: str | Path, seconds: float, sample_rate: int = SOURCE_RATE, seed: int = 0,
-                          block_seconds: float = 20.0) -> Path:
+def write_field_recording(
+    path: str | Path, seconds: float, sample_rate: int = SOURCE_RATE, seed: int = 0, block_seconds: float = 20.0
+) -> Path:
     """A mono 16-bit WAV of :func:`field_signal`, ``seconds`` long, written in blocks (hours take
     no more memory than one block)."""
     path = Path(path)
@@ -125,8 +135,12 @@ def calibration_logmels(settings: FeatureSettings, n: int = STORED_CALIBRATION_C
     """float16 log-mels ``(n, time, mel)`` of ``n`` clips of :func:`field_signal` at the model's
     rate (realistic dB values, as the training clips a checkpoint stores)."""
     rng = np.random.default_rng(seed)
-    clips = np.stack([field_signal(int(k * 3.7 * settings.sample_rate), settings.clip_samples,
-                                   settings.sample_rate, rng) for k in range(n)])
+    clips = np.stack(
+        [
+            field_signal(int(k * 3.7 * settings.sample_rate), settings.clip_samples, settings.sample_rate, rng)
+            for k in range(n)
+        ]
+    )
     return torch.from_numpy(logmel(clips, settings)).half()
 
 
@@ -137,14 +151,19 @@ def build_head_checkpoint(path: str | Path, model: str, seed: int = 0) -> Path:
     torch.manual_seed(seed)
     head = EmbeddingHead(model, len(SCAN_CLASSES)).eval()
     settings = EmbeddingSettings.current()
-    payload = checkpoint_payload(head, classes=list(SCAN_CLASSES), feature_settings=settings.to_dict(),
-                                 score="softmax", backbone={"name": settings.backbone, "settings": settings.to_dict(),
-                                                            **LICENCE})
+    payload = checkpoint_payload(
+        head,
+        classes=list(SCAN_CLASSES),
+        feature_settings=settings.to_dict(),
+        score="softmax",
+        backbone={"name": settings.backbone, "settings": settings.to_dict(), **LICENCE},
+    )
     return save_checkpoint(path, payload)
 
 
-def embedding_throughput(threads: Sequence[int] = (1, 2), batches: Sequence[int] = (1, 4, 8),
-                         clips: int = 48, seed: int = 0) -> list[dict[str, Any]]:
+def embedding_throughput(
+    threads: Sequence[int] = (1, 2), batches: Sequence[int] = (1, 4, 8), clips: int = 48, seed: int = 0
+) -> list[dict[str, Any]]:
     """BirdNET alone: clips per second embedding ``clips`` 3-s windows, per thread count and batch, for one
     interpreter of N threads and for a pool of N one-thread interpreters; ``first_call_s`` is the first call
     (the runtime prepares its weights for the batch size then), left out of the rate."""
@@ -157,18 +176,27 @@ def embedding_throughput(threads: Sequence[int] = (1, 2), batches: Sequence[int]
             for kind in ("one interpreter", "pool") if n > 1 else ("one interpreter",):
                 model = BirdNET(n, batch) if kind == "one interpreter" else BirdNETPool(n, batch)
                 started = time.perf_counter()
-                model.embed(waves[:batch * (n if kind == "pool" else 1)])
+                model.embed(waves[: batch * (n if kind == "pool" else 1)])
                 first = time.perf_counter() - started
                 started = time.perf_counter()
                 model.embed(waves)
                 seconds = time.perf_counter() - started
-                rows.append({"threads": n, "batch": batch, "kind": kind, "clips_per_s": clips / seconds,
-                             "ms_per_clip": 1000 * seconds / clips, "first_call_s": first})
+                rows.append(
+                    {
+                        "threads": n,
+                        "batch": batch,
+                        "kind": kind,
+                        "clips_per_s": clips / seconds,
+                        "ms_per_clip": 1000 * seconds / clips,
+                        "first_call_s": first,
+                    }
+                )
     return rows
 
 
-def build_checkpoint(path: str | Path, model: str, sample_rate: int, model_options: dict[str, Any] | None = None,
-                     seed: int = 0) -> Path:
+def build_checkpoint(
+    path: str | Path, model: str, sample_rate: int, model_options: dict[str, Any] | None = None, seed: int = 0
+) -> Path:
     """An untrained checkpoint of registry ``model`` at ``sample_rate`` Hz (:data:`SCAN_CLASSES`,
     the default front end at that rate, softmax scores, :func:`calibration_logmels` for int8);
     ``model_options`` go to ``create_model`` (empty: the paper's architecture at full width).
@@ -178,8 +206,13 @@ def build_checkpoint(path: str | Path, model: str, sample_rate: int, model_optio
     settings = FeatureSettings(sample_rate=sample_rate)
     torch.manual_seed(seed)
     net = create_model(model, n_classes=len(SCAN_CLASSES), n_mels=settings.n_mels, **(model_options or {})).eval()
-    payload = checkpoint_payload(net, classes=list(SCAN_CLASSES), feature_settings=settings.to_dict(),
-                                 score="softmax", calibration=calibration_logmels(settings))
+    payload = checkpoint_payload(
+        net,
+        classes=list(SCAN_CLASSES),
+        feature_settings=settings.to_dict(),
+        score="softmax",
+        calibration=calibration_logmels(settings),
+    )
     return save_checkpoint(path, payload)
 
 
@@ -200,28 +233,47 @@ def _scan_here(spec: dict[str, Any]) -> dict[str, Any]:
     from helpers.evaluation.scan import scan
 
     rss_before = _proc_status_kib("VmRSS")
-    extra = {k: spec[k] for k in ("decode_workers", "executor", "slurm", "hours_per_job", "file_list", "root")
-             if k in spec}
+    extra = {
+        k: spec[k] for k in ("decode_workers", "executor", "slurm", "hours_per_job", "file_list", "root") if k in spec
+    }
     started = time.perf_counter()
-    result = scan(spec["checkpoint"], spec["recording"], spec["out_dir"], precision=spec["precision"],
-                  hop=spec["hop"], device=spec["device"], num_threads=spec["threads"],
-                  batch_size=spec["batch_size"], progress=False, **extra)
+    result = scan(
+        spec["checkpoint"],
+        spec["recording"],
+        spec["out_dir"],
+        precision=spec["precision"],
+        hop=spec["hop"],
+        device=spec["device"],
+        num_threads=spec["threads"],
+        batch_size=spec["batch_size"],
+        progress=False,
+        **extra,
+    )
     call_seconds = time.perf_counter() - started
     expected = spec.get("expect_recordings", 1)
     if (len(result.errors) and not spec.get("allow_errors")) or len(result.recordings) != expected:
-        raise RuntimeError(f"scan of {spec['recording']} gave {len(result.recordings)} recording(s), not {expected}: "
-                           f"{result.errors.to_dict(orient='records')[:3]}")
+        raise RuntimeError(
+            f"scan of {spec['recording']} gave {len(result.recordings)} recording(s), not {expected}: "
+            f"{result.errors.to_dict(orient='records')[:3]}"
+        )
     device = torch.device(result.settings["device"])
     return {
-        "call_seconds": call_seconds, "recordings": len(result.recordings), "errors": len(result.errors),
+        "call_seconds": call_seconds,
+        "recordings": len(result.recordings),
+        "errors": len(result.errors),
         "statuses": result.recordings["status"].value_counts().to_dict(),
-        "decode_wait_seconds": result.decode_wait_seconds, "score_seconds": result.score_seconds,
-        "audio_seconds": result.audio_seconds, "wall_seconds": result.wall_seconds,
-        "realtime_factor": result.realtime_factor, "windows": int(result.recordings["windows"].sum()),
-        "hop_seconds": float(result.settings["hop_seconds"]), "device": str(device),
-        "threads": torch.get_num_threads(), "peak_rss_mib": _peak_rss_kib() / 1024,
+        "decode_wait_seconds": result.decode_wait_seconds,
+        "score_seconds": result.score_seconds,
+        "audio_seconds": result.audio_seconds,
+        "wall_seconds": result.wall_seconds,
+        "realtime_factor": result.realtime_factor,
+        "windows": int(result.recordings["windows"].sum()),
+        "hop_seconds": float(result.settings["hop_seconds"]),
+        "device": str(device),
+        "threads": torch.get_num_threads(),
+        "peak_rss_mib": _peak_rss_kib() / 1024,
         "rss_before_mib": None if rss_before is None else rss_before / 1024,
-        "cuda_peak_mib": torch.cuda.max_memory_allocated(device) / 2 ** 20 if device.type == "cuda" else None,
+        "cuda_peak_mib": torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None,
     }
 
 
@@ -232,9 +284,17 @@ def child_main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-def measure_scan(checkpoint: str | Path, recording: str | Path, out_dir: str | Path, precision: str = "fp32",
-                 hop: float | None = None, device: str = "cpu", threads: int | None = None,
-                 batch_size: int = 64, **scan_options: Any) -> dict[str, Any]:
+def measure_scan(
+    checkpoint: str | Path,
+    recording: str | Path,
+    out_dir: str | Path,
+    precision: str = "fp32",
+    hop: float | None = None,
+    device: str = "cpu",
+    threads: int | None = None,
+    batch_size: int = 64,
+    **scan_options: Any,
+) -> dict[str, Any]:
     """Scan ``recording`` with ``checkpoint`` into ``out_dir`` in a fresh Python process; returns
     ``audio_seconds``, ``wall_seconds``, ``realtime_factor``, ``windows``, ``hop_seconds``,
     ``device``, ``threads``, ``peak_rss_mib`` (peak resident set of that process: interpreter,
@@ -245,19 +305,37 @@ def measure_scan(checkpoint: str | Path, recording: str | Path, out_dir: str | P
     :func:`~helpers.evaluation.scan.scan`, and ``expect_recordings`` (default 1) and
     ``allow_errors`` for the check of what it scanned. RuntimeError with the child's error output
     when it fails."""
-    spec = {"checkpoint": str(checkpoint), "recording": None if recording is None else str(recording),
-            "out_dir": str(out_dir),
-            "precision": precision, "hop": hop, "device": device, "threads": threads, "batch_size": batch_size,
-            **scan_options}
+    spec = {
+        "checkpoint": str(checkpoint),
+        "recording": None if recording is None else str(recording),
+        "out_dir": str(out_dir),
+        "precision": precision,
+        "hop": hop,
+        "device": device,
+        "threads": threads,
+        "batch_size": batch_size,
+        **scan_options,
+    }
     env = dict(os.environ)
-    root = str(Path(__file__).resolve().parents[2])  # the child imports this very package
+    root = str(PROJECT_ROOT)  # the child imports this very package
     env["PYTHONPATH"] = os.pathsep.join([root] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
-    proc = subprocess.run([sys.executable, "-c", "import sys; from helpers.bench.scanning import child_main; "
-                           "sys.exit(child_main())", json.dumps(spec)], env=env, capture_output=True, text=True)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys; from helpers.bench.scanning import child_main; sys.exit(child_main())",
+            json.dumps(spec),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     lines = proc.stdout.strip().splitlines()
     if proc.returncode != 0 or not lines:
-        raise RuntimeError(f"bench scan: the scan of {recording} ({precision}) failed in its process "
-                           f"(exit {proc.returncode}):\n{proc.stderr.strip()[-3000:]}")
+        raise RuntimeError(
+            f"bench scan: the scan of {recording} ({precision}) failed in its process "
+            f"(exit {proc.returncode}):\n{proc.stderr.strip()[-3000:]}"
+        )
     return json.loads(lines[-1])
 
 
@@ -284,19 +362,30 @@ def scan_target(row: dict[str, Any]) -> dict[str, Any] | None:
         return None
     device_type = str(row["device"]).split(":")[0]
     for target in SCAN_TARGETS:
-        if (target["model"], target["sample_rate"], target["device"]) != (row["model"], row["sample_rate"], device_type):
+        if (target["model"], target["sample_rate"], target["device"]) != (
+            row["model"],
+            row["sample_rate"],
+            device_type,
+        ):
             continue
         if target["precision"] not in (None, row["precision"]):
             continue
         setting = f"{target['threads']} CPU cores" if device_type == "cpu" else "a GPU"
         comparable = target["threads"] is None or target["threads"] == row["threads"]
         met = row["realtime_factor"] >= target["realtime_factor"]
-        text = (f"target >= {target['realtime_factor']:,}x on {setting}: {'met' if met else 'NOT met'} "
-                f"({row['realtime_factor']:,.0f}x)")
+        text = (
+            f"target >= {target['realtime_factor']:,}x on {setting}: {'met' if met else 'NOT met'} "
+            f"({row['realtime_factor']:,.0f}x)"
+        )
         if not comparable:
             text += f"; this run used {row['threads']} threads, not the target's setting"
-        return {"realtime_factor": target["realtime_factor"], "met": met, "setting": setting,
-                "comparable": comparable, "text": text}
+        return {
+            "realtime_factor": target["realtime_factor"],
+            "met": met,
+            "setting": setting,
+            "comparable": comparable,
+            "text": text,
+        }
     return None
 
 
@@ -307,13 +396,17 @@ def scan_precisions(precisions: Sequence[str], model: str, device: torch.device)
     if is_head(model):
         skipped = [p for p in dict.fromkeys(precisions) if p != "fp32"]
         if skipped:
-            notes.append(f"{model}: {', '.join(skipped)} skipped: a head on BirdNET embeddings scores in fp32 (the "
-                         "backbone runs in the TFLite runtime)")
+            notes.append(
+                f"{model}: {', '.join(skipped)} skipped: a head on BirdNET embeddings scores in fp32 (the "
+                "backbone runs in the TFLite runtime)"
+            )
         return ["fp32"], notes
     for precision in dict.fromkeys(precisions):
         if precision == "bf16" and device.type == "cpu" and not cpu_has_native_bf16():
-            notes.append(f"{model}: bf16 skipped: this CPU has no native bf16 (AVX512-BF16 or AMX), so it "
-                         "would be emulated and slower than fp32")
+            notes.append(
+                f"{model}: bf16 skipped: this CPU has no native bf16 (AVX512-BF16 or AMX), so it "
+                "would be emulated and slower than fp32"
+            )
         elif precision == "int8" and not int8_supported(model):
             notes.append(f"{model}: int8 skipped: only the plain CNNs (cnn6, cnn10) have an int8 path")
         else:
@@ -323,12 +416,20 @@ def scan_precisions(precisions: Sequence[str], model: str, device: torch.device)
     return run, notes
 
 
-def run_scan_benchmark(models: Sequence[str] = ("cnn10",), rates: Sequence[int] = (8000,),
-                       precisions: Sequence[str] = ("fp32", "int8"), minutes: float = DEFAULT_MINUTES,
-                       hop: float | None = None, device: str | torch.device = "auto", threads: int | None = None,
-                       batch_size: int = 64, short_seconds: float | None = None,
-                       model_options: dict[str, Any] | None = None, workdir: str | Path | None = None,
-                       on_row: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+def run_scan_benchmark(
+    models: Sequence[str] = ("cnn10",),
+    rates: Sequence[int] = (8000,),
+    precisions: Sequence[str] = ("fp32", "int8"),
+    minutes: float = DEFAULT_MINUTES,
+    hop: float | None = None,
+    device: str | torch.device = "auto",
+    threads: int | None = None,
+    batch_size: int = 64,
+    short_seconds: float | None = None,
+    model_options: dict[str, Any] | None = None,
+    workdir: str | Path | None = None,
+    on_row: Callable[[dict[str, Any]], None] | None = None,
+) -> dict[str, Any]:
     """The scan benchmark; returns the record the JSON file holds.
 
     Writes the two recordings (``minutes`` and ``short_seconds`` long, :data:`SOURCE_RATE` Hz;
@@ -351,9 +452,11 @@ def run_scan_benchmark(models: Sequence[str] = ("cnn10",), rates: Sequence[int] 
     rows: list[dict[str, Any]] = []
     notes: list[str] = []
     if short_seconds > SHORT_SECONDS and short_seconds == short_seconds_for(batch_size, hop, rates):
-        notes.append(f"short recording {short_seconds:g} s, not {SHORT_SECONDS:g} s: it must fill one scoring batch "
-                     f"of {batch_size} windows as the long one does, else its lower peak memory would reflect a "
-                     "smaller batch, not a shorter file")
+        notes.append(
+            f"short recording {short_seconds:g} s, not {SHORT_SECONDS:g} s: it must fill one scoring batch "
+            f"of {batch_size} windows as the long one does, else its lower peak memory would reflect a "
+            "smaller batch, not a shorter file"
+        )
     with tempfile.TemporaryDirectory(prefix="bench-scan-", dir=workdir) as tmp:
         tmp = Path(tmp)
         started = time.perf_counter()
@@ -363,7 +466,7 @@ def run_scan_benchmark(models: Sequence[str] = ("cnn10",), rates: Sequence[int] 
         # fp32 rows are set beside the device's measured peak: the real-time factor no code could beat.
         ceiling = measure_ceiling(device, torch.float32)["ceiling_tflops"] if "fp32" in precisions else None
         for model in models:
-            for rate in ([48_000] if is_head(model) else rates):
+            for rate in [48_000] if is_head(model) else rates:
                 checkpoint = build_checkpoint(tmp / f"{model}-{rate}.pt", model, rate, model_options)
                 flops = None  # a head's cost is BirdNET's, run by the TFLite runtime: no FLOP count here
                 if not is_head(model):
@@ -374,16 +477,32 @@ def run_scan_benchmark(models: Sequence[str] = ("cnn10",), rates: Sequence[int] 
                 for precision in run:
                     measured = {}
                     for name, path in (("short", short_file), ("long", long_file)):
-                        measured[name] = measure_scan(checkpoint, path, tmp / f"out-{model}-{rate}-{precision}-{name}",
-                                                      precision, hop, str(device), threads, batch_size)
+                        measured[name] = measure_scan(
+                            checkpoint,
+                            path,
+                            tmp / f"out-{model}-{rate}-{precision}-{name}",
+                            precision,
+                            hop,
+                            str(device),
+                            threads,
+                            batch_size,
+                        )
                     long = measured["long"]
                     row = {
-                        "model": model, "sample_rate": int(rate), "device": long["device"], "precision": precision,
-                        "threads": long["threads"], "hop_seconds": long["hop_seconds"], "default_hop": hop is None,
-                        "audio_minutes": long["audio_seconds"] / 60, "wall_seconds": long["wall_seconds"],
-                        "realtime_factor": long["realtime_factor"], "windows": long["windows"],
+                        "model": model,
+                        "sample_rate": int(rate),
+                        "device": long["device"],
+                        "precision": precision,
+                        "threads": long["threads"],
+                        "hop_seconds": long["hop_seconds"],
+                        "default_hop": hop is None,
+                        "audio_minutes": long["audio_seconds"] / 60,
+                        "wall_seconds": long["wall_seconds"],
+                        "realtime_factor": long["realtime_factor"],
+                        "windows": long["windows"],
                         "windows_per_s": long["windows"] / long["wall_seconds"],
-                        "peak_mib_short": measured["short"]["peak_rss_mib"], "peak_mib_long": long["peak_rss_mib"],
+                        "peak_mib_short": measured["short"]["peak_rss_mib"],
+                        "peak_mib_long": long["peak_rss_mib"],
                         "short_seconds": measured["short"]["audio_seconds"],
                         "short_realtime_factor": measured["short"]["realtime_factor"],
                         "rss_before_mib": long["rss_before_mib"],
@@ -393,24 +512,47 @@ def run_scan_benchmark(models: Sequence[str] = ("cnn10",), rates: Sequence[int] 
                         "gflop_per_window": flops / 1e9 if flops else None,
                         "achieved_tflops": long["windows"] / long["wall_seconds"] * flops / 1e12 if flops else None,
                         "ceiling_tflops": ceiling if precision == "fp32" and flops else None,
-                        "rtf_at_ceiling": (ceiling * 1e12 / flops * long["hop_seconds"]
-                                           if precision == "fp32" and ceiling and flops else None),
-                        "rescore_seconds": None, "rescore_seconds_per_hour": None,
+                        "rtf_at_ceiling": (
+                            ceiling * 1e12 / flops * long["hop_seconds"]
+                            if precision == "fp32" and ceiling and flops
+                            else None
+                        ),
+                        "rescore_seconds": None,
+                        "rescore_seconds_per_hour": None,
                     }
                     if is_head(model):
-                        row.update(_rescore_seconds(tmp, model, tmp / f"out-{model}-{rate}-{precision}-long",
-                                                    long["audio_seconds"]))
+                        row.update(
+                            _rescore_seconds(
+                                tmp, model, tmp / f"out-{model}-{rate}-{precision}-long", long["audio_seconds"]
+                            )
+                        )
                     row["target"] = scan_target(row)
                     rows.append(row)
                     if on_row is not None:
                         on_row(row)
     return {
-        "device": str(device), "device_name": device_name(device), "cpu_name": device_name(torch.device("cpu")),
-        "cpu_features": cpu_features(), "threads": threads, "cpu_count": os.cpu_count(),
-        "settings": {"models": list(models), "rates": [int(r) for r in rates], "precisions": list(precisions),
-                     "minutes": minutes, "short_seconds": short_seconds, "hop": hop, "batch_size": batch_size,
-                     "source": f"{SOURCE_RATE} Hz mono 16-bit WAV, noise with tone bursts",
-                     "model_options": dict(model_options or {}), "recordings_written_seconds": written},
-        "columns": SCAN_ROW_KEYS, "rows": rows, "notes": notes,
-        "targets": list(SCAN_TARGETS), "reference": SCAN_REFERENCE, "environment": environment_record(),
+        "device": str(device),
+        "device_name": device_name(device),
+        "cpu_name": device_name(torch.device("cpu")),
+        "cpu_features": cpu_features(),
+        "threads": threads,
+        "cpu_count": os.cpu_count(),
+        "settings": {
+            "models": list(models),
+            "rates": [int(r) for r in rates],
+            "precisions": list(precisions),
+            "minutes": minutes,
+            "short_seconds": short_seconds,
+            "hop": hop,
+            "batch_size": batch_size,
+            "source": f"{SOURCE_RATE} Hz mono 16-bit WAV, noise with tone bursts",
+            "model_options": dict(model_options or {}),
+            "recordings_written_seconds": written,
+        },
+        "columns": SCAN_ROW_KEYS,
+        "rows": rows,
+        "notes": notes,
+        "targets": list(SCAN_TARGETS),
+        "reference": SCAN_REFERENCE,
+        "environment": environment_record(),
     }

@@ -1,5 +1,6 @@
 """What the benchmark prints and writes: the row's keys (:data:`ROW_KEYS`), the fixed-width table
 with its ceiling warnings, the feature-extraction and evaluation lines, and the JSON file's path."""
+
 from __future__ import annotations
 
 import math
@@ -21,10 +22,11 @@ ROW_KEYS: dict[str, str] = {
     "clips_per_s": "batch / s_per_step",
     "gflop_per_step": "3 x forward FLOPs of one clip (conv + linear, 2 per MAC) x batch, in 1e9",
     "achieved_tflops": "gflop_per_step / s_per_step / 1000",
-    "matmul_tflops": "dense square matmul throughput measured on the device just before the timed steps (best of repeats)",
+    "matmul_tflops": "dense square matmul throughput measured on the device just before the timed steps "
+    "(best of repeats)",
     "matmul": "the reference matmul: dtype and size",
     "conv_tflops": "dense 3x3 convolution throughput (2 FLOPs per MAC) measured just before the timed steps, "
-                   "in the step's memory layout (best of repeats)",
+    "in the step's memory layout (best of repeats)",
     "conv": "the reference convolution: dtype, channels, input shape and layout",
     "ceiling_tflops": "the faster of matmul_tflops and conv_tflops: the device's practical peak",
     "ceiling": "which kernel gave ceiling_tflops: 'matmul' or 'conv'",
@@ -38,11 +40,19 @@ ROW_KEYS: dict[str, str] = {
 
 #: The table: (row key, header, width, format).
 _COLUMNS: tuple[tuple[str, str, int, str], ...] = (
-    ("model", "model", 16, "s"), ("sample_rate", "rate", 5, "d"), ("device", "device", 6, "s"),
-    ("precision", "precision", 13, "s"), ("batch", "batch", 5, "d"), ("s_per_step", "s/step", 7, "n"),
-    ("clips_per_s", "clips/s", 7, "n"), ("gflop_per_step", "GFLOP/step", 10, "n"),
-    ("achieved_tflops", "TFLOP/s", 7, "n"), ("matmul_tflops", "matmul TF/s", 11, "n"),
-    ("conv_tflops", "conv TF/s", 9, "n"), ("ceiling", "ceiling", 7, "s"), ("efficiency", "eff.", 7, "%"),
+    ("model", "model", 16, "s"),
+    ("sample_rate", "rate", 5, "d"),
+    ("device", "device", 6, "s"),
+    ("precision", "precision", 13, "s"),
+    ("batch", "batch", 5, "d"),
+    ("s_per_step", "s/step", 7, "n"),
+    ("clips_per_s", "clips/s", 7, "n"),
+    ("gflop_per_step", "GFLOP/step", 10, "n"),
+    ("achieved_tflops", "TFLOP/s", 7, "n"),
+    ("matmul_tflops", "matmul TF/s", 11, "n"),
+    ("conv_tflops", "conv TF/s", 9, "n"),
+    ("ceiling", "ceiling", 7, "s"),
+    ("efficiency", "eff.", 7, "%"),
     ("peak_mib", "peak MiB", 8, "n"),
 )
 #: Marks an efficiency cell above 100 % (see :func:`ceiling_warning`).
@@ -67,15 +77,19 @@ def ceiling_warning(row: dict[str, Any]) -> str | None:
     efficiency = row.get("efficiency")
     if efficiency is None or not (row.get("above_ceiling") or efficiency > 1):
         return None
-    return (f"WARNING: {row['model']} {row['sample_rate']} {row['precision']}: the step ran at "
-            f"{efficiency:.0%} of its ceiling ({_number(row.get('ceiling_tflops'))} TFLOP/s, {row.get('ceiling')}; "
-            f"matmul {_number(row.get('matmul_tflops'))}, conv {_number(row.get('conv_tflops'))}). No step outruns "
-            "the fastest dense kernel: the CEILING WAS MEASURED WRONG (too low) and this efficiency is not a result.")
+    return (
+        f"WARNING: {row['model']} {row['sample_rate']} {row['precision']}: the step ran at "
+        f"{efficiency:.0%} of its ceiling ({_number(row.get('ceiling_tflops'))} TFLOP/s, {row.get('ceiling')}; "
+        f"matmul {_number(row.get('matmul_tflops'))}, conv {_number(row.get('conv_tflops'))}). No step outruns "
+        "the fastest dense kernel: the CEILING WAS MEASURED WRONG (too low) and this efficiency is not a result."
+    )
 
 
 def format_header() -> str:
     """The table's header line (see :func:`format_table`)."""
-    return " ".join(f"{title:<{width}}" if kind == "s" else f"{title:>{width}}" for _, title, width, kind in _COLUMNS).rstrip()
+    return " ".join(
+        f"{title:<{width}}" if kind == "s" else f"{title:>{width}}" for _, title, width, kind in _COLUMNS
+    ).rstrip()
 
 
 def format_row(row: dict[str, Any]) -> str:
@@ -106,25 +120,35 @@ def format_table(rows: Sequence[dict[str, Any]]) -> str:
 
 def format_feature_extraction(result: dict[str, Any]) -> str:
     """The feature-extraction measurement in one or two lines."""
-    lines = [f"feature extraction ({result['device']}, {result['n_clips']} clips, {result['fft_precision']} FFT): "
-             f"log-mel of in-memory waveforms at {result['logmel_sample_rate'] // 1000} kHz, "
-             + (f"blocks of {result['logmel_batch']} per worker thread" if result["device"] == "cpu"
-                else f"batches of {result['logmel_batch']}")
-             + f": {_number(result['logmel_clips_per_s'])} clips/s"]
+    lines = [
+        f"feature extraction ({result['device']}, {result['n_clips']} clips, {result['fft_precision']} FFT): "
+        f"log-mel of in-memory waveforms at {result['logmel_sample_rate'] // 1000} kHz, "
+        + (
+            f"blocks of {result['logmel_batch']} per worker thread"
+            if result["device"] == "cpu"
+            else f"batches of {result['logmel_batch']}"
+        )
+        + f": {_number(result['logmel_clips_per_s'])} clips/s"
+    ]
     if result.get("pipeline_clips_per_s"):
-        rates = ", ".join(f"{int(rate) // 1000} kHz {_number(value)} clips/s"
-                          for rate, value in result["pipeline_clips_per_s"].items())
+        rates = ", ".join(
+            f"{int(rate) // 1000} kHz {_number(value)} clips/s"
+            for rate, value in result["pipeline_clips_per_s"].items()
+        )
         lines.append(f"  read + resample + log-mel (extract_logmels, 16 kHz WAVs in the page cache): {rates}")
     return "\n".join(lines)
 
 
 def format_evaluation(result: dict[str, Any]) -> str:
     """The devel-evaluation measurement in one line, saying when the total is extrapolated."""
-    total = (f"{result['target_clips']} clips: {_number(result['seconds_for_target'])} s"
-             + (f" (EXTRAPOLATED from {result['n_clips']} clips)" if result["extrapolated"] else " (measured)"))
-    return (f"devel evaluation (predict_scores, {result['model']} {result['sample_rate'] // 1000} kHz, "
-            f"{result['precision']}, batch {result['batch_size']}): {result['n_clips']} clips in "
-            f"{_number(result['seconds'])} s = {_number(result['clips_per_s'])} clips/s -> {total}")
+    total = f"{result['target_clips']} clips: {_number(result['seconds_for_target'])} s" + (
+        f" (EXTRAPOLATED from {result['n_clips']} clips)" if result["extrapolated"] else " (measured)"
+    )
+    return (
+        f"devel evaluation (predict_scores, {result['model']} {result['sample_rate'] // 1000} kHz, "
+        f"{result['precision']}, batch {result['batch_size']}): {result['n_clips']} clips in "
+        f"{_number(result['seconds'])} s = {_number(result['clips_per_s'])} clips/s -> {total}"
+    )
 
 
 def default_json_path(device: torch.device) -> Path:
@@ -161,22 +185,30 @@ SCAN_ROW_KEYS: dict[str, str] = {
     "achieved_tflops": "windows_per_s x gflop_per_window: the model's arithmetic rate during the scan",
     "ceiling_tflops": "the device's measured fp32 peak (helpers.bench.kernels.measure_ceiling); fp32 rows only",
     "rtf_at_ceiling": "the real-time factor if every window ran at ceiling_tflops and nothing else took time: "
-                      "the most this model, hop and device allow in fp32",
+    "the most this model, hop and device allow in fp32",
     "rescore_seconds": "heads on BirdNET: seconds to rescore the long scan with another head from its stored "
-                       "embeddings (no audio read, no backbone pass)",
+    "embeddings (no audio read, no backbone pass)",
     "rescore_seconds_per_hour": "rescore_seconds per hour of scanned audio",
     "target": "the project's speed target for this row and whether it was met (helpers.bench.scanning.scan_target); "
-              "None when no target applies",
+    "None when no target applies",
 }
 
 #: The scan table: (row key, header, width, format).
 _SCAN_COLUMNS: tuple[tuple[str, str, int, str], ...] = (
-    ("model", "model", 16, "s"), ("sample_rate", "rate", 5, "d"), ("device", "device", 6, "s"),
-    ("precision", "precision", 9, "s"), ("threads", "thr", 3, "d"), ("hop_seconds", "hop s", 5, "n"),
-    ("audio_minutes", "audio min", 9, "n"), ("wall_seconds", "wall s", 6, "n"),
-    ("realtime_factor", "x real time", 11, "n"), ("windows_per_s", "windows/s", 9, "n"),
-    ("peak_mib_short", "peak MiB short", 14, "n"), ("peak_mib_long", "peak MiB long", 13, "n"),
-    ("achieved_tflops", "TFLOP/s", 7, "n"), ("rtf_at_ceiling", "x at ceiling", 12, "n"),
+    ("model", "model", 16, "s"),
+    ("sample_rate", "rate", 5, "d"),
+    ("device", "device", 6, "s"),
+    ("precision", "precision", 9, "s"),
+    ("threads", "thr", 3, "d"),
+    ("hop_seconds", "hop s", 5, "n"),
+    ("audio_minutes", "audio min", 9, "n"),
+    ("wall_seconds", "wall s", 6, "n"),
+    ("realtime_factor", "x real time", 11, "n"),
+    ("windows_per_s", "windows/s", 9, "n"),
+    ("peak_mib_short", "peak MiB short", 14, "n"),
+    ("peak_mib_long", "peak MiB long", 13, "n"),
+    ("achieved_tflops", "TFLOP/s", 7, "n"),
+    ("rtf_at_ceiling", "x at ceiling", 12, "n"),
     ("rescore_seconds_per_hour", "rescore s/h", 11, "n"),
     ("target", "target", 16, "t"),
 )
@@ -185,13 +217,16 @@ _SCAN_COLUMNS: tuple[tuple[str, str, int, str], ...] = (
 def _target_cell(target: dict[str, Any] | None) -> str:
     if not target:
         return "-"
-    return f">={target['realtime_factor']}x {'met' if target['met'] else 'NOT met'}" + ("" if target["comparable"] else "*")
+    return f">={target['realtime_factor']}x {'met' if target['met'] else 'NOT met'}" + (
+        "" if target["comparable"] else "*"
+    )
 
 
 def format_scan_header() -> str:
     """The header line of the scan table (see :func:`format_scan_row`)."""
-    return " ".join(f"{title:<{width}}" if kind in "st" else f"{title:>{width}}"
-                    for _, title, width, kind in _SCAN_COLUMNS).rstrip()
+    return " ".join(
+        f"{title:<{width}}" if kind in "st" else f"{title:>{width}}" for _, title, width, kind in _SCAN_COLUMNS
+    ).rstrip()
 
 
 def format_scan_row(row: dict[str, Any]) -> str:
@@ -218,8 +253,12 @@ def format_scan_table(rows: Sequence[dict[str, Any]]) -> str:
 def format_scan_targets(result: dict[str, Any]) -> list[str]:
     """The lines under the scan table: one per row that has a target (met or NOT met, plainly),
     the reference figure, and a line when no row had a target."""
-    lines = [f"{row['model']}-{row['sample_rate'] // 1000}k {row['precision']} ({row['device']}, "
-             f"{row['threads']} threads): {row['target']['text']}" for row in result["rows"] if row.get("target")]
+    lines = [
+        f"{row['model']}-{row['sample_rate'] // 1000}k {row['precision']} ({row['device']}, "
+        f"{row['threads']} threads): {row['target']['text']}"
+        for row in result["rows"]
+        if row.get("target")
+    ]
     if not lines:
         lines.append("no row matches a target (targets: CNN10-8k, full width, default hop)")
     return lines + [f"for comparison: {result['reference']}"]

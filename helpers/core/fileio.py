@@ -5,6 +5,7 @@ with :func:`os.replace` only once it is complete. A reader therefore sees either
 the new one, never a half-written one, even when the writer is interrupted (Ctrl-C, out of
 memory, a full disk) or two processes write the same file at once (the last complete one wins).
 """
+
 from __future__ import annotations
 
 import contextlib

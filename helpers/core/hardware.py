@@ -4,6 +4,7 @@ On 2-core machines a BLAS or OpenMP pool larger than the cores, or two processes
 cores, can collapse throughput about tenfold (docs/reference.md §7), so every entry point calls
 :func:`configure_threads` once.
 """
+
 from __future__ import annotations
 
 import os

@@ -21,6 +21,7 @@ line. The variable may hold several paths separated by :data:`os.pathsep` (a nes
 its own file to its parent's); each gets every line. A file that cannot be written costs one
 warning and never an exception in the caller.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -65,8 +66,11 @@ def append_line(path: str, line: str) -> bool:
             if path in _warned:
                 return False
             _warned.add(path)
-        warnings.warn(f"cannot append progress to {path} ({exc}); progress shows only in the bar itself",
-                      RuntimeWarning, stacklevel=3)
+        warnings.warn(
+            f"cannot append progress to {path} ({exc}); progress shows only in the bar itself",
+            RuntimeWarning,
+            stacklevel=3,
+        )
         return False
 
 
@@ -92,9 +96,17 @@ class ProgressBar:
     progress file; ``enabled=False`` does neither (the object still counts).
     """
 
-    def __init__(self, total: float | None, desc: str = "", unit: str = "it", initial: float = 0,
-                 enabled: bool = True, display: bool = True, iterable: Iterable | None = None,
-                 **tqdm_kwargs: Any) -> None:
+    def __init__(
+        self,
+        total: float | None,
+        desc: str = "",
+        unit: str = "it",
+        initial: float = 0,
+        enabled: bool = True,
+        display: bool = True,
+        iterable: Iterable | None = None,
+        **tqdm_kwargs: Any,
+    ) -> None:
         if total is None and iterable is not None:
             try:
                 total = len(iterable)  # type: ignore[arg-type]
@@ -201,11 +213,20 @@ class ProgressBar:
         remaining = None
         if rate and self.total is not None:
             remaining = max(0.0, (self.total - self._n) / rate)
-        return {"time": round(time.time(), 3), "pid": os.getpid(), "bar": self._id, "desc": self.desc,
-                "n": _jsonable(self._n), "total": _jsonable(self.total), "unit": self.unit,
-                "rate": None if rate is None else round(rate, 4), "elapsed": round(elapsed, 3),
-                "remaining": None if remaining is None else round(remaining, 3),
-                "postfix": dict(self._postfix), "done": done}
+        return {
+            "time": round(time.time(), 3),
+            "pid": os.getpid(),
+            "bar": self._id,
+            "desc": self.desc,
+            "n": _jsonable(self._n),
+            "total": _jsonable(self.total),
+            "unit": self.unit,
+            "rate": None if rate is None else round(rate, 4),
+            "elapsed": round(elapsed, 3),
+            "remaining": None if remaining is None else round(remaining, 3),
+            "postfix": dict(self._postfix),
+            "done": done,
+        }
 
     def _report(self, force: bool = False, done: bool = False) -> None:
         if not self._files:
@@ -220,8 +241,17 @@ class ProgressBar:
             append_line(path, line)
 
 
-def progress_bar(total: float | None, desc: str = "", unit: str = "it", initial: float = 0, enabled: bool = True,
-                 *, display: bool = True, iterable: Iterable | None = None, **tqdm_kwargs: Any) -> ProgressBar:
+def progress_bar(
+    total: float | None,
+    desc: str = "",
+    unit: str = "it",
+    initial: float = 0,
+    enabled: bool = True,
+    *,
+    display: bool = True,
+    iterable: Iterable | None = None,
+    **tqdm_kwargs: Any,
+) -> ProgressBar:
     """A progress bar for ``total`` items of ``unit`` (see the module docstring).
 
     ``enabled=False``: no bar and no progress-file lines (the object still counts, so callers
@@ -229,5 +259,6 @@ def progress_bar(total: float | None, desc: str = "", unit: str = "it", initial:
     ``iterable``: iterate over the bar to advance it by one per item (``total`` defaults to its
     length). Other keywords (``leave``, ``miniters``, ...) go to ``tqdm``.
     """
-    return ProgressBar(total, desc=desc, unit=unit, initial=initial, enabled=enabled, display=display,
-                       iterable=iterable, **tqdm_kwargs)
+    return ProgressBar(
+        total, desc=desc, unit=unit, initial=initial, enabled=enabled, display=display, iterable=iterable, **tqdm_kwargs
+    )

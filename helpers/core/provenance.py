@@ -4,9 +4,9 @@ Every run (a training run, an executed notebook collection, a benchmark) writes,
 results, a ``record.json`` with the resolved config, library versions, the machine, the corpus
 checksum and timings, so a result can be traced and reproduced.
 """
+
 from __future__ import annotations
 
-import json
 import os
 import platform
 import subprocess
@@ -20,8 +20,19 @@ from typing import Any, Iterator
 from helpers.core.fileio import write_json_atomic
 
 #: Distributions whose versions every record lists.
-TRACKED_PACKAGES = ("torch", "torchaudio", "numpy", "pandas", "librosa", "soundfile", "soxr",
-                    "scikit-learn", "matplotlib", "seaborn", "papermill")
+TRACKED_PACKAGES = (
+    "torch",
+    "torchaudio",
+    "numpy",
+    "pandas",
+    "librosa",
+    "soundfile",
+    "soxr",
+    "scikit-learn",
+    "matplotlib",
+    "seaborn",
+    "papermill",
+)
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -39,10 +50,16 @@ def library_versions() -> dict[str, str | None]:
 def git_commit(root: Path = PROJECT_ROOT) -> str | None:
     """The project's current commit, with ``+dirty`` when the tree has changes; None outside git."""
     try:
-        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,
-                             timeout=10, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
-                               capture_output=True, text=True, timeout=10).stdout.strip()
+        sha = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
         return sha + ("+dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):
         return None
@@ -51,8 +68,10 @@ def git_commit(root: Path = PROJECT_ROOT) -> str | None:
 def machine_record() -> dict[str, Any]:
     """Processor, core count, OS, Python, torch threads and GPU (if any)."""
     rec: dict[str, Any] = {
-        "platform": platform.platform(), "python": platform.python_version(),
-        "processor": platform.processor() or platform.machine(), "cpu_count": os.cpu_count(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "processor": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
     }
     try:
         import torch
@@ -83,18 +102,27 @@ def to_jsonable(obj: Any) -> Any:
 
 def environment_record() -> dict[str, Any]:
     """Versions, machine and commit: the part of a record that does not depend on the run."""
-    return {"versions": library_versions(), "machine": machine_record(), "git_commit": git_commit(),
-            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    return {
+        "versions": library_versions(),
+        "machine": machine_record(),
+        "git_commit": git_commit(),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
 
 
-def write_record(folder: str | Path, config: Any = None, corpus: dict | None = None,
-                 timings: dict | None = None, extra: dict | None = None, name: str = "record.json") -> Path:
+def write_record(
+    folder: str | Path,
+    config: Any = None,
+    corpus: dict | None = None,
+    timings: dict | None = None,
+    extra: dict | None = None,
+    name: str = "record.json",
+) -> Path:
     """Write ``folder/record.json`` (atomically) and return its path."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     record = environment_record()
-    record.update({"config": to_jsonable(config), "corpus": to_jsonable(corpus),
-                   "timings": to_jsonable(timings or {})})
+    record.update({"config": to_jsonable(config), "corpus": to_jsonable(corpus), "timings": to_jsonable(timings or {})})
     if extra:
         record.update(to_jsonable(extra))
     path = folder / name

@@ -20,6 +20,7 @@ Status: ``finished`` when ``metrics.json`` and ``record.json`` both exist (train
 last, so a crash never leaves a finished-looking folder); else ``failed`` when ``failed.json``
 exists; else ``unfinished`` (running, interrupted, or resumable from ``checkpoints/last.pt``).
 """
+
 from __future__ import annotations
 
 import os
@@ -52,8 +53,20 @@ LOCK = ".lock"
 LOCK_OWNER = ".lock-owner.json"
 #: Everything a run writes; :func:`clear` removes exactly these and nothing else, so a misconfigured
 #: ``out_dir`` can never make it delete unrelated files.
-ARTEFACTS = (CONFIG, RECORD, HISTORY, METRICS, SUBMISSION, FAILED, WORKER_LOG, CHECKPOINTS, PREDICTIONS, FIGURES,
-             EXECUTED_NOTEBOOK, EXECUTIONS)
+ARTEFACTS = (
+    CONFIG,
+    RECORD,
+    HISTORY,
+    METRICS,
+    SUBMISSION,
+    FAILED,
+    WORKER_LOG,
+    CHECKPOINTS,
+    PREDICTIONS,
+    FIGURES,
+    EXECUTED_NOTEBOOK,
+    EXECUTIONS,
+)
 STATUSES = ("finished", "failed", "unfinished")
 
 
@@ -91,6 +104,45 @@ def write_failure(run_dir: str | Path, report: dict[str, Any]) -> Path:
     return run_dir / FAILED
 
 
+def record_failure(
+    run_dir: str | Path,
+    report: dict[str, Any],
+    *,
+    config: dict[str, Any],
+    seconds: float,
+    fix: str,
+    where: str = "",
+    **details: Any,
+) -> str:
+    """The one builder of ``failed.json``, for every executor: ``report`` (``type``, ``message``,
+    ``traceback`` of the error), the run's ``config`` (a dict), its ``seconds``, the ``fix`` and what the
+    executor knows besides (``details``: placement, return code, job id, logs...). Writes it and returns
+    the error text a failed outcome shows (``where`` is its last line's start); a folder that cannot be
+    written is said in that text, never raised."""
+    run_dir = Path(run_dir)
+    error = (
+        f"{report['type']}: {report['message']}\n{report.get('traceback', '')}\n"
+        f"{where + '; ' if where else ''}run folder: {run_dir}; {fix}"
+    )
+    record = {
+        "status": "failed",
+        "run_dir": str(run_dir),
+        "error_type": report["type"],
+        "message": report["message"],
+        "traceback": report.get("traceback", ""),
+        "seconds": round(seconds, 3),
+        **details,
+        "failed_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "config": config,
+        "fix": fix,
+    }
+    try:
+        write_failure(run_dir, record)
+    except OSError as exc:
+        error += f"\n(could not write {run_dir / FAILED}: {exc})"
+    return error
+
+
 def clear_failure(run_dir: str | Path) -> None:
     """Remove ``failed.json`` (a later attempt succeeded)."""
     (Path(run_dir) / FAILED).unlink(missing_ok=True)
@@ -111,10 +163,16 @@ def load(run_dir: str | Path) -> dict[str, Any]:
     Raises FileNotFoundError naming the folder and its status when it is not finished."""
     run_dir = Path(run_dir)
     if not is_finished(run_dir):
-        raise FileNotFoundError(f"{run_dir}: not a finished run (status {status(run_dir)}); train it first "
-                                "(helpers.training.train or notebooks/03_train) or pick another folder.")
-    return {"config": read_json(run_dir / CONFIG), "metrics": read_json(run_dir / METRICS),
-            "history": pd.read_csv(run_dir / HISTORY), "record": read_json(run_dir / RECORD)}
+        raise FileNotFoundError(
+            f"{run_dir}: not a finished run (status {status(run_dir)}); train it first "
+            "(helpers.training.train or notebooks/03_train) or pick another folder."
+        )
+    return {
+        "config": read_json(run_dir / CONFIG),
+        "metrics": read_json(run_dir / METRICS),
+        "history": pd.read_csv(run_dir / HISTORY),
+        "record": read_json(run_dir / RECORD),
+    }
 
 
 def clear(run_dir: str | Path) -> None:
@@ -149,7 +207,8 @@ def latest_finished(root: str | Path) -> Path:
     if not finished:
         raise FileNotFoundError(
             f"no finished training run below {root}; run notebooks/03_train.ipynb (or helpers.training.train) "
-            "first, or pass run_dir explicitly.")
+            "first, or pass run_dir explicitly."
+        )
     return max(finished, key=lambda p: (p / METRICS).stat().st_mtime_ns)
 
 
@@ -162,9 +221,14 @@ def _owner(run_dir: Path) -> str:
 
 
 @contextmanager
-def lock(run_dir: str | Path, wait: bool = True, timeout: float | None = None,
-         on_wait: Any = None, purpose: str = "same config trained elsewhere",
-         fix: str = "give this run another run_name or out_dir") -> Iterator[Path]:
+def lock(
+    run_dir: str | Path,
+    wait: bool = True,
+    timeout: float | None = None,
+    on_wait: Any = None,
+    purpose: str = "same config trained elsewhere",
+    fix: str = "give this run another run_name or out_dir",
+) -> Iterator[Path]:
     """Hold ``RUN/.lock`` (an OS file lock, released when the process dies) while writing ``run_dir``.
 
     A second process that trains the same config at the same time (two notebooks, a notebook and
@@ -181,7 +245,7 @@ def lock(run_dir: str | Path, wait: bool = True, timeout: float | None = None,
     try:
         file_lock.acquire(timeout=0)
     except filelock.Timeout:
-        message = (f"{run_dir} is being written by {_owner(run_dir)} ({purpose})")
+        message = f"{run_dir} is being written by {_owner(run_dir)} ({purpose})"
         if not wait:
             raise RunFolderBusy(f"{message}; wait for it to finish, or {fix}.") from None
         if on_wait is not None:
@@ -191,8 +255,10 @@ def lock(run_dir: str | Path, wait: bool = True, timeout: float | None = None,
         except filelock.Timeout:
             raise RunFolderBusy(f"{message}; still busy after {timeout} s. Wait longer, or {fix}.") from None
     try:
-        write_json_atomic(run_dir / LOCK_OWNER, {"pid": os.getpid(), "host": socket.gethostname(),
-                                                 "since": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
+        write_json_atomic(
+            run_dir / LOCK_OWNER,
+            {"pid": os.getpid(), "host": socket.gethostname(), "since": time.strftime("%Y-%m-%dT%H:%M:%S%z")},
+        )
         yield run_dir
     finally:
         (run_dir / LOCK_OWNER).unlink(missing_ok=True)

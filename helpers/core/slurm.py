@@ -8,6 +8,7 @@ recordings). They share one options file (:class:`SlurmOptions`, documented in
 job's error (:func:`job_error_report`), and a requeue that survives its own SIGTERM
 (:func:`install_robust_requeue`).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -21,8 +22,22 @@ from pathlib import Path
 from typing import Any, Callable
 
 #: SLURM job states (``squeue``/``sacct``) of a job waiting to run, or waiting to run again.
-QUEUED_STATES = frozenset({"PENDING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "CONFIGURING", "SUSPENDED",
-                           "PREEMPTED", "RESV_DEL_HOLD", "SPECIAL_EXIT", "STOPPED", "RESIZING", "UNKNOWN"})
+QUEUED_STATES = frozenset(
+    {
+        "PENDING",
+        "REQUEUED",
+        "REQUEUE_HOLD",
+        "REQUEUE_FED",
+        "CONFIGURING",
+        "SUSPENDED",
+        "PREEMPTED",
+        "RESV_DEL_HOLD",
+        "SPECIAL_EXIT",
+        "STOPPED",
+        "RESIZING",
+        "UNKNOWN",
+    }
+)
 #: SLURM job states of a job whose process runs.
 RUNNING_STATES = frozenset({"RUNNING", "COMPLETING", "SIGNALING", "STAGE_OUT"})
 #: The categories the progress lines count, in order.
@@ -30,10 +45,11 @@ PROGRESS_CATEGORIES = ("queued", "running", "done", "failed")
 #: Lines of the remote traceback kept in a failed row's error (the whole one is in the job's log).
 TRACEBACK_TAIL_LINES = 15
 #: What to do when SLURM's commands are missing.
-NO_SLURM_FIX = ("executor='slurm' needs SLURM's commands (sbatch, squeue, sacct) on PATH. On a cluster, run from "
-                "a login node; on one machine, start a local SLURM as root with `scripts/slurm_local.sh start`, "
-                "then `eval \"$(scripts/slurm_local.sh env)\"` before starting Python or Jupyter.")
-
+NO_SLURM_FIX = (
+    "executor='slurm' needs SLURM's commands (sbatch, squeue, sacct) on PATH. On a cluster, run from "
+    "a login node; on one machine, start a local SLURM as root with `scripts/slurm_local.sh start`, "
+    'then `eval "$(scripts/slurm_local.sh env)"` before starting Python or Jupyter.'
+)
 
 
 @dataclass(frozen=True)
@@ -59,8 +75,12 @@ class SlurmOptions:
     def submitit_parameters(self, job_name: str) -> dict[str, Any]:
         """The keyword arguments of ``submitit.AutoExecutor.update_parameters`` for these options."""
         params: dict[str, Any] = {
-            "name": job_name, "nodes": 1, "tasks_per_node": 1, "cpus_per_task": self.cpus_per_task,
-            "mem_gb": self.mem_gb, "timeout_min": self.timeout_min,
+            "name": job_name,
+            "nodes": 1,
+            "tasks_per_node": 1,
+            "cpus_per_task": self.cpus_per_task,
+            "mem_gb": self.mem_gb,
+            "timeout_min": self.timeout_min,
             "slurm_array_parallelism": self.array_parallelism,
         }
         if self.gpus_per_node:
@@ -76,6 +96,7 @@ class SlurmOptions:
 
 def _check_option(source: str, name: str, value: Any) -> str | None:
     """Why ``value`` is no good for option ``name`` (None when it is fine)."""
+
     def integer(v: Any) -> bool:
         return isinstance(v, int) and not isinstance(v, bool)
 
@@ -90,11 +111,18 @@ def _check_option(source: str, name: str, value: Any) -> str | None:
         "timeout_min": (lambda v: integer(v) and v >= 1, "an integer number of minutes >= 1"),
         "max_requeues": (lambda v: integer(v) and v >= 0, "an integer >= 0"),
         "array_parallelism": (lambda v: integer(v) and v >= 1, "an integer >= 1"),
-        "additional_parameters": (lambda v: isinstance(v, dict) and all(isinstance(k, str) for k in v)
-                                  and all(isinstance(x, (str, int, float, bool)) for x in v.values()),
-                                  'a mapping of sbatch option names to values, e.g. {"account": "proj42"}'),
-        "setup": (lambda v: isinstance(v, list) and all(isinstance(x, str) for x in v),
-                  'a list of shell lines, e.g. ["module load cuda"]'),
+        "additional_parameters": (
+            lambda v: (
+                isinstance(v, dict)
+                and all(isinstance(k, str) for k in v)
+                and all(isinstance(x, (str, int, float, bool)) for x in v.values())
+            ),
+            'a mapping of sbatch option names to values, e.g. {"account": "proj42"}',
+        ),
+        "setup": (
+            lambda v: isinstance(v, list) and all(isinstance(x, str) for x in v),
+            'a list of shell lines, e.g. ["module load cuda"]',
+        ),
         "python": (lambda v: v is None or (isinstance(v, str) and v != ""), "a command or null"),
         "folder": (lambda v: v is None or (isinstance(v, str) and v != ""), "a folder path or null"),
         "poll_seconds": (lambda v: number(v) and v > 0, "a number of seconds > 0"),
@@ -106,13 +134,16 @@ def _check_option(source: str, name: str, value: Any) -> str | None:
 def slurm_options_from_mapping(values: dict[str, Any], source: str = "slurm options") -> SlurmOptions:
     """:class:`SlurmOptions` from a mapping, refusing unknown keys and wrong types with ``source`` named."""
     if not isinstance(values, dict):
-        raise ValueError(f"{source}: expected a mapping of option names to values (a JSON object), got "
-                         f"{type(values).__name__}")
+        raise ValueError(
+            f"{source}: expected a mapping of option names to values (a JSON object), got {type(values).__name__}"
+        )
     known = [f.name for f in dataclasses.fields(SlurmOptions)]
     unknown = sorted(set(values) - set(known))
     if unknown:
-        raise ValueError(f"{source}: unknown key(s) {unknown}; known keys: {known} (helpers/experiments/cluster.py "
-                         "documents each). An sbatch directive of its own goes into additional_parameters.")
+        raise ValueError(
+            f"{source}: unknown key(s) {unknown}; known keys: {known} (helpers/experiments/cluster.py "
+            "documents each). An sbatch directive of its own goes into additional_parameters."
+        )
     problems = [p for name, value in values.items() if (p := _check_option(source, name, value))]
     if problems:
         raise ValueError("\n".join(problems))
@@ -128,8 +159,10 @@ def read_slurm_options(path: str | Path) -> SlurmOptions:
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
-        raise FileNotFoundError(f"{path}: cannot read the SLURM options file ({exc}); write one as described in "
-                                "helpers/experiments/cluster.py, or pass slurm=None for the defaults") from None
+        raise FileNotFoundError(
+            f"{path}: cannot read the SLURM options file ({exc}); write one as described in "
+            "helpers/experiments/cluster.py, or pass slurm=None for the defaults"
+        ) from None
     if path.suffix.lower() in (".yaml", ".yml"):
         import yaml
 
@@ -141,8 +174,10 @@ def read_slurm_options(path: str | Path) -> SlurmOptions:
         try:
             values = json.loads(text) if text.strip() else {}
         except json.JSONDecodeError as exc:
-            raise ValueError(f"{path} line {exc.lineno}, column {exc.colno}: not valid JSON ({exc.msg}); JSON has "
-                             "no comments or trailing commas, and strings take double quotes") from None
+            raise ValueError(
+                f"{path} line {exc.lineno}, column {exc.colno}: not valid JSON ({exc.msg}); JSON has "
+                "no comments or trailing commas, and strings take double quotes"
+            ) from None
     return slurm_options_from_mapping(values, str(path))
 
 
@@ -160,8 +195,12 @@ def slurm_options(value: SlurmOptions | dict | str | Path | None) -> SlurmOption
 def queued_jobs() -> dict[str, tuple[str, str]]:
     """This user's jobs in the queue (array tasks one by one): job id -> (job name, state), from ``squeue``."""
     try:
-        out = subprocess.run(["squeue", "-h", "-r", "-u", getpass.getuser(), "-o", "%i|%j|%T"], capture_output=True,
-                             text=True, timeout=60)
+        out = subprocess.run(
+            ["squeue", "-h", "-r", "-u", getpass.getuser(), "-o", "%i|%j|%T"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise RuntimeError(f"squeue failed ({exc}). {NO_SLURM_FIX}") from None
     if out.returncode != 0:
@@ -204,9 +243,11 @@ def job_error_report(exception: BaseException | None, state: str | None) -> dict
     ended without a result (cancelled, time limit without requeue, node failure).
     """
     if exception is None:
-        return {"type": "JobEndedWithoutRun",
-                "message": f"the job ended ({state or 'state unknown'}) without error but the run folder is not finished",
-                "traceback": ""}
+        return {
+            "type": "JobEndedWithoutRun",
+            "message": f"the job ended ({state or 'state unknown'}) without error but the run folder is not finished",
+            "traceback": "",
+        }
     text = str(exception)
     if type(exception).__name__ == "FailedJobError" and "-" * 22 in text:
         trace = text.split("-" * 22)[1].strip("-\n")
@@ -215,11 +256,17 @@ def job_error_report(exception: BaseException | None, state: str | None) -> dict
         kind, sep, message = last.partition(": ")
         if not sep or " " in kind.strip():
             kind, message = "FailedJobError", last
-        return {"type": kind.strip().rsplit(".", 1)[-1], "message": message.strip(),
-                "traceback": "\n".join(lines[-TRACEBACK_TAIL_LINES:])}
+        return {
+            "type": kind.strip().rsplit(".", 1)[-1],
+            "message": message.strip(),
+            "traceback": "\n".join(lines[-TRACEBACK_TAIL_LINES:]),
+        }
     lines = text.splitlines()
-    return {"type": type(exception).__name__, "message": lines[0] if lines else text,
-            "traceback": "\n".join(lines[1:][-TRACEBACK_TAIL_LINES:])}
+    return {
+        "type": type(exception).__name__,
+        "message": lines[0] if lines else text,
+        "traceback": "\n".join(lines[1:][-TRACEBACK_TAIL_LINES:]),
+    }
 
 
 def require_slurm() -> None:

@@ -1,6 +1,7 @@
 """Validating annotations against their recordings (:func:`validate_annotations`): every problem at once,
 each naming the annotation file, the line and the fix (see :mod:`helpers.data.annotations`).
 """
+
 from __future__ import annotations
 
 import math
@@ -53,8 +54,10 @@ class AnnotationReport(ValidationReport):
     def format(self, max_lines: int | None = None) -> str:
         """A summary line (files, selections, errors, warnings), then one line per problem."""
         files = self.table["source_file"].nunique() if len(self.table) else 0
-        head = (f"annotations ({files} file(s), {len(self.table)} selection(s) kept, "
-                f"{len(self.excluded)} excluded): {len(self.errors)} error(s), {len(self.warnings)} warning(s)")
+        head = (
+            f"annotations ({files} file(s), {len(self.table)} selection(s) kept, "
+            f"{len(self.excluded)} excluded): {len(self.errors)} error(s), {len(self.warnings)} warning(s)"
+        )
         return "\n".join([head, *problem_lines(self.errors, self.warnings, max_lines)])
 
 
@@ -65,8 +68,13 @@ def _inspect(recording: str) -> dict:
         info = sf.info(recording)
     except (sf.LibsndfileError, RuntimeError, OSError, TypeError) as exc:
         return {"recording": recording, "error": str(exc).strip() or type(exc).__name__}
-    out = {"recording": recording, "sample_rate": int(info.samplerate), "channels": int(info.channels),
-           "frames": int(info.frames), "error": None}
+    out = {
+        "recording": recording,
+        "sample_rate": int(info.samplerate),
+        "channels": int(info.channels),
+        "frames": int(info.frames),
+        "error": None,
+    }
     out["duration"] = info.frames / info.samplerate if info.samplerate else 0.0
     if info.frames <= 0:
         out["error"] = "it holds no samples"
@@ -85,8 +93,17 @@ class _Checks:
         recordings = sorted({r for r in self.table["recording"] if isinstance(r, str) and r and os.path.isfile(r)})
         self.info = {r: _inspect(r) for r in recordings}
 
-    def add(self, severity: str, kind: str, file: str, line: int | None, message: str, fix: str,
-            recording_name: str | None, fault_lines: Iterable[int] = ()) -> None:
+    def add(
+        self,
+        severity: str,
+        kind: str,
+        file: str,
+        line: int | None,
+        message: str,
+        fix: str,
+        recording_name: str | None,
+        fault_lines: Iterable[int] = (),
+    ) -> None:
         self.problems.append(Problem(severity, kind, file, line, message, fix, None, recording_name))
         for ln in fault_lines:
             self.faults.setdefault((file, int(ln)), []).append((kind, message))
@@ -110,15 +127,28 @@ class _Checks:
         for (file, name, path), lines in groups.items():
             where = lines_text(lines)
             if path is None:
-                self.add("error", "unknown_recording", file, lines[0],
-                         f"recording '{name}' was not found ({where}; {self._looked_where(name)}).",
-                         "put it under the audio folder (any subfolder), give the folder holding it as the audio "
-                         "folder (--audio DIR; audio_root= in Python), or name it (recording= in Python).",
-                         name, lines)
+                self.add(
+                    "error",
+                    "unknown_recording",
+                    file,
+                    lines[0],
+                    f"recording '{name}' was not found ({where}; {self._looked_where(name)}).",
+                    "put it under the audio folder (any subfolder), give the folder holding it as the audio "
+                    "folder (--audio DIR; audio_root= in Python), or name it (recording= in Python).",
+                    name,
+                    lines,
+                )
             else:
-                self.add("error", "unreadable_audio", file, lines[0],
-                         f"recording {path} cannot be read ({self.info[path]['error']}; {where}).",
-                         "replace it with a valid WAV/FLAC/MP3/OGG file.", name, lines)
+                self.add(
+                    "error",
+                    "unreadable_audio",
+                    file,
+                    lines[0],
+                    f"recording {path} cannot be read ({self.info[path]['error']}; {where}).",
+                    "replace it with a valid WAV/FLAC/MP3/OGG file.",
+                    name,
+                    lines,
+                )
 
     def _looked_where(self, name: str) -> str:
         base = basename(name)
@@ -133,22 +163,52 @@ class _Checks:
             name = str(r.recording_name)
             if math.isnan(r.begin) or math.isnan(r.end):
                 if all(kind != "bad_time" for kind, _ in self.faults.get(key, [])):  # not reported when read
-                    self.add("error", "bad_time", r.source_file, key[1], "the begin or end time is missing.",
-                             "write both times in seconds, or delete the row.", name, [key[1]])
+                    self.add(
+                        "error",
+                        "bad_time",
+                        r.source_file,
+                        key[1],
+                        "the begin or end time is missing.",
+                        "write both times in seconds, or delete the row.",
+                        name,
+                        [key[1]],
+                    )
             elif r.begin < 0 or r.end < 0:
-                self.add("error", "negative_time", r.source_file, key[1],
-                         f"a time is negative ({r.begin:g} to {r.end:g} s).",
-                         "times count from the recording's start: correct them, or delete the row.", name, [key[1]])
+                self.add(
+                    "error",
+                    "negative_time",
+                    r.source_file,
+                    key[1],
+                    f"a time is negative ({r.begin:g} to {r.end:g} s).",
+                    "times count from the recording's start: correct them, or delete the row.",
+                    name,
+                    [key[1]],
+                )
             elif r.end <= r.begin:
                 what = "equals" if r.end == r.begin else "is before"
-                self.add("error", "end_before_begin", r.source_file, key[1],
-                         f"the end ({r.end:g} s) {what} the begin ({r.begin:g} s).",
-                         "swap or correct the times (a selection needs a length), or delete the row.", name, [key[1]])
+                self.add(
+                    "error",
+                    "end_before_begin",
+                    r.source_file,
+                    key[1],
+                    f"the end ({r.end:g} s) {what} the begin ({r.begin:g} s).",
+                    "swap or correct the times (a selection needs a length), or delete the row.",
+                    name,
+                    [key[1]],
+                )
             else:
                 self._past_end(r, name)
             if not str(r.label).strip():
-                self.add("error", "empty_label", r.source_file, key[1], f"the selection at {r.begin:g} s has no label.",
-                         "write its label, or delete the row.", name, [key[1]])
+                self.add(
+                    "error",
+                    "empty_label",
+                    r.source_file,
+                    key[1],
+                    f"the selection at {r.begin:g} s has no label.",
+                    "write its label, or delete the row.",
+                    name,
+                    [key[1]],
+                )
 
     def _past_end(self, r: Any, name: str) -> None:
         info = self.info.get(r.recording) if isinstance(r.recording, str) else None
@@ -156,11 +216,17 @@ class _Checks:
             return
         duration = info["duration"]
         if r.end > duration + self.tolerance:
-            self.add("error", "past_end", r.source_file, int(r.source_line),
-                     f"the selection {r.begin:g}-{r.end:g} s ends past the end of {Path(r.recording).name} "
-                     f"({duration:.3f} s).",
-                     "check that the row belongs to this recording (and the File Offset), or correct its times.",
-                     name, [int(r.source_line)])
+            self.add(
+                "error",
+                "past_end",
+                r.source_file,
+                int(r.source_line),
+                f"the selection {r.begin:g}-{r.end:g} s ends past the end of {Path(r.recording).name} "
+                f"({duration:.3f} s).",
+                "check that the row belongs to this recording (and the File Offset), or correct its times.",
+                name,
+                [int(r.source_line)],
+            )
 
     # -- warnings
 
@@ -170,9 +236,15 @@ class _Checks:
         unsure = t[t["label"] == UNCERTAIN_LABEL]
         for file, g in unsure.groupby("source_file", sort=False):
             lines = [int(x) for x in g["source_line"]]
-            self.add("warning", "uncertain_label", file, lines[0],
-                     f"{len(lines)} selection(s) labelled '?' ({lines_text(lines)}); '?' would become a class "
-                     "of its own.", "relabel them, or exclude them before building a corpus.", None)
+            self.add(
+                "warning",
+                "uncertain_label",
+                file,
+                lines[0],
+                f"{len(lines)} selection(s) labelled '?' ({lines_text(lines)}); '?' would become a class of its own.",
+                "relabel them, or exclude them before building a corpus.",
+                None,
+            )
         spellings: dict[str, dict[str, int]] = {}
         for label in t["label"]:
             spellings.setdefault(str(label).casefold(), {}).setdefault(str(label), 0)
@@ -183,10 +255,16 @@ class _Checks:
             common = max(variants, key=lambda v: (variants[v], v))
             for variant in sorted(v for v in variants if v != common):
                 first = t[t["label"] == variant].iloc[0]
-                self.add("warning", "label_case", first["source_file"], int(first["source_line"]),
-                         f"label {variant!r} ({variants[variant]} row(s)) differs from {common!r} "
-                         f"({variants[common]} row(s)) only in case; they would be two classes.",
-                         "write one spelling everywhere.", str(first["recording_name"]))
+                self.add(
+                    "warning",
+                    "label_case",
+                    first["source_file"],
+                    int(first["source_line"]),
+                    f"label {variant!r} ({variants[variant]} row(s)) differs from {common!r} "
+                    f"({variants[common]} row(s)) only in case; they would be two classes.",
+                    "write one spelling everywhere.",
+                    str(first["recording_name"]),
+                )
 
     def overlaps(self) -> None:
         """Overlapping selections of different labels, and the same selection read twice, per recording."""
@@ -203,18 +281,31 @@ class _Checks:
                 active.append(r)
 
     def _pair(self, a: Any, r: Any) -> None:
-        """Warn about ``r`` overlapping ``a`` (an earlier row of the same recording) with another label, or repeating it."""
+        """Warn about ``r`` overlapping ``a`` (an earlier row of the same recording) with another label, or
+        repeating it."""
         other = f"{a.source_file} line {a.source_line}"
         name = str(r.recording_name)
         if a.label != r.label:
-            self.add("warning", "overlap", r.source_file, int(r.source_line),
-                     f"the selection {r.begin:g}-{r.end:g} s ({r.label!r}) overlaps {other} "
-                     f"({a.begin:g}-{a.end:g} s, {a.label!r}) in recording '{name}'.",
-                     "nothing if both calls are real (a clip may then hold both); otherwise correct one of them.", name)
+            self.add(
+                "warning",
+                "overlap",
+                r.source_file,
+                int(r.source_line),
+                f"the selection {r.begin:g}-{r.end:g} s ({r.label!r}) overlaps {other} "
+                f"({a.begin:g}-{a.end:g} s, {a.label!r}) in recording '{name}'.",
+                "nothing if both calls are real (a clip may then hold both); otherwise correct one of them.",
+                name,
+            )
         elif abs(a.begin - r.begin) <= SAME_TIME and abs(a.end - r.end) <= SAME_TIME:
-            self.add("warning", "duplicate_annotation", r.source_file, int(r.source_line),
-                     f"the selection {r.begin:g}-{r.end:g} s ({r.label!r}) is also at {other}; it would count twice.",
-                     "read only one version of each table, or delete one of the rows.", name)
+            self.add(
+                "warning",
+                "duplicate_annotation",
+                r.source_file,
+                int(r.source_line),
+                f"the selection {r.begin:g}-{r.end:g} s ({r.label!r}) is also at {other}; it would count twice.",
+                "read only one version of each table, or delete one of the rows.",
+                name,
+            )
 
     def sample_rates(self) -> None:
         """A warning for each recording whose rate differs from the most common one."""
@@ -230,11 +321,17 @@ class _Checks:
             if rate == common:
                 continue
             first = t[t["recording"] == rec].iloc[0]
-            self.add("warning", "mixed_sample_rate", first["source_file"], int(first["source_line"]),
-                     f"recording {Path(rec).name} is sampled at {rate} Hz while {counts[common]} of the "
-                     f"{len(rates)} recordings are at {common} Hz; every clip will be resampled to the model's "
-                     f"rate ({self.model_rate} Hz) when read, so this only costs time.",
-                     "nothing; or resample the recordings to one rate beforehand.", str(first["recording_name"]))
+            self.add(
+                "warning",
+                "mixed_sample_rate",
+                first["source_file"],
+                int(first["source_line"]),
+                f"recording {Path(rec).name} is sampled at {rate} Hz while {counts[common]} of the "
+                f"{len(rates)} recordings are at {common} Hz; every clip will be resampled to the model's "
+                f"rate ({self.model_rate} Hz) when read, so this only costs time.",
+                "nothing; or resample the recordings to one rate beforehand.",
+                str(first["recording_name"]),
+            )
 
 
 def validate_annotations(
@@ -270,8 +367,12 @@ def validate_annotations(
     checks.sample_rates()
     checks.problems.sort(key=lambda p: (p.severity != "error", p.file, p.line or 0))
     root = aset.audio_root or (Path(aset.table["source_file"].iloc[0]).parent if len(aset.table) else Path("."))
-    report = AnnotationReport(root=root, problems=checks.problems, table=aset.table,
-                              recordings=pd.DataFrame(list(checks.info.values()), columns=RECORDING_COLUMNS))
+    report = AnnotationReport(
+        root=root,
+        problems=checks.problems,
+        table=aset.table,
+        recordings=pd.DataFrame(list(checks.info.values()), columns=RECORDING_COLUMNS),
+    )
     if on_error == "exclude":
         report.table, report.excluded = _exclude(aset.table, checks)
     if on_error == "raise" and report.errors:
@@ -283,14 +384,28 @@ def _exclude(table: pd.DataFrame, checks: _Checks) -> tuple[pd.DataFrame, pd.Dat
     """The rows without errors, and the list of what was left out (faulty rows, then files that gave no row)."""
     keys = list(zip(table["source_file"], table["source_line"].astype(int)))
     keep = [k not in checks.faults for k in keys]
-    excluded = [{"source_file": f, "source_line": ln, "recording_name": name, "label": label,
-                 "reason": " ".join(dict.fromkeys(msg for _, msg in checks.faults[(f, ln)]))}
-                for (f, ln), name, label, good in zip(keys, table["recording_name"], table["label"], keep) if not good]
+    excluded = [
+        {
+            "source_file": f,
+            "source_line": ln,
+            "recording_name": name,
+            "label": label,
+            "reason": " ".join(dict.fromkeys(msg for _, msg in checks.faults[(f, ln)])),
+        }
+        for (f, ln), name, label, good in zip(keys, table["recording_name"], table["label"], keep)
+        if not good
+    ]
     files_with_rows = set(table["source_file"])
     for p in checks.problems:
         if p.severity == "error" and p.file not in files_with_rows:
             files_with_rows.add(p.file)  # one entry per file
-            excluded.append({"source_file": p.file, "source_line": None, "recording_name": None, "label": None,
-                             "reason": f"no row read: {p.message}"})
-    return (table.loc[keep].reset_index(drop=True),
-            pd.DataFrame(excluded, columns=EXCLUDED_COLUMNS))
+            excluded.append(
+                {
+                    "source_file": p.file,
+                    "source_line": None,
+                    "recording_name": None,
+                    "label": None,
+                    "reason": f"no row read: {p.message}",
+                }
+            )
+    return (table.loc[keep].reset_index(drop=True), pd.DataFrame(excluded, columns=EXCLUDED_COLUMNS))

@@ -1,6 +1,7 @@
 """Finding the recordings annotation files name: by file name under the audio root (recursively, exact
 name before case-insensitive), as written, beside the table, or by the table's own name.
 """
+
 from __future__ import annotations
 
 import os

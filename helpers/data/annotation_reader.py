@@ -1,6 +1,7 @@
 """What reading annotation files collects (rows, problems, notes), and the choices shared by every
 format: the label column and the recording of a table.
 """
+
 from __future__ import annotations
 
 import os
@@ -25,8 +26,12 @@ class Reader:
     :class:`helpers.data.annotation_formats.FormatReader` adds the file formats.
     """
 
-    def __init__(self, audio_root: Path | None, label_column: str | None,
-                 recording: str | Path | Mapping[str | Path, str | Path] | None):
+    def __init__(
+        self,
+        audio_root: Path | None,
+        label_column: str | None,
+        recording: str | Path | Mapping[str | Path, str | Path] | None,
+    ):
         self.audio_root = audio_root
         self.label_column = label_column
         self.recording = recording
@@ -41,8 +46,17 @@ class Reader:
 
     # -- reporting helpers
 
-    def problem(self, severity: str, kind: str, source: str, line: int | None, message: str, fix: str,
-                recording_name: str | None = None, lines: list[int] | None = None) -> None:
+    def problem(
+        self,
+        severity: str,
+        kind: str,
+        source: str,
+        line: int | None,
+        message: str,
+        fix: str,
+        recording_name: str | None = None,
+        lines: list[int] | None = None,
+    ) -> None:
         """Record a problem; for an error, mark ``lines`` (default ``[line]``) of ``source`` faulty."""
         self.problems.append(Problem(severity, kind, source, line, message, fix, None, recording_name))
         if severity == "error":
@@ -66,24 +80,36 @@ class Reader:
                 self._note_label(table, header[i], "as asked")
                 return i
             if default is None or norm_name(default) not in by_norm:
-                self.problem("error", "no_label_column", table.source, table.header_line,
-                             f"has no column {self.label_column!r} (label_column); its columns are {shown}.",
-                             "name one of those columns as the label column (--label-column NAME; label_column= in Python), "
-                             "or add the column to the table.")
+                self.problem(
+                    "error",
+                    "no_label_column",
+                    table.source,
+                    table.header_line,
+                    f"has no column {self.label_column!r} (label_column); its columns are {shown}.",
+                    "name one of those columns as the label column (--label-column NAME; label_column= in Python), "
+                    "or add the column to the table.",
+                )
                 return None
         candidates = ([default] if default else []) + list(LABEL_COLUMN_CANDIDATES)
         present = [c for c in candidates if norm_name(c) in by_norm]
         if not present:
-            self.problem("error", "no_label_column", table.source, table.header_line,
-                         f"has none of the usual label columns ({', '.join(candidates)}); its columns are {shown}.",
-                         "name the column holding the labels (--label-column NAME; label_column= in Python), or rename it to "
-                         f"'{candidates[0]}'.")
+            self.problem(
+                "error",
+                "no_label_column",
+                table.source,
+                table.header_line,
+                f"has none of the usual label columns ({', '.join(candidates)}); its columns are {shown}.",
+                "name the column holding the labels (--label-column NAME; label_column= in Python), or rename it to "
+                f"'{candidates[0]}'.",
+            )
             return None
         i = by_norm[norm_name(present[0])]
         others = [header[by_norm[norm_name(c)]] for c in present[1:]]
         how = f"first of {', '.join(candidates)}"
         if others:
-            how += f"; also present: {', '.join(others)} (--label-column NAME, label_column= in Python, uses one of them)"
+            how += (
+                f"; also present: {', '.join(others)} (--label-column NAME, label_column= in Python, uses one of them)"
+            )
         self._note_label(table, header[i], how)
         return i
 
@@ -121,12 +147,17 @@ class Reader:
         return None, stems[0]
 
     def _ambiguous(self, source: str, name: str, candidates: list[Path], lines: list[int]) -> None:
-        self.problem("error", "ambiguous_recording", source, lines[0] if lines else None,
-                     f"recording '{name}' ({lines_text(lines)}) matches several files: "
-                     f"{', '.join(map(str, candidates[:5]))}.",
-                     "give an audio folder holding only one of them (--audio DIR; audio_root= in Python), name the "
-                     "recording (recording= in Python), or rename the others.",
-                     name, lines)
+        self.problem(
+            "error",
+            "ambiguous_recording",
+            source,
+            lines[0] if lines else None,
+            f"recording '{name}' ({lines_text(lines)}) matches several files: {', '.join(map(str, candidates[:5]))}.",
+            "give an audio folder holding only one of them (--audio DIR; audio_root= in Python), name the "
+            "recording (recording= in Python), or rename the others.",
+            name,
+            lines,
+        )
 
     def _resolve_rows(self, table: RawTable, records: list[dict]) -> None:
         """Fill ``recording`` of rows that name their recording (``recording_name`` set)."""
@@ -141,10 +172,15 @@ class Reader:
                 self._ambiguous(table.source, name, candidates, [r["source_line"] for r in rows])
 
     def _check_width(self, table: RawTable, line: int, cells: list[str]) -> None:
-        if len(cells) > len(table.header) and any(c.strip() for c in cells[len(table.header):]):
-            self.problem("warning", "extra_fields", table.source, line,
-                         f"has {len(cells)} fields but the header {len(table.header)}; the extra ones are ignored.",
-                         "quote fields that contain the delimiter, or remove the stray delimiters.")
+        if len(cells) > len(table.header) and any(c.strip() for c in cells[len(table.header) :]):
+            self.problem(
+                "warning",
+                "extra_fields",
+                table.source,
+                line,
+                f"has {len(cells)} fields but the header {len(table.header)}; the extra ones are ignored.",
+                "quote fields that contain the delimiter, or remove the stray delimiters.",
+            )
 
     # -- result
 
@@ -158,14 +194,39 @@ class Reader:
         table["recording"] = table["recording"].astype(object).where(table["recording"].notna(), None)
         if self.dropped:
             self.notes.append(f"{len(self.dropped)} duplicate view row(s) of Raven selections merged (see dropped).")
-        return AnnotationSet(table=table, problems=self.problems, row_errors=self.row_errors,
-                             label_columns=self.label_columns, formats=self.formats,
-                             dropped=pd.DataFrame(self.dropped, columns=EXCLUDED_COLUMNS), notes=self.notes,
-                             audio_root=self.audio_root)
+        return AnnotationSet(
+            table=table,
+            problems=self.problems,
+            row_errors=self.row_errors,
+            label_columns=self.label_columns,
+            formats=self.formats,
+            dropped=pd.DataFrame(self.dropped, columns=EXCLUDED_COLUMNS),
+            notes=self.notes,
+            audio_root=self.audio_root,
+        )
 
 
-def new_record(recording_name: str | None, begin: float, end: float, label: str, low: float, high: float,
-               source: str, line: int, extra: dict[str, str]) -> dict:
+def new_record(
+    recording_name: str | None,
+    begin: float,
+    end: float,
+    label: str,
+    low: float,
+    high: float,
+    source: str,
+    line: int,
+    extra: dict[str, str],
+) -> dict:
     """A row of the table as the format readers build it (``recording`` is filled in afterwards)."""
-    return {"recording": None, "recording_name": recording_name, "begin": begin, "end": end, "label": label,
-            "low_freq": low, "high_freq": high, "source_file": source, "source_line": line, "extra": extra}
+    return {
+        "recording": None,
+        "recording_name": recording_name,
+        "begin": begin,
+        "end": end,
+        "label": label,
+        "low_freq": low,
+        "high_freq": high,
+        "source_file": source,
+        "source_line": line,
+        "extra": extra,
+    }

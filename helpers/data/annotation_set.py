@@ -3,6 +3,7 @@
 The columns and their meaning are described in :mod:`helpers.data.annotations`, the public entry
 (:func:`helpers.data.annotations.read_annotations` fills an :class:`AnnotationSet`).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -13,8 +14,17 @@ import pandas as pd
 from helpers.data.corpus import Problem
 
 #: The columns every annotation table has (types and units: :mod:`helpers.data.annotations`).
-CORE_COLUMNS = ["recording", "recording_name", "begin", "end", "label", "low_freq", "high_freq",
-                "source_file", "source_line"]
+CORE_COLUMNS = [
+    "recording",
+    "recording_name",
+    "begin",
+    "end",
+    "label",
+    "low_freq",
+    "high_freq",
+    "source_file",
+    "source_line",
+]
 #: Columns of :attr:`AnnotationSet.table`, in order: the core columns plus ``extra`` (a dict per row).
 TABLE_COLUMNS = CORE_COLUMNS + ["extra"]
 #: Columns of :attr:`AnnotationReport.excluded` and :attr:`AnnotationSet.dropped`.
@@ -58,9 +68,11 @@ class AnnotationSet:
         """Wrap a table with (at least) :data:`CORE_COLUMNS`, e.g. one edited by hand, for validation."""
         missing = [c for c in CORE_COLUMNS if c not in table.columns]
         if missing:
-            raise ValueError(f"the annotation table lacks the column(s) {', '.join(missing)} "
-                             f"(it has {', '.join(map(str, table.columns))}); read the files with "
-                             "read_annotations or add those columns.")
+            raise ValueError(
+                f"the annotation table lacks the column(s) {', '.join(missing)} "
+                f"(it has {', '.join(map(str, table.columns))}); read the files with "
+                "read_annotations or add those columns."
+            )
         t = table.reset_index(drop=True).copy()
         if "extra" not in t.columns:
             t["extra"] = [{} for _ in range(len(t))]
@@ -83,8 +95,14 @@ class AnnotationSet:
             return pd.DataFrame(columns=["recording_name", "recording", "selections", "source_files"])
         rows = []
         for (name, rec), g in t.groupby([t["recording_name"].fillna(""), t["recording"].fillna("")], sort=True):
-            rows.append({"recording_name": name, "recording": rec or None, "selections": len(g),
-                         "source_files": "; ".join(dict.fromkeys(g["source_file"]))})
+            rows.append(
+                {
+                    "recording_name": name,
+                    "recording": rec or None,
+                    "selections": len(g),
+                    "source_files": "; ".join(dict.fromkeys(g["source_file"])),
+                }
+            )
         return pd.DataFrame(rows)
 
     def extra_frame(self) -> pd.DataFrame:

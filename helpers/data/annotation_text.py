@@ -1,6 +1,7 @@
 """Annotation files as text: decoding (UTF-8 / UTF-16 BOM / Windows-1252 fallback), the delimiter, the
 rows and cells, numbers written in them, and names and line numbers as shown in messages.
 """
+
 from __future__ import annotations
 
 import csv

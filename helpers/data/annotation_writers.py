@@ -13,6 +13,7 @@ Every file is written atomically (:func:`helpers.core.fileio.atomic_write`): a c
 file or none, never a half-written one. Tab-separated formats have no quoting, so a label or path
 holding a tab or a line break is refused (ValueError naming the row).
 """
+
 from __future__ import annotations
 
 import csv
@@ -25,12 +26,17 @@ import pandas as pd
 from helpers.core.fileio import atomic_write
 from helpers.data.annotation_checks import DEFAULT_TOLERANCE
 
-__all__ = ["DEFAULT_HIGH_FREQ", "RAVEN_COLUMNS", "write_audacity_labels", "write_combined_raven_table",
-           "write_events_csv", "write_raven_table"]
+__all__ = [
+    "DEFAULT_HIGH_FREQ",
+    "RAVEN_COLUMNS",
+    "write_audacity_labels",
+    "write_combined_raven_table",
+    "write_events_csv",
+    "write_raven_table",
+]
 
 #: The measurement columns of a Raven Pro selection table, in Raven's order.
-RAVEN_COLUMNS = ["Selection", "View", "Channel", "Begin Time (s)", "End Time (s)", "Low Freq (Hz)",
-                 "High Freq (Hz)"]
+RAVEN_COLUMNS = ["Selection", "View", "Channel", "Begin Time (s)", "End Time (s)", "Low Freq (Hz)", "High Freq (Hz)"]
 #: Hz: the default top of a selection's frequency box, the Nyquist frequency of 44.1 kHz audio; pass
 #: half your recordings' sample rate (or a call's band) instead.
 DEFAULT_HIGH_FREQ = 22050.0
@@ -56,25 +62,31 @@ def _events(events: pd.DataFrame, needed: tuple[str, ...], what: str) -> pd.Data
     sorted into writing order."""
     missing = [c for c in needed if c not in events.columns]
     if missing:
-        raise ValueError(f"{what}: the events table lacks the column(s) {', '.join(missing)} (it has "
-                         f"{', '.join(map(str, events.columns))}); name them recording, begin, end, label.")
+        raise ValueError(
+            f"{what}: the events table lacks the column(s) {', '.join(missing)} (it has "
+            f"{', '.join(map(str, events.columns))}); name them recording, begin, end, label."
+        )
     t = events.copy()
     for col in ("begin", "end"):
         t[col] = pd.to_numeric(t[col], errors="coerce").astype(float)
     bad = ~((t["begin"] >= 0) & (t["end"] >= t["begin"]))  # NaN compares False, so it is caught too
     if bad.any():
         index = _row(bad[bad].index[0])
-        raise ValueError(f"{what}: events row {index!r} has begin {_row(events.at[index, 'begin'])!r} and end "
-                         f"{_row(events.at[index, 'end'])!r} ({int(bad.sum())} such row(s)); times must be seconds "
-                         "with 0 <= begin <= end.")
+        raise ValueError(
+            f"{what}: events row {index!r} has begin {_row(events.at[index, 'begin'])!r} and end "
+            f"{_row(events.at[index, 'end'])!r} ({int(bad.sum())} such row(s)); times must be seconds "
+            "with 0 <= begin <= end."
+        )
     texts = ["label"] + (["recording"] if "recording" in t.columns else [])
     for col in texts:
         t[col] = t[col].astype(str)
         broken = t[col].str.contains(r"[\t\r\n]", regex=True)
         if broken.any():
             index = _row(broken[broken].index[0])
-            raise ValueError(f"{what}: events row {index!r} has a tab or line break in its {col} "
-                             f"({t.at[index, col]!r}); these formats cannot hold one: replace it by a space.")
+            raise ValueError(
+                f"{what}: events row {index!r} has a tab or line break in its {col} "
+                f"({t.at[index, col]!r}); these formats cannot hold one: replace it by a space."
+            )
     keys = (["recording"] if "recording" in t.columns else []) + ["begin", "end"]
     return t.sort_values(keys, kind="stable")
 
@@ -95,9 +107,11 @@ def _band(row: Mapping, low: float, high: float) -> tuple[str, str]:
 def _single_recording(t: pd.DataFrame, path: str | Path, what: str) -> None:
     if "recording" in t.columns and t["recording"].nunique() > 1:
         names = sorted(t["recording"].unique())
-        raise ValueError(f"{what} {path}: the events come from {len(names)} recordings ({', '.join(names[:5])}"
-                         f"{'...' if len(names) > 5 else ''}) but this file holds one; write one file per "
-                         "recording (events[events.recording == r]) or use write_combined_raven_table.")
+        raise ValueError(
+            f"{what} {path}: the events come from {len(names)} recordings ({', '.join(names[:5])}"
+            f"{'...' if len(names) > 5 else ''}) but this file holds one; write one file per "
+            "recording (events[events.recording == r]) or use write_combined_raven_table."
+        )
 
 
 def _write_tsv(path: str | Path, header: list[str], rows: list[list[str]]) -> None:
@@ -106,8 +120,13 @@ def _write_tsv(path: str | Path, header: list[str], rows: list[list[str]]) -> No
         f.write("\n".join(lines) + "\n")
 
 
-def write_raven_table(events: pd.DataFrame, path: str | Path, low_freq: float = 0.0,
-                      high_freq: float = DEFAULT_HIGH_FREQ, label_column: str = "Label") -> None:
+def write_raven_table(
+    events: pd.DataFrame,
+    path: str | Path,
+    low_freq: float = 0.0,
+    high_freq: float = DEFAULT_HIGH_FREQ,
+    label_column: str = "Label",
+) -> None:
     """Write a single-file Raven Pro selection table (tab-separated ``.txt``) for one recording.
 
     Columns: :data:`RAVEN_COLUMNS` (``Selection`` numbered from 1 in time order, ``View``
@@ -127,14 +146,30 @@ def write_raven_table(events: pd.DataFrame, path: str | Path, low_freq: float = 
     """
     t = _events(events, ("begin", "end", "label"), "write_raven_table")
     _single_recording(t, path, "write_raven_table")
-    rows = [[str(i), _VIEW, str(_CHANNEL), _time(r["begin"]), _time(r["end"]), *_band(r, low_freq, high_freq),
-             r["label"], _score(r)] for i, r in enumerate(_rows(t), start=1)]
+    rows = [
+        [
+            str(i),
+            _VIEW,
+            str(_CHANNEL),
+            _time(r["begin"]),
+            _time(r["end"]),
+            *_band(r, low_freq, high_freq),
+            r["label"],
+            _score(r),
+        ]
+        for i, r in enumerate(_rows(t), start=1)
+    ]
     _write_tsv(path, RAVEN_COLUMNS + [label_column, "Score"], rows)
 
 
-def write_combined_raven_table(events: pd.DataFrame, recordings: Mapping[str, tuple[str | Path, float]],
-                               path: str | Path, low_freq: float = 0.0, high_freq: float = DEFAULT_HIGH_FREQ,
-                               label_column: str = "Label") -> None:
+def write_combined_raven_table(
+    events: pd.DataFrame,
+    recordings: Mapping[str, tuple[str | Path, float]],
+    path: str | Path,
+    low_freq: float = 0.0,
+    high_freq: float = DEFAULT_HIGH_FREQ,
+    label_column: str = "Label",
+) -> None:
     """Write one multi-file Raven Pro selection table for the events of many recordings.
 
     In a Raven multi-file session the recordings play one after the other, so ``Begin Time (s)`` /
@@ -165,27 +200,44 @@ def write_combined_raven_table(events: pd.DataFrame, recordings: Mapping[str, tu
         total += float(duration)
     unknown = sorted(set(t["recording"]) - set(starts))
     if unknown:
-        raise ValueError(f"{what}: events of recording(s) {', '.join(unknown[:5])} that are not in recordings= "
-                         f"({len(starts)} given); add them (path and duration) in their place in the session.")
+        raise ValueError(
+            f"{what}: events of recording(s) {', '.join(unknown[:5])} that are not in recordings= "
+            f"({len(starts)} given); add them (path and duration) in their place in the session."
+        )
     info = {str(k): v for k, v in recordings.items()}
     durations = t["recording"].map({k: float(v[1]) for k, v in info.items()})
     past = t["end"] > durations + DEFAULT_TOLERANCE
     if past.any():
         index = _row(past[past].index[0])
-        raise ValueError(f"{what}: events row {index!r} ends at {t.at[index, 'end']:g} s, past the end of "
-                         f"{t.at[index, 'recording']} ({durations[index]:g} s); check the duration in "
-                         "recordings= or the row.")
+        raise ValueError(
+            f"{what}: events row {index!r} ends at {t.at[index, 'end']:g} s, past the end of "
+            f"{t.at[index, 'recording']} ({durations[index]:g} s); check the duration in "
+            "recordings= or the row."
+        )
     t["session"] = t["recording"].map(starts)
     t = t.sort_values(["session", "begin", "end"], kind="stable")
     rows = []
     for i, r in enumerate(_rows(t), start=1):
         begin_path = str(info[r["recording"]][0])
         if any(ch in begin_path for ch in "\t\r\n"):
-            raise ValueError(f"{what}: the path {begin_path!r} of {r['recording']} has a tab or line break; "
-                             "rename the file.")
+            raise ValueError(
+                f"{what}: the path {begin_path!r} of {r['recording']} has a tab or line break; rename the file."
+            )
         session_begin = r["session"] + r["begin"]
-        rows.append([str(i), _VIEW, str(_CHANNEL), _time(session_begin), _time(session_begin + r["end"] - r["begin"]),
-                     *_band(r, low_freq, high_freq), begin_path, _time(r["begin"]), r["label"], _score(r)])
+        rows.append(
+            [
+                str(i),
+                _VIEW,
+                str(_CHANNEL),
+                _time(session_begin),
+                _time(session_begin + r["end"] - r["begin"]),
+                *_band(r, low_freq, high_freq),
+                begin_path,
+                _time(r["begin"]),
+                r["label"],
+                _score(r),
+            ]
+        )
     _write_tsv(path, RAVEN_COLUMNS + ["Begin Path", "File Offset (s)", label_column, "Score"], rows)
 
 
@@ -223,8 +275,11 @@ def write_events_csv(events: pd.DataFrame, path: str | Path) -> None:
     """
     t = _events(events, ("recording", "begin", "end", "label"), "write_events_csv")
     band = "low_freq" in t.columns or "high_freq" in t.columns
-    header = ["file", "begin", "end", "label"] + (["score"] if "score" in t.columns else []) + (
-        ["low_freq", "high_freq"] if band else [])
+    header = (
+        ["file", "begin", "end", "label"]
+        + (["score"] if "score" in t.columns else [])
+        + (["low_freq", "high_freq"] if band else [])
+    )
 
     def freq(value: object) -> str:
         return "" if value is None or pd.isna(value) else f"{float(value):.1f}"

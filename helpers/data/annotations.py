@@ -74,6 +74,7 @@ The parts: :mod:`helpers.data.annotation_set` (:class:`AnnotationSet` and its co
 (the Raven, Audacity and CSV readers) and :mod:`helpers.data.annotation_checks`
 (:func:`validate_annotations`). Every public name is importable from here.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
@@ -92,9 +93,23 @@ from helpers.data.annotation_lookup import AUDIO_EXTENSIONS
 from helpers.data.annotation_reader import LABEL_COLUMN_CANDIDATES
 from helpers.data.annotation_set import CORE_COLUMNS, EXCLUDED_COLUMNS, TABLE_COLUMNS, AnnotationSet, RowKey
 
-__all__ = ["ANNOTATION_EXTENSIONS", "AUDIO_EXTENSIONS", "CORE_COLUMNS", "DEFAULT_TOLERANCE", "EXCLUDED_COLUMNS",
-           "LABEL_COLUMN_CANDIDATES", "RECORDING_COLUMNS", "TABLE_COLUMNS", "UNCERTAIN_LABEL", "AnnotationError",
-           "AnnotationReport", "AnnotationSet", "RowKey", "read_annotations", "validate_annotations"]
+__all__ = [
+    "ANNOTATION_EXTENSIONS",
+    "AUDIO_EXTENSIONS",
+    "CORE_COLUMNS",
+    "DEFAULT_TOLERANCE",
+    "EXCLUDED_COLUMNS",
+    "LABEL_COLUMN_CANDIDATES",
+    "RECORDING_COLUMNS",
+    "TABLE_COLUMNS",
+    "UNCERTAIN_LABEL",
+    "AnnotationError",
+    "AnnotationReport",
+    "AnnotationSet",
+    "RowKey",
+    "read_annotations",
+    "validate_annotations",
+]
 
 #: File extensions read when a folder is passed to :func:`read_annotations`.
 ANNOTATION_EXTENSIONS = (".txt", ".csv", ".tsv")

@@ -4,6 +4,7 @@ Everything downstream (features, models) sees mono float32 waveforms at one of t
 sample rates, padded with zeros at the end (or truncated) to a fixed clip length, as the authors'
 code does (docs/reference.md §2). Resampling uses soxr's high-quality mode, which is deterministic.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -74,18 +75,22 @@ def audio_info(path: str | Path) -> dict:
         with _open_binary(path) as fh:
             declared = _wav_declared_frames(fh)
     except PermissionError:
-        raise AudioError(f"{path}: permission denied; make the file readable (chmod a+r) or run as a user who "
-                         "may read it.") from None
+        raise AudioError(
+            f"{path}: permission denied; make the file readable (chmod a+r) or run as a user who may read it."
+        ) from None
     except FileNotFoundError:
         raise AudioError(f"{path}: no such file; it was moved or deleted since it was listed.") from None
     except OSError as exc:
-        raise AudioError(f"{path}: cannot be opened ({exc.strerror or exc}); check the disk or the network "
-                         "share it is on.") from None
+        raise AudioError(
+            f"{path}: cannot be opened ({exc.strerror or exc}); check the disk or the network share it is on."
+        ) from None
     try:
         info = sf.info(str(path))
     except (sf.LibsndfileError, RuntimeError, OSError) as exc:
-        raise AudioError(f"{path}: cannot be read as audio ({str(exc).splitlines()[0]}); replace the file with a "
-                         "valid WAV/FLAC/OGG/MP3.") from exc
+        raise AudioError(
+            f"{path}: cannot be read as audio ({str(exc).splitlines()[0]}); replace the file with a "
+            "valid WAV/FLAC/OGG/MP3."
+        ) from exc
     return {
         "samplerate": int(info.samplerate),
         "channels": int(info.channels),
@@ -103,7 +108,9 @@ def read_audio(path: str | Path) -> tuple[np.ndarray, int]:
     try:
         data, sr = sf.read(str(path), dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError) as exc:
-        raise AudioError(f"{path}: cannot be read as audio ({exc}); replace the file with a valid WAV/FLAC/OGG.") from exc
+        raise AudioError(
+            f"{path}: cannot be read as audio ({exc}); replace the file with a valid WAV/FLAC/OGG."
+        ) from exc
     return data, int(sr)
 
 

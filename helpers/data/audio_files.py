@@ -13,6 +13,7 @@ recording by name) finds them here, so a format one of them reads the others rea
   (default: the list's own folder). The list is read, not the disk walked; a listed file that is
   missing is a problem row naming the list's line, and the others go on.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -22,8 +23,7 @@ from typing import Sequence
 import pandas as pd
 
 #: File extensions read as audio (lower case).
-AUDIO_EXTENSIONS = (".wav", ".flac", ".mp3", ".ogg", ".opus", ".aif", ".aiff", ".aifc", ".w64", ".rf64",
-                    ".caf", ".au")
+AUDIO_EXTENSIONS = (".wav", ".flac", ".mp3", ".ogg", ".opus", ".aif", ".aiff", ".aifc", ".w64", ".rf64", ".caf", ".au")
 
 
 def is_audio_file(path: str | Path) -> bool:
@@ -48,8 +48,10 @@ def _check_names(files: list[tuple[Path, str]]) -> None:
     names: dict[str, Path] = {}
     for path, name in files:
         if name in names and names[name] != path:
-            raise ValueError(f"{names[name]} and {path} would both be written as {name}; give them distinct relative "
-                             "paths, scan them into two output folders, or pass their common parent folder.")
+            raise ValueError(
+                f"{names[name]} and {path} would both be written as {name}; give them distinct relative "
+                "paths, scan them into two output folders, or pass their common parent folder."
+            )
         names[name] = path
 
 
@@ -67,17 +69,23 @@ def find_audio_files(inputs: Sequence[str | Path]) -> FoundAudio:
                 if is_audio_file(f):
                     found.files.append((f, f.relative_to(p).as_posix()))
                 else:
-                    found.skipped.append((f, f"not an audio file: its extension {f.suffix or '(none)'} is not one of "
-                                             f"{' '.join(AUDIO_EXTENSIONS)}; rename it if it is audio"))
+                    found.skipped.append(
+                        (
+                            f,
+                            f"not an audio file: its extension {f.suffix or '(none)'} is not one of "
+                            f"{' '.join(AUDIO_EXTENSIONS)}; rename it if it is audio",
+                        )
+                    )
         elif p.is_file():
             found.files.append((p, p.name))
         else:
             raise FileNotFoundError(f"{p}: no such file or folder; pass audio files or folders holding them.")
     _check_names(found.files)
     if not found.files:
-        raise FileNotFoundError(f"no audio files ({', '.join(AUDIO_EXTENSIONS)}) in {[str(i) for i in inputs]}"
-                                + (f"; {len(found.skipped)} other file(s) passed over, e.g. {found.skipped[0][0]}"
-                                   if found.skipped else ""))
+        raise FileNotFoundError(
+            f"no audio files ({', '.join(AUDIO_EXTENSIONS)}) in {[str(i) for i in inputs]}"
+            + (f"; {len(found.skipped)} other file(s) passed over, e.g. {found.skipped[0][0]}" if found.skipped else "")
+        )
     return found
 
 
@@ -90,25 +98,37 @@ def read_file_list(list_path: str | Path, root: str | Path | None = None) -> Fou
     try:
         text = list_path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        raise ValueError(f"{list_path}: cannot read the file list ({exc}); give a text file of paths, one per line, "
-                         "or a CSV with a path column") from None
+        raise ValueError(
+            f"{list_path}: cannot read the file list ({exc}); give a text file of paths, one per line, "
+            "or a CSV with a path column"
+        ) from None
     entries: list[tuple[int, str]] = []
     if list_path.suffix.lower() == ".csv":
         table = pd.read_csv(list_path, dtype=str, keep_default_na=False)
         if "path" not in table.columns:
-            raise ValueError(f"{list_path}: a CSV file list needs a 'path' column (it has "
-                             f"{', '.join(table.columns) or 'none'}); rename the column of the recordings' paths")
+            raise ValueError(
+                f"{list_path}: a CSV file list needs a 'path' column (it has "
+                f"{', '.join(table.columns) or 'none'}); rename the column of the recordings' paths"
+            )
         entries = [(i + 2, v.strip()) for i, v in enumerate(table["path"]) if v.strip()]
     else:
-        entries = [(i + 1, line.strip()) for i, line in enumerate(text.splitlines())
-                   if line.strip() and not line.lstrip().startswith("#")]
+        entries = [
+            (i + 1, line.strip())
+            for i, line in enumerate(text.splitlines())
+            if line.strip() and not line.lstrip().startswith("#")
+        ]
     found = FoundAudio()
     for line, value in entries:
         written = Path(value)
         path = written if written.is_absolute() else base / written
         if not path.is_file():
-            found.skipped.append((path, f"{list_path} line {line}: {value} not found under {base}; correct the path "
-                                        "or the list's root (--root)"))
+            found.skipped.append(
+                (
+                    path,
+                    f"{list_path} line {line}: {value} not found under {base}; correct the path "
+                    "or the list's root (--root)",
+                )
+            )
             continue
         try:
             name = path.relative_to(base).as_posix() if written.is_absolute() else written.as_posix()

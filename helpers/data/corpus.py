@@ -20,6 +20,7 @@ wav file in no label file (ignored), more than one channel (averaged to mono), s
 differ across files (each file resampled to the rate the features ask for), clips longer than the
 clip length (the end is cut off).
 """
+
 from __future__ import annotations
 
 import csv
@@ -44,8 +45,15 @@ SPLITS = ("train", "devel", "test")
 UNKNOWN_LABEL = "?"
 #: Columns of the tidy corpus table, in order.
 TABLE_COLUMNS = [
-    "split", "filename", "path", "label", "class_index",
-    "duration", "sample_rate", "channels", "sha256",
+    "split",
+    "filename",
+    "path",
+    "label",
+    "class_index",
+    "duration",
+    "sample_rate",
+    "channels",
+    "sha256",
 ]
 
 
@@ -143,10 +151,12 @@ def _grouped_line(kind: str, found: list[Problem]) -> str:
         low, high = min(values), max(values)
         span = f"{low:.2f} s" if round(low, 2) == round(high, 2) else f"{low:.2f}-{high:.2f} s"
         limit = re.search(r"clip length ([0-9.]+ s)", found[0].message)
-        return (f"{head}: they last {span}, longer than the clip length{' ' + limit.group(1) if limit else ''}; "
-                "their ends will be cut off. Fix: set the "
-                f"clip length to {high:.2f} s (TrainConfig clip_seconds={high:.2f}, a parameter of 03_train; "
-                f"python -m helpers validate DIR --clip-seconds {high:.2f}), or cut the files into clips yourself.")
+        return (
+            f"{head}: they last {span}, longer than the clip length{' ' + limit.group(1) if limit else ''}; "
+            "their ends will be cut off. Fix: set the "
+            f"clip length to {high:.2f} s (TrainConfig clip_seconds={high:.2f}, a parameter of 03_train; "
+            f"python -m helpers validate DIR --clip-seconds {high:.2f}), or cut the files into clips yourself."
+        )
     first = found[0]
     return f"{head}; the first: {first.message} Fix: {first.fix}"
 
@@ -224,36 +234,65 @@ def _read_label_file(root: Path, split: str, problems: list[Problem]) -> list[_R
     path = root / rel
     if not path.exists():
         if split == "test":
-            problems.append(Problem("warning", "missing_label_file", rel, None,
-                                    "no test label file; the corpus has no test split.",
-                                    "add lab/test.csv (header filename,label; labels may be '?') if you have test clips."))
+            problems.append(
+                Problem(
+                    "warning",
+                    "missing_label_file",
+                    rel,
+                    None,
+                    "no test label file; the corpus has no test split.",
+                    "add lab/test.csv (header filename,label; labels may be '?') if you have test clips.",
+                )
+            )
         else:
-            problems.append(Problem("error", "missing_label_file", rel, None,
-                                    f"the {split} label file is missing.",
-                                    f"create {rel} with the header 'filename,label' and one row per clip."))
+            problems.append(
+                Problem(
+                    "error",
+                    "missing_label_file",
+                    rel,
+                    None,
+                    f"the {split} label file is missing.",
+                    f"create {rel} with the header 'filename,label' and one row per clip.",
+                )
+            )
         return []
     rows: list[_Row] = []
     try:
         text = path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as exc:
-        problems.append(Problem("error", "bad_label_file", rel, None, f"is not UTF-8 text ({exc}).",
-                                "save the file as UTF-8 CSV."))
+        problems.append(
+            Problem("error", "bad_label_file", rel, None, f"is not UTF-8 text ({exc}).", "save the file as UTF-8 CSV.")
+        )
         return []
     reader = csv.reader(io.StringIO(text))
     header = next(reader, None)
     if header is None or [h.strip() for h in header] != ["filename", "label"]:
-        problems.append(Problem("error", "bad_header", rel, 1,
-                                f"header is {header!r}, expected 'filename,label'.",
-                                "make the first line exactly: filename,label"))
+        problems.append(
+            Problem(
+                "error",
+                "bad_header",
+                rel,
+                1,
+                f"header is {header!r}, expected 'filename,label'.",
+                "make the first line exactly: filename,label",
+            )
+        )
         return []
     for row in reader:
         line = reader.line_num
         if not row or all(not c.strip() for c in row):
             continue  # blank lines carry nothing; csv writers often add one at the end
         if len(row) != 2:
-            problems.append(Problem("error", "bad_row", rel, line,
-                                    f"has {len(row)} fields {row!r}, expected 2 (filename,label).",
-                                    "write one 'filename,label' pair per line; quote names that contain commas."))
+            problems.append(
+                Problem(
+                    "error",
+                    "bad_row",
+                    rel,
+                    line,
+                    f"has {len(row)} fields {row!r}, expected 2 (filename,label).",
+                    "write one 'filename,label' pair per line; quote names that contain commas.",
+                )
+            )
             continue
         rows.append(_Row(split, line, row[0].strip(), row[1].strip()))
     return rows
@@ -273,8 +312,8 @@ def _wav_data_shortfall(raw: bytes) -> int:
     fmt = "<I" if raw[:4] == b"RIFF" else ">I"
     pos = 12
     while pos + 8 <= len(raw):
-        cid = raw[pos:pos + 4]
-        (size,) = struct.unpack(fmt, raw[pos + 4:pos + 8])
+        cid = raw[pos : pos + 4]
+        (size,) = struct.unpack(fmt, raw[pos + 4 : pos + 8])
         if cid == b"data":
             if size == 0xFFFFFFFF:  # streaming writers leave the size unknown
                 return 0
@@ -296,8 +335,12 @@ def _inspect_audio(path: Path) -> dict:
     except (sf.LibsndfileError, RuntimeError, TypeError) as exc:
         out["error"] = str(exc)
         return out
-    out.update(sample_rate=int(sr), channels=int(data.shape[1]), frames=int(data.shape[0]),
-               finite=bool(np.isfinite(data).all()))
+    out.update(
+        sample_rate=int(sr),
+        channels=int(data.shape[1]),
+        frames=int(data.shape[0]),
+        finite=bool(np.isfinite(data).all()),
+    )
     return out
 
 
@@ -312,8 +355,9 @@ def _inspect_all(paths: list[Path], workers: int) -> list[dict]:
 # --- the reader -------------------------------------------------------------------------------
 
 
-def validate_corpus(root: str | Path, classes: list[str] | None = None,
-                    clip_seconds: float = CLIP_SECONDS, workers: int | None = None) -> ValidationReport:
+def validate_corpus(
+    root: str | Path, classes: list[str] | None = None, clip_seconds: float = CLIP_SECONDS, workers: int | None = None
+) -> ValidationReport:
     """Validate a corpus folder and return the report (never raises for problems in the data)."""
     return _scan(Path(root), classes, clip_seconds, workers)[0]
 
@@ -355,17 +399,27 @@ def read_corpus(
         reasons.setdefault((p.split, p.filename), []).append(p.message)
     keep = [(s, f) not in bad_rows for s, f in zip(table["split"], table["filename"])]
     excluded = pd.DataFrame(
-        [{"split": s, "filename": f, "line": lines.get((s, f)), "reason": " ".join(reasons[(s, f)])}
-         for s, f in sorted(bad_rows, key=lambda k: (SPLITS.index(k[0]), lines.get(k) or 0))],
-        columns=["split", "filename", "line", "reason"])
+        [
+            {"split": s, "filename": f, "line": lines.get((s, f)), "reason": " ".join(reasons[(s, f)])}
+            for s, f in sorted(bad_rows, key=lambda k: (SPLITS.index(k[0]), lines.get(k) or 0))
+        ],
+        columns=["split", "filename", "line", "reason"],
+    )
     table = table.loc[keep].drop(columns="line").reset_index(drop=True)
     table["class_index"] = table["class_index"].astype(np.int64)
-    return Corpus(root=root, name=name or root.resolve().name, table=table, classes=class_list,
-                  report=report, excluded=excluded.reset_index(drop=True))
+    return Corpus(
+        root=root,
+        name=name or root.resolve().name,
+        table=table,
+        classes=class_list,
+        report=report,
+        excluded=excluded.reset_index(drop=True),
+    )
 
 
-def _scan(root: Path, classes: list[str] | None, clip_seconds: float,
-          workers: int | None) -> tuple[ValidationReport, list[dict], list[str], dict]:
+def _scan(
+    root: Path, classes: list[str] | None, clip_seconds: float, workers: int | None
+) -> tuple[ValidationReport, list[dict], list[str], dict]:
     """Validate the corpus at ``root``, reading every label file and every referenced audio file once.
 
     Returns ``(report, records, class_list, lines)``: the report with every problem (errors first,
@@ -377,13 +431,29 @@ def _scan(root: Path, classes: list[str] | None, clip_seconds: float,
     report = ValidationReport(root=root)
     problems = report.problems
     if not root.is_dir():
-        problems.append(Problem("error", "missing_corpus", str(root), None, "the corpus folder does not exist.",
-                                "build a corpus (python -m helpers corpus demo --out DIR) or pass the right folder."))
+        problems.append(
+            Problem(
+                "error",
+                "missing_corpus",
+                str(root),
+                None,
+                "the corpus folder does not exist.",
+                "build a corpus (python -m helpers corpus demo --out DIR) or pass the right folder.",
+            )
+        )
         return report, [], [], {}
     wav_dir = root / "wav"
     if not wav_dir.is_dir():
-        problems.append(Problem("error", "missing_wav_dir", "wav", None, "the wav/ folder is missing.",
-                                "put the audio files in ROOT/wav/."))
+        problems.append(
+            Problem(
+                "error",
+                "missing_wav_dir",
+                "wav",
+                None,
+                "the wav/ folder is missing.",
+                "put the audio files in ROOT/wav/.",
+            )
+        )
     rows = [r for split in SPLITS for r in _read_label_file(root, split, problems)]
     duplicate_lines = _check_duplicates(rows, problems)
     class_list = _class_list(rows, classes)
@@ -413,10 +483,18 @@ def _check_duplicates(rows: list[_Row], problems: list[Problem]) -> set[tuple[st
             continue
         if r.filename in first_seen:
             f = first_seen[r.filename]
-            problems.append(Problem("error", "duplicate_row", f"lab/{r.split}.csv", r.line,
-                                    f"'{r.filename}' is listed again (first at lab/{f.split}.csv line {f.line}).",
-                                    "keep one row per file; a clip belongs to exactly one split.",
-                                    r.split, r.filename))
+            problems.append(
+                Problem(
+                    "error",
+                    "duplicate_row",
+                    f"lab/{r.split}.csv",
+                    r.line,
+                    f"'{r.filename}' is listed again (first at lab/{f.split}.csv line {f.line}).",
+                    "keep one row per file; a clip belongs to exactly one split.",
+                    r.split,
+                    r.filename,
+                )
+            )
             duplicate_lines.add((r.split, r.line))
         else:
             first_seen[r.filename] = r
@@ -430,8 +508,9 @@ def _class_list(rows: list[_Row], classes: list[str] | None) -> list[str]:
     return list(classes)
 
 
-def _check_rows(rows: list[_Row], duplicate_lines: set[tuple[str, int]], class_list: list[str],
-                problems: list[Problem]) -> list[_Row]:
+def _check_rows(
+    rows: list[_Row], duplicate_lines: set[tuple[str, int]], class_list: list[str], problems: list[Problem]
+) -> list[_Row]:
     """Check each row's filename and label; return the rows whose audio is to be read.
 
     A repeated row (``duplicate_lines``) and a row without a filename are not read; a row with a
@@ -444,8 +523,18 @@ def _check_rows(rows: list[_Row], duplicate_lines: set[tuple[str, int]], class_l
         if (r.split, r.line) in duplicate_lines:
             continue
         if not r.filename:
-            problems.append(Problem("error", "empty_filename", f"lab/{r.split}.csv", r.line, "the filename is empty.",
-                                    "write the wav file's name in the first column.", r.split, None))
+            problems.append(
+                Problem(
+                    "error",
+                    "empty_filename",
+                    f"lab/{r.split}.csv",
+                    r.line,
+                    "the filename is empty.",
+                    "write the wav file's name in the first column.",
+                    r.split,
+                    None,
+                )
+            )
             continue
         problem = _label_problem(r, class_index, shown)
         if problem is not None:
@@ -461,23 +550,49 @@ def _label_problem(r: _Row, class_index: dict[str, int], shown: str) -> Problem 
     """
     rel = f"lab/{r.split}.csv"
     if not r.label:
-        return Problem("error", "empty_label", rel, r.line, f"'{r.filename}' has an empty label.",
-                       f"write one of: {shown}" + (" (or '?' in test)" if r.split == "test" else "") + ".",
-                       r.split, r.filename)
+        return Problem(
+            "error",
+            "empty_label",
+            rel,
+            r.line,
+            f"'{r.filename}' has an empty label.",
+            f"write one of: {shown}" + (" (or '?' in test)" if r.split == "test" else "") + ".",
+            r.split,
+            r.filename,
+        )
     if r.label == UNKNOWN_LABEL and r.split != "test":
-        return Problem("error", "unknown_outside_test", rel, r.line,
-                       f"'{r.filename}' has label '?' but '?' (hidden label) is only allowed in test.",
-                       f"give the clip its class ({shown}) or move it to lab/test.csv.", r.split, r.filename)
+        return Problem(
+            "error",
+            "unknown_outside_test",
+            rel,
+            r.line,
+            f"'{r.filename}' has label '?' but '?' (hidden label) is only allowed in test.",
+            f"give the clip its class ({shown}) or move it to lab/test.csv.",
+            r.split,
+            r.filename,
+        )
     if r.label != UNKNOWN_LABEL and r.label not in class_index:
-        return Problem("error", "unknown_label", rel, r.line,
-                       f"label '{r.label}' of '{r.filename}' is not one of {shown}.",
-                       "correct the spelling, or add training clips of this class to lab/train.csv.",
-                       r.split, r.filename)
+        return Problem(
+            "error",
+            "unknown_label",
+            rel,
+            r.line,
+            f"label '{r.label}' of '{r.filename}' is not one of {shown}.",
+            "correct the spelling, or add training clips of this class to lab/train.csv.",
+            r.split,
+            r.filename,
+        )
     return None
 
 
-def _check_audio(candidates: list[_Row], wav_dir: Path, class_list: list[str], clip_seconds: float,
-                 workers: int | None, problems: list[Problem]) -> list[dict]:
+def _check_audio(
+    candidates: list[_Row],
+    wav_dir: Path,
+    class_list: list[str],
+    clip_seconds: float,
+    workers: int | None,
+    problems: list[Problem],
+) -> list[dict]:
     """Read every candidate's file once (checksum, header, samples), report its problems, make its record.
 
     Returns one record per row whose file exists and decodes (see :func:`_scan`), in row order.
@@ -493,12 +608,20 @@ def _check_audio(candidates: list[_Row], wav_dir: Path, class_list: list[str], c
             continue
         duration = info["frames"] / info["sample_rate"]  # seconds
         problems.extend(_audio_problems(r, info, duration, clip_seconds))
-        records.append({
-            "split": r.split, "filename": r.filename, "path": str(path), "label": r.label,
-            "class_index": class_index.get(r.label, -1), "duration": duration,
-            "sample_rate": info["sample_rate"], "channels": info["channels"], "sha256": info["sha256"],
-            "line": r.line,
-        })
+        records.append(
+            {
+                "split": r.split,
+                "filename": r.filename,
+                "path": str(path),
+                "label": r.label,
+                "class_index": class_index.get(r.label, -1),
+                "duration": duration,
+                "sample_rate": info["sample_rate"],
+                "channels": info["channels"],
+                "sha256": info["sha256"],
+                "line": r.line,
+            }
+        )
     return records
 
 
@@ -509,12 +632,27 @@ def _unusable_audio(r: _Row, info: dict) -> Problem | None:
     """
     rel_lab, rel_wav = f"lab/{r.split}.csv", f"wav/{r.filename}"
     if not info["exists"]:
-        return Problem("error", "missing_wav", rel_lab, r.line, f"'{rel_wav}' does not exist.",
-                       "add the file to wav/ or delete this row.", r.split, r.filename)
+        return Problem(
+            "error",
+            "missing_wav",
+            rel_lab,
+            r.line,
+            f"'{rel_wav}' does not exist.",
+            "add the file to wav/ or delete this row.",
+            r.split,
+            r.filename,
+        )
     if "error" in info:
-        return Problem("error", "unreadable_audio", rel_wav, None,
-                       f"cannot be decoded ({info['error']}); listed at {rel_lab} line {r.line}.",
-                       "replace it with a valid WAV/FLAC/OGG file or delete the row.", r.split, r.filename)
+        return Problem(
+            "error",
+            "unreadable_audio",
+            rel_wav,
+            None,
+            f"cannot be decoded ({info['error']}); listed at {rel_lab} line {r.line}.",
+            "replace it with a valid WAV/FLAC/OGG file or delete the row.",
+            r.split,
+            r.filename,
+        )
     return None
 
 
@@ -525,26 +663,73 @@ def _audio_problems(r: _Row, info: dict, duration: float, clip_seconds: float) -
     where = f"listed at {rel_lab} line {r.line}"
     found = []
     if info["shortfall"] > 0:
-        found.append(Problem("error", "truncated_audio", rel_wav, None,
-                             f"is truncated: its header declares {info['shortfall']} more bytes of audio than "
-                             f"the file holds ({where}).", "download or copy the file again.", r.split, r.filename))
+        found.append(
+            Problem(
+                "error",
+                "truncated_audio",
+                rel_wav,
+                None,
+                f"is truncated: its header declares {info['shortfall']} more bytes of audio than "
+                f"the file holds ({where}).",
+                "download or copy the file again.",
+                r.split,
+                r.filename,
+            )
+        )
     if info["frames"] == 0:
-        found.append(Problem("error", "empty_audio", rel_wav, None, f"holds no samples ({where}).",
-                             "replace it with the real recording or delete the row.", r.split, r.filename))
+        found.append(
+            Problem(
+                "error",
+                "empty_audio",
+                rel_wav,
+                None,
+                f"holds no samples ({where}).",
+                "replace it with the real recording or delete the row.",
+                r.split,
+                r.filename,
+            )
+        )
     if not info["finite"]:
-        found.append(Problem("error", "nonfinite_audio", rel_wav, None, f"contains NaN or Inf samples ({where}).",
-                             "re-export the recording as integer PCM or clean the samples.", r.split, r.filename))
+        found.append(
+            Problem(
+                "error",
+                "nonfinite_audio",
+                rel_wav,
+                None,
+                f"contains NaN or Inf samples ({where}).",
+                "re-export the recording as integer PCM or clean the samples.",
+                r.split,
+                r.filename,
+            )
+        )
     if info["channels"] > 1:
-        found.append(Problem("warning", "multichannel", rel_wav, None,
-                             f"has {info['channels']} channels; they will be averaged to mono.",
-                             "nothing, unless one channel should be chosen: then export that channel.",
-                             r.split, r.filename))
+        found.append(
+            Problem(
+                "warning",
+                "multichannel",
+                rel_wav,
+                None,
+                f"has {info['channels']} channels; they will be averaged to mono.",
+                "nothing, unless one channel should be chosen: then export that channel.",
+                r.split,
+                r.filename,
+            )
+        )
     if duration > clip_seconds + 1e-9:
-        found.append(Problem("warning", "too_long", rel_wav, None,
-                             f"lasts {duration:.2f} s, longer than the clip length {clip_seconds:.2f} s; "
-                             "the end will be cut off.",
-                             f"set the clip length to {duration:.2f} s (TrainConfig clip_seconds) if the whole clip "
-                             "matters, or cut the file into clips yourself.", r.split, r.filename, value=duration))
+        found.append(
+            Problem(
+                "warning",
+                "too_long",
+                rel_wav,
+                None,
+                f"lasts {duration:.2f} s, longer than the clip length {clip_seconds:.2f} s; the end will be cut off.",
+                f"set the clip length to {duration:.2f} s (TrainConfig clip_seconds) if the whole clip "
+                "matters, or cut the file into clips yourself.",
+                r.split,
+                r.filename,
+                value=duration,
+            )
+        )
     return found
 
 
@@ -556,11 +741,18 @@ def _warn_mixed_rates(records: list[dict], problems: list[Problem]) -> None:
     common = int(rates.mode().iloc[0])
     for rec in records:
         if rec["sample_rate"] != common:
-            problems.append(Problem("warning", "mixed_sample_rate", f"wav/{rec['filename']}", None,
-                                    f"is sampled at {rec['sample_rate']} Hz while most files are at {common} Hz; "
-                                    "it will be resampled.",
-                                    "nothing; resample the corpus beforehand to avoid the work at every run.",
-                                    rec["split"], rec["filename"]))
+            problems.append(
+                Problem(
+                    "warning",
+                    "mixed_sample_rate",
+                    f"wav/{rec['filename']}",
+                    None,
+                    f"is sampled at {rec['sample_rate']} Hz while most files are at {common} Hz; it will be resampled.",
+                    "nothing; resample the corpus beforehand to avoid the work at every run.",
+                    rec["split"],
+                    rec["filename"],
+                )
+            )
 
 
 def _warn_orphans(wav_dir: Path, rows: list[_Row], problems: list[Problem]) -> None:
@@ -570,9 +762,16 @@ def _warn_orphans(wav_dir: Path, rows: list[_Row], problems: list[Problem]) -> N
     listed = {r.filename for r in rows}
     for f in sorted(os.listdir(wav_dir)):
         if f.lower().endswith(".wav") and f not in listed:
-            problems.append(Problem("warning", "orphan_wav", f"wav/{f}", None,
-                                    "is in no label file and will be ignored.",
-                                    "add a row for it to lab/<split>.csv if it belongs to the corpus."))
+            problems.append(
+                Problem(
+                    "warning",
+                    "orphan_wav",
+                    f"wav/{f}",
+                    None,
+                    "is in no label file and will be ignored.",
+                    "add a row for it to lab/<split>.csv if it belongs to the corpus.",
+                )
+            )
 
 
 def write_broken_copy(table: pd.DataFrame, dest: str | Path, per_split: int = 3) -> Path:

@@ -54,6 +54,7 @@ checks are in :mod:`helpers.data.cut_input`, the clips of each recording (rules 
 :mod:`helpers.data.cut_plan`, the splits and the background draw (rules 3, 4) in
 :mod:`helpers.data.cut_splits`. Every public name is importable from here.
 """
+
 from __future__ import annotations
 
 import json
@@ -82,9 +83,22 @@ from helpers.data.cut_input import (
 from helpers.data.cut_plan import END_TOLERANCE_SECONDS, Clip, Recording, call_windows, plan_recordings
 from helpers.data.cut_splits import SPLITS, assign_splits, split_clips
 
-__all__ = ["CUT_VERSION", "DEFAULT_BACKGROUND_PER_CALL", "DEFAULT_MARGIN_SECONDS", "END_TOLERANCE_SECONDS",
-           "MANIFEST_COLUMNS", "OPTIONAL_COLUMNS", "REQUIRED_COLUMNS", "SKIPPED_COLUMNS", "SPLITS", "CutError",
-           "CutSummary", "assign_splits", "call_windows", "cut_corpus"]
+__all__ = [
+    "CUT_VERSION",
+    "DEFAULT_BACKGROUND_PER_CALL",
+    "DEFAULT_MARGIN_SECONDS",
+    "END_TOLERANCE_SECONDS",
+    "MANIFEST_COLUMNS",
+    "OPTIONAL_COLUMNS",
+    "REQUIRED_COLUMNS",
+    "SKIPPED_COLUMNS",
+    "SPLITS",
+    "CutError",
+    "CutSummary",
+    "assign_splits",
+    "call_windows",
+    "cut_corpus",
+]
 
 CUT_VERSION = 1
 #: Default distance (s) between a background clip and any selection: annotators' boundaries are
@@ -96,9 +110,25 @@ DEFAULT_BACKGROUND_PER_CALL = 1.0
 _READ_PAD_SECONDS = 0.05
 #: Manifest columns, in order.
 MANIFEST_COLUMNS = [
-    "filename", "split", "label", "kind", "recording", "group", "offset_s", "duration_s",
-    "source_file", "source_line", "begin_s", "end_s", "low_freq", "high_freq", "part", "parts",
-    "other_labels", "source_sample_rate", "source_channels",
+    "filename",
+    "split",
+    "label",
+    "kind",
+    "recording",
+    "group",
+    "offset_s",
+    "duration_s",
+    "source_file",
+    "source_line",
+    "begin_s",
+    "end_s",
+    "low_freq",
+    "high_freq",
+    "part",
+    "parts",
+    "other_labels",
+    "source_sample_rate",
+    "source_channels",
 ]
 
 
@@ -137,9 +167,11 @@ class CutSummary:
     def format(self) -> str:
         """Counts, recordings per split, skipped items and warnings, in words."""
         n_rec = sum(len(v) for v in self.recordings.values())
-        lines = [f"{self.path}: {len(self.manifest)} clips from {n_rec} recording(s)",
-                 self.counts.to_string(),
-                 "recordings: " + ", ".join(f"{s} {len(v)}" for s, v in self.recordings.items())]
+        lines = [
+            f"{self.path}: {len(self.manifest)} clips from {n_rec} recording(s)",
+            self.counts.to_string(),
+            "recordings: " + ", ".join(f"{s} {len(v)}" for s, v in self.recordings.items()),
+        ]
         lines += [skip_line(r._asdict()) for r in self.skipped.itertuples()]
         lines += [f"warning: {w}" for w in self.warnings]
         return "\n".join(lines)
@@ -147,14 +179,23 @@ class CutSummary:
     __str__ = format
 
 
-def cut_corpus(annotations: pd.DataFrame, out_dir: str | Path, clip_seconds: float = CLIP_SECONDS,
-               sample_rate: int = SAMPLE_RATE, background_label: str = "background",
-               margin_seconds: float = DEFAULT_MARGIN_SECONDS,
-               background_per_call: float | None = DEFAULT_BACKGROUND_PER_CALL,
-               max_background: int | None = None, split: tuple[float, float, float] = (0.7, 0.15, 0.15),
-               group_by: str | None = None, seed: int = 0, overwrite: bool = False,
-               audio_dir: str | Path | None = None, channel: int | None = None,
-               progress: bool = False) -> CutSummary:
+def cut_corpus(
+    annotations: pd.DataFrame,
+    out_dir: str | Path,
+    clip_seconds: float = CLIP_SECONDS,
+    sample_rate: int = SAMPLE_RATE,
+    background_label: str = "background",
+    margin_seconds: float = DEFAULT_MARGIN_SECONDS,
+    background_per_call: float | None = DEFAULT_BACKGROUND_PER_CALL,
+    max_background: int | None = None,
+    split: tuple[float, float, float] = (0.7, 0.15, 0.15),
+    group_by: str | None = None,
+    seed: int = 0,
+    overwrite: bool = False,
+    audio_dir: str | Path | None = None,
+    channel: int | None = None,
+    progress: bool = False,
+) -> CutSummary:
     """Cut the annotated recordings into a corpus in the challenge layout at ``out_dir``.
 
     Args:
@@ -185,31 +226,52 @@ def cut_corpus(annotations: pd.DataFrame, out_dir: str | Path, clip_seconds: flo
         FileExistsError: ``out_dir`` is not empty and ``overwrite`` is false.
     """
     out_dir = Path(out_dir)
-    fractions = check_settings(clip_seconds, sample_rate, margin_seconds, background_per_call,
-                               max_background, split, channel)
+    fractions = check_settings(
+        clip_seconds, sample_rate, margin_seconds, background_per_call, max_background, split, channel
+    )
     if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())) and not overwrite:
-        raise FileExistsError(f"{out_dir} exists and is not empty; choose another folder or pass "
-                              "overwrite=True (--overwrite) to replace it.")
+        raise FileExistsError(
+            f"{out_dir} exists and is not empty; choose another folder or pass "
+            "overwrite=True (--overwrite) to replace it."
+        )
     table = normalise_table(annotations, group_by)
     skipped: list[dict] = []
     table = drop_unresolved(table, skipped)
     recordings = plan_recordings(table, clip_seconds, margin_seconds, audio_dir, channel, skipped, progress)
     if not any(r.calls for r in recordings.values()):
         raise CutError("no clip could be cut:\n" + "\n".join(skip_line(s) for s in skipped))
-    clips, warnings = split_clips(table, recordings, group_by, fractions, background_label, background_per_call,
-                                  max_background, seed)
-    settings = {"cut_version": CUT_VERSION, "clip_seconds": clip_seconds, "sample_rate": sample_rate,
-                "background_label": background_label, "margin_seconds": margin_seconds,
-                "background_per_call": background_per_call, "max_background": max_background,
-                "split": list(fractions), "group_by": group_by, "seed": seed, "channel": channel}
+    clips, warnings = split_clips(
+        table, recordings, group_by, fractions, background_label, background_per_call, max_background, seed
+    )
+    settings = {
+        "cut_version": CUT_VERSION,
+        "clip_seconds": clip_seconds,
+        "sample_rate": sample_rate,
+        "background_label": background_label,
+        "margin_seconds": margin_seconds,
+        "background_per_call": background_per_call,
+        "max_background": max_background,
+        "split": list(fractions),
+        "group_by": group_by,
+        "seed": seed,
+        "channel": channel,
+    }
     return _write_corpus(out_dir, recordings, clips, settings, skipped, warnings, channel, overwrite)
 
 
 # --- writing ----------------------------------------------------------------------------------------
 
 
-def _write_corpus(out_dir: Path, recordings: dict[str, Recording], clips: list[Clip], settings: dict,
-                  skipped: list[dict], warnings: list[str], channel: int | None, overwrite: bool) -> CutSummary:
+def _write_corpus(
+    out_dir: Path,
+    recordings: dict[str, Recording],
+    clips: list[Clip],
+    settings: dict,
+    skipped: list[dict],
+    warnings: list[str],
+    channel: int | None,
+    overwrite: bool,
+) -> CutSummary:
     """Write the clips, label files, manifest and records in a temporary folder, then move it to ``out_dir``."""
     clips = sorted(clips, key=lambda c: (c.label, c.recording, c.start, c.kind, c.part))
     out_dir.parent.mkdir(parents=True, exist_ok=True)
@@ -221,7 +283,8 @@ def _write_corpus(out_dir: Path, recordings: dict[str, Recording], clips: list[C
         manifest = _number_clips(tmp / "wav", recordings, clips, written)
         for split in SPLITS:
             manifest.loc[manifest["split"] == split, ["filename", "label"]].to_csv(
-                tmp / "lab" / f"{split}.csv", index=False)
+                tmp / "lab" / f"{split}.csv", index=False
+            )
         manifest.to_csv(tmp / "manifest.csv", index=False)
         skipped_frame = pd.DataFrame(skipped, columns=SKIPPED_COLUMNS)
         skipped_frame["source_line"] = skipped_frame["source_line"].astype("Int64")
@@ -234,8 +297,14 @@ def _write_corpus(out_dir: Path, recordings: dict[str, Recording], clips: list[C
     return summary
 
 
-def _write_clips(wav_dir: Path, recordings: dict[str, Recording], clips: list[Clip], settings: dict,
-                 channel: int | None, skipped: list[dict]) -> set[int]:
+def _write_clips(
+    wav_dir: Path,
+    recordings: dict[str, Recording],
+    clips: list[Clip],
+    settings: dict,
+    channel: int | None,
+    skipped: list[dict],
+) -> set[int]:
     """Write clip ``i`` of ``clips`` to ``wav_dir/.clip{i}.wav``, one recording open at a time.
 
     Returns the indices written; a clip that cannot be read is added to ``skipped``."""
@@ -251,17 +320,29 @@ def _write_clips(wav_dir: Path, recordings: dict[str, Recording], clips: list[Cl
                     if _write_one(f, rec, clips[i], wav_dir / f".clip{i}.wav", settings, channel, skipped):
                         written.add(i)
         except (sf.LibsndfileError, RuntimeError) as exc:
-            skipped.append(skip_entry("recording", name, "", None, f"{rec.path} could not be opened to cut its clips "
-                                      f"({exc}); none of its clips were written. Check the file."))
+            skipped.append(
+                skip_entry(
+                    "recording",
+                    name,
+                    "",
+                    None,
+                    f"{rec.path} could not be opened to cut its clips "
+                    f"({exc}); none of its clips were written. Check the file.",
+                )
+            )
     return written
 
 
-def _write_one(f: sf.SoundFile, rec: Recording, clip: Clip, path: Path, settings: dict,
-               channel: int | None, skipped: list[dict]) -> bool:
+def _write_one(
+    f: sf.SoundFile, rec: Recording, clip: Clip, path: Path, settings: dict, channel: int | None, skipped: list[dict]
+) -> bool:
     """Read, mix, resample and write one clip; on failure report it and return False."""
     target = settings["sample_rate"]
-    n_out = (int(round(settings["clip_seconds"] * target)) if clip.length == rec.length
-             else int(round(clip.length * target / rec.sample_rate)))
+    n_out = (
+        int(round(settings["clip_seconds"] * target))
+        if clip.length == rec.length
+        else int(round(clip.length * target / rec.sample_rate))
+    )
     pad = int(round(_READ_PAD_SECONDS * rec.sample_rate))
     a, b = max(0, clip.start - pad), min(rec.frames, clip.start + clip.length + pad)
     at = f"{clip.kind} clip at {clip.start / rec.sample_rate:.3f} s"
@@ -276,8 +357,15 @@ def _write_one(f: sf.SoundFile, rec: Recording, clip: Clip, path: Path, settings
         error = "contains NaN or Inf samples"
     if error is not None:
         row = clip.row or {}
-        skipped.append(skip_entry("clip", rec.name, row.get("source_file", ""), row.get("source_line"),
-                                  f"{at}: {error}; not written. Re-export the recording."))
+        skipped.append(
+            skip_entry(
+                "clip",
+                rec.name,
+                row.get("source_file", ""),
+                row.get("source_line"),
+                f"{at}: {error}; not written. Re-export the recording.",
+            )
+        )
         return False
     mono = data[:, channel] if channel is not None else to_mono(data)
     wave = resample(np.ascontiguousarray(mono), rec.sample_rate, target)
@@ -286,13 +374,20 @@ def _write_one(f: sf.SoundFile, rec: Recording, clip: Clip, path: Path, settings
     return True
 
 
-def _number_clips(wav_dir: Path, recordings: dict[str, Recording], clips: list[Clip],
-                  written: set[int]) -> pd.DataFrame:
+def _number_clips(
+    wav_dir: Path, recordings: dict[str, Recording], clips: list[Clip], written: set[int]
+) -> pd.DataFrame:
     """Rename the written clips to ``{split}_NNNNN.wav`` in ``clips`` order; return the manifest."""
     counters = dict.fromkeys(SPLITS, 0)
     rows = []
-    spans = {name: (np.array([b for b, _, _ in r.spans], dtype=np.int64), np.array([e for _, e, _ in r.spans], dtype=np.int64),
-                    np.array([lab for _, _, lab in r.spans], dtype=object)) for name, r in recordings.items()}
+    spans = {
+        name: (
+            np.array([b for b, _, _ in r.spans], dtype=np.int64),
+            np.array([e for _, e, _ in r.spans], dtype=np.int64),
+            np.array([lab for _, _, lab in r.spans], dtype=object),
+        )
+        for name, r in recordings.items()
+    }
     for i, c in enumerate(clips):
         if i not in written:
             continue
@@ -303,15 +398,29 @@ def _number_clips(wav_dir: Path, recordings: dict[str, Recording], clips: list[C
         row = c.row or {}
         bs, es, labels = spans[c.recording]
         others = sorted(set(labels[(bs < c.start + c.length) & (es > c.start)]) - {c.label})
-        rows.append({
-            "filename": filename, "split": c.split, "label": c.label, "kind": c.kind, "recording": c.recording,
-            "group": c.group, "offset_s": round(c.start / rec.sample_rate, 6),
-            "duration_s": round(c.length / rec.sample_rate, 6), "source_file": row.get("source_file", ""),
-            "source_line": row.get("source_line"), "begin_s": row.get("begin"), "end_s": row.get("end"),
-            "low_freq": row.get("low_freq"), "high_freq": row.get("high_freq"), "part": c.part, "parts": c.parts,
-            "other_labels": ";".join(others), "source_sample_rate": rec.sample_rate,
-            "source_channels": rec.channels,
-        })
+        rows.append(
+            {
+                "filename": filename,
+                "split": c.split,
+                "label": c.label,
+                "kind": c.kind,
+                "recording": c.recording,
+                "group": c.group,
+                "offset_s": round(c.start / rec.sample_rate, 6),
+                "duration_s": round(c.length / rec.sample_rate, 6),
+                "source_file": row.get("source_file", ""),
+                "source_line": row.get("source_line"),
+                "begin_s": row.get("begin"),
+                "end_s": row.get("end"),
+                "low_freq": row.get("low_freq"),
+                "high_freq": row.get("high_freq"),
+                "part": c.part,
+                "parts": c.parts,
+                "other_labels": ";".join(others),
+                "source_sample_rate": rec.sample_rate,
+                "source_channels": rec.channels,
+            }
+        )
     manifest = pd.DataFrame(rows, columns=MANIFEST_COLUMNS)
     manifest["source_line"] = manifest["source_line"].astype("Int64")
     return manifest
@@ -321,7 +430,9 @@ def _write_records(folder: Path, summary: CutSummary) -> None:
     """``corpus.json`` (settings, counts, recordings, skipped, warnings) and ``README.txt`` in ``folder``."""
     counts = summary.counts
     record = {
-        "name": summary.path.name, "generator": "helpers.data.cut.cut_corpus", "settings": summary.settings,
+        "name": summary.path.name,
+        "generator": "helpers.data.cut.cut_corpus",
+        "settings": summary.settings,
         "classes": sorted(summary.manifest["label"].unique()),
         "n_clips": {s: int(counts[s].sum()) for s in SPLITS},
         "counts": {lab: {s: int(counts.at[lab, s]) for s in SPLITS} for lab in counts.index},
@@ -332,12 +443,14 @@ def _write_records(folder: Path, summary: CutSummary) -> None:
     (folder / "corpus.json").write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
     settings = "\n".join(f"  {k}: {v}" for k, v in summary.settings.items())
     recordings = "\n".join(f"  {s}: {', '.join(names) or '(none)'}" for s, names in summary.recordings.items())
-    text = (f"Corpus cut from annotated recordings by helpers.data.cut.cut_corpus (rules: that module's docstring).\n\n"
-            f"Settings:\n{settings}\n\n{summary.format()}\n\nRecordings per split:\n{recordings}\n\n"
-            "Files: wav/{split}_NNNNN.wav (mono 16-bit PCM), lab/{split}.csv (filename,label; test labels are\n"
-            "real), manifest.csv (per clip: split, label, kind call/background, source recording and group,\n"
-            "offset_s and duration_s in the source, the annotation's source_file, source_line, begin_s, end_s,\n"
-            "part k of parts for long selections, other labels overlapping the clip), corpus.json (all of this).\n")
+    text = (
+        f"Corpus cut from annotated recordings by helpers.data.cut.cut_corpus (rules: that module's docstring).\n\n"
+        f"Settings:\n{settings}\n\n{summary.format()}\n\nRecordings per split:\n{recordings}\n\n"
+        "Files: wav/{split}_NNNNN.wav (mono 16-bit PCM), lab/{split}.csv (filename,label; test labels are\n"
+        "real), manifest.csv (per clip: split, label, kind call/background, source recording and group,\n"
+        "offset_s and duration_s in the source, the annotation's source_file, source_line, begin_s, end_s,\n"
+        "part k of parts for long selections, other labels overlapping the clip), corpus.json (all of this).\n"
+    )
     (folder / "README.txt").write_text(text, encoding="utf-8")
 
 
@@ -347,8 +460,10 @@ def _move_into_place(tmp: Path, out_dir: Path, overwrite: bool) -> None:
         if out_dir.is_dir() and not any(out_dir.iterdir()):
             out_dir.rmdir()
         elif not overwrite:
-            raise FileExistsError(f"{out_dir} was filled while the corpus was cut; the new corpus was discarded. "
-                                  "Choose another folder or pass overwrite=True.")
+            raise FileExistsError(
+                f"{out_dir} was filled while the corpus was cut; the new corpus was discarded. "
+                "Choose another folder or pass overwrite=True."
+            )
         elif out_dir.is_dir():
             shutil.rmtree(out_dir)
         else:

@@ -1,5 +1,6 @@
 """Checking what :func:`helpers.data.cut.cut_corpus` is given (settings, annotation table) and the
 records of what it skips."""
+
 from __future__ import annotations
 
 import math
@@ -19,8 +20,9 @@ class CutError(ValueError):
     """The corpus cannot be cut at all (bad settings, or no clip could be cut); the message says why."""
 
 
-def check_settings(clip_seconds, sample_rate, margin_seconds, background_per_call, max_background,
-                   split, channel) -> tuple[float, float, float]:
+def check_settings(
+    clip_seconds, sample_rate, margin_seconds, background_per_call, max_background, split, channel
+) -> tuple[float, float, float]:
     """Refuse impossible settings; return the split fractions normalised to sum 1."""
     if not clip_seconds > 0:
         raise CutError(f"clip_seconds must be positive, not {clip_seconds!r}.")
@@ -48,12 +50,16 @@ def normalise_table(annotations: pd.DataFrame, group_by: str | None) -> pd.DataF
         raise CutError(f"annotations must be a pandas DataFrame, not {type(annotations).__name__}.")
     missing = [c for c in REQUIRED_COLUMNS if c not in annotations.columns]
     if missing:
-        raise CutError(f"the annotation table lacks the column(s) {', '.join(missing)} "
-                       f"(it has {', '.join(map(str, annotations.columns))}); read it with the annotation reader "
-                       "or rename its columns to recording, begin, end, label.")
+        raise CutError(
+            f"the annotation table lacks the column(s) {', '.join(missing)} "
+            f"(it has {', '.join(map(str, annotations.columns))}); read it with the annotation reader "
+            "or rename its columns to recording, begin, end, label."
+        )
     if group_by is not None and group_by not in annotations.columns:
-        raise CutError(f"group_by names the column {group_by!r}, which the annotation table does not have "
-                       f"(it has {', '.join(map(str, annotations.columns))}).")
+        raise CutError(
+            f"group_by names the column {group_by!r}, which the annotation table does not have "
+            f"(it has {', '.join(map(str, annotations.columns))})."
+        )
     if annotations.empty:
         raise CutError("the annotation table has no rows; there is nothing to cut.")
     t = annotations.reset_index(drop=True).copy()
@@ -64,8 +70,7 @@ def normalise_table(annotations: pd.DataFrame, group_by: str | None) -> pd.DataF
     t["source_line"] = t["source_line"].where(t["source_line"].notna(), pd.Series(range(1, len(t) + 1)))
     for col in ("begin", "end", "low_freq", "high_freq"):
         t[col] = pd.to_numeric(t[col], errors="coerce")
-    t["label"] = [("" if (isinstance(x, float) and math.isnan(x)) or x is None else str(x).strip())
-                  for x in t["label"]]
+    t["label"] = [("" if (isinstance(x, float) and math.isnan(x)) or x is None else str(x).strip()) for x in t["label"]]
     return t
 
 
@@ -78,10 +83,17 @@ def drop_unresolved(table: pd.DataFrame, skipped: list[dict]) -> pd.DataFrame:
     names = lost["recording_name"] if "recording_name" in lost.columns else pd.Series("", index=lost.index)
     for name, rows in lost.groupby(names.fillna("").astype(str), sort=True):
         files = ", ".join(sorted(set(rows["source_file"])))
-        skipped.append(skip_entry("recording", name or "(unnamed)", files, None,
-                                  f"no audio file was found for the recording {name!r} named in {files}; its "
-                                  f"{len(rows)} selection(s) were not cut. Pass the folder that holds it (audio root) "
-                                  "or correct the name in the annotations."))
+        skipped.append(
+            skip_entry(
+                "recording",
+                name or "(unnamed)",
+                files,
+                None,
+                f"no audio file was found for the recording {name!r} named in {files}; its "
+                f"{len(rows)} selection(s) were not cut. Pass the folder that holds it (audio root) "
+                "or correct the name in the annotations.",
+            )
+        )
     kept = table[~missing].copy()
     kept["recording"] = kept["recording"].astype(str)
     return kept
@@ -95,8 +107,13 @@ def is_number(x) -> bool:
 
 
 def skip_entry(what: str, recording: str, source_file, source_line, reason: str) -> dict:
-    return {"what": what, "recording": recording, "source_file": source_file,
-            "source_line": int(source_line) if is_number(source_line) else source_line, "reason": reason}
+    return {
+        "what": what,
+        "recording": recording,
+        "source_file": source_file,
+        "source_line": int(source_line) if is_number(source_line) else source_line,
+        "reason": reason,
+    }
 
 
 def skip_line(s: dict) -> str:

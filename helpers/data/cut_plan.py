@@ -1,6 +1,7 @@
 """Planning the clips of each recording (:mod:`helpers.data.cut` rules 1 and 2): its header facts, the
 checks of its annotation rows, the call windows of each selection and the background windows away from them.
 """
+
 from __future__ import annotations
 
 import math
@@ -51,9 +52,15 @@ class Recording:
     seen: dict = field(default_factory=dict)  # (begin, end, label) in samples -> (source_file, source_line)
 
 
-def plan_recordings(table: pd.DataFrame, clip_seconds: float, margin_seconds: float,
-                    audio_dir: str | Path | None, channel: int | None, skipped: list[dict],
-                    progress: bool) -> dict[str, Recording]:
+def plan_recordings(
+    table: pd.DataFrame,
+    clip_seconds: float,
+    margin_seconds: float,
+    audio_dir: str | Path | None,
+    channel: int | None,
+    skipped: list[dict],
+    progress: bool,
+) -> dict[str, Recording]:
     """Open every recording's header, check its rows, plan its call clips and background windows.
 
     Recordings and rows that cannot be used are appended to ``skipped``. Returns the readable
@@ -74,8 +81,9 @@ def plan_recordings(table: pd.DataFrame, clip_seconds: float, margin_seconds: fl
     return recordings
 
 
-def _open_recording(name: str, audio_dir, channel: int | None, clip_seconds: float, rows: pd.DataFrame,
-                    skipped: list[dict]) -> Recording | None:
+def _open_recording(
+    name: str, audio_dir, channel: int | None, clip_seconds: float, rows: pd.DataFrame, skipped: list[dict]
+) -> Recording | None:
     """The recording's header facts, or None after reporting why it cannot be used."""
     path = Path(name)
     if audio_dir is not None and not path.is_absolute():
@@ -84,9 +92,11 @@ def _open_recording(name: str, audio_dir, channel: int | None, clip_seconds: flo
     what_lost = f"its {len(rows)} selection(s) from {', '.join(files)} were not cut"
     reason = None
     if not path.is_file():
-        reason = (f"{path} does not exist; {what_lost}. Fix the path in the annotations"
-                  + (" or pass the folder that holds the audio (audio_dir / --audio)." if audio_dir is None
-                     else f" or check that it is under {audio_dir}."))
+        reason = f"{path} does not exist; {what_lost}. Fix the path in the annotations" + (
+            " or pass the folder that holds the audio (audio_dir / --audio)."
+            if audio_dir is None
+            else f" or check that it is under {audio_dir}."
+        )
     else:
         try:
             info = sf.info(str(path))
@@ -96,8 +106,10 @@ def _open_recording(name: str, audio_dir, channel: int | None, clip_seconds: flo
             if info.frames <= 0:
                 reason = f"{path} holds no samples; {what_lost}. Replace the file."
             elif channel is not None and channel >= info.channels:
-                reason = (f"{path} has {info.channels} channel(s), so channel {channel} does not exist; "
-                          f"{what_lost}. Pick a channel below {info.channels} or average them (channel=None).")
+                reason = (
+                    f"{path} has {info.channels} channel(s), so channel {channel} does not exist; "
+                    f"{what_lost}. Pick a channel below {info.channels} or average them (channel=None)."
+                )
     if reason is not None:
         skipped.append(skip_entry("recording", name, ", ".join(files), None, reason))
         return None
@@ -118,8 +130,10 @@ def _plan_row(rec: Recording, row: pd.Series, skipped: list[dict]) -> None:
     elif end <= begin:
         problem = f"ends ({end:g} s) before it begins ({begin:g} s); swap or correct the times."
     elif begin >= duration or end > duration + END_TOLERANCE_SECONDS:
-        problem = (f"selection {begin:g}-{end:g} s goes past the recording's end ({duration:.3f} s); correct "
-                   "the times, or check that the row names the right recording.")
+        problem = (
+            f"selection {begin:g}-{end:g} s goes past the recording's end ({duration:.3f} s); correct "
+            "the times, or check that the row names the right recording."
+        )
     if problem is None or "past the recording's end" in problem:
         # Every selection with usable times keeps background away from it, even one that is skipped.
         b, e = int(round(max(begin, 0) * sr)), int(round(min(end, duration) * sr))
@@ -135,9 +149,16 @@ def _plan_row(rec: Recording, row: pd.Series, skipped: list[dict]) -> None:
     b, e = int(round(begin * sr)), min(frames, int(round(end * sr)))
     first = rec.seen.setdefault((b, e, label), (row["source_file"], row["source_line"]))
     if first != (row["source_file"], row["source_line"]):
-        skipped.append(skip_entry("row", rec.name, row["source_file"], row["source_line"],
-                                  f"repeats the selection at {first[0]} line {first[1]} (same times and label); "
-                                  "cut once. Remove the repeat (Raven writes one row per view) if it is a mistake."))
+        skipped.append(
+            skip_entry(
+                "row",
+                rec.name,
+                row["source_file"],
+                row["source_line"],
+                f"repeats the selection at {first[0]} line {first[1]} (same times and label); "
+                "cut once. Remove the repeat (Raven writes one row per view) if it is a mistake.",
+            )
+        )
         return
     starts = call_windows(b, e, length, frames)
     size = min(length, frames)
@@ -186,6 +207,11 @@ def _free_windows(frames: int, spans: list[tuple[int, int]], margin: int, length
 def _row_dict(row: pd.Series) -> dict:
     """The annotation fields a call clip carries into the manifest."""
     line = row["source_line"]
-    return {"source_file": row["source_file"], "source_line": int(line) if is_number(line) else line,
-            "begin": float(row["begin"]), "end": float(row["end"]),
-            "low_freq": row["low_freq"], "high_freq": row["high_freq"]}
+    return {
+        "source_file": row["source_file"],
+        "source_line": int(line) if is_number(line) else line,
+        "begin": float(row["begin"]),
+        "end": float(row["end"]),
+        "low_freq": row["low_freq"],
+        "high_freq": row["high_freq"],
+    }

@@ -1,6 +1,7 @@
 """Dividing the planned clips among the splits (:mod:`helpers.data.cut` rules 3 and 4): groups of
 recordings, :func:`assign_splits`, and the background clips drawn for each split.
 """
+
 from __future__ import annotations
 
 import math
@@ -11,23 +12,28 @@ from dataclasses import replace
 import numpy as np
 import pandas as pd
 
+from helpers.data.corpus import SPLITS
 from helpers.data.cut_input import CutError
 from helpers.data.cut_plan import Clip, Recording
 
-SPLITS = ("train", "devel", "test")
 
-
-def split_clips(table: pd.DataFrame, recordings: dict[str, Recording], group_by: str | None,
-                fractions: tuple[float, float, float], background_label: str, per_call: float | None,
-                cap: int | None, seed: int) -> tuple[list[Clip], list[str]]:
+def split_clips(
+    table: pd.DataFrame,
+    recordings: dict[str, Recording],
+    group_by: str | None,
+    fractions: tuple[float, float, float],
+    background_label: str,
+    per_call: float | None,
+    cap: int | None,
+    seed: int,
+) -> tuple[list[Clip], list[str]]:
     """Every clip to write, call clips then background, with its split and group; and the warnings
     (labels missing from a split, background short of its quota)."""
     groups = groups_of(table, recordings, group_by)
     counts = group_label_counts(recordings, groups)
     assignment, warnings = assign_splits(counts, fractions, seed)
     clips = calls_with_splits(recordings, groups, assignment)
-    background, short = pick_background(recordings, groups, assignment, clips, background_label, per_call,
-                                        cap, seed)
+    background, short = pick_background(recordings, groups, assignment, clips, background_label, per_call, cap, seed)
     return clips + background, warnings + short
 
 
@@ -41,12 +47,16 @@ def groups_of(table: pd.DataFrame, recordings: dict[str, Recording], group_by: s
         values = table.loc[table["recording"] == name, group_by]
         distinct = sorted({str(v) for v in values.dropna()})
         if len(distinct) != 1 or values.isna().any():
-            bad.append(f"{name} ({', '.join(distinct) or 'empty'}{', and empty' if values.isna().any() and distinct else ''})")
+            bad.append(
+                f"{name} ({', '.join(distinct) or 'empty'}{', and empty' if values.isna().any() and distinct else ''})"
+            )
         else:
             groups[name] = distinct[0]
     if bad:
-        raise CutError(f"the group column {group_by!r} must hold one value per recording, but these have "
-                       f"several or none: {'; '.join(bad)}. Fill in the column or group by another one.")
+        raise CutError(
+            f"the group column {group_by!r} must hold one value per recording, but these have "
+            f"several or none: {'; '.join(bad)}. Fill in the column or group by another one."
+        )
     return groups
 
 
@@ -60,8 +70,9 @@ def group_label_counts(recordings: dict[str, Recording], groups: dict[str, str])
     return counts.astype(np.int64)
 
 
-def assign_splits(counts: pd.DataFrame, fractions: tuple[float, float, float],
-                  seed: int = 0) -> tuple[dict[str, str], list[str]]:
+def assign_splits(
+    counts: pd.DataFrame, fractions: tuple[float, float, float], seed: int = 0
+) -> tuple[dict[str, str], list[str]]:
     """Give each group (row of ``counts``: clips per label) a split; return it and the warnings.
 
     1. Coverage, rarest label first (fewest groups): a label not yet in train gets the unassigned
@@ -98,11 +109,19 @@ def assign_splits(counts: pd.DataFrame, fractions: tuple[float, float, float],
         for k in active:
             if have[k, lab] > 0:
                 continue
-            free = [g for g in np.flatnonzero((split_of < 0) & (n[:, lab] > 0))
-                    if k == 0 or keeps_train_complete(g)]
+            free = [g for g in np.flatnonzero((split_of < 0) & (n[:, lab] > 0)) if k == 0 or keeps_train_complete(g)]
             if free:
-                put(min(free, key=lambda g: (abs(n[g, lab] - frac[k] * totals[lab]),
-                                             abs(n[g].sum() - frac[k] * totals.sum()), tiebreak[g])), k)
+                put(
+                    min(
+                        free,
+                        key=lambda g: (
+                            abs(n[g, lab] - frac[k] * totals[lab]),
+                            abs(n[g].sum() - frac[k] * totals.sum()),
+                            tiebreak[g],
+                        ),
+                    ),
+                    k,
+                )
 
     scale = np.maximum(totals, 1).astype(np.float64) ** 2
     rest = sorted(np.flatnonzero(split_of < 0), key=lambda g: (-int(n[g].sum()), tiebreak[g]))
@@ -121,20 +140,28 @@ def _split_warnings(counts: pd.DataFrame, assignment: dict[str, str], active: li
         holders = [g for g in counts.index if counts.at[g, label] > 0]
         missing = [s for s in active if not any(assignment[g] == s for g in holders)]
         if missing:
-            warnings.append(f"label '{label}' is in {len(holders)} group(s) only, so it has no clips in "
-                            f"{', '.join(missing)}; annotate it in more recordings to score it there.")
+            warnings.append(
+                f"label '{label}' is in {len(holders)} group(s) only, so it has no clips in "
+                f"{', '.join(missing)}; annotate it in more recordings to score it there."
+            )
     for s in active:
         if not any(v == s for v in assignment.values()):
-            warnings.append(f"split {s} got no recordings ({len(assignment)} group(s) in all); "
-                            "add recordings or set its fraction to 0.")
+            warnings.append(
+                f"split {s} got no recordings ({len(assignment)} group(s) in all); "
+                "add recordings or set its fraction to 0."
+            )
     return warnings
 
 
-def calls_with_splits(recordings: dict[str, Recording], groups: dict[str, str],
-                      assignment: dict[str, str]) -> list[Clip]:
+def calls_with_splits(
+    recordings: dict[str, Recording], groups: dict[str, str], assignment: dict[str, str]
+) -> list[Clip]:
     """Every call clip with its group and split filled in."""
-    return [replace(c, split=assignment[groups[name]], group=groups[name])
-            for name, rec in recordings.items() for c in rec.calls]
+    return [
+        replace(c, split=assignment[groups[name]], group=groups[name])
+        for name, rec in recordings.items()
+        for c in rec.calls
+    ]
 
 
 def _background_quota(wanted: dict[str, int], available: dict[str, int], cap: int | None) -> dict[str, int]:
@@ -146,14 +173,21 @@ def _background_quota(wanted: dict[str, int], available: dict[str, int], cap: in
         return want
     exact = {s: cap * want[s] / total for s in SPLITS}
     quota = {s: int(math.floor(exact[s])) for s in SPLITS}
-    for s in sorted(SPLITS, key=lambda s: (-(exact[s] - quota[s]), SPLITS.index(s)))[:cap - sum(quota.values())]:
+    for s in sorted(SPLITS, key=lambda s: (-(exact[s] - quota[s]), SPLITS.index(s)))[: cap - sum(quota.values())]:
         quota[s] += 1
     return quota
 
 
-def pick_background(recordings: dict[str, Recording], groups: dict[str, str], assignment: dict[str, str],
-                    clips: list[Clip], background_label: str, per_call: float | None, cap: int | None,
-                    seed: int) -> tuple[list[Clip], list[str]]:
+def pick_background(
+    recordings: dict[str, Recording],
+    groups: dict[str, str],
+    assignment: dict[str, str],
+    clips: list[Clip],
+    background_label: str,
+    per_call: float | None,
+    cap: int | None,
+    seed: int,
+) -> tuple[list[Clip], list[str]]:
     """Draw the background clips (:mod:`helpers.data.cut` rule 3); return them and a warning per split
     short of windows."""
     split_of = {name: assignment[groups[name]] for name in recordings}
@@ -165,19 +199,32 @@ def pick_background(recordings: dict[str, Recording], groups: dict[str, str], as
     for k, s in enumerate(SPLITS):
         names = sorted(n for n in recordings if split_of[n] == s)
         names = [names[i] for i in np.random.default_rng([seed, k]).permutation(len(names))]
-        queues = {n: deque(recordings[n].background[i] for i in _permutation(seed, n, len(recordings[n].background)))
-                  for n in names}
+        queues = {
+            n: deque(recordings[n].background[i] for i in _permutation(seed, n, len(recordings[n].background)))
+            for n in names
+        }
         taken = 0
         while taken < quota[s]:
             for n in names:
                 if queues[n] and taken < quota[s]:
-                    picked.append(Clip(n, background_label, "background", queues[n].popleft(), recordings[n].length,
-                                       split=s, group=groups[n]))
+                    picked.append(
+                        Clip(
+                            n,
+                            background_label,
+                            "background",
+                            queues[n].popleft(),
+                            recordings[n].length,
+                            split=s,
+                            group=groups[n],
+                        )
+                    )
                     taken += 1
         if available[s] < wanted[s]:
-            warnings.append(f"split {s}: only {available[s]} background window(s) lie away from every "
-                            f"selection (margin included), fewer than the {wanted[s]} wanted ({per_call:g} x "
-                            f"{calls[s]} call clips); lower margin_seconds or add recordings with quiet stretches.")
+            warnings.append(
+                f"split {s}: only {available[s]} background window(s) lie away from every "
+                f"selection (margin included), fewer than the {wanted[s]} wanted ({per_call:g} x "
+                f"{calls[s]} call clips); lower margin_seconds or add recordings with quiet stretches."
+            )
     return picked, warnings
 
 

@@ -4,6 +4,7 @@ A file only ever appears under its final name after its checksum matched: downlo
 temporary file beside the target and are renamed at the end, so a failed or corrupt download
 never leaves a file that a later run could take for valid.
 """
+
 from __future__ import annotations
 
 import os
@@ -25,9 +26,7 @@ class ChecksumError(RuntimeError):
 def _check(path: Path, expected: str, origin: str, fix: str) -> None:
     actual = sha256_file(path)
     if actual != expected:
-        raise ChecksumError(
-            f"{origin}: SHA-256 mismatch for {path.name}: expected {expected}, got {actual}. {fix}"
-        )
+        raise ChecksumError(f"{origin}: SHA-256 mismatch for {path.name}: expected {expected}, got {actual}. {fix}")
 
 
 def mirror_dir() -> Path | None:
@@ -36,8 +35,9 @@ def mirror_dir() -> Path | None:
     return Path(value).expanduser() if value else None
 
 
-def fetch_file(relpath: str, url: str, sha256: str, cache_dir: str | Path,
-               mirror: str | Path | None = None, timeout: float = 60.0) -> Path:
+def fetch_file(
+    relpath: str, url: str, sha256: str, cache_dir: str | Path, mirror: str | Path | None = None, timeout: float = 60.0
+) -> Path:
     """Return a local, verified copy of one public file.
 
     Looks, in order, in ``mirror / relpath`` (read in place, verified), then in
@@ -49,9 +49,13 @@ def fetch_file(relpath: str, url: str, sha256: str, cache_dir: str | Path,
     if mirror is not None:
         candidate = Path(mirror) / relpath
         if candidate.is_file():
-            _check(candidate, sha256, f"mirror {mirror}",
-                   f"The mirror copy is damaged or a different version: restore it, or unset {MIRROR_ENV} "
-                   "to download the original.")
+            _check(
+                candidate,
+                sha256,
+                f"mirror {mirror}",
+                f"The mirror copy is damaged or a different version: restore it, or unset {MIRROR_ENV} "
+                "to download the original.",
+            )
             return candidate
     target = Path(cache_dir) / relpath
     if target.is_file():
@@ -65,9 +69,13 @@ def fetch_file(relpath: str, url: str, sha256: str, cache_dir: str | Path,
     try:
         with urllib.request.urlopen(url, timeout=timeout) as response, open(partial, "wb") as out:
             shutil.copyfileobj(response, out)
-        _check(partial, sha256, url,
-               "The download is corrupt or the file changed upstream: run again; if it persists, "
-               f"fetch the file by hand into {target} or point {MIRROR_ENV} at a verified mirror.")
+        _check(
+            partial,
+            sha256,
+            url,
+            "The download is corrupt or the file changed upstream: run again; if it persists, "
+            f"fetch the file by hand into {target} or point {MIRROR_ENV} at a verified mirror.",
+        )
         os.replace(partial, target)
     except (urllib.error.URLError, OSError) as exc:
         raise RuntimeError(

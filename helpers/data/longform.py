@@ -32,6 +32,7 @@ The rules (deterministic: the same seed and corpus give bit-identical files):
 The recording is built in memory as float64, 8 bytes per sample; :data:`MAX_SAMPLES` (one hour at
 16 kHz: 0.46 GB, about 1 GB at the peak while writing, 0.46 GB more with ``return_bed``) is the limit.
 """
+
 from __future__ import annotations
 
 import math
@@ -97,7 +98,7 @@ def _bed(paths: list[str], n: int, sample_rate: int, rng: np.random.Generator) -
                 bed[start:end] *= np.cos(ramp)
                 piece[:x] *= np.sin(ramp)
             stop = min(n, start + piece.size)
-            bed[start:stop] += piece[:stop - start]
+            bed[start:stop] += piece[: stop - start]
             end, prev_len = start + piece.size, piece.size
         if end == before:
             raise ValueError(f"the background files hold no samples ({paths[:3]}...); pass recordings with audio.")
@@ -171,8 +172,10 @@ def make_long_recording(
         raise ValueError(f"sample_rate={sample_rate!r}: give a positive integer rate in Hz (e.g. 16000).")
     n = int(round(float(duration) * sample_rate)) if math.isfinite(float(duration)) else 0
     if not 0 < n <= MAX_SAMPLES:
-        raise ValueError(f"duration={duration!r} s at {sample_rate} Hz: give 0 < duration <= "
-                         f"{MAX_SAMPLES / sample_rate:.0f} s (the in-memory limit); make several files for more.")
+        raise ValueError(
+            f"duration={duration!r} s at {sample_rate} Hz: give 0 < duration <= "
+            f"{MAX_SAMPLES / sample_rate:.0f} s (the in-memory limit); make several files for more."
+        )
     if isinstance(n_calls, bool) or not isinstance(n_calls, (int, np.integer)) or n_calls < 0:
         raise ValueError(f"n_calls={n_calls!r}: give a non-negative integer.")
     if not min_gap >= 0:
@@ -181,8 +184,10 @@ def make_long_recording(
         raise ValueError(f"seed={seed!r}: give a non-negative integer.")
     rows = corpus.split(split)
     if rows.empty:
-        raise ValueError(f"the corpus {corpus.root} has no clips in split {split!r} (it has {corpus.splits}); "
-                         "pass one of those as split=.")
+        raise ValueError(
+            f"the corpus {corpus.root} has no clips in split {split!r} (it has {corpus.splits}); "
+            "pass one of those as split=."
+        )
     labelled = rows[rows["label"] != UNKNOWN_LABEL]
     bed_rng, pick_rng, time_rng, snr_rng = (np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(4))
 
@@ -190,8 +195,10 @@ def make_long_recording(
         paths = labelled.loc[labelled["label"] == background_label, "path"].tolist()
         if not paths:
             hidden = " (its labels are hidden: '?')" if labelled.empty else ""
-            raise ValueError(f"split {split!r} of {corpus.root} has no clips labelled {background_label!r}{hidden}; "
-                             "pass background_files=[long background recordings], or the right background_label.")
+            raise ValueError(
+                f"split {split!r} of {corpus.root} has no clips labelled {background_label!r}{hidden}; "
+                "pass background_files=[long background recordings], or the right background_label."
+            )
     else:
         paths = [str(p) for p in background_files]
         if not paths:
@@ -201,8 +208,10 @@ def make_long_recording(
     calls = labelled[labelled["label"] != background_label]
     if n_calls and calls.empty:
         why = "its labels are hidden ('?')" if labelled.empty else f"it holds only {background_label!r} clips"
-        raise ValueError(f"split {split!r} of {corpus.root} has no calls to insert: {why}. Use a split with "
-                         "labelled calls (e.g. split='devel', or a synthetic corpus made with hidden_test_labels=False).")
+        raise ValueError(
+            f"split {split!r} of {corpus.root} has no calls to insert: {why}. Use a split with "
+            "labelled calls (e.g. split='devel', or a synthetic corpus made with hidden_test_labels=False)."
+        )
     picked = _pick_calls(calls, int(n_calls), pick_rng) if n_calls else calls.iloc[:0]
     # A clip drawn twice (a class with fewer clips than its share) is decoded once.
     cache = {p: load_clip(p, sample_rate, length=0).astype(np.float64) for p in dict.fromkeys(picked["path"])}
@@ -211,12 +220,14 @@ def make_long_recording(
     gap = int(math.ceil(min_gap * sample_rate - 1e-9))  # round up: a gap is never below min_gap
     slack = n - int(lengths.sum()) - gap * max(len(clips) - 1, 0)
     if slack < 0:
-        raise ValueError(f"n_calls={n_calls} calls ({lengths.sum() / sample_rate:.1f} s of clips) with min_gap="
-                         f"{min_gap} s between them need {(n - slack) / sample_rate:.1f} s, more than duration="
-                         f"{duration} s; raise duration, or lower n_calls or min_gap.")
+        raise ValueError(
+            f"n_calls={n_calls} calls ({lengths.sum() / sample_rate:.1f} s of clips) with min_gap="
+            f"{min_gap} s between them need {(n - slack) / sample_rate:.1f} s, more than duration="
+            f"{duration} s; raise duration, or lower n_calls or min_gap."
+        )
     # Sorted uniform offsets spread the slack: every valid placement (in this order) is equally likely.
     starts = np.sort(time_rng.integers(0, slack, size=len(clips), endpoint=True))
-    starts += np.concatenate([[0], np.cumsum(lengths[:-1] + gap)]).astype(np.int64)[:len(clips)]
+    starts += np.concatenate([[0], np.cumsum(lengths[:-1] + gap)]).astype(np.int64)[: len(clips)]
     bed = mix.copy() if return_bed else None
 
     records = []
@@ -228,16 +239,23 @@ def make_long_recording(
             clip[:f] *= ramp
             clip[-f:] *= ramp[::-1]
         # Calls never overlap, so the samples under this one are still the bed alone.
-        under, level = _rms(mix[start:start + clip.size]), _rms(clip)
+        under, level = _rms(mix[start : start + clip.size]), _rms(clip)
         if under == 0 or level == 0:
             what = f"the background at {start / sample_rate:.2f} s" if under == 0 else f"the clip {row['path']}"
             raise ValueError(f"{what} is digital silence, so an SNR cannot be set; remove it from the material.")
         scaled = clip * (10 ** (snr_rng.uniform(lo, hi) / 20) * under / level)
-        mix[start:start + clip.size] += scaled
-        records.append({"file": out_path.name, "begin": start / sample_rate,
-                        "end": (start + clip.size) / sample_rate, "label": row["label"],
-                        "snr_db": 20 * math.log10(_rms(scaled) / under), "source": row["filename"],
-                        "source_split": split})
+        mix[start : start + clip.size] += scaled
+        records.append(
+            {
+                "file": out_path.name,
+                "begin": start / sample_rate,
+                "end": (start + clip.size) / sample_rate,
+                "label": row["label"],
+                "snr_db": 20 * math.log10(_rms(scaled) / under),
+                "source": row["filename"],
+                "source_split": split,
+            }
+        )
     peak = float(np.max(np.abs(mix)))
     if peak > PEAK:  # scaling bed and calls alike leaves every SNR as it is
         mix *= PEAK / peak

@@ -18,6 +18,7 @@ those are comes from the corpus's ``manifest.csv`` (``source_recording``, ``reco
 ``rounds.csv`` records, per new clip, the scan, recording, times and the review row it came from.
 The corpus is written in a temporary folder and moved into place: a crash leaves no half corpus.
 """
+
 from __future__ import annotations
 
 import os
@@ -35,8 +36,24 @@ from helpers.data.corpus import Corpus
 from helpers.data.stream import read_segment, recording_info
 
 #: Columns of ``rounds.csv``: one row per clip a review round added.
-ROUND_COLUMNS = ["round", "filename", "label", "decision", "event_id", "recording", "path", "event_begin",
-                 "event_end", "clip_begin", "clip_end", "score", "reviewer", "time", "review_row", "scan_dir"]
+ROUND_COLUMNS = [
+    "round",
+    "filename",
+    "label",
+    "decision",
+    "event_id",
+    "recording",
+    "path",
+    "event_begin",
+    "event_end",
+    "clip_begin",
+    "clip_end",
+    "score",
+    "reviewer",
+    "time",
+    "review_row",
+    "scan_dir",
+]
 USABLE = {"call", "other", "not_call"}
 
 
@@ -50,8 +67,9 @@ def held_out_recordings(corpus_root: str | Path) -> dict[str, set[str]] | None:
     column = next((c for c in ("source_recording", "recording", "source_path") if c in table.columns), None)
     if column is None or "split" not in table.columns:
         return None
-    return {split: {Path(v).stem for v in table.loc[table["split"] == split, column] if v}
-            for split in ("devel", "test")}
+    return {
+        split: {Path(v).stem for v in table.loc[table["split"] == split, column] if v} for split in ("devel", "test")
+    }
 
 
 def corpus_spans(corpus_root: str | Path) -> dict[str, list[tuple[float, float]]]:
@@ -76,10 +94,17 @@ def _label_of(row: pd.Series, background: str) -> str:
     return {"call": str(row["label"]), "other": str(row["new_label"]), "not_call": background}[row["decision"]]
 
 
-def training_round(corpus: Corpus, reviews: pd.DataFrame, recordings: Mapping[str, str | Path], out_dir: str | Path,
-                   round_name: str = "round1", clip_seconds: float = CLIP_SECONDS,
-                   background_label: str = "background", held_out: Iterable[str] | None = None,
-                   scan_dir: str | Path | None = None) -> Path:
+def training_round(
+    corpus: Corpus,
+    reviews: pd.DataFrame,
+    recordings: Mapping[str, str | Path],
+    out_dir: str | Path,
+    round_name: str = "round1",
+    clip_seconds: float = CLIP_SECONDS,
+    background_label: str = "background",
+    held_out: Iterable[str] | None = None,
+    scan_dir: str | Path | None = None,
+) -> Path:
     """Write ``out_dir``: ``corpus`` with its training split grown by the usable ``reviews`` (module
     docstring). ``recordings``: recording name (as in the reviews) -> audio file. ``held_out``:
     recording stems that must not give clips, when the corpus has no manifest (give ``[]`` to say
@@ -91,8 +116,10 @@ def training_round(corpus: Corpus, reviews: pd.DataFrame, recordings: Mapping[st
     refused = held_out_recordings(corpus.root)
     if refused is None:
         if held_out is None:
-            raise ValueError(f"{corpus.root}: has no manifest.csv saying which recordings devel and test came from; "
-                             "pass held_out=[their file stems] (or [] if none of the reviewed recordings fed them).")
+            raise ValueError(
+                f"{corpus.root}: has no manifest.csv saying which recordings devel and test came from; "
+                "pass held_out=[their file stems] (or [] if none of the reviewed recordings fed them)."
+            )
         refused = {"devel or test": {Path(h).stem for h in held_out}}
     problems = []
     for r in usable.itertuples():
@@ -100,12 +127,16 @@ def training_round(corpus: Corpus, reviews: pd.DataFrame, recordings: Mapping[st
         split = next((s for s, stems in refused.items() if stem in stems), None)
         line = f"review row {r.review_row + 2} ({r.event_id})"
         if split is not None:
-            problems.append(f"{line}: recording {r.recording} fed the {split} split; its clips would leak the measured "
-                            "split into training: review detections of recordings outside devel and test")
+            problems.append(
+                f"{line}: recording {r.recording} fed the {split} split; its clips would leak the measured "
+                "split into training: review detections of recordings outside devel and test"
+            )
         label = _label_of(pd.Series(r._asdict()), background_label)
         if label not in corpus.classes:
-            problems.append(f"{line}: label {label!r} is not a class of {corpus.root} ({', '.join(corpus.classes)}); "
-                            "correct the review's label")
+            problems.append(
+                f"{line}: label {label!r} is not a class of {corpus.root} ({', '.join(corpus.classes)}); "
+                "correct the review's label"
+            )
         if str(r.recording) not in recordings:
             problems.append(f"{line}: no audio file given for recording {r.recording}; add it to recordings")
     if problems:
@@ -130,12 +161,26 @@ def training_round(corpus: Corpus, reviews: pd.DataFrame, recordings: Mapping[st
             wave, _ = read_segment(path, begin, min(duration, begin + clip_seconds), sample_rate=rate)
             name = f"train_{round_name}_{k:05d}.wav"
             sf.write(str(work / "wav" / name), np.clip(wave, -1, 1), rate, subtype="PCM_16")
-            rows.append({"round": round_name, "filename": name, "label": _label_of(pd.Series(r._asdict()),
-                                                                                    background_label),
-                         "decision": r.decision, "event_id": r.event_id, "recording": r.recording, "path": str(path),
-                         "event_begin": r.begin, "event_end": r.end, "clip_begin": begin,
-                         "clip_end": begin + clip_seconds, "score": r.score, "reviewer": r.reviewer, "time": r.time,
-                         "review_row": int(r.review_row) + 2, "scan_dir": str(scan_dir) if scan_dir else ""})
+            rows.append(
+                {
+                    "round": round_name,
+                    "filename": name,
+                    "label": _label_of(pd.Series(r._asdict()), background_label),
+                    "decision": r.decision,
+                    "event_id": r.event_id,
+                    "recording": r.recording,
+                    "path": str(path),
+                    "event_begin": r.begin,
+                    "event_end": r.end,
+                    "clip_begin": begin,
+                    "clip_end": begin + clip_seconds,
+                    "score": r.score,
+                    "reviewer": r.reviewer,
+                    "time": r.time,
+                    "review_row": int(r.review_row) + 2,
+                    "scan_dir": str(scan_dir) if scan_dir else "",
+                }
+            )
         added = pd.DataFrame(rows, columns=ROUND_COLUMNS)
         for split in corpus.splits:
             part = corpus.table[corpus.table["split"] == split][["filename", "label"]]

@@ -16,6 +16,7 @@ means that class, and the demo model did flag the padded last window of every so
 chimpanzee (its clips are the demo's shortest). Each window carries its true span (``begin``,
 ``end`` in seconds; ``end`` capped at the recording's end for a padded window).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -52,24 +53,32 @@ def _mono_blocks(path: Path, channel: str | int, block_frames: int) -> Iterator[
     try:
         f = sf.SoundFile(str(path))
     except (sf.LibsndfileError, RuntimeError, OSError) as exc:
-        raise AudioError(f"{path}: cannot be read as audio ({str(exc).splitlines()[0]}); replace it with a "
-                         "WAV/FLAC/OGG/MP3 file soundfile reads.") from exc
+        raise AudioError(
+            f"{path}: cannot be read as audio ({str(exc).splitlines()[0]}); replace it with a "
+            "WAV/FLAC/OGG/MP3 file soundfile reads."
+        ) from exc
     with f:
         if channel != "mix" and not (isinstance(channel, int) and 0 <= channel < f.channels):
-            raise AudioError(f"{path}: has {f.channels} channel(s), so channel {channel!r} does not exist; "
-                             f"use 'mix' or 0..{f.channels - 1}.")
+            raise AudioError(
+                f"{path}: has {f.channels} channel(s), so channel {channel!r} does not exist; "
+                f"use 'mix' or 0..{f.channels - 1}."
+            )
         done = 0
         while True:
             try:
                 block = f.read(block_frames, dtype="float32", always_2d=True)
             except (sf.LibsndfileError, RuntimeError) as exc:
-                raise AudioError(f"{path}: decoding failed after {done / f.samplerate:.1f} s "
-                                 f"({str(exc).splitlines()[0]}); the file is damaged, copy it again.") from exc
+                raise AudioError(
+                    f"{path}: decoding failed after {done / f.samplerate:.1f} s "
+                    f"({str(exc).splitlines()[0]}); the file is damaged, copy it again."
+                ) from exc
             if not len(block):
                 return
             if not np.isfinite(block).all():
-                raise AudioError(f"{path}: NaN or Inf samples near {done / f.samplerate:.1f} s; re-export the "
-                                 "recording as integer PCM.")
+                raise AudioError(
+                    f"{path}: NaN or Inf samples near {done / f.samplerate:.1f} s; re-export the "
+                    "recording as integer PCM."
+                )
             done += len(block)
             mono = block.mean(axis=1, dtype=np.float32) if channel == "mix" else block[:, channel]
             yield np.ascontiguousarray(mono, dtype=np.float32), f.samplerate
@@ -89,8 +98,15 @@ def _resampled(blocks: Iterator[tuple[np.ndarray, int]], target: int) -> Iterato
         yield stream.resample_chunk(np.zeros(0, np.float32), last=True)
 
 
-def window_batches(path: str | Path, sample_rate: int, window: int, hop: int, batch: int = 64,
-                   channel: str | int = "mix", block_frames: int = BLOCK_FRAMES) -> Iterator[WindowBatch]:
+def window_batches(
+    path: str | Path,
+    sample_rate: int,
+    window: int,
+    hop: int,
+    batch: int = 64,
+    channel: str | int = "mix",
+    block_frames: int = BLOCK_FRAMES,
+) -> Iterator[WindowBatch]:
     """Batches of up to ``batch`` windows of ``window`` samples every ``hop`` samples at ``sample_rate``
     Hz over the whole of ``path`` (see the module docstring for the window rule). Raises
     :class:`~helpers.data.audio.AudioError` naming the file when it cannot be decoded, holds
@@ -116,7 +132,7 @@ def window_batches(path: str | Path, sample_rate: int, window: int, hop: int, ba
         total += len(chunk)
         while next_start + window <= total:
             offset = next_start - buf_start
-            pending.append((buf[offset:offset + window].copy(), next_start, window))
+            pending.append((buf[offset : offset + window].copy(), next_start, window))
             next_start += hop
             if len(pending) == batch:
                 yield flush()
@@ -134,7 +150,7 @@ def window_batches(path: str | Path, sample_rate: int, window: int, hop: int, ba
         pending.append((padded, 0, total))
     elif last_end < total:  # the tail after the last full window: one more, ending with the recording
         start = total - window
-        pending.append((buf[start - buf_start:start - buf_start + window].copy(), start, window))
+        pending.append((buf[start - buf_start : start - buf_start + window].copy(), start, window))
     if pending:
         yield flush()
 

@@ -65,6 +65,7 @@ Reproducibility: clip ``k`` of split ``s`` is drawn from ``SeedSequence(seed, sp
 so its audio depends only on the seed, its label, its index and the sample rate, never on the
 order of generation; the same arguments give byte-identical files.
 """
+
 from __future__ import annotations
 
 import functools
@@ -78,6 +79,7 @@ from pathlib import Path
 import numpy as np
 
 from helpers.data.audio import SAMPLE_RATE, clip_samples, write_wav
+from helpers.data.corpus import SPLITS
 
 #: Bumped whenever the same arguments would produce different audio or layout.
 SYNTHETIC_VERSION = "1.0"
@@ -86,7 +88,6 @@ DEFAULT_CLASSES = ("background", "chimpanze", "geunon", "mandrille", "redcap")
 #: Train counts per class of the real corpus (docs/reference.md §1); the default proportions.
 REAL_TRAIN_COUNTS = {"background": 3458, "chimpanze": 2217, "geunon": 158, "mandrille": 874, "redcap": 208}
 #: Split names, in file-numbering and seeding order.
-SPLITS = ("train", "devel", "test")
 #: Call types, assigned to classes cyclically; the first one is the noise-only type.
 CALL_TYPES = ("noise_only", "pant_hoot", "pulse_train", "grunt", "whistle_bark")
 #: Shortest clip (s); the longest is the fixed clip length of :mod:`helpers.data.audio` (2.99 s).
@@ -109,6 +110,7 @@ _INSECT_PROB = 0.4
 # Small signal building blocks. All take and return float64 numpy arrays of shape (samples,).
 # --------------------------------------------------------------------------------------------
 
+
 def _fmax(sample_rate: int) -> float:
     return _MAX_FREQ_FRACTION * sample_rate
 
@@ -127,8 +129,9 @@ def _phase(freq_track: np.ndarray, sample_rate: int, rng: np.random.Generator) -
     return 2.0 * np.pi * np.cumsum(freq_track) / sample_rate + rng.uniform(0, 2 * np.pi)
 
 
-def _harmonic_tone(f0_track: np.ndarray, amps: Sequence[float], sample_rate: int,
-                   rng: np.random.Generator) -> np.ndarray:
+def _harmonic_tone(
+    f0_track: np.ndarray, amps: Sequence[float], sample_rate: int, rng: np.random.Generator
+) -> np.ndarray:
     """Sum of harmonics ``k * f0`` with amplitudes ``amps[k-1]``; harmonics above the ceiling are dropped."""
     # wrap the phase in float64, then work in float32: sin is much faster and 1e-6 rad is plenty
     phase = np.mod(_phase(f0_track, sample_rate, rng), 2 * np.pi).astype(np.float32)
@@ -149,7 +152,7 @@ def _window(n: int, attack: float = 0.2) -> np.ndarray:
     m = max(1, int(n * attack))
     ramp = 0.5 - 0.5 * np.cos(np.pi * (np.arange(m) + 0.5) / m)
     env[:m] = ramp
-    env[n - m:] = np.minimum(env[n - m:], ramp[::-1])
+    env[n - m :] = np.minimum(env[n - m :], ramp[::-1])
     return env
 
 
@@ -158,7 +161,7 @@ def _smooth_noise(n: int, width: int, rng: np.random.Generator) -> np.ndarray:
     x = rng.standard_normal(n + width)
     c = np.cumsum(x)
     y = (c[width:] - c[:-width])[:n]
-    return y / (np.sqrt(np.mean(y ** 2)) + 1e-12)
+    return y / (np.sqrt(np.mean(y**2)) + 1e-12)
 
 
 def _fast_len(n: int) -> int:
@@ -182,7 +185,7 @@ def _noise_grid(n_fft: int, sample_rate: int) -> tuple[np.ndarray, np.ndarray, n
     """rfft bin frequencies (Hz), their log (floored at 1 Hz) and their square, cached per length."""
     freqs = np.fft.rfftfreq(n_fft, 1.0 / sample_rate)
     f = np.maximum(freqs, 1.0)
-    out = (freqs, np.log(f), f ** 2)
+    out = (freqs, np.log(f), f**2)
     for a in out:
         a.flags.writeable = False
     return out
@@ -196,6 +199,7 @@ def _concat(pieces: list[np.ndarray]) -> np.ndarray:
 # The noise bed and non-primate events
 # --------------------------------------------------------------------------------------------
 
+
 def forest_noise(n_samples: int, sample_rate: int, rng: np.random.Generator) -> np.ndarray:
     """Forest-like background of ``n_samples`` samples at unit RMS.
 
@@ -207,7 +211,7 @@ def forest_noise(n_samples: int, sample_rate: int, rng: np.random.Generator) -> 
     freqs, log_f, f_sq = _noise_grid(n_fft, sample_rate)
     alpha = rng.uniform(1.0, 1.8)
     f_hp = rng.uniform(20.0, 60.0)
-    shape = np.exp((-alpha / 2) * log_f) * (f_sq / (f_sq + f_hp ** 2))
+    shape = np.exp((-alpha / 2) * log_f) * (f_sq / (f_sq + f_hp**2))
     hiss_fc = _cap(rng.uniform(3000.0, 6000.0), sample_rate)
     hiss_bw = rng.uniform(500.0, 1500.0)
     # the hiss bump is set relative to the pink level at 1 kHz, so its weight does not depend on alpha
@@ -216,7 +220,7 @@ def forest_noise(n_samples: int, sample_rate: int, rng: np.random.Generator) -> 
     shape[band] += hiss_gain * np.exp(-0.5 * ((freqs[band] - hiss_fc) / hiss_bw) ** 2)
     spectrum = rng.standard_normal((freqs.size, 2)).view(np.complex128)[:, 0] * shape
     noise = np.fft.irfft(spectrum, n_fft)[:n]
-    noise /= np.sqrt(np.mean(noise ** 2)) + 1e-12  # not np.dot: threaded BLAS stalls on busy cores
+    noise /= np.sqrt(np.mean(noise**2)) + 1e-12  # not np.dot: threaded BLAS stalls on busy cores
 
     # slow level drift: +-3 dB between knots half a second apart
     n_knots = max(2, int(n / sample_rate / 0.5) + 2)
@@ -229,10 +233,10 @@ def forest_noise(n_samples: int, sample_rate: int, rng: np.random.Generator) -> 
         fc = _cap(rng.uniform(3500.0, 7000.0), sample_rate)
         rate = rng.uniform(25.0, 60.0)
         t = np.arange(length) / sample_rate
-        gate = (np.sin(2 * np.pi * rate * t + rng.uniform(0, 2 * np.pi)) > rng.uniform(-0.3, 0.3))
+        gate = np.sin(2 * np.pi * rate * t + rng.uniform(0, 2 * np.pi)) > rng.uniform(-0.3, 0.3)
         trill = np.sin(_phase(np.full(length, fc), sample_rate, rng)) * gate * _window(length, 0.1)
         level = 10 ** (rng.uniform(-6.0, 3.0) / 20) * np.sqrt(2)
-        noise[start:start + length] += level * trill
+        noise[start : start + length] += level * trill
     return noise
 
 
@@ -261,6 +265,7 @@ def _crack_event(sample_rate: int, rng: np.random.Generator) -> np.ndarray:
 # Primate-like calls. Each returns the call alone, ``(samples,)``, of its own length.
 # ``scale`` multiplies all frequencies (1.0 for the first five classes).
 # --------------------------------------------------------------------------------------------
+
 
 def _pant_hoot(sample_rate: int, rng: np.random.Generator, scale: float) -> np.ndarray:
     n_units = int(rng.integers(4, 11))
@@ -312,7 +317,7 @@ def _grunt(sample_rate: int, rng: np.random.Generator, scale: float) -> np.ndarr
             t = np.arange(m) / sample_rate
             wobble = 1 + 0.03 * _smooth_noise(m, _n(0.03, sample_rate), rng)
             track = _cap(f0 * wobble * np.linspace(1.05, 0.95, m), sample_rate)
-            amps = k ** -0.7 * (k * f0 < 2500.0 * scale)
+            amps = k**-0.7 * (k * f0 < 2500.0 * scale)
             growl = 1 + rng.uniform(0.3, 0.7) * np.sin(2 * np.pi * rng.uniform(20.0, 40.0) * t)
             pieces.append(_harmonic_tone(track, amps, sample_rate, rng) * growl * _window(m, 0.15))
             pieces.append(np.zeros(_n(rng.uniform(0.03, 0.08), sample_rate)))
@@ -337,7 +342,9 @@ def _whistle_bark(sample_rate: int, rng: np.random.Generator, scale: float) -> n
             f0 = rng.uniform(700.0, 1200.0) * scale
             track = _cap(f0 * np.linspace(1.1, 0.9, m), sample_rate)
             tone = _harmonic_tone(track, [1.0, 0.7, 0.4], sample_rate, rng)
-            band = _smooth_noise(m, _n(1 / 400, sample_rate), rng) * np.sin(_phase(_cap(2 * track, sample_rate), sample_rate, rng))
+            band = _smooth_noise(m, _n(1 / 400, sample_rate), rng) * np.sin(
+                _phase(_cap(2 * track, sample_rate), sample_rate, rng)
+            )
             decay = np.exp(-np.arange(m) / (m / 3))
             unit = (tone + rng.uniform(0.3, 0.8) * band) * decay * _window(m, 0.1)
         pieces.append(unit)
@@ -365,15 +372,20 @@ def _place(clip: np.ndarray, event: np.ndarray, gain: float, rng: np.random.Gene
     n, m = clip.size, event.size
     if m > n:
         start = int(rng.integers(0, m - n + 1))
-        event = event[start:start + n]
+        event = event[start : start + n]
         m = n
     onset = int(rng.integers(0, n - m + 1))
-    clip[onset:onset + m] += gain * event
+    clip[onset : onset + m] += gain * event
 
 
-def synthesize_clip(call_type: str, n_samples: int, sample_rate: int = SAMPLE_RATE,
-                    snr_db: tuple[float, float] = (0.0, 12.0),
-                    rng: np.random.Generator | int | None = None, freq_scale: float = 1.0) -> np.ndarray:
+def synthesize_clip(
+    call_type: str,
+    n_samples: int,
+    sample_rate: int = SAMPLE_RATE,
+    snr_db: tuple[float, float] = (0.0, 12.0),
+    rng: np.random.Generator | int | None = None,
+    freq_scale: float = 1.0,
+) -> np.ndarray:
     """One synthetic clip: forest noise plus, unless ``call_type == "noise_only"``, primate calls.
 
     ``call_type`` is one of :data:`CALL_TYPES`; ``n_samples`` the clip length in samples at
@@ -415,6 +427,7 @@ def synthesize_clip(call_type: str, n_samples: int, sample_rate: int = SAMPLE_RA
 # Corpus layout: counts, labels, files
 # --------------------------------------------------------------------------------------------
 
+
 def _largest_remainder(total: int, weights: np.ndarray, minimum: int = 0) -> np.ndarray:
     """Integer counts summing to ``total``, proportional to ``weights``, each at least ``minimum``.
 
@@ -446,15 +459,18 @@ def _resolve_classes(classes: Sequence[str] | None) -> tuple[str, ...]:
         if not isinstance(label, str) or not label.strip() or label != label.strip():
             raise ValueError(f"classes: label {label!r} must be a non-empty string without surrounding spaces.")
         if any(ch in label for ch in ',"\n\r') or label == HIDDEN_LABEL:
-            raise ValueError(f"classes: label {label!r} cannot hold a comma, quote or newline, nor be {HIDDEN_LABEL!r}.")
+            raise ValueError(
+                f"classes: label {label!r} cannot hold a comma, quote or newline, nor be {HIDDEN_LABEL!r}."
+            )
     if len(set(labels)) != len(labels):
         dupes = sorted({lab for lab in labels if labels.count(lab) > 1})
         raise ValueError(f"classes: labels {', '.join(dupes)} appear more than once.")
     return labels
 
 
-def _resolve_proportions(classes: tuple[str, ...],
-                         class_proportions: Sequence[float] | Mapping[str, float] | None) -> np.ndarray:
+def _resolve_proportions(
+    classes: tuple[str, ...], class_proportions: Sequence[float] | Mapping[str, float] | None
+) -> np.ndarray:
     if class_proportions is None:
         if classes == DEFAULT_CLASSES:
             return np.array([REAL_TRAIN_COUNTS[c] for c in classes], dtype=float)
@@ -463,32 +479,47 @@ def _resolve_proportions(classes: tuple[str, ...],
         missing = [c for c in classes if c not in class_proportions]
         extra = [c for c in class_proportions if c not in classes]
         if missing or extra:
-            raise ValueError(f"class_proportions: keys must be exactly the classes {', '.join(classes)}"
-                             f" (missing: {missing}, unknown: {extra}).")
+            raise ValueError(
+                f"class_proportions: keys must be exactly the classes {', '.join(classes)}"
+                f" (missing: {missing}, unknown: {extra})."
+            )
         weights = np.array([class_proportions[c] for c in classes], dtype=float)
     else:
         weights = np.asarray(list(class_proportions), dtype=float)
         if weights.shape != (len(classes),):
-            raise ValueError(f"class_proportions has {weights.size} values for {len(classes)} classes"
-                             f" ({', '.join(classes)}); give one weight per class.")
+            raise ValueError(
+                f"class_proportions has {weights.size} values for {len(classes)} classes"
+                f" ({', '.join(classes)}); give one weight per class."
+            )
     if not np.all(np.isfinite(weights)) or np.any(weights <= 0):
-        raise ValueError(f"class_proportions {weights.tolist()}: every weight must be positive and finite"
-                         " (each class needs clips in train and devel).")
+        raise ValueError(
+            f"class_proportions {weights.tolist()}: every weight must be positive and finite"
+            " (each class needs clips in train and devel)."
+        )
     return weights
 
 
 def _split_counts(n_clips: int, split_fractions: Sequence[float], n_classes: int) -> np.ndarray:
     fractions = np.asarray(list(split_fractions), dtype=float)
-    if fractions.shape != (3,) or not np.all(np.isfinite(fractions)) or np.any(fractions < 0) \
-            or fractions[0] <= 0 or fractions[1] <= 0:
-        raise ValueError(f"split_fractions {list(split_fractions)}: give three non-negative weights for"
-                         " (train, devel, test), train and devel positive, e.g. (1/3, 1/3, 1/3).")
+    if (
+        fractions.shape != (3,)
+        or not np.all(np.isfinite(fractions))
+        or np.any(fractions < 0)
+        or fractions[0] <= 0
+        or fractions[1] <= 0
+    ):
+        raise ValueError(
+            f"split_fractions {list(split_fractions)}: give three non-negative weights for"
+            " (train, devel, test), train and devel positive, e.g. (1/3, 1/3, 1/3)."
+        )
     counts = _largest_remainder(n_clips, fractions)
     for name, count in zip(SPLITS[:2], counts[:2]):
         if count < n_classes:
-            raise ValueError(f"n_clips={n_clips} with split_fractions {fractions.tolist()} gives {name}"
-                             f" {count} clips, fewer than the {n_classes} classes that must each appear"
-                             f" there; raise n_clips (at least about {n_classes} / fraction of {name}).")
+            raise ValueError(
+                f"n_clips={n_clips} with split_fractions {fractions.tolist()} gives {name}"
+                f" {count} clips, fewer than the {n_classes} classes that must each appear"
+                f" there; raise n_clips (at least about {n_classes} / fraction of {name})."
+            )
     return counts
 
 
@@ -504,7 +535,7 @@ def call_types_for(classes: Sequence[str]) -> dict[str, tuple[str, float]]:
             out[label] = ("noise_only", 1.0)
         else:
             cycle, kind = divmod(i - 1, len(CALL_TYPES) - 1)
-            out[label] = (CALL_TYPES[1 + kind], 1.4 ** cycle)
+            out[label] = (CALL_TYPES[1 + kind], 1.4**cycle)
     return out
 
 
@@ -524,17 +555,21 @@ def _check_target(out_dir: Path, overwrite: bool) -> bool:
     if not any(out_dir.iterdir()):
         return True
     if not overwrite:
-        raise FileExistsError(f"{out_dir} is not empty; choose an empty or new folder, or pass"
-                              " overwrite=True (--overwrite) to replace a corpus made by this generator.")
+        raise FileExistsError(
+            f"{out_dir} is not empty; choose an empty or new folder, or pass"
+            " overwrite=True (--overwrite) to replace a corpus made by this generator."
+        )
     try:
         made_here = json.loads((out_dir / "corpus.json").read_text()).get("generator") == _GENERATOR_NAME
     except (OSError, ValueError, AttributeError):
         made_here = False
     if not made_here:
         # overwrite deletes the folder; refuse unless it is recognisably ours (it could be real data)
-        raise FileExistsError(f"{out_dir} is not empty and holds no corpus.json from {_GENERATOR_NAME};"
-                              " refusing to delete it even with overwrite=True. Choose another folder"
-                              " or remove this one yourself.")
+        raise FileExistsError(
+            f"{out_dir} is not empty and holds no corpus.json from {_GENERATOR_NAME};"
+            " refusing to delete it even with overwrite=True. Choose another folder"
+            " or remove this one yourself."
+        )
     return True
 
 
@@ -569,7 +604,9 @@ def plan_labels(
     for s, (split, size) in enumerate(zip(SPLITS, split_sizes)):
         per_class = _largest_remainder(int(size), weights, minimum=1 if split != "test" else 0)
         split_labels = np.repeat(np.arange(len(labels)), per_class)
-        order = np.random.default_rng(np.random.SeedSequence(int(seed), spawn_key=(0, s))).permutation(split_labels.size)
+        order = np.random.default_rng(np.random.SeedSequence(int(seed), spawn_key=(0, s))).permutation(
+            split_labels.size
+        )
         plan[split] = [labels[i] for i in split_labels[order]]
     return plan
 
@@ -619,8 +656,18 @@ def make_synthetic_corpus(
     labels = _resolve_classes(classes)
     call_types = call_types_for(labels)
     replace = _check_target(out_dir, overwrite)
-    meta = _corpus_meta(plan, seed, n_clips, _resolve_proportions(labels, class_proportions), split_fractions,
-                        sample_rate, snr, hidden_test_labels, labels, call_types)
+    meta = _corpus_meta(
+        plan,
+        seed,
+        n_clips,
+        _resolve_proportions(labels, class_proportions),
+        split_fractions,
+        sample_rate,
+        snr,
+        hidden_test_labels,
+        labels,
+        call_types,
+    )
     tmp = _partial_folder(out_dir)
     try:
         _write_splits(tmp, plan, seed, sample_rate, snr, call_types, hidden_test_labels)
@@ -646,9 +693,15 @@ def _check_rate_and_snr(sample_rate: int, snr_db: tuple[float, float]) -> tuple[
     return lo, hi
 
 
-def _write_splits(folder: Path, plan: dict[str, list[str]], seed: int, sample_rate: int,
-                  snr: tuple[float, float], call_types: dict[str, tuple[str, float]],
-                  hidden_test_labels: bool) -> None:
+def _write_splits(
+    folder: Path,
+    plan: dict[str, list[str]],
+    seed: int,
+    sample_rate: int,
+    snr: tuple[float, float],
+    call_types: dict[str, tuple[str, float]],
+    hidden_test_labels: bool,
+) -> None:
     """Every clip of ``plan`` to ``folder/wav`` and the label tables to ``folder/lab`` (and
     ``folder/truth/test.csv`` when test labels are hidden). Clip ``k`` of split ``s`` is drawn
     from ``SeedSequence(seed, spawn_key=(1, s, k))`` alone."""
@@ -681,10 +734,18 @@ def _partial_folder(out_dir: Path) -> Path:
     return tmp
 
 
-def _corpus_meta(plan: dict[str, list[str]], seed: int, n_clips: int, weights: np.ndarray,
-                 split_fractions: Sequence[float], sample_rate: int, snr: tuple[float, float],
-                 hidden_test_labels: bool, labels: tuple[str, ...],
-                 call_types: dict[str, tuple[str, float]]) -> dict:
+def _corpus_meta(
+    plan: dict[str, list[str]],
+    seed: int,
+    n_clips: int,
+    weights: np.ndarray,
+    split_fractions: Sequence[float],
+    sample_rate: int,
+    snr: tuple[float, float],
+    hidden_test_labels: bool,
+    labels: tuple[str, ...],
+    call_types: dict[str, tuple[str, float]],
+) -> dict:
     """What ``corpus.json`` holds: generator, version, seed, parameters, call types and the
     clips per split and class of ``plan``."""
     lo, hi = snr
@@ -724,16 +785,20 @@ def _readme(meta: dict) -> str:
     lines = [
         "Synthetic primate-vocalisation corpus (NOT real recordings).",
         f"Made by {meta['generator']} version {meta['version']}, seed {meta['seed']}.",
-        f"{p['n_clips']} clips, mono 16-bit WAV at {p['sample_rate']} Hz, call SNR {p['snr_db'][0]:g}-{p['snr_db'][1]:g} dB.",
+        f"{p['n_clips']} clips, mono 16-bit WAV at {p['sample_rate']} Hz, "
+        f"call SNR {p['snr_db'][0]:g}-{p['snr_db'][1]:g} dB.",
         "Layout as the ComParE 2021 Primate corpus: wav/{split}_NNNNN.wav, lab/{split}.csv (filename,label).",
         "Test labels in lab/test.csv are '?'; the true ones are in truth/test.csv."
-        if p["hidden_test_labels"] else "lab/test.csv holds the true test labels.",
+        if p["hidden_test_labels"]
+        else "lab/test.csv holds the true test labels.",
         "",
         "Clips per split and class:",
     ]
     for split, per_class in meta["counts"].items():
         lines.append(f"  {split}: " + ", ".join(f"{lab} {n}" for lab, n in per_class.items()))
     lines.append("")
-    lines.append("Call type per class: " + ", ".join(f"{lab} = {v['call_type']}" for lab, v in meta["call_types"].items()))
+    lines.append(
+        "Call type per class: " + ", ".join(f"{lab} = {v['call_type']}" for lab, v in meta["call_types"].items())
+    )
     lines.append("All parameters: corpus.json. Call acoustics: docstring of helpers/data/synthetic.py.")
     return "\n".join(lines) + "\n"

@@ -7,6 +7,7 @@ shared. A corpus *name* may ask for a view: ``prepare_corpus("demo+call-detector
 in any process (the grid's workers, SLURM jobs, ``03_train``), and its run folder differs from the
 flat model's because the name is part of the run key.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -24,8 +25,10 @@ CALL_DETECTOR, CALLS_ONLY = "call-detector", "calls-only"
 def background_index_of(corpus: Corpus, background_class: str) -> int:
     """The class index of ``background_class`` in ``corpus``; ValueError naming the classes when absent."""
     if background_class not in corpus.classes:
-        raise ValueError(f"corpus {corpus.name!r} has no class {background_class!r} (classes {corpus.classes}); "
-                         "pass background_class= the corpus's no-call class.")
+        raise ValueError(
+            f"corpus {corpus.name!r} has no class {background_class!r} (classes {corpus.classes}); "
+            "pass background_class= the corpus's no-call class."
+        )
     return corpus.classes.index(background_class)
 
 

@@ -16,6 +16,7 @@ probability does not rise with the score.
 :func:`write_calibration` / :func:`read_calibration` store it as JSON;
 :func:`calibrated_thresholds` gives the ``threshold`` mapping that ``scan`` and ``rescore`` take.
 """
+
 from __future__ import annotations
 
 import json
@@ -47,8 +48,13 @@ def _threshold(a: float, b: float, target: float) -> float:
     return (math.log(target / (1 - target)) - a) / b
 
 
-def calibrate(reviews: pd.DataFrame, target_precision: float = 0.9, min_reviews: int = MIN_REVIEWS,
-              n_bootstrap: int = N_BOOTSTRAP, seed: int = 0) -> dict[str, Any]:
+def calibrate(
+    reviews: pd.DataFrame,
+    target_precision: float = 0.9,
+    min_reviews: int = MIN_REVIEWS,
+    n_bootstrap: int = N_BOOTSTRAP,
+    seed: int = 0,
+) -> dict[str, Any]:
     """Per class of ``reviews`` (latest decision per event: columns label, score, decision), the fit, the
     threshold for ``target_precision`` with its 90 % bootstrap interval, and the counts it rests on.
 
@@ -62,9 +68,13 @@ def calibrate(reviews: pd.DataFrame, target_precision: float = 0.9, min_reviews:
         raise ValueError(f"calibrate: the reviews lack {missing}; give ReviewTable.latest().")
     used = reviews[reviews["decision"].isin(CORRECT + WRONG)]
     rng = np.random.default_rng(seed)
-    out: dict[str, Any] = {"version": CALIBRATION_VERSION, "target_precision": target_precision,
-                           "rule": "logistic fit of correct (call) against score per class; threshold where the "
-                                   "fitted P(correct) reaches the target; 90 % bootstrap interval", "classes": {}}
+    out: dict[str, Any] = {
+        "version": CALIBRATION_VERSION,
+        "target_precision": target_precision,
+        "rule": "logistic fit of correct (call) against score per class; threshold where the "
+        "fitted P(correct) reaches the target; 90 % bootstrap interval",
+        "classes": {},
+    }
     for label in sorted(reviews["label"].astype(str).unique()):
         part = used[used["label"].astype(str) == label]
         scores = part["score"].to_numpy(float)
@@ -73,8 +83,10 @@ def calibrate(reviews: pd.DataFrame, target_precision: float = 0.9, min_reviews:
         if len(part) < min_reviews:
             entry["note"] = f"{len(part)} usable reviews, fewer than {min_reviews}: review more of its detections"
         elif correct.all() or not correct.any():
-            entry["note"] = (f"all {len(part)} reviews say {'correct' if correct.all() else 'wrong'}: the score cannot "
-                             "be calibrated; review detections nearer the threshold (review_queue 'threshold')")
+            entry["note"] = (
+                f"all {len(part)} reviews say {'correct' if correct.all() else 'wrong'}: the score cannot "
+                "be calibrated; review detections nearer the threshold (review_queue 'threshold')"
+            )
         else:
             a, b = _fit(scores, correct)
             if b <= 0:
@@ -91,11 +103,20 @@ def calibrate(reviews: pd.DataFrame, target_precision: float = 0.9, min_reviews:
                 threshold = _threshold(a, b, target_precision)
                 note = f"from {len(part)} reviews ({int(correct.sum())} correct)"
                 if threshold > 1.0:
-                    note += (f"; the fitted P(correct) reaches {target_precision:g} only above a score of 1, so no "
-                             "detection of this class reaches the target: its threshold (clipped to 1) turns it off")
-                entry.update(calibrated=True, a=a, b=b, threshold=threshold,
-                             threshold_interval=[float(np.percentile(boot, 5)), float(np.percentile(boot, 95))]
-                             if boot else [float("nan"), float("nan")], note=note)
+                    note += (
+                        f"; the fitted P(correct) reaches {target_precision:g} only above a score of 1, so no "
+                        "detection of this class reaches the target: its threshold (clipped to 1) turns it off"
+                    )
+                entry.update(
+                    calibrated=True,
+                    a=a,
+                    b=b,
+                    threshold=threshold,
+                    threshold_interval=[float(np.percentile(boot, 5)), float(np.percentile(boot, 95))]
+                    if boot
+                    else [float("nan"), float("nan")],
+                    note=note,
+                )
         out["classes"][label] = entry
     return out
 
@@ -105,9 +126,18 @@ def calibration_table(calibration: Mapping[str, Any]) -> pd.DataFrame:
     rows = []
     for label, e in calibration["classes"].items():
         low, high = e.get("threshold_interval", [np.nan, np.nan])
-        rows.append({"class": label, "n": e["n"], "n_correct": e["n_correct"], "calibrated": e["calibrated"],
-                     "threshold": e.get("threshold", np.nan), "interval low": low, "interval high": high,
-                     "note": e["note"]})
+        rows.append(
+            {
+                "class": label,
+                "n": e["n"],
+                "n_correct": e["n_correct"],
+                "calibrated": e["calibrated"],
+                "threshold": e.get("threshold", np.nan),
+                "interval low": low,
+                "interval high": high,
+                "note": e["note"],
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -128,8 +158,12 @@ def read_calibration(path: str | Path) -> dict[str, Any]:
     return calibration
 
 
-def calibrated_thresholds(calibration: Mapping[str, Any] | str | Path, classes: list[str],
-                          fallback: float | None = None, background: str | None = "background") -> dict[str, float]:
+def calibrated_thresholds(
+    calibration: Mapping[str, Any] | str | Path,
+    classes: list[str],
+    fallback: float | None = None,
+    background: str | None = "background",
+) -> dict[str, float]:
     """The per-class ``threshold`` for ``scan``/``rescore``: each calibrated class's threshold, clipped to
     [0, 1]; a call class without one gets ``fallback``, and without a fallback ValueError names it."""
     if not isinstance(calibration, Mapping):
@@ -146,6 +180,8 @@ def calibrated_thresholds(calibration: Mapping[str, Any] | str | Path, classes: 
         else:
             missing.append(f"{label} ({entry.get('note', 'not reviewed')})")
     if missing:
-        raise ValueError("no calibrated threshold for " + "; ".join(missing) + "; review more detections or give a "
-                         "fallback threshold for them.")
+        raise ValueError(
+            "no calibrated threshold for " + "; ".join(missing) + "; review more detections or give a "
+            "fallback threshold for them."
+        )
     return out

@@ -7,6 +7,7 @@ evaluations are not compared; the mean over the last ``tail`` of the steps is co
 mean over the ``tail`` before it. A curve is called flat when that gain is at most ``tolerance``
 (fractions of UAR, 0.03 = 3 points).
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -26,8 +27,10 @@ def devel_curve(history: pd.DataFrame) -> pd.DataFrame:
     model's devel UAR where it exists, the plain model's before the EMA starts (or without EMA).
     """
     if "step" not in history or "uar_plain" not in history:
-        raise KeyError(f"devel_curve: a history table needs the columns 'step' and 'uar_plain'; "
-                       f"this one has {list(history.columns)}")
+        raise KeyError(
+            f"devel_curve: a history table needs the columns 'step' and 'uar_plain'; "
+            f"this one has {list(history.columns)}"
+        )
     uar = history["uar_ema"].fillna(history["uar_plain"]) if "uar_ema" in history else history["uar_plain"]
     rows = pd.DataFrame({"step": history["step"], "uar": uar}).dropna()
     return rows.reset_index(drop=True)
@@ -45,29 +48,42 @@ def curve_flatness(history: pd.DataFrame, tail: float = TAIL, tolerance: float =
         raise ValueError(f"curve_flatness: tail={tail} must lie in (0, 0.5]: two windows of that share of the steps")
     curve = devel_curve(history)
     if curve.empty:
-        return {"last step": None, "final devel UAR": None, "mean, last window": None,
-                "mean, window before": None, "gain": None, "flat": None}
+        return {
+            "last step": None,
+            "final devel UAR": None,
+            "mean, last window": None,
+            "mean, window before": None,
+            "gain": None,
+            "flat": None,
+        }
     last = float(curve["step"].iloc[-1])
     width = tail * last
     recent = curve[curve["step"] > last - width]["uar"]
     before = curve[(curve["step"] > last - 2 * width) & (curve["step"] <= last - width)]["uar"]
     gain = float(recent.mean() - before.mean()) if len(recent) and len(before) else None
-    return {"last step": int(last), "final devel UAR": float(curve["uar"].iloc[-1]),
-            "mean, last window": float(recent.mean()),
-            "mean, window before": float(before.mean()) if len(before) else None,
-            "gain": gain, "flat": None if gain is None else bool(gain <= tolerance)}
+    return {
+        "last step": int(last),
+        "final devel UAR": float(curve["uar"].iloc[-1]),
+        "mean, last window": float(recent.mean()),
+        "mean, window before": float(before.mean()) if len(before) else None,
+        "gain": gain,
+        "flat": None if gain is None else bool(gain <= tolerance),
+    }
 
 
-def training_length(history: pd.DataFrame, training: dict | None = None, tail: float = TAIL,
-                    tolerance: float = TOLERANCE) -> str:
+def training_length(
+    history: pd.DataFrame, training: dict | None = None, tail: float = TAIL, tolerance: float = TOLERANCE
+) -> str:
     """One sentence on how long a run trained and why it stopped there: ``training`` is the
     ``training`` entry of its ``metrics.json`` (None for runs written before it existed, which
     trained a fixed number of steps), followed by the flatness of its devel curve."""
     flat = curve_flatness(history, tail, tolerance)
     steps = int(training["steps"]) if training else flat["last step"]
     if training and training.get("stopped_when_flat"):
-        why = (f"stopped at the first devel evaluation from step {training['min_iterations']} on where its devel "
-               f"curve was flat (stop_when_flat; the cap was {training['iterations']})")
+        why = (
+            f"stopped at the first devel evaluation from step {training['min_iterations']} on where its devel "
+            f"curve was flat (stop_when_flat; the cap was {training['iterations']})"
+        )
     elif training and training.get("stop_when_flat"):
         why = f"reached the cap of {training['iterations']} steps before its devel curve was flat (stop_when_flat)"
     else:
@@ -75,19 +91,24 @@ def training_length(history: pd.DataFrame, training: dict | None = None, tail: f
     if flat["gain"] is None:
         verdict = "too few evaluations to tell whether the curve is flat"
     else:
-        verdict = (f"mean devel UAR of the last {tail:.0%} of the steps {flat['gain'] * 100:+.1f} points against "
-                   f"the {tail:.0%} before: {'flat' if flat['flat'] else 'still rising'}")
+        verdict = (
+            f"mean devel UAR of the last {tail:.0%} of the steps {flat['gain'] * 100:+.1f} points against "
+            f"the {tail:.0%} before: {'flat' if flat['flat'] else 'still rising'}"
+        )
     return f"Trained {steps} steps, {why}; {verdict}."
 
 
 def run_histories(run_dirs: dict[str, str | Path]) -> dict[str, pd.DataFrame | None]:
     """Each run's ``history.csv`` by label; None for a run folder without one (not started)."""
-    return {label: pd.read_csv(Path(d) / HISTORY) if (Path(d) / HISTORY).is_file() else None
-            for label, d in run_dirs.items()}
+    return {
+        label: pd.read_csv(Path(d) / HISTORY) if (Path(d) / HISTORY).is_file() else None
+        for label, d in run_dirs.items()
+    }
 
 
-def flatness_table(histories: dict[str, pd.DataFrame | None], tail: float = TAIL,
-                   tolerance: float = TOLERANCE) -> pd.DataFrame:
+def flatness_table(
+    histories: dict[str, pd.DataFrame | None], tail: float = TAIL, tolerance: float = TOLERANCE
+) -> pd.DataFrame:
     """:func:`curve_flatness` for several runs, one row per label, with a ``verdict`` column in
     words ("flat", "still rising", "too few evaluations", or "no history" for None: a run that
     has not started, listed rather than left out)."""
@@ -115,8 +136,10 @@ def flatness_summary(table: pd.DataFrame, tail: float = TAIL, tolerance: float =
         else:
             rising.append(f"{label} (+{row['gain'] * 100:.1f} points)")
     share = f"last {tail:.0%} of the steps against the {tail:.0%} before"
-    text = (f"{flat} of {len(table)} curves are flat (mean devel UAR of the {share} "
-            f"gained at most {tolerance * 100:.0f} points)")
+    text = (
+        f"{flat} of {len(table)} curves are flat (mean devel UAR of the {share} "
+        f"gained at most {tolerance * 100:.0f} points)"
+    )
     if rising:
         text += "; still rising: " + ", ".join(rising)
     if unknown:

@@ -38,6 +38,7 @@ ones, comparing them by :func:`recording_key` (file stem, or path relative to th
 Everything is vectorised with numpy/pandas (one sort and a few group-bys): 1e5+ windows take a
 fraction of a second.
 """
+
 from __future__ import annotations
 
 import re
@@ -47,9 +48,20 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 import pandas as pd
 
-__all__ = ["DETECTION_SCORES", "EVENT_COLUMNS", "TIME_TOLERANCE", "align_recordings", "call_classes", "call_score",
-           "default_thresholds", "detect_events", "detection_scores", "recording_key", "window_classes",
-           "window_scores_columns"]
+__all__ = [
+    "DETECTION_SCORES",
+    "EVENT_COLUMNS",
+    "TIME_TOLERANCE",
+    "align_recordings",
+    "call_classes",
+    "call_score",
+    "default_thresholds",
+    "detect_events",
+    "detection_scores",
+    "recording_key",
+    "window_classes",
+    "window_scores_columns",
+]
 
 #: What a window's detection score is (module docstring): ``"class"``, the best call class's score;
 #: ``"call"``, ``1 - score_background``, the probability of any call (a call head's P(call)).
@@ -70,7 +82,7 @@ def window_scores_columns(classes: Sequence[str]) -> list[str]:
 
 def window_classes(windows: pd.DataFrame) -> list[str]:
     """The classes a window table holds scores for (its ``score_<class>`` columns, in column order)."""
-    return [str(c)[len(_SCORE_PREFIX):] for c in windows.columns if str(c).startswith(_SCORE_PREFIX)]
+    return [str(c)[len(_SCORE_PREFIX) :] for c in windows.columns if str(c).startswith(_SCORE_PREFIX)]
 
 
 def call_classes(classes: Sequence[str], background: str | None = "background") -> list[str]:
@@ -81,12 +93,13 @@ def call_classes(classes: Sequence[str], background: str | None = "background") 
     """
     classes = [str(c) for c in classes]
     if background is not None and background not in classes:
-        raise ValueError(f"background class {background!r} is not one of the classes {classes}; pass the "
-                         "reject class's name as background=, or background=None if the model has none.")
+        raise ValueError(
+            f"background class {background!r} is not one of the classes {classes}; pass the "
+            "reject class's name as background=, or background=None if the model has none."
+        )
     calls = [c for c in classes if c != background]
     if not calls:
-        raise ValueError(f"no class to detect: the classes {classes} hold only the background class "
-                         f"{background!r}.")
+        raise ValueError(f"no class to detect: the classes {classes} hold only the background class {background!r}.")
     return calls
 
 
@@ -100,21 +113,26 @@ def _scores(windows: pd.DataFrame, classes: Sequence[str]) -> np.ndarray:
     needed = ["recording", "begin", "end", *window_scores_columns(classes)]
     missing = [c for c in needed if c not in windows.columns]
     if missing:
-        raise ValueError(f"the window table lacks the column(s) {', '.join(missing)} (it has "
-                         f"{', '.join(map(str, windows.columns))}); pass the classes the scan was run with "
-                         "(window_classes(windows) lists them) or a table written by the scan command.")
+        raise ValueError(
+            f"the window table lacks the column(s) {', '.join(missing)} (it has "
+            f"{', '.join(map(str, windows.columns))}); pass the classes the scan was run with "
+            "(window_classes(windows) lists them) or a table written by the scan command."
+        )
     scores = windows[window_scores_columns(classes)].to_numpy(dtype=float)
     bad = np.isnan(scores)
     if bad.any():
         row, col = np.argwhere(bad)[0]
-        raise ValueError(f"the window table has no score (NaN) in row {_row(windows.index[row])!r}, column "
-                         f"score_{classes[col]} ({int(bad.any(axis=1).sum())} row(s) in all); scan those "
-                         "recordings again, or drop the rows.")
+        raise ValueError(
+            f"the window table has no score (NaN) in row {_row(windows.index[row])!r}, column "
+            f"score_{classes[col]} ({int(bad.any(axis=1).sum())} row(s) in all); scan those "
+            "recordings again, or drop the rows."
+        )
     return scores
 
 
-def detection_scores(windows: pd.DataFrame, classes: Sequence[str], background: str | None = "background",
-                     score_from: str = "class") -> tuple[np.ndarray, np.ndarray]:
+def detection_scores(
+    windows: pd.DataFrame, classes: Sequence[str], background: str | None = "background", score_from: str = "class"
+) -> tuple[np.ndarray, np.ndarray]:
     """Per window, its best call class and its detection score (module docstring), in the table's row
     order: ``(best, score)``, ``best`` the index into :func:`call_classes` (int, ties to the class
     listed first), ``score`` float in [0, 1], both shape ``(n_windows,)``.
@@ -132,13 +150,16 @@ def detection_scores(windows: pd.DataFrame, classes: Sequence[str], background: 
     if score_from == "class":
         return best, scores[np.arange(len(scores)), best]
     if background is None:
-        raise ValueError("score_from='call' is 1 - the background class's score, and background=None says the "
-                         "model has no background class; pass background= its name, or score_from='class'.")
+        raise ValueError(
+            "score_from='call' is 1 - the background class's score, and background=None says the "
+            "model has no background class; pass background= its name, or score_from='class'."
+        )
     return best, 1.0 - _scores(windows, [background])[:, 0]
 
 
-def call_score(windows: pd.DataFrame, classes: Sequence[str], background: str | None = "background",
-               score_from: str = "class") -> np.ndarray:
+def call_score(
+    windows: pd.DataFrame, classes: Sequence[str], background: str | None = "background", score_from: str = "class"
+) -> np.ndarray:
     """Per window, the score used to rank windows for review, shape ``(n_windows,)``, in the table's
     row order: the detection score (:func:`detection_scores`), by default the maximum over the
     non-background classes' scores; with ``score_from="call"`` the probability of any call.
@@ -154,12 +175,16 @@ def _thresholds(threshold: float | Mapping[str, float], calls: list[str], backgr
     if isinstance(threshold, Mapping):
         missing = [c for c in calls if c not in threshold]
         if missing:
-            raise ValueError(f"threshold has no value for the class(es) {', '.join(missing)}; give every "
-                             f"class of {calls} a threshold, or pass one float for all.")
+            raise ValueError(
+                f"threshold has no value for the class(es) {', '.join(missing)}; give every "
+                f"class of {calls} a threshold, or pass one float for all."
+            )
         unknown = [str(k) for k in threshold if k not in calls and k != background]
         if unknown:
-            raise ValueError(f"threshold names class(es) {', '.join(unknown)} that are not among the call "
-                             f"classes {calls}; correct the spelling or remove them.")
+            raise ValueError(
+                f"threshold names class(es) {', '.join(unknown)} that are not among the call "
+                f"classes {calls}; correct the spelling or remove them."
+            )
         values = np.array([float(threshold[c]) for c in calls])
     else:
         values = np.full(len(calls), float(threshold))
@@ -169,14 +194,27 @@ def _thresholds(threshold: float | Mapping[str, float], calls: list[str], backgr
 
 
 def _empty_events() -> pd.DataFrame:
-    return pd.DataFrame({"recording": pd.Series(dtype=object), "begin": pd.Series(dtype=float),
-                         "end": pd.Series(dtype=float), "label": pd.Series(dtype=object),
-                         "score": pd.Series(dtype=float), "n_windows": pd.Series(dtype=np.int64)})
+    return pd.DataFrame(
+        {
+            "recording": pd.Series(dtype=object),
+            "begin": pd.Series(dtype=float),
+            "end": pd.Series(dtype=float),
+            "label": pd.Series(dtype=object),
+            "score": pd.Series(dtype=float),
+            "n_windows": pd.Series(dtype=np.int64),
+        }
+    )
 
 
-def detect_events(windows: pd.DataFrame, classes: Sequence[str], threshold: float | Mapping[str, float] = 0.5,
-                  background: str | None = "background", merge_gap: float = 0.0,
-                  score_from: str = "class", max_windows: int | None = None) -> pd.DataFrame:
+def detect_events(
+    windows: pd.DataFrame,
+    classes: Sequence[str],
+    threshold: float | Mapping[str, float] = 0.5,
+    background: str | None = "background",
+    merge_gap: float = 0.0,
+    score_from: str = "class",
+    max_windows: int | None = None,
+) -> pd.DataFrame:
     """Threshold a window table and merge consecutive detections of one class into events.
 
     Args:
@@ -219,8 +257,16 @@ def detect_events(windows: pd.DataFrame, classes: Sequence[str], threshold: floa
     # A run is broken by every window that is not a detection: number the stretches between them.
     # The count runs on across recordings; grouping by recording too keeps them apart.
     segment = np.cumsum(~detected)
-    det = pd.DataFrame({"recording": rec[detected], "segment": segment[detected], "k": best[detected],
-                        "begin": begin[detected], "end": end[detected], "score": best_score[detected]})
+    det = pd.DataFrame(
+        {
+            "recording": rec[detected],
+            "segment": segment[detected],
+            "k": best[detected],
+            "begin": begin[detected],
+            "end": end[detected],
+            "score": best_score[detected],
+        }
+    )
     if det.empty:
         return _empty_events()
     det = det.sort_values(["recording", "segment", "k", "begin"], kind="stable").reset_index(drop=True)
@@ -237,17 +283,27 @@ def detect_events(windows: pd.DataFrame, classes: Sequence[str], threshold: floa
             raise ValueError(f"max_windows must be a positive number of windows or None, not {max_windows!r}.")
         position = det.groupby("event", sort=False).cumcount().to_numpy()
         det["event"] = np.cumsum(starts | (position % int(max_windows) == 0))
-    events = det.groupby("event", sort=False).agg(recording=("recording", "first"), begin=("begin", "min"),
-                                                  end=("end", "max"), k=("k", "first"), score=("score", "max"),
-                                                  n_windows=("begin", "size"))
+    events = det.groupby("event", sort=False).agg(
+        recording=("recording", "first"),
+        begin=("begin", "min"),
+        end=("end", "max"),
+        k=("k", "first"),
+        score=("score", "max"),
+        n_windows=("begin", "size"),
+    )
     events["label"] = np.asarray(calls, dtype=object)[events["k"].to_numpy()]
     events["n_windows"] = events["n_windows"].astype(np.int64)
     events = events.sort_values(["recording", "begin", "label"], kind="stable").reset_index(drop=True)
     return events[EVENT_COLUMNS]
 
 
-def default_thresholds(windows: pd.DataFrame, classes: Sequence[str], background: str | None = "background",
-                       n_high: int = 30, score_from: str = "class") -> np.ndarray:
+def default_thresholds(
+    windows: pd.DataFrame,
+    classes: Sequence[str],
+    background: str | None = "background",
+    n_high: int = 30,
+    score_from: str = "class",
+) -> np.ndarray:
     """0.05, 0.10, ..., 0.95, plus up to ``n_high`` of the distinct detection scores above 0.95
     (evenly spread over their sorted values: with softmax scores the best windows crowd near 1), sorted."""
     grid = np.round(np.arange(1, 20) * 0.05, 2)
@@ -277,8 +333,13 @@ def recording_key(recording: str | Path, by: str = "stem", root: str | Path | No
     return str(PurePosixPath(text.replace("\\", "/")))
 
 
-def align_recordings(reference: pd.DataFrame, recordings: Iterable[str], by: str = "stem",
-                     root: str | Path | None = None, unmatched: str = "raise") -> pd.DataFrame:
+def align_recordings(
+    reference: pd.DataFrame,
+    recordings: Iterable[str],
+    by: str = "stem",
+    root: str | Path | None = None,
+    unmatched: str = "raise",
+) -> pd.DataFrame:
     """The reference with ``recording`` renamed to the scanned recording it is (see :func:`recording_key`).
 
     Args:
@@ -298,8 +359,10 @@ def align_recordings(reference: pd.DataFrame, recordings: Iterable[str], by: str
     for rec in dict.fromkeys(map(str, recordings)):
         key = recording_key(rec, by, root)
         if key in keys:
-            raise ValueError(f"scanned recordings {keys[key]!r} and {rec!r} both have the key {key!r} (by={by!r}); "
-                             "compare by='path' with root= the scanned folder.")
+            raise ValueError(
+                f"scanned recordings {keys[key]!r} and {rec!r} both have the key {key!r} (by={by!r}); "
+                "compare by='path' with root= the scanned folder."
+            )
         keys[key] = rec
     names = reference["recording"].astype(object)
     if "recording_name" in reference.columns:
@@ -308,9 +371,11 @@ def align_recordings(reference: pd.DataFrame, recordings: Iterable[str], by: str
     missing = mapped.isna()
     if missing.any() and unmatched == "raise":
         lost = list(dict.fromkeys(names[missing].astype(str)))
-        raise ValueError(f"{len(lost)} reference recording(s) match no scanned recording by {by}: "
-                         f"{', '.join(lost[:5])}{'...' if len(lost) > 5 else ''}; scan them, compare by another "
-                         "rule (by=, root=), or pass unmatched='drop' to evaluate the scanned ones only.")
+        raise ValueError(
+            f"{len(lost)} reference recording(s) match no scanned recording by {by}: "
+            f"{', '.join(lost[:5])}{'...' if len(lost) > 5 else ''}; scan them, compare by another "
+            "rule (by=, root=), or pass unmatched='drop' to evaluate the scanned ones only."
+        )
     out = reference[~missing].copy()
     out["recording"] = mapped[~missing]
     return out

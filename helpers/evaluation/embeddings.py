@@ -17,6 +17,7 @@ score of the chosen C is the best of ``len(Cs)`` devel evaluations and optimisti
 are not selected on. The checkpoint itself may also have been chosen on devel (``best_*``),
 which makes every devel number of its embeddings optimistic too; the metrics say so.
 """
+
 from __future__ import annotations
 
 import math
@@ -42,11 +43,15 @@ DEFAULT_CS = (1e-3, 1e-2, 1e-1, 1.0, 10.0)
 #: Iteration cap of liblinear; standardised embeddings of a few thousand clips converge far below it.
 SVM_MAX_ITER = 20_000
 
-SVM_SELECTED_NOTE = ("optimistic: this devel score was also used to choose the SVM's C (best of {n} devel "
-                     "evaluations); treat it as an upper estimate, not a held-out result")
+SVM_SELECTED_NOTE = (
+    "optimistic: this devel score was also used to choose the SVM's C (best of {n} devel "
+    "evaluations); treat it as an upper estimate, not a held-out result"
+)
 SVM_UNSELECTED_NOTE = "not used to choose the SVM's C: an unbiased estimate for this split"
-CHECKPOINT_SELECTED_NOTE = ("the checkpoint that gave these embeddings was itself chosen by devel UAR "
-                            "({kind}), so devel scores are optimistic for that reason too")
+CHECKPOINT_SELECTED_NOTE = (
+    "the checkpoint that gave these embeddings was itself chosen by devel UAR "
+    "({kind}), so devel scores are optimistic for that reason too"
+)
 
 
 @dataclass
@@ -75,10 +80,15 @@ class EmbeddingSet:
         return len(self.labels) > 0 and bool((self.labels >= 0).all())
 
 
-def extract_embeddings(checkpoint: str | Path | dict[str, Any], corpus: Corpus,
-                       splits: Sequence[str] = ("train", "devel", "test"), cache_dir: str | Path = "data/cache",
-                       device: str | torch.device = "auto", batch_size: int = 512,
-                       progress: bool = False) -> dict[str, EmbeddingSet]:
+def extract_embeddings(
+    checkpoint: str | Path | dict[str, Any],
+    corpus: Corpus,
+    splits: Sequence[str] = ("train", "devel", "test"),
+    cache_dir: str | Path = "data/cache",
+    device: str | torch.device = "auto",
+    batch_size: int = 512,
+    progress: bool = False,
+) -> dict[str, EmbeddingSet]:
     """Embeddings ``(n, D)`` and class scores ``(n, K)`` of every clip of ``splits``.
 
     ``checkpoint``: a checkpoint file written by :func:`helpers.training.train` (or its loaded dict).
@@ -86,12 +96,16 @@ def extract_embeddings(checkpoint: str | Path | dict[str, Any], corpus: Corpus,
     rate etc.), so they are the ones the model was trained on. Inference runs in float32 in eval
     mode (no dropout, BatchNorm running statistics), so the result is deterministic on CPU.
     """
-    ckpt = require_training_record(checkpoint if isinstance(checkpoint, dict) else load_checkpoint(checkpoint),
-                                   origin=str(checkpoint) if not isinstance(checkpoint, dict) else "checkpoint dict")
+    ckpt = require_training_record(
+        checkpoint if isinstance(checkpoint, dict) else load_checkpoint(checkpoint),
+        origin=str(checkpoint) if not isinstance(checkpoint, dict) else "checkpoint dict",
+    )
     classes = list(ckpt["classes"])
     if classes != list(corpus.classes):
-        raise ValueError(f"the checkpoint was trained on classes {classes} but corpus {corpus.name!r} has "
-                         f"{list(corpus.classes)}; use a checkpoint trained on this corpus.")
+        raise ValueError(
+            f"the checkpoint was trained on classes {classes} but corpus {corpus.name!r} has "
+            f"{list(corpus.classes)}; use a checkpoint trained on this corpus."
+        )
     unknown = [s for s in splits if s not in corpus.splits]
     if unknown:
         raise ValueError(f"corpus {corpus.name!r} has no split(s) {unknown}; it has {corpus.splits}.")
@@ -103,12 +117,18 @@ def extract_embeddings(checkpoint: str | Path | dict[str, Any], corpus: Corpus,
     out: dict[str, EmbeddingSet] = {}
     for split in splits:
         feats = load_features(corpus.table, split, settings, cache_dir, corpus.name, progress=progress)
-        scores, emb = predict_scores(model, feats.features, batch_size=batch_size, score=score, device=dev,
-                                     amp=False, return_embeddings=True)
-        out[split] = EmbeddingSet(split=split, embeddings=emb.astype(np.float32, copy=False),
-                                  labels=np.asarray(feats.labels, dtype=np.int64), filenames=list(feats.filenames),
-                                  scores=scores.astype(np.float32, copy=False), classes=classes,
-                                  checkpoint_kind=kind)
+        scores, emb = predict_scores(
+            model, feats.features, batch_size=batch_size, score=score, device=dev, amp=False, return_embeddings=True
+        )
+        out[split] = EmbeddingSet(
+            split=split,
+            embeddings=emb.astype(np.float32, copy=False),
+            labels=np.asarray(feats.labels, dtype=np.int64),
+            filenames=list(feats.filenames),
+            scores=scores.astype(np.float32, copy=False),
+            classes=classes,
+            checkpoint_kind=kind,
+        )
     return out
 
 
@@ -142,8 +162,15 @@ class SvmResult:
         rows = []
         for split, m in (("devel", self.devel_metrics), ("test", self.test_metrics)):
             if m is not None:
-                rows.append({"split": split, "C": self.best_C, "uar": m["uar"], "map": m["map"],
-                             "selected_on_this_split": m["selected_on_this_split"]})
+                rows.append(
+                    {
+                        "split": split,
+                        "C": self.best_C,
+                        "uar": m["uar"],
+                        "map": m["map"],
+                        "selected_on_this_split": m["selected_on_this_split"],
+                    }
+                )
         return pd.DataFrame(rows)
 
 
@@ -161,9 +188,14 @@ def _decision_scores(pipeline, x: np.ndarray, n_classes: int) -> np.ndarray:
     return out
 
 
-def fit_linear_svm(train_set: EmbeddingSet, devel_set: EmbeddingSet, Cs: Sequence[float] = DEFAULT_CS,
-                   class_weight: str | None = None, seed: int = 0,
-                   test_set: EmbeddingSet | None = None) -> SvmResult:
+def fit_linear_svm(
+    train_set: EmbeddingSet,
+    devel_set: EmbeddingSet,
+    Cs: Sequence[float] = DEFAULT_CS,
+    class_weight: str | None = None,
+    seed: int = 0,
+    test_set: EmbeddingSet | None = None,
+) -> SvmResult:
     """A linear SVM on standardised embeddings, its C chosen by devel UAR.
 
     Embeddings are standardised with a ``StandardScaler`` fitted on train only, then a
@@ -187,8 +219,10 @@ def fit_linear_svm(train_set: EmbeddingSet, devel_set: EmbeddingSet, Cs: Sequenc
         raise ValueError("fit_linear_svm needs at least one C in Cs.")
     for s, name in ((train_set, "train"), (devel_set, "devel")):
         if not s.has_labels:
-            raise ValueError(f"fit_linear_svm: the {name} set ({s.split}) has unknown labels (-1) or no clips; "
-                             "both train and devel need labels.")
+            raise ValueError(
+                f"fit_linear_svm: the {name} set ({s.split}) has unknown labels (-1) or no clips; "
+                "both train and devel need labels."
+            )
     classes = list(train_set.classes)
     k = len(classes)
     x_train, y_train = train_set.embeddings, train_set.labels
@@ -196,16 +230,24 @@ def fit_linear_svm(train_set: EmbeddingSet, devel_set: EmbeddingSet, Cs: Sequenc
 
     rows, fitted = [], []
     for c in Cs:
-        pipe = make_pipeline(StandardScaler(), LinearSVC(C=float(c), class_weight=class_weight, dual="auto",
-                                                         max_iter=SVM_MAX_ITER, random_state=seed))
+        pipe = make_pipeline(
+            StandardScaler(),
+            LinearSVC(C=float(c), class_weight=class_weight, dual="auto", max_iter=SVM_MAX_ITER, random_state=seed),
+        )
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", ConvergenceWarning)
             pipe.fit(x_train, y_train)
         converged = not any(issubclass(w.category, ConvergenceWarning) for w in caught)
         train_pred = _decision_scores(pipe, x_train, k).argmax(axis=1)
         devel_pred = _decision_scores(pipe, x_devel, k).argmax(axis=1)
-        rows.append({"C": float(c), "train_uar": unweighted_average_recall(y_train, train_pred, k),
-                     "devel_uar": unweighted_average_recall(y_devel, devel_pred, k), "converged": converged})
+        rows.append(
+            {
+                "C": float(c),
+                "train_uar": unweighted_average_recall(y_train, train_pred, k),
+                "devel_uar": unweighted_average_recall(y_devel, devel_pred, k),
+                "converged": converged,
+            }
+        )
         fitted.append(pipe)
     table = pd.DataFrame(rows)
     # Highest devel UAR; among equals the smallest C (sort by C first, then a stable argmax).
@@ -220,9 +262,16 @@ def fit_linear_svm(train_set: EmbeddingSet, devel_set: EmbeddingSet, Cs: Sequenc
     devel_metrics["note"] = SVM_SELECTED_NOTE.format(n=len(table))
     if train_set.checkpoint_kind and str(train_set.checkpoint_kind).startswith("best"):
         devel_metrics["note"] += "; " + CHECKPOINT_SELECTED_NOTE.format(kind=train_set.checkpoint_kind)
-    result = SvmResult(pipeline=best, table=table, best_C=float(table.loc[best_pos, "C"]),
-                       devel_metrics=devel_metrics, test_metrics=None, devel_scores=devel_scores,
-                       devel_predictions=devel_scores.argmax(axis=1), classes=classes)
+    result = SvmResult(
+        pipeline=best,
+        table=table,
+        best_C=float(table.loc[best_pos, "C"]),
+        devel_metrics=devel_metrics,
+        test_metrics=None,
+        devel_scores=devel_scores,
+        devel_predictions=devel_scores.argmax(axis=1),
+        classes=classes,
+    )
     if test_set is not None and len(test_set):
         test_scores = _decision_scores(best, test_set.embeddings, k)
         result.test_scores, result.test_predictions = test_scores, test_scores.argmax(axis=1)
@@ -237,8 +286,13 @@ def fit_linear_svm(train_set: EmbeddingSet, devel_set: EmbeddingSet, Cs: Sequenc
 # --- 2-d view and confusions -----------------------------------------------------------------
 
 
-def tsne_2d(embeddings: np.ndarray, seed: int = 0, perplexity: float = 30.0,
-            max_points: int = 3000, n_threads: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+def tsne_2d(
+    embeddings: np.ndarray,
+    seed: int = 0,
+    perplexity: float = 30.0,
+    max_points: int = 3000,
+    n_threads: int | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
     """A t-SNE map ``(m, 2)`` of embeddings ``(n, D)`` and the row indices ``(m,)`` it shows.
 
     Above ``max_points`` rows a deterministic random subset (sorted, from ``seed``) is used, as
@@ -287,9 +341,17 @@ def confused_pairs(confusion_matrix: np.ndarray, classes: Sequence[str], top: in
     if m.shape != (k, k):
         raise ValueError(f"confusion matrix has shape {m.shape} but there are {k} classes.")
     totals = m.sum(axis=1)
-    rows = [{"true": classes[i], "predicted": classes[j], "count": m[i, j],
-             "share_of_true": float(m[i, j] / totals[i]) if totals[i] else math.nan}
-            for i in range(k) for j in range(k) if i != j and m[i, j] > 0]
+    rows = [
+        {
+            "true": classes[i],
+            "predicted": classes[j],
+            "count": m[i, j],
+            "share_of_true": float(m[i, j] / totals[i]) if totals[i] else math.nan,
+        }
+        for i in range(k)
+        for j in range(k)
+        if i != j and m[i, j] > 0
+    ]
     table = pd.DataFrame(rows, columns=["true", "predicted", "count", "share_of_true"])
     table = table.sort_values(["count", "share_of_true"], ascending=False, kind="stable")
     return table.head(top).reset_index(drop=True)
@@ -302,14 +364,22 @@ def svm_beside_network(svm: SvmResult, network_splits: dict[str, Any], network_n
     ``network_splits``: ``metrics.json["checkpoints"][name]["splits"]`` of the checkpoint whose
     embeddings the SVM used. Both devel scores are selected on devel (checkpoint and C): optimistic.
     """
+
     def uar(metrics: dict | None) -> float:
         value = (metrics or {}).get("uar")
         return float("nan") if value is None else float(value)
 
-    return pd.DataFrame([
-        {"classifier": network_name, "devel UAR": uar(network_splits.get("devel")),
-         "test UAR": uar(network_splits.get("test"))},
-        {"classifier": f"linear SVM on the embeddings (C={svm.best_C:g}, chosen on devel)",
-         "devel UAR": uar(svm.devel_metrics), "test UAR": uar(svm.test_metrics)},
-    ])
-
+    return pd.DataFrame(
+        [
+            {
+                "classifier": network_name,
+                "devel UAR": uar(network_splits.get("devel")),
+                "test UAR": uar(network_splits.get("test")),
+            },
+            {
+                "classifier": f"linear SVM on the embeddings (C={svm.best_C:g}, chosen on devel)",
+                "devel UAR": uar(svm.devel_metrics),
+                "test UAR": uar(svm.test_metrics),
+            },
+        ]
+    )

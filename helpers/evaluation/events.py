@@ -23,6 +23,7 @@ f1 = 2 tp / (detections + reference events) (0 when one side is empty, NaN when 
 :func:`~helpers.evaluation.detections.call_score`; how much of the scanned audio must they hear to
 find a given share of the calls?
 """
+
 from __future__ import annotations
 
 import warnings
@@ -32,12 +33,21 @@ import numpy as np
 import pandas as pd
 from scipy.optimize import linear_sum_assignment
 
-from helpers.evaluation.detections import (call_classes, call_score, default_thresholds, detect_events,
-                                           window_classes)
+from helpers.evaluation.detections import call_classes, call_score, default_thresholds, detect_events, window_classes
 
-__all__ = ["MATCH_COLUMNS", "RECORDING_LEVEL_COLUMNS", "SCORE_COLUMNS", "choose_threshold", "event_scores",
-           "listening_effort", "match_events", "precision_at_recall", "precision_recall_curve_events",
-           "recording_level_scores", "recording_level_summary"]
+__all__ = [
+    "MATCH_COLUMNS",
+    "RECORDING_LEVEL_COLUMNS",
+    "SCORE_COLUMNS",
+    "choose_threshold",
+    "event_scores",
+    "listening_effort",
+    "match_events",
+    "precision_at_recall",
+    "precision_recall_curve_events",
+    "recording_level_scores",
+    "recording_level_summary",
+]
 
 #: Columns of :func:`match_events`: ``detection`` / ``reference`` are the rows' index labels.
 MATCH_COLUMNS = ["recording", "label", "detection", "reference", "iou"]
@@ -51,8 +61,10 @@ _IOU_SLACK = 1e-9
 def _check(table: pd.DataFrame, what: str) -> None:
     missing = [c for c in ("recording", "begin", "end", "label") if c not in table.columns]
     if missing:
-        raise ValueError(f"the {what} table lacks the column(s) {', '.join(missing)} (it has "
-                         f"{', '.join(map(str, table.columns))}); it needs recording, begin, end (s) and label.")
+        raise ValueError(
+            f"the {what} table lacks the column(s) {', '.join(missing)} (it has "
+            f"{', '.join(map(str, table.columns))}); it needs recording, begin, end (s) and label."
+        )
 
 
 def _components(begin: np.ndarray, end: np.ndarray) -> np.ndarray:
@@ -73,11 +85,12 @@ def _iou(db: np.ndarray, de: np.ndarray, rb: np.ndarray, re_: np.ndarray) -> np.
     return np.divide(inter, union, out=np.zeros(np.shape(inter)), where=union > 0)
 
 
-def _assign(db: np.ndarray, de: np.ndarray, rb: np.ndarray, re_: np.ndarray,
-            min_iou: float) -> list[tuple[int, int, float]]:
+def _assign(
+    db: np.ndarray, de: np.ndarray, rb: np.ndarray, re_: np.ndarray, min_iou: float
+) -> list[tuple[int, int, float]]:
     """``(detection position, reference position, iou)`` of the matches among one recording and label."""
     cluster = _components(np.r_[db, rb], np.r_[de, re_])
-    dc, rc = cluster[:len(db)], cluster[len(db):]
+    dc, rc = cluster[: len(db)], cluster[len(db) :]
     d_order, r_order = np.argsort(dc, kind="stable"), np.argsort(rc, kind="stable")
     common = np.intersect1d(dc, rc)
     d_lo, d_hi = np.searchsorted(dc[d_order], common), np.searchsorted(dc[d_order], common, "right")
@@ -94,8 +107,11 @@ def _assign(db: np.ndarray, de: np.ndarray, rb: np.ndarray, re_: np.ndarray,
         feasible = iou >= min_iou - _IOU_SLACK
         # Each pair is worth 1, plus a share of its IoU too small to ever outweigh one more pair.
         weight = np.where(feasible, 1 + iou / (min(len(i), len(j)) + 1), 0.0)
-        pairs += [(int(i[a]), int(j[b]), float(iou[a, b]))
-                  for a, b in zip(*linear_sum_assignment(weight, maximize=True)) if feasible[a, b]]
+        pairs += [
+            (int(i[a]), int(j[b]), float(iou[a, b]))
+            for a, b in zip(*linear_sum_assignment(weight, maximize=True))
+            if feasible[a, b]
+        ]
     return pairs
 
 
@@ -111,21 +127,31 @@ def match_events(detections: pd.DataFrame, reference: pd.DataFrame, min_iou: flo
         raise ValueError(f"min_iou must be in (0, 1], not {min_iou!r} (0 would match any two events of a recording).")
     _check(detections, "detections")
     _check(reference, "reference")
-    refs = {key: g for key, g in reference.groupby([reference["recording"].astype(str),
-                                                    reference["label"].astype(str)], sort=False)}
+    refs = {
+        key: g
+        for key, g in reference.groupby(
+            [reference["recording"].astype(str), reference["label"].astype(str)], sort=False
+        )
+    }
     rows: list[tuple] = []
     for key, det in detections.groupby([detections["recording"].astype(str), detections["label"].astype(str)]):
         ref = refs.get(key)
         if ref is not None:
-            pairs = _assign(det["begin"].to_numpy(float), det["end"].to_numpy(float), ref["begin"].to_numpy(float),
-                            ref["end"].to_numpy(float), min_iou)
+            pairs = _assign(
+                det["begin"].to_numpy(float),
+                det["end"].to_numpy(float),
+                ref["begin"].to_numpy(float),
+                ref["end"].to_numpy(float),
+                min_iou,
+            )
             rows += [(*key, det.index[i], ref.index[j], iou) for i, j, iou in pairs]
     out = pd.DataFrame(rows, columns=MATCH_COLUMNS)
     return out.sort_values(["recording", "label", "detection"], kind="stable").reset_index(drop=True)
 
 
-def event_scores(detections: pd.DataFrame, reference: pd.DataFrame, classes: Sequence[str] | None = None,
-                 min_iou: float = 0.3) -> pd.DataFrame:
+def event_scores(
+    detections: pd.DataFrame, reference: pd.DataFrame, classes: Sequence[str] | None = None, min_iou: float = 0.3
+) -> pd.DataFrame:
     """Per class counts and precision / recall / F1 of the detections (rules in the module docstring).
 
     Args:
@@ -163,8 +189,12 @@ def event_scores(detections: pd.DataFrame, reference: pd.DataFrame, classes: Seq
     return table[SCORE_COLUMNS]
 
 
-def recording_level_scores(detections: pd.DataFrame, contents: dict[str, str | None], durations: dict[str, float],
-                           background: str = "background") -> pd.DataFrame:
+def recording_level_scores(
+    detections: pd.DataFrame,
+    contents: dict[str, str | None],
+    durations: dict[str, float],
+    background: str = "background",
+) -> pd.DataFrame:
     """Detections scored with what each recording holds, not where its calls are: ``contents`` maps a
     recording name to its one call class (a focal recording) or None (a soundscape without calls);
     ``durations`` gives each recording's length in seconds. Per recording (columns
@@ -181,9 +211,17 @@ def recording_level_scores(detections: pd.DataFrame, contents: dict[str, str | N
         labels = detections.loc[detections["recording"].astype(str) == str(name), "label"].astype(str)
         calls = held is not None and str(held) != background
         correct = int((labels == str(held)).sum()) if calls else 0
-        rows.append({"recording": str(name), "holds": str(held) if calls else "", "duration_s": float(durations[name]),
-                     "n_detected": int(len(labels)), "n_correct": correct, "n_false": int(len(labels)) - correct,
-                     "found": float(correct > 0) if calls else np.nan})
+        rows.append(
+            {
+                "recording": str(name),
+                "holds": str(held) if calls else "",
+                "duration_s": float(durations[name]),
+                "n_detected": int(len(labels)),
+                "n_correct": correct,
+                "n_false": int(len(labels)) - correct,
+                "found": float(correct > 0) if calls else np.nan,
+            }
+        )
     return pd.DataFrame(rows, columns=RECORDING_LEVEL_COLUMNS)
 
 
@@ -194,15 +232,23 @@ def recording_level_summary(table: pd.DataFrame) -> dict[str, float]:
     quiet, focal = table[table["holds"] == ""], table[table["holds"] != ""]
     hours = quiet["duration_s"].sum() / 3600.0
     detected = focal["n_detected"].sum()
-    return {"false alarms per hour (no calls)": float(quiet["n_detected"].sum() / hours) if hours > 0 else np.nan,
-            "precision (focal)": float(focal["n_correct"].sum() / detected) if detected else np.nan,
-            "species found (focal)": float(focal["found"].mean()) if len(focal) else np.nan}
+    return {
+        "false alarms per hour (no calls)": float(quiet["n_detected"].sum() / hours) if hours > 0 else np.nan,
+        "precision (focal)": float(focal["n_correct"].sum() / detected) if detected else np.nan,
+        "species found (focal)": float(focal["found"].mean()) if len(focal) else np.nan,
+    }
 
 
-def precision_recall_curve_events(windows: pd.DataFrame, reference: pd.DataFrame, classes: Sequence[str],
-                                  thresholds: Sequence[float] | None = None, background: str | None = "background",
-                                  min_iou: float = 0.3, merge_gap: float = 0.0,
-                                  score_from: str = "class") -> pd.DataFrame:
+def precision_recall_curve_events(
+    windows: pd.DataFrame,
+    reference: pd.DataFrame,
+    classes: Sequence[str],
+    thresholds: Sequence[float] | None = None,
+    background: str | None = "background",
+    min_iou: float = 0.3,
+    merge_gap: float = 0.0,
+    score_from: str = "class",
+) -> pd.DataFrame:
     """Event precision / recall at each threshold: :func:`detect_events` then :func:`event_scores` on
     the non-background classes (reference rows of other labels are left out). ``score_from``: the
     detection score that is thresholded (:func:`~helpers.evaluation.detections.detection_scores`).
@@ -237,8 +283,10 @@ def precision_at_recall(curve: pd.DataFrame, recalls: Sequence[float], row: str 
     """
     part = curve[curve["class"].astype(str) == str(row)]
     if part.empty:
-        raise ValueError(f"precision_at_recall: the curve has no rows of class {row!r}; its classes are "
-                         f"{sorted(set(curve['class'].astype(str)))}.")
+        raise ValueError(
+            f"precision_at_recall: the curve has no rows of class {row!r}; its classes are "
+            f"{sorted(set(curve['class'].astype(str)))}."
+        )
     rows = []
     for target in recalls:
         reached = part[part["recall"] >= float(target) - 1e-12].dropna(subset=["precision"])
@@ -250,8 +298,9 @@ def precision_at_recall(curve: pd.DataFrame, recalls: Sequence[float], row: str 
     return pd.DataFrame(rows, columns=["recall_target", "precision", "recall", "threshold"])
 
 
-def _found_steps(windows: pd.DataFrame, step: np.ndarray, ref: pd.DataFrame, min_coverage: float,
-                 gain: np.ndarray) -> tuple[np.ndarray, float]:
+def _found_steps(
+    windows: pd.DataFrame, step: np.ndarray, ref: pd.DataFrame, min_coverage: float, gain: np.ndarray
+) -> tuple[np.ndarray, float]:
     """Per reference event, the review step (0-based) at which it counts as found (len(step) when never);
     adds to ``gain[s]`` the seconds step ``s`` newly covers. Returns (steps, total scanned seconds).
 
@@ -285,10 +334,15 @@ def _found_steps(windows: pd.DataFrame, step: np.ndarray, ref: pd.DataFrame, min
     return found, total
 
 
-def listening_effort(windows: pd.DataFrame, reference: pd.DataFrame,
-                     recall_targets: Sequence[float] = (0.5, 0.8, 0.9, 1.0), classes: Sequence[str] | None = None,
-                     background: str | None = "background", min_coverage: float = 0.5,
-                     score_from: str = "class") -> tuple[pd.DataFrame, pd.DataFrame]:
+def listening_effort(
+    windows: pd.DataFrame,
+    reference: pd.DataFrame,
+    recall_targets: Sequence[float] = (0.5, 0.8, 0.9, 1.0),
+    classes: Sequence[str] | None = None,
+    background: str | None = "background",
+    min_coverage: float = 0.5,
+    score_from: str = "class",
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """How much audio a person must hear, listening to windows in decreasing call score, to find the calls.
 
     The windows are reviewed in decreasing :func:`~helpers.evaluation.detections.call_score` (ties:
@@ -333,24 +387,36 @@ def listening_effort(windows: pd.DataFrame, reference: pd.DataFrame,
     ref = reference[keep].reset_index(drop=True)
     bad = ~(ref["end"].astype(float) > ref["begin"].astype(float))
     if bad.any():
-        raise ValueError(f"reference row {int(bad.argmax())} (of the non-background rows) has end <= begin "
-                         f"({ref.at[int(bad.argmax()), 'begin']!r}..{ref.at[int(bad.argmax()), 'end']!r}); "
-                         "correct or drop it.")
+        raise ValueError(
+            f"reference row {int(bad.argmax())} (of the non-background rows) has end <= begin "
+            f"({ref.at[int(bad.argmax()), 'begin']!r}..{ref.at[int(bad.argmax()), 'end']!r}); "
+            "correct or drop it."
+        )
     ref = ref.assign(_row=np.arange(len(ref)))
     lost = sorted(set(ref["recording"].astype(str)) - set(w["recording"].astype(str)))
     if lost:
-        warnings.warn(f"{len(lost)} reference recording(s) were not scanned and their events count as never "
-                      f"found: {', '.join(lost[:5])}; name recordings alike (align_recordings).", stacklevel=2)
+        warnings.warn(
+            f"{len(lost)} reference recording(s) were not scanned and their events count as never "
+            f"found: {', '.join(lost[:5])}; name recordings alike (align_recordings).",
+            stacklevel=2,
+        )
     gain = np.zeros(len(w) + 1)
     found, total = _found_steps(w, step, ref, min_coverage, gain)
-    n_found = np.cumsum(np.bincount(found, minlength=len(w) + 1)[:len(w)])
-    reviewed = np.cumsum(gain[:len(w)])
-    curve = pd.DataFrame({"rank": np.arange(1, len(w) + 1), "recording": w["recording"].to_numpy()[order],
-                          "begin": w["begin"].to_numpy(float)[order], "end": w["end"].to_numpy(float)[order],
-                          "call_score": score[order], "reviewed_seconds": reviewed,
-                          "reviewed_fraction": reviewed / total if total > 0 else np.full(len(w), np.nan),
-                          "events_found": n_found,
-                          "recall": n_found / len(ref) if len(ref) else np.full(len(w), np.nan)})
+    n_found = np.cumsum(np.bincount(found, minlength=len(w) + 1)[: len(w)])
+    reviewed = np.cumsum(gain[: len(w)])
+    curve = pd.DataFrame(
+        {
+            "rank": np.arange(1, len(w) + 1),
+            "recording": w["recording"].to_numpy()[order],
+            "begin": w["begin"].to_numpy(float)[order],
+            "end": w["end"].to_numpy(float)[order],
+            "call_score": score[order],
+            "reviewed_seconds": reviewed,
+            "reviewed_fraction": reviewed / total if total > 0 else np.full(len(w), np.nan),
+            "events_found": n_found,
+            "recall": n_found / len(ref) if len(ref) else np.full(len(w), np.nan),
+        }
+    )
     rows = []
     for t in targets:
         hit = np.flatnonzero(curve["recall"].to_numpy() >= t - 1e-12)
@@ -359,12 +425,17 @@ def listening_effort(windows: pd.DataFrame, reference: pd.DataFrame,
             frac = float(curve["reviewed_fraction"].iat[k])
             rows.append((t, k + 1, float(curve["reviewed_seconds"].iat[k]), frac, 1 - frac, ""))
         else:
-            why = ("no reference events" if not len(ref) else
-                   f"never reached: at most {curve['recall'].max() if len(w) else 0:.3f} of {len(ref)} events are "
-                   f"covered >= {min_coverage:g} by the scanned windows")
+            why = (
+                "no reference events"
+                if not len(ref)
+                else f"never reached: at most {curve['recall'].max() if len(w) else 0:.3f} of {len(ref)} events are "
+                f"covered >= {min_coverage:g} by the scanned windows"
+            )
             rows.append((t, pd.NA, np.nan, np.nan, np.nan, why))
-    summary = pd.DataFrame(rows, columns=["recall_target", "windows_reviewed", "reviewed_seconds",
-                                          "reviewed_fraction", "time_saved", "note"])
+    summary = pd.DataFrame(
+        rows,
+        columns=["recall_target", "windows_reviewed", "reviewed_seconds", "reviewed_fraction", "time_saved", "note"],
+    )
     summary["windows_reviewed"] = summary["windows_reviewed"].astype("Int64")
     return curve, summary
 
@@ -378,6 +449,7 @@ def choose_threshold(curve: pd.DataFrame, per_class: bool = False) -> float | di
     threshold per call class (each its own best F1) instead of one for all (the ``all`` row). Ties:
     the highest threshold (the fewest detections to listen to). A class whose F1 is NaN or 0 at every
     threshold (never detected, or no calls of it) gets the highest threshold tried."""
+
     def best(rows: pd.DataFrame) -> float:
         f1 = rows["f1"].fillna(-1.0).to_numpy()
         thresholds = rows["threshold"].to_numpy(float)

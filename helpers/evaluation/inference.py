@@ -22,9 +22,11 @@ classifier head stay in fp32. Only the plain CNNs (CNN6, CNN10) are supported: t
 models would need quantised additions. int8 is a deviation from the trained model; compare its
 scores with the fp32 ones on your devel set before relying on it (``agreement``).
 
-:func:`prepare_for_inference` returns an :class:`InferenceModel`, which :func:`helpers.evaluation.scoring.predict_scores`
+:func:`prepare_for_inference` returns an :class:`InferenceModel`, which
+:func:`helpers.evaluation.scoring.predict_scores`
 takes like any model. The original model is never modified.
 """
+
 from __future__ import annotations
 
 import copy
@@ -79,8 +81,11 @@ def cpu_has_native_bf16() -> bool:
 def warn_if_bf16_is_emulated(what: str) -> None:
     """Warn (once per caller line) that ``what`` asks for bf16 on a CPU that only emulates it."""
     if not cpu_has_native_bf16():
-        warnings.warn(f"{what} on a CPU without native bf16 (AVX512-BF16 or AMX): bf16 is emulated there and "
-                      "slower than fp32; use fp32 on this machine.", stacklevel=3)
+        warnings.warn(
+            f"{what} on a CPU without native bf16 (AVX512-BF16 or AMX): bf16 is emulated there and "
+            "slower than fp32; use fp32 on this machine.",
+            stacklevel=3,
+        )
 
 
 def int8_supported(model_name: str) -> bool:
@@ -135,24 +140,30 @@ def _quantized_engine() -> str:
     for name in ("x86", "fbgemm", "onednn"):
         if name in engines:
             return name
-    raise RuntimeError(f"int8 inference needs an x86 quantised engine; this torch build has {engines}. "
-                       "Use precision='fp32' or 'bf16'.")
+    raise RuntimeError(
+        f"int8 inference needs an x86 quantised engine; this torch build has {engines}. Use precision='fp32' or 'bf16'."
+    )
 
 
-def quantize_int8(model: nn.Module, calibration: torch.Tensor | np.ndarray,
-                  max_clips: int = INT8_CALIBRATION_CLIPS) -> nn.Module:
+def quantize_int8(
+    model: nn.Module, calibration: torch.Tensor | np.ndarray, max_clips: int = INT8_CALIBRATION_CLIPS
+) -> nn.Module:
     """An int8 copy of a CNN6/CNN10 ``model`` (CPU), its activation ranges calibrated on up to
     ``max_clips`` log-mels ``calibration`` ``(n, time, mel)`` in dB. Raises ValueError for other
     models or empty calibration data."""
     import torch.ao.quantization as tq
 
     if not isinstance(model, PlainCNN):
-        raise ValueError(f"int8 inference is implemented for the plain CNNs (cnn6, cnn10), not "
-                         f"{getattr(model, 'name', type(model).__name__)!r}; use precision='fp32' or 'bf16'.")
+        raise ValueError(
+            f"int8 inference is implemented for the plain CNNs (cnn6, cnn10), not "
+            f"{getattr(model, 'name', type(model).__name__)!r}; use precision='fp32' or 'bf16'."
+        )
     x = calibration if torch.is_tensor(calibration) else torch.from_numpy(np.ascontiguousarray(calibration))
     if x.dim() != 3 or x.shape[0] == 0:
-        raise ValueError(f"int8 calibration needs log-mels (n >= 1, time, mel), got shape {tuple(x.shape)}; "
-                         "pass a few hundred training clips.")
+        raise ValueError(
+            f"int8 calibration needs log-mels (n >= 1, time, mel), got shape {tuple(x.shape)}; "
+            "pass a few hundred training clips."
+        )
     x = x[:max_clips].float().cpu()
     engine = _quantized_engine()
     torch.backends.quantized.engine = engine
@@ -160,7 +171,7 @@ def quantize_int8(model: nn.Module, calibration: torch.Tensor | np.ndarray,
     for block in wrapper.model.backbone:
         if isinstance(block, nn.Sequential):  # conv_bn_relu: (conv, bn, relu) * n
             names = [name for name, _ in block.named_children()]
-            tq.fuse_modules(block, [names[i:i + 3] for i in range(0, len(names), 3)], inplace=True)
+            tq.fuse_modules(block, [names[i : i + 3] for i in range(0, len(names), 3)], inplace=True)
     wrapper.qconfig = tq.get_default_qconfig(engine)
     wrapper.model.bn0.qconfig = None
     wrapper.model.head.qconfig = None
@@ -171,7 +182,7 @@ def quantize_int8(model: nn.Module, calibration: torch.Tensor | np.ndarray,
         tq.prepare(wrapper, inplace=True)
         with torch.inference_mode():
             for start in range(0, x.shape[0], CALIBRATION_BATCH):
-                wrapper(x[start:start + CALIBRATION_BATCH])
+                wrapper(x[start : start + CALIBRATION_BATCH])
         tq.convert(wrapper, inplace=True)
     return wrapper.eval()
 
@@ -208,9 +219,12 @@ def _model_device(model: nn.Module) -> torch.device:
     return torch.device("cpu")
 
 
-def prepare_for_inference(model: nn.Module, precision: str = "fp32",
-                          calibration: torch.Tensor | np.ndarray | None = None,
-                          channels_last: bool = True) -> InferenceModel:
+def prepare_for_inference(
+    model: nn.Module,
+    precision: str = "fp32",
+    calibration: torch.Tensor | np.ndarray | None = None,
+    channels_last: bool = True,
+) -> InferenceModel:
     """A fast scoring copy of ``model`` (see the module docstring); ``model`` is left untouched.
 
     ``precision``: ``"fp32"``, ``"bf16"`` or ``"int8"``. int8 needs ``calibration`` log-mels and
@@ -222,11 +236,15 @@ def prepare_for_inference(model: nn.Module, precision: str = "fp32",
     device = _model_device(model)
     if precision == "int8":
         if device.type != "cpu":
-            raise ValueError(f"int8 inference runs on the CPU; this model is on {device}. Use "
-                             "precision='bf16' on a GPU, or move the model to the CPU.")
+            raise ValueError(
+                f"int8 inference runs on the CPU; this model is on {device}. Use "
+                "precision='bf16' on a GPU, or move the model to the CPU."
+            )
         if calibration is None:
-            raise ValueError("precision='int8' needs calibration log-mels (n, time, mel), e.g. a few hundred "
-                             "training clips, to set the activation ranges.")
+            raise ValueError(
+                "precision='int8' needs calibration log-mels (n, time, mel), e.g. a few hundred "
+                "training clips, to set the activation ranges."
+            )
         return InferenceModel(quantize_int8(model, calibration), "int8", device, channels_last=False)
     if precision == "bf16" and device.type == "cpu":
         warn_if_bf16_is_emulated("precision='bf16'")
@@ -241,10 +259,13 @@ def agreement(reference: np.ndarray, other: np.ndarray) -> dict[str, Any]:
     score difference and the fraction of clips whose top class is the same."""
     reference, other = np.asarray(reference), np.asarray(other)
     if reference.shape != other.shape or reference.ndim != 2:
-        raise ValueError(f"agreement needs two (n, classes) score arrays of one shape, got "
-                         f"{reference.shape} and {other.shape}")
+        raise ValueError(
+            f"agreement needs two (n, classes) score arrays of one shape, got {reference.shape} and {other.shape}"
+        )
     if reference.shape[0] == 0:
         return {"max_abs_diff": 0.0, "top1_agreement": 1.0, "n": 0}
-    return {"max_abs_diff": float(np.abs(reference - other).max()),
-            "top1_agreement": float((reference.argmax(1) == other.argmax(1)).mean()),
-            "n": int(reference.shape[0])}
+    return {
+        "max_abs_diff": float(np.abs(reference - other).max()),
+        "top1_agreement": float((reference.argmax(1) == other.argmax(1)).mean()),
+        "n": int(reference.shape[0]),
+    }

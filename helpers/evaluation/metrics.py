@@ -14,6 +14,7 @@ checks and error messages and fix two conventions where scikit-learn would warn 
 
 The bootstrap interval (:func:`bootstrap_ci`) is written here: scikit-learn has none.
 """
+
 from __future__ import annotations
 
 import math
@@ -37,7 +38,10 @@ def _labels(y: np.ndarray, n_classes: int, name: str) -> np.ndarray:
     y = y.astype(np.int64)
     if y.size and (y.min() < 0 or y.max() >= n_classes):
         bad = y[(y < 0) | (y >= n_classes)][0]
-        raise ValueError(f"{name} holds class {bad}, outside 0..{n_classes - 1}; drop unknown labels (< 0) or pass the right n_classes.")
+        raise ValueError(
+            f"{name} holds class {bad}, outside 0..{n_classes - 1}; drop unknown labels (< 0) or pass the right "
+            "n_classes."
+        )
     return y
 
 
@@ -91,9 +95,9 @@ def per_class_recall(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> 
     absent from ``y_true`` has 0/0 and so NaN, without a warning.
     """
     y_true, y_pred = _pair(y_true, y_pred, n_classes)
-    return skm.recall_score(
-        y_true, y_pred, labels=np.arange(n_classes), average=None, zero_division=np.nan
-    ).astype(np.float64, copy=False)
+    return skm.recall_score(y_true, y_pred, labels=np.arange(n_classes), average=None, zero_division=np.nan).astype(
+        np.float64, copy=False
+    )
 
 
 def unweighted_average_recall(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> float:
@@ -134,7 +138,9 @@ def per_class_average_precision(y_true: np.ndarray, scores: np.ndarray, n_classe
     y_true = _labels(y_true, n_classes, "y_true")
     scores = np.asarray(scores, dtype=np.float64)
     if scores.shape != (y_true.size, n_classes):
-        raise ValueError(f"scores must have shape (n_clips, n_classes) = ({y_true.size}, {n_classes}), got {scores.shape}.")
+        raise ValueError(
+            f"scores must have shape (n_clips, n_classes) = ({y_true.size}, {n_classes}), got {scores.shape}."
+        )
     return np.array([average_precision(y_true == c, scores[:, c]) for c in range(n_classes)], dtype=np.float64)
 
 
@@ -161,7 +167,7 @@ def _bootstrap_vectorised(
     y_true: np.ndarray, y_pred: np.ndarray, kind: str, idx: np.ndarray, n_classes: int
 ) -> np.ndarray:
     """UAR or accuracy of each resample at once; ``idx`` is ``(n_rep, n_clips)``."""
-    t, correct = y_true[idx], (y_true == y_pred)[idx]          # (n_rep, n_clips)
+    t, correct = y_true[idx], (y_true == y_pred)[idx]  # (n_rep, n_clips)
     if kind == "accuracy":
         return correct.mean(axis=1)
     n_rep = idx.shape[0]

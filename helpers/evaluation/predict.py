@@ -8,6 +8,7 @@ that module for how close each precision stays to fp32). Files may have
 any sample rate or channel count soundfile reads; they get exactly the preprocessing the model
 was trained with (downmix, resample, pad/truncate, log-mel settings stored in the checkpoint).
 """
+
 from __future__ import annotations
 
 import warnings
@@ -28,6 +29,7 @@ from helpers.core.hardware import resolve_device
 from helpers.evaluation.inference import InferenceModel, prepare_for_inference
 from helpers.models.checkpoint import load_checkpoint, model_from_checkpoint, require_training_record
 
+
 def collect_audio_files(items: Sequence[str | Path]) -> list[Path]:
     """The audio files of ``items`` (folders walked recursively, sorted) by the project's one finder
     (:func:`helpers.data.audio_files.find_audio_files`); a missing path is an error."""
@@ -43,8 +45,9 @@ def load_for_inference(checkpoint: str | Path, device: str = "auto"):
     return model, list(state["classes"]), settings, state.get("score") or "softmax"
 
 
-def int8_calibration(checkpoint: str | Path, settings: FeatureSettings,
-                     calibration: str | Path | Sequence[str | Path] | None = None) -> torch.Tensor:
+def int8_calibration(
+    checkpoint: str | Path, settings: FeatureSettings, calibration: str | Path | Sequence[str | Path] | None = None
+) -> torch.Tensor:
     """Log-mels ``(n, time, mel)`` to calibrate int8 scoring on: the audio files (or folders) of
     ``calibration`` when given (a few hundred clips of the training data, no labels needed), else
     the training clips stored in the checkpoint. Never the files being scored. Raises ValueError
@@ -56,22 +59,35 @@ def int8_calibration(checkpoint: str | Path, settings: FeatureSettings,
         if not waves:
             raise ValueError("int8 calibration: no readable audio in " + ", ".join(map(str, items)))
         with torch.inference_mode():
-            return torch.cat([LogMel.from_settings(settings)(torch.from_numpy(np.stack(waves[i:i + 32])))
-                              for i in range(0, len(waves), 32)])
+            return torch.cat(
+                [
+                    LogMel.from_settings(settings)(torch.from_numpy(np.stack(waves[i : i + 32])))
+                    for i in range(0, len(waves), 32)
+                ]
+            )
     stored = load_checkpoint(checkpoint, map_location="cpu").get("calibration")
     if stored is None:
-        raise ValueError(f"{checkpoint}: holds no calibration clips for int8 (it was written before checkpoints "
-                         "stored them); pass calibration=FILES_OR_DIR (--calibration DIR), a few hundred "
-                         "training clips, or retrain.")
+        raise ValueError(
+            f"{checkpoint}: holds no calibration clips for int8 (it was written before checkpoints "
+            "stored them); pass calibration=FILES_OR_DIR (--calibration DIR), a few hundred "
+            "training clips, or retrain."
+        )
     return stored.float()
 
 
-def prepare_scorer(checkpoint: str | Path, model: torch.nn.Module, settings: FeatureSettings, precision: str,
-                   calibration: str | Path | Sequence[str | Path] | None = None) -> InferenceModel:
+def prepare_scorer(
+    checkpoint: str | Path,
+    model: torch.nn.Module,
+    settings: FeatureSettings,
+    precision: str,
+    calibration: str | Path | Sequence[str | Path] | None = None,
+) -> InferenceModel:
     """The fast scoring copy of ``model`` in ``precision`` (int8 calibrated by :func:`int8_calibration`)."""
     if isinstance(settings, EmbeddingSettings) and precision != "fp32":
-        raise ValueError(f"{checkpoint}: a head on {settings.backbone} embeddings scores in fp32 only (the backbone "
-                         f"runs in the TFLite runtime, the head is one small layer); use precision='fp32', not {precision!r}.")
+        raise ValueError(
+            f"{checkpoint}: a head on {settings.backbone} embeddings scores in fp32 only (the backbone "
+            f"runs in the TFLite runtime, the head is one small layer); use precision='fp32', not {precision!r}."
+        )
     calib = int8_calibration(checkpoint, settings, calibration) if precision == "int8" else None
     return prepare_for_inference(model, precision, calibration=calib)
 
@@ -79,15 +95,18 @@ def prepare_scorer(checkpoint: str | Path, model: torch.nn.Module, settings: Fea
 def clip_note(duration: float, clip_seconds: float) -> str:
     """What a clip model did with a file of ``duration`` seconds ("" when it is one clip long)."""
     if duration > clip_seconds + 0.01:
-        return (f"longer than one clip ({duration:.2f} s): only its first {clip_seconds:.2f} s were scored; "
-                "scan scores a long recording window by window")
+        return (
+            f"longer than one clip ({duration:.2f} s): only its first {clip_seconds:.2f} s were scored; "
+            "scan scores a long recording window by window"
+        )
     if duration < clip_seconds - 0.01:
         return f"shorter than one clip ({duration:.2f} s): zero-padded to {clip_seconds:.2f} s, as in training"
     return ""
 
 
-def _load_waves(paths: Sequence[Path], settings: FeatureSettings,
-                errors: list[dict]) -> tuple[list[Path], list[np.ndarray], list[str]]:
+def _load_waves(
+    paths: Sequence[Path], settings: FeatureSettings, errors: list[dict]
+) -> tuple[list[Path], list[np.ndarray], list[str]]:
     """The clips of ``paths`` that can be read, with a note on each one's length (:func:`clip_note`);
     each one that cannot goes to ``errors`` with its reason."""
     kept, waves, notes = [], [], []
@@ -104,9 +123,15 @@ def _load_waves(paths: Sequence[Path], settings: FeatureSettings,
     return kept, waves, notes
 
 
-def predict_files(checkpoint: str | Path, files: Sequence[str | Path], device: str = "auto",
-                  batch_size: int = 64, precision: str = "fp32", errors: list[dict] | None = None,
-                  calibration: str | Path | Sequence[str | Path] | None = None) -> pd.DataFrame:
+def predict_files(
+    checkpoint: str | Path,
+    files: Sequence[str | Path],
+    device: str = "auto",
+    batch_size: int = 64,
+    precision: str = "fp32",
+    errors: list[dict] | None = None,
+    calibration: str | Path | Sequence[str | Path] | None = None,
+) -> pd.DataFrame:
     """Per-clip prediction table (``filename``, ``path``, ``score_<class>``..., ``prediction``, ``note``:
     a file longer than one clip is scored on its first clip only, and one shorter is zero-padded, and the
     note says so: :func:`clip_note`);
@@ -124,14 +149,21 @@ def predict_files(checkpoint: str | Path, files: Sequence[str | Path], device: s
     found += [{"path": str(path), "error": reason} for path, reason in audio.skipped]
     paths, waves, notes = _load_waves([path for path, _ in audio.files], settings, found)
     if errors is None and found:
-        warnings.warn(f"{len(found)} file(s) could not be scored: " + "; ".join(
-            f"{e['path']}: {e['error']}" for e in found), RuntimeWarning, stacklevel=2)
+        warnings.warn(
+            f"{len(found)} file(s) could not be scored: " + "; ".join(f"{e['path']}: {e['error']}" for e in found),
+            RuntimeWarning,
+            stacklevel=2,
+        )
     if not paths:
         raise AudioError("no file could be scored: " + "; ".join(f"{e['path']}: {e['error']}" for e in found))
     logmel = front_end(settings, dev)
     with torch.inference_mode():
-        features = torch.cat([logmel(torch.from_numpy(np.stack(waves[i:i + batch_size])).to(dev)).float()
-                              for i in range(0, len(waves), batch_size)])
+        features = torch.cat(
+            [
+                logmel(torch.from_numpy(np.stack(waves[i : i + batch_size])).to(dev)).float()
+                for i in range(0, len(waves), batch_size)
+            ]
+        )
     scorer = prepare_scorer(checkpoint, model, settings, precision, calibration)
     scores = predict_scores(scorer, features, batch_size=batch_size, score=score)
     table = prediction_table([p.name for p in paths], scores, classes)

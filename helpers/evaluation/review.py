@@ -21,6 +21,7 @@ label, given as ``new_label``), ``not_call``, ``unsure`` and ``skip``. In the Ra
 written ``call``, ``other:LABEL``, ``not_call``, ``unsure``, ``skip``. The latest decision on an
 event counts (:meth:`ReviewTable.latest`); earlier ones stay in the file, in order.
 """
+
 from __future__ import annotations
 
 import math
@@ -41,8 +42,20 @@ EVENT_KEYS = ("recording", "begin", "end", "label", "score")
 QUEUE_COLUMNS = ["event_id", *EVENT_KEYS, "reason"]
 REVIEW_COLUMNS = [*QUEUE_COLUMNS, "decision", "new_label", "reviewer", "time"]
 #: The Raven table's columns: the standard ones of a multi-file table, then the event's and the review's.
-RAVEN_REVIEW_COLUMNS = ["Selection", "View", "Channel", "Begin Time (s)", "End Time (s)", "Low Freq (Hz)",
-                        "High Freq (Hz)", "Begin Path", "File Offset (s)", "Label", "Score", "Review"]
+RAVEN_REVIEW_COLUMNS = [
+    "Selection",
+    "View",
+    "Channel",
+    "Begin Time (s)",
+    "End Time (s)",
+    "Low Freq (Hz)",
+    "High Freq (Hz)",
+    "Begin Path",
+    "File Offset (s)",
+    "Label",
+    "Score",
+    "Review",
+]
 LOCK_TIMEOUT_S = 30.0
 
 
@@ -54,16 +67,29 @@ def event_id(recording: str, begin: float, end: float, label: str) -> str:
 def _with_ids(events: pd.DataFrame) -> pd.DataFrame:
     missing = [c for c in EVENT_KEYS if c not in events.columns]
     if missing:
-        raise ValueError(f"review: the events table lacks {missing}; give a scan's detections "
-                         "(ScanResult.detections or OUT/detections.csv).")
+        raise ValueError(
+            f"review: the events table lacks {missing}; give a scan's detections "
+            "(ScanResult.detections or OUT/detections.csv)."
+        )
     out = events[list(EVENT_KEYS)].reset_index(drop=True).copy()
-    out.insert(0, "event_id", [event_id(r, b, e, lab) for r, b, e, lab in
-                               zip(out["recording"].astype(str), out["begin"], out["end"], out["label"].astype(str))])
+    out.insert(
+        0,
+        "event_id",
+        [
+            event_id(r, b, e, lab)
+            for r, b, e, lab in zip(out["recording"].astype(str), out["begin"], out["end"], out["label"].astype(str))
+        ],
+    )
     return out.drop_duplicates("event_id")
 
 
-def review_queue(events: pd.DataFrame, n: int = 30, mix: Mapping[str, float] | None = None,
-                 threshold: float | Mapping[str, float] = 0.5, seed: int = 0) -> pd.DataFrame:
+def review_queue(
+    events: pd.DataFrame,
+    n: int = 30,
+    mix: Mapping[str, float] | None = None,
+    threshold: float | Mapping[str, float] = 0.5,
+    seed: int = 0,
+) -> pd.DataFrame:
     """Up to ``n`` events to review, each with its ``reason`` (module docstring), columns :data:`QUEUE_COLUMNS`.
 
     ``mix``: the share of each reason (default :data:`DEFAULT_MIX`; shares are normalised, and a reason
@@ -94,8 +120,11 @@ def review_queue(events: pd.DataFrame, n: int = 30, mix: Mapping[str, float] | N
     take(pool.iloc[rng.permutation(len(pool))], "random", quota["random"])
     take(_round_robin_by_class(pool.sort_values("score", ascending=False, kind="stable")), "top", quota["top"])
     distance = (pool["score"] - pool["label"].map(lambda c: _threshold_of(threshold, c))).abs()
-    take(_round_robin_by_class(pool.assign(_d=distance).sort_values("_d", kind="stable").drop(columns="_d")),
-         "threshold", quota["threshold"])
+    take(
+        _round_robin_by_class(pool.assign(_d=distance).sort_values("_d", kind="stable").drop(columns="_d")),
+        "threshold",
+        quota["threshold"],
+    )
     short = n - sum(len(c) for c in chosen)
     for reason in ("random", "top", "threshold"):  # a reason that ran out leaves its places to the others
         if short <= 0:
@@ -110,7 +139,9 @@ def review_queue(events: pd.DataFrame, n: int = 30, mix: Mapping[str, float] | N
 def _threshold_of(threshold: float | Mapping[str, float], label: str) -> float:
     if isinstance(threshold, Mapping):
         if label not in threshold:
-            raise ValueError(f"review_queue: no threshold for class {label!r}; give one per class ({sorted(threshold)}).")
+            raise ValueError(
+                f"review_queue: no threshold for class {label!r}; give one per class ({sorted(threshold)})."
+            )
         return float(threshold[label])
     return float(threshold)
 
@@ -127,12 +158,14 @@ def _raven_review(decision: str, new_label: object) -> str:
 
 def _parse_raven_review(text: str, where: str) -> tuple[str, str | None]:
     text = str(text).strip()
-    if text.startswith("other:") and text[len("other:"):].strip():
-        return "other", text[len("other:"):].strip()
+    if text.startswith("other:") and text[len("other:") :].strip():
+        return "other", text[len("other:") :].strip()
     if text in DECISIONS and text != "other":
         return text, None
-    raise ValueError(f"{where}: Review {text!r} is not one of call, other:LABEL, not_call, unsure, skip; "
-                     "correct the cell in Raven (or leave it empty for an event not reviewed).")
+    raise ValueError(
+        f"{where}: Review {text!r} is not one of call, other:LABEL, not_call, unsure, skip; "
+        "correct the cell in Raven (or leave it empty for an event not reviewed)."
+    )
 
 
 class ReviewTable:
@@ -143,9 +176,14 @@ class ReviewTable:
     ``detections.selections.txt``); without it the Raven table names recordings as the events do and
     counts each from 0. ``low_freq``/``high_freq``: the Raven boxes' band (Hz)."""
 
-    def __init__(self, folder: str | Path, reviewer: str = "reviewer",
-                 recordings: Mapping[str, tuple[str | Path, float]] | None = None,
-                 low_freq: float = 0.0, high_freq: float = 8000.0) -> None:
+    def __init__(
+        self,
+        folder: str | Path,
+        reviewer: str = "reviewer",
+        recordings: Mapping[str, tuple[str | Path, float]] | None = None,
+        low_freq: float = 0.0,
+        high_freq: float = 8000.0,
+    ) -> None:
         self.folder = Path(folder)
         self.path = self.folder / "review.csv"
         self.raven_path = self.folder / "review.selections.txt"
@@ -159,17 +197,25 @@ class ReviewTable:
         """Every decision in file order (columns :data:`REVIEW_COLUMNS`); ValueError naming a bad line."""
         if not self.path.is_file():
             return pd.DataFrame(columns=REVIEW_COLUMNS)
-        table = pd.read_csv(self.path, dtype={"new_label": "string", "label": "string", "recording": "string"},
-                            keep_default_na=False, na_values={"score": [""], "begin": [""], "end": [""]})
+        table = pd.read_csv(
+            self.path,
+            dtype={"new_label": "string", "label": "string", "recording": "string"},
+            keep_default_na=False,
+            na_values={"score": [""], "begin": [""], "end": [""]},
+        )
         missing = [c for c in REVIEW_COLUMNS if c not in table.columns]
         if missing:
-            raise ValueError(f"{self.path}: lacks the column(s) {missing}; it is not a review table of this project "
-                             "(move it away to start a new one).")
+            raise ValueError(
+                f"{self.path}: lacks the column(s) {missing}; it is not a review table of this project "
+                "(move it away to start a new one)."
+            )
         bad = ~table["decision"].isin(DECISIONS)
         if bad.any():
             line = int(np.flatnonzero(bad.to_numpy())[0]) + 2
-            raise ValueError(f"{self.path} line {line}: decision {table['decision'].iloc[line - 2]!r} is not one of "
-                             f"{', '.join(DECISIONS)}; correct or delete that line.")
+            raise ValueError(
+                f"{self.path} line {line}: decision {table['decision'].iloc[line - 2]!r} is not one of "
+                f"{', '.join(DECISIONS)}; correct or delete that line."
+            )
         return table[REVIEW_COLUMNS]
 
     def latest(self) -> pd.DataFrame:
@@ -193,10 +239,16 @@ class ReviewTable:
         if (decision == "other") != bool(new_label):
             raise ValueError("decision 'other' needs new_label (the label of the call heard), and only it takes one.")
         row = {key: event[key] for key in EVENT_KEYS}
-        row["event_id"] = event.get("event_id") or event_id(str(row["recording"]), float(row["begin"]),
-                                                               float(row["end"]), str(row["label"]))
-        row.update(reason=event.get("reason", ""), decision=decision, new_label=new_label or "",
-                   reviewer=self.reviewer, time=datetime.now(timezone.utc).isoformat(timespec="milliseconds"))
+        row["event_id"] = event.get("event_id") or event_id(
+            str(row["recording"]), float(row["begin"]), float(row["end"]), str(row["label"])
+        )
+        row.update(
+            reason=event.get("reason", ""),
+            decision=decision,
+            new_label=new_label or "",
+            reviewer=self.reviewer,
+            time=datetime.now(timezone.utc).isoformat(timespec="milliseconds"),
+        )
         self._append(pd.DataFrame([row])[REVIEW_COLUMNS])
         return pd.Series(row)[REVIEW_COLUMNS]
 
@@ -217,10 +269,24 @@ class ReviewTable:
         for i, r in enumerate(latest.itertuples(index=False), start=1):
             offset = offsets.get(str(r.recording), 0.0)
             path = str(self.recordings.get(str(r.recording), (r.recording, 0.0))[0])
-            lines.append("\t".join([str(i), "Spectrogram 1", "1", f"{offset + float(r.begin):.6f}",
-                                    f"{offset + float(r.end):.6f}", f"{self.low_freq:.1f}", f"{self.high_freq:.1f}",
-                                    path, f"{float(r.begin):.6f}", str(r.label), f"{float(r.score):.6f}",
-                                    _raven_review(r.decision, r.new_label)]))
+            lines.append(
+                "\t".join(
+                    [
+                        str(i),
+                        "Spectrogram 1",
+                        "1",
+                        f"{offset + float(r.begin):.6f}",
+                        f"{offset + float(r.end):.6f}",
+                        f"{self.low_freq:.1f}",
+                        f"{self.high_freq:.1f}",
+                        path,
+                        f"{float(r.begin):.6f}",
+                        str(r.label),
+                        f"{float(r.score):.6f}",
+                        _raven_review(r.decision, r.new_label),
+                    ]
+                )
+            )
         with atomic_write(self.raven_path, "w") as fh:
             fh.write("\n".join(lines) + "\n")
 
@@ -247,14 +313,24 @@ class ReviewTable:
             duration = float(r["End Time (s)"]) - float(r["Begin Time (s)"])
             eid = event_id(recording, begin, begin + duration, r["Label"])
             if eid not in latest.index:
-                raise ValueError(f"{path} line {line}: no reviewed event {eid} in {self.path}; Raven marks can only be "
-                                 "read back for events of this review table.")
+                raise ValueError(
+                    f"{path} line {line}: no reviewed event {eid} in {self.path}; Raven marks can only be "
+                    "read back for events of this review table."
+                )
             old = latest.loc[eid]
             if old["decision"] == decision and (old["new_label"] or "") == (new_label or ""):
                 continue
-            new_rows.append({**{k: old[k] for k in EVENT_KEYS}, "event_id": eid, "reason": old["reason"],
-                             "decision": decision, "new_label": new_label or "", "reviewer": self.reviewer,
-                             "time": datetime.now(timezone.utc).isoformat(timespec="milliseconds")})
+            new_rows.append(
+                {
+                    **{k: old[k] for k in EVENT_KEYS},
+                    "event_id": eid,
+                    "reason": old["reason"],
+                    "decision": decision,
+                    "new_label": new_label or "",
+                    "reviewer": self.reviewer,
+                    "time": datetime.now(timezone.utc).isoformat(timespec="milliseconds"),
+                }
+            )
         if new_rows:
             self._append(pd.DataFrame(new_rows)[REVIEW_COLUMNS])
         return pd.DataFrame(new_rows, columns=REVIEW_COLUMNS)
@@ -309,9 +385,13 @@ class ReviewSession:
         return {"done": done, "left": len(self.queue) - done, "position": self.position + 1, "total": len(self.queue)}
 
 
-def simulated_decisions(queue: pd.DataFrame, truth: pd.DataFrame | None = None, min_iou: float = 0.3,
-                        background: str = "background",
-                        contents: Mapping[str, str | None] | None = None) -> pd.DataFrame:
+def simulated_decisions(
+    queue: pd.DataFrame,
+    truth: pd.DataFrame | None = None,
+    min_iou: float = 0.3,
+    background: str = "background",
+    contents: Mapping[str, str | None] | None = None,
+) -> pd.DataFrame:
     """What a simulated reviewer answers for each queued event. Returns ``queue`` with ``decision`` and
     ``new_label`` columns. Two kinds of truth, per recording:
 
@@ -331,8 +411,10 @@ def simulated_decisions(queue: pd.DataFrame, truth: pd.DataFrame | None = None, 
     if len(rest):
         if truth is None:
             missing = sorted(set(rest["recording"].astype(str)))
-            raise ValueError(f"simulated review: no truth for recording(s) {', '.join(missing)}; pass their calls as "
-                             "truth or their contents (the call class each holds, None for none)")
+            raise ValueError(
+                f"simulated review: no truth for recording(s) {', '.join(missing)}; pass their calls as "
+                "truth or their contents (the call class each holds, None for none)"
+            )
         parts.append(_exact_decisions(rest, truth, min_iou, background))
     if not parts:
         return queue.assign(decision=pd.Series(dtype=str), new_label=pd.Series(dtype=str))
@@ -345,7 +427,9 @@ def _exact_decisions(queue: pd.DataFrame, truth: pd.DataFrame, min_iou: float, b
     for event in queue.itertuples(index=False):
         same = calls[calls["recording"].astype(str) == str(event.recording)]
         begin, end = float(event.begin), float(event.end)
-        inter = (np.minimum(same["end"].to_numpy(float), end) - np.maximum(same["begin"].to_numpy(float), begin)).clip(0)
+        inter = (np.minimum(same["end"].to_numpy(float), end) - np.maximum(same["begin"].to_numpy(float), begin)).clip(
+            0
+        )
         union = np.maximum(same["end"].to_numpy(float), end) - np.minimum(same["begin"].to_numpy(float), begin)
         hit = same[(inter / np.where(union > 0, union, 1.0)) >= min_iou]
         if (hit["label"].astype(str) == str(event.label)).any():
@@ -357,8 +441,9 @@ def _exact_decisions(queue: pd.DataFrame, truth: pd.DataFrame, min_iou: float, b
     return queue.assign(decision=decisions, new_label=labels)
 
 
-def recording_level_decisions(queue: pd.DataFrame, contents: Mapping[str, str | None],
-                              background: str = "background") -> pd.DataFrame:
+def recording_level_decisions(
+    queue: pd.DataFrame, contents: Mapping[str, str | None], background: str = "background"
+) -> pd.DataFrame:
     """A reviewer who knows only what each recording holds (``contents``: recording name -> its one call
     class, or None for a recording without calls), not where in it the calls are:
 
@@ -374,8 +459,10 @@ def recording_level_decisions(queue: pd.DataFrame, contents: Mapping[str, str | 
     for event in queue.itertuples(index=False):
         name = str(event.recording)
         if name not in contents:
-            raise ValueError(f"recording-level review: recording {name} is not in contents; add it with the call "
-                             "class it holds (None for a recording without calls)")
+            raise ValueError(
+                f"recording-level review: recording {name} is not in contents; add it with the call "
+                "class it holds (None for a recording without calls)"
+            )
         held = contents[name]
         if held is None or str(held) == background:
             decisions.append("not_call")

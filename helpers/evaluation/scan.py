@@ -56,6 +56,7 @@ and scores the float16-rounded embeddings it stores; :func:`rescore` (``python -
 CHECKPOINT SCAN_DIR``) applies another head on the same backbone to a scanned folder from those
 files alone, with the same outputs, fingerprints and atomic writes as a scan.
 """
+
 from __future__ import annotations
 
 import os
@@ -71,12 +72,47 @@ from helpers.core import run_folder
 from helpers.core.fileio import read_json
 from helpers.core.hardware import configure_threads
 from helpers.core.progress import progress_bar
-from helpers.evaluation.scan_core import (EMBEDDINGS_SUFFIX, ERROR_COLUMNS, EVENT_COLUMNS,  # noqa: F401
-                                          FINGERPRINTS, MIN_WINDOW_FRACTION, RECORDING_COLUMNS, SCAN_VERSION,
-                                          ScanResult, ScanWriteError, _Scanner, _scan_locked, _write_combined,
-                                          _write_error, describe_detection_score, find_recordings,
-                                          resolve_detection_score, resolve_layout)
-from helpers.evaluation.scan_store import LAYOUTS, open_store  # noqa: F401
+from helpers.evaluation.scan_core import (
+    EMBEDDINGS_SUFFIX,
+    ERROR_COLUMNS,
+    EVENT_COLUMNS,
+    FINGERPRINTS,
+    MIN_WINDOW_FRACTION,
+    RECORDING_COLUMNS,
+    SCAN_VERSION,
+    ScanResult,
+    ScanWriteError,
+    _Scanner,
+    _scan_locked,
+    _write_combined,
+    _write_error,
+    describe_detection_score,
+    find_recordings,
+    resolve_detection_score,
+    resolve_layout,
+)
+from helpers.evaluation.scan_store import LAYOUTS, open_store
+
+
+#: The scan's public names, those of its machinery it passes on included.
+__all__ = [
+    "EMBEDDINGS_SUFFIX",
+    "ERROR_COLUMNS",
+    "EVENT_COLUMNS",
+    "FINGERPRINTS",
+    "LAYOUTS",
+    "MIN_WINDOW_FRACTION",
+    "RECORDING_COLUMNS",
+    "SCAN_VERSION",
+    "ScanResult",
+    "ScanWriteError",
+    "default_decode_workers",
+    "describe_detection_score",
+    "find_recordings",
+    "rescore",
+    "resolve_detection_score",
+    "scan",
+]
 
 
 def default_decode_workers() -> int:
@@ -85,15 +121,35 @@ def default_decode_workers() -> int:
     return 1 if (os.cpu_count() or 1) >= 2 else 0
 
 
-def scan(checkpoint: str | Path, inputs: str | Path | Sequence[str | Path] | None, out_dir: str | Path, *,
-         hop: float | None = None, precision: str = "fp32", channel: str | int = "mix",
-         threshold: float | dict[str, float] = 0.5, background: str | None = "background", merge_gap: float = 0.0,
-         device: str = "auto", batch_size: int = 64, calibration=None, num_threads: int | None = None,
-         progress: bool = True, detection_score: str = "auto", thresholds_from: str | Path | None = None,
-         file_list: str | Path | None = None, root: str | Path | None = None, fingerprint: str = "stat",
-         min_window_fraction: float = MIN_WINDOW_FRACTION, decode_workers: int | None = None,
-         blocks_in_flight: int = 2, executor: str = "local", slurm=None, hours_per_job: float = 1.0,
-         layout: str | None = None) -> ScanResult:
+def scan(
+    checkpoint: str | Path,
+    inputs: str | Path | Sequence[str | Path] | None,
+    out_dir: str | Path,
+    *,
+    hop: float | None = None,
+    precision: str = "fp32",
+    channel: str | int = "mix",
+    threshold: float | dict[str, float] = 0.5,
+    background: str | None = "background",
+    merge_gap: float = 0.0,
+    device: str = "auto",
+    batch_size: int = 64,
+    calibration=None,
+    num_threads: int | None = None,
+    progress: bool = True,
+    detection_score: str = "auto",
+    thresholds_from: str | Path | None = None,
+    file_list: str | Path | None = None,
+    root: str | Path | None = None,
+    fingerprint: str = "stat",
+    min_window_fraction: float = MIN_WINDOW_FRACTION,
+    decode_workers: int | None = None,
+    blocks_in_flight: int = 2,
+    executor: str = "local",
+    slurm=None,
+    hours_per_job: float = 1.0,
+    layout: str | None = None,
+) -> ScanResult:
     """Scan recordings (files or folders, walked recursively, and/or a ``file_list`` of paths relative to
     ``root``) with ``checkpoint`` into ``out_dir``.
 
@@ -131,10 +187,21 @@ def scan(checkpoint: str | Path, inputs: str | Path | Sequence[str | Path] | Non
     configure_threads(num_threads)
     if executor not in ("local", "slurm"):
         raise ValueError(f"executor must be local or slurm, not {executor!r}")
-    args = {"hop": hop, "precision": precision, "channel": channel, "threshold": threshold, "background": background,
-            "merge_gap": merge_gap, "device": device, "batch_size": batch_size, "calibration": calibration,
-            "detection_score": detection_score, "thresholds_from": thresholds_from, "fingerprint": fingerprint,
-            "min_window_fraction": min_window_fraction}
+    args = {
+        "hop": hop,
+        "precision": precision,
+        "channel": channel,
+        "threshold": threshold,
+        "background": background,
+        "merge_gap": merge_gap,
+        "device": device,
+        "batch_size": batch_size,
+        "calibration": calibration,
+        "detection_score": detection_score,
+        "thresholds_from": thresholds_from,
+        "fingerprint": fingerprint,
+        "min_window_fraction": min_window_fraction,
+    }
     scanner = _Scanner(checkpoint, **args)
     workers = default_decode_workers() if decode_workers is None else int(decode_workers)
     if executor == "slurm":
@@ -144,8 +211,19 @@ def scan(checkpoint: str | Path, inputs: str | Path | Sequence[str | Path] | Non
             out.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise _write_error(out, "the scan folder", exc, 0) from None
-        return scan_on_slurm(scanner, checkpoint, found, out, scanner_arguments(**args), slurm, hours_per_job,
-                             workers, blocks_in_flight, progress, resolve_layout(out, layout))
+        return scan_on_slurm(
+            scanner,
+            checkpoint,
+            found,
+            out,
+            scanner_arguments(**args),
+            slurm,
+            hours_per_job,
+            workers,
+            blocks_in_flight,
+            progress,
+            resolve_layout(out, layout),
+        )
     try:
         out.mkdir(parents=True, exist_ok=True)
         guard = run_folder.lock(out, wait=False, purpose="a scan", fix="wait for it to end, or scan into another --out")
@@ -168,15 +246,26 @@ def _refuse_live_shards(out: Path) -> None:
     live = live_shards(out)
     if live:
         first = next(iter(live.values()))
-        raise RuntimeError(f"{out}: SLURM job {first['job_id']} and {len(live) - 1} other(s) still scan into it; "
-                           "attach to them with executor='slurm' (--executor slurm), scancel them, or scan into "
-                           "another --out")
+        raise RuntimeError(
+            f"{out}: SLURM job {first['job_id']} and {len(live) - 1} other(s) still scan into it; "
+            "attach to them with executor='slurm' (--executor slurm), scancel them, or scan into "
+            "another --out"
+        )
 
 
-def rescore(checkpoint: str | Path, scan_dir: str | Path, out_dir: str | Path | None = None, *,
-            threshold: float | dict[str, float] = 0.5, background: str | None = "background", merge_gap: float = 0.0,
-            detection_score: str = "auto", device: str = "cpu", progress: bool = True,
-            thresholds_from: str | Path | None = None) -> ScanResult:
+def rescore(
+    checkpoint: str | Path,
+    scan_dir: str | Path,
+    out_dir: str | Path | None = None,
+    *,
+    threshold: float | dict[str, float] = 0.5,
+    background: str | None = "background",
+    merge_gap: float = 0.0,
+    detection_score: str = "auto",
+    device: str = "cpu",
+    progress: bool = True,
+    thresholds_from: str | Path | None = None,
+) -> ScanResult:
     """Scores and detections of a scanned folder with another head on the same backbone, from the window
     embeddings the scan stored: no audio is read and the backbone does not run.
 
@@ -194,31 +283,50 @@ def rescore(checkpoint: str | Path, scan_dir: str | Path, out_dir: str | Path | 
         raise FileNotFoundError(f"{summary_path}: not found; rescore reads a folder written by scan (--out DIR).")
     stored = read_json(summary_path)["settings"]
     if not isinstance(stored.get("features"), dict) or "backbone" not in stored["features"]:
-        raise ValueError(f"{scan_dir}: was scanned by a log-mel model, which stores no embeddings; rescoring needs a "
-                         "scan made with a head on a pretrained backbone (birdnet-*). Scan the audio again instead.")
+        raise ValueError(
+            f"{scan_dir}: was scanned by a log-mel model, which stores no embeddings; rescoring needs a "
+            "scan made with a head on a pretrained backbone (birdnet-*). Scan the audio again instead."
+        )
     sr = stored["features"]["sample_rate"]
-    scanner = _Scanner(checkpoint, stored["hop_samples"] / sr, "fp32", stored.get("channel", "mix"), threshold,
-                       background, merge_gap, device, 64, None, detection_score, thresholds_from,
-                       stored.get("fingerprint", "stat"), stored.get("min_window_fraction", MIN_WINDOW_FRACTION))
+    scanner = _Scanner(
+        checkpoint,
+        stored["hop_samples"] / sr,
+        "fp32",
+        stored.get("channel", "mix"),
+        threshold,
+        background,
+        merge_gap,
+        device,
+        64,
+        None,
+        detection_score,
+        thresholds_from,
+        stored.get("fingerprint", "stat"),
+        stored.get("min_window_fraction", MIN_WINDOW_FRACTION),
+    )
     if scanner.base["features"] != stored["features"]:
         mine = scanner.base["features"]
-        raise ValueError(f"{checkpoint}: reads {mine.get('backbone', 'log-mel')} features "
-                         f"({mine.get('model_sha256', '')[:12]}), but {scan_dir} stores embeddings of "
-                         f"{stored['features']['backbone']} ({stored['features'].get('model_sha256', '')[:12]}); "
-                         "rescore with a head trained on the same backbone, or scan the audio again.")
+        raise ValueError(
+            f"{checkpoint}: reads {mine.get('backbone', 'log-mel')} features "
+            f"({mine.get('model_sha256', '')[:12]}), but {scan_dir} stores embeddings of "
+            f"{stored['features']['backbone']} ({stored['features'].get('model_sha256', '')[:12]}); "
+            "rescore with a head trained on the same backbone, or scan the audio again."
+        )
     source = open_store(scan_dir)
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise _write_error(out, "the output folder", exc, 0) from None
-    with run_folder.lock(out, wait=False, purpose="a scan or rescore",
-                         fix="wait for it to end, or rescore into another --out"):
+    with run_folder.lock(
+        out, wait=False, purpose="a scan or rescore", fix="wait for it to end, or rescore into another --out"
+    ):
         target = source if out.resolve() == scan_dir.resolve() else open_store(out, resolve_layout(out, source.layout))
         return _rescore_locked(scanner, checkpoint, scan_dir, source, target, out, sr, progress)
 
 
-def _rescore_locked(scanner: _Scanner, checkpoint: Path, scan_dir: Path, source, target, out: Path, sr: int,
-                    progress: bool) -> ScanResult:
+def _rescore_locked(
+    scanner: _Scanner, checkpoint: Path, scan_dir: Path, source, target, out: Path, sr: int, progress: bool
+) -> ScanResult:
     rows, all_events, errors, order = [], [], [], {}
     started = time.perf_counter()
     records = source.records()
@@ -229,14 +337,25 @@ def _rescore_locked(scanner: _Scanner, checkpoint: Path, scan_dir: Path, source,
             bar.update(1)
             embeddings = source.read_embeddings(name) if source.complete(name, True) else None
             if embeddings is None:
-                errors.append({"path": record.get("path", name), "error": f"{scan_dir}: no stored embeddings of {name} "
-                               "(the scan was interrupted, or made before embeddings were stored); scan it again",
-                               "shard": ""})
+                errors.append(
+                    {
+                        "path": record.get("path", name),
+                        "error": f"{scan_dir}: no stored embeddings of {name} "
+                        "(the scan was interrupted, or made before embeddings were stored); scan it again",
+                        "shard": "",
+                    }
+                )
                 continue
             times = source.read_windows(name)[["begin", "end"]]
             if len(times) != len(embeddings):
-                errors.append({"path": record.get("path", name), "error": f"{scan_dir}: {len(embeddings)} embeddings "
-                               f"of {name} for {len(times)} windows (damaged); scan it again", "shard": ""})
+                errors.append(
+                    {
+                        "path": record.get("path", name),
+                        "error": f"{scan_dir}: {len(embeddings)} embeddings "
+                        f"of {name} for {len(times)} windows (damaged); scan it again",
+                        "shard": "",
+                    }
+                )
                 continue
             scores = scanner.score_windows(torch.from_numpy(embeddings.astype(np.float32)))
             windows = pd.DataFrame(scores, columns=[f"score_{c}" for c in scanner.classes])
@@ -245,31 +364,64 @@ def _rescore_locked(scanner: _Scanner, checkpoint: Path, scan_dir: Path, source,
             windows.insert(0, "recording", name)
             windows.attrs["embeddings"] = embeddings
             events = scanner.events(windows)
-            score_fp, detect_fp = scanner.fingerprints(size=record.get("size"), mtime_ns=record.get("mtime_ns"),
-                                                       sha256=record.get("sha256"))
-            new_record = {**record, "detections": len(events), "score_fingerprint": score_fp,
-                          "detect_fingerprint": detect_fp, "rescored_from": str(scan_dir)}
+            score_fp, detect_fp = scanner.fingerprints(
+                size=record.get("size"), mtime_ns=record.get("mtime_ns"), sha256=record.get("sha256")
+            )
+            new_record = {
+                **record,
+                "detections": len(events),
+                "score_fingerprint": score_fp,
+                "detect_fingerprint": detect_fp,
+                "rescored_from": str(scan_dir),
+            }
             new_record.pop("rows", None)
             # in place, the files layout keeps its embeddings file (hours of them are not rewritten)
-            target.write(name, windows, events, new_record, scanner.settings.fmin, scanner.settings.resolved_fmax,
-                         embeddings_unchanged=in_place)
-            rows.append({"recording": name, "path": record.get("path", name), "duration": record["duration"],
-                         "windows": len(windows), "detections": len(events), "status": "rescored",
-                         "note": record.get("note", "")})
+            target.write(
+                name,
+                windows,
+                events,
+                new_record,
+                scanner.settings.fmin,
+                scanner.settings.resolved_fmax,
+                embeddings_unchanged=in_place,
+            )
+            rows.append(
+                {
+                    "recording": name,
+                    "path": record.get("path", name),
+                    "duration": record["duration"],
+                    "windows": len(windows),
+                    "detections": len(events),
+                    "status": "rescored",
+                    "note": record.get("note", ""),
+                }
+            )
             all_events.append(events.reindex(columns=EVENT_COLUMNS))
             order[name] = (record.get("path", name), record["duration"])
         target.close()
     finally:
         bar.close()
     wall = time.perf_counter() - started
-    result = ScanResult(out, pd.DataFrame(rows, columns=RECORDING_COLUMNS), pd.DataFrame(errors, columns=ERROR_COLUMNS),
-                        pd.concat(all_events, ignore_index=True) if all_events else pd.DataFrame(columns=EVENT_COLUMNS),
-                        0.0, wall,
-                        {**scanner.base, **scanner.detect_settings, "device": str(scanner.device),
-                         "hop_seconds": scanner.hop / sr, "checkpoint_path": str(checkpoint),
-                         "classes": scanner.classes, "score": scanner.score, "rescored_from": str(scan_dir),
-                         "layout": target.layout,
-                         "detection_score": describe_detection_score(scanner.score_from, scanner.background)})
+    result = ScanResult(
+        out,
+        pd.DataFrame(rows, columns=RECORDING_COLUMNS),
+        pd.DataFrame(errors, columns=ERROR_COLUMNS),
+        pd.concat(all_events, ignore_index=True) if all_events else pd.DataFrame(columns=EVENT_COLUMNS),
+        0.0,
+        wall,
+        {
+            **scanner.base,
+            **scanner.detect_settings,
+            "device": str(scanner.device),
+            "hop_seconds": scanner.hop / sr,
+            "checkpoint_path": str(checkpoint),
+            "classes": scanner.classes,
+            "score": scanner.score,
+            "rescored_from": str(scan_dir),
+            "layout": target.layout,
+            "detection_score": describe_detection_score(scanner.score_from, scanner.background),
+        },
+    )
     recordings = [(Path(path), name) for name, (path, _) in order.items()]
     _write_combined(result, recordings, {name: {"duration": d} for name, (_, d) in order.items()})
     return result

@@ -3,6 +3,7 @@ finding what is finished, the per-recording outputs and the folder's tables. :mo
 documents the outputs and the resume rules; :func:`helpers.evaluation.scan.scan` runs this locally and
 :mod:`helpers.evaluation.scan_slurm` as SLURM shards.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -18,16 +19,18 @@ import numpy as np
 import pandas as pd
 import torch
 
-from helpers.core.fileio import atomic_write, read_json, sha256_file, write_json_atomic
+from helpers.core.fileio import atomic_write, sha256_file, write_json_atomic
 from helpers.core.progress import progress_bar
 from helpers.core.provenance import library_versions
-from helpers.data.annotation_writers import (write_audacity_labels, write_combined_raven_table, write_events_csv,
-                                             write_raven_table)
+from helpers.data.annotation_writers import (
+    write_combined_raven_table,
+    write_events_csv,
+)
 from helpers.data.audio import AudioError
 from helpers.data.audio_files import FoundAudio, find_audio_files, read_file_list
 from helpers.data.stream import recording_info, window_batches
 from helpers.evaluation.scan_store import EMBEDDINGS_SUFFIX, LAYOUTS, FileStore, layout_of, open_store  # noqa: F401
-from helpers.evaluation.detections import DETECTION_SCORES, detect_events
+from helpers.evaluation.detections import DETECTION_SCORES, EVENT_COLUMNS, detect_events
 from helpers.evaluation.predict import load_for_inference, prepare_scorer
 from helpers.evaluation.scoring import predict_scores
 from helpers.features.birdnet import EmbeddingSettings
@@ -36,7 +39,6 @@ from helpers.models.hierarchical import MultiTaskModel
 
 #: Bump when what a scan writes for the same inputs changes; part of every fingerprint.
 SCAN_VERSION = 1
-EVENT_COLUMNS = ["recording", "begin", "end", "label", "score", "n_windows"]
 #: How a rerun knows a recording is unchanged: ``stat`` (size and modification time; no audio read) or
 #: ``content`` (SHA-256 of the bytes: every file read on every rerun, but a file replaced by another of
 #: the same size and time, as ``cp -p`` or ``rsync -a`` can leave it, is rescanned).
@@ -68,8 +70,8 @@ class ScanResult:
     wall_seconds: float = 0.0
     settings: dict = field(default_factory=dict)
     skipped: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=["path", "reason"]))
-    decode_wait_seconds: float = 0.0   # the model waiting for audio (decoding not ahead of it)
-    score_seconds: float = 0.0         # front end and model
+    decode_wait_seconds: float = 0.0  # the model waiting for audio (decoding not ahead of it)
+    score_seconds: float = 0.0  # front end and model
 
     @property
     def realtime_factor(self) -> float:
@@ -77,38 +79,52 @@ class ScanResult:
 
     def format(self) -> str:
         counts = self.recordings["status"].value_counts().to_dict() if len(self.recordings) else {}
-        lines = [f"scan: {len(self.recordings)} recording(s) "
-                 f"({', '.join(f'{v} {k}' for k, v in sorted(counts.items())) or 'none'}), "
-                 f"{len(self.errors)} could not be read, {len(self.detections)} detection(s) -> {self.out_dir}"]
+        lines = [
+            f"scan: {len(self.recordings)} recording(s) "
+            f"({', '.join(f'{v} {k}' for k, v in sorted(counts.items())) or 'none'}), "
+            f"{len(self.errors)} could not be read, {len(self.detections)} detection(s) -> {self.out_dir}"
+        ]
         if self.settings.get("score_from"):
-            lines.append(f"detection score: {describe_detection_score(self.settings['score_from'], self.settings.get('background'))}")
+            lines.append(
+                "detection score: "
+                + describe_detection_score(self.settings["score_from"], self.settings.get("background"))
+            )
         if self.settings.get("thresholds_from"):
-            lines.append(f"thresholds from {self.settings['thresholds_from']}: {self.settings['threshold']}"
-                         + (f"; not calibrated, at the given threshold: {', '.join(self.settings['uncalibrated'])}"
-                            if self.settings.get("uncalibrated") else ""))
+            lines.append(
+                f"thresholds from {self.settings['thresholds_from']}: {self.settings['threshold']}"
+                + (
+                    f"; not calibrated, at the given threshold: {', '.join(self.settings['uncalibrated'])}"
+                    if self.settings.get("uncalibrated")
+                    else ""
+                )
+            )
         if self.audio_seconds:
-            lines.append(f"scanned {self.audio_seconds / 3600:.2f} h of audio in {self.wall_seconds:.1f} s wall: "
-                         f"{self.realtime_factor:.0f}x real time ({self.settings.get('precision')}, "
-                         f"{self.settings.get('device')}, {torch.get_num_threads()} threads)")
+            lines.append(
+                f"scanned {self.audio_seconds / 3600:.2f} h of audio in {self.wall_seconds:.1f} s wall: "
+                f"{self.realtime_factor:.0f}x real time ({self.settings.get('precision')}, "
+                f"{self.settings.get('device')}, {torch.get_num_threads()} threads)"
+            )
         lines += [f"not scanned: {e.path}: {e.error}" for e in self.errors.itertuples()]
         if "note" in self.recordings:
             lines += [f"note: {r.path}: {r.note}" for r in self.recordings.itertuples() if r.note]
         lines += [f"skipped: {k.path}: {k.reason}" for k in self.skipped.head(SKIPPED_SHOWN).itertuples()]
         if len(self.skipped) > SKIPPED_SHOWN:
-            lines.append(f"... and {len(self.skipped) - SKIPPED_SHOWN} more skipped: all in {self.out_dir / 'skipped.csv'}")
+            lines.append(
+                f"... and {len(self.skipped) - SKIPPED_SHOWN} more skipped: all in {self.out_dir / 'skipped.csv'}"
+            )
         return "\n".join(lines)
 
 
 def describe_detection_score(score_from: str, background: str | None) -> str:
     """What the threshold of a scan is applied to, in words (printed and recorded by :func:`scan`)."""
     if score_from == "call":
-        return (f"P(call) = 1 - score_{background} (the model's call head), threshold on it; "
-                "label: the best species")
+        return f"P(call) = 1 - score_{background} (the model's call head), threshold on it; label: the best species"
     return "the best call class's own score, threshold on it"
 
 
-def resolve_detection_score(detection_score: str, model, classes: Sequence[str],
-                            background: str | None) -> tuple[str, str | None]:
+def resolve_detection_score(
+    detection_score: str, model, classes: Sequence[str], background: str | None
+) -> tuple[str, str | None]:
     """``(score_from, background)`` of a scan: ``"auto"`` takes ``"call"`` for a model with a call head
     (its background class from the model) and ``"class"`` otherwise; ``"call"`` needs a background
     class among ``classes``. Raises ValueError naming the fix."""
@@ -121,15 +137,18 @@ def resolve_detection_score(detection_score: str, model, classes: Sequence[str],
         return "class", background if background in classes else None
     if detection_score == "call":
         if background not in classes:
-            raise ValueError(f"detection_score='call' is 1 - score_{background}, and {background!r} is not a class of "
-                             f"this model ({', '.join(classes)}); pass background= its no-call class, or "
-                             "detection_score='class'.")
+            raise ValueError(
+                f"detection_score='call' is 1 - score_{background}, and {background!r} is not a class of "
+                f"this model ({', '.join(classes)}); pass background= its no-call class, or "
+                "detection_score='class'."
+            )
         return "call", background
     return "class", background if background in classes else None
 
 
-def find_recordings(inputs: Sequence[str | Path] = (), file_list: str | Path | None = None,
-                    root: str | Path | None = None) -> FoundAudio:
+def find_recordings(
+    inputs: Sequence[str | Path] = (), file_list: str | Path | None = None, root: str | Path | None = None
+) -> FoundAudio:
     """The recordings of a scan: files and folders (walked recursively) and the entries of a file list
     (:func:`helpers.data.audio_files.read_file_list`, relative to ``root``), by the project's one audio
     finder; what was passed over is in ``skipped``. Two recordings with one name are an error."""
@@ -145,9 +164,11 @@ def find_recordings(inputs: Sequence[str | Path] = (), file_list: str | Path | N
                 raise ValueError(f"{names[name]} and {path} would both be written as {name}; list each recording once")
             names[name] = path
     if not found.files:
-        raise FileNotFoundError(f"no recordings to scan: {len(found.skipped)} listed or found entries could not be "
-                                "used" + (f" (first: {found.skipped[0][1]})" if found.skipped else
-                                          "; pass audio files, folders or --file-list"))
+        raise FileNotFoundError(
+            f"no recordings to scan: {len(found.skipped)} listed or found entries could not be "
+            "used"
+            + (f" (first: {found.skipped[0][1]})" if found.skipped else "; pass audio files, folders or --file-list")
+        )
     return found
 
 
@@ -164,8 +185,10 @@ def _write_error(out: Path, what: str, exc: OSError, finished: int) -> ScanWrite
         reason, fix = "permission denied", "scan into an --out folder you may write"
     else:
         reason, fix = exc.strerror or str(exc), "check the disk of the output folder"
-    return ScanWriteError(f"{out}: {reason} while writing {what}; {fix}. The {finished} recording(s) finished so far "
-                          "are kept and a rerun resumes after them.")
+    return ScanWriteError(
+        f"{out}: {reason} while writing {what}; {fix}. The {finished} recording(s) finished so far "
+        "are kept and a rerun resumes after them."
+    )
 
 
 def content_sha256(path: Path) -> str:
@@ -180,11 +203,23 @@ def _fingerprint(values: dict) -> str:
 class _Scanner:
     """The model, front end and settings of one :func:`scan` call."""
 
-    def __init__(self, checkpoint: Path, hop: float | None, precision: str, channel: str | int,
-                 threshold: float | dict, background: str | None, merge_gap: float, device: str,
-                 batch_size: int, calibration, detection_score: str = "auto",
-                 thresholds_from: str | Path | None = None, fingerprint: str = "stat",
-                 min_window_fraction: float = MIN_WINDOW_FRACTION) -> None:
+    def __init__(
+        self,
+        checkpoint: Path,
+        hop: float | None,
+        precision: str,
+        channel: str | int,
+        threshold: float | dict,
+        background: str | None,
+        merge_gap: float,
+        device: str,
+        batch_size: int,
+        calibration,
+        detection_score: str = "auto",
+        thresholds_from: str | Path | None = None,
+        fingerprint: str = "stat",
+        min_window_fraction: float = MIN_WINDOW_FRACTION,
+    ) -> None:
         if fingerprint not in FINGERPRINTS:
             raise ValueError(f"fingerprint must be {' or '.join(FINGERPRINTS)}, not {fingerprint!r}.")
         if not 0 <= min_window_fraction <= 1:
@@ -215,19 +250,31 @@ class _Scanner:
         if self.hop < 1:
             raise ValueError(f"scan: hop {hop} s is shorter than one sample; use a hop of a few tenths of a second.")
         self.threshold, self.merge_gap, self.batch_size, self.channel = threshold, merge_gap, batch_size, channel
-        self.base = {"scan_version": SCAN_VERSION, "checkpoint": sha256_file(checkpoint),
-                     "features": self.settings.to_dict(), "hop_samples": self.hop, "precision": precision,
-                     "channel": channel, "calibration": None if calibration is None else
-                     [str(c) for c in ([calibration] if isinstance(calibration, (str, Path)) else calibration)]}
-        self.detect_settings = {"threshold": threshold, "background": self.background, "merge_gap": merge_gap,
-                                "score_from": self.score_from}
+        self.base = {
+            "scan_version": SCAN_VERSION,
+            "checkpoint": sha256_file(checkpoint),
+            "features": self.settings.to_dict(),
+            "hop_samples": self.hop,
+            "precision": precision,
+            "channel": channel,
+            "calibration": None
+            if calibration is None
+            else [str(c) for c in ([calibration] if isinstance(calibration, (str, Path)) else calibration)],
+        }
+        self.detect_settings = {
+            "threshold": threshold,
+            "background": self.background,
+            "merge_gap": merge_gap,
+            "score_from": self.score_from,
+        }
         if self.min_window_fraction != MIN_WINDOW_FRACTION:
             self.detect_settings["min_window_fraction"] = self.min_window_fraction
         if thresholds_from is not None:
             self.detect_settings.update(thresholds_from=str(thresholds_from), uncalibrated=self.uncalibrated)
 
-    def fingerprints(self, path: Path | None = None, size: int | None = None, mtime_ns: int | None = None,
-                     sha256: str | None = None) -> tuple[str, str]:
+    def fingerprints(
+        self, path: Path | None = None, size: int | None = None, mtime_ns: int | None = None, sha256: str | None = None
+    ) -> tuple[str, str]:
         """(score, detection) fingerprints of a recording: by its size and modification time (``stat``, the
         default), or by its bytes' SHA-256 (``content``); from its file, or from the values recorded."""
         if self.fingerprint == "content":
@@ -247,8 +294,16 @@ class _Scanner:
         """The window batches of one recording, decoded, mixed down and resampled for this model."""
         return window_batches(path, self.settings.sample_rate, self.window, self.hop, self.batch_size, self.channel)
 
-    def score_recording(self, path: Path, name: str, bar, batches=None, partial: Path | None = None,
-                        partial_key: str = "", timer: "DecodeTimer | None" = None) -> pd.DataFrame:
+    def score_recording(
+        self,
+        path: Path,
+        name: str,
+        bar,
+        batches=None,
+        partial: Path | None = None,
+        partial_key: str = "",
+        timer: "DecodeTimer | None" = None,
+    ) -> pd.DataFrame:
         """Per-window scores of one recording (columns recording, begin, end, score_<class>...). With a
         pretrained backbone the window embeddings (float16) are in ``table.attrs["embeddings"]``, and the
         scores are those of the float16-rounded embeddings, so :func:`rescore` gives the same numbers.
@@ -294,8 +349,9 @@ class _Scanner:
             bar.update(max(0.0, reached - done))
             done = max(done, reached)
             if partial is not None and time.perf_counter() - last_saved > PARTIAL_EVERY_S:
-                _write_partial(partial, partial_key, self.batch_size, parts, embeddings if self.stores_embeddings
-                               else None)
+                _write_partial(
+                    partial, partial_key, self.batch_size, parts, embeddings if self.stores_embeddings else None
+                )
                 last_saved = time.perf_counter()
         table = pd.concat(parts, ignore_index=True)
         table.insert(0, "recording", name)
@@ -309,8 +365,14 @@ class _Scanner:
         heard such a window in training, and the padding's silence alone can pass for a class."""
         seconds = self.window / self.settings.sample_rate
         heard = (windows["end"] - windows["begin"]) >= self.min_window_fraction * seconds - 1e-9
-        return detect_events(windows[heard], self.classes, threshold=self.threshold, background=self.background,
-                             merge_gap=self.merge_gap, score_from=self.score_from)
+        return detect_events(
+            windows[heard],
+            self.classes,
+            threshold=self.threshold,
+            background=self.background,
+            merge_gap=self.merge_gap,
+            score_from=self.score_from,
+        )
 
 
 #: Seconds of scoring between two saves of a long recording's windows so far (``NAME.partial.npz``).
@@ -318,12 +380,18 @@ PARTIAL_EVERY_S = 60.0
 PARTIAL_SUFFIX = ".partial.npz"
 
 
-def _write_partial(path: Path, key: str, batch_size: int, parts: list[pd.DataFrame],
-                   embeddings: list[np.ndarray] | None) -> None:
+def _write_partial(
+    path: Path, key: str, batch_size: int, parts: list[pd.DataFrame], embeddings: list[np.ndarray] | None
+) -> None:
     table = pd.concat(parts, ignore_index=True)
-    arrays = {"key": np.array(key), "batch_size": np.array(batch_size), "n_batches": np.array(len(parts)),
-              "sizes": np.array([len(p) for p in parts]), "columns": np.array(list(table.columns)),
-              "values": table.to_numpy(np.float64)}
+    arrays = {
+        "key": np.array(key),
+        "batch_size": np.array(batch_size),
+        "n_batches": np.array(len(parts)),
+        "sizes": np.array([len(p) for p in parts]),
+        "columns": np.array(list(table.columns)),
+        "values": table.to_numpy(np.float64),
+    }
     if embeddings is not None:
         arrays["embeddings"] = np.concatenate(embeddings)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -425,6 +493,7 @@ class Prefetcher:
                 cancel.set()
             self.pool.shutdown(wait=True, cancel_futures=True)
 
+
 def _finished(scanner: _Scanner, store, path: Path, name: str) -> dict | None:
     """The record of a recording finished with these score settings (without opening its audio under the
     ``stat`` fingerprint); None when it must be scanned."""
@@ -447,11 +516,15 @@ def recording_note(info: dict, window_seconds: float) -> str:
     """What a scan says of a recording besides its scores: a WAV cut short, one shorter than a window."""
     notes = []
     if info.get("declared_frames"):
-        notes.append(f"damaged: its header declares {info['declared_frames'] / info['samplerate']:.2f} s but the file "
-                     f"holds {info['duration']:.2f} s; scanned as far as it goes (copy it again for the rest)")
+        notes.append(
+            f"damaged: its header declares {info['declared_frames'] / info['samplerate']:.2f} s but the file "
+            f"holds {info['duration']:.2f} s; scanned as far as it goes (copy it again for the rest)"
+        )
     if info["duration"] < window_seconds:
-        notes.append(f"shorter than one window ({info['duration']:.2f} s of {window_seconds:.2f} s): zero-padded and "
-                     "scored, never detected")
+        notes.append(
+            f"shorter than one window ({info['duration']:.2f} s of {window_seconds:.2f} s): zero-padded and "
+            "scored, never detected"
+        )
     return "; ".join(notes)
 
 
@@ -461,17 +534,31 @@ def resolve_layout(out: Path, layout: str | None) -> str:
     if layout is not None and layout not in LAYOUTS:
         raise ValueError(f"layout must be {' or '.join(LAYOUTS)}, not {layout!r}")
     present = layout_of(out)
-    has_results = present == "packed" or (out.is_dir() and any(p != out / "scan.json" for p in out.rglob("*.scan.json")))
+    has_results = present == "packed" or (
+        out.is_dir() and any(p != out / "scan.json" for p in out.rglob("*.scan.json"))
+    )
     if layout is not None and has_results and present != layout:
-        raise ValueError(f"{out}: holds a scan in the {present} layout; scan into another --out for the {layout} "
-                         f"one, or leave --layout out to go on in {present}")
+        raise ValueError(
+            f"{out}: holds a scan in the {present} layout; scan into another --out for the {layout} "
+            f"one, or leave --layout out to go on in {present}"
+        )
     return present if has_results else (layout or "files")
 
 
-def _scan_locked(scanner: _Scanner, checkpoint: Path, found: FoundAudio, out: Path, progress: bool,
-                 decode_workers: int = 0, blocks_in_flight: int = 2, scan_missing: bool = True,
-                 extra_errors: list[dict] | None = None, combine: bool = True, layout: str | None = None,
-                 pack_prefix: str | None = None) -> ScanResult:
+def _scan_locked(
+    scanner: _Scanner,
+    checkpoint: Path,
+    found: FoundAudio,
+    out: Path,
+    progress: bool,
+    decode_workers: int = 0,
+    blocks_in_flight: int = 2,
+    scan_missing: bool = True,
+    extra_errors: list[dict] | None = None,
+    combine: bool = True,
+    layout: str | None = None,
+    pack_prefix: str | None = None,
+) -> ScanResult:
     """Scan what is not finished (with ``scan_missing``; else list it in ``extra_errors``' terms), read back
     what is, and write the folder's tables (``combine``), in the folder's ``layout``."""
     recordings = found.files
@@ -484,13 +571,17 @@ def _scan_locked(scanner: _Scanner, checkpoint: Path, found: FoundAudio, out: Pa
         previous = _finished(scanner, store, path, name)
         if previous is not None:
             finished[name] = previous
-            infos[name] = {"duration": previous["duration"], "samplerate": previous.get("sample_rate"),
-                           "channels": previous.get("channels")}
+            infos[name] = {
+                "duration": previous["duration"],
+                "samplerate": previous.get("sample_rate"),
+                "channels": previous.get("channels"),
+            }
             continue
         if not scan_missing:
             if str(path) not in failed_paths:
-                errors.append({"path": str(path), "error": "not scanned: no job finished it; run the scan again",
-                               "shard": ""})
+                errors.append(
+                    {"path": str(path), "error": "not scanned: no job finished it; run the scan again", "shard": ""}
+                )
             continue
         try:
             infos[name] = recording_info(path)
@@ -509,8 +600,9 @@ def _scan_locked(scanner: _Scanner, checkpoint: Path, found: FoundAudio, out: Pa
                 continue
             batches = prefetch.batches(position[name]) if name in position else None
             try:
-                row, events, seconds = _scan_one(scanner, store, path, name, out, infos[name], bar, errors,
-                                                 finished.get(name), batches, timer)
+                row, events, seconds = _scan_one(
+                    scanner, store, path, name, out, infos[name], bar, errors, finished.get(name), batches, timer
+                )
             except OSError as exc:
                 raise _write_error(out, f"the outputs of {name}", exc, len(rows)) from None
             finally:
@@ -530,18 +622,31 @@ def _scan_locked(scanner: _Scanner, checkpoint: Path, found: FoundAudio, out: Pa
     finally:
         bar.close()
         prefetch.close()
-    result = ScanResult(out, pd.DataFrame(rows, columns=RECORDING_COLUMNS),
-                        pd.DataFrame(errors, columns=ERROR_COLUMNS),
-                        pd.concat(all_events, ignore_index=True) if all_events else
-                        pd.DataFrame(columns=EVENT_COLUMNS),
-                        scanned_seconds, wall,
-                        {**scanner.base, **scanner.detect_settings, "device": str(scanner.device),
-                         "hop_seconds": scanner.hop / scanner.settings.sample_rate, "checkpoint_path": str(checkpoint),
-                         "classes": scanner.classes, "score": scanner.score, "fingerprint": scanner.fingerprint,
-                         "decode_workers": decode_workers, "blocks_in_flight": blocks_in_flight,
-                         "layout": store.layout,
-                         "detection_score": describe_detection_score(scanner.score_from, scanner.background)},
-                        found.skipped_table(), timer.wait, timer.score)
+    result = ScanResult(
+        out,
+        pd.DataFrame(rows, columns=RECORDING_COLUMNS),
+        pd.DataFrame(errors, columns=ERROR_COLUMNS),
+        pd.concat(all_events, ignore_index=True) if all_events else pd.DataFrame(columns=EVENT_COLUMNS),
+        scanned_seconds,
+        wall,
+        {
+            **scanner.base,
+            **scanner.detect_settings,
+            "device": str(scanner.device),
+            "hop_seconds": scanner.hop / scanner.settings.sample_rate,
+            "checkpoint_path": str(checkpoint),
+            "classes": scanner.classes,
+            "score": scanner.score,
+            "fingerprint": scanner.fingerprint,
+            "decode_workers": decode_workers,
+            "blocks_in_flight": blocks_in_flight,
+            "layout": store.layout,
+            "detection_score": describe_detection_score(scanner.score_from, scanner.background),
+        },
+        found.skipped_table(),
+        timer.wait,
+        timer.score,
+    )
     if combine:
         try:
             _write_combined(result, recordings, infos)
@@ -550,9 +655,19 @@ def _scan_locked(scanner: _Scanner, checkpoint: Path, found: FoundAudio, out: Pa
     return result
 
 
-def _scan_one(scanner: _Scanner, store, path: Path, name: str, out: Path, info: dict, bar, errors: list[dict],
-              previous: dict | None = None, batches=None,
-              timer: DecodeTimer | None = None) -> tuple[dict | None, pd.DataFrame | None, float]:
+def _scan_one(
+    scanner: _Scanner,
+    store,
+    path: Path,
+    name: str,
+    out: Path,
+    info: dict,
+    bar,
+    errors: list[dict],
+    previous: dict | None = None,
+    batches=None,
+    timer: DecodeTimer | None = None,
+) -> tuple[dict | None, pd.DataFrame | None, float]:
     """Scan (or resume) one recording; ``(summary row, events, wall seconds)``, or ``(None, None, 0)``
     after listing it in ``errors``. ``previous``: its ``.scan.json`` when its scores are current
     (:func:`_finished_record`); ``batches``: its window batches when decoded ahead. Writing errors
@@ -575,8 +690,9 @@ def _scan_one(scanner: _Scanner, store, path: Path, name: str, out: Path, info: 
             windows = scanner.score_recording(path, name, bar, batches, partial, score_fp, timer)
             status = "scanned"
     except (AudioError, OSError, RuntimeError, ValueError) as exc:
-        errors.append({"path": str(path), "error": str(exc).splitlines()[0] if str(exc) else type(exc).__name__,
-                       "shard": ""})
+        errors.append(
+            {"path": str(path), "error": str(exc).splitlines()[0] if str(exc) else type(exc).__name__, "shard": ""}
+        )
         return None, None, 0.0
     if windows is None:
         events = store.read_events(name)
@@ -585,49 +701,91 @@ def _scan_one(scanner: _Scanner, store, path: Path, name: str, out: Path, info: 
         events = scanner.events(windows)
         n_windows = len(windows)
     seconds = time.perf_counter() - started
-    note = previous.get("note", "") if previous is not None else recording_note(
-        info, scanner.window / scanner.settings.sample_rate)
+    note = (
+        previous.get("note", "")
+        if previous is not None
+        else recording_note(info, scanner.window / scanner.settings.sample_rate)
+    )
     if status != "resumed":
         stat = path.stat()
-        record = {"recording": name, "path": str(path), "duration": info["duration"], "windows": n_windows,
-                  "detections": len(events), "score_fingerprint": score_fp, "detect_fingerprint": detect_fp,
-                  "seconds": seconds if status == "scanned" else previous.get("seconds"),
-                  "sample_rate": info["samplerate"], "channels": info["channels"],
-                  "size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "note": note,
-                  "embeddings": f"{Path(name).name}{EMBEDDINGS_SUFFIX}" if scanner.stores_embeddings else None}
+        record = {
+            "recording": name,
+            "path": str(path),
+            "duration": info["duration"],
+            "windows": n_windows,
+            "detections": len(events),
+            "score_fingerprint": score_fp,
+            "detect_fingerprint": detect_fp,
+            "seconds": seconds if status == "scanned" else previous.get("seconds"),
+            "sample_rate": info["samplerate"],
+            "channels": info["channels"],
+            "size": stat.st_size,
+            "mtime_ns": stat.st_mtime_ns,
+            "note": note,
+            "embeddings": f"{Path(name).name}{EMBEDDINGS_SUFFIX}" if scanner.stores_embeddings else None,
+        }
         if sha is not None:
             record["sha256"] = sha
-        store.write(name, windows if status == "scanned" else None, events, record, scanner.settings.fmin,
-                    scanner.settings.resolved_fmax)
+        store.write(
+            name,
+            windows if status == "scanned" else None,
+            events,
+            record,
+            scanner.settings.fmin,
+            scanner.settings.resolved_fmax,
+        )
         partial.unlink(missing_ok=True)
-    row = {"recording": name, "path": str(path), "duration": info["duration"], "windows": n_windows,
-           "detections": len(events), "status": status, "note": note}
+    row = {
+        "recording": name,
+        "path": str(path),
+        "duration": info["duration"],
+        "windows": n_windows,
+        "detections": len(events),
+        "status": status,
+        "note": note,
+    }
     return row, events.reindex(columns=EVENT_COLUMNS), seconds
 
 
 def _write_combined(result: ScanResult, recordings: list[tuple[Path, str]], infos: dict[str, dict]) -> None:
     """The folder-wide tables and ``scan.json`` (see the module docstring)."""
     out = result.out_dir
-    order = {name: (str(path), infos[name]["duration"]) for path, name in recordings
-             if name in set(result.recordings["recording"])}
-    write_combined_raven_table(result.detections, order, out / "detections.selections.txt",
-                               low_freq=result.settings["features"]["fmin"],
-                               high_freq=result.settings["features"]["fmax"] or
-                               result.settings["features"]["sample_rate"] / 2)
+    order = {
+        name: (str(path), infos[name]["duration"])
+        for path, name in recordings
+        if name in set(result.recordings["recording"])
+    }
+    write_combined_raven_table(
+        result.detections,
+        order,
+        out / "detections.selections.txt",
+        low_freq=result.settings["features"]["fmin"],
+        high_freq=result.settings["features"]["fmax"] or result.settings["features"]["sample_rate"] / 2,
+    )
     write_events_csv(result.detections, out / "detections.csv")
     with atomic_write(out / "errors.csv", "w") as fh:
         result.errors.to_csv(fh, index=False)
     with atomic_write(out / "skipped.csv", "w") as fh:
         result.skipped.to_csv(fh, index=False)
-    write_json_atomic(out / "scan.json", {
-        "settings": result.settings, "versions": library_versions(),
-        "summary": {"recordings": len(result.recordings), "errors": len(result.errors),
-                    "detections": len(result.detections), "audio_hours_scanned": result.audio_seconds / 3600,
-                    "wall_seconds": result.wall_seconds, "realtime_factor": result.realtime_factor,
-                    "decode_wait_seconds": result.decode_wait_seconds, "score_seconds": result.score_seconds,
-                    "threads": torch.get_num_threads(),
-                    "status": result.recordings["status"].value_counts().to_dict() if len(result.recordings) else {}},
-        "recordings": result.recordings.to_dict(orient="records"), "errors": result.errors.to_dict(orient="records"),
-        "skipped": result.skipped.to_dict(orient="records")})
-
-
+    write_json_atomic(
+        out / "scan.json",
+        {
+            "settings": result.settings,
+            "versions": library_versions(),
+            "summary": {
+                "recordings": len(result.recordings),
+                "errors": len(result.errors),
+                "detections": len(result.detections),
+                "audio_hours_scanned": result.audio_seconds / 3600,
+                "wall_seconds": result.wall_seconds,
+                "realtime_factor": result.realtime_factor,
+                "decode_wait_seconds": result.decode_wait_seconds,
+                "score_seconds": result.score_seconds,
+                "threads": torch.get_num_threads(),
+                "status": result.recordings["status"].value_counts().to_dict() if len(result.recordings) else {},
+            },
+            "recordings": result.recordings.to_dict(orient="records"),
+            "errors": result.errors.to_dict(orient="records"),
+            "skipped": result.skipped.to_dict(orient="records"),
+        },
+    )

@@ -31,6 +31,7 @@ limit, requeues, array parallelism, setup lines, interpreter; ``folder`` default
   the jobs write only their own recordings' files (atomically) and ``OUT/.slurm/shard-*.json``. A
   local scan into a folder whose shards are still live stops with the fix.
 """
+
 from __future__ import annotations
 
 import os
@@ -42,8 +43,16 @@ from typing import Any, Callable
 from helpers.core import run_folder
 from helpers.core.fileio import read_json, write_json_atomic
 from helpers.core.progress import progress_bar
-from helpers.core.slurm import (SlurmOptions, entry_state, install_robust_requeue, job_error_report,
-                                progress_category, queued_jobs, require_slurm, slurm_options)
+from helpers.core.slurm import (
+    SlurmOptions,
+    entry_state,
+    install_robust_requeue,
+    job_error_report,
+    progress_category,
+    queued_jobs,
+    require_slurm,
+    slurm_options,
+)
 from helpers.data.audio import AudioError
 from helpers.data.audio_files import FoundAudio
 from helpers.data.stream import recording_info
@@ -85,9 +94,19 @@ class ScanShardJob:
     summary. Requeueable: :meth:`checkpoint` hands submitit the same call, which resumes (finished
     recordings are skipped, a long one resumes at its last kept batch)."""
 
-    def __init__(self, checkpoint: str, files: list[tuple[str, str]], out: str, scanner_args: dict[str, Any],
-                 shard: str, workdir: str, decode_workers: int, blocks_in_flight: int, threads: int,
-                 layout: str = "files") -> None:
+    def __init__(
+        self,
+        checkpoint: str,
+        files: list[tuple[str, str]],
+        out: str,
+        scanner_args: dict[str, Any],
+        shard: str,
+        workdir: str,
+        decode_workers: int,
+        blocks_in_flight: int,
+        threads: int,
+        layout: str = "files",
+    ) -> None:
         # not self.checkpoint: that name is the method submitit calls on preemption
         self.model_path, self.files, self.out, self.scanner_args = checkpoint, files, out, scanner_args
         self.shard, self.workdir, self.threads = shard, workdir, threads
@@ -102,24 +121,53 @@ class ScanShardJob:
         scanner = _Scanner(Path(self.model_path), **self.scanner_args)
         out = Path(self.out)
         found = FoundAudio([(Path(p), n) for p, n in self.files])
-        print(f"[slurm job {os.environ.get('SLURM_JOB_ID', '?')}] shard {self.shard}: {len(self.files)} recording(s) "
-              f"into {out}", flush=True)
-        result = _scan_locked(scanner, Path(self.model_path), found, out, progress=False,
-                              decode_workers=self.decode_workers, blocks_in_flight=self.blocks_in_flight,
-                              combine=False, layout=self.layout, pack_prefix=f"shard-{self.shard}")
+        print(
+            f"[slurm job {os.environ.get('SLURM_JOB_ID', '?')}] shard {self.shard}: {len(self.files)} recording(s) "
+            f"into {out}",
+            flush=True,
+        )
+        result = _scan_locked(
+            scanner,
+            Path(self.model_path),
+            found,
+            out,
+            progress=False,
+            decode_workers=self.decode_workers,
+            blocks_in_flight=self.blocks_in_flight,
+            combine=False,
+            layout=self.layout,
+            pack_prefix=f"shard-{self.shard}",
+        )
         errors = [{**e, "shard": self.shard, **_stat(e["path"])} for e in result.errors.to_dict(orient="records")]
-        summary = {"shard": self.shard, "recordings": len(result.recordings), "errors": errors,
-                   "audio_seconds": result.audio_seconds, "wall_seconds": result.wall_seconds,
-                   "decode_wait_seconds": result.decode_wait_seconds, "score_seconds": result.score_seconds}
+        summary = {
+            "shard": self.shard,
+            "recordings": len(result.recordings),
+            "errors": errors,
+            "audio_seconds": result.audio_seconds,
+            "wall_seconds": result.wall_seconds,
+            "decode_wait_seconds": result.decode_wait_seconds,
+            "score_seconds": result.score_seconds,
+        }
         write_json_atomic(out / STATE_DIR / f"shard-{self.shard}.json", summary)
         return summary
 
     def checkpoint(self, *args, **kwargs):
         from submitit.helpers import DelayedSubmission
 
-        return DelayedSubmission(ScanShardJob(self.model_path, self.files, self.out, self.scanner_args, self.shard,
-                                              self.workdir, self.decode_workers, self.blocks_in_flight, self.threads,
-                                              self.layout))
+        return DelayedSubmission(
+            ScanShardJob(
+                self.model_path,
+                self.files,
+                self.out,
+                self.scanner_args,
+                self.shard,
+                self.workdir,
+                self.decode_workers,
+                self.blocks_in_flight,
+                self.threads,
+                self.layout,
+            )
+        )
 
 
 def read_shard_map(out: Path) -> dict[str, Any]:
@@ -129,8 +177,10 @@ def read_shard_map(out: Path) -> dict[str, Any]:
     try:
         state = read_json(path)
     except ValueError as exc:
-        raise ValueError(f"{path}: unreadable shard map ({exc}); delete it: shards still queued are then not "
-                         "attached but their unfinished recordings submitted again (finished ones are kept)") from None
+        raise ValueError(
+            f"{path}: unreadable shard map ({exc}); delete it: shards still queued are then not "
+            "attached but their unfinished recordings submitted again (finished ones are kept)"
+        ) from None
     return state
 
 
@@ -147,10 +197,19 @@ def live_shards(out: Path) -> dict[str, dict[str, Any]]:
     return {k: v for k, v in state["shards"].items() if entry_state(v, queue) == "live"}
 
 
-def scan_on_slurm(scanner: _Scanner, checkpoint: Path, found: FoundAudio, out: Path, scanner_args: dict[str, Any],
-                  slurm: SlurmOptions | dict | str | Path | None = None, hours_per_job: float = 1.0,
-                  decode_workers: int = 1, blocks_in_flight: int = 2, progress: bool = True,
-                  layout: str = "files") -> ScanResult:
+def scan_on_slurm(
+    scanner: _Scanner,
+    checkpoint: Path,
+    found: FoundAudio,
+    out: Path,
+    scanner_args: dict[str, Any],
+    slurm: SlurmOptions | dict | str | Path | None = None,
+    hours_per_job: float = 1.0,
+    decode_workers: int = 1,
+    blocks_in_flight: int = 2,
+    progress: bool = True,
+    layout: str = "files",
+) -> ScanResult:
     """The SLURM scan (module docstring); ``scanner``/``scanner_args``: the scan's settings, built by
     :func:`helpers.evaluation.scan.scan`. Returns what a local scan returns, built from the outputs."""
     options = slurm_options(slurm)
@@ -172,8 +231,10 @@ def scan_on_slurm(scanner: _Scanner, checkpoint: Path, found: FoundAudio, out: P
                 live = {k: v for k, v in state["shards"].items() if entry_state(v, queue) == "live"}
             if live and state.get("settings") != key:
                 first = next(iter(live.values()))
-                raise ValueError(f"{out}: SLURM job {first['job_id']} and {len(live) - 1} other(s) are scanning into it "
-                                 "with other settings; wait for them, scancel them, or scan into another --out")
+                raise ValueError(
+                    f"{out}: SLURM job {first['job_id']} and {len(live) - 1} other(s) are scanning into it "
+                    "with other settings; wait for them, scancel them, or scan into another --out"
+                )
             covered = {n for v in live.values() for n in v["names"]}
             known = _known_errors(out)
             for shard_id, entry in live.items():
@@ -195,19 +256,41 @@ def scan_on_slurm(scanner: _Scanner, checkpoint: Path, found: FoundAudio, out: P
             shards = plan_shards(to_plan, hours_per_job)
             if shards:
                 require_slurm()
-                watched += _submit(shards, scanner, checkpoint, out, scanner_args, options, state, decode_workers,
-                                   blocks_in_flight, say, layout)
+                watched += _submit(
+                    shards,
+                    scanner,
+                    checkpoint,
+                    out,
+                    scanner_args,
+                    options,
+                    state,
+                    decode_workers,
+                    blocks_in_flight,
+                    say,
+                    layout,
+                )
             write_json_atomic(out / STATE_DIR / SHARD_MAP, state)
-            say(f"{len(found.files)} recording(s): {len(before)} finished before, {len(covered)} in live shards, "
-                f"{sum(len(s) for s in shards)} submitted in {len(shards)} shard(s) of at most {hours_per_job:g} h")
+            say(
+                f"{len(found.files)} recording(s): {len(before)} finished before, {len(covered)} in live shards, "
+                f"{sum(len(s) for s in shards)} submitted in {len(shards)} shard(s) of at most {hours_per_job:g} h"
+            )
             errors += _watch(watched, out, options, say, progress, layout)
         for shard_id, _, _ in watched:
             summary = out / STATE_DIR / f"shard-{shard_id}.json"
             if summary.is_file():
                 errors += read_json(summary).get("errors", [])
         errors = [{k: e[k] for k in ("path", "error", "shard")} for e in errors]
-        result = _scan_locked(scanner, checkpoint, found, out, progress=False, scan_missing=False,
-                              extra_errors=errors, combine=False, layout=layout)
+        result = _scan_locked(
+            scanner,
+            checkpoint,
+            found,
+            out,
+            progress=False,
+            scan_missing=False,
+            extra_errors=errors,
+            combine=False,
+            layout=layout,
+        )
         scanned_now = {n for _, n in pending} & set(result.recordings["recording"])
         result.recordings.loc[result.recordings["recording"].isin(scanned_now), "status"] = "scanned"
         seconds = {r.recording: r.duration for r in result.recordings.itertuples()}
@@ -246,9 +329,19 @@ def _attach(entry: dict[str, Any]) -> Any:
     return submitit.SlurmJob(folder=entry["folder"], job_id=str(entry["job_id"]))
 
 
-def _submit(shards: list[list[tuple[Path, str, float]]], scanner: _Scanner, checkpoint: Path, out: Path,
-            scanner_args: dict[str, Any], options: SlurmOptions, state: dict[str, Any], decode_workers: int,
-            blocks_in_flight: int, say: Callable[[str], None], layout: str) -> list[tuple[str, Any, dict[str, Any]]]:
+def _submit(
+    shards: list[list[tuple[Path, str, float]]],
+    scanner: _Scanner,
+    checkpoint: Path,
+    out: Path,
+    scanner_args: dict[str, Any],
+    options: SlurmOptions,
+    state: dict[str, Any],
+    decode_workers: int,
+    blocks_in_flight: int,
+    say: Callable[[str], None],
+    layout: str,
+) -> list[tuple[str, Any, dict[str, Any]]]:
     import submitit
 
     token = f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
@@ -260,17 +353,34 @@ def _submit(shards: list[list[tuple[Path, str, float]]], scanner: _Scanner, chec
     executor = submitit.AutoExecutor(folder=folder, cluster="slurm", **kwargs)
     executor.update_parameters(**options.submitit_parameters(job_name))
     ids = [f"{token}-{i:04d}" for i in range(len(shards))]
-    calls = [ScanShardJob(str(checkpoint.resolve()), [(str(p.resolve()), n) for p, n, _ in shard], str(out.resolve()),
-                          scanner_args, shard_id, os.getcwd(), decode_workers, blocks_in_flight,
-                          options.cpus_per_task, layout)
-             for shard_id, shard in zip(ids, shards)]
+    calls = [
+        ScanShardJob(
+            str(checkpoint.resolve()),
+            [(str(p.resolve()), n) for p, n, _ in shard],
+            str(out.resolve()),
+            scanner_args,
+            shard_id,
+            os.getcwd(),
+            decode_workers,
+            blocks_in_flight,
+            options.cpus_per_task,
+            layout,
+        )
+        for shard_id, shard in zip(ids, shards)
+    ]
     jobs = executor.submit_array(calls)
     watched = []
     for shard_id, shard, job in zip(ids, shards, jobs):
-        entry = {"job_id": str(job.job_id), "name": job_name, "folder": str(folder), "names": [n for _, n, _ in shard],
-                 "paths": [str(p) for p, _, _ in shard], "seconds": sum(s for _, _, s in shard),
-                 "durations": [s for _, _, s in shard],
-                 "submitted": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+        entry = {
+            "job_id": str(job.job_id),
+            "name": job_name,
+            "folder": str(folder),
+            "names": [n for _, n, _ in shard],
+            "paths": [str(p) for p, _, _ in shard],
+            "seconds": sum(s for _, _, s in shard),
+            "durations": [s for _, _, s in shard],
+            "submitted": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        }
         state["shards"][shard_id] = entry
         watched.append((shard_id, job, entry))
     say(f"submitted {len(jobs)} shard job(s) as {job_name}; logs in {folder}")
@@ -284,8 +394,14 @@ def _finished_names(out: Path, layout: str, names: list[str]) -> set[str]:
     return {n for n in names if (out / f"{n}.scan.json").is_file()}
 
 
-def _watch(watched: list[tuple[str, Any, dict[str, Any]]], out: Path, options: SlurmOptions,
-           say: Callable[[str], None], progress: bool, layout: str) -> list[dict]:
+def _watch(
+    watched: list[tuple[str, Any, dict[str, Any]]],
+    out: Path,
+    options: SlurmOptions,
+    say: Callable[[str], None],
+    progress: bool,
+    layout: str,
+) -> list[dict]:
     """Wait for the shards' jobs; a progress line whenever the counts change. Returns the error rows of
     failed shards (one per recording they left unfinished). Ctrl-C stops the watching, not the jobs."""
     import submitit
@@ -316,27 +432,40 @@ def _watch(watched: list[tuple[str, Any, dict[str, Any]]], out: Path, options: S
                 logs = f"{job.paths.stderr} and {job.paths.stdout}"
                 reported = {e["path"] for e in read_json(summary).get("errors", [])} if summary.is_file() else set()
                 counts["failed" if left else "done"] += 1
-                failed += [{"path": p, "error": f"shard {shard_id} (SLURM job {job.job_id}, {state}) ended before "
-                                               f"scanning it: {report['type']}: {report['message']}; its logs: {logs}; "
-                                               "run the scan again to submit it anew", "shard": shard_id}
-                           for p, n in left if p not in reported]
-                say(f"shard {shard_id} (job {job.job_id}) ended {state} with {len(left)} recording(s) unscanned; "
-                    f"logs {logs}")
+                failed += [
+                    {
+                        "path": p,
+                        "error": f"shard {shard_id} (SLURM job {job.job_id}, {state}) ended before "
+                        f"scanning it: {report['type']}: {report['message']}; its logs: {logs}; "
+                        "run the scan again to submit it anew",
+                        "shard": shard_id,
+                    }
+                    for p, n in left
+                    if p not in reported
+                ]
+                say(
+                    f"shard {shard_id} (job {job.job_id}) ended {state} with {len(left)} recording(s) unscanned; "
+                    f"logs {logs}"
+                )
             finished = _finished_names(out, layout, [n for _, _, e in watched for n in e["names"]])
             seconds = sum(dur for _, _, e in watched for n, dur in _durations(e) if n in finished)
             bar.update(max(0.0, seconds - done_seconds))
             done_seconds = seconds
             for category in ("queued", "running"):
-                counts[category] = sum(progress_category(job.watcher.get_state(job.job_id, mode="cache")) == category
-                                       for _, job, _ in pending)
+                counts[category] = sum(
+                    progress_category(job.watcher.get_state(job.job_id, mode="cache")) == category
+                    for _, job, _ in pending
+                )
             now = time.time()
             if counts != shown or now - last_line > 60:
                 shown, last_line = dict(counts), now
                 rate = done_seconds / max(now - t0, 1e-9)
                 left_s = (total - done_seconds) / rate if rate > 0 else float("nan")
-                say(f"{done_seconds / 3600:.2f} of {total / 3600:.2f} h scanned; {counts['queued']} queued, "
+                say(
+                    f"{done_seconds / 3600:.2f} of {total / 3600:.2f} h scanned; {counts['queued']} queued, "
                     f"{counts['running']} running, {counts['done']} done, {counts['failed']} failed; "
-                    f"{rate:.0f}x real time" + (f", about {left_s / 60:.0f} min left" if left_s == left_s else ""))
+                    f"{rate:.0f}x real time" + (f", about {left_s / 60:.0f} min left" if left_s == left_s else "")
+                )
             if pending:
                 time.sleep(options.poll_seconds)
     except KeyboardInterrupt:
@@ -362,5 +491,13 @@ def scanner_arguments(**kwargs: Any) -> dict[str, Any]:
     return {k: (str(v) if isinstance(v, Path) else v) for k, v in kwargs.items()}
 
 
-__all__ = ["SHARD_MAP", "STATE_DIR", "ScanShardJob", "live_shards", "plan_shards", "scan_on_slurm",
-           "scanner_arguments", "scanner_settings_key"]
+__all__ = [
+    "SHARD_MAP",
+    "STATE_DIR",
+    "ScanShardJob",
+    "live_shards",
+    "plan_shards",
+    "scan_on_slurm",
+    "scanner_arguments",
+    "scanner_settings_key",
+]

@@ -20,6 +20,7 @@ Two layouts, chosen by ``scan(..., layout=...)`` (``--layout``) and recognised b
 :func:`read_embeddings` and :func:`scan_recordings` read either (``rescore``, the review tools and
 the event tables use them).
 """
+
 from __future__ import annotations
 
 import time
@@ -78,7 +79,7 @@ class FileStore:
         for marker in sorted(self.out.rglob("*.scan.json")):
             if marker.name == "scan.json" and marker.parent == self.out:
                 continue
-            name = marker.relative_to(self.out).as_posix()[:-len(".scan.json")]
+            name = marker.relative_to(self.out).as_posix()[: -len(".scan.json")]
             record = self.record(name)
             if record is not None:
                 found[name] = record
@@ -102,8 +103,16 @@ class FileStore:
         events["recording"] = name
         return events
 
-    def write(self, name: str, windows: pd.DataFrame | None, events: pd.DataFrame, record: dict,
-              low_freq: float, high_freq: float, embeddings_unchanged: bool = False) -> None:
+    def write(
+        self,
+        name: str,
+        windows: pd.DataFrame | None,
+        events: pd.DataFrame,
+        record: dict,
+        low_freq: float,
+        high_freq: float,
+        embeddings_unchanged: bool = False,
+    ) -> None:
         """The per-recording files, ``.scan.json`` last; ``windows`` None: only the detections changed."""
         base = self.out / name
         base.parent.mkdir(parents=True, exist_ok=True)
@@ -142,7 +151,7 @@ class PackStore:
             except (OSError, ValueError):
                 continue
             for record in pack.get("recordings", []):
-                self.index[record["recording"]] = (meta.name[:-len(".json")], record)
+                self.index[record["recording"]] = (meta.name[: -len(".json")], record)
         self.pending: list[tuple[str, pd.DataFrame, dict, pd.DataFrame]] = []
         self.changed: dict[str, dict[str, Any]] = {}
         self._cache: tuple[str, Any] | None = None
@@ -152,8 +161,14 @@ class PackStore:
         if entry is None:
             return None
         detections = self._detections(entry[0]).get(name, {})
-        return {**entry[1], **({"detect_fingerprint": detections["detect_fingerprint"],
-                                "detections": len(detections["events"])} if detections else {})}
+        return {
+            **entry[1],
+            **(
+                {"detect_fingerprint": detections["detect_fingerprint"], "detections": len(detections["events"])}
+                if detections
+                else {}
+            ),
+        }
 
     def records(self) -> dict[str, dict]:
         return {name: self.record(name) for name in self.index}
@@ -199,8 +214,16 @@ class PackStore:
             return pd.DataFrame(columns=EVENT_COLUMNS)
         return events
 
-    def write(self, name: str, windows: pd.DataFrame | None, events: pd.DataFrame, record: dict,
-              low_freq: float, high_freq: float, embeddings_unchanged: bool = False) -> None:
+    def write(
+        self,
+        name: str,
+        windows: pd.DataFrame | None,
+        events: pd.DataFrame,
+        record: dict,
+        low_freq: float,
+        high_freq: float,
+        embeddings_unchanged: bool = False,
+    ) -> None:
         if windows is None:  # only the detections changed: rewrite its pack's detections at close()
             pack, _ = self.index[name]
             detections = dict(self._detections(pack))
@@ -229,12 +252,21 @@ class PackStore:
             scores.append(windows[columns].to_numpy(np.float32))
             if "embeddings" in windows.attrs:
                 embeddings.append(windows.attrs["embeddings"].astype(np.float16))
-            records.append({**{k: v for k, v in record.items() if k not in ("detect_fingerprint", "detections")},
-                            "rows": [row, row + n]})
+            records.append(
+                {
+                    **{k: v for k, v in record.items() if k not in ("detect_fingerprint", "detections")},
+                    "rows": [row, row + n],
+                }
+            )
             detections[name] = _events_entry(events, record["detect_fingerprint"])
             row += n
-        arrays = {"recording": np.concatenate(index), "begin": np.concatenate(begin), "end": np.concatenate(end),
-                  "scores": np.concatenate(scores), "columns": np.array(columns)}
+        arrays = {
+            "recording": np.concatenate(index),
+            "begin": np.concatenate(begin),
+            "end": np.concatenate(end),
+            "scores": np.concatenate(scores),
+            "columns": np.array(columns),
+        }
         if embeddings:
             arrays["embeddings"] = np.concatenate(embeddings)
         with atomic_write(self.folder / f"{pack}.npz") as fh:
@@ -254,7 +286,7 @@ class PackStore:
         self.changed = {}
         live = {pack for pack, _ in self.index.values()}
         for meta in self.folder.glob("*.json"):
-            pack = meta.name[:-len(".detections.json")] if meta.name.endswith(".detections.json") else meta.stem
+            pack = meta.name[: -len(".detections.json")] if meta.name.endswith(".detections.json") else meta.stem
             if pack not in live and not meta.name.endswith(".detections.json"):
                 meta.unlink(missing_ok=True)
                 (self.folder / f"{pack}.detections.json").unlink(missing_ok=True)

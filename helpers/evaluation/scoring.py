@@ -4,6 +4,7 @@ Evaluation runs in large batches under ``torch.inference_mode`` with the whole s
 memory (on the GPU when there is one) and copies the scores back once, so it adds no per-batch
 host synchronisation to training.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -23,9 +24,15 @@ SCORE_FUNCTIONS = ("sigmoid", "softmax")
 
 
 @torch.inference_mode()
-def predict_scores(model: nn.Module, features: torch.Tensor | np.ndarray, batch_size: int = 512,
-                   score: str = "softmax", device: torch.device | str | None = None,
-                   amp: bool = False, return_embeddings: bool = False):
+def predict_scores(
+    model: nn.Module,
+    features: torch.Tensor | np.ndarray,
+    batch_size: int = 512,
+    score: str = "softmax",
+    device: torch.device | str | None = None,
+    amp: bool = False,
+    return_embeddings: bool = False,
+):
     """Class scores ``(n, classes)`` (float32 numpy) for log-mels ``(n, time, mel)``.
 
     The model is put in eval mode for the call and restored afterwards. With
@@ -42,7 +49,7 @@ def predict_scores(model: nn.Module, features: torch.Tensor | np.ndarray, batch_
     outs, embs = [], []
     use_amp = amp  # the caller decides (CUDA, or a CPU with native bf16: helpers.training.loop.autocast_enabled)
     for start in range(0, x_all.shape[0], batch_size):
-        x = x_all[start:start + batch_size].to(device, non_blocking=True)
+        x = x_all[start : start + batch_size].to(device, non_blocking=True)
         with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_amp):
             logits, emb = model(x)
         logits = logits.float()
@@ -56,8 +63,9 @@ def predict_scores(model: nn.Module, features: torch.Tensor | np.ndarray, batch_
     return scores
 
 
-def prediction_table(filenames: Sequence[str], scores: np.ndarray, classes: Sequence[str],
-                     labels: Sequence[str] | None = None) -> pd.DataFrame:
+def prediction_table(
+    filenames: Sequence[str], scores: np.ndarray, classes: Sequence[str], labels: Sequence[str] | None = None
+) -> pd.DataFrame:
     """One row per clip: ``filename``, ``label`` (true, when known), one ``score_<class>`` column per
     class and ``prediction`` (the class with the highest score)."""
     table = pd.DataFrame({"filename": list(filenames)})
@@ -86,8 +94,9 @@ def write_table(table: pd.DataFrame, path: str | Path) -> Path:
     return path
 
 
-def split_metrics(labels: np.ndarray, scores: np.ndarray, classes: Sequence[str], n_boot: int = 0,
-                  seed: int = 0) -> dict | None:
+def split_metrics(
+    labels: np.ndarray, scores: np.ndarray, classes: Sequence[str], n_boot: int = 0, seed: int = 0
+) -> dict | None:
     """Metrics of one split, or None when its labels are unknown (the hidden test set)."""
     labels = np.asarray(labels)
     if labels.size == 0 or (labels < 0).any():

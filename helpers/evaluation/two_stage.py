@@ -23,6 +23,7 @@ training, each in [0, 1] after BCE). P(call) enters after a per-clip monotone re
 puts the decision boundary at the threshold, so the argmax of the scores is exactly the
 two-stage decision and every metric and table reading argmax agrees with it.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -31,7 +32,6 @@ from typing import Sequence
 
 import numpy as np
 
-from helpers.data.corpus import Corpus
 from helpers.data.views import DETECTOR_CLASSES, calls_only, relabel_to_calls  # noqa: F401 (the stages' corpora)
 from helpers.evaluation.metrics import unweighted_average_recall
 from helpers.evaluation.predict import load_for_inference
@@ -39,13 +39,21 @@ from helpers.evaluation.scoring import predict_scores
 from helpers.models.hierarchical import call_positions
 
 #: What :func:`choose_threshold` says about the devel score it reports.
-OPTIMISTIC_NOTE = ("optimistic: the threshold was chosen to maximise this devel UAR; only a test (or other "
-                   "held-out) score is an unbiased estimate")
+OPTIMISTIC_NOTE = (
+    "optimistic: the threshold was chosen to maximise this devel UAR; only a test (or other "
+    "held-out) score is an unbiased estimate"
+)
 
 
-def stage_scores(detector_checkpoint: str | Path, species_checkpoint: str | Path, features: np.ndarray,
-                 classes: Sequence[str], background_class: str = "background", batch_size: int = 64,
-                 device: str = "cpu") -> tuple[np.ndarray, np.ndarray]:
+def stage_scores(
+    detector_checkpoint: str | Path,
+    species_checkpoint: str | Path,
+    features: np.ndarray,
+    classes: Sequence[str],
+    background_class: str = "background",
+    batch_size: int = 64,
+    device: str = "cpu",
+) -> tuple[np.ndarray, np.ndarray]:
     """Both stages' scores of log-mels ``features`` ``(n, time, mel)`` in dB (computed with the stages'
     front end, which must be the same for both): the detector's P(call) ``(n,)`` (its ``call``
     column, in [0, 1]) and the species classifier's scores ``(n, K-1)`` in its own score convention,
@@ -61,20 +69,27 @@ def stage_scores(detector_checkpoint: str | Path, species_checkpoint: str | Path
     detector, detector_classes, detector_settings, detector_score = load_for_inference(detector_checkpoint, device)
     species, species_classes, species_settings, species_score = load_for_inference(species_checkpoint, device)
     if detector_classes != list(DETECTOR_CLASSES):
-        raise ValueError(f"{detector_checkpoint}: classes {detector_classes}, expected {list(DETECTOR_CLASSES)}; "
-                         "train the detector on relabel_to_calls(corpus).")
+        raise ValueError(
+            f"{detector_checkpoint}: classes {detector_classes}, expected {list(DETECTOR_CLASSES)}; "
+            "train the detector on relabel_to_calls(corpus)."
+        )
     if species_classes != calls:
-        raise ValueError(f"{species_checkpoint}: classes {species_classes}, expected the calls {calls}; train the "
-                         "species classifier on calls_only(corpus).")
+        raise ValueError(
+            f"{species_checkpoint}: classes {species_classes}, expected the calls {calls}; train the "
+            "species classifier on calls_only(corpus)."
+        )
     if detector_settings != species_settings:
-        raise ValueError(f"{detector_checkpoint} and {species_checkpoint} read different front ends "
-                         f"({detector_settings} vs {species_settings}); train both stages with one front end.")
+        raise ValueError(
+            f"{detector_checkpoint} and {species_checkpoint} read different front ends "
+            f"({detector_settings} vs {species_settings}); train both stages with one front end."
+        )
     p_call = predict_scores(detector, features, batch_size=batch_size, score=detector_score)[:, 1]
     return p_call, predict_scores(species, features, batch_size=batch_size, score=species_score)
 
 
-def two_stage_predictions(call_probability: np.ndarray, species_scores: np.ndarray, background_index: int,
-                          threshold: float) -> np.ndarray:
+def two_stage_predictions(
+    call_probability: np.ndarray, species_scores: np.ndarray, background_index: int, threshold: float
+) -> np.ndarray:
     """Class indices ``(n,)`` in the full K-class order: ``background_index`` where
     ``call_probability < threshold``, else the call class with the highest species score.
 
@@ -88,8 +103,9 @@ def two_stage_predictions(call_probability: np.ndarray, species_scores: np.ndarr
     return np.where(p < threshold, background_index, positions[q.argmax(axis=1)])
 
 
-def two_stage_scores(call_probability: np.ndarray, species_scores: np.ndarray, background_index: int,
-                     threshold: float = 0.5) -> np.ndarray:
+def two_stage_scores(
+    call_probability: np.ndarray, species_scores: np.ndarray, background_index: int, threshold: float = 0.5
+) -> np.ndarray:
     """Class scores ``(n, K)`` of the two-stage system (module docstring), float64.
 
     P(call) ``p`` is recalibrated per clip, monotonically, so that ``p = threshold`` lands where
@@ -127,9 +143,14 @@ class ThresholdChoice:
     note: str = OPTIMISTIC_NOTE
 
 
-def choose_threshold(call_probability: np.ndarray, is_call: np.ndarray, species_scores: np.ndarray | None = None,
-                     labels: np.ndarray | None = None, background_index: int = 0,
-                     candidates: Sequence[float] | None = None) -> ThresholdChoice:
+def choose_threshold(
+    call_probability: np.ndarray,
+    is_call: np.ndarray,
+    species_scores: np.ndarray | None = None,
+    labels: np.ndarray | None = None,
+    background_index: int = 0,
+    candidates: Sequence[float] | None = None,
+) -> ThresholdChoice:
     """The detector threshold that maximises UAR on devel. OPTIMISTIC: the devel UAR returned is the
     maximum over the candidates, so it overstates what the threshold gives on unseen clips.
 
@@ -156,16 +177,27 @@ def choose_threshold(call_probability: np.ndarray, is_call: np.ndarray, species_
         uars = np.array([unweighted_average_recall(truth.astype(int), (p >= t).astype(int), 2) for t in candidates])
     else:
         if labels is None:
-            raise ValueError("choose_threshold: species_scores needs labels (full K-class indices) to score the "
-                             "combined decision; pass labels=devel class indices.")
+            raise ValueError(
+                "choose_threshold: species_scores needs labels (full K-class indices) to score the "
+                "combined decision; pass labels=devel class indices."
+            )
         labels = np.asarray(labels).reshape(-1)
         n_classes = np.asarray(species_scores).shape[1] + 1
         if not np.array_equal(labels != background_index, truth):
-            raise ValueError("choose_threshold: is_call disagrees with labels != background_index; pass the same "
-                             "clips in the same order.")
-        uars = np.array([unweighted_average_recall(
-            labels, two_stage_predictions(p, species_scores, background_index, t), n_classes) for t in candidates])
+            raise ValueError(
+                "choose_threshold: is_call disagrees with labels != background_index; pass the same "
+                "clips in the same order."
+            )
+        uars = np.array(
+            [
+                unweighted_average_recall(
+                    labels, two_stage_predictions(p, species_scores, background_index, t), n_classes
+                )
+                for t in candidates
+            ]
+        )
     best = np.flatnonzero(uars == np.nanmax(uars))
     pick = best[np.argmin(np.abs(candidates[best] - 0.5))]
-    return ThresholdChoice(threshold=float(candidates[pick]), devel_uar=float(uars[pick]), candidates=candidates,
-                           uars=uars)
+    return ThresholdChoice(
+        threshold=float(candidates[pick]), devel_uar=float(uars[pick]), candidates=candidates, uars=uars
+    )

@@ -3,9 +3,27 @@ scheduler that trains many runs at once (:mod:`.scheduler`, one :mod:`.worker` p
 the collectors that turn run folders into the paper's tables (:mod:`.collect`) and the papermill
 runner of the notebook collection (:mod:`.notebooks`).
 """
-from helpers.experiments.collect import (ablation_gains, ablation_models, collect_runs, fusion_table,
-                                         latest_finished_run, summarise, table2, table3)
+
+from helpers.experiments.collect import (
+    ablation_gains,
+    ablation_models,
+    collect_runs,
+    fusion_table,
+    latest_finished_run,
+    summarise,
+    table2,
+    table3,
+)
 from helpers.experiments.grid import run_grid
 
-__all__ = ["ablation_gains", "ablation_models", "collect_runs", "fusion_table", "latest_finished_run", "run_grid",
-           "summarise", "table2", "table3"]
+__all__ = [
+    "ablation_gains",
+    "ablation_models",
+    "collect_runs",
+    "fusion_table",
+    "latest_finished_run",
+    "run_grid",
+    "summarise",
+    "table2",
+    "table3",
+]

@@ -64,6 +64,7 @@ Decisions, and why:
   result (cancelled, time limit) and waits for ever. Real clusters have it; the local test
   cluster (``scripts/slurm_local.sh``) starts it.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -77,10 +78,17 @@ from typing import Any, Callable
 
 from helpers.core import run_folder
 from helpers.core.fileio import read_json, write_json_atomic
-from helpers.core.slurm import (NO_SLURM_FIX, PROGRESS_CATEGORIES, QUEUED_STATES, RUNNING_STATES,  # noqa: F401
-                                TRACEBACK_TAIL_LINES, SlurmOptions, entry_state, format_counts, job_error_report,
-                                progress_category, queued_jobs, read_slurm_options, require_slurm,
-                                slurm_options, slurm_options_from_mapping)
+from helpers.core.slurm import (
+    PROGRESS_CATEGORIES,
+    SlurmOptions,
+    entry_state,
+    format_counts,
+    job_error_report,
+    progress_category,
+    queued_jobs,
+    require_slurm,
+    slurm_options,
+)
 from helpers.core.progress import progress_bar
 from helpers.experiments.scheduler import RunOutcome, clear_run_folder, is_finished, precompute_features
 from helpers.training.config import TrainConfig
@@ -112,8 +120,10 @@ def read_job_map(folder: str | Path) -> dict[str, dict[str, Any]]:
     try:
         entries = read_json(path)
     except ValueError as exc:
-        raise ValueError(f"{path}: unreadable job map ({exc}); delete it: jobs still queued are then not attached "
-                         "but submitted again (finished runs are kept)") from None
+        raise ValueError(
+            f"{path}: unreadable job map ({exc}); delete it: jobs still queued are then not attached "
+            "but submitted again (finished runs are kept)"
+        ) from None
     if not isinstance(entries, dict):
         raise ValueError(f"{path}: expected a JSON object of run folder -> job; delete the file to start afresh")
     return entries
@@ -129,45 +139,80 @@ def write_job_map(folder: str | Path, entries: dict[str, dict[str, Any]]) -> Pat
 
 def job_entry(job_id: str, job_name: str, submission_folder: Path, config: TrainConfig) -> dict[str, Any]:
     """One job map entry: what identifies the job (id *and* the submission's unique name) and its run."""
-    return {"job_id": str(job_id), "name": job_name, "folder": str(submission_folder), "key": config.key(),
-            "submitted": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "submitted_unix": round(time.time(), 3)}
+    return {
+        "job_id": str(job_id),
+        "name": job_name,
+        "folder": str(submission_folder),
+        "key": config.key(),
+        "submitted": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "submitted_unix": round(time.time(), 3),
+    }
 
 
 # --- outcomes -------------------------------------------------------------------------------------
 
 
-def failed_outcome(config: TrainConfig, report: dict[str, str], seconds: float, job_id: str | None = None,
-                   state: str | None = None, logs: tuple[Path, Path] | None = None) -> RunOutcome:
+def failed_outcome(
+    config: TrainConfig,
+    report: dict[str, str],
+    seconds: float,
+    job_id: str | None = None,
+    state: str | None = None,
+    logs: tuple[Path, Path] | None = None,
+) -> RunOutcome:
     """The failed outcome of ``config``'s run, also written to ``RUN/failed.json``.
 
     ``logs``: the job's (stderr, stdout) files; None when no job ran (its features failed).
     """
     run_dir = config.run_dir()
-    where = (f"SLURM job {job_id} ended {state or '(state unknown)'}; its logs: {logs[0]} and {logs[1]}"
-             if job_id is not None and logs is not None else "no SLURM job ran")
-    fix = (f"fix the cause and call run_grid again: the run is submitted again and resumes from "
-           f"{run_dir / run_folder.LAST_CHECKPOINT} when it got that far (redo=True starts it afresh)")
-    error = (f"{report['type']}: {report['message']}\n{report.get('traceback', '')}\n"
-             f"{where}; run folder: {run_dir}; {fix}")
-    try:
-        run_folder.write_failure(run_dir, {
-            "status": "failed", "run_dir": str(run_dir), "error_type": report["type"], "message": report["message"],
-            "traceback": report.get("traceback", ""), "returncode": None, "seconds": round(seconds, 3),
-            "placement": f"slurm job {job_id}" if job_id else None, "slurm_job_id": job_id, "slurm_state": state,
-            "log": str(logs[0]) if logs else None, "logs": [str(p) for p in logs] if logs else [],
-            "failed_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "config": config.to_dict(), "fix": fix})
-    except OSError as exc:
-        error += f"\n(could not write {run_dir / run_folder.FAILED}: {exc})"
-    return RunOutcome(config=config, run_dir=run_dir, status="failed", seconds=seconds, error=error, metrics=None,
-                      placement=f"slurm job {job_id}" if job_id else None, log_path=logs[0] if logs else None)
+    where = (
+        f"SLURM job {job_id} ended {state or '(state unknown)'}; its logs: {logs[0]} and {logs[1]}"
+        if job_id is not None and logs is not None
+        else "no SLURM job ran"
+    )
+    fix = (
+        f"fix the cause and call run_grid again: the run is submitted again and resumes from "
+        f"{run_dir / run_folder.LAST_CHECKPOINT} when it got that far (redo=True starts it afresh)"
+    )
+    error = run_folder.record_failure(
+        run_dir,
+        report,
+        config=config.to_dict(),
+        seconds=seconds,
+        fix=fix,
+        where=where,
+        returncode=None,
+        placement=f"slurm job {job_id}" if job_id else None,
+        slurm_job_id=job_id,
+        slurm_state=state,
+        log=str(logs[0]) if logs else None,
+        logs=[str(p) for p in logs] if logs else [],
+    )
+    return RunOutcome(
+        config=config,
+        run_dir=run_dir,
+        status="failed",
+        seconds=seconds,
+        error=error,
+        metrics=None,
+        placement=f"slurm job {job_id}" if job_id else None,
+        log_path=logs[0] if logs else None,
+    )
 
 
 def finished_outcome(config: TrainConfig, seconds: float, job_id: str, log: Path | None) -> RunOutcome:
     """The outcome of a run whose job finished it (an earlier failed.json is history now)."""
     run_dir = config.run_dir()
     run_folder.clear_failure(run_dir)
-    return RunOutcome(config=config, run_dir=run_dir, status="finished", seconds=seconds,
-                      metrics=read_json(run_dir / run_folder.METRICS), placement=f"slurm job {job_id}", log_path=log)
+    return RunOutcome(
+        config=config,
+        run_dir=run_dir,
+        status="finished",
+        seconds=seconds,
+        metrics=read_json(run_dir / run_folder.METRICS),
+        placement=f"slurm job {job_id}",
+        log_path=log,
+    )
 
 
 # --- running --------------------------------------------------------------------------------------
@@ -182,9 +227,14 @@ class _Watched:
     submitted: float
 
 
-def run_on_slurm(configs: list[TrainConfig], slurm: SlurmOptions | dict | str | Path | None = None,
-                 redo: bool = False, corpus_root: str | None = None, progress: bool = True,
-                 via: str = "python") -> list[RunOutcome]:
+def run_on_slurm(
+    configs: list[TrainConfig],
+    slurm: SlurmOptions | dict | str | Path | None = None,
+    redo: bool = False,
+    corpus_root: str | None = None,
+    progress: bool = True,
+    via: str = "python",
+) -> list[RunOutcome]:
     """Train every config as one SLURM job; one outcome per config, in order (see the module docstring).
 
     Args:
@@ -203,8 +253,16 @@ def run_on_slurm(configs: list[TrainConfig], slurm: SlurmOptions | dict | str | 
     options = slurm_options(slurm)
     if not redo and all(is_finished(c) for c in configs):
         # nothing to submit or watch: the table needs no SLURM (e.g. reopened on a laptop)
-        return [RunOutcome(config=c, run_dir=c.run_dir(), status="skipped", seconds=0.0,
-                           metrics=read_json(c.run_dir() / run_folder.METRICS)) for c in configs]
+        return [
+            RunOutcome(
+                config=c,
+                run_dir=c.run_dir(),
+                status="skipped",
+                seconds=0.0,
+                metrics=read_json(c.run_dir() / run_folder.METRICS),
+            )
+            for c in configs
+        ]
     require_slurm()
     say = (lambda message: print(f"[run_grid slurm] {message}", flush=True)) if progress else (lambda message: None)
     folder = submitit_folder(configs, options)
@@ -218,8 +276,10 @@ def run_on_slurm(configs: list[TrainConfig], slurm: SlurmOptions | dict | str | 
         entry = entries.get(key)
         state = entry_state(entry, queue)
         if state == "live" and entry.get("key") != config.key():
-            raise ValueError(f"{folder / JOB_MAP}: SLURM job {entry['job_id']} is writing {config.run_dir()} for "
-                             "another config; wait for it, scancel it, or give this config another run_name or out_dir")
+            raise ValueError(
+                f"{folder / JOB_MAP}: SLURM job {entry['job_id']} is writing {config.run_dir()} for "
+                "another config; wait for it, scancel it, or give this config another run_name or out_dir"
+            )
         if redo:
             if state == "live":
                 _cancel_and_wait(entry, config, say)
@@ -227,20 +287,29 @@ def run_on_slurm(configs: list[TrainConfig], slurm: SlurmOptions | dict | str | 
             _clear_when_free(config)
             to_submit.append(i)
         elif is_finished(config):
-            outcomes[i] = RunOutcome(config=config, run_dir=config.run_dir(), status="skipped", seconds=0.0,
-                                     metrics=read_json(config.run_dir() / run_folder.METRICS))
+            outcomes[i] = RunOutcome(
+                config=config,
+                run_dir=config.run_dir(),
+                status="skipped",
+                seconds=0.0,
+                metrics=read_json(config.run_dir() / run_folder.METRICS),
+            )
             say(f"skipped {config.run_dir()} (finished before; redo=True trains it again)")
         elif state == "live":
             watched.append(_Watched(i, _attach(entry), float(entry.get("submitted_unix", time.time()))))
             say(f"attached to SLURM job {entry['job_id']} ({queue[entry['job_id']][1].lower()}) of {config.run_dir()}")
         else:
             if state == "gone":
-                say(f"job {entry['job_id']} of {config.run_dir()} is no longer queued (ended, or the cluster was "
-                    "reset); submitting the run again")
+                say(
+                    f"job {entry['job_id']} of {config.run_dir()} is no longer queued (ended, or the cluster was "
+                    "reset); submitting the run again"
+                )
                 entries.pop(key, None)
             to_submit.append(i)
-    say(f"{len(configs)} runs: {len(to_submit)} to submit, {len(watched)} already queued or running, "
-        f"{sum(o is not None for o in outcomes)} finished before; submitit folder {folder}")
+    say(
+        f"{len(configs)} runs: {len(to_submit)} to submit, {len(watched)} already queued or running, "
+        f"{sum(o is not None for o in outcomes)} finished before; submitit folder {folder}"
+    )
     if to_submit:
         watched += _submit(configs, to_submit, options, folder, entries, outcomes, corpus_root, via, progress, say)
     if watched:
@@ -273,9 +342,18 @@ def _clear_when_free(config: TrainConfig) -> None:
             time.sleep(1.0)
 
 
-def _submit(configs: list[TrainConfig], indices: list[int], options: SlurmOptions, folder: Path,
-            entries: dict[str, dict[str, Any]], outcomes: list[RunOutcome | None], corpus_root: str | None,
-            via: str, progress: bool, say: Callable[[str], None]) -> list[_Watched]:
+def _submit(
+    configs: list[TrainConfig],
+    indices: list[int],
+    options: SlurmOptions,
+    folder: Path,
+    entries: dict[str, dict[str, Any]],
+    outcomes: list[RunOutcome | None],
+    corpus_root: str | None,
+    via: str,
+    progress: bool,
+    say: Callable[[str], None],
+) -> list[_Watched]:
     """Fill the feature cache, then submit one job per config (one array) and record them in the job map."""
     import submitit
 
@@ -310,13 +388,21 @@ def _submit(configs: list[TrainConfig], indices: list[int], options: SlurmOption
     for i, job in zip(ready, jobs):
         entries[str(configs[i].run_dir().resolve())] = job_entry(job.job_id, job_name, submission, configs[i])
     write_job_map(folder, entries)
-    say(f"submitted {len(jobs)} job(s) as {job_name} ({', '.join(j.job_id for j in jobs[:3])}"
-        f"{', ...' if len(jobs) > 3 else ''}); logs in {submission}")
+    say(
+        f"submitted {len(jobs)} job(s) as {job_name} ({', '.join(j.job_id for j in jobs[:3])}"
+        f"{', ...' if len(jobs) > 3 else ''}); logs in {submission}"
+    )
     return [_Watched(i, job, now) for i, job in zip(ready, jobs)]
 
 
-def _watch(configs: list[TrainConfig], watched: list[_Watched], outcomes: list[RunOutcome | None],
-           options: SlurmOptions, say: Callable[[str], None], progress: bool) -> None:
+def _watch(
+    configs: list[TrainConfig],
+    watched: list[_Watched],
+    outcomes: list[RunOutcome | None],
+    options: SlurmOptions,
+    say: Callable[[str], None],
+    progress: bool,
+) -> None:
     """Wait for the watched jobs, filling ``outcomes``; a line whenever the counts change.
 
     Ctrl-C stops the watching only: the jobs go on, and a later call attaches to them.
@@ -339,8 +425,10 @@ def _watch(configs: list[TrainConfig], watched: list[_Watched], outcomes: list[R
                 counts["done" if outcome.status == "finished" else "failed"] += 1
                 bar.update()
                 if outcome.status == "failed":
-                    say(f"FAILED {outcome.run_dir}: {outcome.error.splitlines()[0]} (details in "
-                        f"{outcome.run_dir / run_folder.FAILED})")
+                    say(
+                        f"FAILED {outcome.run_dir}: {outcome.error.splitlines()[0]} (details in "
+                        f"{outcome.run_dir / run_folder.FAILED})"
+                    )
             for category in ("queued", "running"):
                 counts[category] = sum(progress_category(_state(item.job)) == category for item in pending)
             if counts != shown:

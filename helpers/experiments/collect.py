@@ -14,6 +14,7 @@ the model after the final step, not selected on anything. A run with EMA reports
 weights (``best_ema``/``last_ema``), a run without EMA the plain ones; the columns
 ``best_devel_uar``, ``last_devel_uar``, ... hold that choice and ``weights`` says which it was.
 """
+
 from __future__ import annotations
 
 import json
@@ -24,8 +25,18 @@ from typing import Any, Iterable
 import numpy as np
 import pandas as pd
 
-from helpers.experiments.grid import (ABLATION_SETTINGS, FULL_SETTING, FUSION_VARIANTS, PAPER_FUSION, PAPER_TABLE2, PAPER_TABLE3,
-                   fusion_variant_of, model_label, setting_of, width_of)
+from helpers.experiments.grid import (
+    ABLATION_SETTINGS,
+    FULL_SETTING,
+    FUSION_VARIANTS,
+    PAPER_FUSION,
+    PAPER_TABLE2,
+    PAPER_TABLE3,
+    fusion_variant_of,
+    model_label,
+    setting_of,
+    width_of,
+)
 from helpers.evaluation.metrics import bootstrap_ci
 from helpers.core import run_folder
 from helpers.core.fileio import read_json
@@ -33,13 +44,32 @@ from helpers.training.config import TrainConfig
 
 #: The checkpoints train() evaluates, and the splits whose columns always exist (NaN when absent).
 CHECKPOINTS = ("best_plain", "best_ema", "last_plain", "last_ema")
-SPLITS = ("devel", "test")
+SCORED_SPLITS = ("devel", "test")
 #: Config fields placed first in collect_runs' table (the rest follow in TrainConfig order).
-LEADING_FIELDS = ("model", "sample_rate", "width", "seed", "sampler", "spec_augment", "mixup", "ema", "ema_mode",
-                  "time_stretch", "pitch_shift", "iterations", "run_name")
+LEADING_FIELDS = (
+    "model",
+    "sample_rate",
+    "width",
+    "seed",
+    "sampler",
+    "spec_augment",
+    "mixup",
+    "ema",
+    "ema_mode",
+    "time_stretch",
+    "pitch_shift",
+    "iterations",
+    "run_name",
+)
 #: The metrics summarise() averages by default (fractions in 0..1, as in metrics.json).
-DEFAULT_METRICS = ["best_devel_uar", "best_devel_map", "last_devel_uar", "last_devel_map",
-                   "best_test_uar", "last_test_uar"]
+DEFAULT_METRICS = [
+    "best_devel_uar",
+    "best_devel_map",
+    "last_devel_uar",
+    "last_devel_map",
+    "best_test_uar",
+    "last_test_uar",
+]
 STATUSES = run_folder.STATUSES
 #: Fewest seeds for which :func:`summarise` gives a bootstrap interval of the mean (below it: range only).
 MIN_SEEDS_FOR_CI = 5
@@ -97,7 +127,7 @@ def read_run(run_dir: str | Path) -> dict[str, Any]:
 
     for ckpt in CHECKPOINTS:
         row[f"{ckpt}_step"] = np.nan
-        for split in SPLITS:
+        for split in SCORED_SPLITS:
             row[f"{ckpt}_{split}_uar"] = row[f"{ckpt}_{split}_map"] = np.nan
     row["n_parameters"] = row["n_trainable_parameters"] = np.nan
     row["train_seconds"] = np.nan
@@ -118,7 +148,7 @@ def read_run(run_dir: str | Path) -> dict[str, Any]:
         row["train_seconds"] = timings.get("training_loop", np.nan)
     kind = row["weights"]
     for when in ("best", "last"):
-        for split in SPLITS:
+        for split in SCORED_SPLITS:
             for name in ("uar", "map"):
                 row[f"{when}_{split}_{name}"] = row[f"{when}_{kind}_{split}_{name}"]
     return row
@@ -142,16 +172,31 @@ def collect_runs(paths_or_root: str | Path | Iterable[str | Path]) -> pd.DataFra
     if not rows:
         return pd.DataFrame(columns=["run_dir", "run_folder", *LEADING_FIELDS, "key", "setting", "status", "error"])
     df = pd.DataFrame(rows)
-    lead = ["run_dir", "run_folder", *[f for f in LEADING_FIELDS if f in df], "key", "setting", "status", "error",
-            "last_step", "weights"]
+    lead = [
+        "run_dir",
+        "run_folder",
+        *[f for f in LEADING_FIELDS if f in df],
+        "key",
+        "setting",
+        "status",
+        "error",
+        "last_step",
+        "weights",
+    ]
     return df[lead + [c for c in df.columns if c not in lead]]
 
 
 # --- summaries over seeds ---------------------------------------------------------------------
 
 
-def summarise(df: pd.DataFrame, by: list[str] | None = None, metric_cols: list[str] | None = None,
-              n_boot: int = 1000, seed: int = 0, alpha: float = 0.05) -> pd.DataFrame:
+def summarise(
+    df: pd.DataFrame,
+    by: list[str] | None = None,
+    metric_cols: list[str] | None = None,
+    n_boot: int = 1000,
+    seed: int = 0,
+    alpha: float = 0.05,
+) -> pd.DataFrame:
     """Mean ± std over the finished runs (seeds) of each group, with a bootstrap CI of the mean.
 
     Args:
@@ -237,7 +282,8 @@ def spread_text(row: pd.Series | None, metric: str, as_text: bool = True) -> Any
         return mean
     if n == 1:
         return f"{mean:.1f} (n=1)"
-    text = f"{mean:.1f} ± {100 * row[f'{metric}_std']:.1f} ({100 * row[f'{metric}_min']:.1f}-{100 * row[f'{metric}_max']:.1f}, n={n})"
+    low, high = 100 * row[f"{metric}_min"], 100 * row[f"{metric}_max"]
+    text = f"{mean:.1f} ± {100 * row[f'{metric}_std']:.1f} ({low:.1f}-{high:.1f}, n={n})"
     low, high = row.get(f"{metric}_ci_low", np.nan), row.get(f"{metric}_ci_high", np.nan)
     if not (math.isnan(low) or math.isnan(high)):
         text += f" [95 % CI {100 * low:.1f}, {100 * high:.1f}]"
@@ -295,8 +341,11 @@ def table2(df: pd.DataFrame, as_text: bool = True, n_boot: int = 1000, seed: int
     rows = []
     seen = set()
     for name, paper in PAPER_TABLE2.items():
-        ours = sorted((k for k in lookup if (k[0], k[1]) == (paper["model"], paper["sample_rate"])),
-                      key=lambda k: -k[2]) if paper["model"] else []
+        ours = (
+            sorted((k for k in lookup if (k[0], k[1]) == (paper["model"], paper["sample_rate"])), key=lambda k: -k[2])
+            if paper["model"]
+            else []
+        )
         for key in ours or [(paper["model"], paper["sample_rate"], 1.0, FULL_SETTING)]:
             seen.add(key)
             label = name if key[2] == 1.0 or not paper["model"] else model_label(key[0], key[1], key[2])
@@ -329,12 +378,20 @@ def _cost_columns(runs: pd.DataFrame) -> dict[str, Any]:
     done = runs[runs["status"] == "finished"] if "status" in runs else runs.iloc[0:0]
     params = pd.to_numeric(done.get("n_parameters", pd.Series(dtype=float)), errors="coerce").dropna()
     seconds = pd.to_numeric(done.get("train_seconds", pd.Series(dtype=float)), errors="coerce").dropna()
-    return {"parameters (M)": round(float(params.iloc[0]) / 1e6, 2) if len(params) else np.nan,
-            "training time (s)": round(float(seconds.mean()), 1) if len(seconds) else np.nan}
+    return {
+        "parameters (M)": round(float(params.iloc[0]) / 1e6, 2) if len(params) else np.nan,
+        "training time (s)": round(float(seconds.mean()), 1) if len(seconds) else np.nan,
+    }
 
 
-def table3(df: pd.DataFrame, as_text: bool = True, n_boot: int = 1000, seed: int = 0,
-           paper_models: bool = True, models: list[tuple] | None = None) -> pd.DataFrame:
+def table3(
+    df: pd.DataFrame,
+    as_text: bool = True,
+    n_boot: int = 1000,
+    seed: int = 0,
+    paper_models: bool = True,
+    models: list[tuple] | None = None,
+) -> pd.DataFrame:
     """Paper Table 3 beside ours: one row per (model, sample rate, width, setting), settings in
     :data:`~helpers.experiments.grid.ABLATION_SETTINGS` order.
 
@@ -364,8 +421,11 @@ def table3(df: pd.DataFrame, as_text: bool = True, n_boot: int = 1000, seed: int
             if setting not in paper and key not in lookup:
                 continue
             numbers = paper.get(setting, {})
-            row = {"model": model_label(model, sr, width), "setting": setting,
-                   **{col: numbers.get(k) for k, col in PAPER_COLUMNS}}
+            row = {
+                "model": model_label(model, sr, width),
+                "setting": setting,
+                **{col: numbers.get(k) for k, col in PAPER_COLUMNS},
+            }
             mine = _runs_of(runs, model, sr, width)
             mine = mine[mine["setting"] == setting]
             row.update(_our_columns(lookup.get(key), mine, as_text))
@@ -382,11 +442,14 @@ def ablation_models(df: pd.DataFrame) -> list[tuple[str, int, float]]:
     if "setting" not in runs or runs.empty:
         return []
     ablated = runs[runs["setting"].notna() & (runs["setting"] != FULL_SETTING)]
-    return sorted({(m, int(r), float(w)) for m, r, w in zip(ablated["model"], ablated["sample_rate"],
-                                                            _widths(ablated))})
+    return sorted(
+        {(m, int(r), float(w)) for m, r, w in zip(ablated["model"], ablated["sample_rate"], _widths(ablated))}
+    )
 
 
-def ablation_gains(summary: pd.DataFrame, metric: str = "best_devel_uar", baseline: str = "bal, no-aug") -> pd.DataFrame:
+def ablation_gains(
+    summary: pd.DataFrame, metric: str = "best_devel_uar", baseline: str = "bal, no-aug"
+) -> pd.DataFrame:
     """Per (model, setting): our mean, std and bootstrap CI over seeds, the paper's value, and the
     gain over ``baseline`` of the same model, all in %; input :func:`summarise` by model,
     sample_rate, setting. Settings in :data:`~helpers.experiments.grid.ABLATION_SETTINGS` order; ``model`` is
@@ -402,15 +465,37 @@ def ablation_gains(summary: pd.DataFrame, metric: str = "best_devel_uar", baseli
         model, sr = r["model"], int(r["sample_rate"])
         width = float(r["width"]) if "width" in r and r["width"] == r["width"] else 1.0
         paper = PAPER_TABLE3.get((model, sr), {}).get(r["setting"], {})
-        rows.append({"model": model_label(model, sr, width), "setting": r["setting"], "order": order[r["setting"]],
-                     "seeds": r[f"{metric}_n"], "ours_mean": 100 * r[f"{metric}_mean"],
-                     "ours_std": 100 * r[f"{metric}_std"], "ours_min": 100 * r[f"{metric}_min"],
-                     "ours_max": 100 * r[f"{metric}_max"], "ci_low": 100 * r[f"{metric}_ci_low"],
-                     "ci_high": 100 * r[f"{metric}_ci_high"],
-                     "paper": paper.get(paper_key, np.nan) if paper_key else np.nan})
-    out = pd.DataFrame(rows, columns=["model", "setting", "order", "seeds", "ours_mean", "ours_std", "ours_min",
-                                      "ours_max", "ci_low",
-                                      "ci_high", "paper"])
+        rows.append(
+            {
+                "model": model_label(model, sr, width),
+                "setting": r["setting"],
+                "order": order[r["setting"]],
+                "seeds": r[f"{metric}_n"],
+                "ours_mean": 100 * r[f"{metric}_mean"],
+                "ours_std": 100 * r[f"{metric}_std"],
+                "ours_min": 100 * r[f"{metric}_min"],
+                "ours_max": 100 * r[f"{metric}_max"],
+                "ci_low": 100 * r[f"{metric}_ci_low"],
+                "ci_high": 100 * r[f"{metric}_ci_high"],
+                "paper": paper.get(paper_key, np.nan) if paper_key else np.nan,
+            }
+        )
+    out = pd.DataFrame(
+        rows,
+        columns=[
+            "model",
+            "setting",
+            "order",
+            "seeds",
+            "ours_mean",
+            "ours_std",
+            "ours_min",
+            "ours_max",
+            "ci_low",
+            "ci_high",
+            "paper",
+        ],
+    )
     out = out.sort_values(["model", "order"], kind="stable").drop(columns="order").reset_index(drop=True)
     base = out[out["setting"] == baseline].set_index("model")
     out[f"gain over {baseline}"] = out["ours_mean"] - out["model"].map(base["ours_mean"])
@@ -418,12 +503,14 @@ def ablation_gains(summary: pd.DataFrame, metric: str = "best_devel_uar", baseli
     return out
 
 
-def fusion_table(df: pd.DataFrame, branches: list[tuple], as_text: bool = True, n_boot: int = 1000,
-                 seed: int = 0) -> pd.DataFrame:
+def fusion_table(
+    df: pd.DataFrame, branches: list[tuple], as_text: bool = True, n_boot: int = 1000, seed: int = 0
+) -> pd.DataFrame:
     """The fusion experiment beside both single models (notebook 07).
 
     ``df``: :func:`collect_runs` over the single-model runs and the fusion runs; ``branches``: the
-    two (model, sample rate[, width]) that were fused (width 1.0 when left out). Rows: each branch with the full recipe (as in
+    two (model, sample rate[, width]) that were fused (width 1.0 when left out). Rows: each branch with the
+    full recipe (as in
     :func:`table2`), then each :data:`~helpers.experiments.grid.FUSION_VARIANTS` variant we ran. The paper's
     numbers: Table 2 for the single models, section 5 for the frozen fusion with both
     augmentations (it gives none for the other variants). Columns as in :func:`table2`, plus
@@ -437,8 +524,11 @@ def fusion_table(df: pd.DataFrame, branches: list[tuple], as_text: bool = True, 
     for model, sr, width in branches:
         paper = next((v for v in PAPER_TABLE2.values() if (v["model"], v["sample_rate"]) == (model, sr)), {})
         mine = _runs_of(singles, model, sr, width)
-        row = {"model": model_label(model, sr, width), "variant": "single model, specA+MixUp",
-               **{col: paper.get(k) for k, col in PAPER_COLUMNS}}
+        row = {
+            "model": model_label(model, sr, width),
+            "variant": "single model, specA+MixUp",
+            **{col: paper.get(k) for k, col in PAPER_COLUMNS},
+        }
         row.update(_our_columns(lookup.get((model, sr, width, FULL_SETTING)), mine, as_text))
         row.update(_cost_columns(mine))
         row["trainable parameters (M)"] = row["parameters (M)"]

@@ -24,6 +24,7 @@ Identical configs (the full setting of CNN10-16k is both a Table 2 row and a Tab
 the same key and, with the same ``out_dir``, the same run folder: they are trained once. This
 is why Table 2 and Table 3 configs of a profile share one ``out_dir``.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -44,11 +45,21 @@ PAPER_TABLE2: dict[str, dict[str, Any]] = {
     "auDeep-SVM": {"model": None, "sample_rate": None, "devel_map": None, "devel_uar": 84.6, "test_uar": 86.6},
     "CNN6-8k": {"model": "cnn6", "sample_rate": 8000, "devel_map": 92.9, "devel_uar": 88.2, "test_uar": None},
     "CNN10-8k": {"model": "cnn10", "sample_rate": 8000, "devel_map": 95.4, "devel_uar": 91.9, "test_uar": 90.6},
-    "MobileNetV1-8k": {"model": "mobilenetv1", "sample_rate": 8000, "devel_map": 91.4, "devel_uar": 88.0,
-                       "test_uar": None},
+    "MobileNetV1-8k": {
+        "model": "mobilenetv1",
+        "sample_rate": 8000,
+        "devel_map": 91.4,
+        "devel_uar": 88.0,
+        "test_uar": None,
+    },
     "ResNet22-8k": {"model": "resnet22", "sample_rate": 8000, "devel_map": 93.8, "devel_uar": 91.2, "test_uar": 89.1},
-    "WideResNet28-2-8k": {"model": "wrn28_2", "sample_rate": 8000, "devel_map": 92.8, "devel_uar": 87.7,
-                          "test_uar": None},
+    "WideResNet28-2-8k": {
+        "model": "wrn28_2",
+        "sample_rate": 8000,
+        "devel_map": 92.8,
+        "devel_uar": 87.7,
+        "test_uar": None,
+    },
     "ResNet22-16k": {"model": "resnet22", "sample_rate": 16000, "devel_map": 95.7, "devel_uar": 92.6, "test_uar": None},
     "CNN10-16k": {"model": "cnn10", "sample_rate": 16000, "devel_map": 97.0, "devel_uar": 93.6, "test_uar": 92.5},
 }
@@ -85,8 +96,14 @@ PAPER_FUSION: dict[str, dict[str, float | None]] = {
 PAPER_SVM_DEVEL_UAR = 88.8
 
 #: Display names of the models, as the paper writes them.
-MODEL_NAMES = {"cnn6": "CNN6", "cnn10": "CNN10", "mobilenetv1": "MobileNetV1", "resnet22": "ResNet22",
-               "wrn28_2": "WideResNet28-2", "fusion": "Fusion"}
+MODEL_NAMES = {
+    "cnn6": "CNN6",
+    "cnn10": "CNN10",
+    "mobilenetv1": "MobileNetV1",
+    "resnet22": "ResNet22",
+    "wrn28_2": "WideResNet28-2",
+    "fusion": "Fusion",
+}
 
 
 #: How a narrowed network (``model_options={"width": w}``) is written in labels.
@@ -117,8 +134,15 @@ def model_label(model: str, sample_rate: int, width: float = 1.0) -> str:
 
 #: The TrainConfig fields an ablation setting decides; every setting names all of them.
 ABLATION_FIELDS = ("sampler", "spec_augment", "mixup", "ema", "ema_mode", "time_stretch", "pitch_shift")
-_FULL = {"sampler": "balanced", "spec_augment": True, "mixup": True, "ema": True, "ema_mode": "correct",
-         "time_stretch": False, "pitch_shift": False}
+_FULL = {
+    "sampler": "balanced",
+    "spec_augment": True,
+    "mixup": True,
+    "ema": True,
+    "ema_mode": "correct",
+    "time_stretch": False,
+    "pitch_shift": False,
+}
 #: The paper's full recipe: the setting of every Table 2 run.
 FULL_SETTING = "bal, specA+MixUp"
 #: Table 3's rows (the paper's names and order), then three rows the paper does not tabulate:
@@ -158,8 +182,15 @@ def setting_of(config: dict[str, Any] | TrainConfig) -> str | None:
 #: ``03_train``'s default model and sample rate (its parameters cell).
 TRAIN_NOTEBOOK_RUN = ("cnn10", 8000)
 #: Table 2's trained rows, as (model, sample rate), in the paper's order.
-TABLE2_RUNS: list[tuple[str, int]] = [("cnn6", 8000), ("cnn10", 8000), ("mobilenetv1", 8000), ("resnet22", 8000),
-                                      ("wrn28_2", 8000), ("resnet22", 16000), ("cnn10", 16000)]
+TABLE2_RUNS: list[tuple[str, int]] = [
+    ("cnn6", 8000),
+    ("cnn10", 8000),
+    ("mobilenetv1", 8000),
+    ("resnet22", 8000),
+    ("wrn28_2", 8000),
+    ("resnet22", 16000),
+    ("cnn10", 16000),
+]
 
 #: Per profile: ``config``, the TrainConfig overrides every run of the profile gets (a notebook's
 #: own ``base`` overrides them in turn); ``seeds`` (Table 2 and the fusion); ``table2_runs``, the
@@ -200,17 +231,28 @@ TABLE2_RUNS: list[tuple[str, int]] = [("cnn6", 8000), ("cnn10", 8000), ("mobilen
 PROFILES: dict[str, dict[str, Any]] = {
     "demo": {
         # every run trains until its devel curve is flat: at least min_iterations, at most iterations
-        "config": {"sample_rate": 8000, "batch_size": 32, "iterations": 800, "min_iterations": 400,
-                   "stop_when_flat": True, "eval_every": 25, "ema_start": 100, "ema_decay": 0.98,
-                   "checkpoint_every": 100, "log_every": 25},
+        "config": {
+            "sample_rate": 8000,
+            "batch_size": 32,
+            "iterations": 800,
+            "min_iterations": 400,
+            "stop_when_flat": True,
+            "eval_every": 25,
+            "ema_start": 100,
+            "ema_decay": 0.98,
+            "checkpoint_every": 100,
+            "log_every": 25,
+        },
         "seeds": [0],
         # longest run first, so that two CPU workers finish together (the tables keep the paper's order);
         # not WideResNet28-2: it learns slowest, and does not flatten within the budget (04 says so)
         "table2_runs": [("resnet22", 8000), ("cnn6", 8000), ("cnn10", 8000), ("mobilenetv1", 8000)],
         "model_options": {m: {"width": 0.25} for m in ("cnn6", "cnn10", "mobilenetv1", "resnet22", "wrn28_2")},
         # measured: ResNet22 flat from step ~125, MobileNetV1 still rising at 400 and flat at 800
-        "table2_config_by_model": {"resnet22": {"min_iterations": 200, "iterations": 400},
-                                   "mobilenetv1": {"min_iterations": 800, "iterations": 1200}},
+        "table2_config_by_model": {
+            "resnet22": {"min_iterations": 200, "iterations": 400},
+            "mobilenetv1": {"min_iterations": 800, "iterations": 1200},
+        },
         "ablation_runs": [("cnn10", 8000)],
         "ablation_model_options": {"cnn10": {"width": 0.125}},
         "ablation_config": {"batch_size": 16},
@@ -227,8 +269,15 @@ PROFILES: dict[str, dict[str, Any]] = {
         "train_notebook": {},  # 03_train's own defaults are the demo's CNN10 (¼ width) run
     },
     "paper": {
-        "config": {"batch_size": 32, "iterations": 60_000, "eval_every": 200, "ema_start": 15_000,
-                   "ema_decay": 0.995, "checkpoint_every": 1_000, "log_every": 50},
+        "config": {
+            "batch_size": 32,
+            "iterations": 60_000,
+            "eval_every": 200,
+            "ema_start": 15_000,
+            "ema_decay": 0.995,
+            "checkpoint_every": 1_000,
+            "log_every": 50,
+        },
         "seeds": [0, 1, 2],
         "table2_runs": list(TABLE2_RUNS),
         "model_options": {},
@@ -243,9 +292,20 @@ PROFILES: dict[str, dict[str, Any]] = {
         "fusion_variants": None,
         "hierarchy_run": ("cnn10", 16000),
         "fusion_branches": [("resnet22", 16000), ("cnn10", 16000)],
-        "train_notebook": {"sample_rate": 16000, "model": "cnn10", "model_options": {}, "batch_size": 32,
-                           "iterations": 60_000, "stop_when_flat": False, "min_iterations": 0, "eval_every": 200,
-                           "ema_start": 15_000, "ema_decay": 0.995, "checkpoint_every": 1_000, "log_every": 50},
+        "train_notebook": {
+            "sample_rate": 16000,
+            "model": "cnn10",
+            "model_options": {},
+            "batch_size": 32,
+            "iterations": 60_000,
+            "stop_when_flat": False,
+            "min_iterations": 0,
+            "eval_every": 200,
+            "ema_start": 15_000,
+            "ema_decay": 0.995,
+            "checkpoint_every": 1_000,
+            "log_every": 50,
+        },
     },
 }
 
@@ -257,7 +317,9 @@ def profile_settings(profile: str) -> dict[str, Any]:
 
 def _profile(profile: str) -> dict[str, Any]:
     if profile not in PROFILES:
-        raise ValueError(f"profile {profile!r} is unknown; known: {sorted(PROFILES)} (helpers.experiments.grid.PROFILES)")
+        raise ValueError(
+            f"profile {profile!r} is unknown; known: {sorted(PROFILES)} (helpers.experiments.grid.PROFILES)"
+        )
     return PROFILES[profile]
 
 
@@ -286,12 +348,20 @@ def expand_grid(base: dict[str, Any], axes: dict[str, list]) -> list[TrainConfig
         if len(list(values)) == 0:
             raise ValueError(f"expand_grid axis {name!r} has no values: the grid would be empty")
     names = list(axes)
-    return [TrainConfig.from_dict({**base, **dict(zip(names, combo))})
-            for combo in itertools.product(*(list(axes[n]) for n in names))]
+    return [
+        TrainConfig.from_dict({**base, **dict(zip(names, combo))})
+        for combo in itertools.product(*(list(axes[n]) for n in names))
+    ]
 
 
-def ablation_configs(model: str, sample_rate: int, profile: str = "demo", seeds: list[int] | None = None,
-                     base: dict[str, Any] | None = None, settings: list[str] | None = None) -> list[TrainConfig]:
+def ablation_configs(
+    model: str,
+    sample_rate: int,
+    profile: str = "demo",
+    seeds: list[int] | None = None,
+    base: dict[str, Any] | None = None,
+    settings: list[str] | None = None,
+) -> list[TrainConfig]:
     """The ablation grid of one model: every setting x every seed, setting-major.
 
     Config = profile config, then ``base`` (e.g. ``{"corpus": "/data/primates"}``), then model,
@@ -303,16 +373,35 @@ def ablation_configs(model: str, sample_rate: int, profile: str = "demo", seeds:
     prof = _profile(profile)
     seeds = list(prof["ablation_seeds"] if seeds is None else seeds)
     names = _chosen(prof["ablation_settings"] if settings is None else settings, ABLATION_SETTINGS, "ablation setting")
-    own = {"model": model, "sample_rate": sample_rate,
-           "model_options": dict(prof["ablation_model_options"].get(model, {}))}
+    own = {
+        "model": model,
+        "sample_rate": sample_rate,
+        "model_options": dict(prof["ablation_model_options"].get(model, {})),
+    }
     by_setting = prof["ablation_config_by_setting"]
-    return [c for name in names
-            for c in expand_grid({**prof["config"], **prof["ablation_config"], **by_setting.get(name, {}),
-                                  **(base or {}), **own, **ABLATION_SETTINGS[name]}, {"seed": seeds})]
+    return [
+        c
+        for name in names
+        for c in expand_grid(
+            {
+                **prof["config"],
+                **prof["ablation_config"],
+                **by_setting.get(name, {}),
+                **(base or {}),
+                **own,
+                **ABLATION_SETTINGS[name],
+            },
+            {"seed": seeds},
+        )
+    ]
 
 
-def table2_configs(profile: str = "demo", base: dict[str, Any] | None = None, seeds: list[int] | None = None,
-                   runs: list[tuple[str, int]] | None = None) -> list[TrainConfig]:
+def table2_configs(
+    profile: str = "demo",
+    base: dict[str, Any] | None = None,
+    seeds: list[int] | None = None,
+    runs: list[tuple[str, int]] | None = None,
+) -> list[TrainConfig]:
     """Table 2's runs of a profile: each (model, sample rate) of ``runs`` (default the profile's
     ``table2_runs``) x each seed, with the full recipe (:data:`FULL_SETTING`), the profile's
     ``table2_config_by_model`` of the model over its ``config``, and the profile's ``model_options``
@@ -322,9 +411,15 @@ def table2_configs(profile: str = "demo", base: dict[str, Any] | None = None, se
     pairs = prof["table2_runs"] if runs is None else runs
     out: list[TrainConfig] = []
     for model, sample_rate in pairs:
-        values = {**prof["config"], **prof["table2_config_by_model"].get(model, {}), **(base or {}), "model": model,
-                  "sample_rate": sample_rate,
-                  "model_options": dict(prof["model_options"].get(model, {})), **ABLATION_SETTINGS[FULL_SETTING]}
+        values = {
+            **prof["config"],
+            **prof["table2_config_by_model"].get(model, {}),
+            **(base or {}),
+            "model": model,
+            "sample_rate": sample_rate,
+            "model_options": dict(prof["model_options"].get(model, {})),
+            **ABLATION_SETTINGS[FULL_SETTING],
+        }
         out.extend(expand_grid(values, {"seed": seeds}))
     return out
 
@@ -338,8 +433,9 @@ def apply_model_options(configs: list[TrainConfig], by_model: dict[str, dict] | 
     unknown = sorted(set(by_model) - set(MODEL_NAMES))
     if unknown:
         raise ValueError(f"model_options for unknown model(s) {unknown}; known: {sorted(MODEL_NAMES)}")
-    return [dataclasses.replace(c, model_options=dict(by_model[c.model])) if c.model in by_model else c
-            for c in configs]
+    return [
+        dataclasses.replace(c, model_options=dict(by_model[c.model])) if c.model in by_model else c for c in configs
+    ]
 
 
 # --- fusion -----------------------------------------------------------------------------------
@@ -366,34 +462,52 @@ def fusion_variant_of(config: dict[str, Any] | TrainConfig) -> str | None:
 
         options = json.loads(options)
     for name, v in FUSION_VARIANTS.items():
-        if (bool(options.get("freeze", True)) == v["freeze"] and values.get("spec_augment") == v["spec_augment"]
-                and values.get("mixup") == v["mixup"]):
+        if (
+            bool(options.get("freeze", True)) == v["freeze"]
+            and values.get("spec_augment") == v["spec_augment"]
+            and values.get("mixup") == v["mixup"]
+        ):
             return name
     return None
 
 
-def fusion_configs(branch_a: str | Path, branch_b: str | Path, sample_rate: int, profile: str = "demo",
-                   base: dict[str, Any] | None = None, seeds: list[int] | None = None,
-                   variants: list[str] | None = None) -> list[TrainConfig]:
+def fusion_configs(
+    branch_a: str | Path,
+    branch_b: str | Path,
+    sample_rate: int,
+    profile: str = "demo",
+    base: dict[str, Any] | None = None,
+    seeds: list[int] | None = None,
+    variants: list[str] | None = None,
+) -> list[TrainConfig]:
     """Fusion runs of two trained checkpoints (``RUN/checkpoints/best_ema.pt`` of each branch): one
     per variant of :data:`FUSION_VARIANTS` (default all) and seed. Config = profile config and
-    ``fusion_config``, then ``base``, then the variant; the rest of the recipe (balanced sampling, EMA) is the paper's."""
+    ``fusion_config``, then ``base``, then the variant; the rest of the recipe (balanced sampling, EMA) is the
+    paper's."""
     prof = _profile(profile)
     seeds = list(prof["seeds"] if seeds is None else seeds)
     names = _chosen(prof["fusion_variants"] if variants is None else variants, FUSION_VARIANTS, "fusion variant")
     out: list[TrainConfig] = []
     for name in names:
         v = FUSION_VARIANTS[name]
-        values = {**prof["config"], **prof["fusion_config"], **(base or {}), **ABLATION_SETTINGS[FULL_SETTING],
-                  "model": "fusion",
-                  "sample_rate": sample_rate, "spec_augment": v["spec_augment"], "mixup": v["mixup"],
-                  "model_options": {"branch_a": str(branch_a), "branch_b": str(branch_b), "freeze": v["freeze"]}}
+        values = {
+            **prof["config"],
+            **prof["fusion_config"],
+            **(base or {}),
+            **ABLATION_SETTINGS[FULL_SETTING],
+            "model": "fusion",
+            "sample_rate": sample_rate,
+            "spec_augment": v["spec_augment"],
+            "mixup": v["mixup"],
+            "model_options": {"branch_a": str(branch_a), "branch_b": str(branch_b), "freeze": v["freeze"]},
+        }
         out.extend(expand_grid(values, {"seed": seeds}))
     return out
 
 
-def fusion_branch_keys(profile: str, branches: list | None = None,
-                       model_options: dict[str, dict] | None = None) -> list[tuple[str, int, float]]:
+def fusion_branch_keys(
+    profile: str, branches: list | None = None, model_options: dict[str, dict] | None = None
+) -> list[tuple[str, int, float]]:
     """The fused branches as ``(model, sample rate, width)``, what :func:`helpers.experiments.collect.fusion_table`
     takes: ``branches`` (default the profile's ``fusion_branches``) with the width of the profile's
     ``model_options``, or of ``model_options`` (a notebook's per-model override) where it names the model."""
@@ -430,10 +544,20 @@ def shared_train_run(profile: str, corpus: str, runs_root: str = "../runs/grid")
     return table2_configs(profile, base, seeds=prof["seeds"][:1], runs=[(model, rate)])[0]
 
 
-def grid_notebook_settings(profile: str, corpus: str, data_dir: str, cache_dir: str, runs_root: str,
-                           overrides: dict[str, Any], cpu_workers: int | None, threads_per_run: int | None,
-                           max_per_gpu: int, via_notebook: bool, executor: str = "local",
-                           slurm_config: str | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
+def grid_notebook_settings(
+    profile: str,
+    corpus: str,
+    data_dir: str,
+    cache_dir: str,
+    runs_root: str,
+    overrides: dict[str, Any],
+    cpu_workers: int | None,
+    threads_per_run: int | None,
+    max_per_gpu: int,
+    via_notebook: bool,
+    executor: str = "local",
+    slurm_config: str | None = None,
+) -> tuple[dict[str, Any], dict[str, Any]]:
     """The grid notebooks' (04, 05, 07) parameters as ``(base, parallel)``: ``base`` holds the
     TrainConfig values every run shares (corpus, paths, run folders under ``runs_root/profile``,
     ``overrides``), ``parallel`` the keyword arguments of :func:`run_grid` (workers, threads, GPUs,
@@ -441,10 +565,21 @@ def grid_notebook_settings(profile: str, corpus: str, data_dir: str, cache_dir: 
     ``"slurm"`` with the SLURM options file ``slurm_config``)."""
     _profile(profile)
     _check_executor(executor, slurm_config)
-    base = {"corpus": corpus, "data_dir": data_dir, "cache_dir": cache_dir,
-            "out_dir": str(Path(runs_root) / profile), **overrides}
-    parallel = {"cpu_workers": cpu_workers, "threads_per_run": threads_per_run, "max_per_gpu": max_per_gpu,
-                "via": "notebook" if via_notebook else "python", "executor": executor, "slurm": slurm_config}
+    base = {
+        "corpus": corpus,
+        "data_dir": data_dir,
+        "cache_dir": cache_dir,
+        "out_dir": str(Path(runs_root) / profile),
+        **overrides,
+    }
+    parallel = {
+        "cpu_workers": cpu_workers,
+        "threads_per_run": threads_per_run,
+        "max_per_gpu": max_per_gpu,
+        "via": "notebook" if via_notebook else "python",
+        "executor": executor,
+        "slurm": slurm_config,
+    }
     return base, parallel
 
 
@@ -463,12 +598,15 @@ def _check_executor(executor: str, slurm: Any) -> None:
     if executor not in EXECUTORS:
         raise ValueError(f"executor={executor!r}; use one of {EXECUTORS}")
     if executor == "local" and slurm is not None:
-        raise ValueError(f"SLURM options ({slurm!r}) were given but executor='local'; set executor='slurm' "
-                         "to use them, or leave the SLURM options unset")
+        raise ValueError(
+            f"SLURM options ({slurm!r}) were given but executor='local'; set executor='slurm' "
+            "to use them, or leave the SLURM options unset"
+        )
 
 
-def run_grid(configs: list[TrainConfig], redo: bool = False, executor: str = "local", slurm: Any = None,
-             **parallel_kwargs: Any) -> pd.DataFrame:
+def run_grid(
+    configs: list[TrainConfig], redo: bool = False, executor: str = "local", slurm: Any = None, **parallel_kwargs: Any
+) -> pd.DataFrame:
     """Train ``configs``; one row per config, in order.
 
     ``executor="local"`` (the default) trains with :func:`helpers.experiments.scheduler.run_trainings`
@@ -493,8 +631,9 @@ def run_grid(configs: list[TrainConfig], redo: bool = False, executor: str = "lo
     for config in configs:
         folder = config.run_dir().resolve()
         if folder in unique and unique[folder].key() != config.key():
-            raise ValueError(f"two different configs share the run folder {config.run_dir()}: give them "
-                             "distinct run_name or out_dir")
+            raise ValueError(
+                f"two different configs share the run folder {config.run_dir()}: give them distinct run_name or out_dir"
+            )
         unique.setdefault(folder, config)
     folders = list(unique)
     if not folders:
@@ -512,7 +651,17 @@ def run_grid(configs: list[TrainConfig], redo: bool = False, executor: str = "lo
     rows = []
     for config in configs:
         outcome = by_folder[config.run_dir().resolve()]
-        rows.append({"run_dir": str(config.run_dir()), "key": config.key(), "model": config.model,
-                     "sample_rate": config.sample_rate, "seed": config.seed, "setting": setting_of(config),
-                     "status": outcome.status, "error": outcome.error, "seconds": float(outcome.seconds)})
+        rows.append(
+            {
+                "run_dir": str(config.run_dir()),
+                "key": config.key(),
+                "model": config.model,
+                "sample_rate": config.sample_rate,
+                "seed": config.seed,
+                "setting": setting_of(config),
+                "status": outcome.status,
+                "error": outcome.error,
+                "seconds": float(outcome.seconds),
+            }
+        )
     return pd.DataFrame(rows, columns=GRID_COLUMNS)

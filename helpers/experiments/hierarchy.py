@@ -24,6 +24,7 @@ In long recordings a model with a call head detects on its P(call) (:mod:`helper
 that gives more precision at equal recall than the best class score, and :func:`detection_table`
 summarises the seeds.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -35,8 +36,14 @@ import pandas as pd
 
 from helpers.data.corpus import UNKNOWN_LABEL
 from helpers.experiments.collect import spread_text, summarise
-from helpers.experiments.grid import (FULL_SETTING, PAPER_TABLE2, ablation_configs, model_label, profile_settings,
-                                     width_of)
+from helpers.experiments.grid import (
+    FULL_SETTING,
+    PAPER_TABLE2,
+    ablation_configs,
+    model_label,
+    profile_settings,
+    width_of,
+)
 from helpers.training.config import MULTITASK, TrainConfig
 from helpers.evaluation.scan_store import read_windows
 
@@ -46,12 +53,20 @@ FORMS = ("flat", "two-stage", "multi-task")
 #: background *row* of the confusion matrix) and the share of call clips called background (its
 #: *column*, off the diagonal): the paper's stated problem.
 FORM_METRICS = ("uar", "map", "background_recall", "calls_as_background")
-METRIC_NAMES = {"uar": "UAR", "map": "mAP", "background_recall": "background recall",
-                "calls_as_background": "calls called background"}
+METRIC_NAMES = {
+    "uar": "UAR",
+    "map": "mAP",
+    "background_recall": "background recall",
+    "calls_as_background": "calls called background",
+}
 
 
-def hierarchy_configs(profile: str, base: dict[str, Any] | None = None, seeds: list[int] | None = None,
-                      model_options: dict[str, dict] | None = None) -> dict[str, list[TrainConfig]]:
+def hierarchy_configs(
+    profile: str,
+    base: dict[str, Any] | None = None,
+    seeds: list[int] | None = None,
+    model_options: dict[str, dict] | None = None,
+) -> dict[str, list[TrainConfig]]:
     """The runs of the comparison: ``{"flat", "multi-task", "detector", "species"}`` -> configs, one per seed.
 
     The backbone is the profile's ``hierarchy_run`` (demo: CNN10-8k at an eighth of its channels;
@@ -67,8 +82,12 @@ def hierarchy_configs(profile: str, base: dict[str, Any] | None = None, seeds: l
         "flat": flat,
         "multi-task": [dataclasses.replace(c, hierarchy=MULTITASK) for c in flat],
         # two classes: unshuffled balanced batches would pair every background clip with a call in MixUp
-        "detector": [dataclasses.replace(c, corpus=f"{c.corpus}+call-detector",
-                                         mixup_pairs="shuffled" if c.mixup else c.mixup_pairs) for c in flat],
+        "detector": [
+            dataclasses.replace(
+                c, corpus=f"{c.corpus}+call-detector", mixup_pairs="shuffled" if c.mixup else c.mixup_pairs
+            )
+            for c in flat
+        ],
         "species": [dataclasses.replace(c, corpus=f"{c.corpus}+calls-only") for c in flat],
     }
 
@@ -97,31 +116,39 @@ def _metrics_row(labels: np.ndarray, scores: np.ndarray, classes: list[str], bac
     cm = np.asarray(m["confusion_matrix"], dtype=float)
     calls = np.arange(len(classes)) != background
     n_calls = cm[calls].sum()
-    return {"uar": m["uar"], "map": m["map"],
-            "background_recall": cm[background, background] / max(cm[background].sum(), 1),
-            "calls_as_background": cm[calls, background].sum() / max(n_calls, 1),
-            "confusion_matrix": cm}
+    return {
+        "uar": m["uar"],
+        "map": m["map"],
+        "background_recall": cm[background, background] / max(cm[background].sum(), 1),
+        "calls_as_background": cm[calls, background].sum() / max(n_calls, 1),
+        "confusion_matrix": cm,
+    }
 
 
-
-
-def _from_predictions(config: TrainConfig, split: str,
-                      checkpoint: str) -> tuple[np.ndarray, np.ndarray, list[str]] | None:
+def _from_predictions(
+    config: TrainConfig, split: str, checkpoint: str
+) -> tuple[np.ndarray, np.ndarray, list[str]] | None:
     """Labels, scores and classes of a run's stored predictions; None when the split's truth is hidden."""
     path = config.run_dir() / "predictions" / f"{split}-{checkpoint}.csv"
     table = pd.read_csv(path, keep_default_na=False)
-    classes = [c[len("score_"):] for c in table.columns if c.startswith("score_")]
+    classes = [c[len("score_") :] for c in table.columns if c.startswith("score_")]
     if (table["label"].astype(str) == UNKNOWN_LABEL).any():
         return None
     labels = table["label"].map({c: i for i, c in enumerate(classes)})
     if labels.isna().any():
-        raise ValueError(f"{path}: labels {sorted(set(table['label'][labels.isna()]))} are not among the score "
-                         f"columns {classes}; the predictions do not belong to this corpus")
+        raise ValueError(
+            f"{path}: labels {sorted(set(table['label'][labels.isna()]))} are not among the score "
+            f"columns {classes}; the predictions do not belong to this corpus"
+        )
     return labels.to_numpy(dtype=int), table[[f"score_{c}" for c in classes]].to_numpy(dtype=float), classes
 
 
-def compare_forms(configs: dict[str, list[TrainConfig]], checkpoint: str = "last",
-                  splits: tuple[str, ...] = ("devel", "test"), background_class: str = "background") -> pd.DataFrame:
+def compare_forms(
+    configs: dict[str, list[TrainConfig]],
+    checkpoint: str = "last",
+    splits: tuple[str, ...] = ("devel", "test"),
+    background_class: str = "background",
+) -> pd.DataFrame:
     """Score every form and seed of :func:`hierarchy_configs` (finished runs) on ``splits``.
 
     Flat and multi-task scores are the runs' stored predictions of ``checkpoint`` (``"last"``: not
@@ -150,33 +177,55 @@ def compare_forms(configs: dict[str, list[TrainConfig]], checkpoint: str = "last
                 if stored is None:
                     continue
                 labels, scores, classes = stored
-                rows.append({"form": form, "seed": config.seed, "split": split, "threshold": np.nan,
-                             "optimistic": checkpoint == "best" and split == "devel",
-                             **_metrics_row(labels, scores, classes, classes.index(background_class))})
+                rows.append(
+                    {
+                        "form": form,
+                        "seed": config.seed,
+                        "split": split,
+                        "threshold": np.nan,
+                        "optimistic": checkpoint == "best" and split == "devel",
+                        **_metrics_row(labels, scores, classes, classes.index(background_class)),
+                    }
+                )
     for detector, species in zip(configs["detector"], configs["species"]):
         scored = {}
         for split in ("devel", *[s for s in splits if s != "devel"]):
-            fs = load_features(corpus.table, split, detector.feature_settings(), detector.cache_dir, corpus.name,
-                               progress=False)
+            fs = load_features(
+                corpus.table, split, detector.feature_settings(), detector.cache_dir, corpus.name, progress=False
+            )
             if len(fs.labels) == 0 or (fs.labels < 0).any():
                 continue
-            p_call, species_scores = stage_scores(_weights(detector, checkpoint), _weights(species, checkpoint),
-                                                  fs.features, corpus.classes, background_class=background_class)
+            p_call, species_scores = stage_scores(
+                _weights(detector, checkpoint),
+                _weights(species, checkpoint),
+                fs.features,
+                corpus.classes,
+                background_class=background_class,
+            )
             scored[split] = (fs.labels, p_call, species_scores)
         if "devel" not in scored:
-            raise ValueError(f"the two-stage threshold is chosen on devel, and corpus {corpus.name!r} has no labelled "
-                             "devel split")
+            raise ValueError(
+                f"the two-stage threshold is chosen on devel, and corpus {corpus.name!r} has no labelled devel split"
+            )
         labels, p_call, species_scores = scored["devel"]
-        choice = choose_threshold(p_call, labels != background, species_scores=species_scores, labels=labels,
-                                  background_index=background)
+        choice = choose_threshold(
+            p_call, labels != background, species_scores=species_scores, labels=labels, background_index=background
+        )
         for split in splits:
             if split not in scored:
                 continue
             labels, p_call, species_scores = scored[split]
             scores = two_stage_scores(p_call, species_scores, background, choice.threshold)
-            rows.append({"form": "two-stage", "seed": detector.seed, "split": split, "threshold": choice.threshold,
-                         "optimistic": split == "devel",
-                         **_metrics_row(labels, scores, corpus.classes, background)})
+            rows.append(
+                {
+                    "form": "two-stage",
+                    "seed": detector.seed,
+                    "split": split,
+                    "threshold": choice.threshold,
+                    "optimistic": split == "devel",
+                    **_metrics_row(labels, scores, corpus.classes, background),
+                }
+            )
     columns = ["form", "seed", "split", *FORM_METRICS, "threshold", "optimistic", "confusion_matrix"]
     return pd.DataFrame(rows, columns=columns)
 
@@ -226,14 +275,22 @@ def run_dirs(configs: dict[str, list[TrainConfig]]) -> list[Path]:
 
 
 #: What :func:`compare_detection_scores` compares: (form, detection score, label in the tables).
-DETECTION_VARIANTS = (("flat", "class", "flat, best class score"),
-                      ("multi-task", "class", "multi-task, best class score"),
-                      ("multi-task", "call", "multi-task, P(call) of the call head"))
+DETECTION_VARIANTS = (
+    ("flat", "class", "flat, best class score"),
+    ("multi-task", "class", "multi-task, best class score"),
+    ("multi-task", "call", "multi-task, P(call) of the call head"),
+)
 
 
-def semi_synthetic_recording(configs: dict[str, list[TrainConfig]], out_dir: str | Path, split: str = "auto",
-                             minutes: float = 3.0, n_calls: int = 12, snr_db: tuple[float, float] = (-5.0, 10.0),
-                             seed: int = 0) -> tuple[Path, pd.DataFrame, str]:
+def semi_synthetic_recording(
+    configs: dict[str, list[TrainConfig]],
+    out_dir: str | Path,
+    split: str = "auto",
+    minutes: float = 3.0,
+    n_calls: int = 12,
+    snr_db: tuple[float, float] = (-5.0, 10.0),
+    seed: int = 0,
+) -> tuple[Path, pd.DataFrame, str]:
     """A long recording with exact truth for :func:`compare_detection_scores`: ``n_calls`` calls of
     ``split`` over a bed of its background (:func:`helpers.data.longform.make_long_recording`) at the
     comparison's sample rate, in ``out_dir``. ``split="auto"``: test where its labels exist, else
@@ -250,16 +307,31 @@ def semi_synthetic_recording(configs: dict[str, list[TrainConfig]], out_dir: str
         test = corpus.split("test")
         split = "test" if len(test) and not (test["label"].astype(str) == UNKNOWN_LABEL).any() else "devel"
     wav = Path(out_dir) / f"{corpus.name}-{split}-{minutes:g}min-seed{seed}.wav"
-    make_long_recording(corpus, wav, split=split, duration=minutes * 60, n_calls=n_calls, snr_db=tuple(snr_db),
-                        sample_rate=flat.sample_rate, seed=seed)
+    make_long_recording(
+        corpus,
+        wav,
+        split=split,
+        duration=minutes * 60,
+        n_calls=n_calls,
+        snr_db=tuple(snr_db),
+        sample_rate=flat.sample_rate,
+        seed=seed,
+    )
     truth = align_recordings(read_annotations(wav.with_suffix(".truth.csv")).table, [wav.name])
     return wav, truth, split
 
 
-def compare_detection_scores(configs: dict[str, list[TrainConfig]], recording: str | Path, truth: pd.DataFrame,
-                             out_dir: str | Path, checkpoint: str = "last", recalls: tuple[float, ...] = (0.5, 0.75),
-                             min_iou: float = 0.3, hop: float | None = None,
-                             background_class: str = "background") -> pd.DataFrame:
+def compare_detection_scores(
+    configs: dict[str, list[TrainConfig]],
+    recording: str | Path,
+    truth: pd.DataFrame,
+    out_dir: str | Path,
+    checkpoint: str = "last",
+    recalls: tuple[float, ...] = (0.5, 0.75),
+    min_iou: float = 0.3,
+    hop: float | None = None,
+    background_class: str = "background",
+) -> pd.DataFrame:
     """Event precision at equal recall of the flat and multi-task runs scanning one long recording.
 
     Each finished flat and multi-task run of :func:`hierarchy_configs` scans ``recording`` (a
@@ -285,15 +357,27 @@ def compare_detection_scores(configs: dict[str, list[TrainConfig]], recording: s
     for form in ("flat", "multi-task"):
         for config in configs[form]:
             folder = out / f"{config.run_dir().name}-{checkpoint}"
-            result = scan(_weights(config, checkpoint), recording, folder, hop=hop, progress=False,
-                          background=background_class, device=config.device)
+            result = scan(
+                _weights(config, checkpoint),
+                recording,
+                folder,
+                hop=hop,
+                progress=False,
+                background=background_class,
+                device=config.device,
+            )
             windows = read_windows(folder, recording.name)
             for variant_form, score_from, label in DETECTION_VARIANTS:
                 if variant_form != form:
                     continue
-                curve = precision_recall_curve_events(windows, truth, result.settings["classes"],
-                                                      background=background_class, min_iou=min_iou,
-                                                      score_from=score_from)
+                curve = precision_recall_curve_events(
+                    windows,
+                    truth,
+                    result.settings["classes"],
+                    background=background_class,
+                    min_iou=min_iou,
+                    score_from=score_from,
+                )
                 at = precision_at_recall(curve, recalls)
                 row: dict[str, Any] = {"form": form, "score_from": score_from, "variant": label, "seed": config.seed}
                 row.update({f"precision@{r:g}": p for r, p in zip(at["recall_target"], at["precision"])})
@@ -313,8 +397,12 @@ def detection_table(detection: pd.DataFrame, as_text: bool = True) -> pd.DataFra
     summary = summarise(detection.assign(status="finished"), by=["variant"], metric_cols=metrics, n_boot=0)
     order = {label: i for i, (_, _, label) in enumerate(DETECTION_VARIANTS)}
     summary = summary.sort_values("variant", key=lambda col: col.map(order))
-    names = {m: (f"precision at recall {m.split('@')[1]} (%)" if m.startswith("precision@") else "max recall (%)")
-             for m in metrics}
-    rows = [{"variant": r["variant"], **{names[m]: spread_text(r, m, as_text) for m in metrics}}
-            for _, r in summary.iterrows()]
+    names = {
+        m: (f"precision at recall {m.split('@')[1]} (%)" if m.startswith("precision@") else "max recall (%)")
+        for m in metrics
+    }
+    rows = [
+        {"variant": r["variant"], **{names[m]: spread_text(r, m, as_text) for m in metrics}}
+        for _, r in summary.iterrows()
+    ]
     return pd.DataFrame(rows)

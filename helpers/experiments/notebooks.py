@@ -17,6 +17,7 @@ the kernel at a progress file through the environment variable
 thread tails that file until the notebook ends, also when it fails. ``progress=False`` turns all
 of this off (tests, CI).
 """
+
 from __future__ import annotations
 
 import json
@@ -30,9 +31,9 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import IO, Any, Iterator
 
+from helpers.core.provenance import PROJECT_ROOT
 from helpers.core.progress import PROGRESS_FILE_ENV
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOK_DIR = PROJECT_ROOT / "notebooks"
 #: Where executed copies go, one folder per corpus and profile (see :func:`output_dir_for`).
 RUNS_DIR = PROJECT_ROOT / "runs" / "notebooks"
@@ -95,6 +96,7 @@ def notebook_parameters(path: str | Path) -> dict:
 
 # --- where executed copies go -------------------------------------------------------------------
 
+
 def _safe_name(text: str) -> str:
     """``text`` reduced to letters, digits, ``.``, ``_`` and ``-`` (no leading dot: not hidden)."""
     return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("._-")
@@ -114,8 +116,9 @@ def corpus_label(corpus: str | Path) -> str:
     return _safe_name(name) or "corpus"
 
 
-def output_dir_for(corpus: str | Path = DEFAULT_CORPUS, profile: str = DEFAULT_PROFILE,
-                   root: str | Path | None = None) -> Path:
+def output_dir_for(
+    corpus: str | Path = DEFAULT_CORPUS, profile: str = DEFAULT_PROFILE, root: str | Path | None = None
+) -> Path:
     """``root/<corpus>-<profile>`` (``root`` defaults to :data:`RUNS_DIR`): e.g.
     ``runs/notebooks/demo-demo`` for ``make demo`` and ``runs/notebooks/dist-paper`` for
     ``make paper DATA=/data/dist``."""
@@ -124,6 +127,7 @@ def output_dir_for(corpus: str | Path = DEFAULT_CORPUS, profile: str = DEFAULT_P
 
 
 # --- what the terminal shows --------------------------------------------------------------------
+
 
 def _say(text: str, stream: IO | None = None) -> None:
     with _print_lock:
@@ -192,8 +196,14 @@ class ProgressWatcher:
     mid-training still says how far it got.
     """
 
-    def __init__(self, path: str | Path, label: str = "", stream: IO | None = None,
-                 every: float = PROGRESS_EVERY_S, poll: float = POLL_S) -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        label: str = "",
+        stream: IO | None = None,
+        every: float = PROGRESS_EVERY_S,
+        poll: float = POLL_S,
+    ) -> None:
         self.path = Path(path)
         self.label = label
         self.stream = stream
@@ -270,8 +280,7 @@ class ProgressWatcher:
             record = bar["latest"]
             if record is None:
                 continue
-            due = (final or record.get("done") or bar["printed_at"] is None
-                   or now - bar["printed_at"] >= self.every)
+            due = final or record.get("done") or bar["printed_at"] is None or now - bar["printed_at"] >= self.every
             if due:
                 line = format_progress(record, self.label)
                 _say(line, self.stream)
@@ -312,8 +321,11 @@ class _CellReporter:
         if len(first) > 72:
             first = first[:69] + "..."
         total = f"/{self.total}" if self.total else ""
-        _say(f"{self.label}  cell {self.count}{total}  {format_duration(time.perf_counter() - self.start)}  {first}"
-             .rstrip(), self.stream)
+        _say(
+            f"{self.label}  cell {self.count}{total}  {format_duration(time.perf_counter() - self.start)}  "
+            f"{first}".rstrip(),
+            self.stream,
+        )
 
 
 @contextmanager
@@ -333,12 +345,19 @@ def _progress_file_env(path: Path) -> Iterator[None]:
 
 # --- running ------------------------------------------------------------------------------------
 
-def run_notebook(notebook: str | Path, parameters: dict | None = None,
-                 output_dir: str | Path | None = None,
-                 kernel_name: str | None = None, cwd: str | Path | None = None,
-                 log_output: bool = False, timeout: int | None = None,
-                 progress: bool = True, progress_every: float = PROGRESS_EVERY_S,
-                 stream: IO | None = None) -> Path:
+
+def run_notebook(
+    notebook: str | Path,
+    parameters: dict | None = None,
+    output_dir: str | Path | None = None,
+    kernel_name: str | None = None,
+    cwd: str | Path | None = None,
+    log_output: bool = False,
+    timeout: int | None = None,
+    progress: bool = True,
+    progress_every: float = PROGRESS_EVERY_S,
+    stream: IO | None = None,
+) -> Path:
     """Execute one notebook with papermill and return the path of the executed copy.
 
     ``parameters`` are injected after the ``parameters`` cell; unknown names raise ``ValueError``
@@ -360,10 +379,14 @@ def run_notebook(notebook: str | Path, parameters: dict | None = None,
     known = notebook_parameters(notebook)
     unknown = sorted(set(parameters) - set(known))
     if unknown:
-        raise ValueError(f"{notebook.name}: unknown parameter(s) {unknown}; the parameters cell defines {sorted(known)}.")
+        raise ValueError(
+            f"{notebook.name}: unknown parameter(s) {unknown}; the parameters cell defines {sorted(known)}."
+        )
     if output_dir is None:
-        output_dir = output_dir_for(parameters.get("corpus", known.get("corpus", DEFAULT_CORPUS)),
-                                    parameters.get("profile", known.get("profile", DEFAULT_PROFILE)))
+        output_dir = output_dir_for(
+            parameters.get("corpus", known.get("corpus", DEFAULT_CORPUS)),
+            parameters.get("profile", known.get("profile", DEFAULT_PROFILE)),
+        )
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     out = output_dir / notebook.name
@@ -382,10 +405,16 @@ def run_notebook(notebook: str | Path, parameters: dict | None = None,
                 stack.enter_context(_progress_file_env(progress_path))
                 stack.enter_context(ProgressWatcher(progress_path, label, stream=stream, every=progress_every))
             pm.execute_notebook(
-                str(notebook), str(out), parameters=parameters,
-                kernel_name=kernel_name or default_kernel(), language="python",
-                cwd=str(cwd or notebook.parent), progress_bar=False, log_output=log_output,
-                execution_timeout=timeout, **hooks,
+                str(notebook),
+                str(out),
+                parameters=parameters,
+                kernel_name=kernel_name or default_kernel(),
+                language="python",
+                cwd=str(cwd or notebook.parent),
+                progress_bar=False,
+                log_output=log_output,
+                execution_timeout=timeout,
+                **hooks,
             )
     except pm.PapermillExecutionError as exc:
         raise NotebookError(
@@ -407,10 +436,15 @@ def _append_log(output_dir: Path, entry: dict) -> None:
         fh.write(json.dumps(entry, default=str) + "\n")
 
 
-def run_collection(parameters: dict | None = None, notebooks: list[str] | None = None,
-                   output_dir: str | Path | None = None,
-                   kernel_name: str | None = None, log_output: bool = False,
-                   progress: bool = True, progress_every: float = PROGRESS_EVERY_S) -> list[Path]:
+def run_collection(
+    parameters: dict | None = None,
+    notebooks: list[str] | None = None,
+    output_dir: str | Path | None = None,
+    kernel_name: str | None = None,
+    log_output: bool = False,
+    progress: bool = True,
+    progress_every: float = PROGRESS_EVERY_S,
+) -> list[Path]:
     """Execute the numbered notebooks in order, the report (:data:`REPORT_NOTEBOOK`) last, each with the
     ``parameters`` it defines.
 
@@ -440,6 +474,15 @@ def run_collection(parameters: dict | None = None, notebooks: list[str] | None =
         own = own_parameters[path]
         chosen = {k: v for k, v in parameters.items() if k in own}
         print(f"[notebooks] {path.name} {chosen}", flush=True)
-        done.append(run_notebook(path, chosen, output_dir=output_dir, kernel_name=kernel_name,
-                                 log_output=log_output, progress=progress, progress_every=progress_every))
+        done.append(
+            run_notebook(
+                path,
+                chosen,
+                output_dir=output_dir,
+                kernel_name=kernel_name,
+                log_output=log_output,
+                progress=progress,
+                progress_every=progress_every,
+            )
+        )
     return done

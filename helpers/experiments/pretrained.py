@@ -10,6 +10,7 @@ the paper's CNN10, on clips and on a long recording, with the threshold chosen o
 Licence: every row trained on BirdNET embeddings inherits BirdNET's CC BY-NC-SA 4.0 (its run folder
 and checkpoint say so; :data:`helpers.features.birdnet.LICENCE`).
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -26,13 +27,22 @@ from helpers.training.config import TrainConfig
 HEAD_MODELS = ("birdnet-logistic", "birdnet-svm", "birdnet-mlp")
 #: What the MLP head trains with: the engine's recipe less SpecAugment (there is no spectrogram),
 #: MixUp on the standardised embeddings, EMA, until the devel curve is flat.
-MLP_SETTINGS = {"iterations": 3000, "min_iterations": 600, "stop_when_flat": True, "eval_every": 100,
-                "ema_start": 300, "batch_size": 32, "mixup": True, "spec_augment": False,
-                "model_options": {"hidden": 256, "dropout": 0.2}}
+MLP_SETTINGS = {
+    "iterations": 3000,
+    "min_iterations": 600,
+    "stop_when_flat": True,
+    "eval_every": 100,
+    "ema_start": 300,
+    "batch_size": 32,
+    "mixup": True,
+    "spec_augment": False,
+    "model_options": {"hidden": 256, "dropout": 0.2},
+}
 
 
-def head_configs(base: dict[str, Any], seeds: Sequence[int] = (0, 1, 2),
-                 mlp_settings: dict[str, Any] | None = None) -> list[TrainConfig]:
+def head_configs(
+    base: dict[str, Any], seeds: Sequence[int] = (0, 1, 2), mlp_settings: dict[str, Any] | None = None
+) -> list[TrainConfig]:
     """The runs of :data:`HEAD_MODELS` on ``base`` (corpus, paths, ``out_dir``): the two scikit-learn heads
     once (a convex fit: the seed changes nothing worth a row), the MLP head once per seed."""
     common = {**base, "spec_augment": False}
@@ -55,17 +65,23 @@ def clip_scores(run_dir: str | Path) -> dict[str, Any]:
     name = inference_checkpoint(run).stem
     splits = metrics["checkpoints"][name]["splits"]
     record = read_json(run / "record.json")
-    row = {"checkpoint": name, "devel UAR": 100 * splits["devel"]["uar"],
-           "test UAR": 100 * splits["test"]["uar"] if splits.get("test") else np.nan,
-           "train s": record.get("timings", {}).get("training_loop", np.nan)}
+    row = {
+        "checkpoint": name,
+        "devel UAR": 100 * splits["devel"]["uar"],
+        "test UAR": 100 * splits["test"]["uar"] if splits.get("test") else np.nan,
+        "train s": record.get("timings", {}).get("training_loop", np.nan),
+    }
     if splits.get("test"):
         row.update({f"test recall {c}": 100 * v for c, v in splits["test"]["per_class_recall"].items()})
     return row
 
 
 #: Row labels of the starting points in the tables.
-LABELS = {"birdnet-logistic": "BirdNET + logistic regression", "birdnet-svm": "BirdNET + linear SVM",
-          "birdnet-mlp": "BirdNET + MLP head"}
+LABELS = {
+    "birdnet-logistic": "BirdNET + logistic regression",
+    "birdnet-svm": "BirdNET + linear SVM",
+    "birdnet-mlp": "BirdNET + MLP head",
+}
 
 
 def label(run_dir: str | Path) -> str:
@@ -76,8 +92,12 @@ def label(run_dir: str | Path) -> str:
 
 def svm_scores(svm: Any) -> dict[str, Any]:
     """The clip-score row of :func:`helpers.evaluation.embeddings.fit_linear_svm`'s result (in %)."""
-    row = {"checkpoint": "svm", "devel UAR": 100 * svm.devel_metrics["uar"],
-           "test UAR": 100 * svm.test_metrics["uar"] if svm.test_metrics else np.nan, "train s": np.nan}
+    row = {
+        "checkpoint": "svm",
+        "devel UAR": 100 * svm.devel_metrics["uar"],
+        "test UAR": 100 * svm.test_metrics["uar"] if svm.test_metrics else np.nan,
+        "train s": np.nan,
+    }
     if svm.test_metrics:
         row.update({f"test recall {c}": 100 * v for c, v in svm.test_metrics["per_class_recall"].items()})
     return row
@@ -104,7 +124,7 @@ def weak_classes(clips: pd.DataFrame, below: float = 50.0, by: str = "starting p
     if not recall:
         return {}
     means = clips.groupby(by, sort=False)[recall].mean()
-    return {name: [c[len("test recall "):] for c in recall if row[c] < below] for name, row in means.iterrows()}
+    return {name: [c[len("test recall ") :] for c in recall if row[c] < below] for name, row in means.iterrows()}
 
 
 def mean_std(values: Sequence[float], digits: int = 1) -> str:

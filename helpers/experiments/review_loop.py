@@ -25,6 +25,7 @@ recording's level (:func:`helpers.evaluation.review.recording_level_decisions`):
 recording's detections of its own class count as calls even where they fall between two calls.
 The finding may be that a round does not help; the table says what it measured.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -39,8 +40,14 @@ from helpers.data.rounds import corpus_spans, held_out_recordings, training_roun
 from helpers.data.stream import recording_info
 from helpers.evaluation.calibration import calibrate, calibrated_thresholds
 from helpers.evaluation.detections import detect_events
-from helpers.evaluation.events import (event_scores, listening_effort, precision_at_recall,
-                                       precision_recall_curve_events, recording_level_scores, recording_level_summary)
+from helpers.evaluation.events import (
+    event_scores,
+    listening_effort,
+    precision_at_recall,
+    precision_recall_curve_events,
+    recording_level_scores,
+    recording_level_summary,
+)
 from helpers.evaluation.review import ReviewTable, review_queue, simulated_decisions
 from helpers.evaluation.scan import rescore, scan
 from helpers.experiments.pretrained import inference_checkpoint
@@ -54,8 +61,11 @@ def event_scores_under(windows: pd.DataFrame, events: pd.DataFrame) -> np.ndarra
     windows of its recording that overlap it (NaN when none does)."""
     out = np.full(len(events), np.nan)
     for i, e in enumerate(events.itertuples(index=False)):
-        w = windows[(windows["recording"].astype(str) == str(e.recording)) & (windows["begin"] < float(e.end))
-                    & (windows["end"] > float(e.begin))]
+        w = windows[
+            (windows["recording"].astype(str) == str(e.recording))
+            & (windows["begin"] < float(e.end))
+            & (windows["end"] > float(e.begin))
+        ]
         column = f"score_{e.label}"
         if len(w) and column in w:
             out[i] = float(w[column].max())
@@ -67,21 +77,28 @@ class Round:
     """One round of :func:`review_loop`."""
 
     round: int
-    reviews: int                       # reviews so far
+    reviews: int  # reviews so far
     train_clips: int
     run_dir: Path
     thresholds: dict[str, float] | float
     uncalibrated: list[str]
-    scores: pd.DataFrame               # event_scores on the report recording at the thresholds
+    scores: pd.DataFrame  # event_scores on the report recording at the thresholds
     precision_at_recall: float
     time_saved: float
     field: pd.DataFrame | None = None  # recording_level_scores of the field report recordings
 
     def row(self) -> dict[str, Any]:
         overall = self.scores.set_index("class").loc["all"]
-        row = {"round": self.round, "reviews": self.reviews, "train clips": self.train_clips,
-               "event precision": overall["precision"], "event recall": overall["recall"], "event F1": overall["f1"],
-               "precision at 50% recall": self.precision_at_recall, "time saved at 80% recall": self.time_saved}
+        row = {
+            "round": self.round,
+            "reviews": self.reviews,
+            "train clips": self.train_clips,
+            "event precision": overall["precision"],
+            "event recall": overall["recall"],
+            "event F1": overall["f1"],
+            "precision at 50% recall": self.precision_at_recall,
+            "time saved at 80% recall": self.time_saved,
+        }
         if self.field is not None:
             row.update({f"field: {k}": v for k, v in recording_level_summary(self.field).items()})
         return {**row, "uncalibrated": ", ".join(self.uncalibrated)}
@@ -94,8 +111,9 @@ def _windows(folder: Path, names: list[str]) -> pd.DataFrame:
 def _in_corpus(events: pd.DataFrame, spans: Mapping[str, list[tuple[float, float]]]) -> np.ndarray:
     """Whether each event's centre lies in a clip the corpus cut from its recording."""
     centre = 0.5 * (events["begin"].to_numpy(float) + events["end"].to_numpy(float))
-    return np.array([any(b <= c < e for b, e in spans.get(str(r), ())) for r, c in zip(events["recording"], centre)],
-                    dtype=bool)
+    return np.array(
+        [any(b <= c < e for b, e in spans.get(str(r), ())) for r, c in zip(events["recording"], centre)], dtype=bool
+    )
 
 
 def _named(recordings: Mapping[str | Path, str | None] | None) -> dict[str, tuple[Path, str | None]]:
@@ -108,13 +126,25 @@ def _named(recordings: Mapping[str | Path, str | None] | None) -> dict[str, tupl
     return out
 
 
-def review_loop(config: TrainConfig, corpus: Corpus, pool: tuple[Path, pd.DataFrame] | None,
-                report: tuple[Path, pd.DataFrame], out_dir: str | Path, rounds: int = 3, reviews_per_round: int = 20,
-                mix: Mapping[str, float] | None = None, target_precision: float = 0.9, min_iou: float = 0.3,
-                detect_threshold: float = 0.1, fallback_threshold: float = 0.5, seed: int = 0,
-                background: str = "background", field_pool: Mapping[str | Path, str | None] | None = None,
-                field_report: Mapping[str | Path, str | None] | None = None,
-                review_windows: int | None = 2) -> list[Round]:
+def review_loop(
+    config: TrainConfig,
+    corpus: Corpus,
+    pool: tuple[Path, pd.DataFrame] | None,
+    report: tuple[Path, pd.DataFrame],
+    out_dir: str | Path,
+    rounds: int = 3,
+    reviews_per_round: int = 20,
+    mix: Mapping[str, float] | None = None,
+    target_precision: float = 0.9,
+    min_iou: float = 0.3,
+    detect_threshold: float = 0.1,
+    fallback_threshold: float = 0.5,
+    seed: int = 0,
+    background: str = "background",
+    field_pool: Mapping[str | Path, str | None] | None = None,
+    field_report: Mapping[str | Path, str | None] | None = None,
+    review_windows: int | None = 2,
+) -> list[Round]:
     """Rounds 0..``rounds`` of the loop (module docstring) for the head ``config`` (a ``birdnet-*`` model),
     everything under ``out_dir``. ``pool`` and ``report``: ``(wav, truth)`` with the truth's ``recording``
     the wav's name (:func:`helpers.experiments.detection.semi_synthetic_pair` gives such pairs); ``pool``
@@ -145,8 +175,11 @@ def review_loop(config: TrainConfig, corpus: Corpus, pool: tuple[Path, pd.DataFr
     held_out = None if held_out_recordings(corpus.root) is not None else []
     current, results, reviewed = corpus, [], set()
     for r in range(rounds + 1):
-        run = train(TrainConfig(**{**config.to_dict(), "corpus": str(current.root), "out_dir": str(out / "runs")}),
-                    corpus=current, progress=False)
+        run = train(
+            TrainConfig(**{**config.to_dict(), "corpus": str(current.root), "out_dir": str(out / "runs")}),
+            corpus=current,
+            progress=False,
+        )
         ckpt = inference_checkpoint(run.run_dir)
         here = out / f"round{r}"
         folders = {"pool": pool_files, "report": [report_wav]}
@@ -157,8 +190,9 @@ def review_loop(config: TrainConfig, corpus: Corpus, pool: tuple[Path, pd.DataFr
             if r == 0:
                 scanned[role] = scan(ckpt, files, here / role, threshold=detect_threshold, progress=False)
             else:
-                scanned[role] = rescore(ckpt, out / "round0" / role, here / role, threshold=detect_threshold,
-                                        progress=False)
+                scanned[role] = rescore(
+                    ckpt, out / "round0" / role, here / role, threshold=detect_threshold, progress=False
+                )
         pool_scan = scanned["pool"]
         classes = pool_scan.settings["classes"]
         pool_windows = _windows(here / "pool", pool_names)
@@ -174,41 +208,71 @@ def review_loop(config: TrainConfig, corpus: Corpus, pool: tuple[Path, pd.DataFr
         calls = [c for c in classes if c != background]
         events = detect_events(report_windows, classes, threshold=thresholds, background=background)
         scores = event_scores(events, report_truth, classes=calls, min_iou=min_iou)
-        curve = precision_recall_curve_events(report_windows, report_truth, classes, min_iou=min_iou,
-                                              background=background)
+        curve = precision_recall_curve_events(
+            report_windows, report_truth, classes, min_iou=min_iou, background=background
+        )
         at_half = precision_at_recall(curve, [0.5])["precision"].iloc[0]
-        _, effort = listening_effort(report_windows, report_truth, recall_targets=(0.8,), classes=classes,
-                                     background=background)
+        _, effort = listening_effort(
+            report_windows, report_truth, recall_targets=(0.8,), classes=classes, background=background
+        )
         field = None
         if field_report_named:
             field_windows = _windows(here / "field", list(field_report_named))
             field_events = detect_events(field_windows, classes, threshold=thresholds, background=background)
             durations = {n: float(recording_info(p)["duration"]) for n, (p, _) in field_report_named.items()}
-            field = recording_level_scores(field_events, {n: h for n, (_, h) in field_report_named.items()},
-                                           durations, background=background)
-        results.append(Round(r, len(latest), int((current.table["split"] == "train").sum()), run.run_dir, thresholds,
-                             uncalibrated, scores, float(at_half), float(effort["time_saved"].iloc[0]), field))
+            field = recording_level_scores(
+                field_events, {n: h for n, (_, h) in field_report_named.items()}, durations, background=background
+            )
+        results.append(
+            Round(
+                r,
+                len(latest),
+                int((current.table["split"] == "train").sum()),
+                run.run_dir,
+                thresholds,
+                uncalibrated,
+                scores,
+                float(at_half),
+                float(effort["time_saved"].iloc[0]),
+                field,
+            )
+        )
         if r == rounds:
             break
-        candidates = detect_events(pool_windows, classes, threshold=detect_threshold, background=background,
-                                   max_windows=review_windows)
+        candidates = detect_events(
+            pool_windows, classes, threshold=detect_threshold, background=background, max_windows=review_windows
+        )
         if len(candidates):
             keys = candidates.apply(lambda e: f"{e.recording}|{e.begin:.3f}|{e.end:.3f}|{e.label}", axis=1)
             candidates = candidates[~keys.isin(reviewed) & ~_in_corpus(candidates, spans)]
         if not len(candidates):
             break  # nothing new to review: the loop has used up the pool
-        queue = review_queue(candidates, n=reviews_per_round, mix=mix,
-                             threshold=thresholds if isinstance(thresholds, float) else
-                             {c: thresholds.get(c, fallback_threshold) for c in calls}, seed=seed + r)
-        answered = simulated_decisions(queue, pool[1] if pool is not None else None, min_iou=min_iou,
-                                       background=background, contents=contents)
+        queue = review_queue(
+            candidates,
+            n=reviews_per_round,
+            mix=mix,
+            threshold=thresholds
+            if isinstance(thresholds, float)
+            else {c: thresholds.get(c, fallback_threshold) for c in calls},
+            seed=seed + r,
+        )
+        answered = simulated_decisions(
+            queue, pool[1] if pool is not None else None, min_iou=min_iou, background=background, contents=contents
+        )
         for row in answered.to_dict(orient="records"):
             table.record(row, row["decision"], row["new_label"] or None)
         reviewed |= set(queue["event_id"])
         this_round = table.latest()
         this_round = this_round[this_round["event_id"].isin(queue["event_id"])]
-        root = training_round(current, this_round, {p.name: p for p in pool_files}, out / f"corpus-round{r + 1}",
-                              round_name=f"round{r + 1}", held_out=held_out, scan_dir=out / "round0" / "pool")
+        root = training_round(
+            current,
+            this_round,
+            {p.name: p for p in pool_files},
+            out / f"corpus-round{r + 1}",
+            round_name=f"round{r + 1}",
+            held_out=held_out,
+            scan_dir=out / "round0" / "pool",
+        )
         current = read_corpus(root)
     return results
 

@@ -29,9 +29,10 @@ Decisions, and why:
   GPUs are assigned to free slots, the least loaded first, ties broken round robin. A config
   that names ``cuda:k`` is kept on visible GPU ``k``.
 * **Thread budget.** On CPU at most ``cpu_workers`` runs at once (default one per core on <= 2
-  cores, measured faster than one run with 2 threads; else half the cores), each with ``threads_per_run`` torch threads (default: cores // concurrent
-  runs), set both as ``OMP_NUM_THREADS``/``MKL_NUM_THREADS``/``OPENBLAS_NUM_THREADS`` in the
-  child's environment and as ``TrainConfig.num_threads``: on 2 cores an oversubscribed BLAS
+  cores, measured faster than one run with 2 threads; else half the cores), each with
+  ``threads_per_run`` torch threads (default: cores // concurrent runs), set both as
+  ``OMP_NUM_THREADS``/``MKL_NUM_THREADS``/``OPENBLAS_NUM_THREADS`` in the child's environment and as
+  ``TrainConfig.num_threads``: on 2 cores an oversubscribed BLAS
   pool can cut throughput about tenfold (docs/reference.md §7). More threads than cores is allowed
   (to measure it) but warned about. GPU runs get the same budget for their host threads.
 * **Features are extracted once, in the parent**, before any child starts: for every corpus,
@@ -52,6 +53,7 @@ Decisions, and why:
   from its ``checkpoints/last.pt``.
 * Interrupting the parent (Ctrl-C) terminates the children it started; call again to resume.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -69,6 +71,7 @@ from typing import Any, Callable
 from helpers.features.extract import available_cores
 from helpers.core import run_folder
 from helpers.core.fileio import read_json, write_json_atomic
+from helpers.core.provenance import PROJECT_ROOT
 from helpers.core.progress import progress_bar
 from helpers.training.config import TrainConfig
 
@@ -88,7 +91,7 @@ TERMINATE_GRACE_SECONDS = 10.0
 LOG_TAIL_LINES = 20
 #: The folder holding the ``helpers`` package; put on the child's PYTHONPATH so that the child
 #: imports the same code as the parent even when the package is not installed.
-PACKAGE_PARENT = Path(__file__).resolve().parents[2]
+PACKAGE_PARENT = PROJECT_ROOT
 
 
 @dataclass
@@ -181,9 +184,14 @@ def start_worker(job_file: Path, env: dict[str, str], log_path: Path) -> subproc
     ``cache_dir``, ``data_dir``) mean the same in both processes. (Tests replace this function.)
     """
     with open(log_path, "w", encoding="utf-8") as log:
-        return subprocess.Popen([sys.executable, "-m", "helpers.experiments.worker", str(job_file)],
-                                env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                cwd=os.getcwd())
+        return subprocess.Popen(
+            [sys.executable, "-m", "helpers.experiments.worker", str(job_file)],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            cwd=os.getcwd(),
+        )
 
 
 def child_environment(threads: int, gpu: str | None, hide_gpus: bool) -> dict[str, str]:
@@ -208,8 +216,8 @@ class _Job:
     index: int
     config: TrainConfig
     run_dir: Path
-    kind: str                 # "cpu" or "gpu"
-    pinned_gpu: int | None    # index into the visible GPUs when the config names cuda:k
+    kind: str  # "cpu" or "gpu"
+    pinned_gpu: int | None  # index into the visible GPUs when the config names cuda:k
     threads: int
     gpu: int | None = None
     process: Any = None
@@ -256,8 +264,7 @@ def _read_error(job: _Job, returncode: int) -> dict:
     except OSError:
         tail = "(no log)"
     if returncode < 0:
-        why = (f"the worker process was killed by signal {-returncode} (9 = SIGKILL: often the "
-               "out-of-memory killer)")
+        why = f"the worker process was killed by signal {-returncode} (9 = SIGKILL: often the out-of-memory killer)"
     elif returncode == 0:
         why = "the worker process exited normally but the run folder has no metrics.json"
     else:
@@ -265,26 +272,36 @@ def _read_error(job: _Job, returncode: int) -> dict:
     return {"type": "WorkerDied", "message": why, "traceback": tail}
 
 
-def _fail(job_config: TrainConfig, run_dir: Path, report: dict, seconds: float, placement: str | None,
-          returncode: int | None) -> RunOutcome:
+def _fail(
+    job_config: TrainConfig, run_dir: Path, report: dict, seconds: float, placement: str | None, returncode: int | None
+) -> RunOutcome:
     """The failed outcome, also written to ``run_dir/failed.json``."""
     log = run_dir / run_folder.WORKER_LOG
-    fix = (f"see {log} for the whole output; fix the cause and call run_trainings again (an unfinished "
-           f"run resumes from {run_dir / 'checkpoints' / 'last.pt'} when it got that far; redo=True "
-           "starts it afresh)")
-    error = (f"{report['type']}: {report['message']}\n{report.get('traceback', '')}\n"
-             f"run folder: {run_dir}; {fix}")
-    try:
-        run_folder.write_failure(run_dir, {
-            "status": "failed", "run_dir": str(run_dir), "error_type": report["type"],
-            "message": report["message"], "traceback": report.get("traceback", ""),
-            "returncode": returncode, "seconds": round(seconds, 3), "placement": placement,
-            "log": str(log), "failed_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            "config": job_config.to_dict(), "fix": fix})
-    except OSError as exc:
-        error += f"\n(could not write {run_dir / run_folder.FAILED}: {exc})"
-    return RunOutcome(config=job_config, run_dir=run_dir, status="failed", seconds=seconds, error=error,
-                      metrics=None, placement=placement, log_path=log if log.is_file() else None)
+    fix = (
+        f"see {log} for the whole output; fix the cause and call run_trainings again (an unfinished "
+        f"run resumes from {run_dir / 'checkpoints' / 'last.pt'} when it got that far; redo=True "
+        "starts it afresh)"
+    )
+    error = run_folder.record_failure(
+        run_dir,
+        report,
+        config=job_config.to_dict(),
+        seconds=seconds,
+        fix=fix,
+        returncode=returncode,
+        placement=placement,
+        log=str(log),
+    )
+    return RunOutcome(
+        config=job_config,
+        run_dir=run_dir,
+        status="failed",
+        seconds=seconds,
+        error=error,
+        metrics=None,
+        placement=placement,
+        log_path=log if log.is_file() else None,
+    )
 
 
 # --- features -------------------------------------------------------------------------------
@@ -317,8 +334,9 @@ def _precompute_features(jobs: list[_Job], corpus_root: str | None, progress: bo
             wanted = {(j.config.cache_dir, j.config.feature_settings()) for j in members}
             for cache_dir, settings in sorted(wanted, key=lambda w: (w[0], w[1].key())):
                 for split in corpus.splits:
-                    load_features(corpus.table, split, settings, cache_dir, corpus.name,
-                                  device="cpu", progress=progress)
+                    load_features(
+                        corpus.table, split, settings, cache_dir, corpus.name, device="cpu", progress=progress
+                    )
         except Exception as exc:  # reported per run below, never swallowed
             from helpers.experiments.worker import error_report
 
@@ -329,25 +347,35 @@ def _precompute_features(jobs: list[_Job], corpus_root: str | None, progress: bo
     return errors
 
 
-def precompute_features(configs: list[TrainConfig], corpus_root: str | None = None,
-                        progress: bool = True) -> dict[int, dict]:
+def precompute_features(
+    configs: list[TrainConfig], corpus_root: str | None = None, progress: bool = True
+) -> dict[int, dict]:
     """Fill the feature cache for ``configs`` in this process, as :func:`run_trainings` does before
     it starts any child (and :mod:`helpers.experiments.cluster` before it submits any job).
 
     Returns error reports (``type``, ``message``, ``traceback``) by index into ``configs`` for the
     configs whose corpus or features could not be prepared; the others are ready.
     """
-    jobs = [_Job(index=i, config=c, run_dir=c.run_dir(), kind="cpu", pinned_gpu=None, threads=1)
-            for i, c in enumerate(configs)]
+    jobs = [
+        _Job(index=i, config=c, run_dir=c.run_dir(), kind="cpu", pinned_gpu=None, threads=1)
+        for i, c in enumerate(configs)
+    ]
     return _precompute_features(jobs, corpus_root, progress)
 
 
 # --- the scheduler ----------------------------------------------------------------------------
 
 
-def run_trainings(configs: list[TrainConfig], max_per_gpu: int = 2, cpu_workers: int | None = None,
-                  threads_per_run: int | None = None, corpus_root: str | None = None, redo: bool = False,
-                  progress: bool = True, via: str = "python") -> list[RunOutcome]:
+def run_trainings(
+    configs: list[TrainConfig],
+    max_per_gpu: int = 2,
+    cpu_workers: int | None = None,
+    threads_per_run: int | None = None,
+    corpus_root: str | None = None,
+    redo: bool = False,
+    progress: bool = True,
+    via: str = "python",
+) -> list[RunOutcome]:
     """Train every config, several at once, each in its own process; one outcome per config, in order.
 
     Args:
@@ -380,8 +408,10 @@ def run_trainings(configs: list[TrainConfig], max_per_gpu: int = 2, cpu_workers:
         return list(outcomes)  # type: ignore[arg-type]
     gpus = visible_gpus()
     jobs = _plan_jobs(configs, to_run, len(gpus), cores, max_per_gpu, cpu_workers, threads_per_run)
-    say(f"{len(configs)} runs: {len(jobs)} to train, {len(configs) - len(jobs)} finished before; "
-        f"{len(gpus)} GPU(s) x {max_per_gpu}, {cpu_workers} CPU worker(s), {cores} cores")
+    say(
+        f"{len(configs)} runs: {len(jobs)} to train, {len(configs) - len(jobs)} finished before; "
+        f"{len(gpus)} GPU(s) x {max_per_gpu}, {cpu_workers} CPU worker(s), {cores} cores"
+    )
     pending = _prepare_jobs(jobs, outcomes, redo, corpus_root, progress, say)
     slots = _Slots(gpus=gpus, max_per_gpu=max_per_gpu, cpu_workers=cpu_workers, gpu_load=[0] * len(gpus))
     _run_jobs(pending, slots, outcomes, corpus_root, via, say)
@@ -391,8 +421,9 @@ def run_trainings(configs: list[TrainConfig], max_per_gpu: int = 2, cpu_workers:
 # --- the steps of run_trainings, in order ---------------------------------------------------------
 
 
-def _check_arguments(configs: list[TrainConfig], max_per_gpu: int, cpu_workers: int | None,
-                     threads_per_run: int | None, via: str) -> None:
+def _check_arguments(
+    configs: list[TrainConfig], max_per_gpu: int, cpu_workers: int | None, threads_per_run: int | None, via: str
+) -> None:
     """Raise ValueError for arguments run_trainings cannot honour, including two configs sharing a run folder."""
     if via not in VIA:
         raise ValueError(f"via={via!r}; use one of {VIA}")
@@ -408,7 +439,8 @@ def _check_arguments(configs: list[TrainConfig], max_per_gpu: int, cpu_workers: 
         if folder in seen:
             raise ValueError(
                 f"configs {seen[folder]} and {i} share the run folder {config.run_dir()}; two runs would "
-                "overwrite each other: give them distinct run_name or out_dir, or drop the duplicate.")
+                "overwrite each other: give them distinct run_name or out_dir, or drop the duplicate."
+            )
         seen[folder] = i
 
 
@@ -422,8 +454,9 @@ def _announcer(progress: bool) -> Callable[[str], None]:
     return say
 
 
-def _skip_finished(configs: list[TrainConfig], redo: bool,
-                   say: Callable[[str], None]) -> tuple[list[RunOutcome | None], list[int]]:
+def _skip_finished(
+    configs: list[TrainConfig], redo: bool, say: Callable[[str], None]
+) -> tuple[list[RunOutcome | None], list[int]]:
     """Decide which configs are finished already (never, with ``redo``).
 
     Returns the outcomes by config index (``"skipped"`` with the stored metrics for a finished run,
@@ -433,16 +466,28 @@ def _skip_finished(configs: list[TrainConfig], redo: bool,
     to_run: list[int] = []
     for i, config in enumerate(configs):
         if not redo and is_finished(config):
-            outcomes[i] = RunOutcome(config=config, run_dir=config.run_dir(), status="skipped", seconds=0.0,
-                                     metrics=read_json(config.run_dir() / run_folder.METRICS))
+            outcomes[i] = RunOutcome(
+                config=config,
+                run_dir=config.run_dir(),
+                status="skipped",
+                seconds=0.0,
+                metrics=read_json(config.run_dir() / run_folder.METRICS),
+            )
             say(f"skipped {config.run_dir()} (finished before; redo=True trains it again)")
         else:
             to_run.append(i)
     return outcomes, to_run
 
 
-def _plan_jobs(configs: list[TrainConfig], to_run: list[int], n_gpus: int, cores: int, max_per_gpu: int,
-               cpu_workers: int, threads_per_run: int | None) -> list[_Job]:
+def _plan_jobs(
+    configs: list[TrainConfig],
+    to_run: list[int],
+    n_gpus: int,
+    cores: int,
+    max_per_gpu: int,
+    cpu_workers: int,
+    threads_per_run: int | None,
+) -> list[_Job]:
     """One job per config to train: its slot kind (CPU, or GPU with an optional pin) and thread budget.
 
     The default budget shares the ``cores`` among the runs that can run at once (CPU workers and
@@ -459,20 +504,37 @@ def _plan_jobs(configs: list[TrainConfig], to_run: list[int], n_gpus: int, cores
         config = configs[i]
         threads = threads_per_run or config.num_threads or default_threads
         kind, pinned = kinds[i]
-        jobs.append(_Job(index=i, config=dataclasses.replace(config, num_threads=threads),
-                         run_dir=config.run_dir(), kind=kind, pinned_gpu=pinned, threads=threads))
+        jobs.append(
+            _Job(
+                index=i,
+                config=dataclasses.replace(config, num_threads=threads),
+                run_dir=config.run_dir(),
+                kind=kind,
+                pinned_gpu=pinned,
+                threads=threads,
+            )
+        )
     cpu_threads = sorted((j.threads for j in jobs if j.kind == "cpu"), reverse=True)[:cpu_concurrent]
     if sum(cpu_threads) > cores:
         # stacklevel 3: this function, run_trainings, then the line that called run_trainings
         warnings.warn(
             f"{cpu_concurrent} concurrent CPU runs with {'/'.join(map(str, cpu_threads))} threads each "
             f"oversubscribe the {cores} cores; throughput can collapse (docs/reference.md §7). Lower cpu_workers "
-            "or threads_per_run unless this is what you want to measure.", RuntimeWarning, stacklevel=3)
+            "or threads_per_run unless this is what you want to measure.",
+            RuntimeWarning,
+            stacklevel=3,
+        )
     return jobs
 
 
-def _prepare_jobs(jobs: list[_Job], outcomes: list[RunOutcome | None], redo: bool, corpus_root: str | None,
-                  progress: bool, say: Callable[[str], None]) -> list[_Job]:
+def _prepare_jobs(
+    jobs: list[_Job],
+    outcomes: list[RunOutcome | None],
+    redo: bool,
+    corpus_root: str | None,
+    progress: bool,
+    say: Callable[[str], None],
+) -> list[_Job]:
     """Clear the run folders (``redo``) and fill the feature cache; return the jobs ready to start.
 
     A job whose corpus or features could not be prepared gets its failed outcome (and failed.json)
@@ -501,8 +563,14 @@ class _Slots:
     next_gpu: int = 0
 
 
-def _run_jobs(pending: list[_Job], slots: _Slots, outcomes: list[RunOutcome | None], corpus_root: str | None,
-              via: str, say: Callable[[str], None]) -> None:
+def _run_jobs(
+    pending: list[_Job],
+    slots: _Slots,
+    outcomes: list[RunOutcome | None],
+    corpus_root: str | None,
+    via: str,
+    say: Callable[[str], None],
+) -> None:
     """Start pending jobs as slots free up and collect the children that exit, until all are done.
 
     Fills ``outcomes`` by job index. Sleeps :data:`POLL_SECONDS` between rounds in which nothing
@@ -527,8 +595,16 @@ def _run_jobs(pending: list[_Job], slots: _Slots, outcomes: list[RunOutcome | No
         shutil.rmtree(scratch, ignore_errors=True)
 
 
-def _start_pending(pending: list[_Job], running: list[_Job], slots: _Slots, outcomes: list[RunOutcome | None],
-                   corpus_root: str | None, scratch: Path, via: str, say: Callable[[str], None]) -> bool:
+def _start_pending(
+    pending: list[_Job],
+    running: list[_Job],
+    slots: _Slots,
+    outcomes: list[RunOutcome | None],
+    corpus_root: str | None,
+    scratch: Path,
+    via: str,
+    say: Callable[[str], None],
+) -> bool:
     """Start every pending job that has a free slot, in config order (a full GPU does not hold up CPU runs).
 
     A started job moves to ``running``; one whose process cannot be started fails here (its slot is
@@ -577,8 +653,9 @@ def _take_slot(job: _Job, running: list[_Job], slots: _Slots) -> tuple[TrainConf
     return job.config, slots.gpus[gpu]
 
 
-def _collect_exited(running: list[_Job], slots: _Slots, outcomes: list[RunOutcome | None], runs_bar: Any,
-                    say: Callable[[str], None]) -> bool:
+def _collect_exited(
+    running: list[_Job], slots: _Slots, outcomes: list[RunOutcome | None], runs_bar: Any, say: Callable[[str], None]
+) -> bool:
     """Collect every running child that has exited: free its slot, record its outcome, advance the bar.
 
     Returns True when any child exited.
@@ -597,8 +674,10 @@ def _collect_exited(running: list[_Job], slots: _Slots, outcomes: list[RunOutcom
         if outcome.status == "finished":
             say(f"finished {job.run_dir} in {outcome.seconds:.1f} s")
         else:
-            say(f"FAILED {job.run_dir} after {outcome.seconds:.1f} s: {outcome.error.splitlines()[0]} "
-                f"(details in {job.run_dir / run_folder.FAILED})")
+            say(
+                f"FAILED {job.run_dir} after {outcome.seconds:.1f} s: {outcome.error.splitlines()[0]} "
+                f"(details in {job.run_dir / run_folder.FAILED})"
+            )
     return changed
 
 
@@ -606,16 +685,29 @@ def _placement(job: _Job, gpus: list[str]) -> str:
     return f"gpu {gpus[job.gpu]}" if job.gpu is not None else "cpu"
 
 
-def _launch(job: _Job, config: TrainConfig, gpu_id: str | None, hide_gpus: bool, corpus_root: str | None,
-            scratch: Path, via: str = "python") -> None:
+def _launch(
+    job: _Job,
+    config: TrainConfig,
+    gpu_id: str | None,
+    hide_gpus: bool,
+    corpus_root: str | None,
+    scratch: Path,
+    via: str = "python",
+) -> None:
     """Write the job file and start the child for ``job``."""
     job.run_dir.mkdir(parents=True, exist_ok=True)
     job.job_file = scratch / f"job-{job.index}.json"
     job.error_file = scratch / f"error-{job.index}.json"
     job.error_file.unlink(missing_ok=True)
-    write_json_atomic(job.job_file, {
-        "config": config.to_dict(), "error_path": str(job.error_file), "via": via,
-        "corpus_root": str(Path(corpus_root).resolve()) if corpus_root else None})
+    write_json_atomic(
+        job.job_file,
+        {
+            "config": config.to_dict(),
+            "error_path": str(job.error_file),
+            "via": via,
+            "corpus_root": str(Path(corpus_root).resolve()) if corpus_root else None,
+        },
+    )
     env = child_environment(job.threads, gpu_id, hide_gpus)
     job.started = time.monotonic()
     job.process = start_worker(job.job_file, env, job.run_dir / run_folder.WORKER_LOG)
@@ -627,8 +719,15 @@ def _collect(job: _Job, returncode: int, placement: str) -> RunOutcome:
     metrics_path = job.run_dir / run_folder.METRICS
     if returncode == 0 and metrics_path.is_file():
         run_folder.clear_failure(job.run_dir)  # an earlier failure is history now
-        return RunOutcome(config=job.config, run_dir=job.run_dir, status="finished", seconds=seconds,
-                          metrics=read_json(metrics_path), placement=placement, log_path=job.run_dir / run_folder.WORKER_LOG)
+        return RunOutcome(
+            config=job.config,
+            run_dir=job.run_dir,
+            status="finished",
+            seconds=seconds,
+            metrics=read_json(metrics_path),
+            placement=placement,
+            log_path=job.run_dir / run_folder.WORKER_LOG,
+        )
     return _fail(job.config, job.run_dir, _read_error(job, returncode), seconds, placement, returncode)
 
 

@@ -19,6 +19,7 @@ with SIGTERM ignored (:func:`helpers.core.slurm.install_robust_requeue`).
 
 Imported only when a grid runs with ``executor="slurm"`` (and by the job itself): it needs submitit.
 """
+
 from __future__ import annotations
 
 import os

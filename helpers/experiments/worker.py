@@ -10,6 +10,7 @@ Exit status 0: the run finished and its folder is complete. Anything else: the r
 the failure was a Python exception, ``error_path`` holds its type, message and traceback (a crash
 that kills the interpreter, e.g. out of memory, leaves no such file and the parent says so).
 """
+
 from __future__ import annotations
 
 import json
@@ -32,9 +33,12 @@ def run_job(job: dict) -> None:
     from helpers.training.config import TrainConfig
 
     config = TrainConfig.from_dict(job["config"])
-    print(f"run folder {config.run_dir()}; threads {config.num_threads}; device {config.device}; "
-          f"CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES', '(unset)')}; "
-          f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', '(unset)')}", flush=True)
+    print(
+        f"run folder {config.run_dir()}; threads {config.num_threads}; device {config.device}; "
+        f"CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES', '(unset)')}; "
+        f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', '(unset)')}",
+        flush=True,
+    )
     if job.get("via", "python") == "notebook":
         run_training_notebook(config, job.get("corpus_root"))
         print("finished", flush=True)
@@ -60,23 +64,27 @@ def run_training_notebook(config, corpus_root: str | None = None) -> Path:
         parameters["corpus_root"] = str(corpus_root)
     out = run_notebook(NOTEBOOK_DIR / "03_train.ipynb", parameters, output_dir=run_dir, cwd=os.getcwd())
     if not run_folder.is_finished(run_dir):
-        raise RuntimeError(f"{out} ran without error but {run_dir} is not a finished run (no metrics.json and "
-                           "record.json); open the executed notebook to see why.")
+        raise RuntimeError(
+            f"{out} ran without error but {run_dir} is not a finished run (no metrics.json and "
+            "record.json); open the executed notebook to see why."
+        )
     return out
 
 
 def error_report(exc: BaseException) -> dict:
     """Type, message and the last :data:`TRACEBACK_TAIL_LINES` lines of the traceback of ``exc``."""
     lines = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)).rstrip().splitlines()
-    return {"type": type(exc).__name__, "message": str(exc),
-            "traceback": "\n".join(lines[-TRACEBACK_TAIL_LINES:])}
+    return {"type": type(exc).__name__, "message": str(exc), "traceback": "\n".join(lines[-TRACEBACK_TAIL_LINES:])}
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if len(argv) != 1:
-        print("usage: python -m helpers.experiments.worker JOB.json (started by helpers.experiments.scheduler.run_trainings)",
-              file=sys.stderr)
+        print(
+            "usage: python -m helpers.experiments.worker JOB.json "
+            "(started by helpers.experiments.scheduler.run_trainings)",
+            file=sys.stderr,
+        )
         return 2
     job = json.loads(Path(argv[0]).read_text(encoding="utf-8"))
     try:

@@ -11,6 +11,7 @@
 
 Imports: frontend <- extract <- cache; none imports this package's ``__init__``.
 """
+
 from helpers.features.cache import (
     CHECKSUM_MEMO,
     REQUIRED_COLUMNS,
@@ -19,7 +20,13 @@ from helpers.features.cache import (
     cache_key,
     load_features,
 )
-from helpers.features.extract import available_cores, CPU_BLOCK_CLIPS, default_num_workers, extract_logmels, logmels_of_waveforms
+from helpers.features.extract import (
+    available_cores,
+    CPU_BLOCK_CLIPS,
+    default_num_workers,
+    extract_logmels,
+    logmels_of_waveforms,
+)
 from helpers.features.frontend import (
     AMIN,
     FEATURE_VERSION,
@@ -35,8 +42,26 @@ from helpers.features.frontend import (
 )
 
 __all__ = [
-    "AMIN", "CHECKSUM_MEMO", "CPU_BLOCK_CLIPS", "FEATURE_VERSION", "FFT_PRECISIONS", "FMIN", "HOP_LENGTH",
-    "N_FFT", "N_MELS", "REQUIRED_COLUMNS", "FeatureSet", "FeatureSettings", "LogMel", "audio_checksums",
-    "available_cores", "cache_key", "default_num_workers", "extract_logmels", "load_features", "logmel",
-    "logmels_of_waveforms", "mel_filterbank",
+    "AMIN",
+    "CHECKSUM_MEMO",
+    "CPU_BLOCK_CLIPS",
+    "FEATURE_VERSION",
+    "FFT_PRECISIONS",
+    "FMIN",
+    "HOP_LENGTH",
+    "N_FFT",
+    "N_MELS",
+    "REQUIRED_COLUMNS",
+    "FeatureSet",
+    "FeatureSettings",
+    "LogMel",
+    "audio_checksums",
+    "available_cores",
+    "cache_key",
+    "default_num_workers",
+    "extract_logmels",
+    "load_features",
+    "logmel",
+    "logmels_of_waveforms",
+    "mel_filterbank",
 ]

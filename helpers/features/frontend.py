@@ -27,6 +27,7 @@ FFT for users who accept that error (it is below 2e-4 dB once the noise floor is
 of the signal, as in field recordings). The FFT output is rounded to complex64, as librosa
 does; the squares, mel sums and log then add relative errors of about 1e-7, i.e. ~1e-6 dB.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -150,7 +151,6 @@ class FeatureSettings:
         return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
-
 # --------------------------------------------------------------------------------------------
 # Mel filterbank
 # --------------------------------------------------------------------------------------------
@@ -184,10 +184,19 @@ def mel_filterbank(sample_rate: int, n_fft: int, n_mels: int, fmin: float, fmax:
     if sample_rate % 2:
         # torchaudio places the FFT bins on 0 .. sample_rate // 2, which is half a hertz short of
         # the true Nyquist frequency for an odd rate.
-        raise ValueError(f"mel_filterbank: sample_rate {sample_rate} Hz is odd; torchaudio's filterbank needs an even rate.")
+        raise ValueError(
+            f"mel_filterbank: sample_rate {sample_rate} Hz is odd; torchaudio's filterbank needs an even rate."
+        )
     with _Float64Factories():
-        bank = melscale_fbanks(int(n_fft) // 2 + 1, float(fmin), float(fmax), int(n_mels), int(sample_rate),
-                               norm="slaney", mel_scale="slaney")
+        bank = melscale_fbanks(
+            int(n_fft) // 2 + 1,
+            float(fmin),
+            float(fmax),
+            int(n_mels),
+            int(sample_rate),
+            norm="slaney",
+            mel_scale="slaney",
+        )
     if bank.dtype != torch.float64:  # torchaudio changed how it builds the bank: do not lose precision silently
         raise RuntimeError(f"mel_filterbank: torchaudio returned a {bank.dtype} filterbank, expected float64.")
     return bank
@@ -248,8 +257,12 @@ class LogMel(torch.nn.Module):
     def from_settings(cls, settings: FeatureSettings) -> "LogMel":
         """The front end described by ``settings``."""
         return cls(
-            sample_rate=settings.sample_rate, n_fft=settings.n_fft, hop_length=settings.hop_length,
-            n_mels=settings.n_mels, fmin=settings.fmin, fmax=settings.fmax,
+            sample_rate=settings.sample_rate,
+            n_fft=settings.n_fft,
+            hop_length=settings.hop_length,
+            n_mels=settings.n_mels,
+            fmin=settings.fmin,
+            fmax=settings.fmax,
             fft_dtype=FFT_PRECISIONS[settings.fft_precision],
         )
 

@@ -25,6 +25,7 @@ Older files still load: a dict without ``checkpoint_version`` (written by the ea
 ``checkpoint_dict(model, ...)`` helper, only ``model_config`` and ``state_dict`` guaranteed) is
 read as version 0 with the missing entries set to None.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -44,16 +45,30 @@ REQUIRED_KEYS = ("model_config", "state_dict")
 DESCRIPTIVE_KEYS = ("kind", "step", "classes", "feature_settings", "train_config", "score")
 
 
-def checkpoint_payload(model: nn.Module, *, kind: str | None = None, step: int | None = None,
-                       classes: list[str] | None = None, feature_settings: dict | None = None,
-                       train_config: dict | None = None, score: str | None = None,
-                       **extra: Any) -> dict[str, Any]:
+def checkpoint_payload(
+    model: nn.Module,
+    *,
+    kind: str | None = None,
+    step: int | None = None,
+    classes: list[str] | None = None,
+    feature_settings: dict | None = None,
+    train_config: dict | None = None,
+    score: str | None = None,
+    **extra: Any,
+) -> dict[str, Any]:
     """The checkpoint dict of ``model`` in the current format; ``extra`` entries are added as they are
     (``last.pt`` puts the resumable training state there)."""
-    payload = {"checkpoint_version": CHECKPOINT_VERSION, "kind": kind, "step": step,
-               "model_config": model.config, "state_dict": model.state_dict(),
-               "classes": list(classes) if classes is not None else None,
-               "feature_settings": feature_settings, "train_config": train_config, "score": score}
+    payload = {
+        "checkpoint_version": CHECKPOINT_VERSION,
+        "kind": kind,
+        "step": step,
+        "model_config": model.config,
+        "state_dict": model.state_dict(),
+        "classes": list(classes) if classes is not None else None,
+        "feature_settings": feature_settings,
+        "train_config": train_config,
+        "score": score,
+    }
     payload.update(extra)
     return payload
 
@@ -76,8 +91,10 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     try:
         checkpoint = torch.load(path, map_location=map_location, weights_only=True)
     except (RuntimeError, EOFError, OSError, ValueError) as exc:
-        raise ValueError(f"{path}: cannot be loaded as a checkpoint ({exc}); it is damaged or not one of "
-                         "ours (retrain, or copy the file again).") from exc
+        raise ValueError(
+            f"{path}: cannot be loaded as a checkpoint ({exc}); it is damaged or not one of "
+            "ours (retrain, or copy the file again)."
+        ) from exc
     return upgrade_checkpoint(checkpoint, origin=str(path))
 
 
@@ -85,13 +102,17 @@ def upgrade_checkpoint(checkpoint: Any, origin: str = "checkpoint") -> dict[str,
     """Check a loaded checkpoint dict and bring it to the current format (missing entries None)."""
     if not isinstance(checkpoint, dict) or any(key not in checkpoint for key in REQUIRED_KEYS):
         found = sorted(checkpoint) if isinstance(checkpoint, dict) else type(checkpoint).__name__
-        raise ValueError(f"{origin}: not a model checkpoint; expected a dict with keys {list(REQUIRED_KEYS)}, "
-                         f"found {found}. Write checkpoints with helpers.models.checkpoint.save_checkpoint("
-                         "path, checkpoint_payload(model, ...)).")
+        raise ValueError(
+            f"{origin}: not a model checkpoint; expected a dict with keys {list(REQUIRED_KEYS)}, "
+            f"found {found}. Write checkpoints with helpers.models.checkpoint.save_checkpoint("
+            "path, checkpoint_payload(model, ...))."
+        )
     version = int(checkpoint.get("checkpoint_version", 0))
     if version > CHECKPOINT_VERSION:
-        raise ValueError(f"{origin}: checkpoint_version {version} is newer than this code reads "
-                         f"({CHECKPOINT_VERSION}); update the project.")
+        raise ValueError(
+            f"{origin}: checkpoint_version {version} is newer than this code reads "
+            f"({CHECKPOINT_VERSION}); update the project."
+        )
     out = dict(checkpoint)
     out["checkpoint_version"] = version
     for key in DESCRIPTIVE_KEYS:
@@ -105,8 +126,10 @@ def require_training_record(checkpoint: dict[str, Any], origin: str = "checkpoin
     checkpoint = upgrade_checkpoint(checkpoint, origin)
     missing = [k for k in ("classes", "feature_settings") if checkpoint.get(k) is None]
     if missing:
-        raise ValueError(f"{origin}: lacks {missing}, so it cannot say which classes it scores or which features "
-                         "it reads; use a checkpoint written by helpers.training.train (RUN/checkpoints/*.pt).")
+        raise ValueError(
+            f"{origin}: lacks {missing}, so it cannot say which classes it scores or which features "
+            "it reads; use a checkpoint written by helpers.training.train (RUN/checkpoints/*.pt)."
+        )
     return checkpoint
 
 
@@ -145,24 +168,31 @@ def checkpoint_identity(path: Any) -> str:
     return _IDENTITY_MEMO[memo_key]
 
 
-def fusion_from_checkpoints(path_a: str | Path, path_b: str | Path, n_classes: int, freeze: bool = True,
-                            sample_rate: int | None = None) -> FusionModel:
+def fusion_from_checkpoints(
+    path_a: str | Path, path_b: str | Path, n_classes: int, freeze: bool = True, sample_rate: int | None = None
+) -> FusionModel:
     """Fusion of two trained models (paper: branches initialised from the best single models); the
     classifier is new. Each branch must have ``n_classes`` classes and, when given, ``sample_rate``."""
     branches = []
     for name, path in (("branch_a", Path(path_a)), ("branch_b", Path(path_b))):
         if not path.is_file():
-            raise FileNotFoundError(f"{path}: fusion {name} checkpoint not found; train that model first "
-                                    "(e.g. notebooks/04_model_comparison) or fix the path.")
+            raise FileNotFoundError(
+                f"{path}: fusion {name} checkpoint not found; train that model first "
+                "(e.g. notebooks/04_model_comparison) or fix the path."
+            )
         checkpoint = load_checkpoint(path)
         rate = (checkpoint.get("feature_settings") or {}).get("sample_rate")
         if sample_rate is not None and rate is not None and int(rate) != int(sample_rate):
-            raise ValueError(f"{path}: fusion {name} was trained at {rate} Hz but this config has sample_rate="
-                             f"{sample_rate}; use branches of one sample rate and set sample_rate to it.")
+            raise ValueError(
+                f"{path}: fusion {name} was trained at {rate} Hz but this config has sample_rate="
+                f"{sample_rate}; use branches of one sample rate and set sample_rate to it."
+            )
         classes = checkpoint.get("classes")
         if classes is not None and len(classes) != n_classes:
-            raise ValueError(f"{path}: fusion {name} has {len(classes)} classes, the corpus {n_classes}; "
-                             "train the branches on the same corpus.")
+            raise ValueError(
+                f"{path}: fusion {name} has {len(classes)} classes, the corpus {n_classes}; "
+                "train the branches on the same corpus."
+            )
         branches.append(model_from_checkpoint(checkpoint))
     return FusionModel(branches[0], branches[1], n_classes, freeze=freeze)
 
@@ -187,14 +217,28 @@ def export_final_weights(run_dir: str | Path, kind: str = "last_ema") -> Path:
     config = last.get("train_config") or {}
     finished = last.get("fitted") or last.get("stopped_when_flat") or last.get("step") == config.get("iterations")
     if config.get("iterations") is not None and not finished:
-        raise ValueError(f"{folder / 'last.pt'}: holds step {last.get('step')} of {config['iterations']}: the run "
-                         "has not finished; finish it (train again resumes it) before reading its final weights.")
+        raise ValueError(
+            f"{folder / 'last.pt'}: holds step {last.get('step')} of {config['iterations']}: the run "
+            "has not finished; finish it (train again resumes it) before reading its final weights."
+        )
     weights = last["state_dict"]
     if kind == "last_ema":
         if not isinstance(last.get("ema"), dict) or "shadow" not in last["ema"]:
             raise ValueError(f"{folder / 'last.pt'}: the run has no EMA weights (ema=False); use kind='last_plain'.")
         weights = last["ema"]["shadow"]
-    payload = {k: last.get(k) for k in ("checkpoint_version", "model_config", "classes", "feature_settings",
-                                         "train_config", "score", "calibration", "backbone") if k in last}
+    payload = {
+        k: last.get(k)
+        for k in (
+            "checkpoint_version",
+            "model_config",
+            "classes",
+            "feature_settings",
+            "train_config",
+            "score",
+            "calibration",
+            "backbone",
+        )
+        if k in last
+    }
     payload.update(kind=kind, step=last.get("step"), state_dict=weights)
     return save_checkpoint(out, payload)

@@ -1,4 +1,5 @@
 """Size and cost of a model: parameter counts and forward FLOPs (the bench's efficiency uses them)."""
+
 from __future__ import annotations
 
 import torch

@@ -3,6 +3,7 @@
 Building a fusion from two checkpoint files is :func:`helpers.models.checkpoint.fusion_from_checkpoints`;
 rebuilding one from its config is :func:`helpers.models.registry.model_from_config`.
 """
+
 from __future__ import annotations
 
 from typing import Any, ClassVar
@@ -37,8 +38,14 @@ class FusionModel(nn.Module):
 
     name: ClassVar[str] = "fusion"
 
-    def __init__(self, branch_a: nn.Module, branch_b: nn.Module, n_classes: int, freeze: bool = True,
-                 dropout: float = HEAD_DROPOUT) -> None:
+    def __init__(
+        self,
+        branch_a: nn.Module,
+        branch_b: nn.Module,
+        n_classes: int,
+        freeze: bool = True,
+        dropout: float = HEAD_DROPOUT,
+    ) -> None:
         super().__init__()
         if branch_a.n_mels != branch_b.n_mels:
             raise ValueError(f"fusion branches read different features: n_mels {branch_a.n_mels} vs {branch_b.n_mels}")
@@ -51,9 +58,14 @@ class FusionModel(nn.Module):
         self.dropout = nn.Dropout(dropout)
         self.classifier = nn.Linear(self.embedding_dim, self.n_classes)
         init_weights(self.classifier)
-        self.config: dict[str, Any] = {"name": self.name, "n_classes": self.n_classes, "freeze": self.freeze,
-                                       "dropout": dropout, "branch_a": dict(branch_a.config),
-                                       "branch_b": dict(branch_b.config)}
+        self.config: dict[str, Any] = {
+            "name": self.name,
+            "n_classes": self.n_classes,
+            "freeze": self.freeze,
+            "dropout": dropout,
+            "branch_a": dict(branch_a.config),
+            "branch_b": dict(branch_b.config),
+        }
         if self.freeze:
             for branch in (self.branch_a, self.branch_b):
                 branch.requires_grad_(False)
@@ -80,5 +92,6 @@ class FusionModel(nn.Module):
         return self.classifier(self.dropout(embedding)), embedding
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Log-mel ``(batch, time, mel)`` in dB -> logits ``(batch, n_classes)``, embedding ``(batch, embedding_dim)``."""
+        """Log-mel ``(batch, time, mel)`` in dB -> logits ``(batch, n_classes)``, embedding
+        ``(batch, embedding_dim)``."""
         return self.forward_normalized(self.normalize(x))

@@ -16,6 +16,7 @@ coefficients as their one ``nn.Linear``; with two classes the single decision fu
 becomes the logits ``(-f/2, f/2)`` (logistic: their softmax is scikit-learn's probability) or
 ``(-f, f)`` (SVM: the one-vs-rest margins of both classes).
 """
+
 from __future__ import annotations
 
 from typing import Any, ClassVar
@@ -46,8 +47,14 @@ class EmbeddingHead(nn.Module):
 
     name: ClassVar[str] = "embedding_head"
 
-    def __init__(self, head: str, n_classes: int, in_features: int = 1024, hidden: int | None = None,
-                 dropout: float | None = None) -> None:
+    def __init__(
+        self,
+        head: str,
+        n_classes: int,
+        in_features: int = 1024,
+        hidden: int | None = None,
+        dropout: float | None = None,
+    ) -> None:
         super().__init__()
         if head not in HEADS:
             raise ValueError(f"unknown head {head!r}; valid: {', '.join(HEADS)}")
@@ -59,8 +66,13 @@ class EmbeddingHead(nn.Module):
         self.head, self.kind, self.n_classes = head, kind, int(n_classes)
         self.in_features, self.hidden = int(in_features), hidden
         self.embedding_dim = hidden or self.in_features
-        self.config: dict[str, Any] = {"name": head, "n_classes": self.n_classes, "in_features": self.in_features,
-                                       "hidden": hidden, "dropout": dropout}
+        self.config: dict[str, Any] = {
+            "name": head,
+            "n_classes": self.n_classes,
+            "in_features": self.in_features,
+            "hidden": hidden,
+            "dropout": dropout,
+        }
         self.register_buffer("mean", torch.zeros(self.in_features))
         self.register_buffer("scale", torch.ones(self.in_features))
         self.dropout = nn.Dropout(dropout)
@@ -81,8 +93,10 @@ class EmbeddingHead(nn.Module):
         coef, intercept = np.asarray(coef, np.float64), np.asarray(intercept, np.float64)
         if coef.shape[0] == 1 and self.n_classes == 2:
             half = 0.5 if self.kind == "logistic" else 1.0
-            coef, intercept = np.concatenate([-half * coef, half * coef]), np.concatenate([-half * intercept,
-                                                                                          half * intercept])
+            coef, intercept = (
+                np.concatenate([-half * coef, half * coef]),
+                np.concatenate([-half * intercept, half * intercept]),
+            )
         if coef.shape != (self.n_classes, self.in_features):
             raise ValueError(f"{self.head}: coefficients {coef.shape}, expected ({self.n_classes}, {self.in_features})")
         with torch.no_grad():
@@ -106,5 +120,10 @@ class EmbeddingHead(nn.Module):
 
 def head_from_config(config: dict[str, Any]) -> EmbeddingHead:
     """Rebuild a head from its ``config`` (what a checkpoint stores)."""
-    return EmbeddingHead(config["name"], config["n_classes"], config.get("in_features", 1024),
-                         config.get("hidden"), config.get("dropout"))
+    return EmbeddingHead(
+        config["name"],
+        config["n_classes"],
+        config.get("in_features", 1024),
+        config.get("hidden"),
+        config.get("dropout"),
+    )

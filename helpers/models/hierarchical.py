@@ -29,6 +29,7 @@ scoring gives back the combined probabilities exactly (to float rounding):
 In both, P(call) = sigmoid(call logit). Argmax, UAR, mAP, prediction tables, ``predict`` and
 ``scan`` therefore treat a hierarchical model like any other model.
 """
+
 from __future__ import annotations
 
 from typing import Any, ClassVar
@@ -52,8 +53,10 @@ def call_positions(n_classes: int, background_index: int) -> list[int]:
     if not 0 <= background_index < n_classes:
         raise ValueError(f"background_index {background_index} is not a class index of {n_classes} classes.")
     if n_classes < 3:
-        raise ValueError(f"a hierarchical model needs background and at least two call classes, got {n_classes} "
-                         "classes; use the flat model (hierarchy='flat').")
+        raise ValueError(
+            f"a hierarchical model needs background and at least two call classes, got {n_classes} "
+            "classes; use the flat model (hierarchy='flat')."
+        )
     return [k for k in range(n_classes) if k != background_index]
 
 
@@ -62,8 +65,9 @@ def _log1mexp(a: torch.Tensor) -> torch.Tensor:
     return torch.where(a > -0.6931471805599453, torch.log(-torch.expm1(a)), torch.log1p(-torch.exp(a)))
 
 
-def combine_call_and_species(call_logit: torch.Tensor, species_logits: torch.Tensor, background_index: int,
-                             score: str) -> torch.Tensor:
+def combine_call_and_species(
+    call_logit: torch.Tensor, species_logits: torch.Tensor, background_index: int, score: str
+) -> torch.Tensor:
     """Class outputs ``(batch, K)`` of a hierarchical model from its heads (module docstring).
 
     ``call_logit``: ``(batch,)`` or ``(batch, 1)``, P(call) = sigmoid of it. ``species_logits``:
@@ -76,18 +80,20 @@ def combine_call_and_species(call_logit: torch.Tensor, species_logits: torch.Ten
     c = call_logit.float().reshape(-1)
     s = species_logits.float()
     if s.dim() != 2 or s.shape[0] != c.shape[0]:
-        raise ValueError(f"call logit {tuple(call_logit.shape)} and species logits {tuple(species_logits.shape)} "
-                         "must be (batch,) and (batch, K-1).")
+        raise ValueError(
+            f"call logit {tuple(call_logit.shape)} and species logits {tuple(species_logits.shape)} "
+            "must be (batch,) and (batch, K-1)."
+        )
     n_classes = s.shape[1] + 1
     positions = call_positions(n_classes, background_index)
-    log_p_call = F.logsigmoid(c)                            # log P(call)
+    log_p_call = F.logsigmoid(c)  # log P(call)
     if score == "softmax":
         log_p_species = log_p_call[:, None] + F.log_softmax(s, dim=1)
-        background = F.logsigmoid(-c)                       # log(1 - P(call))
+        background = F.logsigmoid(-c)  # log(1 - P(call))
     else:
         log_p_species = (log_p_call[:, None] + F.logsigmoid(s)).clamp(max=_MAX_LOG_P)
-        log_p_species = log_p_species - _log1mexp(log_p_species)   # logit = log p - log(1 - p)
-        background = -c                                     # logit(1 - sigmoid(c)) = -c
+        log_p_species = log_p_species - _log1mexp(log_p_species)  # logit = log p - log(1 - p)
+        background = -c  # logit(1 - sigmoid(c)) = -c
     out = torch.empty(c.shape[0], n_classes, dtype=torch.float32, device=c.device)
     out[:, background_index] = background
     out[:, positions] = log_p_species
@@ -116,17 +122,22 @@ class MultiTaskModel(nn.Module):
 
     name: ClassVar[str] = "multitask"
 
-    def __init__(self, trunk: nn.Module, n_classes: int, background_index: int, score: str,
-                 dropout: float = HEAD_DROPOUT) -> None:
+    def __init__(
+        self, trunk: nn.Module, n_classes: int, background_index: int, score: str, dropout: float = HEAD_DROPOUT
+    ) -> None:
         super().__init__()
         if score not in SCORE_CONVENTIONS:
-            raise ValueError(f"MultiTaskModel score must be one of {SCORE_CONVENTIONS}, not {score!r}; use the "
-                             "run's score function ('sigmoid' with MixUp, else 'softmax').")
+            raise ValueError(
+                f"MultiTaskModel score must be one of {SCORE_CONVENTIONS}, not {score!r}; use the "
+                "run's score function ('sigmoid' with MixUp, else 'softmax')."
+            )
         self.call_positions = call_positions(int(n_classes), int(background_index))
         if getattr(trunk, "n_classes", None) != n_classes - 1:
-            raise ValueError(f"MultiTaskModel trunk must score the {n_classes - 1} call classes (n_classes - 1), "
-                             f"it has n_classes={getattr(trunk, 'n_classes', None)}; build it with "
-                             f"create_model(name, n_classes={n_classes - 1}).")
+            raise ValueError(
+                f"MultiTaskModel trunk must score the {n_classes - 1} call classes (n_classes - 1), "
+                f"it has n_classes={getattr(trunk, 'n_classes', None)}; build it with "
+                f"create_model(name, n_classes={n_classes - 1})."
+            )
         self.trunk = trunk
         self.n_classes = int(n_classes)
         self.background_index = int(background_index)
@@ -136,9 +147,14 @@ class MultiTaskModel(nn.Module):
         self.call_dropout = nn.Dropout(dropout)
         self.call_head = nn.Linear(self.embedding_dim, 1)
         init_weights(self.call_head)
-        self.config: dict[str, Any] = {"name": self.name, "n_classes": self.n_classes,
-                                       "background_index": self.background_index, "score": score,
-                                       "dropout": dropout, "trunk": dict(trunk.config)}
+        self.config: dict[str, Any] = {
+            "name": self.name,
+            "n_classes": self.n_classes,
+            "background_index": self.background_index,
+            "score": score,
+            "dropout": dropout,
+            "trunk": dict(trunk.config),
+        }
 
     def normalize(self, x: torch.Tensor) -> torch.Tensor:
         """Log-mel ``(batch, time, mel)`` in dB -> ``(batch, 1, time, mel)`` after the trunk's ``bn0``."""

@@ -27,6 +27,7 @@ Only the convolutional backbone differs between models.
 Architectures follow Kong et al. (2020, "PANNs") as used by the paper; trainable parameter counts
 with 64 mel bins and 5 classes reproduce the paper (docs/reference.md §3), see :data:`PAPER_PARAMETER_COUNTS`.
 """
+
 from __future__ import annotations
 
 from typing import Any, ClassVar, Sequence
@@ -35,8 +36,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-#: Mel bins of the feature front end (docs/reference.md, "Front end").
-N_MELS = 64
+from helpers.features.frontend import N_MELS  # the front end's mel bins are the networks' input height
+
 #: Dropout before each of the two FC layers of the head (PANNs).
 HEAD_DROPOUT = 0.5
 #: Trainable parameters with ``n_mels=64, n_classes=5`` (the paper's figures, docs/reference.md, "Models").
@@ -48,12 +49,15 @@ PAPER_PARAMETER_COUNTS = {
     "wrn28_2": 1_487_973,
 }
 
+
 # Narrow networks (the demo profile): ``width`` multiplies every channel count of a backbone (the
 # head's embedding follows the last block). 1.0 is the paper's network.
 def scaled(channels: int, width: float) -> int:
     """``channels`` x ``width``, rounded, at least 1 (``width`` in (0, 1] for narrower networks)."""
     if not width > 0:
-        raise ValueError(f"model option width must be > 0 (a channel multiplier; 1.0 is the paper's network), got {width!r}")
+        raise ValueError(
+            f"model option width must be > 0 (a channel multiplier; 1.0 is the paper's network), got {width!r}"
+        )
     return max(1, int(round(channels * width)))
 
 
@@ -79,16 +83,20 @@ class AvgPool2x2(nn.Module):
 
 def _conv(in_channels: int, out_channels: int, kernel_size: int, stride: int = 1, groups: int = 1) -> nn.Conv2d:
     # No bias: every conv is followed by a BatchNorm, whose shift makes a bias redundant (PANNs).
-    return nn.Conv2d(in_channels, out_channels, kernel_size, stride=stride, padding=kernel_size // 2,
-                     groups=groups, bias=False)
+    return nn.Conv2d(
+        in_channels, out_channels, kernel_size, stride=stride, padding=kernel_size // 2, groups=groups, bias=False
+    )
 
 
 def conv_bn_relu(in_channels: int, out_channels: int, kernel_size: int = 3, n_convs: int = 1) -> nn.Sequential:
     """``n_convs`` x (conv k x k, 'same' padding - BatchNorm - ReLU); PANNs' ConvBlock without its pooling."""
     layers: list[nn.Module] = []
     for i in range(n_convs):
-        layers += [_conv(in_channels if i == 0 else out_channels, out_channels, kernel_size),
-                   nn.BatchNorm2d(out_channels), nn.ReLU(inplace=True)]
+        layers += [
+            _conv(in_channels if i == 0 else out_channels, out_channels, kernel_size),
+            nn.BatchNorm2d(out_channels),
+            nn.ReLU(inplace=True),
+        ]
     return nn.Sequential(*layers)
 
 
@@ -101,8 +109,9 @@ class BasicBlock(nn.Module):
     BN) is zero-initialised by :func:`init_weights`, so each block starts as the identity.
     """
 
-    def __init__(self, in_channels: int, out_channels: int, stride: int = 1, dropout: float = 0.0,
-                 pool_stride: bool = True) -> None:
+    def __init__(
+        self, in_channels: int, out_channels: int, stride: int = 1, dropout: float = 0.0, pool_stride: bool = True
+    ) -> None:
         super().__init__()
         if stride not in (1, 2):
             raise ValueError(f"BasicBlock stride must be 1 or 2, got {stride}")
@@ -130,14 +139,22 @@ class BasicBlock(nn.Module):
         return F.relu(out + self.shortcut(x), inplace=True)
 
 
-def residual_stage(in_channels: int, out_channels: int, n_blocks: int, stride: int, dropout: float,
-                   pool_stride: bool) -> nn.Sequential:
+def residual_stage(
+    in_channels: int, out_channels: int, n_blocks: int, stride: int, dropout: float, pool_stride: bool
+) -> nn.Sequential:
     """``n_blocks`` BasicBlocks; only the first one changes channels and stride."""
-    return nn.Sequential(*[
-        BasicBlock(in_channels if i == 0 else out_channels, out_channels, stride if i == 0 else 1,
-                   dropout=dropout, pool_stride=pool_stride)
-        for i in range(n_blocks)
-    ])
+    return nn.Sequential(
+        *[
+            BasicBlock(
+                in_channels if i == 0 else out_channels,
+                out_channels,
+                stride if i == 0 else 1,
+                dropout=dropout,
+                pool_stride=pool_stride,
+            )
+            for i in range(n_blocks)
+        ]
+    )
 
 
 class ClassifierHead(nn.Module):
@@ -220,8 +237,12 @@ class AudioClassifier(nn.Module):
             raise ValueError(f"{type(self).__name__}: n_classes and n_mels must be >= 1, got {n_classes}, {n_mels}")
         self.n_classes = int(n_classes)
         self.n_mels = int(n_mels)
-        self.config: dict[str, Any] = {"name": self.name, "n_classes": self.n_classes, "n_mels": self.n_mels,
-                                       **_plain(options)}
+        self.config: dict[str, Any] = {
+            "name": self.name,
+            "n_classes": self.n_classes,
+            "n_mels": self.n_mels,
+            **_plain(options),
+        }
         # BatchNorm with one channel per mel bin: standardises each bin over batch and time, in
         # place of a per-clip normalisation of the dB values (docs/reference.md §2).
         self.bn0 = nn.BatchNorm2d(n_mels)
@@ -236,7 +257,9 @@ class AudioClassifier(nn.Module):
     def normalize(self, x: torch.Tensor) -> torch.Tensor:
         """Log-mel ``(batch, time, mel)`` in dB -> standardised ``(batch, 1, time, mel)`` (after ``bn0``)."""
         if x.dim() != 3 or x.shape[-1] != self.n_mels:
-            raise ValueError(f"{type(self).__name__} expects (batch, time, {self.n_mels}) log-mels, got {tuple(x.shape)}")
+            raise ValueError(
+                f"{type(self).__name__} expects (batch, time, {self.n_mels}) log-mels, got {tuple(x.shape)}"
+            )
         # bn0 normalises channels, so mel bins are moved to the channel axis and back (as PANNs).
         z = self.bn0(x.transpose(1, 2).unsqueeze(-1))  # (batch, mel, time, 1)
         return z.squeeze(-1).transpose(1, 2).unsqueeze(1)
@@ -247,7 +270,8 @@ class AudioClassifier(nn.Module):
         return self.head(self.backbone(z))
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Log-mel ``(batch, time, mel)`` in dB -> logits ``(batch, n_classes)``, embedding ``(batch, embedding_dim)``."""
+        """Log-mel ``(batch, time, mel)`` in dB -> logits ``(batch, n_classes)``, embedding
+        ``(batch, embedding_dim)``."""
         return self.forward_normalized(self.normalize(x))
 
 
@@ -255,17 +279,36 @@ class PlainCNN(AudioClassifier):
     """PANNs CNN: blocks of ``convs_per_block`` x (conv-BN-ReLU), each followed by 2x2 average
     pooling and dropout. CNN6 and CNN10 are two settings of it."""
 
-    def __init__(self, n_classes: int, n_mels: int = N_MELS, *, kernel_size: int, convs_per_block: int,
-                 channels: Sequence[int] = (64, 128, 256, 512), block_dropout: float = 0.2,
-                 width: float = 1.0) -> None:
-        super().__init__(n_classes, n_mels, dict(kernel_size=kernel_size, convs_per_block=convs_per_block,
-                                                 channels=list(channels), block_dropout=block_dropout,
-                                                 **_width_option(width)))
+    def __init__(
+        self,
+        n_classes: int,
+        n_mels: int = N_MELS,
+        *,
+        kernel_size: int,
+        convs_per_block: int,
+        channels: Sequence[int] = (64, 128, 256, 512),
+        block_dropout: float = 0.2,
+        width: float = 1.0,
+    ) -> None:
+        super().__init__(
+            n_classes,
+            n_mels,
+            dict(
+                kernel_size=kernel_size,
+                convs_per_block=convs_per_block,
+                channels=list(channels),
+                block_dropout=block_dropout,
+                **_width_option(width),
+            ),
+        )
         layers: list[nn.Module] = []
         in_channels = 1
         for out_channels in (scaled(c, width) for c in channels):
-            layers += [conv_bn_relu(in_channels, out_channels, kernel_size, convs_per_block),
-                       AvgPool2x2(), nn.Dropout(block_dropout)]
+            layers += [
+                conv_bn_relu(in_channels, out_channels, kernel_size, convs_per_block),
+                AvgPool2x2(),
+                nn.Dropout(block_dropout),
+            ]
             in_channels = out_channels
         self._finish(nn.Sequential(*layers), in_channels)
 
@@ -275,8 +318,9 @@ class CNN6(PlainCNN):
 
     name = "cnn6"
 
-    def __init__(self, n_classes: int, n_mels: int = N_MELS, *, kernel_size: int = 5, convs_per_block: int = 1,
-                 **kwargs: Any) -> None:
+    def __init__(
+        self, n_classes: int, n_mels: int = N_MELS, *, kernel_size: int = 5, convs_per_block: int = 1, **kwargs: Any
+    ) -> None:
         super().__init__(n_classes, n_mels, kernel_size=kernel_size, convs_per_block=convs_per_block, **kwargs)
 
 
@@ -286,17 +330,28 @@ class CNN10(PlainCNN):
 
     name = "cnn10"
 
-    def __init__(self, n_classes: int, n_mels: int = N_MELS, *, kernel_size: int = 3, convs_per_block: int = 2,
-                 **kwargs: Any) -> None:
+    def __init__(
+        self, n_classes: int, n_mels: int = N_MELS, *, kernel_size: int = 3, convs_per_block: int = 2, **kwargs: Any
+    ) -> None:
         super().__init__(n_classes, n_mels, kernel_size=kernel_size, convs_per_block=convs_per_block, **kwargs)
 
 
 #: MobileNetV1 (PANNs variant): output channels and stride of the stem and the 13 depthwise-separable blocks.
 MOBILENET_V1_LAYERS: tuple[tuple[int, int], ...] = (
     (32, 2),
-    (64, 1), (128, 2), (128, 1), (256, 2), (256, 1), (512, 2),
-    (512, 1), (512, 1), (512, 1), (512, 1), (512, 1),
-    (1024, 2), (1024, 1),
+    (64, 1),
+    (128, 2),
+    (128, 1),
+    (256, 2),
+    (256, 1),
+    (512, 2),
+    (512, 1),
+    (512, 1),
+    (512, 1),
+    (512, 1),
+    (512, 1),
+    (1024, 2),
+    (1024, 1),
 )
 
 
@@ -318,14 +373,23 @@ class MobileNetV1(AudioClassifier):
             return AvgPool2x2() if stride == 2 else nn.Identity()
 
         (stem_channels, stem_stride), *blocks = [(scaled(c, width), st) for c, st in MOBILENET_V1_LAYERS]
-        layers: list[nn.Module] = [_conv(1, stem_channels, 3), pool(stem_stride), nn.BatchNorm2d(stem_channels),
-                                   nn.ReLU(inplace=True), nn.Dropout(block_dropout)]
+        layers: list[nn.Module] = [
+            _conv(1, stem_channels, 3),
+            pool(stem_stride),
+            nn.BatchNorm2d(stem_channels),
+            nn.ReLU(inplace=True),
+            nn.Dropout(block_dropout),
+        ]
         in_channels = stem_channels
         for out_channels, stride in blocks:
             layers += [
-                _conv(in_channels, in_channels, 3, groups=in_channels), pool(stride), nn.BatchNorm2d(in_channels),
+                _conv(in_channels, in_channels, 3, groups=in_channels),
+                pool(stride),
+                nn.BatchNorm2d(in_channels),
                 nn.ReLU(inplace=True),
-                _conv(in_channels, out_channels, 1), nn.BatchNorm2d(out_channels), nn.ReLU(inplace=True),
+                _conv(in_channels, out_channels, 1),
+                nn.BatchNorm2d(out_channels),
+                nn.ReLU(inplace=True),
                 nn.Dropout(block_dropout),
             ]
             in_channels = out_channels
@@ -343,20 +407,45 @@ class ResNet22(AudioClassifier):
 
     name = "resnet22"
 
-    def __init__(self, n_classes: int, n_mels: int = N_MELS, *, block_dropout: float = 0.2,
-                 residual_dropout: float = 0.1, width: float = 1.0) -> None:
-        super().__init__(n_classes, n_mels, dict(block_dropout=block_dropout, residual_dropout=residual_dropout,
-                                                 **_width_option(width)))
+    def __init__(
+        self,
+        n_classes: int,
+        n_mels: int = N_MELS,
+        *,
+        block_dropout: float = 0.2,
+        residual_dropout: float = 0.1,
+        width: float = 1.0,
+    ) -> None:
+        super().__init__(
+            n_classes,
+            n_mels,
+            dict(block_dropout=block_dropout, residual_dropout=residual_dropout, **_width_option(width)),
+        )
         stages: list[nn.Module] = []
         in_channels = stem = scaled(64, width)
-        for i, (out_channels, n_blocks) in enumerate(zip([scaled(c, width) for c in (64, 128, 256, 512)], (2, 2, 2, 2))):
-            stages.append(residual_stage(in_channels, out_channels, n_blocks, stride=1 if i == 0 else 2,
-                                         dropout=residual_dropout, pool_stride=True))
+        for i, (out_channels, n_blocks) in enumerate(
+            zip([scaled(c, width) for c in (64, 128, 256, 512)], (2, 2, 2, 2))
+        ):
+            stages.append(
+                residual_stage(
+                    in_channels,
+                    out_channels,
+                    n_blocks,
+                    stride=1 if i == 0 else 2,
+                    dropout=residual_dropout,
+                    pool_stride=True,
+                )
+            )
             in_channels = out_channels
         backbone = nn.Sequential(
-            conv_bn_relu(1, stem, 3, n_convs=2), AvgPool2x2(), nn.Dropout(block_dropout),
-            *stages, AvgPool2x2(), nn.Dropout(block_dropout),
-            conv_bn_relu(in_channels, scaled(2048, width), 3, n_convs=2), nn.Dropout(block_dropout),
+            conv_bn_relu(1, stem, 3, n_convs=2),
+            AvgPool2x2(),
+            nn.Dropout(block_dropout),
+            *stages,
+            AvgPool2x2(),
+            nn.Dropout(block_dropout),
+            conv_bn_relu(in_channels, scaled(2048, width), 3, n_convs=2),
+            nn.Dropout(block_dropout),
         )
         self._finish(backbone, scaled(2048, width))
 
@@ -383,22 +472,48 @@ class WideResNet(AudioClassifier):
 
     name = "wrn28_2"
 
-    def __init__(self, n_classes: int, n_mels: int = N_MELS, *, depth: int = 28, widen_factor: int = 2,
-                 stem_channels: int = 32, block_dropout: float = 0.2, residual_dropout: float = 0.0,
-                 width: float = 1.0) -> None:
+    def __init__(
+        self,
+        n_classes: int,
+        n_mels: int = N_MELS,
+        *,
+        depth: int = 28,
+        widen_factor: int = 2,
+        stem_channels: int = 32,
+        block_dropout: float = 0.2,
+        residual_dropout: float = 0.0,
+        width: float = 1.0,
+    ) -> None:
         if (depth - 4) % 6 != 0:
             raise ValueError(f"WideResNet depth must be 6n + 4 (e.g. 16, 22, 28, 40), got {depth}")
-        super().__init__(n_classes, n_mels, dict(depth=depth, widen_factor=widen_factor, stem_channels=stem_channels,
-                                                 block_dropout=block_dropout, residual_dropout=residual_dropout,
-                                                 **_width_option(width)))
+        super().__init__(
+            n_classes,
+            n_mels,
+            dict(
+                depth=depth,
+                widen_factor=widen_factor,
+                stem_channels=stem_channels,
+                block_dropout=block_dropout,
+                residual_dropout=residual_dropout,
+                **_width_option(width),
+            ),
+        )
         n_blocks = (depth - 4) // 6
         stem = scaled(stem_channels, width)
         layers: list[nn.Module] = [conv_bn_relu(1, stem, 3), nn.Dropout(block_dropout)]
         in_channels = stem
         for i, base in enumerate((16, 32, 64)):
             out_channels = scaled(base * widen_factor, width)
-            layers += [residual_stage(in_channels, out_channels, n_blocks, stride=1 if i == 0 else 2,
-                                      dropout=residual_dropout, pool_stride=False),
-                       nn.Dropout(block_dropout)]
+            layers += [
+                residual_stage(
+                    in_channels,
+                    out_channels,
+                    n_blocks,
+                    stride=1 if i == 0 else 2,
+                    dropout=residual_dropout,
+                    pool_stride=False,
+                ),
+                nn.Dropout(block_dropout),
+            ]
             in_channels = out_channels
         self._finish(nn.Sequential(*layers), in_channels)

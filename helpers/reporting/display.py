@@ -13,6 +13,7 @@ themselves come from :mod:`helpers.experiments.grid` and :mod:`helpers.experimen
 
 IPython is imported only when something is shown, so the module imports without it.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -50,8 +51,16 @@ def run_plan(configs: Sequence[PlannedRun]) -> pd.DataFrame:
     flat, ``stop_when_flat``), ``batch`` (clips per step) and ``run folder`` (the path as text, where the
     run is written or was already written). No configs: an empty table with these columns.
     """
-    rows = [{"model": model_label(c.model, c.sample_rate), "seed": c.seed, "iterations": _steps(c),
-             "batch": c.batch_size, "run folder": str(c.run_dir())} for c in configs]
+    rows = [
+        {
+            "model": model_label(c.model, c.sample_rate),
+            "seed": c.seed,
+            "iterations": _steps(c),
+            "batch": c.batch_size,
+            "run folder": str(c.run_dir()),
+        }
+        for c in configs
+    ]
     return pd.DataFrame(rows, columns=PLAN_COLUMNS)
 
 
@@ -112,6 +121,8 @@ def check_failed_runs(grids: Iterable[pd.DataFrame], fail_on_error: bool = True)
     """
     failed_runs = failed_run_dirs(grids)
     if failed_runs and fail_on_error:
-        raise RuntimeError(f"{len(failed_runs)} run(s) failed (their rows are in the tables above; each folder "
-                           f"has failed.json and worker.log): {failed_runs}")
+        raise RuntimeError(
+            f"{len(failed_runs)} run(s) failed (their rows are in the tables above; each folder "
+            f"has failed.json and worker.log): {failed_runs}"
+        )
     return "all runs finished" if not failed_runs else f"failed runs: {failed_runs}"

@@ -5,6 +5,7 @@ the paper, ablation gains, learning curves of several runs).
 Every function returns the matplotlib Figure (and draws on ``ax`` when given) so notebooks can
 show it and :func:`save_figure` can write it to ``figures/``.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -20,8 +21,7 @@ import seaborn as sns
 from helpers.core.fileio import atomic_write
 
 
-def save_figure(fig: matplotlib.figure.Figure, name: str, figures_dir: str | Path = "figures",
-                dpi: int = 120) -> Path:
+def save_figure(fig: matplotlib.figure.Figure, name: str, figures_dir: str | Path = "figures", dpi: int = 120) -> Path:
     """Write ``fig`` as ``figures_dir/name.png`` (atomically) and return the path."""
     folder = Path(figures_dir)
     folder.mkdir(parents=True, exist_ok=True)
@@ -58,13 +58,27 @@ def plot_durations(table: pd.DataFrame, clip_seconds: float | None = None, ax=No
     return fig
 
 
-def plot_logmel(logmel: np.ndarray, sample_rate: int, hop_length: int = 320, title: str = "",
-                ax=None, vmin: float | None = -100.0, vmax: float | None = None):
+def plot_logmel(
+    logmel: np.ndarray,
+    sample_rate: int,
+    hop_length: int = 320,
+    title: str = "",
+    ax=None,
+    vmin: float | None = -100.0,
+    vmax: float | None = None,
+):
     """Show one log-mel ``(time, mel)`` in dB with time in seconds and mel bin on the y axis."""
     fig, ax = _fig_ax(ax, (5, 2.5))
     seconds = logmel.shape[0] * hop_length / sample_rate
-    im = ax.imshow(logmel.T, origin="lower", aspect="auto", cmap="magma", vmin=vmin, vmax=vmax,
-                   extent=(0, seconds, 0, logmel.shape[1]))
+    im = ax.imshow(
+        logmel.T,
+        origin="lower",
+        aspect="auto",
+        cmap="magma",
+        vmin=vmin,
+        vmax=vmax,
+        extent=(0, seconds, 0, logmel.shape[1]),
+    )
     ax.set_xlabel("time (s)")
     ax.set_ylabel("mel bin")
     ax.set_title(title)
@@ -72,8 +86,9 @@ def plot_logmel(logmel: np.ndarray, sample_rate: int, hop_length: int = 320, tit
     return fig
 
 
-def plot_logmel_grid(logmels: Sequence[np.ndarray], titles: Sequence[str], sample_rate: int,
-                     hop_length: int = 320, ncols: int = 3):
+def plot_logmel_grid(
+    logmels: Sequence[np.ndarray], titles: Sequence[str], sample_rate: int, hop_length: int = 320, ncols: int = 3
+):
     """Several log-mels ``(time, mel)`` side by side on a shared colour scale (dB)."""
     n = len(logmels)
     nrows = int(np.ceil(n / ncols))
@@ -81,8 +96,15 @@ def plot_logmel_grid(logmels: Sequence[np.ndarray], titles: Sequence[str], sampl
     vmax = float(max(np.max(m) for m in logmels))
     for ax, m, t in zip(axes.flat, logmels, titles):
         seconds = m.shape[0] * hop_length / sample_rate
-        ax.imshow(m.T, origin="lower", aspect="auto", cmap="magma", vmin=vmax - 100, vmax=vmax,
-                  extent=(0, seconds, 0, m.shape[1]))
+        ax.imshow(
+            m.T,
+            origin="lower",
+            aspect="auto",
+            cmap="magma",
+            vmin=vmax - 100,
+            vmax=vmax,
+            extent=(0, seconds, 0, m.shape[1]),
+        )
         ax.set_title(t, fontsize=9)
         ax.set_xlabel("time (s)")
         ax.set_ylabel("mel bin")
@@ -92,8 +114,13 @@ def plot_logmel_grid(logmels: Sequence[np.ndarray], titles: Sequence[str], sampl
     return fig
 
 
-def plot_mean_logmel_per_class(features: np.ndarray, labels: np.ndarray, classes: Sequence[str],
-                               ax=None, title: str = "Mean log-mel spectrum per class"):
+def plot_mean_logmel_per_class(
+    features: np.ndarray,
+    labels: np.ndarray,
+    classes: Sequence[str],
+    ax=None,
+    title: str = "Mean log-mel spectrum per class",
+):
     """Mean over clips and time of ``features (n, time, mel)`` per class: one curve per class (dB)."""
     fig, ax = _fig_ax(ax, (6, 3.5))
     for k, name in enumerate(classes):
@@ -126,15 +153,26 @@ def plot_learning_curves(history: pd.DataFrame, metric: str = "uar", ax=None):
     return fig
 
 
-def plot_confusion(matrix: np.ndarray, classes: Sequence[str], normalize: bool = True, ax=None,
-                   title: str = "Confusion matrix"):
+def plot_confusion(
+    matrix: np.ndarray, classes: Sequence[str], normalize: bool = True, ax=None, title: str = "Confusion matrix"
+):
     """Heat map of a confusion matrix (rows: true class, columns: predicted), row-normalised."""
     fig, ax = _fig_ax(ax, (4.8, 4))
     m = np.asarray(matrix, dtype=float)
     if normalize:
         m = m / np.clip(m.sum(axis=1, keepdims=True), 1, None)
-    sns.heatmap(m, annot=True, fmt=".2f" if normalize else ".0f", cmap="Blues", xticklabels=classes,
-                yticklabels=classes, vmin=0, vmax=1 if normalize else None, ax=ax, cbar=False)
+    sns.heatmap(
+        m,
+        annot=True,
+        fmt=".2f" if normalize else ".0f",
+        cmap="Blues",
+        xticklabels=classes,
+        yticklabels=classes,
+        vmin=0,
+        vmax=1 if normalize else None,
+        ax=ax,
+        cbar=False,
+    )
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
     ax.set_title(title)
@@ -149,8 +187,13 @@ def _fig_ax(ax, size):
     return fig, ax
 
 
-def plot_tsne(points: np.ndarray, labels: np.ndarray, classes: Sequence[str], ax=None,
-              title: str = "t-SNE of the devel embeddings"):
+def plot_tsne(
+    points: np.ndarray,
+    labels: np.ndarray,
+    classes: Sequence[str],
+    ax=None,
+    title: str = "t-SNE of the devel embeddings",
+):
     """Scatter of a 2-d map ``points (n, 2)`` (e.g. :func:`helpers.evaluation.embeddings.tsne_2d`) coloured
     by class; ``labels (n,)`` are class indices, -1 (unknown) drawn in grey. The axes have no
     unit: t-SNE keeps neighbourhoods, not distances."""
@@ -161,12 +204,24 @@ def plot_tsne(points: np.ndarray, labels: np.ndarray, classes: Sequence[str], ax
     for k, name in enumerate(classes):
         sel = labels == k
         if sel.any():
-            ax.scatter(points[sel, 0], points[sel, 1], s=6, alpha=0.7, color=palette[k % len(palette)],
-                       label=f"{name} (n={int(sel.sum())})")
+            ax.scatter(
+                points[sel, 0],
+                points[sel, 1],
+                s=6,
+                alpha=0.7,
+                color=palette[k % len(palette)],
+                label=f"{name} (n={int(sel.sum())})",
+            )
     unknown = labels < 0
     if unknown.any():
-        ax.scatter(points[unknown, 0], points[unknown, 1], s=6, alpha=0.5, color="0.6",
-                   label=f"unknown (n={int(unknown.sum())})")
+        ax.scatter(
+            points[unknown, 0],
+            points[unknown, 1],
+            s=6,
+            alpha=0.5,
+            color="0.6",
+            label=f"unknown (n={int(unknown.sum())})",
+        )
     ax.set_xticks([])
     ax.set_yticks([])
     ax.set_title(title)
@@ -186,8 +241,14 @@ def plot_svm_c_curve(table: pd.DataFrame, ax=None, title: str = "Linear SVM: UAR
     if "chosen" in t and t["chosen"].any():
         best = t[t["chosen"]].iloc[0]
         ax.axvline(best["C"], color="C3", lw=0.8, ls=":")
-        ax.plot([best["C"]], [best["devel_uar"]], "*", color="C3", ms=12,
-                label=f"chosen C={best['C']:g} (devel UAR optimistic)")
+        ax.plot(
+            [best["C"]],
+            [best["devel_uar"]],
+            "*",
+            color="C3",
+            ms=12,
+            label=f"chosen C={best['C']:g} (devel UAR optimistic)",
+        )
     ax.set_xscale("log")
     ax.set_xlabel("C (inverse regularisation)")
     ax.set_ylabel("UAR")
@@ -199,6 +260,7 @@ def plot_svm_c_curve(table: pd.DataFrame, ax=None, title: str = "Linear SVM: UAR
 
 # --- results of training runs (notebook 08_report) --------------------------------------------
 
+
 def _numeric_column(table: pd.DataFrame, column: str, what: str) -> np.ndarray:
     """``table[column]`` as floats (NaN for None), or an error naming the column and the fix."""
     if column not in table:
@@ -206,12 +268,20 @@ def _numeric_column(table: pd.DataFrame, column: str, what: str) -> np.ndarray:
     try:
         return pd.to_numeric(table[column], errors="raise").to_numpy(dtype=float)
     except (ValueError, TypeError) as exc:
-        raise ValueError(f"{what}: column {column!r} holds text ({exc}); pass numbers in %, e.g. "
-                         f"helpers.experiments.collect.table2(runs, as_text=False).") from exc
+        raise ValueError(
+            f"{what}: column {column!r} holds text ({exc}); pass numbers in %, e.g. "
+            f"helpers.experiments.collect.table2(runs, as_text=False)."
+        ) from exc
 
 
-def plot_model_comparison(table: pd.DataFrame, ours: str, paper: str, label: str = "model",
-                          title: str = "Devel UAR: ours beside the paper", ax=None):
+def plot_model_comparison(
+    table: pd.DataFrame,
+    ours: str,
+    paper: str,
+    label: str = "model",
+    title: str = "Devel UAR: ours beside the paper",
+    ax=None,
+):
     """Grouped horizontal bars, one group per row of ``table`` (top to bottom in row order):
     our value (column ``ours``, UAR in %) and the paper's (column ``paper``, %).
 
@@ -222,8 +292,7 @@ def plot_model_comparison(table: pd.DataFrame, ours: str, paper: str, label: str
     what = "plot_model_comparison"
     if label not in table:
         raise KeyError(f"{what}: no label column {label!r}; the table has {list(table.columns)}.")
-    series = [(_numeric_column(table, ours, what), "ours", "C0"),
-              (_numeric_column(table, paper, what), "paper", "0.6")]
+    series = [(_numeric_column(table, ours, what), "ours", "C0"), (_numeric_column(table, paper, what), "paper", "0.6")]
     y = np.arange(len(table), dtype=float)
     height = 0.38
     for k, (values, name, color) in enumerate(series):
@@ -243,9 +312,14 @@ def plot_model_comparison(table: pd.DataFrame, ours: str, paper: str, label: str
     return fig
 
 
-def plot_ablation_gains(summary: pd.DataFrame, metric: str = "uar",
-                        title: str = "Ablation: ours (mean ± std over seeds) beside the paper",
-                        ax=None, xlim: tuple[float, float] = (0, 100), xlabel: str | None = None):
+def plot_ablation_gains(
+    summary: pd.DataFrame,
+    metric: str = "uar",
+    title: str = "Ablation: ours (mean ± std over seeds) beside the paper",
+    ax=None,
+    xlim: tuple[float, float] = (0, 100),
+    xlabel: str | None = None,
+):
     """One panel per model (side by side, shared settings axis): a horizontal bar per setting
     for our mean (%, error bar: std over seeds) and a black diamond for the paper's value (%).
 
@@ -266,12 +340,19 @@ def plot_ablation_gains(summary: pd.DataFrame, metric: str = "uar",
     models = list(dict.fromkeys(summary["model"]))
     settings = list(dict.fromkeys(summary["setting"]))
     if ax is not None and len(models) > 1:
-        raise ValueError(f"{what}: the summary holds {len(models)} models ({', '.join(map(str, models))}), "
-                         "and each needs its own panel; call it without ax (it makes a figure with "
-                         "one panel per model), or pass the rows of one model only.")
+        raise ValueError(
+            f"{what}: the summary holds {len(models)} models ({', '.join(map(str, models))}), "
+            "and each needs its own panel; call it without ax (it makes a figure with "
+            "one panel per model), or pass the rows of one model only."
+        )
     if ax is None:
-        fig, axes = plt.subplots(1, max(len(models), 1), sharey=True, squeeze=False,
-                                 figsize=(4.2 * max(len(models), 1), 1.0 + 0.42 * len(settings)))
+        fig, axes = plt.subplots(
+            1,
+            max(len(models), 1),
+            sharey=True,
+            squeeze=False,
+            figsize=(4.2 * max(len(models), 1), 1.0 + 0.42 * len(settings)),
+        )
         axes = list(axes[0])
     else:
         fig, axes = ax.figure, [ax]
@@ -286,11 +367,13 @@ def plot_ablation_gains(summary: pd.DataFrame, metric: str = "uar",
         if bar.any():
             # NaN std (a single seed) becomes 0: no error bar rather than a NaN warning.
             err = np.where(np.isfinite(std[bar]), std[bar], 0.0)
-            panel.barh(y[bar], mean[bar], xerr=err, height=0.6, color="C0", ecolor="0.2", capsize=2,
-                       label="ours (mean ± std)")
+            panel.barh(
+                y[bar], mean[bar], xerr=err, height=0.6, color="C0", ecolor="0.2", capsize=2, label="ours (mean ± std)"
+            )
             for yi, value in zip(y[bar], mean[bar]):
-                panel.text(xlim[0] + 0.01 * (xlim[1] - xlim[0]), yi, f"{value:.1f}", va="center",
-                           fontsize=7, color="white")
+                panel.text(
+                    xlim[0] + 0.01 * (xlim[1] - xlim[0]), yi, f"{value:.1f}", va="center", fontsize=7, color="white"
+                )
         dot = np.isfinite(paper)
         if dot.any():
             panel.plot(paper[dot], y[dot], "D", color="k", ms=5, ls="none", label="paper")
@@ -301,7 +384,7 @@ def plot_ablation_gains(summary: pd.DataFrame, metric: str = "uar",
             panel.axvline(0, color="0.3", lw=0.8)
     first = axes[0]
     first.set_yticks(range(len(settings)), [str(s) for s in settings])
-    first.set_ylim(len(settings) - 0.5, -0.5)   # first setting on top
+    first.set_ylim(len(settings) - 0.5, -0.5)  # first setting on top
     # One legend for all panels, "ours" first, kept off the bars.
     found: dict[str, object] = {}
     for panel in axes:
@@ -311,8 +394,15 @@ def plot_ablation_gains(summary: pd.DataFrame, metric: str = "uar",
     if ax is None:
         fig.suptitle(title)
         if names:
-            fig.legend([found[n] for n in names], names, fontsize=8, ncol=len(names),
-                       loc="lower center", bbox_to_anchor=(0.5, 0.0), frameon=False)
+            fig.legend(
+                [found[n] for n in names],
+                names,
+                fontsize=8,
+                ncol=len(names),
+                loc="lower center",
+                bbox_to_anchor=(0.5, 0.0),
+                frameon=False,
+            )
         fig.tight_layout(rect=(0, 0.07 if names else 0, 1, 1))
     else:
         ax.set_title(f"{title}\n{models[0]}" if models else title, fontsize=10)
@@ -321,9 +411,13 @@ def plot_ablation_gains(summary: pd.DataFrame, metric: str = "uar",
     return fig
 
 
-def plot_learning_curve_overlay(histories: dict[str, pd.DataFrame], column: str = "uar_ema",
-                                fallback: str = "uar_plain",
-                                title: str = "Learning curves of several runs", ax=None):
+def plot_learning_curve_overlay(
+    histories: dict[str, pd.DataFrame],
+    column: str = "uar_ema",
+    fallback: str = "uar_plain",
+    title: str = "Learning curves of several runs",
+    ax=None,
+):
     """Devel UAR (%) over iterations, one line per run: ``histories`` maps a run label to its
     ``history.csv`` table (columns ``step`` and ``column``, fractions in 0..1).
 
@@ -335,8 +429,10 @@ def plot_learning_curve_overlay(histories: dict[str, pd.DataFrame], column: str 
     empty: list[str] = []
     for label, history in histories.items():
         if "step" not in history or (column not in history and fallback not in history):
-            raise KeyError(f"plot_learning_curve_overlay: run {label!r} has no 'step' or neither "
-                           f"{column!r} nor {fallback!r}; its columns are {list(history.columns)}.")
+            raise KeyError(
+                f"plot_learning_curve_overlay: run {label!r} has no 'step' or neither "
+                f"{column!r} nor {fallback!r}; its columns are {list(history.columns)}."
+            )
         used = column if column in history and history[column].notna().any() else fallback
         if used not in history or not history[used].notna().any():
             empty.append(str(label))
@@ -351,8 +447,7 @@ def plot_learning_curve_overlay(histories: dict[str, pd.DataFrame], column: str 
     if ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize=7, loc="lower right")
     if empty:
-        ax.text(0, -0.22, "no devel scores yet: " + ", ".join(empty), transform=ax.transAxes,
-                fontsize=7, va="top")
+        ax.text(0, -0.22, "no devel scores yet: " + ", ".join(empty), transform=ax.transAxes, fontsize=7, va="top")
     return fig
 
 
@@ -363,9 +458,18 @@ def plot_learning_curve_overlay(histories: dict[str, pd.DataFrame], column: str 
 MAX_EVENT_LABELS = 10
 
 
-def plot_detections(wave: np.ndarray, sample_rate: int, windows: pd.DataFrame, events: pd.DataFrame,
-                    classes: Sequence[str], threshold: float | None = None, truth: pd.DataFrame | None = None,
-                    background: str | None = "background", fmax: float | None = None, title: str = ""):
+def plot_detections(
+    wave: np.ndarray,
+    sample_rate: int,
+    windows: pd.DataFrame,
+    events: pd.DataFrame,
+    classes: Sequence[str],
+    threshold: float | None = None,
+    truth: pd.DataFrame | None = None,
+    background: str | None = "background",
+    fmax: float | None = None,
+    title: str = "",
+):
     """A recording's spectrogram with its detections, and the windows' scores under it.
 
     ``wave``: mono samples ``(n,)`` at ``sample_rate`` Hz; ``windows``: a scan's window table
@@ -373,10 +477,12 @@ def plot_detections(wave: np.ndarray, sample_rate: int, windows: pd.DataFrame, e
     ``label``, ``score``); ``truth``: reference events to draw as bars above the spectrogram.
     Each window's score is drawn at its centre.
     """
-    fig, (ax_spec, ax_score) = plt.subplots(2, 1, figsize=(11, 5.2), sharex=True,
-                                            gridspec_kw={"height_ratios": [2.2, 1]})
-    ax_spec.specgram(wave.astype(np.float64) + 1e-9, NFFT=1024, Fs=sample_rate, noverlap=512, cmap="magma",
-                     scale="dB", vmin=-120)
+    fig, (ax_spec, ax_score) = plt.subplots(
+        2, 1, figsize=(11, 5.2), sharex=True, gridspec_kw={"height_ratios": [2.2, 1]}
+    )
+    ax_spec.specgram(
+        wave.astype(np.float64) + 1e-9, NFFT=1024, Fs=sample_rate, noverlap=512, cmap="magma", scale="dB", vmin=-120
+    )
     top = fmax or sample_rate / 2
     ax_spec.set_ylim(0, top)
     ax_spec.set_ylabel("frequency (Hz)")
@@ -390,8 +496,9 @@ def plot_detections(wave: np.ndarray, sample_rate: int, windows: pd.DataFrame, e
     ax_spec.set_xlim(0, len(wave) / sample_rate)
     if truth is not None:
         for ev in truth.itertuples():
-            ax_spec.plot([ev.begin, ev.end], [top * 0.96] * 2, color=palette.get(ev.label, "w"), lw=4,
-                         solid_capstyle="butt")
+            ax_spec.plot(
+                [ev.begin, ev.end], [top * 0.96] * 2, color=palette.get(ev.label, "w"), lw=4, solid_capstyle="butt"
+            )
         ax_spec.text(0, top * 0.985, "truth", color="w", fontsize=7, va="top")
     ax_spec.set_title(title or "Detections (shaded) on the spectrogram")
     centre = (windows["begin"] + windows["end"]) / 2
@@ -408,17 +515,22 @@ def plot_detections(wave: np.ndarray, sample_rate: int, windows: pd.DataFrame, e
     return fig
 
 
-def plot_event_precision_recall(curve: pd.DataFrame, chosen: float | None = None, ax=None,
-                                title: str = "Event-based precision and recall over the threshold"):
+def plot_event_precision_recall(
+    curve: pd.DataFrame,
+    chosen: float | None = None,
+    ax=None,
+    title: str = "Event-based precision and recall over the threshold",
+):
     """Precision against recall of detected events (rows of ``class == "all"`` of
     :func:`helpers.evaluation.events.precision_recall_curve_events`), one point per threshold;
     ``chosen`` marks the threshold used for the tables."""
     fig, ax = _fig_ax(ax, (5, 4))
     rows = curve[curve["class"] == "all"].sort_values("threshold")
     ax.plot(rows["recall"], rows["precision"], marker=".", lw=1)
-    for r in rows.iloc[::max(1, len(rows) // 6)].itertuples():
-        ax.annotate(f"{r.threshold:.2f}", (r.recall, r.precision), fontsize=7, xytext=(3, 3),
-                    textcoords="offset points")
+    for r in rows.iloc[:: max(1, len(rows) // 6)].itertuples():
+        ax.annotate(
+            f"{r.threshold:.2f}", (r.recall, r.precision), fontsize=7, xytext=(3, 3), textcoords="offset points"
+        )
     if chosen is not None:
         hit = rows.iloc[(rows["threshold"] - chosen).abs().argmin()]
         ax.plot(hit["recall"], hit["precision"], "o", color="C3", label=f"threshold {chosen:g}")
@@ -431,8 +543,7 @@ def plot_event_precision_recall(curve: pd.DataFrame, chosen: float | None = None
     return fig
 
 
-def plot_listening_effort(curve: pd.DataFrame, ax=None,
-                          title: str = "Listening needed to find the calls"):
+def plot_listening_effort(curve: pd.DataFrame, ax=None, title: str = "Listening needed to find the calls"):
     """Recall against the fraction of the audio reviewed when windows are reviewed in decreasing
     call score (the ``curve`` of :func:`helpers.evaluation.events.listening_effort`), beside the
     diagonal of reviewing in time order with no model (expected recall = fraction reviewed)."""
@@ -448,8 +559,12 @@ def plot_listening_effort(curve: pd.DataFrame, ax=None,
     return fig
 
 
-def plot_forms(scores: pd.DataFrame, metrics: Sequence[str] = ("uar", "calls_as_background"),
-               names: dict[str, str] | None = None, title: str = "Flat, two-stage and multi-task, per seed"):
+def plot_forms(
+    scores: pd.DataFrame,
+    metrics: Sequence[str] = ("uar", "calls_as_background"),
+    names: dict[str, str] | None = None,
+    title: str = "Flat, two-stage and multi-task, per seed",
+):
     """One panel per metric: for each form (x) and split (colour), every seed as a dot and the mean
     over seeds as a bar, in %. ``scores``: :func:`helpers.experiments.hierarchy.compare_forms`' table
     (columns ``form``, ``split``, ``seed`` and the metrics, fractions). A form without a value on a
@@ -465,13 +580,20 @@ def plot_forms(scores: pd.DataFrame, metrics: Sequence[str] = ("uar", "calls_as_
     for ax, metric in zip(axes[0], metrics):
         for j, split in enumerate(splits):
             for i, form in enumerate(forms):
-                values = 100 * pd.to_numeric(scores[(scores["form"] == form) & (scores["split"] == split)][metric],
-                                             errors="coerce").dropna().to_numpy()
+                values = (
+                    100
+                    * pd.to_numeric(
+                        scores[(scores["form"] == form) & (scores["split"] == split)][metric], errors="coerce"
+                    )
+                    .dropna()
+                    .to_numpy()
+                )
                 if not len(values):
                     continue
                 x = i - 0.4 + width * (j + 0.5)
-                ax.bar(x, values.mean(), width=width * 0.9, color=colours[j], alpha=0.45,
-                       label=split if i == 0 else None)
+                ax.bar(
+                    x, values.mean(), width=width * 0.9, color=colours[j], alpha=0.45, label=split if i == 0 else None
+                )
                 ax.plot(np.full(len(values), x), values, "o", color=colours[j], markersize=4)
         ax.set_xticks(range(len(forms)), forms)
         ax.set_ylabel(f"{(names or {}).get(metric, metric)} (%)")
@@ -483,15 +605,20 @@ def plot_forms(scores: pd.DataFrame, metrics: Sequence[str] = ("uar", "calls_as_
     return fig
 
 
-def plot_starting_points(rows: pd.DataFrame, columns: Sequence[str] = ("test UAR", "event F1"),
-                         by: str = "starting point", title: str = "From scratch against pretrained"):
+def plot_starting_points(
+    rows: pd.DataFrame,
+    columns: Sequence[str] = ("test UAR", "event F1"),
+    by: str = "starting point",
+    title: str = "From scratch against pretrained",
+):
     """One panel per column of ``columns`` (a UAR in %, an F1 in [0, 1]), one horizontal bar per value of
     ``by`` in first-seen order: the mean over the runs of ``rows`` with the seed spread (std) as an error
     bar where there are several. A NaN mean draws no bar (a split without labels)."""
     groups = rows.groupby(by, sort=False)
     names = list(groups.groups)
-    fig, axes = plt.subplots(1, len(columns), figsize=(4.2 * len(columns), 0.9 + 0.45 * len(names)), sharey=True,
-                             squeeze=False)
+    fig, axes = plt.subplots(
+        1, len(columns), figsize=(4.2 * len(columns), 0.9 + 0.45 * len(names)), sharey=True, squeeze=False
+    )
     y = np.arange(len(names), dtype=float)
     for ax, column in zip(axes[0], columns):
         if column not in rows:
@@ -510,14 +637,22 @@ def plot_starting_points(rows: pd.DataFrame, columns: Sequence[str] = ("test UAR
     return fig
 
 
-def plot_event_spectrogram(wave: np.ndarray, sample_rate: int, offset: float, begin: float, end: float,
-                           title: str = "", ax=None):
+def plot_event_spectrogram(
+    wave: np.ndarray, sample_rate: int, offset: float, begin: float, end: float, title: str = "", ax=None
+):
     """Spectrogram (dB) of a stretch of audio ``wave`` that starts at ``offset`` s in its recording, with
     the event's span ``begin``-``end`` (s, recording time) outlined: what a reviewer looks at."""
     fig, ax = _fig_ax(ax, (7, 2.6))
     n_fft = 512 if sample_rate <= 16_000 else 1024
     if len(wave) > n_fft:
-        ax.specgram(wave, NFFT=n_fft, Fs=sample_rate, noverlap=n_fft // 2, cmap="magma", xextent=(offset, offset + len(wave) / sample_rate))
+        ax.specgram(
+            wave,
+            NFFT=n_fft,
+            Fs=sample_rate,
+            noverlap=n_fft // 2,
+            cmap="magma",
+            xextent=(offset, offset + len(wave) / sample_rate),
+        )
     ax.axvspan(begin, end, color="cyan", alpha=0.15, lw=0)
     for x in (begin, end):
         ax.axvline(x, color="cyan", lw=1.2)
@@ -529,8 +664,11 @@ def plot_event_spectrogram(wave: np.ndarray, sample_rate: int, offset: float, be
     return fig
 
 
-def plot_review_rounds(rounds: pd.DataFrame, columns: Sequence[str] = ("event F1", "event precision", "event recall"),
-                       title: str = "Review rounds, measured on the report recording"):
+def plot_review_rounds(
+    rounds: pd.DataFrame,
+    columns: Sequence[str] = ("event F1", "event precision", "event recall"),
+    title: str = "Review rounds, measured on the report recording",
+):
     """Each of ``columns`` against the round, mean over seeds with the seed spread (std) as error bars;
     ``rounds``: one row per (seed, round) with a ``round`` column."""
     fig, ax = _fig_ax(None, (6, 3))
@@ -547,8 +685,15 @@ def plot_review_rounds(rounds: pd.DataFrame, columns: Sequence[str] = ("event F1
     return fig
 
 
-def plot_calibration(scores: np.ndarray, correct: np.ndarray, a: float | None, b: float | None,
-                     threshold: float | None = None, title: str = "", ax=None):
+def plot_calibration(
+    scores: np.ndarray,
+    correct: np.ndarray,
+    a: float | None,
+    b: float | None,
+    threshold: float | None = None,
+    title: str = "",
+    ax=None,
+):
     """Reviewed events of one class: correct (1) or not (0) against score, the fitted logistic
     ``P(correct) = 1 / (1 + exp(-(a + b score)))`` and the threshold for the target precision."""
     fig, ax = _fig_ax(ax, (4, 2.8))

@@ -29,6 +29,7 @@ Markdown file keeps the text as written. In the HTML file raw HTML in the text i
 link to it, so the page never fetches anything. The page itself is a Jinja2 template
 (``templates/report.html.j2``) with autoescaping on.
 """
+
 from __future__ import annotations
 
 import base64
@@ -52,7 +53,8 @@ from helpers.core.fileio import atomic_write
 from helpers.reporting.plots import save_figure
 from helpers.core.provenance import git_commit, library_versions, machine_record
 
-#: Libraries whose versions :func:`environment_lines` reports (names as in :data:`helpers.core.provenance.TRACKED_PACKAGES`).
+#: Libraries whose versions :func:`environment_lines` reports (names as in
+#: :data:`helpers.core.provenance.TRACKED_PACKAGES`).
 ENVIRONMENT_PACKAGES = ("torch", "numpy", "pandas", "scikit-learn")
 #: Resolution (dots per inch) of figures the report saves itself.
 FIGURE_DPI = 120
@@ -84,7 +86,7 @@ class _Figure:
     source: Path | matplotlib.figure.Figure
     caption: str
     name: str | None
-    section: str          # the heading above the figure, for error messages
+    section: str  # the heading above the figure, for error messages
 
 
 class Report:
@@ -122,12 +124,13 @@ class Report:
         try:
             float_format.format(1.5)
         except (ValueError, IndexError, KeyError) as exc:
-            raise ValueError(f"Report.table: float_format {float_format!r} is not a str.format pattern "
-                             f"for one number ({exc}); use e.g. '{{:.1f}}'.") from exc
+            raise ValueError(
+                f"Report.table: float_format {float_format!r} is not a str.format pattern "
+                f"for one number ({exc}); use e.g. '{{:.1f}}'."
+            ) from exc
         self._blocks.append(_Table(df.copy(), caption, float_format))
 
-    def figure(self, path_or_fig: str | Path | matplotlib.figure.Figure, caption: str,
-               name: str | None = None) -> None:
+    def figure(self, path_or_fig: str | Path | matplotlib.figure.Figure, caption: str, name: str | None = None) -> None:
         """A figure: a PNG file, or a matplotlib Figure (saved as PNG when the report is written).
 
         ``name`` is the PNG's file name (without ``.png``) in the assets folder; by default the
@@ -139,8 +142,10 @@ class Report:
         elif isinstance(path_or_fig, (str, Path)):
             source = Path(path_or_fig)
         else:
-            raise TypeError(f"Report.figure({caption!r}): expected a PNG path or a matplotlib Figure, "
-                            f"got {type(path_or_fig).__name__}.")
+            raise TypeError(
+                f"Report.figure({caption!r}): expected a PNG path or a matplotlib Figure, "
+                f"got {type(path_or_fig).__name__}."
+            )
         self._blocks.append(_Figure(source, caption, name, self._current_section()))
 
     def _current_section(self) -> str:
@@ -163,7 +168,8 @@ class Report:
             if isinstance(fig.source, Path) and not fig.source.is_file():
                 raise FileNotFoundError(
                     f"{fig.source}: figure {fig.caption!r} in report section {fig.section!r} does not "
-                    f"exist; run the cell or notebook that writes it, or correct the path.")
+                    f"exist; run the cell or notebook that writes it, or correct the path."
+                )
         folder.mkdir(parents=True, exist_ok=True)
         assets_dir = folder / f"{stem}-assets"
         if figures:
@@ -225,12 +231,19 @@ class Report:
             elif isinstance(block, _Table):
                 blocks.append({"kind": "table", "html": html_table(block.df, block.caption, block.float_format)})
             elif isinstance(block, _Figure):
-                blocks.append({"kind": "figure", "alt": block.caption, "caption_html": inline_html(block.caption),
-                               "png_base64": base64.b64encode(assets[id(block)].read_bytes()).decode("ascii")})
+                blocks.append(
+                    {
+                        "kind": "figure",
+                        "alt": block.caption,
+                        "caption_html": inline_html(block.caption),
+                        "png_base64": base64.b64encode(assets[id(block)].read_bytes()).decode("ascii"),
+                    }
+                )
         return _template("report.html.j2").render(title=self.title, blocks=blocks)
 
 
 # --- cells and tables -------------------------------------------------------------------------
+
 
 def format_cell(value: Any, float_format: str = "{:.1f}") -> str:
     """One table cell as text: '' for NaN/None/NA, floats with ``float_format``, the rest ``str``."""
@@ -259,6 +272,7 @@ def markdown_table(df: pd.DataFrame, caption: str | None = None, float_format: s
     ``|`` in a cell is escaped as ``\\|`` and line breaks become spaces, so a cell never breaks
     the table. The caption, if any, is an italic line above the table.
     """
+
     def cell(text: str) -> str:
         return text.replace("\\", "\\\\").replace("|", "\\|").replace("\r", " ").replace("\n", " ")
 
@@ -280,14 +294,23 @@ def html_table(df: pd.DataFrame, caption: str | None = None, float_format: str =
     Cells are :func:`format_cell` text; cells of numeric columns get ``class="num"`` (right-aligned).
     """
     numeric = [_is_numeric_column(df[c]) for c in df.columns]
-    rows = [[(format_cell(v, float_format), num) for v, num in zip(row, numeric)]
-            for row in df.itertuples(index=False, name=None)]
-    return _template("table.html.j2").render(
-        caption_html=inline_html(caption) if caption else "",
-        header=[_column_name(c) for c in df.columns], rows=rows).strip()
+    rows = [
+        [(format_cell(v, float_format), num) for v, num in zip(row, numeric)]
+        for row in df.itertuples(index=False, name=None)
+    ]
+    return (
+        _template("table.html.j2")
+        .render(
+            caption_html=inline_html(caption) if caption else "",
+            header=[_column_name(c) for c in df.columns],
+            rows=rows,
+        )
+        .strip()
+    )
 
 
 # --- Markdown and templates -----------------------------------------------------------------
+
 
 class _SafeHTMLRenderer(mistune.HTMLRenderer):
     """mistune's HTML renderer with raw HTML escaped, unsafe links left as their text and images
@@ -300,7 +323,7 @@ class _SafeHTMLRenderer(mistune.HTMLRenderer):
         super().__init__(escape=True)
 
     def link(self, text: str, url: str, title: str | None = None) -> str:
-        if self.sanitize_url(url) != url:      # mistune's verdict: "#harmful-link"
+        if self.sanitize_url(url) != url:  # mistune's verdict: "#harmful-link"
             return text
         return super().link(text, url, title)
 
@@ -323,8 +346,9 @@ def inline_html(text: str) -> str:
     return _MARKDOWN.renderer.render_tokens(tokens, mistune.BlockState())
 
 
-_JINJA = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined, trim_blocks=True,
-                            lstrip_blocks=True, keep_trailing_newline=True)
+_JINJA = jinja2.Environment(
+    autoescape=True, undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True
+)
 
 
 @functools.lru_cache(maxsize=None)
@@ -340,6 +364,7 @@ def _slug(text: str) -> str:
 
 # --- the environment --------------------------------------------------------------------------
 
+
 def how_obtained(runs: pd.DataFrame, profile: str) -> list[str]:
     """Markdown bullet lines saying how the numbers of a profile's runs were obtained: the
     profile's schedule and seeds, how many runs finished, failed or are unfinished, the corpus
@@ -353,9 +378,12 @@ def how_obtained(runs: pd.DataFrame, profile: str) -> list[str]:
     finished = runs.loc[runs["status"] == "finished", "run_dir"] if len(runs) else []
     corpora = {(read_json(Path(d) / "record.json").get("corpus") or {}).get("checksum") for d in finished}
     count = {s: int((runs["status"] == s).sum()) if len(runs) else 0 for s in ("finished", "failed", "unfinished")}
-    steps = (f"{cfg.get('min_iterations', 0)}-{cfg['iterations']} steps (each run stops at the first devel evaluation "
-             "where its devel curve is flat, which also makes its last devel score slightly optimistic)"
-             if cfg.get("stop_when_flat") else f"{cfg['iterations']} steps")
+    steps = (
+        f"{cfg.get('min_iterations', 0)}-{cfg['iterations']} steps (each run stops at the first devel evaluation "
+        "where its devel curve is flat, which also makes its last devel score slightly optimistic)"
+        if cfg.get("stop_when_flat")
+        else f"{cfg['iterations']} steps"
+    )
     lines = [
         f"- Profile **{profile}**: {steps} of {cfg['batch_size']} clips per run, devel evaluation "
         f"every {cfg['eval_every']} steps, EMA from step {cfg['ema_start']} (decay {cfg['ema_decay']}), "
@@ -369,9 +397,11 @@ def how_obtained(runs: pd.DataFrame, profile: str) -> list[str]:
         "mean only from five seeds on; the paper reports one run per row.",
     ]
     if profile == "demo":
-        lines.append("- **Demo profile**: minutes of CPU training of narrowed networks (labelled with their width) on a "
-                     "210-clip demo corpus of other species than the challenge's. Its numbers show how the ingredients "
-                     "behave on small data beside their seed spread; they are not comparable with the paper's.")
+        lines.append(
+            "- **Demo profile**: minutes of CPU training of narrowed networks (labelled with their width) on a "
+            "210-clip demo corpus of other species than the challenge's. Its numbers show how the ingredients "
+            "behave on small data beside their seed spread; they are not comparable with the paper's."
+        )
     return lines + [f"- {line}" for line in environment_lines()]
 
 
@@ -383,9 +413,11 @@ def environment_lines() -> list[str]:
     """
     versions = library_versions()
     machine = machine_record()
-    lines = [f"date (UTC): {datetime.now(timezone.utc).isoformat(timespec='seconds')}",
-             f"git commit: {git_commit() or 'unknown (not a git checkout)'}",
-             f"python: {machine.get('python') or platform.python_version()}"]
+    lines = [
+        f"date (UTC): {datetime.now(timezone.utc).isoformat(timespec='seconds')}",
+        f"git commit: {git_commit() or 'unknown (not a git checkout)'}",
+        f"python: {machine.get('python') or platform.python_version()}",
+    ]
     for name in ENVIRONMENT_PACKAGES:
         lines.append(f"{name}: {versions.get(name) or 'not installed'}")
     parts = [str(machine.get("platform")), str(machine.get("processor"))]

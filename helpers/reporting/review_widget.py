@@ -8,6 +8,7 @@ other, n not a call, u unsure, s skip, b back, f forward). Everything it does go
 :class:`helpers.evaluation.review.ReviewSession`, so each decision is on disk before the next event
 shows.
 """
+
 from __future__ import annotations
 
 import io
@@ -27,8 +28,9 @@ class ReviewWidget:
     ``recordings``: recording name (as in the events) -> its audio file. ``classes``: the labels the
     "another label" choice offers."""
 
-    def __init__(self, session: ReviewSession, recordings: Mapping[str, str | Path], classes: Sequence[str],
-                 context: float = 1.0) -> None:
+    def __init__(
+        self, session: ReviewSession, recordings: Mapping[str, str | Path], classes: Sequence[str], context: float = 1.0
+    ) -> None:
         import ipywidgets as w
 
         self.session, self.recordings, self.context = session, {k: Path(v) for k, v in recordings.items()}, context
@@ -50,10 +52,17 @@ class ReviewWidget:
         self.keys = w.Text(placeholder="shortcut keys: c o n u s b f", layout=w.Layout(width="220px"))
         self.keys.observe(self._on_key, names="value")
         self.message = w.HTML()
-        self.widget = w.VBox([self.header, self.image, self.audio,
-                              w.HBox([self.buttons["call"], self.buttons["other"], self.other_label]),
-                              w.HBox([self.buttons[k] for k in ("not_call", "unsure", "skip")]),
-                              w.HBox([self.buttons["back"], self.buttons["forward"], self.keys]), self.message])
+        self.widget = w.VBox(
+            [
+                self.header,
+                self.image,
+                self.audio,
+                w.HBox([self.buttons["call"], self.buttons["other"], self.other_label]),
+                w.HBox([self.buttons[k] for k in ("not_call", "unsure", "skip")]),
+                w.HBox([self.buttons["back"], self.buttons["forward"], self.keys]),
+                self.message,
+            ]
+        )
         self.show()
 
     def _on_key(self, change) -> None:
@@ -99,10 +108,12 @@ class ReviewWidget:
         if others and self.other_label.value == event["label"]:
             self.other_label.value = others[0]  # "another label" offers another label first
         before = self.session.decision_of(event)
-        self.header.value = (f"<b>event {p['position']} of {p['total']}</b> · <b>{event['label']}</b> score "
-                             f"{float(event['score']):.3f} · queued as <i>{event['reason']}</i> · {event['recording']} "
-                             f"{float(event['begin']):.1f}-{float(event['end']):.1f} s · {p['done']} done, {p['left']} left"
-                             + (f" · decided before: <b>{before}</b>" if before else ""))
+        self.header.value = (
+            f"<b>event {p['position']} of {p['total']}</b> · <b>{event['label']}</b> score "
+            f"{float(event['score']):.3f} · queued as <i>{event['reason']}</i> · {event['recording']} "
+            f"{float(event['begin']):.1f}-{float(event['end']):.1f} s · {p['done']} done, {p['left']} left"
+            + (f" · decided before: <b>{before}</b>" if before else "")
+        )
         path = self.recordings.get(str(event["recording"]))
         if path is None:
             self.message.value = f"<span style='color:#b00'>no audio file for {event['recording']}</span>"

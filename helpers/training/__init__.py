@@ -5,6 +5,7 @@ final scoring of a run (:mod:`.final`).
 
 Notebooks: ``from helpers.training import TrainConfig, train``.
 """
+
 from helpers.training.config import TrainConfig
 from helpers.training.loop import TrainResult, train
 

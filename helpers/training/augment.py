@@ -24,6 +24,7 @@ A CPU generator with CUDA data also works: the small tensors are pinned and copi
 blocking. CPU and CUDA generators seeded alike give different numbers, so a run is reproducible
 for a given (seed, generator device) pair.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -40,6 +41,7 @@ SPEC_AUGMENT_MODES = ("batch", "per_example")
 # ---------------------------------------------------------------------------------------------
 # Device helpers
 # ---------------------------------------------------------------------------------------------
+
 
 def _to_device(t: torch.Tensor, device: torch.device) -> torch.Tensor:
     """Move a small random tensor to ``device`` without making the host wait for the GPU.
@@ -71,6 +73,7 @@ def _uniform_int(high: torch.Tensor, generator: torch.Generator) -> torch.Tensor
 # ---------------------------------------------------------------------------------------------
 # SpecAugment
 # ---------------------------------------------------------------------------------------------
+
 
 @dataclass
 class SpecAugmentStripes:
@@ -155,8 +158,12 @@ def draw_spec_augment_stripes(
     """
     if mode not in SPEC_AUGMENT_MODES:
         raise ValueError(f"SpecAugment mode {mode!r} is unknown; use one of {SPEC_AUGMENT_MODES}.")
-    for name, value in (("max_time_stripes", max_time_stripes), ("max_freq_stripes", max_freq_stripes),
-                        ("time_width", time_width), ("freq_width", freq_width)):
+    for name, value in (
+        ("max_time_stripes", max_time_stripes),
+        ("max_freq_stripes", max_freq_stripes),
+        ("time_width", time_width),
+        ("freq_width", freq_width),
+    ):
         if value < 0:
             raise ValueError(f"SpecAugment {name}={value} must be >= 0.")
     if min_stripes is None:
@@ -176,8 +183,9 @@ def draw_spec_augment_stripes(
     return SpecAugmentStripes(tc, ts, tw, fc, fs, fw)
 
 
-def stripes_to_mask(stripes: SpecAugmentStripes, n_time: int, n_mel: int,
-                    device: torch.device | str | None = None) -> torch.Tensor:
+def stripes_to_mask(
+    stripes: SpecAugmentStripes, n_time: int, n_mel: int, device: torch.device | str | None = None
+) -> torch.Tensor:
     """Turn stripes into a bool mask ``(n, time, mel)``, True where the input is masked.
 
     Built by broadcasting comparisons against ``arange`` (no loop over stripes or examples).
@@ -186,9 +194,9 @@ def stripes_to_mask(stripes: SpecAugmentStripes, n_time: int, n_mel: int,
 
     def axis_mask(start: torch.Tensor, width: torch.Tensor, size: int) -> torch.Tensor:
         start, width = _to_device(start, device), _to_device(width, device)
-        pos = torch.arange(size, device=device)[None, None, :]          # (1, 1, size)
+        pos = torch.arange(size, device=device)[None, None, :]  # (1, 1, size)
         inside = (pos >= start[..., None]) & (pos < (start + width)[..., None])  # (n, S, size)
-        return inside.any(dim=1)                                          # (n, size)
+        return inside.any(dim=1)  # (n, size)
 
     time_mask = axis_mask(stripes.time_start, stripes.time_width, n_time)
     freq_mask = axis_mask(stripes.freq_start, stripes.freq_width, n_mel)
@@ -214,16 +222,25 @@ def spec_augment_mask(
     generator's device. See :func:`draw_spec_augment_stripes` for the other arguments.
     """
     if len(shape) not in (3, 4):
-        raise ValueError(f"SpecAugment expects (batch, time, mel) or (batch, channels, time, mel), got shape {tuple(shape)}.")
+        raise ValueError(
+            f"SpecAugment expects (batch, time, mel) or (batch, channels, time, mel), got shape {tuple(shape)}."
+        )
     batch, n_time, n_mel = shape[0], shape[-2], shape[-1]
     stripes = draw_spec_augment_stripes(
-        n_time, n_mel, generator, batch_size=batch, mode=mode,
-        max_time_stripes=max_time_stripes, max_freq_stripes=max_freq_stripes,
-        time_width=time_width, freq_width=freq_width, min_stripes=min_stripes,
+        n_time,
+        n_mel,
+        generator,
+        batch_size=batch,
+        mode=mode,
+        max_time_stripes=max_time_stripes,
+        max_freq_stripes=max_freq_stripes,
+        time_width=time_width,
+        freq_width=freq_width,
+        min_stripes=min_stripes,
     )
-    mask = stripes_to_mask(stripes, n_time, n_mel, device=device)      # (n, time, mel)
+    mask = stripes_to_mask(stripes, n_time, n_mel, device=device)  # (n, time, mel)
     if len(shape) == 4:
-        mask = mask[:, None]                                             # (n, 1, time, mel)
+        mask = mask[:, None]  # (n, 1, time, mel)
     return mask.expand(*shape)
 
 
@@ -253,9 +270,15 @@ def spec_augment(
         A new tensor of the shape of ``z`` (gradients flow through the unmasked bins).
     """
     mask = spec_augment_mask(
-        z.shape, generator, mode=mode, max_time_stripes=max_time_stripes,
-        max_freq_stripes=max_freq_stripes, time_width=time_width, freq_width=freq_width,
-        min_stripes=min_stripes, device=z.device,
+        z.shape,
+        generator,
+        mode=mode,
+        max_time_stripes=max_time_stripes,
+        max_freq_stripes=max_freq_stripes,
+        time_width=time_width,
+        freq_width=freq_width,
+        min_stripes=min_stripes,
+        device=z.device,
     )
     # torch.where with a scalar is out-of-place, keeps z's dtype, and is about twice as fast
     # as masked_fill on the CPU.
@@ -293,15 +316,22 @@ class SpecAugmentConfig:
         if not self.enabled:
             return z
         return spec_augment(
-            z, generator, mode=self.mode, max_time_stripes=self.max_time_stripes,
-            max_freq_stripes=self.max_freq_stripes, time_width=self.time_width,
-            freq_width=self.freq_width, min_stripes=self.min_stripes, mask_value=self.mask_value,
+            z,
+            generator,
+            mode=self.mode,
+            max_time_stripes=self.max_time_stripes,
+            max_freq_stripes=self.max_freq_stripes,
+            time_width=self.time_width,
+            freq_width=self.freq_width,
+            min_stripes=self.min_stripes,
+            mask_value=self.mask_value,
         )
 
 
 # ---------------------------------------------------------------------------------------------
 # MixUp
 # ---------------------------------------------------------------------------------------------
+
 
 def sample_mixup_lambda(
     alpha: float,
@@ -354,7 +384,9 @@ def mixup(
         ``(z_mix (B, ...), targets_mix (B, classes))``.
     """
     if z.shape[0] % 2 != 0:
-        raise ValueError(f"mixup needs an even batch (pairs 0-1, 2-3, ...), got {z.shape[0]} examples; draw 2*B examples.")
+        raise ValueError(
+            f"mixup needs an even batch (pairs 0-1, 2-3, ...), got {z.shape[0]} examples; draw 2*B examples."
+        )
     if targets_onehot.shape[0] != z.shape[0]:
         raise ValueError(f"mixup: {z.shape[0]} inputs but {targets_onehot.shape[0]} targets.")
     # Integer (class-index style) targets would make lerp fail; MixUp targets are soft anyway.

@@ -24,6 +24,7 @@ The authors' code differs in three ways, each available as an explicit option:
 ``ExponentialMovingAverage(model, mode="reference", decay_schedule="warmup",
 average_buffers=False)`` is the authors' behaviour.
 """
+
 from __future__ import annotations
 
 import copy
@@ -92,8 +93,13 @@ class ExponentialMovingAverage:
 
     # -- settings -------------------------------------------------------------------------
     def _settings(self) -> dict[str, Any]:
-        return {"decay": self.decay, "start_step": self.start_step, "mode": self.mode,
-                "decay_schedule": self.decay_schedule, "average_buffers": self.average_buffers}
+        return {
+            "decay": self.decay,
+            "start_step": self.start_step,
+            "mode": self.mode,
+            "decay_schedule": self.decay_schedule,
+            "average_buffers": self.average_buffers,
+        }
 
     def current_decay(self, n: int | None = None) -> float:
         """Decay used by the ``n``-th averaging update (1-based; default: the next one)."""

@@ -6,6 +6,7 @@ the best of many evaluations and optimistic (the paper's 93.6 % is such a number
 says so next to each score. The last checkpoint's devel score and every test score are not
 selected on and are unbiased estimates.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -24,17 +25,32 @@ from helpers.training.config import TrainConfig, eval_batch_size
 from helpers.training.ema import ExponentialMovingAverage
 from helpers.training.steps import scoring_model
 
-SELECTED_NOTE = ("optimistic: this devel score was also used to choose the checkpoint (best of "
-                 "{n} devel evaluations); treat it as an upper estimate, not a held-out result")
-HEAD_SELECTED_NOTE = ("optimistic: the head's C was chosen on this devel split; treat it as an upper estimate, "
-                      "not a held-out result")
+SELECTED_NOTE = (
+    "optimistic: this devel score was also used to choose the checkpoint (best of "
+    "{n} devel evaluations); treat it as an upper estimate, not a held-out result"
+)
+HEAD_SELECTED_NOTE = (
+    "optimistic: the head's C was chosen on this devel split; treat it as an upper estimate, not a held-out result"
+)
 UNSELECTED_NOTE = "not used to choose the checkpoint: an unbiased estimate for this split"
 
 
-def final_evaluation(run_dir: Path, config: TrainConfig, corpus: Corpus, feats: dict, model: nn.Module,
-                      ema: ExponentialMovingAverage | None, best: dict, history: list[dict],
-                      classes: list[str], settings: FeatureSettings, score_fn: str,
-                      device: torch.device, last_step: int | None = None, selected_on_devel: bool = False) -> dict:
+def final_evaluation(
+    run_dir: Path,
+    config: TrainConfig,
+    corpus: Corpus,
+    feats: dict,
+    model: nn.Module,
+    ema: ExponentialMovingAverage | None,
+    best: dict,
+    history: list[dict],
+    classes: list[str],
+    settings: FeatureSettings,
+    score_fn: str,
+    device: torch.device,
+    last_step: int | None = None,
+    selected_on_devel: bool = False,
+) -> dict:
     """Score every split with every checkpoint; write prediction tables, submission, metrics.
     ``last_step``: the step of the last weights (default ``config.iterations``; earlier when
     ``stop_when_flat`` ended the run). ``selected_on_devel``: the last weights themselves were
@@ -49,7 +65,8 @@ def final_evaluation(run_dir: Path, config: TrainConfig, corpus: Corpus, feats: 
             candidates[f"best_{kind}"] = (load_model(path, map_location=device), int(best[kind]["step"]))
     n_evals = len(history)
     out: dict[str, Any] = {
-        "classes": classes, "note": "best_* checkpoints were chosen by devel UAR: their devel scores are "
+        "classes": classes,
+        "note": "best_* checkpoints were chosen by devel UAR: their devel scores are "
         "optimistic. last_* and all test scores are not selected on.",
         "checkpoints": {},
     }
@@ -67,8 +84,12 @@ def final_evaluation(run_dir: Path, config: TrainConfig, corpus: Corpus, feats: 
             if twin is not None:
                 scores = scored[twin][split]
             else:
-                scores = predict_scores(scoring_model(m, config, device), fs.features,
-                                        batch_size=eval_batch_size(config, device), score=score_fn)
+                scores = predict_scores(
+                    scoring_model(m, config, device),
+                    fs.features,
+                    batch_size=eval_batch_size(config, device),
+                    score=score_fn,
+                )
             scored[name][split] = scores
             labels = list(table_by_split[split]["label"])
             table = prediction_table(fs.filenames, scores, classes, labels=labels)
@@ -77,8 +98,11 @@ def final_evaluation(run_dir: Path, config: TrainConfig, corpus: Corpus, feats: 
             if met is not None:
                 selected = chosen and split == "devel"
                 met["selected_on_this_split"] = selected
-                met["note"] = ((HEAD_SELECTED_NOTE if selected_on_devel else SELECTED_NOTE.format(n=n_evals))
-                               if selected else UNSELECTED_NOTE)
+                met["note"] = (
+                    (HEAD_SELECTED_NOTE if selected_on_devel else SELECTED_NOTE.format(n=n_evals))
+                    if selected
+                    else UNSELECTED_NOTE
+                )
             entry["splits"][split] = met
         out["checkpoints"][name] = entry
     # The submission comes from the checkpoint the paper would submit: best EMA, else best plain, else last.
@@ -112,8 +136,9 @@ def save_run_figures(run_dir: Path, history: pd.DataFrame, metrics: dict, classe
     for name in ("best_ema", "best_plain", "last_ema", "last_plain"):
         m = metrics["checkpoints"].get(name, {}).get("splits", {}).get("devel")
         if m is not None:
-            fig = plot_confusion(np.array(m["confusion_matrix"]), classes,
-                                 title=f"devel confusion ({name}, row-normalised)")
+            fig = plot_confusion(
+                np.array(m["confusion_matrix"]), classes, title=f"devel confusion ({name}, row-normalised)"
+            )
             save_figure(fig, "confusion_devel", run_dir / "figures")
             plt.close(fig)
             break

@@ -14,6 +14,7 @@ the run (:data:`SELECTION_RULE`):
 
 The chosen C's devel score is therefore selected on and optimistic; the run says so.
 """
+
 from __future__ import annotations
 
 import warnings
@@ -27,8 +28,10 @@ from helpers.evaluation.metrics import unweighted_average_recall
 from helpers.models.heads import EmbeddingHead
 
 DEFAULT_CS = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 0.1, 0.3, 1.0, 3.0, 10.0)
-SELECTION_RULE = ("C with the highest devel UAR; ties broken by the lowest devel log loss of softmax(logits), "
-                  "then by the smallest C; chosen before any test score is computed")
+SELECTION_RULE = (
+    "C with the highest devel UAR; ties broken by the lowest devel log loss of softmax(logits), "
+    "then by the smallest C; chosen before any test score is computed"
+)
 MAX_ITER = 5000
 
 
@@ -46,16 +49,25 @@ def _full_coefficients(estimator, n_classes: int, kind: str) -> tuple[np.ndarray
         return coef, intercept
     if coef.shape[0] == 1:  # two seen classes of a larger corpus: expand to both margins
         half = 0.5 if kind == "logistic" else 1.0
-        coef, intercept = np.concatenate([-half * coef, half * coef]), np.concatenate([-half * intercept,
-                                                                                      half * intercept])
+        coef, intercept = (
+            np.concatenate([-half * coef, half * coef]),
+            np.concatenate([-half * intercept, half * intercept]),
+        )
     full_coef = np.zeros((n_classes, coef.shape[1]))
     full_intercept = np.full(n_classes, float(intercept.min()) - 1e3)
     full_coef[seen], full_intercept[seen] = coef, intercept
     return full_coef, full_intercept
 
 
-def fit_linear_head(head: EmbeddingHead, x_train: torch.Tensor, y_train: np.ndarray, x_devel: torch.Tensor,
-                    y_devel: np.ndarray, Cs: Sequence[float] = DEFAULT_CS, seed: int = 0) -> pd.DataFrame:
+def fit_linear_head(
+    head: EmbeddingHead,
+    x_train: torch.Tensor,
+    y_train: np.ndarray,
+    x_devel: torch.Tensor,
+    y_devel: np.ndarray,
+    Cs: Sequence[float] = DEFAULT_CS,
+    seed: int = 0,
+) -> pd.DataFrame:
     """Fit ``head`` (logistic or SVM, standardisation already set) over ``Cs`` and keep the C that
     :data:`SELECTION_RULE` picks. Returns one row per C: ``C``, ``train_uar``, ``devel_uar``,
     ``devel_log_loss``, ``converged``, ``chosen``."""
@@ -76,8 +88,9 @@ def fit_linear_head(head: EmbeddingHead, x_train: torch.Tensor, y_train: np.ndar
         if head.kind == "logistic":
             estimator = LogisticRegression(C=float(c), class_weight="balanced", max_iter=MAX_ITER)
         else:
-            estimator = LinearSVC(C=float(c), class_weight="balanced", dual="auto", max_iter=MAX_ITER,
-                                  random_state=seed)
+            estimator = LinearSVC(
+                C=float(c), class_weight="balanced", dual="auto", max_iter=MAX_ITER, random_state=seed
+            )
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", ConvergenceWarning)
             estimator.fit(z_train, y_train)
@@ -86,11 +99,15 @@ def fit_linear_head(head: EmbeddingHead, x_train: torch.Tensor, y_train: np.ndar
         with torch.no_grad():
             logits_train = head.forward_normalized(torch.from_numpy(z_train).float())[0].numpy()
             logits_devel = head.forward_normalized(torch.from_numpy(z_devel).float())[0].numpy()
-        rows.append({"C": float(c),
-                     "train_uar": unweighted_average_recall(y_train, logits_train.argmax(axis=1), k),
-                     "devel_uar": unweighted_average_recall(y_devel, logits_devel.argmax(axis=1), k),
-                     "devel_log_loss": _log_loss(logits_devel, y_devel),
-                     "converged": not any(issubclass(w.category, ConvergenceWarning) for w in caught)})
+        rows.append(
+            {
+                "C": float(c),
+                "train_uar": unweighted_average_recall(y_train, logits_train.argmax(axis=1), k),
+                "devel_uar": unweighted_average_recall(y_devel, logits_devel.argmax(axis=1), k),
+                "devel_log_loss": _log_loss(logits_devel, y_devel),
+                "converged": not any(issubclass(w.category, ConvergenceWarning) for w in caught),
+            }
+        )
         fitted.append((coef, intercept))
     table = pd.DataFrame(rows)
     # lexsort: the last key is the primary one

@@ -14,6 +14,7 @@ loader and no per-step host synchronisation except reading the loss for the prog
 One process at a time writes a run folder: a second :func:`train` of the same config waits for
 the first (or stops at once with ``wait=False``), then finds the run finished and loads it.
 """
+
 from __future__ import annotations
 
 import json
@@ -21,7 +22,6 @@ import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -29,7 +29,7 @@ import torch
 from torch import nn
 
 from helpers.core import run_folder
-from helpers.core.fileio import read_json, write_json_atomic
+from helpers.core.fileio import write_json_atomic
 from helpers.core.hardware import configure_threads, resolve_device
 from helpers.core.progress import progress_bar
 from helpers.core.provenance import Timer, write_record
@@ -39,8 +39,13 @@ from helpers.evaluation.inference import calibration_indices, warn_if_bf16_is_em
 from helpers.evaluation.scoring import predict_scores, split_metrics, write_table
 from helpers.features.cache import load_features
 from helpers.features.birdnet import LICENCE
-from helpers.models.checkpoint import (checkpoint_identity, checkpoint_payload, export_final_weights, load_checkpoint,
-                                       save_checkpoint)
+from helpers.models.checkpoint import (
+    checkpoint_identity,
+    checkpoint_payload,
+    export_final_weights,
+    load_checkpoint,
+    save_checkpoint,
+)
 from helpers.models.cost import count_parameters
 from helpers.training.config import FUSION, TrainConfig, autocast_enabled, eval_batch_size, score_function
 from helpers.models.heads import HEADS, is_head
@@ -70,13 +75,22 @@ class TrainResult:
             for split, m in per_split["splits"].items():
                 if m is None:
                     continue
-                rows.append({"checkpoint": ckpt, "step": per_split["step"], "split": split,
-                             "uar": m["uar"], "map": m["map"], "selected_on_this_split": m["selected_on_this_split"]})
+                rows.append(
+                    {
+                        "checkpoint": ckpt,
+                        "step": per_split["step"],
+                        "split": split,
+                        "uar": m["uar"],
+                        "map": m["map"],
+                        "selected_on_this_split": m["selected_on_this_split"],
+                    }
+                )
         return pd.DataFrame(rows)
 
 
-def train(config: TrainConfig, corpus: Corpus | None = None, progress: bool = True,
-          resume: bool = True, wait: bool = True) -> TrainResult:
+def train(
+    config: TrainConfig, corpus: Corpus | None = None, progress: bool = True, resume: bool = True, wait: bool = True
+) -> TrainResult:
     """Train one model as ``config`` says and write its run folder (see :mod:`helpers.core.run_folder`).
 
     ``corpus`` defaults to :func:`helpers.data.named.prepare_corpus` of ``config.corpus``. With
@@ -106,8 +120,7 @@ def train(config: TrainConfig, corpus: Corpus | None = None, progress: bool = Tr
 class _Run:
     """One training run's state between :func:`train`'s phases (prepare, restore, loop, finish)."""
 
-    def __init__(self, config: TrainConfig, corpus: Corpus, device: torch.device, timer: Timer,
-                 progress: bool) -> None:
+    def __init__(self, config: TrainConfig, corpus: Corpus, device: torch.device, timer: Timer, progress: bool) -> None:
         self.config, self.corpus, self.device, self.timer, self.progress = config, corpus, device, timer, progress
         self.run_dir = config.run_dir()
         (self.run_dir / run_folder.CHECKPOINTS).mkdir(parents=True, exist_ok=True)
@@ -116,12 +129,18 @@ class _Run:
         write_json_atomic(self.run_dir / run_folder.CONFIG, config.to_dict())
         self._load_data()
         self.head = is_head(config.model)
-        self.setup = build_training(config, len(self.classes), device, self.feats["train"].labels,
-                                    classes=self.classes,
-                                    train_features=self.feats["train"].features if self.head else None)
+        self.setup = build_training(
+            config,
+            len(self.classes),
+            device,
+            self.feats["train"].labels,
+            classes=self.classes,
+            train_features=self.feats["train"].features if self.head else None,
+        )
         # A head on a pretrained backbone inherits the backbone's licence: every file it writes says so.
-        self.backbone = ({"name": HEADS[config.model][0], "settings": self.settings.to_dict(), **LICENCE}
-                         if self.head else None)
+        self.backbone = (
+            {"name": HEADS[config.model][0], "settings": self.settings.to_dict(), **LICENCE} if self.head else None
+        )
         self.fitted = False  # a scikit-learn head has been fitted (it takes no gradient steps)
         self.selection: list[dict] = []
         self.score_fn = score_function(config)
@@ -139,18 +158,32 @@ class _Run:
         """Cached log-mels of every split; train (and the waveform-augmentation bank) and devel on the device."""
         config, corpus, device = self.config, self.corpus, self.device
         with self.timer("features"):
-            self.feats = {split: load_features(corpus.table, split, self.settings, config.cache_dir, corpus.name,
-                                               device="cpu", progress=self.progress) for split in corpus.splits}
+            self.feats = {
+                split: load_features(
+                    corpus.table,
+                    split,
+                    self.settings,
+                    config.cache_dir,
+                    corpus.name,
+                    device="cpu",
+                    progress=self.progress,
+                )
+                for split in corpus.splits
+            }
         if "train" not in self.feats:
             raise ValueError(f"corpus {corpus.root} has no train split; cannot train.")
         devel = self.feats.get("devel")
         self.has_devel = devel is not None and len(devel.labels) > 0 and bool((devel.labels >= 0).all())
         if config.is_fitted_head and not self.has_devel:
-            raise ValueError(f"corpus {corpus.root} has no labelled devel split, and {config.model} chooses its C on "
-                             "devel; use a corpus with a devel split.")
+            raise ValueError(
+                f"corpus {corpus.root} has no labelled devel split, and {config.model} chooses its C on "
+                "devel; use a corpus with a devel split."
+            )
         if config.stop_when_flat and not self.has_devel:
-            raise ValueError(f"corpus {corpus.root} has no labelled devel split, so stop_when_flat=True cannot see "
-                             "the devel curve flatten; set stop_when_flat=False (a fixed number of iterations).")
+            raise ValueError(
+                f"corpus {corpus.root} has no labelled devel split, so stop_when_flat=True cannot see "
+                "the devel curve flatten; set stop_when_flat=False (a fixed number of iterations)."
+            )
         # Everything the loop touches lives on the device: no loader, no per-step copies.
         self.x_train = torch.from_numpy(np.ascontiguousarray(self.feats["train"].features)).to(device)
         self.y_train = torch.from_numpy(self.feats["train"].labels).to(device)
@@ -158,7 +191,7 @@ class _Run:
         if config.time_stretch or config.pitch_shift:
             with self.timer("wave_augment_bank"):
                 self.bank = torch.from_numpy(wave_augment_bank(corpus, config, self.settings, self.progress)).to(device)
-        self.x_devel = (torch.from_numpy(np.ascontiguousarray(devel.features)).to(device) if self.has_devel else None)
+        self.x_devel = torch.from_numpy(np.ascontiguousarray(devel.features)).to(device) if self.has_devel else None
         # int8 scoring calibrates on these training clips, stored with every checkpoint (never on the files scored).
         train_feats = self.feats["train"]
         picked = calibration_indices(train_feats.labels, seed=config.seed)
@@ -167,21 +200,37 @@ class _Run:
     # -- checkpoints ------------------------------------------------------------------------------
     def _payload(self, model: nn.Module, kind: str) -> dict:
         extra = {"backbone": self.backbone} if self.backbone else {}
-        return checkpoint_payload(model, kind=kind, step=self.step, classes=self.classes,
-                                  feature_settings=self.settings.to_dict(), train_config=self.config.to_dict(),
-                                  score=self.score_fn, calibration=self.calibration, **extra)
+        return checkpoint_payload(
+            model,
+            kind=kind,
+            step=self.step,
+            classes=self.classes,
+            feature_settings=self.settings.to_dict(),
+            train_config=self.config.to_dict(),
+            score=self.score_fn,
+            calibration=self.calibration,
+            **extra,
+        )
 
     def save_last(self) -> None:
         """The resumable checkpoint: weights plus optimiser, EMA, sampler, generators, history, timings."""
         s = self.setup
         payload = self._payload(s.model, "last")
-        payload.update({
-            "train_config_key": self.config.key(), "optimizer": s.optimizer.state_dict(),
-            "sampler": json.dumps(s.sampler.state_dict()), "generator": s.generator.get_state(),
-            "torch_rng": torch.get_rng_state(), "history": json.dumps(self.history), "best": json.dumps(self.best),
-            "timings": json.dumps(self.timer.seconds), "stopped_when_flat": self.stopped_when_flat,
-            "fitted": self.fitted, "selection": json.dumps(self.selection),
-        })
+        payload.update(
+            {
+                "train_config_key": self.config.key(),
+                "optimizer": s.optimizer.state_dict(),
+                "sampler": json.dumps(s.sampler.state_dict()),
+                "generator": s.generator.get_state(),
+                "torch_rng": torch.get_rng_state(),
+                "history": json.dumps(self.history),
+                "best": json.dumps(self.best),
+                "timings": json.dumps(self.timer.seconds),
+                "stopped_when_flat": self.stopped_when_flat,
+                "fitted": self.fitted,
+                "selection": json.dumps(self.selection),
+            }
+        )
         if s.ema is not None:
             payload["ema"] = s.ema.state_dict()
         if self.device.type == "cuda":
@@ -197,7 +246,8 @@ class _Run:
         if state.get("train_config_key") != config.key():
             raise RuntimeError(
                 f"{self.last_path} belongs to a run with another config; choose another run_name or out_dir, "
-                "or delete the folder to start again.")
+                "or delete the folder to start again."
+            )
         s.model.load_state_dict(state["state_dict"])
         s.optimizer.load_state_dict(state["optimizer"])
         if s.ema is not None:
@@ -217,9 +267,14 @@ class _Run:
         if self.done() and run_folder.is_finished(self.run_dir):
             # A finished run: return what it wrote instead of training or evaluating again.
             stored = run_folder.load(self.run_dir)
-            return TrainResult(run_dir=self.run_dir, config=config, history=stored["history"],
-                               metrics=stored["metrics"], classes=self.classes,
-                               timings=stored["record"].get("timings", {}))
+            return TrainResult(
+                run_dir=self.run_dir,
+                config=config,
+                history=stored["history"],
+                metrics=stored["metrics"],
+                classes=self.classes,
+                timings=stored["record"].get("timings", {}),
+            )
         return None
 
     # -- the loop ---------------------------------------------------------------------------------
@@ -236,8 +291,12 @@ class _Run:
         return bool(curve_flatness(pd.DataFrame(self.history, columns=HISTORY_COLUMNS))["flat"])
 
     def _devel_scores(self, model: nn.Module) -> tuple[float, float]:
-        scores = predict_scores(scoring_model(model, self.config, self.device), self.x_devel,
-                                batch_size=self.eval_batch, score=self.score_fn)
+        scores = predict_scores(
+            scoring_model(model, self.config, self.device),
+            self.x_devel,
+            batch_size=self.eval_batch,
+            score=self.score_fn,
+        )
         met = split_metrics(self.feats["devel"].labels, scores, self.classes)
         return float(met["uar"]), float(met["map"]) if met["map"] is not None else float("nan")
 
@@ -268,8 +327,9 @@ class _Run:
         if self.bank is None:
             return self.x_train[idx], self.y_train[idx]
         # each example: the original (0) or one of the augmented copies (1..C)
-        choice = torch.randint(0, self.bank.shape[0] + 1, (idx.shape[0],), generator=self.setup.generator,
-                               device=self.device)
+        choice = torch.randint(
+            0, self.bank.shape[0] + 1, (idx.shape[0],), generator=self.setup.generator, device=self.device
+        )
         x = torch.where((choice == 0)[:, None, None], self.x_train[idx], self.bank[(choice - 1).clamp_min(0), idx])
         return x, self.y_train[idx]
 
@@ -278,9 +338,15 @@ class _Run:
         :data:`helpers.training.fitted_heads.SELECTION_RULE`), keep a resumable record."""
         config, s = self.config, self.setup
         with self.timer("training_loop"):
-            table = fit_linear_head(s.model, self.x_train, self.feats["train"].labels, self.x_devel,
-                                    self.feats["devel"].labels, config.model_options.get("Cs", DEFAULT_CS),
-                                    seed=config.seed)
+            table = fit_linear_head(
+                s.model,
+                self.x_train,
+                self.feats["train"].labels,
+                self.x_devel,
+                self.feats["devel"].labels,
+                config.model_options.get("Cs", DEFAULT_CS),
+                seed=config.seed,
+            )
         self.selection = table.to_dict(orient="records")
         self.fitted = True
         with self.timer("checkpoints"):
@@ -295,8 +361,9 @@ class _Run:
         bar = None
         if not self.done():
             # display=progress: silent when asked, yet a runner watching the kernel (make paper) still sees it
-            bar = progress_bar(config.iterations, f"train {self.run_dir.name}", unit="step", initial=self.step,
-                               display=self.progress)
+            bar = progress_bar(
+                config.iterations, f"train {self.run_dir.name}", unit="step", initial=self.step, display=self.progress
+            )
         running_loss = torch.zeros((), device=self.device)
         loss_count = 0
         t_loop = time.perf_counter()
@@ -333,12 +400,29 @@ class _Run:
         """Final scoring, history, metrics, figures and the record (written last: the run is finished)."""
         config, s, run_dir = self.config, self.setup, self.run_dir
         with self.timer("final_evaluation"):
-            metrics = final_evaluation(run_dir, config, self.corpus, self.feats, s.model, s.ema, self.best,
-                                       self.history, self.classes, self.settings, self.score_fn, self.device,
-                                       last_step=self.step, selected_on_devel=self.fitted)
-        metrics["training"] = {"steps": self.step, "iterations": config.iterations,
-                               "stop_when_flat": config.stop_when_flat, "min_iterations": config.min_iterations,
-                               "stopped_when_flat": self.stopped_when_flat}
+            metrics = final_evaluation(
+                run_dir,
+                config,
+                self.corpus,
+                self.feats,
+                s.model,
+                s.ema,
+                self.best,
+                self.history,
+                self.classes,
+                self.settings,
+                self.score_fn,
+                self.device,
+                last_step=self.step,
+                selected_on_devel=self.fitted,
+            )
+        metrics["training"] = {
+            "steps": self.step,
+            "iterations": config.iterations,
+            "stop_when_flat": config.stop_when_flat,
+            "min_iterations": config.min_iterations,
+            "stopped_when_flat": self.stopped_when_flat,
+        }
         if self.fitted:
             metrics["training"]["fitted"] = True  # a scikit-learn head: no steps at all
             chosen = next(row for row in self.selection if row["chosen"])
@@ -354,16 +438,37 @@ class _Run:
         write_json_atomic(run_dir / run_folder.METRICS, metrics)
         save_run_figures(run_dir, history, metrics, self.classes)
         timings = self.timer.as_dict()
-        fusion_record = ({name: {"path": str(config.model_options[name]),
-                                 "sha256": checkpoint_identity(config.model_options[name])}
-                          for name in ("branch_a", "branch_b")} if config.model == FUSION else None)
-        write_record(run_dir, config=config, corpus=self.corpus.record(), timings=timings,
-                     extra={"device": str(self.device), "n_parameters": metrics["n_parameters"],
-                            "fusion_branches": fusion_record, "backbone": self.backbone, "init_from": s.init,
-                            "scoring": {"precision": "bf16-autocast" if self.use_amp else "fp32",
-                                        "batch": self.eval_batch,
-                                        "batchnorm": "folded into the convolutions (helpers.evaluation.inference)"},
-                            "feature_settings": self.settings.to_dict(),
-                            "feature_cache": {split: str(f.cache_path) for split, f in self.feats.items()}})
-        return TrainResult(run_dir=run_dir, config=config, history=history, metrics=metrics, classes=self.classes,
-                           timings=timings)
+        fusion_record = (
+            {
+                name: {
+                    "path": str(config.model_options[name]),
+                    "sha256": checkpoint_identity(config.model_options[name]),
+                }
+                for name in ("branch_a", "branch_b")
+            }
+            if config.model == FUSION
+            else None
+        )
+        write_record(
+            run_dir,
+            config=config,
+            corpus=self.corpus.record(),
+            timings=timings,
+            extra={
+                "device": str(self.device),
+                "n_parameters": metrics["n_parameters"],
+                "fusion_branches": fusion_record,
+                "backbone": self.backbone,
+                "init_from": s.init,
+                "scoring": {
+                    "precision": "bf16-autocast" if self.use_amp else "fp32",
+                    "batch": self.eval_batch,
+                    "batchnorm": "folded into the convolutions (helpers.evaluation.inference)",
+                },
+                "feature_settings": self.settings.to_dict(),
+                "feature_cache": {split: str(f.cache_path) for split, f in self.feats.items()},
+            },
+        )
+        return TrainResult(
+            run_dir=run_dir, config=config, history=history, metrics=metrics, classes=self.classes, timings=timings
+        )

@@ -18,6 +18,7 @@ sigmoid(species logits) against ``s`` averaged over the K-1 species (score ``"si
 MixUp convention); then the mean over clips weighted by ``c``: clips with no call mass add
 nothing, a half-call clip counts half. A batch with no call mass has species loss 0.
 """
+
 from __future__ import annotations
 
 import torch
@@ -34,13 +35,22 @@ def call_and_species_targets(targets: torch.Tensor, background_index: int) -> tu
     species_mass = targets[:, positions]
     # Divide only where there is call mass: 0 / 0 would be NaN, and those rows get zero weight anyway.
     has_call = call > 0
-    species = torch.where(has_call[:, None], species_mass / torch.where(has_call, call, torch.ones_like(call))[:, None],
-                          torch.zeros_like(species_mass))
+    species = torch.where(
+        has_call[:, None],
+        species_mass / torch.where(has_call, call, torch.ones_like(call))[:, None],
+        torch.zeros_like(species_mass),
+    )
     return call, species
 
 
-def multitask_loss(call_logit: torch.Tensor, species_logits: torch.Tensor, targets: torch.Tensor,
-                   background_index: int, call_loss_weight: float, score: str) -> torch.Tensor:
+def multitask_loss(
+    call_logit: torch.Tensor,
+    species_logits: torch.Tensor,
+    targets: torch.Tensor,
+    background_index: int,
+    call_loss_weight: float,
+    score: str,
+) -> torch.Tensor:
     """Weighted sum of the call and species losses (module docstring), a scalar tensor.
 
     ``call_logit`` ``(batch,)``, ``species_logits`` ``(batch, K-1)`` (from

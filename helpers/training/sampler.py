@@ -6,6 +6,7 @@ its cached log-mels on the device with them. Both have ``state_dict()`` / ``load
 a run restored from a checkpoint draws exactly the batches the uninterrupted run would have.
 The state is JSON-able (plain ints, lists and numpy ``bit_generator.state`` dicts).
 """
+
 from __future__ import annotations
 
 from typing import Any, Iterator
@@ -61,17 +62,25 @@ class BalancedBatchSampler(_BatchStream):
             The permutation depends only on ``seed`` and the batch number, so resuming is exact.
     """
 
-    def __init__(self, labels: np.ndarray, batch_size: int, seed: int, n_classes: int | None = None,
-                 shuffle_slots: bool = False) -> None:
+    def __init__(
+        self, labels: np.ndarray, batch_size: int, seed: int, n_classes: int | None = None, shuffle_slots: bool = False
+    ) -> None:
         labels = np.asarray(labels)
         if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer):
-            raise ValueError(f"labels must be a 1-D integer array of class indices, got dtype {labels.dtype} and shape {labels.shape}.")
+            raise ValueError(
+                f"labels must be a 1-D integer array of class indices, got dtype {labels.dtype} and shape "
+                f"{labels.shape}."
+            )
         known = labels[labels >= 0]
         if known.size == 0:
-            raise ValueError("BalancedBatchSampler: no example has a known label (all labels < 0); pass the training labels.")
+            raise ValueError(
+                "BalancedBatchSampler: no example has a known label (all labels < 0); pass the training labels."
+            )
         self.n_classes = int(known.max()) + 1 if n_classes is None else int(n_classes)
         if known.max() >= self.n_classes:
-            raise ValueError(f"label {int(known.max())} is out of range for n_classes={self.n_classes}; pass the right n_classes.")
+            raise ValueError(
+                f"label {int(known.max())} is out of range for n_classes={self.n_classes}; pass the right n_classes."
+            )
         self.batch_size = _check_batch_size(batch_size)
         self.seed = int(seed)
         self.shuffle_slots = bool(shuffle_slots)
@@ -88,7 +97,7 @@ class BalancedBatchSampler(_BatchStream):
         self._rngs = [np.random.default_rng(s) for s in np.random.SeedSequence(self.seed).spawn(self.n_classes)]
         self._orders = [rng.permutation(idx) for rng, idx in zip(self._rngs, self._class_indices)]
         self._pointers = [0] * self.n_classes
-        self._cursor = 0          # class of the next slot
+        self._cursor = 0  # class of the next slot
         self.batches_drawn = 0
 
     @property
@@ -106,7 +115,7 @@ class BalancedBatchSampler(_BatchStream):
                 self._orders[c] = order = self._rngs[c].permutation(self._class_indices[c])
                 p = 0
             k = min(m - filled, order.size - p)
-            out[filled:filled + k] = order[p:p + k]
+            out[filled : filled + k] = order[p : p + k]
             self._pointers[c] = p + k
             filled += k
         return out
@@ -143,7 +152,9 @@ class BalancedBatchSampler(_BatchStream):
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore a :meth:`state_dict`; the sampler must be built on the same labels."""
         if state.get("kind") != "balanced":
-            raise ValueError(f"sampler state of kind {state.get('kind')!r} cannot be loaded into a BalancedBatchSampler.")
+            raise ValueError(
+                f"sampler state of kind {state.get('kind')!r} cannot be loaded into a BalancedBatchSampler."
+            )
         mine = {"n_examples": self.n_examples, "class_sizes": self.class_sizes, "batch_size": self.batch_size}
         for key, value in mine.items():
             if list(np.atleast_1d(state[key])) != list(np.atleast_1d(value)):
@@ -194,7 +205,7 @@ class UniformBatchSampler(_BatchStream):
                 self._pointer = 0
                 self.epoch += 1
             k = min(self.batch_size - filled, self.n - self._pointer)
-            batch[filled:filled + k] = self._order[self._pointer:self._pointer + k]
+            batch[filled : filled + k] = self._order[self._pointer : self._pointer + k]
             self._pointer += k
             filled += k
         self.batches_drawn += 1
@@ -217,7 +228,9 @@ class UniformBatchSampler(_BatchStream):
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore a :meth:`state_dict`; the sampler must have the same ``n`` and batch size."""
         if state.get("kind") != "uniform":
-            raise ValueError(f"sampler state of kind {state.get('kind')!r} cannot be loaded into a UniformBatchSampler.")
+            raise ValueError(
+                f"sampler state of kind {state.get('kind')!r} cannot be loaded into a UniformBatchSampler."
+            )
         for key, value in (("n", self.n), ("batch_size", self.batch_size)):
             if int(state[key]) != value:
                 raise ValueError(

@@ -4,6 +4,7 @@
 benchmarks call it too, so they measure the same computation. :func:`scoring_model` is the fast
 copy every score of a run comes from.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -33,8 +34,14 @@ def scoring_model(model: nn.Module, config: TrainConfig, device: torch.device) -
     return prepare_for_inference(model, precision, channels_last=config.channels_last)
 
 
-def make_step_function(model: nn.Module, optimizer: torch.optim.Optimizer, config: TrainConfig,
-                       n_classes: int, device: torch.device, generator: torch.Generator):
+def make_step_function(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    config: TrainConfig,
+    n_classes: int,
+    device: torch.device,
+    generator: torch.Generator,
+):
     """One optimisation step as the config says, as a function ``step(x, y) -> loss``.
 
     ``x``: log-mels ``(draw, time, mel)`` on the device, ``y``: class indices ``(draw,)``, where
@@ -47,10 +54,15 @@ def make_step_function(model: nn.Module, optimizer: torch.optim.Optimizer, confi
     the same augmentation, then its two heads and :func:`helpers.training.multitask.multitask_loss`
     on the (mixed) one-hot class targets.
     """
-    spec = SpecAugmentConfig(enabled=config.spec_augment, mode=config.spec_augment_mode,
-                             max_time_stripes=config.spec_max_stripes, max_freq_stripes=config.spec_max_stripes,
-                             time_width=config.spec_time_width, freq_width=config.spec_freq_width,
-                             min_stripes=config.spec_max_stripes if config.spec_augment_mode == "per_example" else None)
+    spec = SpecAugmentConfig(
+        enabled=config.spec_augment,
+        mode=config.spec_augment_mode,
+        max_time_stripes=config.spec_max_stripes,
+        max_freq_stripes=config.spec_max_stripes,
+        time_width=config.spec_time_width,
+        freq_width=config.spec_freq_width,
+        min_stripes=config.spec_max_stripes if config.spec_augment_mode == "per_example" else None,
+    )
     use_amp = autocast_enabled(config, device)
     to_channels_last = config.channels_last
     if config.hierarchy == MULTITASK:
@@ -79,14 +91,22 @@ def make_step_function(model: nn.Module, optimizer: torch.optim.Optimizer, confi
     return step
 
 
-def _multitask_step_function(model: nn.Module, optimizer: torch.optim.Optimizer, config: TrainConfig,
-                             n_classes: int, device: torch.device, generator: torch.Generator,
-                             spec: SpecAugmentConfig):
+def _multitask_step_function(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    config: TrainConfig,
+    n_classes: int,
+    device: torch.device,
+    generator: torch.Generator,
+    spec: SpecAugmentConfig,
+):
     """:func:`make_step_function` for a multi-task model: first BN, SpecAugment, MixUp of one-hot targets
     (when on), both heads, the weighted sum of the call and species losses, Adam step."""
     if not isinstance(model, MultiTaskModel):
-        raise ValueError(f"hierarchy='multitask' needs a MultiTaskModel, got {type(model).__name__}; build it "
-                         "with helpers.training.steps.build_training(..., classes=...).")
+        raise ValueError(
+            f"hierarchy='multitask' needs a MultiTaskModel, got {type(model).__name__}; build it "
+            "with helpers.training.steps.build_training(..., classes=...)."
+        )
     use_amp = autocast_enabled(config, device)
     score = score_function(config)
 
@@ -101,8 +121,9 @@ def _multitask_step_function(model: nn.Module, optimizer: torch.optim.Optimizer,
                 lam = sample_mixup_lambda(config.mixup_alpha, generator)
                 z, targets = mixup(z, targets, lam)
             call_logit, species_logits, _ = model.heads_normalized(z)
-            loss = multitask_loss(call_logit, species_logits, targets, model.background_index,
-                                  config.call_loss_weight, score)
+            loss = multitask_loss(
+                call_logit, species_logits, targets, model.background_index, config.call_loss_weight, score
+            )
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -116,12 +137,16 @@ def build_multitask_model(config: TrainConfig, classes: Sequence[str] | None) ->
     K-1 call classes, a call head, outputs in the run's score convention. ``classes``: the corpus's
     class names, which must contain ``config.background_class``."""
     if classes is None:
-        raise ValueError("hierarchy='multitask' needs the class names to find the background class: pass "
-                         "build_training(..., classes=corpus.classes).")
+        raise ValueError(
+            "hierarchy='multitask' needs the class names to find the background class: pass "
+            "build_training(..., classes=corpus.classes)."
+        )
     classes = list(classes)
     if config.background_class not in classes:
-        raise ValueError(f"TrainConfig.background_class={config.background_class!r} is not a class of this corpus "
-                         f"{classes}; set background_class to the corpus's no-call class.")
+        raise ValueError(
+            f"TrainConfig.background_class={config.background_class!r} is not a class of this corpus "
+            f"{classes}; set background_class to the corpus's no-call class."
+        )
     options = {"n_mels": config.n_mels, **config.model_options}
     trunk = create_model(config.model, n_classes=len(classes) - 1, **options)
     return MultiTaskModel(trunk, len(classes), classes.index(config.background_class), score_function(config))
@@ -131,8 +156,13 @@ def build_fusion_model(config: TrainConfig, n_classes: int) -> nn.Module:
     """The fusion model of ``config`` (see :func:`fusion_options`): both branches loaded from their
     checkpoints, which must have been trained on this config's sample rate and ``n_classes`` classes."""
     options = fusion_options(config)
-    return fusion_from_checkpoints(options["branch_a"], options["branch_b"], n_classes,
-                                   freeze=bool(options["freeze"]), sample_rate=config.sample_rate)
+    return fusion_from_checkpoints(
+        options["branch_a"],
+        options["branch_b"],
+        n_classes,
+        freeze=bool(options["freeze"]),
+        sample_rate=config.sample_rate,
+    )
 
 
 @dataclass
@@ -148,9 +178,14 @@ class TrainingSetup:
     init: dict | None = None  # what init_from loaded and skipped (helpers.models.pretrained_init.InitReport)
 
 
-def build_training(config: TrainConfig, n_classes: int, device: torch.device,
-                   train_labels: np.ndarray, classes: Sequence[str] | None = None,
-                   train_features: np.ndarray | None = None) -> TrainingSetup:
+def build_training(
+    config: TrainConfig,
+    n_classes: int,
+    device: torch.device,
+    train_labels: np.ndarray,
+    classes: Sequence[str] | None = None,
+    train_features: np.ndarray | None = None,
+) -> TrainingSetup:
     """Seed, model (channels-last when configured), Adam, EMA, sampler, augmentation generator and
     the step function, exactly as :func:`train` uses them (the benchmarks call this too, so they
     measure the same thing). ``train_labels``: class indices ``(n_train,)`` for the sampler;
@@ -179,21 +214,37 @@ def build_training(config: TrainConfig, n_classes: int, device: torch.device,
     init = None
     if config.init_from:
         report = initialise_from(model, config.init_from, config.feature_settings())
-        init = {"path": report.path, "source": report.source, "loaded": report.loaded, "skipped": report.skipped,
-                "new": report.new}
+        init = {
+            "path": report.path,
+            "source": report.source,
+            "loaded": report.loaded,
+            "skipped": report.skipped,
+            "new": report.new,
+        }
     if config.channels_last:
         # NHWC lets the convolution kernels (cuDNN and oneDNN alike) skip layout conversions.
         model = model.to(memory_format=torch.channels_last)
     # Frozen fusion branches have requires_grad=False: Adam only sees what learns.
-    optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=config.lr,
-                                 amsgrad=config.amsgrad)
-    ema = ExponentialMovingAverage(model, decay=config.ema_decay, start_step=config.ema_start,
-                                   mode=config.ema_mode, decay_schedule=config.ema_decay_schedule,
-                                   average_buffers=config.ema_average_buffers) if config.ema and not config.is_fitted_head else None
+    optimizer = torch.optim.Adam(
+        [p for p in model.parameters() if p.requires_grad], lr=config.lr, amsgrad=config.amsgrad
+    )
+    ema = (
+        ExponentialMovingAverage(
+            model,
+            decay=config.ema_decay,
+            start_step=config.ema_start,
+            mode=config.ema_mode,
+            decay_schedule=config.ema_decay_schedule,
+            average_buffers=config.ema_average_buffers,
+        )
+        if config.ema and not config.is_fitted_head
+        else None
+    )
     draw = config.batch_size * (2 if config.mixup else 1)  # MixUp halves 2B examples into B
     if config.sampler == "balanced":
-        sampler = BalancedBatchSampler(train_labels, draw, seed=config.seed, n_classes=n_classes,
-                                       shuffle_slots=config.mixup_pairs == "shuffled")
+        sampler = BalancedBatchSampler(
+            train_labels, draw, seed=config.seed, n_classes=n_classes, shuffle_slots=config.mixup_pairs == "shuffled"
+        )
     else:
         sampler = UniformBatchSampler(len(train_labels), draw, seed=config.seed)
     gen = torch.Generator(device=device).manual_seed(config.seed + 1)

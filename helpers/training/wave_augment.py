@@ -5,6 +5,7 @@ They act on waveforms and so imply new log-mels: they run once, when the bank is
 numpy, librosa), never inside the training step. The first librosa call in a process takes
 several seconds (numba compiles its kernels); later calls take tens of milliseconds.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -20,7 +21,6 @@ from helpers.data.audio import load_clip, pad_or_truncate
 from helpers.data.corpus import Corpus
 from helpers.features.frontend import FeatureSettings, LogMel
 from helpers.training.config import TrainConfig
-
 
 
 def time_stretch(wave: np.ndarray, rate: float, sample_rate: int) -> np.ndarray:
@@ -84,8 +84,7 @@ def random_wave_augment(
     return out
 
 
-def wave_augment_bank(corpus: Corpus, config: TrainConfig, settings: FeatureSettings,
-                       progress: bool) -> np.ndarray:
+def wave_augment_bank(corpus: Corpus, config: TrainConfig, settings: FeatureSettings, progress: bool) -> np.ndarray:
     """Log-mels ``(copies, n_train, time, mel)`` of randomly stretched/pitch-shifted train clips.
 
     Waveform augmentation needs a new log-mel per draw, far too slow inside the loop; instead a
@@ -94,23 +93,40 @@ def wave_augment_bank(corpus: Corpus, config: TrainConfig, settings: FeatureSett
     augmentation, documented as such.
     """
     train = corpus.split("train")
-    tag = json.dumps({"stretch": config.time_stretch, "pitch": config.pitch_shift, "copies": config.wave_augment_copies,
-                      "seed": config.seed, "features": settings.key(), "audio": list(train["sha256"])})
+    tag = json.dumps(
+        {
+            "stretch": config.time_stretch,
+            "pitch": config.pitch_shift,
+            "copies": config.wave_augment_copies,
+            "seed": config.seed,
+            "features": settings.key(),
+            "audio": list(train["sha256"]),
+        }
+    )
     key = hashlib.sha256(tag.encode()).hexdigest()[:12]
     path = Path(config.cache_dir) / corpus.name / f"train-waveaug-{settings.sample_rate}hz-{key}.npy"
     if path.is_file():
         return np.load(path)
     logmel = LogMel.from_settings(settings)
     bank = np.empty((config.wave_augment_copies, len(train), settings.n_frames, settings.n_mels), np.float32)
-    iterator = progress_bar(None, "wave augmentation", unit="clip", display=progress,
-                            iterable=range(config.wave_augment_copies * len(train)))
+    iterator = progress_bar(
+        None,
+        "wave augmentation",
+        unit="clip",
+        display=progress,
+        iterable=range(config.wave_augment_copies * len(train)),
+    )
     for flat in iterator:
         c, i = divmod(flat, len(train))
         rng = np.random.default_rng([config.seed, c, i])
         wave = load_clip(train.loc[i, "path"], sample_rate=settings.sample_rate, length=settings.clip_samples)
-        wave = random_wave_augment(wave, settings.sample_rate, rng,
-                                   stretch=(0.9, 1.1) if config.time_stretch else None,
-                                   pitch_quarter_tones=3 if config.pitch_shift else None)
+        wave = random_wave_augment(
+            wave,
+            settings.sample_rate,
+            rng,
+            stretch=(0.9, 1.1) if config.time_stretch else None,
+            pitch_quarter_tones=3 if config.pitch_shift else None,
+        )
         with torch.no_grad():
             bank[c, i] = logmel(torch.from_numpy(wave)[None])[0].numpy()
     path.parent.mkdir(parents=True, exist_ok=True)
