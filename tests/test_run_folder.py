@@ -178,3 +178,27 @@ def test_two_processes_training_one_config_never_interleave(tmp_path):
     history = run_folder.load(run_dir)["history"]
     assert list(history["step"]) == [10, 20, 30]  # one history, not two interleaved
     assert not (run_dir / run_folder.LOCK_OWNER).exists()
+
+
+def test_checkpoint_file_and_run_metrics_by_name(tmp_path):
+    from helpers.core.run_folder import RunMetrics, checkpoint_file
+
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "checkpoints" / "best_plain.pt").write_bytes(b"x")
+    (run / "checkpoints" / "last.pt").write_bytes(b"x")
+    assert checkpoint_file(run, "best_ema").name == "best_plain.pt"  # no EMA: the preferred one
+    assert checkpoint_file(run, "last").name == "last.pt" and checkpoint_file(run).name == "best_plain.pt"
+    metrics = RunMetrics(
+        {
+            "classes": ["a", "b"],
+            "checkpoints": {
+                "best_plain": {"splits": {"devel": {"uar": 0.5}}},
+                "last_plain": {"splits": {"devel": {"uar": 0.4}}},
+            },
+        }
+    )
+    assert metrics.preferred == "best_plain" and metrics.split("last_plain", "devel")["uar"] == 0.4
+    assert set(metrics.splits("best_plain")) == {"devel"} and metrics.classes == ["a", "b"]
+    with pytest.raises(KeyError, match="no test scores of best_plain"):
+        metrics.split("best_plain", "test")

@@ -278,3 +278,61 @@ def preferred_checkpoint(run_dir: str | Path) -> Path:
         if (folder / f"{name}.pt").is_file():
             return folder / f"{name}.pt"
     raise FileNotFoundError(f"{folder}: no {', '.join(n + '.pt' for n in PREFERRED_CHECKPOINTS)}; train the run first.")
+
+
+def checkpoint_path(run_dir: str | Path, name: str) -> Path:
+    """``RUN/checkpoints/NAME.pt`` (whether or not it exists yet): the one place that path is built."""
+    return Path(run_dir) / CHECKPOINTS / f"{name}.pt"
+
+
+def checkpoint_file(run_dir: str | Path, name: str | None = None) -> Path:
+    """``RUN/checkpoints/NAME.pt`` (``"last"``: the resumable ``last.pt``) when the run has it, else its
+    :func:`preferred_checkpoint` (a run trained without EMA has no ``best_ema``)."""
+    if name:
+        path = Path(run_dir) / LAST_CHECKPOINT if name == "last" else checkpoint_path(run_dir, name)
+        if path.is_file():
+            return path
+    return preferred_checkpoint(run_dir)
+
+
+class RunMetrics:
+    """A run's ``metrics.json``, read through names instead of nested keys: :attr:`checkpoints`,
+    :attr:`preferred` (the first of :data:`PREFERRED_CHECKPOINTS` it scored), :meth:`split` (one
+    checkpoint's scores on one split: ``uar``, ``map``, ``confusion_matrix``, ``per_class_recall``...)."""
+
+    def __init__(self, metrics: dict[str, Any]) -> None:
+        self.raw = metrics
+
+    @classmethod
+    def of(cls, run_dir: str | Path) -> "RunMetrics":
+        return cls(read_json(Path(run_dir) / METRICS))
+
+    @property
+    def classes(self) -> list[str]:
+        return list(self.raw["classes"])
+
+    @property
+    def checkpoints(self) -> list[str]:
+        return list(self.raw["checkpoints"])
+
+    @property
+    def preferred(self) -> str:
+        for name in PREFERRED_CHECKPOINTS:
+            if name in self.raw["checkpoints"]:
+                return name
+        raise KeyError(f"metrics name none of {', '.join(PREFERRED_CHECKPOINTS)} (they hold {self.checkpoints})")
+
+    def splits(self, checkpoint: str) -> dict[str, dict[str, Any]]:
+        """Every split's scores of one checkpoint, by split name."""
+        try:
+            return self.raw["checkpoints"][checkpoint]["splits"]
+        except KeyError:
+            raise KeyError(f"metrics hold no scores of {checkpoint} (checkpoints: {self.checkpoints})") from None
+
+    def split(self, checkpoint: str, split: str) -> dict[str, Any]:
+        try:
+            return self.raw["checkpoints"][checkpoint]["splits"][split]
+        except KeyError:
+            raise KeyError(
+                f"metrics hold no {split} scores of {checkpoint} (checkpoints: {self.checkpoints})"
+            ) from None

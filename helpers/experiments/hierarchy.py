@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from helpers.core import run_folder
 from helpers.data.corpus import UNKNOWN_LABEL
 from helpers.experiments.collect import spread_text, summarise
 from helpers.experiments.grid import (
@@ -106,7 +107,7 @@ def _weights(config: TrainConfig, which: str) -> Path:
     name = _checkpoint(config, which)
     if which == "last":
         return export_final_weights(config.run_dir(), name)
-    return config.run_dir() / "checkpoints" / f"{name}.pt"
+    return run_folder.checkpoint_path(config.run_dir(), name)
 
 
 def _metrics_row(labels: np.ndarray, scores: np.ndarray, classes: list[str], background: int) -> dict[str, float]:

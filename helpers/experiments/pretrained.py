@@ -61,9 +61,8 @@ def clip_scores(run_dir: str | Path) -> dict[str, Any]:
     """Devel and test UAR (in %), per-class test recall and training seconds of a finished run, from the
     checkpoint :func:`inference_checkpoint` names (its devel score is selected on devel: optimistic)."""
     run = Path(run_dir)
-    metrics = read_json(run / "metrics.json")
     name = inference_checkpoint(run).stem
-    splits = metrics["checkpoints"][name]["splits"]
+    splits = run_folder.RunMetrics.of(run).splits(name)
     record = read_json(run / "record.json")
     row = {
         "checkpoint": name,

@@ -17,6 +17,7 @@ import pandas as pd
 import torch
 from torch import nn
 
+from helpers.core import run_folder
 from helpers.data.corpus import Corpus
 from helpers.evaluation.scoring import predict_scores, prediction_table, split_metrics, write_submission, write_table
 from helpers.features.frontend import FeatureSettings
@@ -60,7 +61,7 @@ def final_evaluation(
     if ema is not None:
         candidates["last_ema"] = (ema.shadow, last_step)
     for kind in ("plain", "ema"):
-        path = run_dir / "checkpoints" / f"best_{kind}.pt"
+        path = run_folder.checkpoint_path(run_dir, f"best_{kind}")
         if best[kind]["step"] is not None and path.is_file():
             candidates[f"best_{kind}"] = (load_model(path, map_location=device), int(best[kind]["step"]))
     n_evals = len(history)
