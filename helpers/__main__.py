@@ -12,7 +12,7 @@ Commands:
                                        the grid notebooks train locally or as SLURM jobs
   predict CHECKPOINT AUDIO...          per-clip prediction table for any audio files
   scan CHECKPOINT AUDIO... --out DIR   scan long recordings: window scores, detections as Raven /
-                                       Audacity / CSV tables, resumable (helpers/evaluation/scan.py)
+                                       Audacity / CSV tables, resumable (helpers/recordings/scan.py)
   rescore CHECKPOINT SCAN_DIR [--out DIR]
                                        rescore a scan made with a head on a pretrained backbone with
                                        another head, from its stored window embeddings (no audio read)
@@ -194,7 +194,7 @@ def _parse_threshold(text: str) -> float | dict[str, float]:
 
 def _cmd_scan(args: argparse.Namespace) -> int:
     from helpers.data.audio import AudioError
-    from helpers.evaluation.scan import scan
+    from helpers.recordings.scan import scan
 
     channel = args.channel if args.channel == "mix" else int(args.channel)
     try:
@@ -233,7 +233,7 @@ def _cmd_scan(args: argparse.Namespace) -> int:
 
 
 def _cmd_rescore(args: argparse.Namespace) -> int:
-    from helpers.evaluation.scan import rescore
+    from helpers.recordings.scan import rescore
 
     try:
         result = rescore(
@@ -425,7 +425,7 @@ def main(argv: list[str] | None = None) -> int:
         "--executor",
         choices=("local", "slurm"),
         default="local",
-        help="slurm: one SLURM job per shard of recordings (helpers/evaluation/scan_slurm.py)",
+        help="slurm: one SLURM job per shard of recordings (helpers/recordings/scan_slurm.py)",
     )
     p.add_argument(
         "--slurm-config",
@@ -441,7 +441,7 @@ def main(argv: list[str] | None = None) -> int:
         choices=("files", "packed"),
         default=None,
         help="files: per-recording outputs (default); packed: packs of many recordings, for archives "
-        "on cluster file systems (helpers/evaluation/scan_store.py); a folder with results keeps its own",
+        "on cluster file systems (helpers/recordings/scan_store.py); a folder with results keeps its own",
     )
     p.add_argument(
         "--fingerprint",

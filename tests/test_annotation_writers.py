@@ -1,4 +1,4 @@
-"""Writing events as Raven / Audacity / CSV tables (helpers.data.annotation_writers), checked by
+"""Writing events as Raven / Audacity / CSV tables (helpers.data.annotations.writers), checked by
 reading every file back with the project's reader (helpers.data.annotations.read_annotations) and
 validating it against tiny real WAV files.
 """
@@ -12,8 +12,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from helpers.data import annotation_writers
-from helpers.data.annotation_writers import (
+from helpers.data.annotations import writers as annotation_writers
+from helpers.data.annotations.writers import (
     RAVEN_COLUMNS,
     write_audacity_labels,
     write_combined_raven_table,

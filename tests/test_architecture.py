@@ -105,6 +105,7 @@ def test_every_module_lives_in_a_subpackage_by_job():
         "experiments",
         "features",
         "models",
+        "recordings",
         "reporting",
         "training",
     ]

@@ -65,7 +65,7 @@ def test_classes_that_cannot_be_calibrated_say_why(tmp_path):
 def test_scan_applies_the_calibrated_thresholds(tmp_path):
     import torch
 
-    from helpers.evaluation.scan import scan
+    from helpers.recordings.scan import scan
     from helpers.features.frontend import FeatureSettings
     from helpers.models.checkpoint import checkpoint_payload, save_checkpoint
     from helpers.models.registry import create_model
@@ -93,7 +93,7 @@ def test_scan_applies_the_calibrated_thresholds(tmp_path):
         ckpt, tmp_path / "rec", tmp_path / "out", threshold=1.01, thresholds_from=path, progress=False, device="cpu"
     )
     assert result.settings["threshold"] == {"a": 1.01, "b": 0.0} and result.settings["uncalibrated"] == ["a"]
-    from helpers.evaluation.detections import detect_events
+    from helpers.recordings.detect import detect_events
 
     windows = pd.read_csv(tmp_path / "out" / "r.wav.scores.csv").assign(recording="r.wav")
     expected = detect_events(windows, ["background", "a", "b"], threshold={"a": 1.01, "b": 0.0})

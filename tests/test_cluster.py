@@ -642,8 +642,8 @@ SCAN_ARGS = {"hop": 0.1, "threshold": 0.3, "device": "cpu", "progress": False, "
 @pytest.mark.slow
 @pytest.mark.slurm
 def test_an_archive_scans_through_slurm_shards_as_it_does_locally(slurm_cluster, scan_checkpoint, tmp_path):
-    from helpers.evaluation.scan import scan
-    from helpers.evaluation.scan_slurm import read_shard_map
+    from helpers.recordings.scan import scan
+    from helpers.recordings.scan_slurm import read_shard_map
 
     archive = _archive(tmp_path / "archive")
     local = scan(scan_checkpoint, archive, tmp_path / "local", **SCAN_ARGS)
@@ -685,8 +685,8 @@ def test_an_archive_scans_through_slurm_shards_as_it_does_locally(slurm_cluster,
 def test_a_preempted_shard_resumes_and_ends_with_the_local_outputs(slurm_cluster, scan_checkpoint, tmp_path):
     import submitit
 
-    from helpers.evaluation.scan import scan
-    from helpers.evaluation.scan_slurm import read_shard_map
+    from helpers.recordings.scan import scan
+    from helpers.recordings.scan_slurm import read_shard_map
 
     archive = _archive(tmp_path / "archive", n=8, seconds=60.0)
     local = scan(scan_checkpoint, archive, tmp_path / "local", **SCAN_ARGS)
@@ -721,7 +721,7 @@ def test_a_preempted_shard_resumes_and_ends_with_the_local_outputs(slurm_cluster
 
 ATTACH_THEN_DIE = """
 import json, sys
-from helpers.evaluation.scan import scan
+from helpers.recordings.scan import scan
 scan(sys.argv[1], sys.argv[2], sys.argv[3], executor="slurm", slurm=json.loads(sys.argv[4]), hours_per_job=1.0,
      **json.loads(sys.argv[5]))
 """
@@ -732,8 +732,8 @@ scan(sys.argv[1], sys.argv[2], sys.argv[3], executor="slurm", slurm=json.loads(s
 def test_a_second_scan_call_attaches_to_the_shards_a_closed_notebook_submitted(
     slurm_cluster, scan_checkpoint, tmp_path
 ):
-    from helpers.evaluation.scan import scan
-    from helpers.evaluation.scan_slurm import read_shard_map
+    from helpers.recordings.scan import scan
+    from helpers.recordings.scan_slurm import read_shard_map
 
     archive = _archive(tmp_path / "archive", n=4, seconds=60.0)
     out = tmp_path / "slurm"

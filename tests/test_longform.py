@@ -1,4 +1,4 @@
-"""Tests of helpers.data.longform: truth rules, realised SNR, determinism, the truth CSV, errors."""
+"""Tests of helpers.recordings.semi_synthetic: truth rules, realised SNR, determinism, the truth CSV, errors."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import soundfile as sf
 from helpers.data.annotations import read_annotations, validate_annotations
 from helpers.data.audio import load_clip
 from helpers.data.corpus import read_corpus
-from helpers.data.longform import PEAK, TRUTH_COLUMNS, make_long_recording
+from helpers.recordings.semi_synthetic import PEAK, TRUTH_COLUMNS, make_long_recording
 from helpers.data.synthetic import make_synthetic_corpus
 
 SR = 16000

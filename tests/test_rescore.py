@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 import soundfile as sf
 
-from helpers.evaluation.scan import EMBEDDINGS_SUFFIX, rescore, scan
+from helpers.recordings.scan import EMBEDDINGS_SUFFIX, rescore, scan
 from helpers.training.config import TrainConfig
 from tests.conftest import REPO_ROOT, make_tiny_corpus
 
@@ -145,7 +145,7 @@ def test_predict_scan_and_rescore_from_the_command_line(heads, field, tmp_path):
 
 
 def test_a_packed_scan_rescores_like_a_scan_in_files(heads, field, tmp_path):
-    from helpers.evaluation.scan_store import read_embeddings, read_windows
+    from helpers.recordings.scan_store import read_embeddings, read_windows
 
     scan(heads["birdnet-logistic"], field, tmp_path / "files", progress=False, device="cpu", threshold=0.3)
     scan(

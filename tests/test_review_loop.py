@@ -53,7 +53,7 @@ def test_two_rounds_grow_train_and_are_measured(tmp_path):
     reviews = pd.read_csv(tmp_path / "loop" / "reviews" / "review.csv")
     assert set(reviews["reviewer"]) == {"simulated"} and len(reviews) == table["reviews"].iloc[-1]
     # a retrained round's run folder is an ordinary one: scan reads its checkpoint
-    from helpers.evaluation.scan import scan
+    from helpers.recordings.scan import scan
     from helpers.experiments.pretrained import inference_checkpoint
 
     again = scan(inference_checkpoint(rounds[1].run_dir), pair["report"][0], tmp_path / "rescan", progress=False)

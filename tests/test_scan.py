@@ -14,8 +14,8 @@ import soundfile as sf
 import torch
 
 from helpers.data.annotations import read_annotations
-from helpers.evaluation import scan_core as scan_module
-from helpers.evaluation.scan import scan
+from helpers.recordings import scan_core as scan_module
+from helpers.recordings.scan import scan
 from helpers.features.frontend import FeatureSettings
 from helpers.models.checkpoint import checkpoint_payload, save_checkpoint
 from helpers.models.registry import create_model
@@ -175,7 +175,7 @@ def test_cli_one_line_per_problem(checkpoint, field, tmp_path):
 
 
 def test_a_model_with_a_call_head_detects_on_its_call_probability(checkpoint, field, tmp_path):
-    from helpers.evaluation.detections import detect_events
+    from helpers.recordings.detect import detect_events
     from helpers.models.hierarchical import MultiTaskModel
 
     torch.manual_seed(1)

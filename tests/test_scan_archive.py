@@ -16,10 +16,10 @@ import pytest
 import soundfile as sf
 
 from helpers.core.run_folder import RunFolderBusy
-from helpers.evaluation import scan as scan_entry
-from helpers.evaluation import scan_core as scan_module
+from helpers.recordings import scan as scan_entry
+from helpers.recordings import scan_core as scan_module
 from helpers.evaluation.predict import predict_files
-from helpers.evaluation.scan import ScanWriteError, scan
+from helpers.recordings.scan import ScanWriteError, scan
 from tests.conftest import REPO_ROOT
 
 RNG = np.random.default_rng(3)
@@ -330,8 +330,8 @@ def test_a_scan_stopped_inside_a_long_recording_resumes_at_its_last_kept_batch(s
 def test_the_packed_layout_keeps_an_archive_in_a_few_files_with_the_same_detections(
     scan_checkpoint, archive, tmp_path, monkeypatch
 ):
-    from helpers.evaluation import scan_store
-    from helpers.evaluation.scan_store import read_windows, scan_recordings
+    from helpers.recordings import scan_store
+    from helpers.recordings.scan_store import read_windows, scan_recordings
 
     for i in range(5):
         noise(archive / f"more{i}.wav", 2.0)
@@ -363,7 +363,7 @@ def test_the_packed_layout_keeps_an_archive_in_a_few_files_with_the_same_detecti
 
 
 def test_a_packed_scan_stopped_mid_pack_keeps_the_packs_written(scan_checkpoint, archive, tmp_path, monkeypatch):
-    from helpers.evaluation import scan_store
+    from helpers.recordings import scan_store
 
     for i in range(4):
         noise(archive / f"more{i}.wav", 2.0)

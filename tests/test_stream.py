@@ -8,7 +8,7 @@ import pytest
 import soundfile as sf
 
 from helpers.data.audio import AudioError, load_clip
-from helpers.data.stream import recording_info, window_batches
+from helpers.recordings.stream import recording_info, window_batches
 
 
 def _all(path, **kw):

@@ -58,7 +58,7 @@ Under the table, two more measurements (also in the JSON):
   bf16 where the CPU has native bf16, and int8 (CNN6/CNN10).
 
 ``python -m helpers bench scan`` is a separate measurement (:mod:`helpers.bench.scanning`): the
-real-time factor of :func:`helpers.evaluation.scan.scan` on a long 48 kHz WAV (default 10 minutes)
+real-time factor of :func:`helpers.recordings.scan.scan` on a long 48 kHz WAV (default 10 minutes)
 with an untrained checkpoint of each model at full width, per precision (default fp32 and int8;
 bf16 on CUDA or a CPU with native bf16), each scan in a fresh process so that the peak resident
 memory of scanning a short file (30 s, or 100 s where needed to fill one scoring batch of 64

@@ -328,7 +328,7 @@ def build_scan_parser() -> argparse.ArgumentParser:
     """The parser of ``python -m helpers bench scan``."""
     parser = argparse.ArgumentParser(
         prog="python -m helpers bench scan",
-        description="Real-time factor of scanning long recordings (helpers.evaluation.scan) with an untrained "
+        description="Real-time factor of scanning long recordings (helpers.recordings.scan) with an untrained "
         "checkpoint of each model at full width: a long and a short 48 kHz 16-bit WAV of noise "
         "with tone bursts, each scanned in a fresh process, per precision: wall seconds, x real "
         "time, windows/s and the peak resident memory of the short and the long scan, beside the "

@@ -5,7 +5,7 @@ full width (the real architecture; speed does not depend on the weights) carryin
 front end, ``score="softmax"`` and 64 calibration log-mels so that int8 works
 (:func:`build_checkpoint`); a long and a short field-like recording (noise with tone bursts,
 16-bit WAV at 48 kHz, so that resampling is part of the work, :func:`write_field_recording`); then
-:func:`helpers.evaluation.scan.scan` of each file, each in a fresh Python process
+:func:`helpers.recordings.scan.scan` of each file, each in a fresh Python process
 (:func:`measure_scan`) so that the peak resident set of the process is the peak of that one scan:
 a parent's RSS never goes down, and a second scan in the same process would inherit the first's.
 
@@ -19,7 +19,7 @@ the peak memory of scanning the short and the long file: the two stay close when
 A head on BirdNET embeddings (``--models birdnet-logistic``) is scanned the same way: an untrained
 head over the real BirdNET file, so the row measures the backbone (48 kHz, 3-s windows) and the
 window embeddings the scan stores. Its row adds ``rescore_seconds``: rescoring the long scan with
-a second head from those embeddings (:func:`helpers.evaluation.scan.rescore`, no audio read), and
+a second head from those embeddings (:func:`helpers.recordings.scan.rescore`, no audio read), and
 :func:`embedding_throughput` measures BirdNET alone: clips per second by thread count and batch, one
 interpreter with N threads against a pool of N one-thread interpreters.
 """
@@ -229,8 +229,8 @@ def _peak_rss_kib() -> int:
 
 
 def _scan_here(spec: dict[str, Any]) -> dict[str, Any]:
-    """Run one :func:`helpers.evaluation.scan.scan` as ``spec`` says; its figures and this process's peak RSS."""
-    from helpers.evaluation.scan import scan
+    """Run one :func:`helpers.recordings.scan.scan` as ``spec`` says; its figures and this process's peak RSS."""
+    from helpers.recordings.scan import scan
 
     rss_before = _proc_status_kib("VmRSS")
     extra = {
@@ -302,7 +302,7 @@ def measure_scan(
     ``cuda_peak_mib`` (CUDA tensors at their peak; None on a CPU), ``call_seconds`` (the whole call:
     walk, fingerprints, scans, tables), the decoding wait and scoring seconds. ``scan_options``:
     ``decode_workers``, ``executor``, ``slurm``, ``hours_per_job``, ``file_list``, ``root`` for
-    :func:`~helpers.evaluation.scan.scan`, and ``expect_recordings`` (default 1) and
+    :func:`~helpers.recordings.scan.scan`, and ``expect_recordings`` (default 1) and
     ``allow_errors`` for the check of what it scanned. RuntimeError with the child's error output
     when it fails."""
     spec = {
@@ -344,7 +344,7 @@ def measure_scan(
 # --------------------------------------------------------------------------------------------
 def _rescore_seconds(tmp: Path, model: str, scan_dir: Path, audio_seconds: float) -> dict[str, Any]:
     """Rescore ``scan_dir`` with a second untrained head from its stored embeddings; seconds, and per hour."""
-    from helpers.evaluation.scan import rescore
+    from helpers.recordings.scan import rescore
 
     other = build_head_checkpoint(tmp / f"{model}-second.pt", model, seed=1)
     started = time.perf_counter()

@@ -1,7 +1,7 @@
 """SLURM through submitit, the parts every executor shares: options, the queue, job errors, requeue.
 
 Two executors submit work to SLURM: the training grids (:mod:`helpers.experiments.cluster`, one job
-per run) and the archive scan (:mod:`helpers.evaluation.scan_slurm`, one job per shard of
+per run) and the archive scan (:mod:`helpers.recordings.scan_slurm`, one job per shard of
 recordings). They share one options file (:class:`SlurmOptions`, documented in
 :mod:`helpers.experiments.cluster`), one way of telling a live job from a stale entry
 (:func:`entry_state`: the job id *and* the submission's unique name), one reading of a failed

@@ -33,7 +33,7 @@ import soundfile as sf
 
 from helpers.data.audio import CLIP_SECONDS
 from helpers.data.corpus import Corpus
-from helpers.data.stream import read_segment, recording_info
+from helpers.recordings.stream import read_segment, recording_info
 
 #: Columns of ``rounds.csv``: one row per clip a review round added.
 ROUND_COLUMNS = [

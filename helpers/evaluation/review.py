@@ -1,6 +1,6 @@
 """Reviewing detections: what to listen to next, and a review table that never loses a decision.
 
-A scan's events (:mod:`helpers.evaluation.scan`) are reviewed one at a time; this module holds the
+A scan's events (:mod:`helpers.recordings.scan`) are reviewed one at a time; this module holds the
 logic, with no widget in it, so it is tested without a browser:
 
 - :func:`review_queue` chooses the events by a stated rule, a mix of three reasons:

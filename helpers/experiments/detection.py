@@ -1,8 +1,8 @@
 """Detection measured honestly: the threshold is chosen on one recording and reported on another.
 
 :func:`semi_synthetic_pair` writes two semi-synthetic recordings (calls of one split each over its
-background, :func:`helpers.data.longform.make_long_recording`); :func:`held_out_detection` scans the
-first, takes the threshold with the best event F1 there (:func:`helpers.evaluation.events.choose_threshold`,
+background, :func:`helpers.recordings.semi_synthetic.make_long_recording`); :func:`held_out_detection` scans the
+first, takes the threshold with the best event F1 there (:func:`helpers.recordings.event_scores.choose_threshold`,
 one for all classes or one per class), scans the second at that threshold and scores its events, the
 listening time saved and the scan's real-time factor. Notebooks 09 and 11 follow this rule; a
 threshold chosen on the recording it is reported on would be the best of many tries (optimistic).
@@ -19,10 +19,15 @@ import pandas as pd
 
 from helpers.core.fileio import read_json
 from helpers.data.corpus import Corpus
-from helpers.data.longform import make_long_recording
-from helpers.evaluation.events import choose_threshold, event_scores, listening_effort, precision_recall_curve_events
-from helpers.evaluation.scan import ScanResult, scan
-from helpers.evaluation.scan_store import read_windows
+from helpers.recordings.semi_synthetic import make_long_recording
+from helpers.recordings.event_scores import (
+    choose_threshold,
+    event_scores,
+    listening_effort,
+    precision_recall_curve_events,
+)
+from helpers.recordings.scan import ScanResult, scan
+from helpers.recordings.scan_store import read_windows
 
 #: Recalls at which the listening time saved is reported.
 EFFORT_RECALLS = (0.5, 0.8, 0.9)

@@ -19,7 +19,7 @@ All are ordinary runs of the grid (:func:`hierarchy_configs` -> :func:`helpers.e
     scores = compare_forms(configs)            # one row per form, seed and split
     form_table(scores)                         # mean ± std (min-max, n) per form, the paper beside
 
-In long recordings a model with a call head detects on its P(call) (:mod:`helpers.evaluation.scan`);
+In long recordings a model with a call head detects on its P(call) (:mod:`helpers.recordings.scan`);
 :func:`compare_detection_scores` measures on a semi-synthetic recording with exact truth whether
 that gives more precision at equal recall than the best class score, and :func:`detection_table`
 summarises the seeds.
@@ -46,7 +46,7 @@ from helpers.experiments.grid import (
     width_of,
 )
 from helpers.training.config import MULTITASK, TrainConfig
-from helpers.evaluation.scan_store import read_windows
+from helpers.recordings.scan_store import read_windows
 
 #: The three forms, in table order.
 FORMS = ("flat", "two-stage", "multi-task")
@@ -293,14 +293,14 @@ def semi_synthetic_recording(
     seed: int = 0,
 ) -> tuple[Path, pd.DataFrame, str]:
     """A long recording with exact truth for :func:`compare_detection_scores`: ``n_calls`` calls of
-    ``split`` over a bed of its background (:func:`helpers.data.longform.make_long_recording`) at the
+    ``split`` over a bed of its background (:func:`helpers.recordings.semi_synthetic.make_long_recording`) at the
     comparison's sample rate, in ``out_dir``. ``split="auto"``: test where its labels exist, else
     devel (the challenge hides its test labels; no run trained on devel, though the ``best``
     checkpoints were chosen on it). Returns ``(wav path, truth table, split used)``."""
     from helpers.data.annotations import read_annotations
-    from helpers.data.longform import make_long_recording
+    from helpers.recordings.semi_synthetic import make_long_recording
     from helpers.data.named import prepare_corpus
-    from helpers.evaluation.detections import align_recordings
+    from helpers.recordings.detect import align_recordings
 
     flat = configs["flat"][0]
     corpus = prepare_corpus(flat.corpus, flat.data_dir, progress=False, clip_seconds=flat.clip_seconds)
@@ -336,21 +336,21 @@ def compare_detection_scores(
     """Event precision at equal recall of the flat and multi-task runs scanning one long recording.
 
     Each finished flat and multi-task run of :func:`hierarchy_configs` scans ``recording`` (a
-    semi-synthetic recording from :func:`helpers.data.longform.make_long_recording`, built from a
+    semi-synthetic recording from :func:`helpers.recordings.semi_synthetic.make_long_recording`, built from a
     split no run trained on) into ``out_dir`` (one folder per run; a rerun resumes). The window
     scores are thresholded over the default sweep with each detection score of
     :data:`DETECTION_VARIANTS` (the multi-task runs twice: their best class score, and the call
     head's P(call) = 1 - score_background), events matched to ``truth`` (same label, IoU >=
     ``min_iou``), and the precision read at each recall of ``recalls``
-    (:func:`helpers.evaluation.events.precision_at_recall`: the best threshold for that recall,
+    (:func:`helpers.recordings.event_scores.precision_at_recall`: the best threshold for that recall,
     chosen on this recording, so it describes the scores, not a deployed threshold).
 
     Returns one row per variant and seed: ``form``, ``score_from``, ``variant`` (its label),
     ``seed``, ``precision@R`` per recall R (fraction; NaN where the recall is never reached),
     ``max_recall`` (the highest event recall of the sweep) and ``n_truth`` (reference events).
     """
-    from helpers.evaluation.events import precision_at_recall, precision_recall_curve_events
-    from helpers.evaluation.scan import scan
+    from helpers.recordings.event_scores import precision_at_recall, precision_recall_curve_events
+    from helpers.recordings.scan import scan
 
     recording, out = Path(recording), Path(out_dir)
     calls_in_truth = int((truth["label"].astype(str) != background_class).sum())

@@ -37,10 +37,10 @@ import pandas as pd
 
 from helpers.data.corpus import Corpus, read_corpus
 from helpers.data.rounds import corpus_spans, held_out_recordings, training_round
-from helpers.data.stream import recording_info
+from helpers.recordings.stream import recording_info
 from helpers.evaluation.calibration import calibrate, calibrated_thresholds
-from helpers.evaluation.detections import detect_events
-from helpers.evaluation.events import (
+from helpers.recordings.detect import detect_events
+from helpers.recordings.event_scores import (
     event_scores,
     listening_effort,
     precision_at_recall,
@@ -49,11 +49,11 @@ from helpers.evaluation.events import (
     recording_level_summary,
 )
 from helpers.evaluation.review import ReviewTable, review_queue, simulated_decisions
-from helpers.evaluation.scan import rescore, scan
+from helpers.recordings.scan import rescore, scan
 from helpers.experiments.pretrained import inference_checkpoint
 from helpers.training.config import TrainConfig
 from helpers.training.loop import train
-from helpers.evaluation.scan_store import read_windows
+from helpers.recordings.scan_store import read_windows
 
 
 def event_scores_under(windows: pd.DataFrame, events: pd.DataFrame) -> np.ndarray:
@@ -155,7 +155,7 @@ def review_loop(
     recording's level (:func:`helpers.evaluation.review.recording_level_decisions`); events whose centre
     lies in a clip the corpus already cut from the recording (its ``manifest.csv``) are not queued.
     ``field_report``: real recordings of the same kind, measured every round at the recording's level
-    (:func:`helpers.evaluation.events.recording_level_scores`); they are never reviewed or trained on.
+    (:func:`helpers.recordings.event_scores.recording_level_scores`); they are never reviewed or trained on.
     ``detect_threshold``: the low threshold whose events are candidates for review, each at most
     ``review_windows`` windows long (a run through a whole focal recording is cut into pieces one can
     review; None: no limit);

@@ -522,7 +522,7 @@ def plot_event_precision_recall(
     title: str = "Event-based precision and recall over the threshold",
 ):
     """Precision against recall of detected events (rows of ``class == "all"`` of
-    :func:`helpers.evaluation.events.precision_recall_curve_events`), one point per threshold;
+    :func:`helpers.recordings.event_scores.precision_recall_curve_events`), one point per threshold;
     ``chosen`` marks the threshold used for the tables."""
     fig, ax = _fig_ax(ax, (5, 4))
     rows = curve[curve["class"] == "all"].sort_values("threshold")
@@ -545,7 +545,7 @@ def plot_event_precision_recall(
 
 def plot_listening_effort(curve: pd.DataFrame, ax=None, title: str = "Listening needed to find the calls"):
     """Recall against the fraction of the audio reviewed when windows are reviewed in decreasing
-    call score (the ``curve`` of :func:`helpers.evaluation.events.listening_effort`), beside the
+    call score (the ``curve`` of :func:`helpers.recordings.event_scores.listening_effort`), beside the
     diagonal of reviewing in time order with no model (expected recall = fraction reviewed)."""
     fig, ax = _fig_ax(ax, (5, 4))
     ax.plot(np.r_[0.0, curve["reviewed_fraction"]], np.r_[0.0, curve["recall"]], lw=1.5, label="in score order")

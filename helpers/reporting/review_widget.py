@@ -92,7 +92,7 @@ class ReviewWidget:
         """Draw the current event (or say the queue is finished)."""
         import matplotlib.pyplot as plt
 
-        from helpers.data.stream import read_segment
+        from helpers.recordings.stream import read_segment
         from helpers.reporting.plots import plot_event_spectrogram
 
         p = self.session.progress()

@@ -1,4 +1,4 @@
-"""Thresholding window scores and merging windows into events (helpers.evaluation.detections).
+"""Thresholding window scores and merging windows into events (helpers.recordings.detect).
 
 The window tables are written by hand (2-s windows, 1-s hop unless said otherwise) and the expected
 events worked out from the module's rules; a loop written straight from those rules checks the
@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from helpers.evaluation.detections import (
+from helpers.recordings.detect import (
     EVENT_COLUMNS,
     call_classes,
     call_score,

@@ -13,8 +13,8 @@ import numpy as np
 import pandas as pd
 
 from helpers.data.corpus import SPLITS
-from helpers.data.cut_input import CutError
-from helpers.data.cut_plan import Clip, Recording
+from helpers.data.cut.input import CutError
+from helpers.data.cut.plan import Clip, Recording
 
 
 def split_clips(

@@ -14,8 +14,8 @@ from typing import Any
 import pandas as pd
 import soundfile as sf
 
-from helpers.data.annotation_set import EXCLUDED_COLUMNS, SAME_TIME, TABLE_COLUMNS, AnnotationSet, RowKey
-from helpers.data.annotation_text import basename, lines_text
+from helpers.data.annotations.set import EXCLUDED_COLUMNS, SAME_TIME, TABLE_COLUMNS, AnnotationSet, RowKey
+from helpers.data.annotations.text import basename, lines_text
 from helpers.data.audio import SAMPLE_RATE
 from helpers.data.corpus import Problem, ValidationReport, problem_lines
 

@@ -8,7 +8,7 @@ import os
 import re
 from pathlib import Path
 
-from helpers.data.annotation_text import basename
+from helpers.data.annotations.text import basename
 from helpers.data.audio_files import AUDIO_EXTENSIONS
 
 

@@ -67,11 +67,11 @@ labels that differ only in case; recordings at different sample rates (every cli
 the model's rate when read); rows with more fields than the header; files found in a folder that are
 not annotation tables (skipped, by name).
 
-The parts: :mod:`helpers.data.annotation_set` (:class:`AnnotationSet` and its columns),
-:mod:`helpers.data.annotation_text` (decoding, delimiter, rows, numbers),
-:mod:`helpers.data.annotation_lookup` (finding recordings), :mod:`helpers.data.annotation_reader`
-(label column and recording choices, the rows collected), :mod:`helpers.data.annotation_formats`
-(the Raven, Audacity and CSV readers) and :mod:`helpers.data.annotation_checks`
+The parts: :mod:`helpers.data.annotations.set` (:class:`AnnotationSet` and its columns),
+:mod:`helpers.data.annotations.text` (decoding, delimiter, rows, numbers),
+:mod:`helpers.data.annotations.lookup` (finding recordings), :mod:`helpers.data.annotations.reader`
+(label column and recording choices, the rows collected), :mod:`helpers.data.annotations.formats`
+(the Raven, Audacity and CSV readers) and :mod:`helpers.data.annotations.checks`
 (:func:`validate_annotations`). Every public name is importable from here.
 """
 
@@ -80,7 +80,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-from helpers.data.annotation_checks import (
+from helpers.data.annotations.checks import (
     DEFAULT_TOLERANCE,
     RECORDING_COLUMNS,
     UNCERTAIN_LABEL,
@@ -88,10 +88,10 @@ from helpers.data.annotation_checks import (
     AnnotationReport,
     validate_annotations,
 )
-from helpers.data.annotation_formats import FormatReader
-from helpers.data.annotation_lookup import AUDIO_EXTENSIONS
-from helpers.data.annotation_reader import LABEL_COLUMN_CANDIDATES
-from helpers.data.annotation_set import CORE_COLUMNS, EXCLUDED_COLUMNS, TABLE_COLUMNS, AnnotationSet, RowKey
+from helpers.data.annotations.formats import FormatReader
+from helpers.data.annotations.lookup import AUDIO_EXTENSIONS
+from helpers.data.annotations.reader import LABEL_COLUMN_CANDIDATES
+from helpers.data.annotations.set import CORE_COLUMNS, EXCLUDED_COLUMNS, TABLE_COLUMNS, AnnotationSet, RowKey
 
 __all__ = [
     "ANNOTATION_EXTENSIONS",

@@ -5,7 +5,7 @@ tracks and plain CSV tables.
 The input is an **events table**: columns ``recording`` (str), ``begin``, ``end`` (float, seconds
 from the recording's start), ``label`` (str), optionally ``score`` (float in [0, 1]) and
 ``low_freq``, ``high_freq`` (float Hz; NaN for none), e.g. the output of
-:func:`helpers.evaluation.detections.detect_events`. Rows are written in time order (recording, then
+:func:`helpers.recordings.detect.detect_events`. Rows are written in time order (recording, then
 begin, then end); times with 6 decimals (microseconds), scores with 6 decimals except in Audacity
 labels (see :func:`write_audacity_labels`).
 
@@ -24,7 +24,7 @@ from pathlib import Path
 import pandas as pd
 
 from helpers.core.fileio import atomic_write
-from helpers.data.annotation_checks import DEFAULT_TOLERANCE
+from helpers.data.annotations.checks import DEFAULT_TOLERANCE
 
 __all__ = [
     "DEFAULT_HIGH_FREQ",

@@ -12,11 +12,11 @@ import pandas as pd
 import soundfile as sf
 
 from helpers.core.progress import progress_bar
-from helpers.data.annotation_checks import DEFAULT_TOLERANCE
-from helpers.data.cut_input import is_number, skip_entry
+from helpers.data.annotations.checks import DEFAULT_TOLERANCE
+from helpers.data.cut.input import is_number, skip_entry
 
 #: Seconds a selection may run past its recording's end and still be cut (clamped to the end): the
-#: annotation checks' tolerance, one value for both (helpers.data.annotation_checks.DEFAULT_TOLERANCE).
+#: annotation checks' tolerance, one value for both (helpers.data.annotations.checks.DEFAULT_TOLERANCE).
 END_TOLERANCE_SECONDS = DEFAULT_TOLERANCE
 
 

@@ -2,14 +2,14 @@
 
 ``python -m helpers scan CHECKPOINT AUDIO_FILE_OR_DIR... --out DIR`` or :func:`scan` in a notebook.
 
-Each recording is read in blocks (:func:`helpers.data.stream.window_batches`: any length, rate,
+Each recording is read in blocks (:func:`helpers.recordings.stream.window_batches`: any length, rate,
 channel count and format soundfile reads), cut into windows of the model's clip length every
 ``hop`` seconds (default half a window), and the windows are scored in batches on the device in
 any precision :func:`helpers.evaluation.predict.prepare_scorer` offers (fp32, bf16, int8 calibrated
 on the training clips stored in the checkpoint). The audio gets exactly the front end the model
 was trained with (the checkpoint's ``feature_settings``).
 
-Detections (:func:`helpers.evaluation.detections.detect_events`): a window is a detection of its
+Detections (:func:`helpers.recordings.detect.detect_events`): a window is a detection of its
 best non-background class when its detection score passes ``threshold`` (one value or one per
 class); overlapping or touching windows of one class merge into one event whose score is the
 highest window score in it. The detection score (``detection_score``) is the best call class's own
@@ -72,7 +72,7 @@ from helpers.core import run_folder
 from helpers.core.fileio import read_json
 from helpers.core.hardware import configure_threads
 from helpers.core.progress import progress_bar
-from helpers.evaluation.scan_core import (
+from helpers.recordings.scan_core import (
     EMBEDDINGS_SUFFIX,
     ERROR_COLUMNS,
     EVENT_COLUMNS,
@@ -91,7 +91,7 @@ from helpers.evaluation.scan_core import (
     resolve_detection_score,
     resolve_layout,
 )
-from helpers.evaluation.scan_store import LAYOUTS, open_store
+from helpers.recordings.scan_store import LAYOUTS, open_store
 
 
 #: The scan's public names, those of its machinery it passes on included.
@@ -165,13 +165,13 @@ def scan(
     result's settings, ``uncalibrated``). ``fingerprint``: how a rerun knows a recording is
     unchanged (:data:`FINGERPRINTS`). ``min_window_fraction``: windows shorter than this share of
     the model's window (zero-padded) are scored, never detected. ``decode_workers``: threads that decode
-    and resample recordings ahead of the model (:class:`~helpers.evaluation.scan_core.Prefetcher`; 0:
+    and resample recordings ahead of the model (:class:`~helpers.recordings.scan_core.Prefetcher`; 0:
     in turn with the scoring; None: :func:`default_decode_workers`), each with at most
     ``blocks_in_flight`` window batches waiting. ``executor="slurm"``: the same scan as SLURM jobs, one per
     shard of at most ``hours_per_job`` hours of audio, with the training grids' options (``slurm``: a
-    file, a mapping or None); :mod:`helpers.evaluation.scan_slurm` says how it shards, resumes and
+    file, a mapping or None); :mod:`helpers.recordings.scan_slurm` says how it shards, resumes and
     reattaches. ``layout``: ``files`` (per-recording files, the default) or ``packed`` (packs of many
-    recordings, for archives on cluster file systems; :mod:`helpers.evaluation.scan_store`); a folder
+    recordings, for archives on cluster file systems; :mod:`helpers.recordings.scan_store`); a folder
     that holds results goes on in its own.
 
     Files that cannot be read are listed in the result's ``errors`` (and ``OUT/errors.csv``) and the
@@ -205,7 +205,7 @@ def scan(
     scanner = _Scanner(checkpoint, **args)
     workers = default_decode_workers() if decode_workers is None else int(decode_workers)
     if executor == "slurm":
-        from helpers.evaluation.scan_slurm import scan_on_slurm, scanner_arguments
+        from helpers.recordings.scan_slurm import scan_on_slurm, scanner_arguments
 
         try:
             out.mkdir(parents=True, exist_ok=True)
@@ -241,7 +241,7 @@ def _refuse_live_shards(out: Path) -> None:
     """A local scan must not write a folder that SLURM shards of an earlier call still write."""
     if not (out / ".slurm" / "shards.json").is_file():
         return
-    from helpers.evaluation.scan_slurm import live_shards
+    from helpers.recordings.scan_slurm import live_shards
 
     live = live_shards(out)
     if live:

@@ -7,9 +7,9 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from helpers.data.annotation_reader import Reader, new_record
-from helpers.data.annotation_set import SAME_TIME
-from helpers.data.annotation_text import (
+from helpers.data.annotations.reader import Reader, new_record
+from helpers.data.annotations.set import SAME_TIME
+from helpers.data.annotations.text import (
     RawTable,
     basename,
     first_line,

@@ -50,9 +50,9 @@ the annotation file and line, and the fix. The corpus is built in a temporary fo
 ``out_dir`` and moved into place at the end.
 
 This module holds :func:`cut_corpus`, :class:`CutSummary` and the writing of the layout; the input
-checks are in :mod:`helpers.data.cut_input`, the clips of each recording (rules 1, 2) in
-:mod:`helpers.data.cut_plan`, the splits and the background draw (rules 3, 4) in
-:mod:`helpers.data.cut_splits`. Every public name is importable from here.
+checks are in :mod:`helpers.data.cut.input`, the clips of each recording (rules 1, 2) in
+:mod:`helpers.data.cut.plan`, the splits and the background draw (rules 3, 4) in
+:mod:`helpers.data.cut.splits`. Every public name is importable from here.
 """
 
 from __future__ import annotations
@@ -69,7 +69,7 @@ import pandas as pd
 import soundfile as sf
 
 from helpers.data.audio import CLIP_SECONDS, SAMPLE_RATE, pad_or_truncate, resample, to_mono, write_wav
-from helpers.data.cut_input import (
+from helpers.data.cut.input import (
     OPTIONAL_COLUMNS,
     REQUIRED_COLUMNS,
     SKIPPED_COLUMNS,
@@ -80,8 +80,8 @@ from helpers.data.cut_input import (
     skip_entry,
     skip_line,
 )
-from helpers.data.cut_plan import END_TOLERANCE_SECONDS, Clip, Recording, call_windows, plan_recordings
-from helpers.data.cut_splits import SPLITS, assign_splits, split_clips
+from helpers.data.cut.plan import END_TOLERANCE_SECONDS, Clip, Recording, call_windows, plan_recordings
+from helpers.data.cut.splits import SPLITS, assign_splits, split_clips
 
 __all__ = [
     "CUT_VERSION",

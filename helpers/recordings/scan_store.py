@@ -4,7 +4,7 @@ Two layouts, chosen by ``scan(..., layout=...)`` (``--layout``) and recognised b
 
 - ``files`` (default): per recording ``NAME.scores.csv``, ``.selections.txt``, ``.labels.txt``,
   ``.detections.csv``, ``.embeddings.npy`` (a backbone scan) and ``.scan.json`` (written last), as
-  :mod:`helpers.evaluation.scan` describes; easy to open one by one in Raven or a spreadsheet.
+  :mod:`helpers.recordings.scan` describes; easy to open one by one in Raven or a spreadsheet.
 - ``packed``: for an archive of many files on a cluster file system, where 100,000 recordings
   would be half a million small files. Recordings are grouped into packs of up to
   :data:`PACK_RECORDINGS`; a pack is ``OUT/packs/ID.npz`` (every window of its recordings: a
@@ -32,8 +32,8 @@ import numpy as np
 import pandas as pd
 
 from helpers.core.fileio import atomic_write, read_json, write_json_atomic
-from helpers.data.annotation_writers import write_audacity_labels, write_events_csv, write_raven_table
-from helpers.evaluation.detections import EVENT_COLUMNS
+from helpers.data.annotations.writers import write_audacity_labels, write_events_csv, write_raven_table
+from helpers.recordings.detect import EVENT_COLUMNS
 
 LAYOUTS = ("files", "packed")
 PACK_DIR = "packs"

@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from helpers.data.annotation_lookup import Resolver
-from helpers.data.annotation_set import EXCLUDED_COLUMNS, TABLE_COLUMNS, AnnotationSet, RowKey
-from helpers.data.annotation_text import RawTable, lines_text, names_from_table, norm_name
+from helpers.data.annotations.lookup import Resolver
+from helpers.data.annotations.set import EXCLUDED_COLUMNS, TABLE_COLUMNS, AnnotationSet, RowKey
+from helpers.data.annotations.text import RawTable, lines_text, names_from_table, norm_name
 from helpers.data.corpus import Problem
 
 #: Raven columns tried, in this order, when no ``label_column`` is given (case-insensitive).
@@ -23,7 +23,7 @@ LABEL_COLUMN_CANDIDATES = ("Species", "Class", "Label", "Annotation", "Type")
 class Reader:
     """The state of one read: rows, problems, notes, and the label column and recording chosen per file.
 
-    :class:`helpers.data.annotation_formats.FormatReader` adds the file formats.
+    :class:`helpers.data.annotations.formats.FormatReader` adds the file formats.
     """
 
     def __init__(

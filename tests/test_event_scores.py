@@ -1,4 +1,4 @@
-"""Event-based evaluation and listening effort (helpers.evaluation.events), on hand-made tables whose
+"""Event-based evaluation and listening effort (helpers.recordings.event_scores), on hand-made tables whose
 answers are worked out in the comments."""
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 from scipy.optimize import linear_sum_assignment
 
-from helpers.evaluation.detections import align_recordings, default_thresholds, detect_events, recording_key
-from helpers.evaluation.events import (
+from helpers.recordings.detect import align_recordings, default_thresholds, detect_events, recording_key
+from helpers.recordings.event_scores import (
     MATCH_COLUMNS,
     SCORE_COLUMNS,
     event_scores,

@@ -1,7 +1,7 @@
 """The scan's machinery, one recording at a time: the scanner (model, front end, fingerprints),
-finding what is finished, the per-recording outputs and the folder's tables. :mod:`helpers.evaluation.scan`
-documents the outputs and the resume rules; :func:`helpers.evaluation.scan.scan` runs this locally and
-:mod:`helpers.evaluation.scan_slurm` as SLURM shards.
+finding what is finished, the per-recording outputs and the folder's tables. :mod:`helpers.recordings.scan`
+documents the outputs and the resume rules; :func:`helpers.recordings.scan.scan` runs this locally and
+:mod:`helpers.recordings.scan_slurm` as SLURM shards.
 """
 
 from __future__ import annotations
@@ -22,15 +22,15 @@ import torch
 from helpers.core.fileio import atomic_write, sha256_file, write_json_atomic
 from helpers.core.progress import progress_bar
 from helpers.core.provenance import library_versions
-from helpers.data.annotation_writers import (
+from helpers.data.annotations.writers import (
     write_combined_raven_table,
     write_events_csv,
 )
 from helpers.data.audio import AudioError
 from helpers.data.audio_files import FoundAudio, find_audio_files, read_file_list
-from helpers.data.stream import recording_info, window_batches
-from helpers.evaluation.scan_store import EMBEDDINGS_SUFFIX, LAYOUTS, FileStore, layout_of, open_store  # noqa: F401
-from helpers.evaluation.detections import DETECTION_SCORES, EVENT_COLUMNS, detect_events
+from helpers.recordings.stream import recording_info, window_batches
+from helpers.recordings.scan_store import EMBEDDINGS_SUFFIX, LAYOUTS, FileStore, layout_of, open_store  # noqa: F401
+from helpers.recordings.detect import DETECTION_SCORES, EVENT_COLUMNS, detect_events
 from helpers.evaluation.predict import load_for_inference, prepare_scorer
 from helpers.evaluation.scoring import predict_scores
 from helpers.features.birdnet import EmbeddingSettings

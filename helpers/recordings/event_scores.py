@@ -1,10 +1,10 @@
 """Event-based evaluation of detections against reference annotations, and the listening effort saved.
 
-Tables: *detections* are events as :func:`helpers.evaluation.detections.detect_events` gives them
+Tables: *detections* are events as :func:`helpers.recordings.detect.detect_events` gives them
 (``recording``, ``begin``, ``end`` in s, ``label``); the *reference* is an annotation table as
 :func:`helpers.data.annotations.read_annotations` gives it, or any table with those four columns.
 Recordings must be named alike in both:
-:func:`helpers.evaluation.detections.align_recordings` renames the reference's recordings to the
+:func:`helpers.recordings.detect.align_recordings` renames the reference's recordings to the
 scanned ones, matching by file stem or by path relative to the scanned folder.
 
 **Matching rule** (that of DCASE 2021 task 5, few-shot bioacoustic event detection): a detection and
@@ -20,7 +20,7 @@ no precision to speak of), recall = tp / reference events (NaN without reference
 f1 = 2 tp / (detections + reference events) (0 when one side is empty, NaN when both are).
 
 **Listening effort** (:func:`listening_effort`): a person listens to the windows in decreasing
-:func:`~helpers.evaluation.detections.call_score`; how much of the scanned audio must they hear to
+:func:`~helpers.recordings.detect.call_score`; how much of the scanned audio must they hear to
 find a given share of the calls?
 """
 
@@ -33,7 +33,7 @@ import numpy as np
 import pandas as pd
 from scipy.optimize import linear_sum_assignment
 
-from helpers.evaluation.detections import call_classes, call_score, default_thresholds, detect_events, window_classes
+from helpers.recordings.detect import call_classes, call_score, default_thresholds, detect_events, window_classes
 
 __all__ = [
     "MATCH_COLUMNS",
@@ -251,12 +251,12 @@ def precision_recall_curve_events(
 ) -> pd.DataFrame:
     """Event precision / recall at each threshold: :func:`detect_events` then :func:`event_scores` on
     the non-background classes (reference rows of other labels are left out). ``score_from``: the
-    detection score that is thresholded (:func:`~helpers.evaluation.detections.detection_scores`).
+    detection score that is thresholded (:func:`~helpers.recordings.detect.detection_scores`).
 
     Returns:
         Columns ``threshold, class, precision, recall, f1, n_detected``; per threshold (ascending)
         one row per call class and one ``all`` row. ``thresholds`` default:
-        :func:`~helpers.evaluation.detections.default_thresholds`. About 0.2 s per threshold for 1e5
+        :func:`~helpers.recordings.detect.default_thresholds`. About 0.2 s per threshold for 1e5
         windows and 1e4 reference events.
     """
     calls = call_classes(classes, background)
@@ -345,20 +345,20 @@ def listening_effort(
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """How much audio a person must hear, listening to windows in decreasing call score, to find the calls.
 
-    The windows are reviewed in decreasing :func:`~helpers.evaluation.detections.call_score` (ties:
+    The windows are reviewed in decreasing :func:`~helpers.recordings.detect.call_score` (ties:
     by recording, then begin); the audio heard is the union of the reviewed windows' spans. A
     reference event of any label but ``background`` (all of one class, whichever) counts as found
     once that union covers at least ``min_coverage`` of its duration. Events of recordings that were
     not scanned can never be found (they keep recall below 1; a warning names them).
 
     Args:
-        windows: the window table (:mod:`helpers.evaluation.detections`); ``classes`` default: its
+        windows: the window table (:mod:`helpers.recordings.detect`); ``classes`` default: its
             ``score_<class>`` columns.
         reference: annotations with recording (named as in ``windows``), begin, end (s), label.
         recall_targets: the shares of reference events (in (0, 1]) the summary reports.
         min_coverage: share of an event's duration (in (0, 1]) that must have been heard.
         score_from: the call score windows are ranked by, ``"class"`` or ``"call"`` (a call head's
-            P(call)); see :func:`~helpers.evaluation.detections.detection_scores`.
+            P(call)); see :func:`~helpers.recordings.detect.detection_scores`.
 
     Returns:
         ``(curve, summary)``. ``curve``: one row per reviewed window in review order, columns

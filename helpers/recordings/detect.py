@@ -1,6 +1,6 @@
 """From the window scores of a scan to detected events: thresholding and merging overlapping windows.
 
-The input is a **window table** (as :mod:`helpers.evaluation.scan` writes it): one row per analysis
+The input is a **window table** (as :mod:`helpers.recordings.scan` writes it): one row per analysis
 window, columns ``recording`` (str, the recording's path relative to the scanned folder),
 ``begin``, ``end`` (float, seconds from the recording's start; the last window of a file may be
 shorter) and one ``score_<class>`` column per class (float in [0, 1]). One class may be the

@@ -10,7 +10,7 @@ limit, requeues, array parallelism, setup lines, interpreter; ``folder`` default
   unreadable one is an error row at once) are cut, in the scan's order, into shards of at most
   ``hours_per_job`` hours of audio (a recording longer than that is a shard of its own), submitted
   as one submitit job array; each job scans its shard with the local scan's own code
-  (:func:`helpers.evaluation.scan_core._scan_locked`), so every per-recording output is exactly a
+  (:func:`helpers.recordings.scan_core._scan_locked`), so every per-recording output is exactly a
   local scan's. The folder's tables (combined Raven table, detections, errors, ``scan.json``) are
   built once every shard has ended, from the per-recording outputs, by the same code again.
 * **Reattaching.** ``OUT/.slurm/shards.json`` maps each shard to its job (id and the submission's
@@ -55,9 +55,9 @@ from helpers.core.slurm import (
 )
 from helpers.data.audio import AudioError
 from helpers.data.audio_files import FoundAudio
-from helpers.data.stream import recording_info
-from helpers.evaluation.scan_core import ScanResult, _finished, _fingerprint, _Scanner, _scan_locked, _write_combined
-from helpers.evaluation.scan_store import PackStore, open_store
+from helpers.recordings.stream import recording_info
+from helpers.recordings.scan_core import ScanResult, _finished, _fingerprint, _Scanner, _scan_locked, _write_combined
+from helpers.recordings.scan_store import PackStore, open_store
 
 #: The shard map inside the scan folder.
 STATE_DIR = ".slurm"
@@ -211,7 +211,7 @@ def scan_on_slurm(
     layout: str = "files",
 ) -> ScanResult:
     """The SLURM scan (module docstring); ``scanner``/``scanner_args``: the scan's settings, built by
-    :func:`helpers.evaluation.scan.scan`. Returns what a local scan returns, built from the outputs."""
+    :func:`helpers.recordings.scan.scan`. Returns what a local scan returns, built from the outputs."""
     options = slurm_options(slurm)
     say = (lambda message: print(f"[scan slurm] {message}", flush=True)) if progress else (lambda message: None)
     started = time.time()
@@ -486,7 +486,7 @@ def _durations(entry: dict[str, Any]) -> list[tuple[str, float]]:
 
 
 def scanner_arguments(**kwargs: Any) -> dict[str, Any]:
-    """The keyword arguments of :class:`~helpers.evaluation.scan_core._Scanner` a shard job rebuilds it from
+    """The keyword arguments of :class:`~helpers.recordings.scan_core._Scanner` a shard job rebuilds it from
     (checkpoint apart), with paths as strings (the job is pickled)."""
     return {k: (str(v) if isinstance(v, Path) else v) for k, v in kwargs.items()}
 
