@@ -109,7 +109,7 @@ def _cmd_notebooks(args: argparse.Namespace) -> int:
     from helpers.experiments.notebooks import NotebookError, run_collection
 
     data_dir = Path(args.data_dir).resolve()
-    from helpers.experiments.grid import notebook_parameters
+    from helpers.experiments.grid import profile_parameters
 
     extra = dict(args.param or [])
     # 03_train's run is Table 2's first run of its model (04 reuses it; 06 and 09 read it)
@@ -117,7 +117,7 @@ def _cmd_notebooks(args: argparse.Namespace) -> int:
         "corpus": args.corpus,
         "data_dir": str(data_dir),
         "cache_dir": str(data_dir / "cache"),
-        **notebook_parameters(args.profile, corpus=args.corpus, runs_root=extra.get("runs_root", "../runs/grid")),
+        **profile_parameters(args.profile, corpus=args.corpus, runs_root=extra.get("runs_root", "../runs/grid")),
         "executor": args.executor,
     }
     if args.slurm_config is not None:

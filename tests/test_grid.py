@@ -25,7 +25,7 @@ from helpers.experiments.grid import (
     expand_grid,
     fusion_configs,
     fusion_variant_of,
-    notebook_parameters,
+    profile_parameters,
     run_grid,
     setting_of,
     table2_configs,
@@ -195,12 +195,12 @@ def test_fusion_configs_and_variants(tmp_path: Path):
 
 
 def test_profile_notebook_parameters():
-    assert notebook_parameters("demo") == {"profile": "demo"}  # 03_train's own defaults are the demo's
-    paper = notebook_parameters("paper")
+    assert profile_parameters("demo") == {"profile": "demo"}  # 03_train's own defaults are the demo's
+    paper = profile_parameters("paper")
     assert paper["profile"] == "paper" and paper["iterations"] == 60_000 and paper["sample_rate"] == 16000
     TrainConfig.from_dict({k: v for k, v in paper.items() if k != "profile"})
     with pytest.raises(ValueError, match="profile"):
-        notebook_parameters("huge")
+        profile_parameters("huge")
 
 
 def test_grid_notebook_settings_split_config_and_scheduling():
@@ -255,7 +255,7 @@ def test_the_training_notebook_run_is_table2_first_run(profile):
     nb = nbformat.read(NOTEBOOK_DIR / "03_train.ipynb", as_version=4)
     params: dict = {}
     exec(next(c.source for c in nb.cells if "parameters" in c.metadata.get("tags", [])), {}, params)
-    params.update(notebook_parameters(profile, corpus="demo"), corpus="demo")  # what papermill injects
+    params.update(profile_parameters(profile, corpus="demo"), corpus="demo")  # what papermill injects
     from_notebook = TrainConfig.from_namespace(params)
     table2_run = grid.shared_train_run(profile, "demo")
     assert from_notebook.key() == table2_run.key()

@@ -14,7 +14,7 @@ import pytest
 from helpers.experiments.notebooks import (
     NotebookError,
     list_notebooks,
-    notebook_parameters,
+    read_notebook_parameters,
     run_notebook,
     run_collection,
 )
@@ -33,7 +33,7 @@ def test_collection_is_numbered_and_complete():
 
 
 def test_train_notebook_parameters_are_the_config():
-    params = notebook_parameters(next(p for p in NOTEBOOKS if p.stem == "03_train"))
+    params = read_notebook_parameters(next(p for p in NOTEBOOKS if p.stem == "03_train"))
     missing = set(TrainConfig.field_names()) - set(params)
     assert not missing, f"03_train lacks parameters for {sorted(missing)}"
 
@@ -248,9 +248,11 @@ def test_profile_reaches_the_notebooks(monkeypatch, tmp_path):
         assert "iterations" not in seen[name]  # grid notebooks take the schedule from the profile
     for name in ("04_model_comparison", "05_ablation", "07_fusion"):
         assert seen[name]["executor"] == "local"  # and may train on SLURM (executor, slurm_config)
-        assert {"executor", "slurm_config"} <= set(notebook_parameters(next(p for p in NOTEBOOKS if p.stem == name)))
+        assert {"executor", "slurm_config"} <= set(
+            read_notebook_parameters(next(p for p in NOTEBOOKS if p.stem == name))
+        )
     assert "profile" not in seen["00_data"]
     with pytest.raises(SystemExit):
         main(["notebooks", "--profile", "huge"])
     # every name the paper profile gives 03_train is one of its parameters
-    assert set(seen["03_train"]) <= set(notebook_parameters(next(p for p in NOTEBOOKS if p.stem == "03_train")))
+    assert set(seen["03_train"]) <= set(read_notebook_parameters(next(p for p in NOTEBOOKS if p.stem == "03_train")))

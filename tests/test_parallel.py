@@ -176,7 +176,7 @@ def test_redo_clears_the_run_artefacts_and_starts_again(grid, fake_machine, monk
     copy = TrainConfig(**{**finished.to_dict(), "out_dir": str(tmp_path / "runs")})
     shutil.copytree(finished.run_dir(), copy.run_dir())
     (copy.run_dir() / "notes.txt").write_text("not a run artefact: redo must leave it alone")
-    assert parallel.is_finished(copy)
+    assert parallel.config_finished(copy)
     seen_at_start = {}
 
     def start(job_file, env, log_path):

@@ -59,7 +59,7 @@ def test_load_finds_and_refuses(tmp_path):
 
 def test_clear_removes_only_what_a_run_writes(tmp_path):
     run = _fabricate(tmp_path / "run", finished=True, failed=True)
-    (run / run_folder.CHECKPOINTS).mkdir()
+    (run / run_folder.CHECKPOINT_DIR).mkdir()
     (run / run_folder.LAST_CHECKPOINT).write_bytes(b"x")
     (run / "my_notes.txt").write_text("keep me")
     run_folder.clear(run)

@@ -43,7 +43,7 @@ METRICS = "metrics.json"
 SUBMISSION = "submission-test.csv"
 FAILED = "failed.json"
 WORKER_LOG = "worker.log"
-CHECKPOINTS = "checkpoints"
+CHECKPOINT_DIR = "checkpoints"
 LAST_CHECKPOINT = "checkpoints/last.pt"
 PREDICTIONS = "predictions"
 FIGURES = "figures"
@@ -61,13 +61,13 @@ ARTEFACTS = (
     SUBMISSION,
     FAILED,
     WORKER_LOG,
-    CHECKPOINTS,
+    CHECKPOINT_DIR,
     PREDICTIONS,
     FIGURES,
     EXECUTED_NOTEBOOK,
     EXECUTIONS,
 )
-STATUSES = ("finished", "failed", "unfinished")
+FOLDER_STATUSES = ("finished", "failed", "unfinished")
 
 
 class RunFolderBusy(RuntimeError):
@@ -273,7 +273,7 @@ PREFERRED_CHECKPOINTS = ("best_ema", "best_plain", "last_plain")
 def preferred_checkpoint(run_dir: str | Path) -> Path:
     """The checkpoint of a finished run that scoring and scanning use (:data:`PREFERRED_CHECKPOINTS`).
     Raises FileNotFoundError naming the folder when it holds none of them."""
-    folder = Path(run_dir) / CHECKPOINTS
+    folder = Path(run_dir) / CHECKPOINT_DIR
     for name in PREFERRED_CHECKPOINTS:
         if (folder / f"{name}.pt").is_file():
             return folder / f"{name}.pt"
@@ -282,7 +282,7 @@ def preferred_checkpoint(run_dir: str | Path) -> Path:
 
 def checkpoint_path(run_dir: str | Path, name: str) -> Path:
     """``RUN/checkpoints/NAME.pt`` (whether or not it exists yet): the one place that path is built."""
-    return Path(run_dir) / CHECKPOINTS / f"{name}.pt"
+    return Path(run_dir) / CHECKPOINT_DIR / f"{name}.pt"
 
 
 def checkpoint_file(run_dir: str | Path, name: str | None = None) -> Path:

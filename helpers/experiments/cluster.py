@@ -90,7 +90,7 @@ from helpers.core.slurm import (
     slurm_options,
 )
 from helpers.core.progress import progress_bar
-from helpers.experiments.scheduler import RunOutcome, clear_run_folder, is_finished, precompute_features
+from helpers.experiments.scheduler import RunOutcome, clear_run_folder, config_finished, precompute_features
 from helpers.training.config import TrainConfig
 
 #: The job map's file name inside the submitit folder.
@@ -251,7 +251,7 @@ def run_on_slurm(
         ``seconds`` is the wall time from submission to the end seen here (queueing included).
     """
     options = slurm_options(slurm)
-    if not redo and all(is_finished(c) for c in configs):
+    if not redo and all(config_finished(c) for c in configs):
         # nothing to submit or watch: the table needs no SLURM (e.g. reopened on a laptop)
         return [
             RunOutcome(
@@ -286,7 +286,7 @@ def run_on_slurm(
             entries.pop(key, None)
             _clear_when_free(config)
             to_submit.append(i)
-        elif is_finished(config):
+        elif config_finished(config):
             outcomes[i] = RunOutcome(
                 config=config,
                 run_dir=config.run_dir(),
@@ -454,7 +454,7 @@ def _collect(config: TrainConfig, item: _Watched) -> RunOutcome:
     job = item.job
     seconds = time.time() - item.submitted
     logs = (Path(job.paths.stderr), Path(job.paths.stdout))
-    if is_finished(config):
+    if config_finished(config):
         return finished_outcome(config, seconds, job.job_id, logs[1])
     exception = job.exception()
     if type(exception).__name__ == "FailedJobError":

@@ -43,7 +43,7 @@ from helpers.core.fileio import read_json
 from helpers.training.config import TrainConfig
 
 #: The checkpoints train() evaluates, and the splits whose columns always exist (NaN when absent).
-CHECKPOINTS = ("best_plain", "best_ema", "last_plain", "last_ema")
+SCORED_CHECKPOINTS = ("best_plain", "best_ema", "last_plain", "last_ema")
 SCORED_SPLITS = ("devel", "test")
 #: Config fields placed first in collect_runs' table (the rest follow in TrainConfig order).
 LEADING_FIELDS = (
@@ -70,7 +70,7 @@ DEFAULT_METRICS = [
     "best_test_uar",
     "last_test_uar",
 ]
-STATUSES = run_folder.STATUSES
+FOLDER_STATUSES = run_folder.FOLDER_STATUSES
 #: Fewest seeds for which :func:`summarise` gives a bootstrap interval of the mean (below it: range only).
 MIN_SEEDS_FOR_CI = 5
 
@@ -125,7 +125,7 @@ def read_run(run_dir: str | Path) -> dict[str, Any]:
         failed = run_folder.failure(run_dir) or {}
         row["error"] = f"{failed.get('error_type', 'Error')}: {failed.get('message', '')}"
 
-    for ckpt in CHECKPOINTS:
+    for ckpt in SCORED_CHECKPOINTS:
         row[f"{ckpt}_step"] = np.nan
         for split in SCORED_SPLITS:
             row[f"{ckpt}_{split}_uar"] = row[f"{ckpt}_{split}_map"] = np.nan
@@ -163,7 +163,7 @@ def collect_runs(paths_or_root: str | Path | Iterable[str | Path]) -> pd.DataFra
     ``record.json`` exist, ``failed`` when ``failed.json`` does, with ``error`` = its type and
     message; else ``unfinished``, with ``last_step`` from ``history.csv`` when there is one and
     ``resumable`` when ``checkpoints/last.pt`` exists), ``{checkpoint}_{split}_{uar|map}`` for
-    checkpoints :data:`CHECKPOINTS` and splits devel, test (fractions 0..1; NaN when absent,
+    checkpoints :data:`SCORED_CHECKPOINTS` and splits devel, test (fractions 0..1; NaN when absent,
     e.g. a hidden test set or a run without EMA), ``{checkpoint}_step``, ``weights`` (``ema``
     or ``plain``) and ``best_*``/``last_*`` columns taken from those weights, ``n_parameters``,
     ``train_seconds`` (the training loop, from ``record.json``) and ``timing_*`` (every timing).
@@ -233,7 +233,7 @@ def summarise(
         keys = keys if isinstance(keys, tuple) else (keys,)
         row: dict[str, Any] = dict(zip(by, keys))
         status = group["status"]
-        for s in STATUSES:
+        for s in FOLDER_STATUSES:
             row[f"n_{s}"] = int((status == s).sum())
         finished = group[status == "finished"]
         row["seeds"] = sorted(int(s) for s in finished["seed"]) if "seed" in finished else []

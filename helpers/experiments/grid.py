@@ -205,7 +205,7 @@ TABLE2_RUNS: list[tuple[str, int]] = [
 #: rate) of notebook 10's flat/two-stage/multi-task comparison (with the ablation's options, seeds
 #: and schedule, so its flat runs are ablation runs); ``fusion_branches``, the two
 #: (model, sample rate) runs whose best checkpoints are fused; ``train_notebook``, the values
-#: :func:`notebook_parameters` gives ``03_train``.
+#: :func:`profile_parameters` gives ``03_train``.
 #:
 #: ``demo``: sized so the whole collection (00-10) finishes in under 30 minutes on a
 #: 2-core laptop CPU *and* its tables carry information. Every run trains until its own devel curve
@@ -517,7 +517,7 @@ def fusion_branch_keys(
     return [(m, int(r), width_of(options.get(m))) for m, r in pairs]
 
 
-def notebook_parameters(profile: str, corpus: str | None = None, runs_root: str = "../runs/grid") -> dict[str, Any]:
+def profile_parameters(profile: str, corpus: str | None = None, runs_root: str = "../runs/grid") -> dict[str, Any]:
     """Parameters for the whole notebook collection under ``profile`` (``python -m helpers notebooks
     --profile``): ``profile`` for the grid notebooks (04, 05, 07, 08, 10) and the profile's
     ``train_notebook`` values for ``03_train``.

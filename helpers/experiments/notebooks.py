@@ -68,7 +68,7 @@ def default_kernel() -> str:
     return KERNEL_NAME if KERNEL_NAME in KernelSpecManager().find_kernel_specs() else "python3"
 
 
-def notebook_parameters(path: str | Path) -> dict:
+def read_notebook_parameters(path: str | Path) -> dict:
     """The names and default values assigned in a notebook's cell tagged ``parameters``.
 
     Values that are not Python literals are returned as their source text.
@@ -376,7 +376,7 @@ def run_notebook(
     if notebook.suffix != ".ipynb":
         notebook = notebook.with_suffix(".ipynb")
     parameters = dict(parameters or {})
-    known = notebook_parameters(notebook)
+    known = read_notebook_parameters(notebook)
     unknown = sorted(set(parameters) - set(known))
     if unknown:
         raise ValueError(
@@ -461,7 +461,7 @@ def run_collection(
         paths = [p for p in paths if p.stem in wanted or p.stem[:2] in wanted]
     # The report gathers what every other notebook wrote (11's comparison included): it runs last.
     paths = [p for p in paths if p.stem != REPORT_NOTEBOOK] + [p for p in paths if p.stem == REPORT_NOTEBOOK]
-    own_parameters = {path: notebook_parameters(path) for path in paths}
+    own_parameters = {path: read_notebook_parameters(path) for path in paths}
     if output_dir is None:
         defaults = {"corpus": DEFAULT_CORPUS, "profile": DEFAULT_PROFILE}
         for key in defaults:

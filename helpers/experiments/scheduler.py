@@ -76,7 +76,7 @@ from helpers.core.progress import progress_bar
 from helpers.training.config import TrainConfig
 
 #: The values :attr:`RunOutcome.status` takes.
-STATUSES = ("finished", "skipped", "failed")
+OUTCOME_STATUSES = ("finished", "skipped", "failed")
 #: Environment variables that size the OpenMP/BLAS thread pools of a child.
 THREAD_ENV_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 #: How a child trains: ``"python"`` calls :func:`helpers.training.train`; ``"notebook"`` executes
@@ -153,7 +153,7 @@ def visible_gpus() -> list[str]:
 # --- run folders ------------------------------------------------------------------------------
 
 
-def is_finished(config: TrainConfig) -> bool:
+def config_finished(config: TrainConfig) -> bool:
     """True when ``config``'s run folder holds a finished run (:func:`helpers.core.run_folder.is_finished`)
     of this very config: a folder reused by another config (same ``run_name``) is not finished for this one.
     """
@@ -465,7 +465,7 @@ def _skip_finished(
     outcomes: list[RunOutcome | None] = [None] * len(configs)
     to_run: list[int] = []
     for i, config in enumerate(configs):
-        if not redo and is_finished(config):
+        if not redo and config_finished(config):
             outcomes[i] = RunOutcome(
                 config=config,
                 run_dir=config.run_dir(),

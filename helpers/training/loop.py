@@ -123,7 +123,7 @@ class _Run:
     def __init__(self, config: TrainConfig, corpus: Corpus, device: torch.device, timer: Timer, progress: bool) -> None:
         self.config, self.corpus, self.device, self.timer, self.progress = config, corpus, device, timer, progress
         self.run_dir = config.run_dir()
-        (self.run_dir / run_folder.CHECKPOINTS).mkdir(parents=True, exist_ok=True)
+        (self.run_dir / run_folder.CHECKPOINT_DIR).mkdir(parents=True, exist_ok=True)
         self.classes = list(corpus.classes)
         self.settings = config.feature_settings()
         write_json_atomic(self.run_dir / run_folder.CONFIG, config.to_dict())
@@ -311,7 +311,7 @@ class _Run:
             row["uar_ema"] = row["map_ema"] = float("nan")
         self.history.append(row)
         if step >= config.select_from:
-            checkpoints = self.run_dir / run_folder.CHECKPOINTS
+            checkpoints = self.run_dir / run_folder.CHECKPOINT_DIR
             if row["uar_plain"] > self.best["plain"]["uar"]:
                 self.best["plain"] = {"uar": row["uar_plain"], "step": step}
                 save_checkpoint(checkpoints / "best_plain.pt", self._payload(s.model, "best_plain"))
