@@ -280,3 +280,17 @@ def test_hierarchy_comparison_shares_the_flat_runs_and_the_paper_profile_compare
         assert len({c.run_dir() for group in configs.values() for c in group}) == 4 * len(configs["flat"])
     paper = hierarchy_configs("paper", {"corpus": "demo", "out_dir": "runs/x"})["flat"][0]
     assert (paper.model, paper.sample_rate, paper.model_options) == ("cnn10", 16000, {})
+
+
+def test_a_grid_notebook_sets_itself_up_from_its_namespace():
+    from helpers.experiments.grid import GridNotebook, grid_notebook_settings
+
+    namespace = {"profile": "demo", "corpus": "synthetic", "runs_root": "/tmp/r", "overrides": {"iterations": 5},
+                 "cpu_workers": 2, "via_notebook": True, "unrelated": 1}
+    setup = GridNotebook.from_namespace(namespace)
+    assert setup.corpus == "synthetic" and setup.max_per_gpu == 4  # given, and a default
+    assert (setup.base, setup.parallel) == grid_notebook_settings(
+        "demo", "synthetic", "../data", "../data/cache", "/tmp/r", {"iterations": 5}, 2, None, 4, True)
+    assert setup.base["out_dir"] == "/tmp/r/demo" and setup.parallel["via"] == "notebook"
+    with pytest.raises(ValueError, match="profile 'huge' is unknown"):
+        GridNotebook.from_namespace({"profile": "huge"}).settings

@@ -27,13 +27,15 @@ is why Table 2 and Table 3 configs of a profile share one ``out_dir``.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from helpers.training.config import TrainConfig
+from helpers.training.config import TrainConfig, paper_schedule
 
 # --- the paper's numbers ----------------------------------------------------------------------
 
@@ -269,15 +271,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         "train_notebook": {},  # 03_train's own defaults are the demo's CNN10 (¼ width) run
     },
     "paper": {
-        "config": {
-            "batch_size": 32,
-            "iterations": 60_000,
-            "eval_every": 200,
-            "ema_start": 15_000,
-            "ema_decay": 0.995,
-            "checkpoint_every": 1_000,
-            "log_every": 50,
-        },
+        "config": paper_schedule(),  # 60,000 steps of 32, EMA 0.995 from step 15,000: TrainConfig's defaults
         "seeds": [0, 1, 2],
         "table2_runs": list(TABLE2_RUNS),
         "model_options": {},
@@ -581,6 +575,66 @@ def grid_notebook_settings(
         "slurm": slurm_config,
     }
     return base, parallel
+
+
+@dataclass
+class GridNotebook:
+    """The parameters the grid notebooks (04, 05, 07, 10) share, read from the notebook's namespace in one
+    line, ``setup = GridNotebook.from_namespace(globals())``, as :meth:`TrainConfig.from_namespace` does for
+    03: the profile, corpus and paths, the runs' common ``overrides`` and ``model_options``, and how they run
+    (workers, threads, GPUs, through ``03_train`` or not, local or SLURM). :attr:`base` and :attr:`parallel`
+    are what :func:`run_grid` takes; :attr:`settings` the profile's."""
+
+    profile: str = "demo"
+    corpus: str = "demo"
+    data_dir: str = "../data"
+    cache_dir: str = "../data/cache"
+    runs_root: str = "../runs/grid"
+    seeds: list[int] | None = None
+    overrides: dict[str, Any] = field(default_factory=dict)
+    model_options: dict[str, Any] = field(default_factory=dict)
+    cpu_workers: int | None = None
+    threads_per_run: int | None = None
+    max_per_gpu: int = 4
+    via_notebook: bool = False
+    executor: str = "local"
+    slurm_config: str | None = None
+    redo: bool = False
+    fail_on_error: bool = True
+    figures_dir: str = "../figures"
+
+    @classmethod
+    def from_namespace(cls, namespace: dict[str, Any]) -> "GridNotebook":
+        """The fields found in ``namespace`` (a notebook's ``globals()``); the others keep their defaults."""
+        return cls(**{f.name: namespace[f.name] for f in dataclasses.fields(cls) if f.name in namespace})
+
+    def _both(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        return grid_notebook_settings(
+            self.profile,
+            self.corpus,
+            self.data_dir,
+            self.cache_dir,
+            self.runs_root,
+            self.overrides,
+            self.cpu_workers,
+            self.threads_per_run,
+            self.max_per_gpu,
+            self.via_notebook,
+            self.executor,
+            self.slurm_config,
+        )
+
+    @property
+    def base(self) -> dict[str, Any]:
+        return self._both()[0]
+
+    @property
+    def parallel(self) -> dict[str, Any]:
+        return self._both()[1]
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        return _profile(self.profile)
 
 
 # --- running ----------------------------------------------------------------------------------

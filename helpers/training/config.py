@@ -19,6 +19,7 @@ import torch
 
 from helpers.data.audio import CLIP_SECONDS
 from helpers.features.birdnet import EmbeddingSettings
+from helpers.training.ema import PAPER_EMA_DECAY, PAPER_EMA_START
 from helpers.features.frontend import FMIN, N_MELS, FeatureSettings
 from helpers.models.checkpoint import checkpoint_identity
 from helpers.models.heads import FITTED_KINDS, HEADS, is_head
@@ -95,8 +96,8 @@ class TrainConfig:
     amsgrad: bool = False  # the authors' code uses amsgrad=True; the paper says Adam
     # EMA
     ema: bool = True
-    ema_decay: float = 0.995
-    ema_start: int = 15_000
+    ema_decay: float = PAPER_EMA_DECAY
+    ema_start: int = PAPER_EMA_START
     ema_mode: str = "correct"  # "correct" or "reference" (the authors' store/restore bug)
     ema_decay_schedule: str = "constant"  # "constant" (paper) or "warmup": min(decay, (1+n)/(10+n)) (authors' code)
     ema_average_buffers: bool = True  # False: BN running statistics copied, not averaged (authors' code)
@@ -321,3 +322,22 @@ def fusion_options(config: TrainConfig) -> dict[str, Any]:
         )
     options.setdefault("freeze", True)
     return options
+
+
+#: The fields of the paper's training schedule (docs/reference.md): their values are TrainConfig's defaults.
+PAPER_SCHEDULE_FIELDS = (
+    "batch_size",
+    "iterations",
+    "eval_every",
+    "ema_start",
+    "ema_decay",
+    "checkpoint_every",
+    "log_every",
+)
+
+
+def paper_schedule() -> dict[str, Any]:
+    """The paper's schedule as TrainConfig values: the defaults of :data:`PAPER_SCHEDULE_FIELDS`, the one place
+    they are written."""
+    defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
+    return {name: defaults[name] for name in PAPER_SCHEDULE_FIELDS}

@@ -39,6 +39,11 @@ EMA_MODES = ("correct", "reference")
 DECAY_SCHEDULES = ("constant", "warmup")
 
 
+#: The paper's EMA: decay 0.995, updated from step 15,000 on (docs/reference.md).
+PAPER_EMA_DECAY = 0.995
+PAPER_EMA_START = 15_000
+
+
 class ExponentialMovingAverage:
     """A shadow copy of ``model`` whose weights are an exponential moving average of the live ones.
 
@@ -63,8 +68,8 @@ class ExponentialMovingAverage:
     def __init__(
         self,
         model: nn.Module,
-        decay: float = 0.995,
-        start_step: int = 15_000,
+        decay: float = PAPER_EMA_DECAY,
+        start_step: int = PAPER_EMA_START,
         mode: EmaMode = "correct",
         decay_schedule: DecaySchedule = "constant",
         average_buffers: bool = True,
