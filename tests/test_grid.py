@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import json
 from pathlib import Path
 
@@ -64,11 +66,11 @@ def test_ablation_settings_are_complete_and_recognisable():
 
 
 def test_profiles_are_valid_configs():
-    assert PROFILES["paper"]["config"]["iterations"] == 60_000
-    assert PROFILES["paper"]["seeds"] == [0, 1, 2] and PROFILES["demo"]["seeds"] == [0]
+    assert PROFILES["paper"].config["iterations"] == 60_000
+    assert PROFILES["paper"].seeds == [0, 1, 2] and PROFILES["demo"].seeds == [0]
     for name, prof in PROFILES.items():
-        TrainConfig.from_dict(prof["config"])
-        assert set(prof["table2_runs"]) <= set(TABLE2_RUNS) or name == "demo"
+        TrainConfig.from_dict(prof.config)
+        assert set(prof.table2_runs) <= set(TABLE2_RUNS) or name == "demo"
 
 
 def test_expand_grid_is_a_cartesian_product():
@@ -92,10 +94,13 @@ def test_expand_grid_is_a_cartesian_product():
 def test_a_profile_can_give_one_ablation_setting_its_own_schedule(monkeypatch):
     """``ablation_config_by_setting``: e.g. more steps for the settings with MixUp; a notebook's base still wins."""
     mixup = {name for name, o in ABLATION_SETTINGS.items() if o["mixup"]}
-    monkeypatch.setitem(PROFILES["demo"], "ablation_config_by_setting", {name: {"iterations": 600} for name in mixup})
+    changed = dataclasses.replace(
+        PROFILES["demo"], ablation_config_by_setting={name: {"iterations": 600} for name in mixup}
+    )
+    monkeypatch.setitem(PROFILES, "demo", changed)
     steps = {setting_of(c): c.iterations for c in ablation_configs("cnn10", 8000, "demo", seeds=[0])}
     assert {s for s, n in steps.items() if n == 600} == mixup & set(steps) != set()
-    assert {n for s, n in steps.items() if s not in mixup} == {PROFILES["demo"]["config"]["iterations"]}
+    assert {n for s, n in steps.items() if s not in mixup} == {PROFILES["demo"].config["iterations"]}
     assert {c.iterations for c in ablation_configs("cnn10", 8000, "demo", seeds=[0], base={"iterations": 2})} == {2}
 
 
@@ -106,10 +111,10 @@ def test_ablation_and_table2_configs(tmp_path: Path):
     assert [setting_of(c) for c in configs[::2]] == list(ABLATION_SETTINGS)
     # a base cannot undo the ablation
     forced = ablation_configs("cnn10", 8000, "demo", base={"mixup": True}, settings=["bal, specA"])
-    assert [c.seed for c in forced] == PROFILES["demo"]["ablation_seeds"] and len(forced) >= 3
-    assert all(c.mixup is False and c.iterations == PROFILES["demo"]["config"]["iterations"] for c in forced)
+    assert [c.seed for c in forced] == PROFILES["demo"].ablation_seeds and len(forced) >= 3
+    assert all(c.mixup is False and c.iterations == PROFILES["demo"].config["iterations"] for c in forced)
     # the demo ablates a narrowed CNN10, and Table 2's demo models are narrowed too (labelled so)
-    assert forced[0].model_options == PROFILES["demo"]["ablation_model_options"]["cnn10"]
+    assert forced[0].model_options == PROFILES["demo"].ablation_model_options["cnn10"]
     demo = ablation_configs("cnn10", 8000, "demo", seeds=[0])
     assert [setting_of(c) for c in demo] == list(PAPER_ABLATION_SETTINGS)
     with pytest.raises(ValueError, match="unknown ablation setting"):
@@ -117,7 +122,7 @@ def test_ablation_and_table2_configs(tmp_path: Path):
     with pytest.raises(ValueError, match="profile"):
         table2_configs("huge")
     t2 = table2_configs("demo")
-    assert [(c.model, c.sample_rate) for c in t2] == PROFILES["demo"]["table2_runs"]
+    assert [(c.model, c.sample_rate) for c in t2] == PROFILES["demo"].table2_runs
     assert all(setting_of(c) == FULL_SETTING for c in t2)
     assert len(table2_configs("paper")) == 3 * len(TABLE2_RUNS)
     # CNN10-16k with the full recipe is in both grids: the same run folder, trained once
@@ -161,7 +166,7 @@ def test_model_options_by_model():
     configs = apply_model_options(table2_configs("demo"), {"cnn10": {"channels": [8, 16, 32, 64]}})
     by_model = {c.model: c.model_options for c in configs}
     assert by_model["cnn10"] == {"channels": [8, 16, 32, 64]}
-    assert by_model["cnn6"] == PROFILES["demo"]["model_options"]["cnn6"]  # the profile's, untouched
+    assert by_model["cnn6"] == PROFILES["demo"].model_options["cnn6"]  # the profile's, untouched
     assert {c.model: c.model_options for c in table2_configs("paper")}["cnn6"] == {}
     assert apply_model_options(configs, None) == configs
     with pytest.raises(ValueError, match="unknown model"):
@@ -171,7 +176,7 @@ def test_model_options_by_model():
 def test_fusion_configs_and_variants(tmp_path: Path):
     a, b = tmp_path / "a.pt", tmp_path / "b.pt"
     # the demo trains three of the four variants; naming them all trains all
-    assert [fusion_variant_of(c) for c in fusion_configs(a, b, 8000, "demo")] == PROFILES["demo"]["fusion_variants"]
+    assert [fusion_variant_of(c) for c in fusion_configs(a, b, 8000, "demo")] == PROFILES["demo"].fusion_variants
     assert len(fusion_configs(a, b, 8000, "paper")) == 3 * len(FUSION_VARIANTS)
     configs = fusion_configs(
         a, b, 8000, "demo", base={"out_dir": str(tmp_path)}, seeds=[0, 1], variants=list(FUSION_VARIANTS)
@@ -181,9 +186,7 @@ def test_fusion_configs_and_variants(tmp_path: Path):
     first = configs[0]
     assert first.model == "fusion" and first.model_options == {"branch_a": str(a), "branch_b": str(b), "freeze": True}
     assert (
-        first.sampler == "balanced"
-        and first.ema
-        and first.iterations == PROFILES["demo"]["fusion_config"]["iterations"]
+        first.sampler == "balanced" and first.ema and first.iterations == PROFILES["demo"].fusion_config["iterations"]
     )
     assert len({c.run_dir() for c in configs}) == len(configs)
     # a collected table holds model_options as JSON text
@@ -268,12 +271,12 @@ def test_hierarchy_comparison_shares_the_flat_runs_and_the_paper_profile_compare
 
     for profile in ("demo", "paper"):
         configs = hierarchy_configs(profile, {"corpus": "demo", "out_dir": "runs/x"})
-        model, rate = PROFILES[profile]["hierarchy_run"]
+        model, rate = PROFILES[profile].hierarchy_run
         flat_ablation = {
             c.run_dir() for c in ablation_configs(model, rate, profile, base={"corpus": "demo", "out_dir": "runs/x"})
         }
         assert {c.run_dir() for c in configs["flat"]} <= flat_ablation  # the ablation's full-recipe runs
-        assert [c.seed for c in configs["flat"]] == PROFILES[profile]["ablation_seeds"]
+        assert [c.seed for c in configs["flat"]] == PROFILES[profile].ablation_seeds
         assert all(c.hierarchy == "multitask" for c in configs["multi-task"])
         assert {c.corpus for c in configs["detector"]} == {"demo+call-detector"}
         assert {c.corpus for c in configs["species"]} == {"demo+calls-only"}
@@ -285,12 +288,20 @@ def test_hierarchy_comparison_shares_the_flat_runs_and_the_paper_profile_compare
 def test_a_grid_notebook_sets_itself_up_from_its_namespace():
     from helpers.experiments.grid import GridNotebook, grid_notebook_settings
 
-    namespace = {"profile": "demo", "corpus": "synthetic", "runs_root": "/tmp/r", "overrides": {"iterations": 5},
-                 "cpu_workers": 2, "via_notebook": True, "unrelated": 1}
+    namespace = {
+        "profile": "demo",
+        "corpus": "synthetic",
+        "runs_root": "/tmp/r",
+        "overrides": {"iterations": 5},
+        "cpu_workers": 2,
+        "via_notebook": True,
+        "unrelated": 1,
+    }
     setup = GridNotebook.from_namespace(namespace)
     assert setup.corpus == "synthetic" and setup.max_per_gpu == 4  # given, and a default
     assert (setup.base, setup.parallel) == grid_notebook_settings(
-        "demo", "synthetic", "../data", "../data/cache", "/tmp/r", {"iterations": 5}, 2, None, 4, True)
+        "demo", "synthetic", "../data", "../data/cache", "/tmp/r", {"iterations": 5}, 2, None, 4, True
+    )
     assert setup.base["out_dir"] == "/tmp/r/demo" and setup.parallel["via"] == "notebook"
     with pytest.raises(ValueError, match="profile 'huge' is unknown"):
         GridNotebook.from_namespace({"profile": "huge"}).settings

@@ -202,7 +202,7 @@ def test_grid_notebooks_run_headless_on_synthetic_corpus(tmp_path):
     assert len(list(runs.glob("*/03_train.ipynb"))) == 2
     assert len(list(runs.glob("*/metrics.json"))) == 2 + 9 - 1 + 3
     assert len(list(runs.glob("cnn10-multitask-8k-*/metrics.json"))) == 1
-    assert len(list((runs / "fusion").glob("*/metrics.json"))) == len(PROFILES["demo"]["fusion_variants"])
+    assert len(list((runs / "fusion").glob("*/metrics.json"))) == len(PROFILES["demo"].fusion_variants)
     # 10 scanned its semi-synthetic recording with the flat and the multi-task run, the latter on P(call)
     scans = {
         p.parent.name.split("-8k-")[0]: json.loads(p.read_text())["settings"]

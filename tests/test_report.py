@@ -311,7 +311,7 @@ def test_how_obtained_counts_runs_and_reads_checksums(tmp_path):
     text = "\n".join(lines)
     assert all(line.startswith("- ") for line in lines)
     assert "1 finished, 1 failed, 1 unfinished" in text and "abc123" in text
-    demo = PROFILES["demo"]["config"]
+    demo = PROFILES["demo"].config
     assert f"{demo['min_iterations']}-{demo['iterations']} steps (each run stops" in text
     assert "clips per run" in text and "not comparable" in text and "torch" in text
     paper = "\n".join(how_obtained(runs, "paper"))

@@ -230,7 +230,7 @@ TABLE2_RUNS: list[tuple[str, int]] = [
 #: 15 000 with decay 0.995), all Table 2 rows, the ablation on ResNet22-8k and CNN10-16k as in
 #: Table 3, three seeds (the paper reports one run per row), the fusion of the best single
 #: models (ResNet22-16k and CNN10-16k), the paper's full-width networks. Needs a GPU.
-PROFILES: dict[str, dict[str, Any]] = {
+_PROFILE_VALUES: dict[str, dict[str, Any]] = {
     "demo": {
         # every run trains until its devel curve is flat: at least min_iterations, at most iterations
         "config": {
@@ -304,12 +304,38 @@ PROFILES: dict[str, dict[str, Any]] = {
 }
 
 
-def profile_settings(profile: str) -> dict[str, Any]:
+@dataclass(frozen=True)
+class Profile:
+    """What a profile fixes (:data:`PROFILES`): the TrainConfig values of every run (``config``) and of the
+    runs of each table, the seeds, which runs each table holds, and 03_train's parameters."""
+
+    config: dict[str, Any]
+    seeds: list[int]
+    table2_runs: list[tuple[str, int]]
+    model_options: dict[str, dict[str, Any]]
+    table2_config_by_model: dict[str, dict[str, Any]]
+    ablation_runs: list[tuple[str, int]]
+    ablation_model_options: dict[str, dict[str, Any]]
+    ablation_config: dict[str, Any]
+    ablation_config_by_setting: dict[str, dict[str, Any]]
+    ablation_seeds: list[int]
+    ablation_settings: list[str] | None
+    fusion_config: dict[str, Any]
+    fusion_variants: list[str]
+    hierarchy_run: tuple[str, int]
+    fusion_branches: list[tuple[str, int]]
+    train_notebook: dict[str, Any]
+
+
+PROFILES: dict[str, Profile] = {name: Profile(**values) for name, values in _PROFILE_VALUES.items()}
+
+
+def profile_settings(profile: str) -> Profile:
     """The :data:`PROFILES` entry of ``profile``; ValueError naming the known profiles otherwise."""
     return _profile(profile)
 
 
-def _profile(profile: str) -> dict[str, Any]:
+def _profile(profile: str) -> Profile:
     if profile not in PROFILES:
         raise ValueError(
             f"profile {profile!r} is unknown; known: {sorted(PROFILES)} (helpers.experiments.grid.PROFILES)"
@@ -365,21 +391,21 @@ def ablation_configs(
     ``ablation_model_options``.
     """
     prof = _profile(profile)
-    seeds = list(prof["ablation_seeds"] if seeds is None else seeds)
-    names = _chosen(prof["ablation_settings"] if settings is None else settings, ABLATION_SETTINGS, "ablation setting")
+    seeds = list(prof.ablation_seeds if seeds is None else seeds)
+    names = _chosen(prof.ablation_settings if settings is None else settings, ABLATION_SETTINGS, "ablation setting")
     own = {
         "model": model,
         "sample_rate": sample_rate,
-        "model_options": dict(prof["ablation_model_options"].get(model, {})),
+        "model_options": dict(prof.ablation_model_options.get(model, {})),
     }
-    by_setting = prof["ablation_config_by_setting"]
+    by_setting = prof.ablation_config_by_setting
     return [
         c
         for name in names
         for c in expand_grid(
             {
-                **prof["config"],
-                **prof["ablation_config"],
+                **prof.config,
+                **prof.ablation_config,
                 **by_setting.get(name, {}),
                 **(base or {}),
                 **own,
@@ -401,17 +427,17 @@ def table2_configs(
     ``table2_config_by_model`` of the model over its ``config``, and the profile's ``model_options``
     of the model."""
     prof = _profile(profile)
-    seeds = list(prof["seeds"] if seeds is None else seeds)
-    pairs = prof["table2_runs"] if runs is None else runs
+    seeds = list(prof.seeds if seeds is None else seeds)
+    pairs = prof.table2_runs if runs is None else runs
     out: list[TrainConfig] = []
     for model, sample_rate in pairs:
         values = {
-            **prof["config"],
-            **prof["table2_config_by_model"].get(model, {}),
+            **prof.config,
+            **prof.table2_config_by_model.get(model, {}),
             **(base or {}),
             "model": model,
             "sample_rate": sample_rate,
-            "model_options": dict(prof["model_options"].get(model, {})),
+            "model_options": dict(prof.model_options.get(model, {})),
             **ABLATION_SETTINGS[FULL_SETTING],
         }
         out.extend(expand_grid(values, {"seed": seeds}))
@@ -479,14 +505,14 @@ def fusion_configs(
     ``fusion_config``, then ``base``, then the variant; the rest of the recipe (balanced sampling, EMA) is the
     paper's."""
     prof = _profile(profile)
-    seeds = list(prof["seeds"] if seeds is None else seeds)
-    names = _chosen(prof["fusion_variants"] if variants is None else variants, FUSION_VARIANTS, "fusion variant")
+    seeds = list(prof.seeds if seeds is None else seeds)
+    names = _chosen(prof.fusion_variants if variants is None else variants, FUSION_VARIANTS, "fusion variant")
     out: list[TrainConfig] = []
     for name in names:
         v = FUSION_VARIANTS[name]
         values = {
-            **prof["config"],
-            **prof["fusion_config"],
+            **prof.config,
+            **prof.fusion_config,
             **(base or {}),
             **ABLATION_SETTINGS[FULL_SETTING],
             "model": "fusion",
@@ -506,8 +532,8 @@ def fusion_branch_keys(
     takes: ``branches`` (default the profile's ``fusion_branches``) with the width of the profile's
     ``model_options``, or of ``model_options`` (a notebook's per-model override) where it names the model."""
     prof = _profile(profile)
-    pairs = prof["fusion_branches"] if branches is None else [tuple(b) for b in branches]
-    options = {**prof["model_options"], **(model_options or {})}
+    pairs = prof.fusion_branches if branches is None else [tuple(b) for b in branches]
+    options = {**prof.model_options, **(model_options or {})}
     return [(m, int(r), width_of(options.get(m))) for m, r in pairs]
 
 
@@ -520,7 +546,7 @@ def profile_parameters(profile: str, corpus: str | None = None, runs_root: str =
     in the grid's folder (``runs_root/profile``, relative to ``notebooks/``), where ``04`` finds it
     finished instead of training it again, and ``run_dir`` points ``06`` and ``09`` at it."""
     prof = _profile(profile)
-    params = {"profile": profile, **prof["train_notebook"]}
+    params = {"profile": profile, **prof.train_notebook}
     if corpus is not None:
         shared = shared_train_run(profile, corpus, runs_root)
         params.update(out_dir=shared.out_dir, run_dir=str(shared.run_dir()))
@@ -532,10 +558,10 @@ def shared_train_run(profile: str, corpus: str, runs_root: str = "../runs/grid")
     sample rate of ``03``'s defaults overridden by the profile's ``train_notebook`` values (demo:
     CNN10-8k at a quarter width; paper: CNN10-16k)."""
     prof = _profile(profile)
-    model = prof["train_notebook"].get("model", TRAIN_NOTEBOOK_RUN[0])
-    rate = prof["train_notebook"].get("sample_rate", TRAIN_NOTEBOOK_RUN[1])
+    model = prof.train_notebook.get("model", TRAIN_NOTEBOOK_RUN[0])
+    rate = prof.train_notebook.get("sample_rate", TRAIN_NOTEBOOK_RUN[1])
     base = {"corpus": corpus, "out_dir": str(Path(runs_root) / profile)}
-    return table2_configs(profile, base, seeds=prof["seeds"][:1], runs=[(model, rate)])[0]
+    return table2_configs(profile, base, seeds=prof.seeds[:1], runs=[(model, rate)])[0]
 
 
 def grid_notebook_settings(
@@ -633,7 +659,7 @@ class GridNotebook:
         return self._both()[1]
 
     @property
-    def settings(self) -> dict[str, Any]:
+    def settings(self) -> Profile:
         return _profile(self.profile)
 
 

@@ -75,7 +75,7 @@ def hierarchy_configs(
     flat runs are the ablation's full-recipe runs (trained once). ``model_options`` (per model) replaces the profile's
     constructor options as in the grid notebooks; ``seeds`` defaults to the profile's ablation seeds.
     """
-    model, rate = profile_settings(profile)["hierarchy_run"]
+    model, rate = profile_settings(profile).hierarchy_run
     flat = ablation_configs(model, rate, profile, seeds=seeds, base=base, settings=[FULL_SETTING])
     if model_options and model in model_options:
         flat = [dataclasses.replace(c, model_options=dict(model_options[model])) for c in flat]

@@ -374,7 +374,7 @@ def how_obtained(runs: pd.DataFrame, profile: str) -> list[str]:
     from helpers.core.fileio import read_json
 
     prof = PROFILES[profile]
-    cfg = prof["config"]
+    cfg = prof.config
     finished = runs.loc[runs["status"] == "finished", "run_dir"] if len(runs) else []
     corpora = {(read_json(Path(d) / "record.json").get("corpus") or {}).get("checksum") for d in finished}
     count = {s: int((runs["status"] == s).sum()) if len(runs) else 0 for s in ("finished", "failed", "unfinished")}
@@ -387,7 +387,7 @@ def how_obtained(runs: pd.DataFrame, profile: str) -> list[str]:
     lines = [
         f"- Profile **{profile}**: {steps} of {cfg['batch_size']} clips per run, devel evaluation "
         f"every {cfg['eval_every']} steps, EMA from step {cfg['ema_start']} (decay {cfg['ema_decay']}), "
-        f"seeds {prof['seeds']} (Table 2, fusion), {prof['ablation_seeds']} (ablation).",
+        f"seeds {prof.seeds} (Table 2, fusion), {prof.ablation_seeds} (ablation).",
         f"- Runs: {count['finished']} finished, {count['failed']} failed, {count['unfinished']} unfinished; "
         f"corpus checksum(s): {', '.join(sorted(c or '?' for c in corpora))}.",
         "- **best** = the checkpoint with the best devel UAR among all evaluations of a run: its devel score "
