@@ -28,7 +28,6 @@ import hashlib
 import io
 import os
 import re
-import shutil
 import struct
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -39,6 +38,7 @@ import pandas as pd
 import soundfile as sf
 
 from helpers.data.audio import CLIP_SECONDS
+from helpers.data.corpus_writer import CorpusWriter
 
 SPLITS = ("train", "devel", "test")
 #: The label the challenge uses for hidden test labels.
@@ -782,13 +782,10 @@ def write_broken_copy(table: pd.DataFrame, dest: str | Path, per_split: int = 3)
     label, since the classes come from train.csv) and repeats one row (a duplicate). Returns ``dest``.
     """
     dest = Path(dest)
-    (dest / "wav").mkdir(parents=True)
-    (dest / "lab").mkdir()
     sample = table[table.split.isin(["train", "devel"])].groupby("split").head(per_split)
-    for row in sample.itertuples():
-        shutil.copy(row.path, dest / "wav" / row.filename)
-    for split in ("train", "devel"):
-        sample[sample.split == split][["filename", "label"]].to_csv(dest / "lab" / f"{split}.csv", index=False)
+    with CorpusWriter(dest, splits=("train", "devel")) as corpus:
+        for row in sample.itertuples():
+            corpus.add_file(row.split, row.filename, row.label, row.path, link=False)
     (dest / "wav" / sample.iloc[0].filename).unlink()
     devel_csv = dest / "lab" / "devel.csv"
     first_devel_label = sample[sample.split == "devel"].iloc[0].label

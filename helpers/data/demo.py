@@ -30,16 +30,15 @@ attribution.
 from __future__ import annotations
 
 import json
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from helpers.data.audio import CLIP_SAMPLES_16K, SAMPLE_RATE, read_audio, resample, to_mono, write_wav
+from helpers.data.audio import CLIP_SAMPLES_16K, SAMPLE_RATE, read_audio, resample, to_mono
 from helpers.core.progress import progress_bar
+from helpers.data.corpus_writer import CorpusWriter
 from helpers.data.download import fetch_file, mirror_dir
 
 DEMO_VERSION = 1
@@ -446,16 +445,12 @@ def build_demo_corpus(
 
     class_rank = {c: i for i, c in enumerate(DEMO_CLASSES)}
     clips.sort(key=lambda c: (class_rank[c[0].label], c[0].path, c[1]))
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}-", dir=out_dir.parent))
-    try:
-        (tmp / "wav").mkdir()
-        (tmp / "lab").mkdir()
-        rows, counters = [], {"train": 0, "devel": 0, "test": 0}
+    rows, counters = [], {"train": 0, "devel": 0, "test": 0}
+    with CorpusWriter(out_dir, replace=True, splits=("train", "devel", "test")) as corpus:
         for src, start, length in clips:
             counters[src.split] += 1
             filename = f"{src.split}_{counters[src.split]:05d}.wav"
-            write_wav(tmp / "wav" / filename, waves[src.relpath][start : start + length], SAMPLE_RATE)
+            corpus.add_wave(src.split, filename, src.label, waves[src.relpath][start : start + length], SAMPLE_RATE)
             license_, attribution = _LICENSES[src.repo]
             rows.append(
                 {
@@ -472,30 +467,17 @@ def build_demo_corpus(
                     "attribution": attribution,
                 }
             )
-        manifest = pd.DataFrame(rows)
-        for split in ("train", "devel", "test"):
-            manifest.loc[manifest["split"] == split, ["filename", "label"]].to_csv(
-                tmp / "lab" / f"{split}.csv", index=False
-            )
-        manifest.to_csv(tmp / "manifest.csv", index=False)
-        (tmp / "corpus.json").write_text(
-            json.dumps(
-                {
-                    "name": "demo",
-                    "generator": "helpers.data.demo.build_demo_corpus",
-                    "settings": settings,
-                    "classes": DEMO_CLASSES,
-                    "n_clips": counters,
-                },
-                indent=2,
-            )
+        corpus.write_table("manifest.csv", pd.DataFrame(rows))
+        corpus.write_json(
+            "corpus.json",
+            {
+                "name": "demo",
+                "generator": "helpers.data.demo.build_demo_corpus",
+                "settings": settings,
+                "classes": DEMO_CLASSES,
+                "n_clips": counters,
+            },
         )
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        tmp.rename(out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out_dir
 
 

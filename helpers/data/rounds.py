@@ -21,9 +21,6 @@ The corpus is written in a temporary folder and moved into place: a crash leaves
 
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Iterable, Mapping
 
@@ -33,6 +30,7 @@ import soundfile as sf
 
 from helpers.data.audio import CLIP_SECONDS
 from helpers.data.corpus import Corpus
+from helpers.data.corpus_writer import CorpusWriter
 from helpers.recordings.stream import read_segment, recording_info
 
 #: Columns of ``rounds.csv``: one row per clip a review round added.
@@ -143,16 +141,9 @@ def training_round(
         raise ValueError(f"training round {round_name}: {len(problems)} review row(s) refused:\n" + "\n".join(problems))
     rate = int(sf.info(str(corpus.table["path"].iloc[0])).samplerate)
     rows = []
-    with tempfile.TemporaryDirectory(prefix=f".{out.name}-", dir=out.parent if out.parent.exists() else None) as tmp:
-        work = Path(tmp) / "corpus"
-        (work / "wav").mkdir(parents=True)
-        (work / "lab").mkdir()
-        for path in corpus.table["path"]:
-            target = work / "wav" / Path(path).name
-            try:
-                os.link(path, target)  # the old clips are shared, not copied
-            except OSError:
-                shutil.copy2(path, target)
+    with CorpusWriter(out, splits=tuple(corpus.splits)) as written:
+        for clip in corpus.table.itertuples(index=False):  # the old clips are shared (hard links), not copied
+            written.add_file(clip.split, Path(clip.path).name, clip.label, clip.path)
         for k, r in enumerate(usable.itertuples(), start=1):
             path = Path(recordings[str(r.recording)])
             duration = float(recording_info(path)["duration"])
@@ -160,12 +151,13 @@ def training_round(
             begin = float(np.clip(centre - clip_seconds / 2, 0.0, max(0.0, duration - clip_seconds)))
             wave, _ = read_segment(path, begin, min(duration, begin + clip_seconds), sample_rate=rate)
             name = f"train_{round_name}_{k:05d}.wav"
-            sf.write(str(work / "wav" / name), np.clip(wave, -1, 1), rate, subtype="PCM_16")
+            label = _label_of(pd.Series(r._asdict()), background_label)
+            written.add_wave("train", name, label, wave, rate)
             rows.append(
                 {
                     "round": round_name,
                     "filename": name,
-                    "label": _label_of(pd.Series(r._asdict()), background_label),
+                    "label": label,
                     "decision": r.decision,
                     "event_id": r.event_id,
                     "recording": r.recording,
@@ -182,16 +174,9 @@ def training_round(
                 }
             )
         added = pd.DataFrame(rows, columns=ROUND_COLUMNS)
-        for split in corpus.splits:
-            part = corpus.table[corpus.table["split"] == split][["filename", "label"]]
-            if split == "train":
-                part = pd.concat([part, added[["filename", "label"]]], ignore_index=True)
-            part.to_csv(work / "lab" / f"{split}.csv", index=False)
         previous = Path(corpus.root) / "rounds.csv"
         history = pd.concat([pd.read_csv(previous), added], ignore_index=True) if previous.is_file() else added
-        history.to_csv(work / "rounds.csv", index=False)
+        written.write_table("rounds.csv", history)
         if (Path(corpus.root) / "manifest.csv").is_file():
-            shutil.copy2(Path(corpus.root) / "manifest.csv", work / "manifest.csv")
-        out.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(work, out)
+            written.copy_in("manifest.csv", Path(corpus.root) / "manifest.csv")
     return out
