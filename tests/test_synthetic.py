@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from helpers.data import synthetic
+from helpers.data import corpus_writer, synthetic
 from helpers.data.audio import CLIP_SAMPLES_16K, clip_samples
 from helpers.data.synthetic import (
     DEFAULT_CLASSES,
@@ -196,13 +196,13 @@ def test_refuses_non_empty_folder_unless_overwrite(tmp_path):
 def test_interrupted_run_leaves_nothing(tmp_path, monkeypatch):
     calls = []
 
-    def failing_write(path, wave, sample_rate):
+    def failing_write(path, wave, sample_rate, subtype="PCM_16"):
         calls.append(path)
         if len(calls) == 5:
             raise KeyboardInterrupt
-        sf.write(str(path), wave, sample_rate, subtype="PCM_16")
+        sf.write(str(path), wave, sample_rate, subtype=subtype)
 
-    monkeypatch.setattr(synthetic, "write_wav", failing_write)
+    monkeypatch.setattr(corpus_writer, "write_wav", failing_write)  # the one writer of every corpus
     with pytest.raises(KeyboardInterrupt):
         make_synthetic_corpus(tmp_path / "half", n_clips=15)
     assert list(tmp_path.iterdir()) == []

@@ -70,16 +70,14 @@ from __future__ import annotations
 
 import functools
 import json
-import os
-import secrets
-import shutil
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 
-from helpers.data.audio import SAMPLE_RATE, clip_samples, write_wav
+from helpers.data.audio import SAMPLE_RATE, clip_samples
 from helpers.data.corpus import SPLITS
+from helpers.data.corpus_writer import CorpusWriter
 
 #: Bumped whenever the same arguments would produce different audio or layout.
 SYNTHETIC_VERSION = "1.0"
@@ -668,15 +666,10 @@ def make_synthetic_corpus(
         labels,
         call_types,
     )
-    tmp = _partial_folder(out_dir)
-    try:
-        _write_splits(tmp, plan, seed, sample_rate, snr, call_types, hidden_test_labels)
-        (tmp / "corpus.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
-        (tmp / "README.txt").write_text(_readme(meta), encoding="utf-8")
-        _move_into_place(tmp, out_dir, replace)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    with CorpusWriter(out_dir, replace=replace, splits=SPLITS) as corpus:
+        _write_splits(corpus, plan, seed, sample_rate, snr, call_types, hidden_test_labels)
+        corpus.write_text("corpus.json", json.dumps(meta, indent=2) + "\n")
+        corpus.write_text("README.txt", _readme(meta))
     return out_dir
 
 
@@ -694,7 +687,7 @@ def _check_rate_and_snr(sample_rate: int, snr_db: tuple[float, float]) -> tuple[
 
 
 def _write_splits(
-    folder: Path,
+    corpus: CorpusWriter,
     plan: dict[str, list[str]],
     seed: int,
     sample_rate: int,
@@ -702,11 +695,8 @@ def _write_splits(
     call_types: dict[str, tuple[str, float]],
     hidden_test_labels: bool,
 ) -> None:
-    """Every clip of ``plan`` to ``folder/wav`` and the label tables to ``folder/lab`` (and
-    ``folder/truth/test.csv`` when test labels are hidden). Clip ``k`` of split ``s`` is drawn
-    from ``SeedSequence(seed, spawn_key=(1, s, k))`` alone."""
-    (folder / "wav").mkdir()
-    (folder / "lab").mkdir()
+    """Every clip of ``plan`` into ``corpus`` (and ``truth/test.csv`` when test labels are hidden). Clip ``k``
+    of split ``s`` is drawn from ``SeedSequence(seed, spawn_key=(1, s, k))`` alone."""
     for s, split in enumerate(SPLITS):
         rows = []
         for k, label in enumerate(plan[split]):
@@ -715,23 +705,11 @@ def _write_splits(
             n = _clip_length(rng, sample_rate)
             wave = synthesize_clip(call_type, n, sample_rate, snr, rng, freq_scale)
             name = f"{split}_{k + 1:05d}.wav"
-            write_wav(folder / "wav" / name, wave, sample_rate)
+            hidden = split == "test" and hidden_test_labels
+            corpus.add_wave(split, name, HIDDEN_LABEL if hidden else label, wave, sample_rate)
             rows.append((name, label))
         if split == "test" and hidden_test_labels:
-            (folder / "truth").mkdir()
-            _write_csv(folder / "truth" / "test.csv", rows)
-            rows = [(name, HIDDEN_LABEL) for name, _ in rows]
-        _write_csv(folder / "lab" / f"{split}.csv", rows)
-
-
-def _partial_folder(out_dir: Path) -> Path:
-    """A new, empty hidden sibling of ``out_dir`` to write the corpus into (same file system, so the
-    final rename is atomic); mkdir, unlike tempfile.mkdtemp, honours the umask, so the corpus gets
-    the user's usual permissions."""
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_dir.parent / f".{out_dir.name}.partial-{os.getpid()}-{secrets.token_hex(4)}"
-    tmp.mkdir()
-    return tmp
+            _write_csv(corpus.path("truth/test.csv"), rows)
 
 
 def _corpus_meta(
@@ -766,18 +744,6 @@ def _corpus_meta(
         "call_types": {lab: {"call_type": ct, "freq_scale": fs} for lab, (ct, fs) in call_types.items()},
         "counts": counts,
     }
-
-
-def _move_into_place(tmp: Path, out_dir: Path, replace: bool) -> None:
-    """Rename the finished ``tmp`` folder to ``out_dir``; an old ``out_dir`` (``replace``) is
-    moved aside first and deleted only once the new corpus is in place."""
-    if replace:
-        old = out_dir.parent / f".{out_dir.name}.old-{os.getpid()}-{secrets.token_hex(4)}"
-        os.rename(out_dir, old)
-        os.rename(tmp, out_dir)
-        shutil.rmtree(old)
-    else:
-        os.rename(tmp, out_dir)
 
 
 def _readme(meta: dict) -> str:

@@ -59,8 +59,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -69,6 +67,7 @@ import pandas as pd
 import soundfile as sf
 
 from helpers.data.audio import CLIP_SECONDS, SAMPLE_RATE, pad_or_truncate, resample, to_mono, write_wav
+from helpers.data.corpus_writer import CorpusWriter
 from helpers.data.cut.input import (
     OPTIONAL_COLUMNS,
     REQUIRED_COLUMNS,
@@ -274,26 +273,16 @@ def _write_corpus(
 ) -> CutSummary:
     """Write the clips, label files, manifest and records in a temporary folder, then move it to ``out_dir``."""
     clips = sorted(clips, key=lambda c: (c.label, c.recording, c.start, c.kind, c.part))
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}-", dir=out_dir.parent))
-    try:
-        (tmp / "wav").mkdir()
-        (tmp / "lab").mkdir()
-        written = _write_clips(tmp / "wav", recordings, clips, settings, channel, skipped)
-        manifest = _number_clips(tmp / "wav", recordings, clips, written)
-        for split in SPLITS:
-            manifest.loc[manifest["split"] == split, ["filename", "label"]].to_csv(
-                tmp / "lab" / f"{split}.csv", index=False
-            )
-        manifest.to_csv(tmp / "manifest.csv", index=False)
+    with CorpusWriter(out_dir, replace=overwrite, splits=tuple(SPLITS)) as corpus:
+        written = _write_clips(corpus.work / "wav", recordings, clips, settings, channel, skipped)
+        manifest = _number_clips(corpus.work / "wav", recordings, clips, written)
+        for row in manifest.itertuples(index=False):
+            corpus.register(row.split, row.filename, row.label)
+        corpus.write_table("manifest.csv", manifest)
         skipped_frame = pd.DataFrame(skipped, columns=SKIPPED_COLUMNS)
         skipped_frame["source_line"] = skipped_frame["source_line"].astype("Int64")
         summary = CutSummary(out_dir, manifest, skipped_frame, warnings, settings)
-        _write_records(tmp, summary)
-        _move_into_place(tmp, out_dir, overwrite)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        _write_records(corpus.work, summary)
     return summary
 
 
@@ -452,20 +441,3 @@ def _write_records(folder: Path, summary: CutSummary) -> None:
         "part k of parts for long selections, other labels overlapping the clip), corpus.json (all of this).\n"
     )
     (folder / "README.txt").write_text(text, encoding="utf-8")
-
-
-def _move_into_place(tmp: Path, out_dir: Path, overwrite: bool) -> None:
-    """Replace ``out_dir`` (absent, empty, or anything when ``overwrite``) by ``tmp``."""
-    if out_dir.exists():
-        if out_dir.is_dir() and not any(out_dir.iterdir()):
-            out_dir.rmdir()
-        elif not overwrite:
-            raise FileExistsError(
-                f"{out_dir} was filled while the corpus was cut; the new corpus was discarded. "
-                "Choose another folder or pass overwrite=True."
-            )
-        elif out_dir.is_dir():
-            shutil.rmtree(out_dir)
-        else:
-            out_dir.unlink()
-    tmp.rename(out_dir)
