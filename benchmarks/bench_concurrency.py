@@ -42,7 +42,7 @@ from helpers.core.hardware import resolve_device
 from helpers.models.cost import count_parameters
 from helpers.models.registry import create_model
 from helpers.experiments.scheduler import run_trainings
-from helpers.data.synthetic import make_synthetic_corpus
+from helpers.data.corpora.synthetic import make_synthetic_corpus
 from helpers.training.config import TrainConfig
 
 

@@ -27,7 +27,7 @@ import torch
 try:
     from helpers.training import TrainConfig, train
     from helpers.data.corpus import read_corpus
-    from helpers.data.synthetic import make_synthetic_corpus
+    from helpers.data.corpora.synthetic import make_synthetic_corpus
 except ImportError:  # the flat layout before the redesign
     from helpers.train import TrainConfig, train
     from helpers.corpus import read_corpus

@@ -39,7 +39,7 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 
 def _cmd_corpus(args: argparse.Namespace) -> int:
     if args.kind == "synthetic":
-        from helpers.data.synthetic import make_synthetic_corpus
+        from helpers.data.corpora.synthetic import make_synthetic_corpus
 
         path = make_synthetic_corpus(args.out, n_clips=args.n_clips, seed=args.seed, overwrite=args.overwrite)
     elif args.kind == "annotations":
@@ -47,7 +47,7 @@ def _cmd_corpus(args: argparse.Namespace) -> int:
         if path is None:
             return 1
     else:
-        from helpers.data.demo import build_demo_corpus
+        from helpers.data.corpora.demo import build_demo_corpus
 
         path = build_demo_corpus(args.out, cache_dir=args.cache_dir, mirror=args.mirror, overwrite=args.overwrite)
     from helpers.data.corpus import validate_corpus

@@ -425,7 +425,7 @@ def _within(seconds: float, fn, submitit_dir: Path):
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory):
-    from helpers.data.synthetic import make_synthetic_corpus
+    from helpers.data.corpora.synthetic import make_synthetic_corpus
 
     base = tmp_path_factory.mktemp("cluster")
     root = make_synthetic_corpus(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from helpers.data.named import corpus_dir, prepare_corpus
+from helpers.data.corpora.named import corpus_dir, prepare_corpus
 
 
 def test_synthetic_is_built_once_and_reused(tmp_path):

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from helpers.data import demo
+from helpers.data.corpora import demo
 from helpers.data.corpus import read_corpus
 from helpers.data.download import ChecksumError, fetch_file
 from tests.conftest import SHARED_MIRROR

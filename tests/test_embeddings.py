@@ -18,7 +18,7 @@ from helpers.evaluation.embeddings import (
 )
 from helpers.evaluation.metrics import unweighted_average_recall
 from helpers.reporting.plots import plot_svm_c_curve, plot_tsne
-from helpers.data.synthetic import make_synthetic_corpus
+from helpers.data.corpora.synthetic import make_synthetic_corpus
 from helpers.training.loop import train
 from helpers.training.config import TrainConfig
 from helpers.models.checkpoint import load_checkpoint

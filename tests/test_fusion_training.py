@@ -10,7 +10,7 @@ import torch
 
 from helpers.data.corpus import read_corpus
 from helpers.models.checkpoint import load_model
-from helpers.data.synthetic import make_synthetic_corpus
+from helpers.data.corpora.synthetic import make_synthetic_corpus
 from helpers.training.loop import train
 from helpers.training.config import TrainConfig
 from helpers.models.checkpoint import load_checkpoint

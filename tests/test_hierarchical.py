@@ -194,7 +194,7 @@ def test_relabel_to_calls_and_calls_only(tmp_path):
 @pytest.fixture(scope="module")
 def synthetic_corpus(tmp_path_factory):
     from helpers.data.corpus import read_corpus
-    from helpers.data.synthetic import make_synthetic_corpus
+    from helpers.data.corpora.synthetic import make_synthetic_corpus
 
     root = tmp_path_factory.mktemp("hierarchical") / "corpus"
     make_synthetic_corpus(root, n_clips=120, seed=3, hidden_test_labels=False)
@@ -363,8 +363,8 @@ def test_build_training_makes_the_multitask_model_and_names_what_it_lacks():
 
 
 def test_corpus_names_ask_for_the_two_stage_views(tmp_path):
-    from helpers.data.named import prepare_corpus
-    from helpers.data.views import split_view
+    from helpers.data.corpora.named import prepare_corpus
+    from helpers.data.corpora.views import split_view
     from tests.conftest import make_tiny_corpus
 
     assert split_view("demo+call-detector") == ("demo", "call-detector")

@@ -15,7 +15,7 @@ from helpers.data.annotations import read_annotations, validate_annotations
 from helpers.data.audio import load_clip
 from helpers.data.corpus import read_corpus
 from helpers.recordings.semi_synthetic import PEAK, TRUTH_COLUMNS, make_long_recording
-from helpers.data.synthetic import make_synthetic_corpus
+from helpers.data.corpora.synthetic import make_synthetic_corpus
 
 SR = 16000
 

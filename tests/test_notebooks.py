@@ -150,7 +150,7 @@ def test_runner_names_the_failing_cell(tmp_path):
 
 def test_grid_notebooks_run_headless_on_synthetic_corpus(tmp_path):
     """04, 05, 07 and 08 on a tiny synthetic corpus: narrow nets, two steps per run."""
-    from helpers.data.synthetic import make_synthetic_corpus
+    from helpers.data.corpora.synthetic import make_synthetic_corpus
 
     root = make_synthetic_corpus(tmp_path / "corpus", n_clips=50, seed=2)
     tiny = {"channels": [8, 16, 32, 64]}

@@ -12,7 +12,7 @@ import pytest
 
 import helpers.experiments.scheduler as parallel
 from helpers.experiments.scheduler import RunOutcome, run_trainings
-from helpers.data.synthetic import make_synthetic_corpus
+from helpers.data.corpora.synthetic import make_synthetic_corpus
 from helpers.training.config import TrainConfig
 
 # Trains models, runs notebooks or starts processes: part of `make test`, not of `make test-fast`.

@@ -1,4 +1,4 @@
-"""Tests of helpers.data.synthetic: layout, labels, proportions, durations, determinism, safety, acoustics."""
+"""Tests of helpers.data.corpora.synthetic: layout, labels, proportions, durations, determinism, safety, acoustics."""
 
 from __future__ import annotations
 
@@ -12,9 +12,10 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from helpers.data import corpus_writer, synthetic
+from helpers.data import corpus_writer
+from helpers.data.corpora import synthetic
 from helpers.data.audio import CLIP_SAMPLES_16K, clip_samples
-from helpers.data.synthetic import (
+from helpers.data.corpora.synthetic import (
     DEFAULT_CLASSES,
     REAL_TRAIN_COUNTS,
     SPLITS,

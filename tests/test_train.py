@@ -15,7 +15,7 @@ import soundfile as sf
 import torch
 
 from helpers.data.corpus import read_corpus
-from helpers.data.synthetic import make_synthetic_corpus
+from helpers.data.corpora.synthetic import make_synthetic_corpus
 from helpers.training.loop import train
 from helpers.training.config import TrainConfig
 from helpers.models.checkpoint import load_checkpoint

@@ -32,7 +32,7 @@ from typing import Sequence
 
 import numpy as np
 
-from helpers.data.views import DETECTOR_CLASSES, calls_only, relabel_to_calls  # noqa: F401 (the stages' corpora)
+from helpers.data.corpora.views import DETECTOR_CLASSES, calls_only, relabel_to_calls  # noqa: F401 (the stages' corpora)
 from helpers.evaluation.metrics import unweighted_average_recall
 from helpers.evaluation.predict import load_for_inference
 from helpers.evaluation.scoring import predict_scores

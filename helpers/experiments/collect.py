@@ -92,8 +92,8 @@ def _flat_config(config: dict[str, Any]) -> dict[str, Any]:
 def form_of(config: dict[str, Any]) -> str:
     """Which model form a run's config trains: ``"flat"`` (the paper's, and every fusion),
     ``"multi-task"``, or one stage of the two-stage system, ``"call-detector"`` or ``"calls-only"``
-    (its corpus names a view, :mod:`helpers.data.views`). Only flat runs are rows of Tables 2 and 3."""
-    from helpers.data.views import split_view
+    (its corpus names a view, :mod:`helpers.data.corpora.views`). Only flat runs are rows of Tables 2 and 3."""
+    from helpers.data.corpora.views import split_view
 
     view = split_view(str(config.get("corpus", "")))[1]
     if view is not None:

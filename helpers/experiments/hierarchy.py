@@ -7,7 +7,7 @@ would "background first, then species" help? Three forms of one backbone, same c
 * ``two-stage``: a call detector trained on ``CORPUS+call-detector`` (with ``mixup_pairs="shuffled"``:
   with two classes, unshuffled balanced batches make every MixUp pair one background and one call
   clip, and the detector learns nothing) and a species classifier on
-  ``CORPUS+calls-only`` (:mod:`helpers.data.views`); a clip is background when P(call) is under a
+  ``CORPUS+calls-only`` (:mod:`helpers.data.corpora.views`); a clip is background when P(call) is under a
   threshold chosen on devel (so the two-stage devel scores are optimistic; test scores are not);
 * ``multi-task``: one trunk, a call head and a species head (``hierarchy="multitask"``).
 
@@ -160,7 +160,7 @@ def compare_forms(
     left out. Columns: ``form``, ``seed``, ``split``, :data:`FORM_METRICS`, ``threshold``,
     ``optimistic`` (True where the number was selected on), ``confusion_matrix`` (counts).
     """
-    from helpers.data.named import prepare_corpus
+    from helpers.data.corpora.named import prepare_corpus
     from helpers.evaluation.two_stage import choose_threshold, stage_scores, two_stage_scores
     from helpers.features.cache import load_features
 
@@ -299,7 +299,7 @@ def semi_synthetic_recording(
     checkpoints were chosen on it). Returns ``(wav path, truth table, split used)``."""
     from helpers.data.annotations import read_annotations
     from helpers.recordings.semi_synthetic import make_long_recording
-    from helpers.data.named import prepare_corpus
+    from helpers.data.corpora.named import prepare_corpus
     from helpers.recordings.detect import align_recordings
 
     flat = configs["flat"][0]

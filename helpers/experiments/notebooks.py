@@ -104,7 +104,7 @@ def _safe_name(text: str) -> str:
 
 def corpus_label(corpus: str | Path) -> str:
     """``demo`` or ``synthetic`` for a named corpus, else the corpus folder's name made safe."""
-    from helpers.data.named import NAMED_CORPORA
+    from helpers.data.corpora.named import NAMED_CORPORA
 
     text = str(corpus)
     if text in NAMED_CORPORA:

@@ -151,7 +151,7 @@ def review_loop(
     may be None when ``field_pool`` is given.
 
     ``field_pool``: real recordings whose detections join the pool, each with what it holds (its one call
-    class, or None for none: :func:`helpers.data.demo.demo_recording_contents`), reviewed at the
+    class, or None for none: :func:`helpers.data.corpora.demo.demo_recording_contents`), reviewed at the
     recording's level (:func:`helpers.evaluation.review.recording_level_decisions`); events whose centre
     lies in a clip the corpus already cut from the recording (its ``manifest.csv``) are not queued.
     ``field_report``: real recordings of the same kind, measured every round at the recording's level

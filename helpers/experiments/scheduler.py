@@ -328,7 +328,7 @@ def _precompute_features(jobs: list[_Job], corpus_root: str | None, progress: bo
 
                 corpus = read_corpus(source[1])
             else:
-                from helpers.data.named import prepare_corpus
+                from helpers.data.corpora.named import prepare_corpus
 
                 corpus = prepare_corpus(source[1], source[2], progress=progress)
             wanted = {(j.config.cache_dir, j.config.feature_settings()) for j in members}

@@ -93,7 +93,7 @@ def train(
 ) -> TrainResult:
     """Train one model as ``config`` says and write its run folder (see :mod:`helpers.core.run_folder`).
 
-    ``corpus`` defaults to :func:`helpers.data.named.prepare_corpus` of ``config.corpus``. With
+    ``corpus`` defaults to :func:`helpers.data.corpora.named.prepare_corpus` of ``config.corpus``. With
     ``resume`` an interrupted run with the same config continues from ``checkpoints/last.pt``;
     on CPU with a fixed seed it ends with the same weights as an uninterrupted run. A finished
     run is not retrained: its results are loaded. While another process writes the same run
@@ -106,7 +106,7 @@ def train(
     run_dir = config.run_dir()
     with run_folder.lock(run_dir, wait=wait, on_wait=lambda message: print(f"train: {message}", flush=True)):
         if corpus is None:
-            from helpers.data.named import prepare_corpus
+            from helpers.data.corpora.named import prepare_corpus
 
             corpus = prepare_corpus(config.corpus, config.data_dir, progress=progress, clip_seconds=config.clip_seconds)
         run = _Run(config, corpus, device, timer, progress)

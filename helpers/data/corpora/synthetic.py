@@ -95,7 +95,7 @@ FULL_LENGTH_FRACTION = 0.3
 #: Label written in lab/test.csv when test labels are hidden (the challenge's convention).
 HIDDEN_LABEL = "?"
 
-_GENERATOR_NAME = "helpers.data.synthetic.make_synthetic_corpus"
+_GENERATOR_NAME = "helpers.data.synthetic.make_synthetic_corpus"  # kept as it was: corpora made before the move name it
 _MAX_FREQ_FRACTION = 0.45  # highest synthesised frequency, as a fraction of the sample rate
 _EVENT_PROB_BACKGROUND = 0.5
 _EVENT_PROB_PRIMATE = 0.15
@@ -766,5 +766,5 @@ def _readme(meta: dict) -> str:
     lines.append(
         "Call type per class: " + ", ".join(f"{lab} = {v['call_type']}" for lab, v in meta["call_types"].items())
     )
-    lines.append("All parameters: corpus.json. Call acoustics: docstring of helpers/data/synthetic.py.")
+    lines.append("All parameters: corpus.json. Call acoustics: docstring of helpers/data/corpora/synthetic.py.")
     return "\n".join(lines) + "\n"

@@ -472,7 +472,7 @@ def build_demo_corpus(
             "corpus.json",
             {
                 "name": "demo",
-                "generator": "helpers.data.demo.build_demo_corpus",
+                "generator": "helpers.data.corpora.demo.build_demo_corpus",
                 "settings": settings,
                 "classes": DEMO_CLASSES,
                 "n_clips": counters,

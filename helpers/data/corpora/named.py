@@ -1,7 +1,7 @@
 """Named corpora: build or locate one by name, then read and validate it.
 
-``demo`` (real recordings, see :mod:`helpers.data.demo`), ``synthetic`` (generated, see
-:mod:`helpers.data.synthetic`) or the path of any folder in the challenge layout.
+``demo`` (real recordings, see :mod:`helpers.data.corpora.demo`), ``synthetic`` (generated, see
+:mod:`helpers.data.corpora.synthetic`) or the path of any folder in the challenge layout.
 """
 
 from __future__ import annotations
@@ -41,9 +41,9 @@ def prepare_corpus(
     ``on_error="raise"``; with ``on_error="exclude"`` the faulty rows are dropped and listed in
     ``Corpus.excluded``. ``clip_seconds``: the clip length the features will use (clips longer
     than it are reported as cut off). ``NAME+call-detector`` and ``NAME+calls-only`` give the views of
-    :mod:`helpers.data.views` of corpus ``NAME`` (the two stages of the two-stage model).
+    :mod:`helpers.data.corpora.views` of corpus ``NAME`` (the two stages of the two-stage model).
     """
-    from helpers.data.views import CORPUS_VIEWS, split_view
+    from helpers.data.corpora.views import CORPUS_VIEWS, split_view
 
     base, view = split_view(name)
     if view is not None:
@@ -52,12 +52,12 @@ def prepare_corpus(
         )
     root = corpus_dir(name, data_dir, n_clips, seed)
     if name == "demo":
-        from helpers.data.demo import build_demo_corpus
+        from helpers.data.corpora.demo import build_demo_corpus
 
         build_demo_corpus(root, cache_dir=Path(data_dir) / "downloads", mirror=mirror, progress=progress)
     elif name == "synthetic":
         if not (root / "lab" / "train.csv").is_file():
-            from helpers.data.synthetic import make_synthetic_corpus
+            from helpers.data.corpora.synthetic import make_synthetic_corpus
 
             make_synthetic_corpus(root, n_clips=n_clips, seed=seed)
     elif not root.exists():
