@@ -9,10 +9,7 @@ into that convolution's weights and bias (one pass over the activations fewer). 
                                                            (AVX512-BF16 / AMX), where it is ~2x fp32
     "int8"     static int8 quantisation (CPU, CNN6/CNN10)  to ~1e-2 after calibration (see below)
 
-Measured on the 2-core AMD EPYC of this project (AVX-512 with BF16 and VNNI), CNN10-16k, 7,000
-clips, batch 16: unfolded fp32 198 s, folded fp32 170 s, bf16 82-86 s, int8 41 s (README,
-"Benchmarks"). 7,000 clips are 27 TFLOP, so fp32 and bf16 cannot reach a minute on 2 cores
-whatever the code: the measured matmul peaks are 0.18 and 0.40 TFLOP/s.
+What each mode gains on a given CPU is measured in docs/benchmarks.md ("Scoring precisions").
 
 int8 ("post-training static quantisation", ``torch.ao.quantization``, x86 backend): convolutions
 are fused with their BatchNorm and ReLU, weights are quantised per output channel, and the

@@ -223,8 +223,7 @@ TABLE2_RUNS: list[tuple[str, int]] = [
 #: first seed is also 03_train's run), the ablation on CNN10-8k at an eighth, three seeds per setting
 #: (the paper's six settings), so that a table shows the seed spread. 8 kHz everywhere, EMA from step
 #: 100 with decay 0.98 (0.995 would still be mostly the weights of step 100 at step 400). The fusion
-#: trains three of the four variants (one trainable). Measured on an AVX2-only 2-core EPYC: README,
-#: "Profiles".
+#: trains three of the four variants (one trainable). Its timings: docs/results.md.
 #:
 #: ``paper``: the paper's schedule (60 000 steps of 32, devel evaluation every 200, EMA from step
 #: 15 000 with decay 0.995), all Table 2 rows, the ablation on ResNet22-8k and CNN10-16k as in

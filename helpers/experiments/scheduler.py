@@ -123,10 +123,9 @@ class RunOutcome:
 def default_cpu_workers(cores: int | None = None) -> int:
     """Concurrent CPU runs by default: one per core on <= 2 cores, else cores // 2 (two threads each).
 
-    Measured on the project's idle 2-core machine (two CNN10-8k runs, batch 16, 20 steps each):
-    two runs at once with 1 thread each took 68 s, one after the other with 2 threads each 86 s.
     The small convolutions of these models do not keep two threads busy, so on few cores
-    concurrent single-threaded runs use the machine better.
+    concurrent single-threaded runs use the machine better (measured: docs/benchmarks.md,
+    "Concurrent runs").
     """
     cores = cores or available_cores()
     return cores if cores <= 2 else cores // 2
