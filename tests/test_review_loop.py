@@ -17,13 +17,9 @@ from tests.conftest import make_tiny_corpus, write_tone
 pytestmark = pytest.mark.slow
 
 
-def test_two_rounds_grow_train_and_are_measured(tmp_path):
-    root = make_tiny_corpus(tmp_path / "corpus", per_split=3, test_hidden=False)
-    corpus = read_corpus(root)
-    pair = semi_synthetic_pair(
-        corpus, tmp_path / "semi", threshold_split="train", truth_split="devel", duration=40.0, n_calls=5, seed=0
-    )
-    config = TrainConfig(
+def head_config(root, tmp_path) -> TrainConfig:
+    """A logistic head on BirdNET embeddings of the tiny corpus, one C: it trains in a second."""
+    return TrainConfig(
         model="birdnet-logistic",
         corpus=str(root),
         data_dir=str(tmp_path),
@@ -33,6 +29,15 @@ def test_two_rounds_grow_train_and_are_measured(tmp_path):
         cache_dir=str(tmp_path / "cache"),
         model_options={"Cs": [1.0]},
     )
+
+
+def test_two_rounds_grow_train_and_are_measured(tmp_path):
+    root = make_tiny_corpus(tmp_path / "corpus", per_split=3, test_hidden=False)
+    corpus = read_corpus(root)
+    pair = semi_synthetic_pair(
+        corpus, tmp_path / "semi", threshold_split="train", truth_split="devel", duration=40.0, n_calls=5, seed=0
+    )
+    config = head_config(root, tmp_path)
     rounds = review_loop(
         config,
         corpus,
@@ -85,16 +90,7 @@ def test_real_recordings_reviewed_and_measured_at_the_recordings_level(tmp_path)
     pair = semi_synthetic_pair(
         corpus, tmp_path / "semi", threshold_split="train", truth_split="devel", duration=30.0, n_calls=4, seed=0
     )
-    config = TrainConfig(
-        model="birdnet-logistic",
-        corpus=str(root),
-        data_dir=str(tmp_path),
-        spec_augment=False,
-        mixup=False,
-        ema=False,
-        cache_dir=str(tmp_path / "cache"),
-        model_options={"Cs": [1.0]},
-    )
+    config = head_config(root, tmp_path)
     report = {field / "focal_test.wav": "chimpanze", field / "other_test.wav": "redcap", field / "quiet_test.wav": None}
     rounds = review_loop(
         config,

@@ -44,7 +44,8 @@ class FoundAudio:
         return pd.DataFrame([{"path": str(p), "reason": r} for p, r in self.skipped], columns=["path", "reason"])
 
 
-def _check_names(files: list[tuple[Path, str]]) -> None:
+def check_names(files: list[tuple[Path, str]]) -> None:
+    """ValueError when two different files would be written under one name."""
     names: dict[str, Path] = {}
     for path, name in files:
         if name in names and names[name] != path:
@@ -80,7 +81,7 @@ def find_audio_files(inputs: Sequence[str | Path]) -> FoundAudio:
             found.files.append((p, p.name))
         else:
             raise FileNotFoundError(f"{p}: no such file or folder; pass audio files or folders holding them.")
-    _check_names(found.files)
+    check_names(found.files)
     if not found.files:
         raise FileNotFoundError(
             f"no audio files ({', '.join(AUDIO_EXTENSIONS)}) in {[str(i) for i in inputs]}"
@@ -137,5 +138,5 @@ def read_file_list(list_path: str | Path, root: str | Path | None = None) -> Fou
         if ".." in Path(name).parts:  # an output must stay inside its folder
             name = path.name
         found.files.append((path, name))
-    _check_names(found.files)
+    check_names(found.files)
     return found

@@ -89,9 +89,6 @@ POLL_SECONDS = 0.2
 TERMINATE_GRACE_SECONDS = 10.0
 #: Lines of worker.log quoted in the error of a child that died without an error report.
 LOG_TAIL_LINES = 20
-#: The folder holding the ``helpers`` package; put on the child's PYTHONPATH so that the child
-#: imports the same code as the parent even when the package is not installed.
-PACKAGE_PARENT = PROJECT_ROOT
 
 
 @dataclass
@@ -202,7 +199,8 @@ def child_environment(threads: int, gpu: str | None, hide_gpus: bool) -> dict[st
         env["CUDA_VISIBLE_DEVICES"] = gpu
     elif hide_gpus:
         env["CUDA_VISIBLE_DEVICES"] = ""  # a CPU run never opens a CUDA context on a shared GPU
-    env["PYTHONPATH"] = os.pathsep.join([str(PACKAGE_PARENT)] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
+    # the folder holding ``helpers``: the child imports the parent's code even when it is not installed
+    env["PYTHONPATH"] = os.pathsep.join([str(PROJECT_ROOT)] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
     env["PYTHONUNBUFFERED"] = "1"  # worker.log is complete up to the moment a child dies
     env.setdefault("MPLBACKEND", "Agg")  # children draw figures without a display
     return env
@@ -278,7 +276,7 @@ def _fail(
     log = run_dir / run_folder.WORKER_LOG
     fix = (
         f"see {log} for the whole output; fix the cause and call run_trainings again (an unfinished "
-        f"run resumes from {run_dir / 'checkpoints' / 'last.pt'} when it got that far; redo=True "
+        f"run resumes from {run_dir / run_folder.LAST_CHECKPOINT} when it got that far; redo=True "
         "starts it afresh)"
     )
     error = run_folder.record_failure(

@@ -61,6 +61,7 @@ from __future__ import annotations
 
 import os
 import time
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Sequence
 
@@ -224,24 +225,21 @@ def scan(
             progress,
             resolve_layout(out, layout),
         )
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        guard = run_folder.lock(out, wait=False, purpose="a scan", fix="wait for it to end, or scan into another --out")
-        guard.__enter__()
-    except OSError as exc:
-        raise _write_error(out, "the scan folder", exc, 0) from None
-    try:
+    with ExitStack() as stack:
+        try:  # only making and locking the folder: an OSError of the scan itself is not "the scan folder"
+            out.mkdir(parents=True, exist_ok=True)
+            stack.enter_context(
+                run_folder.lock(out, wait=False, purpose="a scan", fix="wait for it to end, or scan into another --out")
+            )
+        except OSError as exc:
+            raise _write_error(out, "the scan folder", exc, 0) from None
         _refuse_live_shards(out)
         return _scan_locked(scanner, checkpoint, found, out, progress, workers, blocks_in_flight, layout=layout)
-    finally:
-        guard.__exit__(None, None, None)
 
 
 def _refuse_live_shards(out: Path) -> None:
     """A local scan must not write a folder that SLURM shards of an earlier call still write."""
-    if not (out / ".slurm" / "shards.json").is_file():
-        return
-    from helpers.recordings.scan_slurm import live_shards
+    from helpers.recordings.scan_slurm import live_shards  # {} without a shard map
 
     live = live_shards(out)
     if live:

@@ -27,7 +27,7 @@ from helpers.data.annotations.writers import (
     write_events_csv,
 )
 from helpers.data.audio import AudioError
-from helpers.data.audio_files import FoundAudio, find_audio_files, read_file_list
+from helpers.data.audio_files import FoundAudio, check_names, find_audio_files, read_file_list
 from helpers.recordings.stream import recording_info, window_batches
 from helpers.recordings.scan_store import EMBEDDINGS_SUFFIX, LAYOUTS, FileStore, layout_of, open_store  # noqa: F401
 from helpers.recordings.detect import DETECTION_SCORES, EVENT_COLUMNS, detect_events
@@ -158,11 +158,7 @@ def find_recordings(
     if file_list is not None:
         listed = read_file_list(file_list, root)
         found = FoundAudio(found.files + listed.files, found.skipped + listed.skipped)
-        names: dict[str, Path] = {}
-        for path, name in found.files:
-            if name in names and names[name] != path:
-                raise ValueError(f"{names[name]} and {path} would both be written as {name}; list each recording once")
-            names[name] = path
+        check_names(found.files)
     if not found.files:
         raise FileNotFoundError(
             f"no recordings to scan: {len(found.skipped)} listed or found entries could not be "
@@ -189,11 +185,6 @@ def _write_error(out: Path, what: str, exc: OSError, finished: int) -> ScanWrite
         f"{out}: {reason} while writing {what}; {fix}. The {finished} recording(s) finished so far "
         "are kept and a rerun resumes after them."
     )
-
-
-def content_sha256(path: Path) -> str:
-    """SHA-256 of a recording's bytes (the ``fingerprint="content"`` option)."""
-    return sha256_file(path)
 
 
 def _fingerprint(values: dict) -> str:
@@ -278,7 +269,7 @@ class _Scanner:
         """(score, detection) fingerprints of a recording: by its size and modification time (``stat``, the
         default), or by its bytes' SHA-256 (``content``); from its file, or from the values recorded."""
         if self.fingerprint == "content":
-            identity = {"sha256": sha256 if sha256 is not None else content_sha256(path)}
+            identity = {"sha256": sha256 if sha256 is not None else sha256_file(path)}
         else:
             if path is not None:
                 stat = path.stat()
@@ -507,11 +498,6 @@ def _finished(scanner: _Scanner, store, path: Path, name: str) -> dict | None:
     return previous if previous.get("score_fingerprint") == score_fp else None
 
 
-def _finished_record(scanner: _Scanner, path: Path, name: str, out: Path) -> dict | None:
-    """:func:`_finished` in the folder's own layout."""
-    return _finished(scanner, open_store(out), path, name)
-
-
 def recording_note(info: dict, window_seconds: float) -> str:
     """What a scan says of a recording besides its scores: a WAV cut short, one shorter than a window."""
     notes = []
@@ -670,14 +656,14 @@ def _scan_one(
 ) -> tuple[dict | None, pd.DataFrame | None, float]:
     """Scan (or resume) one recording; ``(summary row, events, wall seconds)``, or ``(None, None, 0)``
     after listing it in ``errors``. ``previous``: its ``.scan.json`` when its scores are current
-    (:func:`_finished_record`); ``batches``: its window batches when decoded ahead. Writing errors
+    (:func:`_finished`); ``batches``: its window batches when decoded ahead. Writing errors
     (OSError) are the caller's."""
     started = time.perf_counter()
     partial = out / f"{name}{PARTIAL_SUFFIX}"
     try:
         sha = None
         if scanner.fingerprint == "content":
-            sha = previous["sha256"] if previous and previous.get("sha256") else content_sha256(path)
+            sha = previous["sha256"] if previous and previous.get("sha256") else sha256_file(path)
         score_fp, detect_fp = scanner.fingerprints(path, sha256=sha)
         if previous is not None:
             windows = None

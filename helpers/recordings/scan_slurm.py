@@ -448,7 +448,7 @@ def _watch(
                     f"logs {logs}"
                 )
             finished = _finished_names(out, layout, [n for _, _, e in watched for n in e["names"]])
-            seconds = sum(dur for _, _, e in watched for n, dur in _durations(e) if n in finished)
+            seconds = sum(dur for _, _, e in watched for n, dur in zip(e["names"], e["durations"]) if n in finished)
             bar.update(max(0.0, seconds - done_seconds))
             done_seconds = seconds
             for category in ("queued", "running"):
@@ -474,15 +474,6 @@ def _watch(
     finally:
         bar.close()
     return failed
-
-
-def _durations(entry: dict[str, Any]) -> list[tuple[str, float]]:
-    """Each recording's seconds in a shard entry (the entry keeps only the total: spread evenly when unknown)."""
-    per = entry.get("durations")
-    if per:
-        return list(zip(entry["names"], per))
-    share = entry["seconds"] / max(1, len(entry["names"]))
-    return [(n, share) for n in entry["names"]]
 
 
 def scanner_arguments(**kwargs: Any) -> dict[str, Any]:
